@@ -1,0 +1,49 @@
+//! The `tsnode` command line: argument definitions and the commands.
+
+pub mod snapshot_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// `tsnode`: a clustered time-series node built on raftsnap.
+#[derive(Debug, Parser)]
+#[command(name = "tsnode", version, about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and verify snapshots on disk.
+    #[command(subcommand)]
+    Snapshot(snapshot_cmd::SnapshotCmd),
+    /// Run the local demo: save, reuse, retain, corrupt and verify snapshots.
+    Demo(crate::cli::DemoArgs),
+}
+
+/// Arguments of `tsnode demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory to run in (a fresh temporary directory when absent).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Records written per batch.
+    #[arg(long, default_value_t = 100_000)]
+    pub points: u64,
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Snapshot(cmd) => snapshot_cmd::run(cmd),
+        Command::Demo(args) => match crate::demo::run(&args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("demo failed: {e}");
+                1
+            }
+        },
+    }
+}

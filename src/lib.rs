@@ -1,0 +1,14 @@
+//! # raftsnap
+//!
+//! A Raft-integrated snapshot subsystem and `tsnode`, the clustered
+//! time-series node built on it. See `DESIGN.md` (the contract between the
+//! parts) and `README.md`.
+//!
+//! - [`snapshot`]: the meta table, refcounted local storage, writer/reader and
+//!   the executor that drives save and load.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod demo;
+pub mod proto;
+pub mod snapshot;

@@ -1,0 +1,7 @@
+//! Generated protobuf types (from `proto/*.proto`, compiled in `build.rs` without `protoc`).
+#![allow(missing_docs, clippy::all)]
+
+/// The snapshot meta table messages of DESIGN §2.
+pub mod snapshot {
+    tonic::include_proto!("raftsnap.snapshot");
+}

@@ -1,0 +1,230 @@
+//! Errors of the snapshot layer. Every variant says what failed and where
+//! (which file, which snapshot), so an operator can act on the message alone.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A boxed error returned by a state machine's snapshot hooks.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a meta table (`__raft_snapshot_meta`) could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetaTableError {
+    /// Fewer bytes than the fixed framing needs.
+    #[error("meta table is {len} bytes, shorter than the {min}-byte framing")]
+    TooShort {
+        /// Bytes present.
+        len: usize,
+        /// Bytes the framing needs at least.
+        min: usize,
+    },
+    /// The first 8 bytes are not `RSNAPMT1`.
+    #[error("bad magic {found:02x?}, expected \"RSNAPMT1\"")]
+    BadMagic {
+        /// The 8 bytes found.
+        found: [u8; 8],
+    },
+    /// The length field does not match the bytes present.
+    #[error("length field says {declared} payload bytes but {actual} are present")]
+    LengthMismatch {
+        /// Payload length in the header.
+        declared: u64,
+        /// Payload bytes actually present.
+        actual: u64,
+    },
+    /// The trailing crc32c does not match the payload.
+    #[error("crc32c mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch {
+        /// The crc stored after the payload.
+        stored: u32,
+        /// The crc computed over the payload.
+        computed: u32,
+    },
+    /// The payload is not a valid `SnapshotMetaTable` protobuf.
+    #[error("payload does not decode as SnapshotMetaTable: {0}")]
+    Decode(String),
+    /// The table has no `meta` message.
+    #[error("the table has no snapshot meta")]
+    MissingMeta,
+    /// `last_included_index` is 0, which no raft snapshot can have.
+    #[error("last_included_index is 0")]
+    ZeroIndex,
+    /// A file name is not a relative path of normal components.
+    #[error("bad file name {name:?}: {reason}")]
+    BadFileName {
+        /// The offending name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Two entries share a name.
+    #[error("duplicate file name {0:?}")]
+    DuplicateName(String),
+    /// The file is larger than any meta table we write.
+    #[error("meta table is {len} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// Size found.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+}
+
+/// A file of a snapshot that failed verification, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFile {
+    /// The file's name in the meta table.
+    pub name: String,
+    /// What is wrong with it.
+    pub problem: FileProblem,
+}
+
+/// What is wrong with a snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileProblem {
+    /// The file is listed but absent.
+    Missing,
+    /// The file's size differs from the meta table's.
+    SizeMismatch {
+        /// Size in the meta table.
+        expected: u64,
+        /// Size on disk.
+        actual: u64,
+    },
+    /// The file's crc32c differs from the meta table's.
+    CrcMismatch {
+        /// crc32c in the meta table.
+        expected: u32,
+        /// crc32c of the bytes on disk.
+        actual: u32,
+    },
+    /// The file could not be read.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for BadFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.problem {
+            FileProblem::Missing => write!(f, "{}: missing", self.name),
+            FileProblem::SizeMismatch { expected, actual } => write!(
+                f,
+                "{}: size {actual} bytes, meta table says {expected} (truncated or extended)",
+                self.name
+            ),
+            FileProblem::CrcMismatch { expected, actual } => write!(
+                f,
+                "{}: crc32c {actual:#010x}, meta table says {expected:#010x}",
+                self.name
+            ),
+            FileProblem::Unreadable(e) => write!(f, "{}: unreadable: {e}", self.name),
+        }
+    }
+}
+
+/// An error of the snapshot layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// An I/O operation on a path failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("fsync", "rename", ...).
+        op: &'static str,
+        /// The path it was done on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A meta table on disk does not decode.
+    #[error("meta table {path}: {source}")]
+    MetaTable {
+        /// The meta table file (or snapshot directory).
+        path: PathBuf,
+        /// Why it does not decode.
+        #[source]
+        source: MetaTableError,
+    },
+    /// A file name given to a writer or reader is not acceptable.
+    #[error("file name {name:?} rejected: {reason}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The operation conflicts with one already running.
+    #[error("snapshot executor busy: {0}")]
+    Busy(&'static str),
+    /// A snapshot writer is already open on this storage.
+    #[error("a snapshot writer is already open in {0}")]
+    WriterActive(PathBuf),
+    /// The snapshot being committed is not newer than the latest one.
+    #[error("snapshot {index} is not newer than the latest snapshot {latest}")]
+    Stale {
+        /// Index of the snapshot being committed.
+        index: u64,
+        /// Index of the latest snapshot.
+        latest: u64,
+    },
+    /// No snapshot with this index is available.
+    #[error("no snapshot at index {0}")]
+    NotFound(u64),
+    /// The state machine's save or load hook failed.
+    #[error("state machine {op} of snapshot {index} failed: {source}")]
+    StateMachine {
+        /// "save" or "load".
+        op: &'static str,
+        /// The snapshot index.
+        index: u64,
+        /// The state machine's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Files of a snapshot do not match its meta table.
+    #[error("snapshot {dir} failed verification: {}", list_bad(.bad))]
+    Verify {
+        /// The snapshot directory.
+        dir: PathBuf,
+        /// Every bad file.
+        bad: Vec<BadFile>,
+    },
+    /// The raft log does not reach the newest usable snapshot.
+    #[error(
+        "the newest usable snapshot ends at index {snapshot_index} but the raft log starts at \
+         {first_log_index}: entries in between are lost. {hint}"
+    )]
+    LogGap {
+        /// Index of the snapshot that would be loaded (0 = none).
+        snapshot_index: u64,
+        /// First index the raft log still holds.
+        first_log_index: u64,
+        /// What the operator can do.
+        hint: String,
+    },
+    /// A failpoint injected this error (tests only).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
+}
+
+fn list_bad(bad: &[BadFile]) -> String {
+    bad.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Attaches the operation and path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    /// Wraps an I/O error as [`SnapshotError::Io`] naming `op` and `path`.
+    fn at(self, op: &'static str, path: &std::path::Path) -> Result<T, SnapshotError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, op: &'static str, path: &std::path::Path) -> Result<T, SnapshotError> {
+        self.map_err(|source| SnapshotError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! Durable file-system steps shared by the snapshot writer, storage and copier:
+//! fsync of files and directories, crc32c while copying, and crash-safe removal.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::snapshot::error::{IoContext, SnapshotError};
+
+/// Buffer size for copying and checksumming files.
+pub(crate) const IO_BUF: usize = 1 << 20;
+
+/// fsyncs a directory so that entries created, renamed or removed in it are durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), SnapshotError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("fsync directory", dir)
+}
+
+/// fsyncs a file's data and metadata.
+pub(crate) fn fsync_file(path: &Path) -> Result<(), SnapshotError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .at("fsync file", path)
+}
+
+/// Every directory under `root` (itself included), deepest first, so that a
+/// child's entry is durable before its parent is synced.
+pub(crate) fn dirs_bottom_up(root: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).at("read directory", &dir)? {
+            let entry = entry.at("read directory", &dir)?;
+            if entry.file_type().at("stat", &entry.path())?.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+        out.push(dir);
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    Ok(out)
+}
+
+/// A writer that computes the crc32c and length of what passes through it.
+pub(crate) struct CrcWriter<W> {
+    inner: W,
+    crc: u32,
+    len: u64,
+}
+
+impl<W: Write> CrcWriter<W> {
+    /// Wraps `inner`.
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            crc: 0,
+            len: 0,
+        }
+    }
+
+    /// The inner writer, the byte count and the crc32c so far.
+    pub(crate) fn finish(self) -> (W, u64, u32) {
+        (self.inner, self.len, self.crc)
+    }
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Copies all of `src` into `dst`; returns (bytes, crc32c of the bytes).
+pub(crate) fn copy_with_crc(src: &mut dyn Read, dst: &mut dyn Write) -> io::Result<(u64, u32)> {
+    let mut buf = vec![0u8; IO_BUF];
+    let mut crc = 0u32;
+    let mut len = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        dst.write_all(&buf[..n])?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        len += n as u64;
+    }
+    Ok((len, crc))
+}
+
+/// Size and crc32c of a file's contents.
+pub(crate) fn crc32c_of_file(path: &Path) -> io::Result<(u64, u32)> {
+    let mut f = File::open(path)?;
+    copy_with_crc(&mut f, &mut io::sink())
+}
+
+/// Removes a directory tree if it exists. The tree is first renamed to
+/// `<name>.del` (one atomic step), so a crash mid-removal never leaves a
+/// half-deleted directory under its real name; leftovers are swept at startup.
+pub(crate) fn remove_dir_atomically(dir: &Path) -> Result<(), SnapshotError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut tomb = dir.as_os_str().to_owned();
+    tomb.push(".del");
+    let tomb = PathBuf::from(tomb);
+    if tomb.exists() {
+        fs::remove_dir_all(&tomb).at("remove", &tomb)?;
+    }
+    fs::rename(dir, &tomb).at("rename for removal", dir)?;
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent)?;
+    }
+    fs::remove_dir_all(&tomb).at("remove", &tomb)
+}
+
+/// Writes `bytes` to `dir/name` crash-safely: write `name.tmp`, fsync it,
+/// rename it over `name`, fsync `dir`.
+pub(crate) fn write_file_atomically(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), SnapshotError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let dst = dir.join(name);
+    let mut f = File::create(&tmp).at("create", &tmp)?;
+    f.write_all(bytes).at("write", &tmp)?;
+    f.sync_all().at("fsync file", &tmp)?;
+    drop(f);
+    fs::rename(&tmp, &dst).at("rename", &tmp)?;
+    fsync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_writer_matches_one_shot_crc() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut w = CrcWriter::new(Vec::new());
+        for chunk in data.chunks(333) {
+            w.write_all(chunk).unwrap();
+        }
+        let (out, len, crc) = w.finish();
+        assert_eq!(out, data);
+        assert_eq!(len, data.len() as u64);
+        assert_eq!(crc, crc32c::crc32c(&data));
+    }
+
+    #[test]
+    fn removal_leaves_nothing_and_sweeps_old_tombs() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("snap");
+        fs::create_dir_all(d.join("a/b")).unwrap();
+        fs::write(d.join("a/b/f"), b"x").unwrap();
+        fs::create_dir_all(t.path().join("snap.del")).unwrap();
+        remove_dir_atomically(&d).unwrap();
+        assert!(!d.exists());
+        assert!(!t.path().join("snap.del").exists());
+    }
+
+    #[test]
+    fn dirs_bottom_up_lists_children_first() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("a/b/c")).unwrap();
+        let dirs = dirs_bottom_up(t.path()).unwrap();
+        assert_eq!(dirs.len(), 4);
+        assert_eq!(dirs.last().unwrap(), t.path());
+        assert!(dirs[0].ends_with("a/b/c"));
+    }
+}
