@@ -462,8 +462,10 @@ impl LocalSnapshotStorage {
         Ok(meta)
     }
 
-    /// Renames a complete directory to `snapshot_<index>`, fsyncs the root and
-    /// registers it. Shared by local saves and installs.
+    /// Renames a complete directory to `snapshot_<index>`, fsyncs the root,
+    /// then registers it and releases snapshots beyond `retain`. If the root
+    /// fsync fails, the renamed directory is removed again and the previous
+    /// snapshots stay. Shared by local saves and installs.
     pub(crate) fn publish(
         &self,
         dir: &Path,
@@ -482,9 +484,20 @@ impl LocalSnapshotStorage {
             });
         }
         fs::rename(dir, &dst).at("rename snapshot into place", dir)?;
-        failpoint!("save_after_publish_rename");
-        // From here the snapshot is on disk under its name: register it even
-        // if the root fsync fails, so the refcounts match the directories.
+        let durable = (|| -> Result<(), SnapshotError> {
+            failpoint!("save_after_publish_rename");
+            fsync_dir(&self.inner.root)?;
+            failpoint!("save_after_parent_fsync");
+            Ok(())
+        })();
+        if let Err(e) = durable {
+            // Not durable: take it back so the last good state stays the
+            // latest, and report the failure (the caller must not compact).
+            if let Err(e2) = remove_dir_atomically(&dst) {
+                warn!(snapshot_index = index, error = %e2, "could not remove a snapshot whose publish failed");
+            }
+            return Err(e);
+        }
         let released = {
             let mut st = self.inner.lock();
             st.tables.insert(index, Arc::new(table));
@@ -498,12 +511,9 @@ impl LocalSnapshotStorage {
             }
             out
         };
-        let synced = fsync_dir(&self.inner.root);
         for old in released {
             self.inner.unref(old);
         }
-        synced?;
-        failpoint!("save_after_parent_fsync");
         Ok(())
     }
 

@@ -1,0 +1,77 @@
+//! `KvFsm`: an in-memory key-value state machine. Its snapshot is one file,
+//! `kv.json`, written through the writer (the "write from bytes" path).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier};
+
+use raftsnap::snapshot::{
+    BoxError, SharedStateMachine, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine,
+};
+
+/// An in-memory map; optional hooks let tests fail or stall a save.
+#[derive(Default)]
+pub struct KvFsm {
+    pub map: BTreeMap<String, String>,
+    /// The next save fails with this message.
+    pub fail_next_save: Option<String>,
+    /// The next save waits on this barrier twice (entered, then released).
+    pub stall_next_save: Option<Arc<Barrier>>,
+    /// Extra bytes written as `blob` in each snapshot (for disk-full tests).
+    pub blob: Vec<u8>,
+}
+
+impl StateMachine for KvFsm {
+    fn on_snapshot_save(
+        &mut self,
+        w: &mut SnapshotWriter,
+        _meta: &SnapshotMeta,
+    ) -> Result<(), BoxError> {
+        if let Some(b) = self.stall_next_save.take() {
+            b.wait();
+            b.wait();
+        }
+        if let Some(msg) = self.fail_next_save.take() {
+            return Err(msg.into());
+        }
+        w.write_file("kv.json", &serde_json::to_vec(&self.map)?)?;
+        if !self.blob.is_empty() {
+            w.write_file("blob", &self.blob)?;
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_load(&mut self, r: &SnapshotReader) -> Result<(), BoxError> {
+        let bytes = std::fs::read(r.path_of("kv.json")?)?;
+        self.map = serde_json::from_slice(&bytes)?;
+        Ok(())
+    }
+}
+
+/// Applies `set key=value` as raft entry `index` (term 1, voters 1-3).
+pub fn apply(fsm: &SharedStateMachine<KvFsm>, index: u64, key: &str, value: &str) {
+    let mut g = fsm.lock().unwrap();
+    g.state_machine
+        .map
+        .insert(key.to_string(), value.to_string());
+    g.applied = SnapshotMeta {
+        last_included_index: index,
+        last_included_term: 1,
+        voters: vec![1, 2, 3],
+        learners: vec![4],
+        ..Default::default()
+    };
+}
+
+/// Applies entries `from..=to`, each setting `k<i>` = `v<i>`.
+pub fn apply_range(fsm: &SharedStateMachine<KvFsm>, from: u64, to: u64) {
+    for i in from..=to {
+        apply(fsm, i, &format!("k{i}"), &format!("v{i}"));
+    }
+}
+
+/// The map a KV holds after `apply_range(1, n)`.
+pub fn expected_map(n: u64) -> BTreeMap<String, String> {
+    (1..=n)
+        .map(|i| (format!("k{i}"), format!("v{i}")))
+        .collect()
+}
