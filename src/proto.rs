@@ -5,3 +5,8 @@
 pub mod snapshot {
     tonic::include_proto!("raftsnap.snapshot");
 }
+
+/// The snapshot file service and the install payload (DESIGN §3).
+pub mod file {
+    tonic::include_proto!("raftsnap.file");
+}

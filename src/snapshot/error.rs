@@ -201,6 +201,116 @@ pub enum SnapshotError {
         /// What the operator can do.
         hint: String,
     },
+    /// A concurrency limit of the throttle is reached; retry later.
+    #[error("too many {what} (limit {limit}); retry in {retry_after:?}")]
+    Throttled {
+        /// What is limited.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+        /// When to retry.
+        retry_after: std::time::Duration,
+    },
+    /// A snapshot URI does not parse.
+    #[error("bad snapshot uri {uri:?}: {reason}")]
+    BadUri {
+        /// The URI.
+        uri: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Could not connect to the peer serving a snapshot.
+    #[error("connect to {peer}: {source}")]
+    Connect {
+        /// The peer address.
+        peer: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A snapshot RPC failed.
+    #[error("{what} from {peer}: {status}")]
+    Rpc {
+        /// The peer address.
+        peer: String,
+        /// Which call, and on which file.
+        what: String,
+        /// The gRPC status.
+        status: Box<tonic::Status>,
+    },
+    /// The remote meta table does not decode.
+    #[error("meta table from {peer}: {source}")]
+    RemoteMeta {
+        /// The peer address.
+        peer: String,
+        /// Why it does not decode.
+        #[source]
+        source: MetaTableError,
+    },
+    /// The peer serves a different snapshot than the install asked for.
+    #[error(
+        "{peer} serves snapshot {served} but the install is for snapshot {expected}, or their meta tables differ"
+    )]
+    MetaMismatch {
+        /// The peer address.
+        peer: String,
+        /// Index served.
+        served: u64,
+        /// Index expected.
+        expected: u64,
+    },
+    /// A fetched file's crc32c does not match the meta table, every attempt.
+    #[error(
+        "file {file} of snapshot {index} from {peer}: crc32c {actual:#010x}, meta table says {expected:#010x}, after {attempts} fetches"
+    )]
+    Checksum {
+        /// The peer address.
+        peer: String,
+        /// Snapshot index.
+        index: u64,
+        /// The file.
+        file: String,
+        /// crc32c in the meta table.
+        expected: u32,
+        /// crc32c of the bytes received.
+        actual: u32,
+        /// How many times it was fetched.
+        attempts: u32,
+    },
+    /// The peer broke the transfer protocol (gap, overrun, bad chunk).
+    #[error("file {file} from {peer}: {reason}")]
+    Protocol {
+        /// The peer address.
+        peer: String,
+        /// The file.
+        file: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No data arrived on a stream for too long.
+    #[error("file {file} from {peer}: no data for {after:?}")]
+    IdleTimeout {
+        /// The peer address.
+        peer: String,
+        /// The file.
+        file: String,
+        /// The idle timeout.
+        after: std::time::Duration,
+    },
+    /// The install was cancelled (a newer snapshot, or shutdown).
+    #[error("install of snapshot {index} cancelled")]
+    Cancelled {
+        /// Snapshot index.
+        index: u64,
+    },
+    /// An install this call joined failed.
+    #[error("install of snapshot {index} failed: {reason}")]
+    InstallFailed {
+        /// Snapshot index.
+        index: u64,
+        /// The error of the install.
+        reason: String,
+    },
     /// A failpoint injected this error (tests only).
     #[error("injected failure at {0}")]
     Injected(&'static str),

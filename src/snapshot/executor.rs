@@ -10,13 +10,22 @@
 //! table and fsyncs after releasing it, so applying resumes at once.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tracing::{info, info_span};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn};
 
-use crate::proto::snapshot::SnapshotMeta;
+use crate::proto::snapshot::{SnapshotMeta, SnapshotMetaTable};
+use crate::snapshot::copier::{
+    CopierOptions, InstallProgress, LocalFileLookup, ProgressSnapshot, RemoteFileCopier,
+    SnapshotUri,
+};
 use crate::snapshot::error::{BoxError, SnapshotError};
+use crate::snapshot::meta_table;
 use crate::snapshot::reader::SnapshotReader;
 use crate::snapshot::storage::LocalSnapshotStorage;
+use crate::snapshot::throttle::SnapshotThrottle;
 use crate::snapshot::writer::SnapshotWriter;
 
 /// The replicated state machine, as the snapshot layer sees it.
@@ -92,6 +101,10 @@ pub struct ExecutorOptions {
     pub snapshot_min_gap: u64,
     /// Recompute every file's crc32c before loading a snapshot (default true).
     pub verify_on_load: bool,
+    /// How an install fetches files.
+    pub copier: CopierOptions,
+    /// How long an install waits for a running save to end (default 30 s).
+    pub install_save_wait: Duration,
 }
 
 impl Default for ExecutorOptions {
@@ -99,8 +112,61 @@ impl Default for ExecutorOptions {
         Self {
             snapshot_min_gap: 1,
             verify_on_load: true,
+            copier: CopierOptions::default(),
+            install_save_wait: Duration::from_secs(30),
         }
     }
+}
+
+/// The result of [`SnapshotExecutor::fetch`].
+#[derive(Debug)]
+pub enum Fetched {
+    /// This call downloaded and committed the snapshot.
+    Downloaded {
+        /// A reader on the new snapshot.
+        reader: SnapshotReader,
+        /// The copier's counters.
+        progress: ProgressSnapshot,
+    },
+    /// A snapshot at least as new is already local; nothing was copied.
+    AlreadyHave(SnapshotMeta),
+    /// Another call was downloading the same snapshot; this one waited for it.
+    Joined(SnapshotMeta),
+}
+
+/// The result of [`SnapshotExecutor::install`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstallOutcome {
+    /// The snapshot was downloaded and loaded into the state machine.
+    Installed {
+        /// Its meta.
+        meta: SnapshotMeta,
+        /// The copier's counters.
+        progress: ProgressSnapshot,
+    },
+    /// Nothing to do: a snapshot at least as new is already local.
+    AlreadyHave(SnapshotMeta),
+    /// Another install of the same snapshot did the work.
+    Joined(SnapshotMeta),
+}
+
+/// An install in progress, for `/status`.
+#[derive(Debug, Clone)]
+pub struct InstallStatus {
+    /// The peer it is fetched from.
+    pub from: String,
+    /// Live counters.
+    pub progress: Arc<InstallProgress>,
+}
+
+type JobResult = Option<Result<SnapshotMeta, String>>;
+
+struct DownloadJob {
+    index: u64,
+    from: String,
+    cancel: CancellationToken,
+    done: watch::Receiver<JobResult>,
+    progress: Arc<InstallProgress>,
 }
 
 /// The result of [`SnapshotExecutor::do_snapshot`].
@@ -126,11 +192,20 @@ pub struct ExecutorStats {
     pub save_failures_total: u64,
     /// Snapshots loaded into the state machine.
     pub loads_total: u64,
+    /// Snapshots downloaded and committed by an install.
+    pub installs_total: u64,
+    /// Installs that failed.
+    pub install_failures_total: u64,
+    /// Bytes fetched over the network by installs.
+    pub install_bytes_total: u64,
+    /// Bytes installs reused from local files by hard link.
+    pub reused_bytes_total: u64,
 }
 
 struct ExecState {
     phase: Phase,
     stats: ExecutorStats,
+    job: Option<DownloadJob>,
 }
 
 /// Drives save and load of one node's snapshots. See the module docs.
@@ -140,6 +215,8 @@ pub struct SnapshotExecutor<S: StateMachine> {
     opts: ExecutorOptions,
     state: Mutex<ExecState>,
     idle: Condvar,
+    throttle: Arc<SnapshotThrottle>,
+    lookup: Option<Arc<dyn LocalFileLookup>>,
 }
 
 /// Resets the phase to idle when a save or load ends, however it ends.
@@ -173,9 +250,32 @@ impl<S: StateMachine> SnapshotExecutor<S> {
             state: Mutex::new(ExecState {
                 phase: Phase::Idle,
                 stats: ExecutorStats::default(),
+                job: None,
             }),
             idle: Condvar::new(),
+            throttle: Arc::new(SnapshotThrottle::default()),
+            lookup: None,
         }
+    }
+
+    /// Uses `throttle` for install rates and concurrency.
+    pub fn with_throttle(mut self, throttle: Arc<SnapshotThrottle>) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Lets installs reuse the state machine's live files found by `lookup`.
+    pub fn with_lookup(mut self, lookup: Arc<dyn LocalFileLookup>) -> Self {
+        self.lookup = Some(lookup);
+        self
+    }
+
+    /// The install in progress, if any.
+    pub fn install_status(&self) -> Option<InstallStatus> {
+        lock(&self.state).job.as_ref().map(|j| InstallStatus {
+            from: j.from.clone(),
+            progress: j.progress.clone(),
+        })
     }
 
     /// The storage.
@@ -325,5 +425,201 @@ impl<S: StateMachine> SnapshotExecutor<S> {
         lock(&self.state).stats.loads_total += 1;
         info!(snapshot_index = meta.last_included_index, "snapshot loaded");
         Ok(meta)
+    }
+
+    /// Downloads and commits the snapshot described by `table` from `uri`
+    /// (DESIGN §3 Install 1–4), without loading it:
+    /// 1. a local snapshot at least as new → `AlreadyHave`, nothing copied;
+    /// 2. a save running → wait for it (bounded by `install_save_wait`);
+    /// 3. the same index downloading → wait for that download (`Joined`);
+    ///    a newer index → cancel it (its verified files stay for reuse) and
+    ///    start; an older index → `Stale`;
+    /// 4. copy, verify, commit.
+    pub async fn fetch(
+        &self,
+        uri: &str,
+        table: &SnapshotMetaTable,
+    ) -> Result<Fetched, SnapshotError> {
+        let uri = SnapshotUri::parse(uri)?;
+        meta_table::validate(table).map_err(|source| SnapshotError::RemoteMeta {
+            peer: uri.addr.clone(),
+            source,
+        })?;
+        let index = table.meta.as_ref().map_or(0, |m| m.last_included_index);
+        let deadline = tokio::time::Instant::now() + self.opts.install_save_wait;
+        enum Next {
+            Wait,
+            Join(watch::Receiver<JobResult>),
+            Cancelled(watch::Receiver<JobResult>),
+            Start(
+                watch::Sender<JobResult>,
+                CancellationToken,
+                Arc<InstallProgress>,
+                tokio::sync::OwnedSemaphorePermit,
+            ),
+        }
+        let (tx, cancel, progress, _permit) = loop {
+            if let Some(m) = self
+                .storage
+                .latest_meta()
+                .filter(|m| m.last_included_index >= index)
+            {
+                return Ok(Fetched::AlreadyHave(m));
+            }
+            let next = {
+                let mut st = lock(&self.state);
+                match (st.phase, &st.job) {
+                    (Phase::Idle, _) => {
+                        let permit = self.throttle.try_start_install()?;
+                        let (tx, rx) = watch::channel(None);
+                        let cancel = CancellationToken::new();
+                        let progress = Arc::new(InstallProgress::default());
+                        st.phase = Phase::Downloading;
+                        st.job = Some(DownloadJob {
+                            index,
+                            from: uri.addr.clone(),
+                            cancel: cancel.clone(),
+                            done: rx,
+                            progress: progress.clone(),
+                        });
+                        Next::Start(tx, cancel, progress, permit)
+                    }
+                    (Phase::Downloading, Some(j)) if j.index == index => Next::Join(j.done.clone()),
+                    (Phase::Downloading, Some(j)) if j.index > index => {
+                        return Err(SnapshotError::Stale {
+                            index,
+                            latest: j.index,
+                        });
+                    }
+                    (Phase::Downloading, Some(j)) => {
+                        info!(
+                            old = j.index,
+                            new = index,
+                            "a newer snapshot replaces the one downloading"
+                        );
+                        j.cancel.cancel();
+                        Next::Cancelled(j.done.clone())
+                    }
+                    _ => Next::Wait,
+                }
+            };
+            match next {
+                Next::Start(tx, cancel, progress, permit) => break (tx, cancel, progress, permit),
+                Next::Join(mut rx) => {
+                    let r = rx
+                        .wait_for(Option::is_some)
+                        .await
+                        .map(|v| v.clone())
+                        .ok()
+                        .flatten();
+                    return match r {
+                        Some(Ok(meta)) => Ok(Fetched::Joined(meta)),
+                        Some(Err(reason)) => Err(SnapshotError::InstallFailed { index, reason }),
+                        None => Err(SnapshotError::InstallFailed {
+                            index,
+                            reason: "the install it joined was dropped".into(),
+                        }),
+                    };
+                }
+                Next::Cancelled(mut rx) => {
+                    let _ = rx.wait_for(Option::is_some).await;
+                }
+                Next::Wait => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(SnapshotError::Busy(Phase::Saving.busy_reason()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        // Whatever happens below, the phase returns to idle and joiners hear.
+        struct Finish<'a, S: StateMachine> {
+            exec: &'a SnapshotExecutor<S>,
+            tx: watch::Sender<JobResult>,
+        }
+        impl<S: StateMachine> Drop for Finish<'_, S> {
+            fn drop(&mut self) {
+                {
+                    let mut st = lock(&self.exec.state);
+                    st.phase = Phase::Idle;
+                    st.job = None;
+                }
+                self.tx.send_if_modified(|v| {
+                    if v.is_none() {
+                        *v = Some(Err("the install was dropped".into()));
+                        true
+                    } else {
+                        false
+                    }
+                });
+                self.exec.idle.notify_all();
+            }
+        }
+        let finish = Finish { exec: self, tx };
+        let copier = {
+            let c = RemoteFileCopier::new(
+                self.storage.clone(),
+                self.opts.copier.clone(),
+                self.throttle.clone(),
+            );
+            match &self.lookup {
+                Some(l) => c.with_lookup(l.clone()),
+                None => c,
+            }
+        };
+        let res = copier.copy(&uri, Some(table), &progress, &cancel).await;
+        let p = progress.snapshot();
+        {
+            let mut st = lock(&self.state);
+            match &res {
+                Ok(_) => {
+                    st.stats.installs_total += 1;
+                    st.stats.install_bytes_total += p.fetched_bytes;
+                    st.stats.reused_bytes_total += p.reused_bytes;
+                }
+                Err(_) => {
+                    st.stats.install_failures_total += 1;
+                    st.stats.install_bytes_total += p.fetched_bytes;
+                }
+            }
+        }
+        let _ = finish.tx.send(Some(match &res {
+            Ok(r) => Ok(r.meta().clone()),
+            Err(e) => Err(e.to_string()),
+        }));
+        drop(finish);
+        match res {
+            Ok(reader) => Ok(Fetched::Downloaded {
+                reader,
+                progress: p,
+            }),
+            Err(e) => {
+                warn!(snapshot_index = index, error = %e, "snapshot install failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Downloads the snapshot (see [`fetch`](Self::fetch)) and loads it into
+    /// the state machine. The load runs on a blocking thread.
+    pub async fn install(
+        self: &Arc<Self>,
+        uri: &str,
+        table: &SnapshotMetaTable,
+    ) -> Result<InstallOutcome, SnapshotError> {
+        match self.fetch(uri, table).await? {
+            Fetched::AlreadyHave(m) => Ok(InstallOutcome::AlreadyHave(m)),
+            Fetched::Joined(m) => Ok(InstallOutcome::Joined(m)),
+            Fetched::Downloaded { reader, progress } => {
+                let exec = self.clone();
+                let meta = tokio::task::spawn_blocking(move || exec.load(&reader))
+                    .await
+                    .map_err(|e| SnapshotError::InstallFailed {
+                        index: progress.index,
+                        reason: format!("load task failed: {e}"),
+                    })??;
+                Ok(InstallOutcome::Installed { meta, progress })
+            }
+        }
     }
 }

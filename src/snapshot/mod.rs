@@ -2,20 +2,29 @@
 //! refcounts, writer/reader, and the executor that drives save and load.
 //! It knows nothing of raft-rs or of time series.
 
+pub mod copier;
 pub mod error;
 pub mod executor;
+pub mod file_service;
 pub(crate) mod fsutil;
 pub mod meta_table;
 pub mod reader;
 pub mod storage;
+pub mod throttle;
 pub mod writer;
 
 pub use crate::proto::snapshot::{FileMeta, FileSource, SnapshotMeta, SnapshotMetaTable};
+pub use copier::{
+    CopierOptions, InstallProgress, LocalFileLookup, ProgressSnapshot, RemoteFileCopier,
+    SnapshotUri,
+};
 pub use error::{BadFile, BoxError, FileProblem, MetaTableError, SnapshotError};
 pub use executor::{
-    AppliedState, ExecutorOptions, ExecutorStats, Phase, SaveOutcome, SharedStateMachine,
-    SnapshotExecutor, StateMachine, shared,
+    AppliedState, ExecutorOptions, ExecutorStats, Fetched, InstallOutcome, InstallStatus, Phase,
+    SaveOutcome, SharedStateMachine, SnapshotExecutor, StateMachine, shared,
 };
+pub use file_service::{ReaderRegistry, SnapshotFileService};
 pub use reader::{SnapshotReader, verify_dir};
 pub use storage::{LocalSnapshotStorage, OpenReport, SnapshotInfo, StorageOptions};
+pub use throttle::{SnapshotThrottle, ThrottleOptions};
 pub use writer::{SnapshotFileSink, SnapshotWriter};

@@ -1,0 +1,783 @@
+//! `RemoteFileCopier`: pulls a snapshot from a peer's `FileService` into
+//! `download/`, then commits it as `snapshot_<index>`.
+//!
+//! For each file of the remote meta table, a local copy with the same name,
+//! size and crc32c is reused by hard link (from the latest local snapshot or
+//! the caller's live data); a partial file left in `download/` by an earlier
+//! attempt is resumed from its length; everything else is streamed, several
+//! files at once. Every chunk's crc32c is checked on arrival and every file's
+//! crc32c is checked at its end; a file that fails is fetched once more, then
+//! the install fails and nothing is committed. Files and directories are
+//! fsynced, the meta table is written last, and `download/` is renamed into
+//! place in one step.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::proto::file::file_service_client::FileServiceClient;
+use crate::proto::file::{GetFileRequest, GetMetaRequest};
+use crate::proto::snapshot::{FileMeta, SnapshotMetaTable};
+use crate::snapshot::error::{IoContext, SnapshotError};
+use crate::snapshot::file_service::MAX_MESSAGE_BYTES;
+use crate::snapshot::fsutil::{
+    IO_BUF, dirs_bottom_up, fsync_dir, fsync_file, remove_dir_atomically, write_file_atomically,
+};
+use crate::snapshot::meta_table::{self, META_FILE};
+use crate::snapshot::reader::SnapshotReader;
+use crate::snapshot::storage::{DOWNLOAD_DIR, DOWNLOAD_META_FILE, LocalSnapshotStorage, failpoint};
+use crate::snapshot::throttle::SnapshotThrottle;
+
+/// The failpoints between the durable steps of an install, in order.
+pub const INSTALL_FAILPOINTS: &[&str] = &[
+    "install_after_prepare",
+    "install_after_files",
+    "install_after_meta",
+];
+
+/// Options of a [`RemoteFileCopier`].
+#[derive(Debug, Clone)]
+pub struct CopierOptions {
+    /// Files streamed at once (`install_parallel_files`, default 4).
+    pub parallel_files: usize,
+    /// Requested chunk size (`install_chunk_bytes`, default 1 MiB).
+    pub chunk_bytes: u32,
+    /// A stream with no data for this long is abandoned (default 30 s).
+    pub idle_timeout: Duration,
+    /// Connect timeout (default 5 s).
+    pub connect_timeout: Duration,
+    /// Transport failures tolerated per file, each resumed at its offset
+    /// (default 3).
+    pub transport_retries: u32,
+}
+
+impl Default for CopierOptions {
+    fn default() -> Self {
+        Self {
+            parallel_files: 4,
+            chunk_bytes: 1 << 20,
+            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            transport_retries: 3,
+        }
+    }
+}
+
+/// Finds a local file with given content (the live data of the state
+/// machine), so an install can hard-link it instead of fetching it.
+pub trait LocalFileLookup: Send + Sync {
+    /// A path to an immutable file named `name` with this size and crc32c.
+    fn find(&self, name: &str, size: u64, crc32c: u32) -> Option<PathBuf>;
+}
+
+/// Progress and counters of one install, readable while it runs.
+#[derive(Debug, Default)]
+pub struct InstallProgress {
+    /// Snapshot index.
+    pub index: AtomicU64,
+    /// Bytes of the snapshot.
+    pub bytes_total: AtomicU64,
+    /// Bytes in place so far (reused, resumed or fetched).
+    pub bytes_done: AtomicU64,
+    /// Bytes fetched over the network (counted once written).
+    pub fetched_bytes: AtomicU64,
+    /// Bytes reused by hard link from local files.
+    pub reused_bytes: AtomicU64,
+    /// Bytes of partial files in `download/` kept from an earlier attempt.
+    pub resumed_bytes: AtomicU64,
+    /// Files fetched again after a crc32c mismatch.
+    pub refetched_files: AtomicU64,
+}
+
+/// A plain copy of [`InstallProgress`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProgressSnapshot {
+    /// Snapshot index.
+    pub index: u64,
+    /// Bytes of the snapshot.
+    pub bytes_total: u64,
+    /// Bytes in place so far.
+    pub bytes_done: u64,
+    /// Bytes fetched over the network.
+    pub fetched_bytes: u64,
+    /// Bytes reused by hard link.
+    pub reused_bytes: u64,
+    /// Bytes kept from an earlier attempt.
+    pub resumed_bytes: u64,
+    /// Files fetched again after a crc32c mismatch.
+    pub refetched_files: u64,
+}
+
+impl InstallProgress {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ProgressSnapshot {
+            index: g(&self.index),
+            bytes_total: g(&self.bytes_total),
+            bytes_done: g(&self.bytes_done),
+            fetched_bytes: g(&self.fetched_bytes),
+            reused_bytes: g(&self.reused_bytes),
+            resumed_bytes: g(&self.resumed_bytes),
+            refetched_files: g(&self.refetched_files),
+        }
+    }
+
+    fn add(a: &AtomicU64, n: u64) {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// `raftsnap://<host:port>/<reader_id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotUri {
+    /// `host:port` of the peer's gRPC server.
+    pub addr: String,
+    /// The reader id registered on that peer.
+    pub reader_id: u64,
+}
+
+impl SnapshotUri {
+    /// Parses `raftsnap://host:port/reader_id`.
+    pub fn parse(uri: &str) -> Result<Self, SnapshotError> {
+        let bad = |reason| SnapshotError::BadUri {
+            uri: uri.to_string(),
+            reason,
+        };
+        let rest = uri
+            .strip_prefix("raftsnap://")
+            .ok_or_else(|| bad("must start with raftsnap://"))?;
+        let (addr, id) = rest
+            .rsplit_once('/')
+            .ok_or_else(|| bad("missing /<reader_id>"))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| bad("address must be host:port"))?;
+        if host.is_empty() || host.contains('/') || port.parse::<u16>().is_err() {
+            return Err(bad("address must be host:port"));
+        }
+        let reader_id = id.parse().map_err(|_| bad("reader id must be a number"))?;
+        Ok(Self {
+            addr: addr.to_string(),
+            reader_id,
+        })
+    }
+}
+
+impl std::fmt::Display for SnapshotUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "raftsnap://{}/{}", self.addr, self.reader_id)
+    }
+}
+
+/// How a file will be put in place.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// Already there and verified (or linked).
+    Ready,
+    /// Stream from `offset`; `crc` is the crc32c of the bytes before it.
+    Fetch { offset: u64, crc: u32 },
+}
+
+/// Pulls snapshots from peers into a [`LocalSnapshotStorage`].
+pub struct RemoteFileCopier {
+    storage: LocalSnapshotStorage,
+    opts: CopierOptions,
+    throttle: Arc<SnapshotThrottle>,
+    lookup: Option<Arc<dyn LocalFileLookup>>,
+}
+
+impl std::fmt::Debug for RemoteFileCopier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteFileCopier")
+            .field("root", &self.storage.root())
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+fn rpc_err(peer: &str, what: String, status: tonic::Status) -> SnapshotError {
+    SnapshotError::Rpc {
+        peer: peer.to_string(),
+        what,
+        status: Box::new(status),
+    }
+}
+
+/// Errors worth another try at the same offset.
+fn is_transient(e: &SnapshotError) -> bool {
+    use tonic::Code;
+    match e {
+        SnapshotError::Rpc { status, .. } => matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::Unknown
+                | Code::Aborted
+                | Code::Internal
+                | Code::Cancelled
+                | Code::DeadlineExceeded
+        ),
+        SnapshotError::Connect { .. } | SnapshotError::IdleTimeout { .. } => true,
+        SnapshotError::Protocol { reason, .. } => reason.starts_with("transient:"),
+        _ => false,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SnapshotError> + Send + 'static,
+) -> Result<T, SnapshotError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SnapshotError::Io {
+            op: "join blocking task",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
+
+impl RemoteFileCopier {
+    /// A copier into `storage`'s `download/`.
+    pub fn new(
+        storage: LocalSnapshotStorage,
+        opts: CopierOptions,
+        throttle: Arc<SnapshotThrottle>,
+    ) -> Self {
+        Self {
+            storage,
+            opts,
+            throttle,
+            lookup: None,
+        }
+    }
+
+    /// Also reuse matching files of the live data found by `lookup`.
+    pub fn with_lookup(mut self, lookup: Arc<dyn LocalFileLookup>) -> Self {
+        self.lookup = Some(lookup);
+        self
+    }
+
+    async fn connect(
+        &self,
+        uri: &SnapshotUri,
+    ) -> Result<FileServiceClient<Channel>, SnapshotError> {
+        let ep = Endpoint::from_shared(format!("http://{}", uri.addr))
+            .map_err(|_| SnapshotError::BadUri {
+                uri: uri.to_string(),
+                reason: "address is not a valid endpoint",
+            })?
+            .connect_timeout(self.opts.connect_timeout)
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20));
+        let ch = ep
+            .connect()
+            .await
+            .map_err(|source| SnapshotError::Connect {
+                peer: uri.addr.clone(),
+                source,
+            })?;
+        Ok(FileServiceClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// Fetches and decodes (crc-checked) the remote meta table.
+    pub async fn fetch_meta(&self, uri: &SnapshotUri) -> Result<SnapshotMetaTable, SnapshotError> {
+        let mut client = self.connect(uri).await?;
+        self.get_meta(&mut client, uri).await
+    }
+
+    async fn get_meta(
+        &self,
+        client: &mut FileServiceClient<Channel>,
+        uri: &SnapshotUri,
+    ) -> Result<SnapshotMetaTable, SnapshotError> {
+        let resp = client
+            .get_meta(GetMetaRequest {
+                reader_id: uri.reader_id,
+            })
+            .await
+            .map_err(|s| rpc_err(&uri.addr, "GetMeta".into(), s))?;
+        meta_table::decode(&resp.into_inner().meta_table).map_err(|source| {
+            SnapshotError::RemoteMeta {
+                peer: uri.addr.clone(),
+                source,
+            }
+        })
+    }
+
+    /// Copies the snapshot at `uri` and commits it; returns a reader on it.
+    /// `expected`, when given, must equal the served meta table. On error
+    /// nothing is committed; `download/` keeps what was verified for a later
+    /// attempt.
+    pub async fn copy(
+        &self,
+        uri: &SnapshotUri,
+        expected: Option<&SnapshotMetaTable>,
+        progress: &Arc<InstallProgress>,
+        cancel: &CancellationToken,
+    ) -> Result<SnapshotReader, SnapshotError> {
+        let mut client = self.connect(uri).await?;
+        let table = self.get_meta(&mut client, uri).await?;
+        let index = table.meta.as_ref().map_or(0, |m| m.last_included_index);
+        if let Some(exp) = expected
+            && exp != &table
+        {
+            return Err(SnapshotError::MetaMismatch {
+                peer: uri.addr.clone(),
+                served: index,
+                expected: exp.meta.as_ref().map_or(0, |m| m.last_included_index),
+            });
+        }
+        let span = info_span!("snapshot_install", snapshot_index = index, peer = %uri.addr);
+        async {
+            if let Ok(r) = self.storage.open_reader_at(index) {
+                return Ok(r);
+            }
+            progress.index.store(index, Ordering::Relaxed);
+            progress
+                .bytes_total
+                .store(table.files.iter().map(|f| f.size).sum(), Ordering::Relaxed);
+            let storage = self.storage.clone();
+            let lookup = self.lookup.clone();
+            let (t2, p2) = (table.clone(), progress.clone());
+            let plans = blocking(move || prepare(&storage, &t2, lookup.as_deref(), &p2)).await?;
+            failpoint!("install_after_prepare");
+            let dl = self.storage.root().join(DOWNLOAD_DIR);
+
+            let jobs = plans.into_iter().filter_map(|(fm, plan)| match plan {
+                Plan::Ready => None,
+                Plan::Fetch { offset, crc } => Some((fm, offset, crc)),
+            });
+            let fail_fast = cancel.child_token();
+            let mut results = futures::stream::iter(jobs.map(|(fm, offset, crc)| {
+                let client = client.clone();
+                let path = dl.join(&fm.name);
+                let fail_fast = fail_fast.clone();
+                async move {
+                    let r = self
+                        .fetch_file(
+                            client, uri, index, &fm, &path, offset, crc, progress, &fail_fast,
+                        )
+                        .await;
+                    if r.is_err() {
+                        fail_fast.cancel();
+                    }
+                    r
+                }
+            }))
+            .buffer_unordered(self.opts.parallel_files.max(1));
+            let mut first_err = None;
+            while let Some(r) = results.next().await {
+                if let Err(e) = r {
+                    // Keep the root cause, not the cancellations it caused.
+                    let replace = match &first_err {
+                        None => true,
+                        Some(SnapshotError::Cancelled { .. }) => {
+                            !matches!(e, SnapshotError::Cancelled { .. })
+                        }
+                        Some(_) => false,
+                    };
+                    if replace {
+                        first_err = Some(e);
+                    }
+                }
+            }
+            drop(results);
+            if cancel.is_cancelled() {
+                return Err(SnapshotError::Cancelled { index });
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            failpoint!("install_after_files");
+            let storage = self.storage.clone();
+            blocking(move || commit(&storage, &dl, index, table)).await?;
+            info!(snapshot_index = index, progress = ?progress.snapshot(), "snapshot installed");
+            self.storage.open_reader_at(index)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Streams one file into place, resuming after transport failures and
+    /// fetching it once more after a crc32c mismatch.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_file(
+        &self,
+        mut client: FileServiceClient<Channel>,
+        uri: &SnapshotUri,
+        index: u64,
+        fm: &FileMeta,
+        path: &Path,
+        mut offset: u64,
+        mut crc: u32,
+        progress: &Arc<InstallProgress>,
+        cancel: &CancellationToken,
+    ) -> Result<(), SnapshotError> {
+        let mut attempts = 1u32;
+        let mut transport_failures = 0u32;
+        let p2 = path.to_path_buf();
+        let file = Arc::new(
+            blocking(move || {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&p2)
+                    .at("open", &p2)?;
+                f.set_len(offset).at("truncate", &p2)?;
+                Ok(f)
+            })
+            .await?,
+        );
+        loop {
+            let r = if offset < fm.size {
+                self.stream(
+                    &mut client,
+                    uri,
+                    fm,
+                    &file,
+                    &mut offset,
+                    &mut crc,
+                    progress,
+                    cancel,
+                )
+                .await
+            } else {
+                Ok(())
+            };
+            match r {
+                Ok(()) => {
+                    let p = path.to_path_buf();
+                    blocking(move || fsync_file(&p)).await?;
+                    if crc == fm.crc32c {
+                        debug!(file = %fm.name, "file verified");
+                        return Ok(());
+                    }
+                    if attempts >= 2 {
+                        return Err(SnapshotError::Checksum {
+                            peer: uri.addr.clone(),
+                            index,
+                            file: fm.name.clone(),
+                            expected: fm.crc32c,
+                            actual: crc,
+                            attempts,
+                        });
+                    }
+                    warn!(file = %fm.name, expected = fm.crc32c, actual = crc, "crc32c mismatch; fetching the file again");
+                    attempts += 1;
+                    InstallProgress::add(&progress.refetched_files, 1);
+                    progress.bytes_done.fetch_sub(fm.size, Ordering::Relaxed);
+                    file.set_len(0).at("truncate", path)?;
+                    offset = 0;
+                    crc = 0;
+                }
+                Err(e) if is_transient(&e) && transport_failures < self.opts.transport_retries => {
+                    transport_failures += 1;
+                    warn!(file = %fm.name, offset, error = %e, "transfer interrupted; resuming");
+                    let backoff = Duration::from_millis(200 * u64::from(transport_failures));
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(SnapshotError::Cancelled { index }),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One GetFile stream from `offset` to the end (or an error).
+    #[allow(clippy::too_many_arguments)]
+    async fn stream(
+        &self,
+        client: &mut FileServiceClient<Channel>,
+        uri: &SnapshotUri,
+        fm: &FileMeta,
+        file: &Arc<File>,
+        offset: &mut u64,
+        crc: &mut u32,
+        progress: &Arc<InstallProgress>,
+        cancel: &CancellationToken,
+    ) -> Result<(), SnapshotError> {
+        let index = progress.index.load(Ordering::Relaxed);
+        let what = || format!("GetFile {}", fm.name);
+        let protocol = |reason: String| SnapshotError::Protocol {
+            peer: uri.addr.clone(),
+            file: fm.name.clone(),
+            reason,
+        };
+        let req = GetFileRequest {
+            reader_id: uri.reader_id,
+            filename: fm.name.clone(),
+            offset: *offset,
+            chunk_bytes: self.opts.chunk_bytes,
+        };
+        let mut stream = tokio::select! {
+            _ = cancel.cancelled() => return Err(SnapshotError::Cancelled { index }),
+            r = client.get_file(req) => r.map_err(|s| rpc_err(&uri.addr, what(), s))?.into_inner(),
+        };
+        loop {
+            let msg = tokio::select! {
+                _ = cancel.cancelled() => return Err(SnapshotError::Cancelled { index }),
+                r = tokio::time::timeout(self.opts.idle_timeout, stream.message()) => r,
+            };
+            let chunk = match msg {
+                Err(_) => {
+                    return Err(SnapshotError::IdleTimeout {
+                        peer: uri.addr.clone(),
+                        file: fm.name.clone(),
+                        after: self.opts.idle_timeout,
+                    });
+                }
+                Ok(Err(s)) => return Err(rpc_err(&uri.addr, what(), s)),
+                Ok(Ok(None)) if *offset == fm.size => return Ok(()),
+                Ok(Ok(None)) => {
+                    return Err(protocol(format!(
+                        "transient: stream ended at {} of {} bytes",
+                        offset, fm.size
+                    )));
+                }
+                Ok(Ok(Some(c))) => c,
+            };
+            if chunk.offset != *offset {
+                return Err(protocol(format!(
+                    "chunk at offset {}, expected {}",
+                    chunk.offset, offset
+                )));
+            }
+            let n = chunk.data.len() as u64;
+            if n == 0 || *offset + n > fm.size {
+                return Err(protocol(format!(
+                    "chunk of {n} bytes at {} does not fit a file of {} bytes",
+                    offset, fm.size
+                )));
+            }
+            if crc32c::crc32c(&chunk.data) != chunk.crc32c {
+                return Err(protocol(format!(
+                    "transient: chunk at {} failed its crc32c",
+                    offset
+                )));
+            }
+            self.throttle.received(n).await;
+            let (f, at, data) = (file.clone(), *offset, chunk.data);
+            let path_for_err = fm.name.clone();
+            let data = blocking(move || {
+                f.write_all_at(&data, at)
+                    .at("write", Path::new(&path_for_err))?;
+                Ok(data)
+            })
+            .await?;
+            *crc = crc32c::crc32c_append(*crc, &data);
+            *offset += n;
+            InstallProgress::add(&progress.bytes_done, n);
+            InstallProgress::add(&progress.fetched_bytes, n);
+        }
+    }
+}
+
+/// Lists files under `dir` as relative `/`-separated names.
+fn list_files(dir: &Path) -> Result<Vec<String>, SnapshotError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).at("read directory", &d)? {
+            let e = e.at("read directory", &d)?;
+            let p = e.path();
+            if e.file_type().at("stat", &p)?.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// crc32c of the first `len` bytes of a file.
+fn crc_prefix(path: &Path, len: u64) -> Result<u32, SnapshotError> {
+    let f = File::open(path).at("open", path)?;
+    let mut buf = vec![0u8; IO_BUF];
+    let (mut crc, mut at) = (0u32, 0u64);
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], at).at("read", path)?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        at += n as u64;
+    }
+    Ok(crc)
+}
+
+fn link_into(src: &Path, dst: &Path) -> std::io::Result<()> {
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::remove_file(dst) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::hard_link(src, dst)
+}
+
+/// Sets up `download/` for `table` and decides, per file, what is reused,
+/// what is kept from an earlier attempt and what must be fetched.
+fn prepare(
+    storage: &LocalSnapshotStorage,
+    table: &SnapshotMetaTable,
+    lookup: Option<&dyn LocalFileLookup>,
+    progress: &InstallProgress,
+) -> Result<Vec<(FileMeta, Plan)>, SnapshotError> {
+    let dl = storage.root().join(DOWNLOAD_DIR);
+    let old = meta_table::read_file(&dl.join(DOWNLOAD_META_FILE)).ok();
+    if old.is_none() {
+        remove_dir_atomically(&dl)?;
+    }
+    storage.write_download_meta(table)?;
+    // Keep only partial files that belong to the same content in the new table.
+    for name in list_files(&dl)? {
+        if name == DOWNLOAD_META_FILE {
+            continue;
+        }
+        let wanted = table.files.iter().find(|f| f.name == name);
+        let same = match (wanted, &old) {
+            (Some(w), Some(o)) => o
+                .files
+                .iter()
+                .any(|f| f.name == name && f.size == w.size && f.crc32c == w.crc32c),
+            _ => false,
+        };
+        if !same {
+            let p = dl.join(&name);
+            fs::remove_file(&p).at("remove stale partial file", &p)?;
+        }
+    }
+    let latest = storage.open_reader();
+    let mut plans = Vec::with_capacity(table.files.len());
+    for fm in &table.files {
+        let dst = dl.join(&fm.name);
+        let from_snapshot = latest.as_ref().and_then(|r| {
+            r.file(&fm.name)
+                .filter(|f| f.size == fm.size && f.crc32c == fm.crc32c)
+                .and_then(|_| r.path_of(&fm.name).ok())
+        });
+        let source =
+            from_snapshot.or_else(|| lookup.and_then(|l| l.find(&fm.name, fm.size, fm.crc32c)));
+        if let Some(src) = source {
+            match link_into(&src, &dst) {
+                Ok(()) => {
+                    InstallProgress::add(&progress.reused_bytes, fm.size);
+                    InstallProgress::add(&progress.bytes_done, fm.size);
+                    plans.push((fm.clone(), Plan::Ready));
+                    continue;
+                }
+                Err(e) => {
+                    warn!(file = %fm.name, src = %src.display(), error = %e, "could not hard-link a local copy; fetching it")
+                }
+            }
+        }
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).at("create directory", parent)?;
+        }
+        let have = fs::metadata(&dst).map(|m| m.len()).ok();
+        let plan = match have {
+            None => Plan::Fetch { offset: 0, crc: 0 },
+            Some(len) if len > fm.size => Plan::Fetch { offset: 0, crc: 0 },
+            Some(len) => {
+                let crc = crc_prefix(&dst, len)?;
+                if len == fm.size && crc != fm.crc32c {
+                    Plan::Fetch { offset: 0, crc: 0 }
+                } else {
+                    InstallProgress::add(&progress.resumed_bytes, len);
+                    InstallProgress::add(&progress.bytes_done, len);
+                    if len == fm.size {
+                        Plan::Ready
+                    } else {
+                        Plan::Fetch { offset: len, crc }
+                    }
+                }
+            }
+        };
+        if let Plan::Fetch { offset: 0, .. } = plan
+            && have.is_some()
+        {
+            fs::remove_file(&dst).at("remove bad partial file", &dst)?;
+        }
+        if fm.size == 0 {
+            File::create(&dst).at("create", &dst)?;
+            plans.push((fm.clone(), Plan::Ready));
+            continue;
+        }
+        plans.push((fm.clone(), plan));
+    }
+    Ok(plans)
+}
+
+/// Writes the meta table into `download/` (last), fsyncs, and publishes it.
+fn commit(
+    storage: &LocalSnapshotStorage,
+    dl: &Path,
+    index: u64,
+    table: SnapshotMetaTable,
+) -> Result<(), SnapshotError> {
+    // Anything not in the table (a stray file) must not be published.
+    for name in list_files(dl)? {
+        if name != DOWNLOAD_META_FILE && !table.files.iter().any(|f| f.name == name) {
+            let p = dl.join(&name);
+            fs::remove_file(&p).at("remove stray file", &p)?;
+        }
+    }
+    write_file_atomically(dl, META_FILE, &meta_table::encode(&table))?;
+    failpoint!("install_after_meta");
+    let dm = dl.join(DOWNLOAD_META_FILE);
+    fs::remove_file(&dm).at("remove", &dm)?;
+    for d in dirs_bottom_up(dl)? {
+        fsync_dir(&d)?;
+    }
+    storage.publish(dl, index, table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_parse_and_print() {
+        let u = SnapshotUri::parse("raftsnap://127.0.0.1:5000/42").unwrap();
+        assert_eq!(
+            u,
+            SnapshotUri {
+                addr: "127.0.0.1:5000".into(),
+                reader_id: 42
+            }
+        );
+        assert_eq!(u.to_string(), "raftsnap://127.0.0.1:5000/42");
+        assert_eq!(
+            SnapshotUri::parse("raftsnap://[::1]:7/1").unwrap().addr,
+            "[::1]:7"
+        );
+        for bad in [
+            "remote://127.0.0.1:5000/42",
+            "raftsnap://127.0.0.1:5000",
+            "raftsnap://127.0.0.1/42",
+            "raftsnap://:5000/42",
+            "raftsnap://h:99999/42",
+            "raftsnap://h:1/x",
+            "raftsnap://h:1/",
+            "raftsnap://a/b:1/2",
+        ] {
+            assert!(
+                matches!(SnapshotUri::parse(bad), Err(SnapshotError::BadUri { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The gRPC `FileService` through which followers pull snapshot files, and the
+//! registry of snapshot readers it serves.
+//!
+//! Registering a [`SnapshotReader`] gives a `reader_id` and keeps the reader
+//! (so its snapshot stays on disk) until it is released or stays idle longer
+//! than `reader_idle_lease`. Only names listed in that reader's meta table are
+//! served; every chunk carries its offset and crc32c.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{debug, info, warn};
+
+use crate::proto::file::file_service_server::{FileService, FileServiceServer};
+use crate::proto::file::{FileChunk, GetFileRequest, GetMetaRequest, GetMetaResponse};
+use crate::snapshot::meta_table;
+use crate::snapshot::reader::SnapshotReader;
+use crate::snapshot::throttle::SnapshotThrottle;
+
+/// Smallest chunk served.
+pub const MIN_CHUNK_BYTES: u32 = 64 << 10;
+/// Largest chunk served.
+pub const MAX_CHUNK_BYTES: u32 = 4 << 20;
+/// gRPC message limit for file chunks (a chunk plus framing).
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// Retry hint sent in the `retry-after-ms` metadata when throttled.
+pub const RETRY_AFTER_KEY: &str = "retry-after-ms";
+/// How many expired ids are remembered to answer "lease expired".
+const EXPIRED_MEMORY: usize = 1024;
+
+struct Entry {
+    reader: Arc<SnapshotReader>,
+    meta_bytes: Arc<Vec<u8>>,
+    last_used: Instant,
+    active_streams: usize,
+    send_slot: Option<OwnedSemaphorePermit>,
+}
+
+struct Registry {
+    readers: HashMap<u64, Entry>,
+    expired: VecDeque<u64>,
+    next_id: u64,
+}
+
+/// Snapshot readers being served, by id. Shared by the service and by the
+/// code that registers snapshots for followers.
+pub struct ReaderRegistry {
+    inner: Mutex<Registry>,
+    lease: Duration,
+    throttle: Arc<SnapshotThrottle>,
+}
+
+impl std::fmt::Debug for ReaderRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReaderRegistry")
+            .field("readers", &self.lock().readers.len())
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+impl ReaderRegistry {
+    /// A registry whose readers expire after `lease` without use.
+    pub fn new(lease: Duration, throttle: Arc<SnapshotThrottle>) -> Arc<Self> {
+        // Ids start from the clock so that an id from an earlier run of the
+        // process is not mistaken for a live one.
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64)
+            << 8;
+        Arc::new(Self {
+            inner: Mutex::new(Registry {
+                readers: HashMap::new(),
+                expired: VecDeque::new(),
+                next_id: start.max(1),
+            }),
+            lease,
+            throttle,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a reader; returns its id. The reader is held until
+    /// [`release`](Self::release) or lease expiry.
+    pub fn register(&self, reader: SnapshotReader) -> u64 {
+        let meta_bytes = Arc::new(meta_table::encode(reader.table()));
+        let mut r = self.lock();
+        let id = r.next_id;
+        r.next_id += 1;
+        info!(
+            reader_id = id,
+            snapshot_index = reader.index(),
+            "snapshot reader registered"
+        );
+        r.readers.insert(
+            id,
+            Entry {
+                reader: Arc::new(reader),
+                meta_bytes,
+                last_used: Instant::now(),
+                active_streams: 0,
+                send_slot: None,
+            },
+        );
+        id
+    }
+
+    /// Releases a reader (its snapshot may then be deleted). True if it was held.
+    pub fn release(&self, id: u64) -> bool {
+        let removed = self.lock().readers.remove(&id);
+        if removed.is_some() {
+            debug!(reader_id = id, "snapshot reader released");
+        }
+        removed.is_some()
+    }
+
+    /// Number of readers held.
+    pub fn len(&self) -> usize {
+        self.lock().readers.len()
+    }
+
+    /// True when no reader is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Releases every reader idle (no stream open) for longer than the lease
+    /// as of `now`; returns their ids.
+    pub fn expire_idle(&self, now: Instant) -> Vec<u64> {
+        let mut r = self.lock();
+        let lease = self.lease;
+        let ids: Vec<u64> = r
+            .readers
+            .iter()
+            .filter(|(_, e)| {
+                e.active_streams == 0 && now.saturating_duration_since(e.last_used) > lease
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in &ids {
+            r.readers.remove(id);
+            r.expired.push_back(*id);
+            if r.expired.len() > EXPIRED_MEMORY {
+                r.expired.pop_front();
+            }
+            info!(reader_id = id, "snapshot reader lease expired");
+        }
+        ids
+    }
+
+    /// Spawns a task that expires idle readers every `every`, until the
+    /// registry is dropped.
+    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(reg) => {
+                        reg.expire_idle(Instant::now());
+                    }
+                    None => return,
+                }
+            }
+        })
+    }
+
+    fn unknown(&self, r: &Registry, id: u64) -> Status {
+        if r.expired.contains(&id) {
+            Status::not_found(format!(
+                "snapshot reader {id}: lease expired after {:?} idle",
+                self.lease
+            ))
+        } else {
+            Status::not_found(format!(
+                "snapshot reader {id}: unknown (released, or from another run)"
+            ))
+        }
+    }
+
+    fn meta(&self, id: u64) -> Result<Arc<Vec<u8>>, Status> {
+        let mut r = self.lock();
+        match r.readers.get_mut(&id) {
+            Some(e) => {
+                e.last_used = Instant::now();
+                Ok(e.meta_bytes.clone())
+            }
+            None => Err(self.unknown(&r, id)),
+        }
+    }
+
+    /// Starts a stream on reader `id`: takes a send slot for it if it has none.
+    fn begin_stream(self: &Arc<Self>, id: u64) -> Result<StreamGuard, Status> {
+        let mut r = self.lock();
+        let Some(e) = r.readers.get_mut(&id) else {
+            return Err(self.unknown(&r, id));
+        };
+        if e.send_slot.is_none() {
+            match self.throttle.try_start_send() {
+                Ok(p) => e.send_slot = Some(p),
+                Err(err) => {
+                    let mut st = Status::resource_exhausted(err.to_string());
+                    if let crate::snapshot::SnapshotError::Throttled { retry_after, .. } = err
+                        && let Ok(v) = retry_after.as_millis().to_string().parse()
+                    {
+                        st.metadata_mut().insert(RETRY_AFTER_KEY, v);
+                    }
+                    return Err(st);
+                }
+            }
+        }
+        e.active_streams += 1;
+        e.last_used = Instant::now();
+        Ok(StreamGuard {
+            registry: self.clone(),
+            id,
+            reader: e.reader.clone(),
+        })
+    }
+
+    fn touch(&self, id: u64) {
+        if let Some(e) = self.lock().readers.get_mut(&id) {
+            e.last_used = Instant::now();
+        }
+    }
+}
+
+/// One open stream on a reader; ends the stream's claim on drop.
+struct StreamGuard {
+    registry: Arc<ReaderRegistry>,
+    id: u64,
+    reader: Arc<SnapshotReader>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut r = self.registry.lock();
+        if let Some(e) = r.readers.get_mut(&self.id) {
+            e.active_streams = e.active_streams.saturating_sub(1);
+            e.last_used = Instant::now();
+        }
+    }
+}
+
+/// The `FileService` implementation over a [`ReaderRegistry`].
+#[derive(Debug, Clone)]
+pub struct SnapshotFileService {
+    registry: Arc<ReaderRegistry>,
+    throttle: Arc<SnapshotThrottle>,
+}
+
+impl SnapshotFileService {
+    /// A service serving the readers of `registry`, paced by `throttle`.
+    pub fn new(registry: Arc<ReaderRegistry>, throttle: Arc<SnapshotThrottle>) -> Self {
+        Self { registry, throttle }
+    }
+
+    /// The tonic server, with message limits sized for file chunks.
+    pub fn into_server(self) -> FileServiceServer<Self> {
+        FileServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+#[tonic::async_trait]
+impl FileService for SnapshotFileService {
+    async fn get_meta(
+        &self,
+        req: Request<GetMetaRequest>,
+    ) -> Result<Response<GetMetaResponse>, Status> {
+        let id = req.into_inner().reader_id;
+        let bytes = self.registry.meta(id)?;
+        Ok(Response::new(GetMetaResponse {
+            meta_table: bytes.as_ref().clone(),
+        }))
+    }
+
+    type GetFileStream = ReceiverStream<Result<FileChunk, Status>>;
+
+    async fn get_file(
+        &self,
+        req: Request<GetFileRequest>,
+    ) -> Result<Response<Self::GetFileStream>, Status> {
+        let req = req.into_inner();
+        meta_table::validate_file_name(&req.filename)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let guard = self.registry.begin_stream(req.reader_id)?;
+        let reader = guard.reader.clone();
+        let Some(fm) = reader.file(&req.filename).cloned() else {
+            return Err(Status::not_found(format!(
+                "{:?} is not a file of snapshot {}",
+                req.filename,
+                reader.index()
+            )));
+        };
+        if req.offset > fm.size {
+            return Err(Status::out_of_range(format!(
+                "offset {} is past the end of {} ({} bytes)",
+                req.offset, fm.name, fm.size
+            )));
+        }
+        let chunk = req.chunk_bytes.clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES) as u64;
+        let path = reader
+            .path_of(&fm.name)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Status::data_loss(format!("open {}: {e}", fm.name)))?;
+        let file = Arc::new(file);
+        let (tx, rx) = mpsc::channel(4);
+        let throttle = self.throttle.clone();
+        tokio::spawn(async move {
+            let guard = guard;
+            let mut offset = req.offset;
+            while offset < fm.size {
+                let n = chunk.min(fm.size - offset) as usize;
+                let f = file.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; n];
+                    f.read_exact_at(&mut buf, offset).map(|()| buf)
+                })
+                .await;
+                let data = match read {
+                    Ok(Ok(buf)) => buf,
+                    Ok(Err(e)) => {
+                        warn!(file = %fm.name, offset, error = %e, "snapshot file unreadable");
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "read {} at {offset}: {e}",
+                                fm.name
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                throttle.sent(n as u64).await;
+                guard.registry.touch(guard.id);
+                let crc32c = crc32c::crc32c(&data);
+                if tx
+                    .send(Ok(FileChunk {
+                        offset,
+                        data,
+                        crc32c,
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return; // the client went away
+                }
+                offset += n as u64;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
