@@ -38,14 +38,6 @@ fn points() -> Vec<(&'static str, u64)> {
     v
 }
 
-/// Failpoints are global to the process: tests that save in-process take
-/// this lock so an injected failure meant for one cannot hit another.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn executor(root: &Path) -> SnapshotExecutor<KvFsm> {
     let (storage, _) = LocalSnapshotStorage::open(root, StorageOptions::default()).unwrap();
     SnapshotExecutor::new(
@@ -105,7 +97,7 @@ fn child_crash_during_save() {
 
 #[test]
 fn a_crash_at_every_save_step_recovers() {
-    let _serial = serial();
+    let _serial = common::failpoint_lock();
     let exe = std::env::current_exe().unwrap();
     for (point, expect) in points() {
         let t = tempfile::tempdir().unwrap();
@@ -141,7 +133,7 @@ fn libc_sigabrt() -> i32 {
 
 #[test]
 fn an_injected_error_at_every_save_step_fails_cleanly() {
-    let _serial = serial();
+    let _serial = common::failpoint_lock();
     let scenario = fail::FailScenario::setup();
     for (point, _) in points() {
         let t = tempfile::tempdir().unwrap();

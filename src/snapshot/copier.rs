@@ -33,7 +33,9 @@ use crate::snapshot::fsutil::{
 };
 use crate::snapshot::meta_table::{self, META_FILE};
 use crate::snapshot::reader::SnapshotReader;
-use crate::snapshot::storage::{DOWNLOAD_DIR, DOWNLOAD_META_FILE, LocalSnapshotStorage, failpoint};
+use crate::snapshot::storage::{
+    DOWNLOAD_DIR, DOWNLOAD_META_FILE, LocalSnapshotStorage, download_table, failpoint,
+};
 use crate::snapshot::throttle::SnapshotThrottle;
 
 /// The failpoints between the durable steps of an install, in order.
@@ -637,14 +639,14 @@ fn prepare(
     progress: &InstallProgress,
 ) -> Result<Vec<(FileMeta, Plan)>, SnapshotError> {
     let dl = storage.root().join(DOWNLOAD_DIR);
-    let old = meta_table::read_file(&dl.join(DOWNLOAD_META_FILE)).ok();
+    let old = download_table(&dl).ok();
     if old.is_none() {
         remove_dir_atomically(&dl)?;
     }
     storage.write_download_meta(table)?;
     // Keep only partial files that belong to the same content in the new table.
     for name in list_files(&dl)? {
-        if name == DOWNLOAD_META_FILE {
+        if name == DOWNLOAD_META_FILE || name == META_FILE {
             continue;
         }
         let wanted = table.files.iter().find(|f| f.name == name);
@@ -738,7 +740,10 @@ fn commit(
     write_file_atomically(dl, META_FILE, &meta_table::encode(&table))?;
     failpoint!("install_after_meta");
     let dm = dl.join(DOWNLOAD_META_FILE);
-    fs::remove_file(&dm).at("remove", &dm)?;
+    match fs::remove_file(&dm) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at("remove", &dm),
+        _ => {}
+    }
     for d in dirs_bottom_up(dl)? {
         fsync_dir(&d)?;
     }

@@ -61,6 +61,13 @@ macro_rules! failpoint {
 }
 pub(crate) use failpoint;
 
+/// The meta table of the install in `download/`: its download meta, or, once
+/// the install has written it, the snapshot's own meta table.
+pub(crate) fn download_table(download: &Path) -> Result<SnapshotMetaTable, SnapshotError> {
+    meta_table::read_file(&download.join(DOWNLOAD_META_FILE))
+        .or_else(|_| meta_table::read_file(&download.join(META_FILE)))
+}
+
 /// `snapshot_%020d`, braft's naming.
 pub fn snapshot_dir_name(index: u64) -> String {
     format!("snapshot_{index:020}")
@@ -261,7 +268,7 @@ impl LocalSnapshotStorage {
         }
         let download = root.join(DOWNLOAD_DIR);
         if download.exists() {
-            match meta_table::read_file(&download.join(DOWNLOAD_META_FILE)) {
+            match download_table(&download) {
                 Ok(t) => {
                     report.kept_download = true;
                     info!(
@@ -493,8 +500,16 @@ impl LocalSnapshotStorage {
         if let Err(e) = durable {
             // Not durable: take it back so the last good state stays the
             // latest, and report the failure (the caller must not compact).
-            if let Err(e2) = remove_dir_atomically(&dst) {
-                warn!(snapshot_index = index, error = %e2, "could not remove a snapshot whose publish failed");
+            // It goes back where it came from (an install can resume from
+            // there); failing that, it is removed.
+            let back = fs::rename(&dst, dir)
+                .at("rename snapshot back", &dst)
+                .and_then(|()| fsync_dir(&self.inner.root));
+            if let Err(e2) = back {
+                warn!(snapshot_index = index, error = %e2, "could not move back a snapshot whose publish failed; removing it");
+                if let Err(e3) = remove_dir_atomically(&dst) {
+                    warn!(snapshot_index = index, error = %e3, "could not remove a snapshot whose publish failed");
+                }
             }
             return Err(e);
         }

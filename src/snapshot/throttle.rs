@@ -272,7 +272,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         drop(a);
-        t.try_start_install().unwrap();
+        let _c = t.try_start_install().unwrap();
         let _s = t.try_start_send().unwrap();
         assert!(t.try_start_send().is_err());
     }

@@ -5,3 +5,10 @@
 
 pub mod file_server;
 pub mod kv_fsm;
+
+/// Failpoints are global to a process: tests that run failpoint-laden code
+/// in-process take this lock so a failure injected for one cannot hit another.
+pub fn failpoint_lock() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
