@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // File chunks decode into `Bytes`, sharing the receive buffer.
+        .bytes(".raftsnap.file.FileChunk.data")
         .compile_fds(fds)?;
     Ok(())
 }

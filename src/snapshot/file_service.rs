@@ -350,6 +350,7 @@ impl FileService for SnapshotFileService {
                 throttle.sent(n as u64).await;
                 guard.registry.touch(guard.id);
                 let crc32c = crc32c::crc32c(&data);
+                let data = data.into();
                 if tx
                     .send(Ok(FileChunk {
                         offset,

@@ -1,0 +1,297 @@
+//! Install benchmark: a follower installs a snapshot of `--gib` GiB in
+//! `--files` files from a leader over loopback gRPC; the baseline is `cp` +
+//! `sync` of the same files on the same disk, in the same run. Leader and
+//! follower are separate processes, so the follower's peak RSS is its own.
+//!
+//! `cargo run --release --example install_bench -- [--gib 1] [--files 64] [--dir D]`
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftsnap::snapshot::{
+    BoxError, CopierOptions, ExecutorOptions, InstallOutcome, LocalSnapshotStorage, ReaderRegistry,
+    RemoteFileCopier, SnapshotExecutor, SnapshotFileService, SnapshotMeta, SnapshotReader,
+    SnapshotThrottle, SnapshotUri, SnapshotWriter, StateMachine, StorageOptions, shared,
+};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// Peak and current resident set of this process, in KiB.
+fn rss_kib() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// CPU seconds (user, system) used by this process so far.
+fn cpu_secs() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14 and 15 of stat (utime, stime) in clock ticks (100 Hz here).
+    (
+        f.get(11).copied().unwrap_or(0.0) / 100.0,
+        f.get(12).copied().unwrap_or(0.0) / 100.0,
+    )
+}
+
+/// A state machine that accepts any snapshot (the benchmark times the copy).
+struct Sink;
+impl StateMachine for Sink {
+    fn on_snapshot_save(
+        &mut self,
+        _: &mut SnapshotWriter,
+        _: &SnapshotMeta,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+    fn on_snapshot_load(&mut self, _: &SnapshotReader) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+fn make_snapshot(root: &Path, gib: u64, files: u64) {
+    let (storage, _) = LocalSnapshotStorage::open(root, StorageOptions::default()).unwrap();
+    let mut w = storage
+        .create_writer(SnapshotMeta {
+            last_included_index: 1000,
+            last_included_term: 1,
+            voters: vec![1, 2],
+            ..Default::default()
+        })
+        .unwrap();
+    let per = (gib << 30) / files;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..files {
+        let mut sink = w
+            .create_file(&format!("data/db/rp/{i}/000000001-000000001.tsm"))
+            .unwrap();
+        let mut left = per as usize;
+        while left > 0 {
+            for b in block.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+            }
+            let n = left.min(block.len());
+            sink.write_all(&block[..n]).unwrap();
+            left -= n;
+        }
+        sink.finish().unwrap();
+    }
+    storage.close_writer(w).unwrap();
+}
+
+/// Child: serve the latest snapshot under `root`; print its URI; exit on stdin EOF.
+fn serve(root: PathBuf) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (storage, _) = LocalSnapshotStorage::open(&root, StorageOptions::default()).unwrap();
+        let throttle = Arc::new(SnapshotThrottle::default());
+        let registry = ReaderRegistry::new(Duration::from_secs(300), throttle.clone());
+        let id = registry.register(storage.open_reader().expect("a snapshot"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let svc = SnapshotFileService::new(registry, throttle).into_server();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .initial_stream_window_size(Some(4 << 20))
+                .initial_connection_window_size(Some(16 << 20))
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        println!("raftsnap://{addr}/{id}");
+        tokio::task::spawn_blocking(|| {
+            let mut s = String::new();
+            while std::io::stdin()
+                .read_line(&mut s)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// Child: install from `uri` into `root`; print seconds and RSS figures.
+fn install(uri: String, root: PathBuf) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (hwm0, rss0) = rss_kib();
+    rt.block_on(async {
+        let (storage, _) = LocalSnapshotStorage::open(&root, StorageOptions::default()).unwrap();
+        let throttle = Arc::new(SnapshotThrottle::default());
+        let copier =
+            RemoteFileCopier::new(storage.clone(), CopierOptions::default(), throttle.clone());
+        let table = copier
+            .fetch_meta(&SnapshotUri::parse(&uri).unwrap())
+            .await
+            .unwrap();
+        let exec = Arc::new(
+            SnapshotExecutor::new(
+                storage,
+                shared(Sink),
+                ExecutorOptions {
+                    verify_on_load: false,
+                    ..Default::default()
+                },
+            )
+            .with_throttle(throttle),
+        );
+        let (_, rss_ready) = rss_kib();
+        let cpu0 = cpu_secs();
+        let t = Instant::now();
+        let out = exec.install(&uri, &table).await.unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let InstallOutcome::Installed { progress, .. } = out else {
+            panic!("{out:?}")
+        };
+        let (hwm1, _) = rss_kib();
+        let cpu1 = cpu_secs();
+        println!(
+            "{secs} {} {} {} {} {} {}",
+            progress.fetched_bytes,
+            rss_ready,
+            hwm1,
+            hwm0.max(rss0),
+            cpu1.0 - cpu0.0,
+            cpu1.1 - cpu0.1
+        );
+    });
+}
+
+fn main() {
+    if let Some(root) = arg("--serve") {
+        return serve(root.into());
+    }
+    if let (Some(uri), Some(root)) = (arg("--install"), arg("--into")) {
+        return install(uri, root.into());
+    }
+    if let Some(root) = arg("--make") {
+        // For profiling the two halves by hand.
+        return make_snapshot(
+            Path::new(&root),
+            arg("--gib").map_or(1, |v| v.parse().unwrap()),
+            64,
+        );
+    }
+    let gib: u64 = arg("--gib").map_or(1, |v| v.parse().expect("--gib N"));
+    let files: u64 = arg("--files").map_or(64, |v| v.parse().expect("--files N"));
+    let tmp = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| "/tmp".into())).unwrap();
+    let leader = tmp.path().join("leader");
+    println!(
+        "install benchmark: {gib} GiB in {files} files over loopback gRPC, in {}",
+        tmp.path().display()
+    );
+    make_snapshot(&leader, gib, files);
+    let snap = std::fs::read_dir(&leader)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("snapshot_"))
+        .unwrap();
+    let bytes = (gib << 30) as f64;
+
+    // Baseline: cp + sync of the same files, before and after the install
+    // (the disk's speed drifts; the mean of both is the baseline).
+    let cp_sync = || {
+        let cp_dst = tmp.path().join("cp");
+        let t = Instant::now();
+        assert!(
+            Command::new("cp")
+                .arg("-r")
+                .arg(&snap)
+                .arg(&cp_dst)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(
+            Command::new("sync")
+                .arg("-f")
+                .arg(&cp_dst)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let secs = t.elapsed().as_secs_f64();
+        std::fs::remove_dir_all(&cp_dst).unwrap();
+        secs
+    };
+    let cp_before = cp_sync();
+
+    let exe = std::env::current_exe().unwrap();
+    let mut server = Command::new(&exe)
+        .arg("--serve")
+        .arg(&leader)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let uri = line.trim().to_string();
+    let out = Command::new(&exe)
+        .args(["--install", &uri, "--into"])
+        .arg(tmp.path().join("follower"))
+        .output()
+        .unwrap();
+    drop(server.stdin.take());
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp_after = cp_sync();
+    let cp = (cp_before + cp_after) / 2.0;
+    let f: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let (secs, fetched, rss_ready, hwm, cpu_user, cpu_sys) = (f[0], f[1], f[2], f[3], f[5], f[6]);
+    assert_eq!(fetched as u64, gib << 30);
+    let mib = |s: f64| bytes / s / 1048576.0;
+    println!(
+        "  cp + sync baseline    {cp:>8.2} s  {:>7.0} MiB/s  (before {cp_before:.2} s, after {cp_after:.2} s)",
+        mib(cp)
+    );
+    println!(
+        "  install over gRPC     {secs:>8.2} s  {:>7.0} MiB/s",
+        mib(secs)
+    );
+    println!(
+        "  install / baseline    {:>8.2}  (throughput ratio; target >= 0.8)",
+        cp / secs
+    );
+    println!("  follower CPU          {cpu_user:>8.2} s user, {cpu_sys:.2} s system");
+    println!("  follower RSS before   {:>8.1} MiB", rss_ready / 1024.0);
+    println!(
+        "  follower peak RSS     {:>8.1} MiB  (+{:.1} MiB during the install; target <= 64)",
+        hwm / 1024.0,
+        (hwm - rss_ready) / 1024.0
+    );
+    std::io::stdout().flush().unwrap();
+}
