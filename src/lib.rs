@@ -11,4 +11,5 @@
 pub mod cli;
 pub mod demo;
 pub mod proto;
+pub mod raft;
 pub mod snapshot;

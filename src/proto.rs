@@ -10,3 +10,8 @@ pub mod snapshot {
 pub mod file {
     tonic::include_proto!("raftsnap.file");
 }
+
+/// Node-to-node RPCs.
+pub mod raft {
+    tonic::include_proto!("raftsnap.raft");
+}

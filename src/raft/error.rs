@@ -1,0 +1,79 @@
+//! Errors of the raft layer.
+
+use crate::snapshot::SnapshotError;
+
+/// An error of the raft layer.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftError {
+    /// The log store failed.
+    #[error("log store: {what}: {source}")]
+    Store {
+        /// What was being done.
+        what: &'static str,
+        /// The sled error.
+        #[source]
+        source: sled::Error,
+    },
+    /// A stored record does not decode.
+    #[error("log store: {what} does not decode: {reason}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// raft-rs refused.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// This node is not the leader.
+    #[error("not the leader (leader: {})", .leader.map_or("unknown".to_string(), |l| l.to_string()))]
+    NotLeader {
+        /// The leader's id, if known.
+        leader: Option<u64>,
+        /// The leader's address, if known.
+        leader_addr: Option<String>,
+    },
+    /// The proposal was not committed in time (a leader change may have dropped it).
+    #[error("proposal not applied within {0:?}; it may have been dropped by a leader change")]
+    Timeout(std::time::Duration),
+    /// The snapshot layer failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// A message from a peer does not decode.
+    #[error("bad message from {peer}: {reason}")]
+    BadMessage {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request is not valid.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    Shutdown,
+}
+
+impl From<RaftError> for tonic::Status {
+    fn from(e: RaftError) -> Self {
+        match &e {
+            RaftError::NotLeader { leader_addr, .. } => {
+                let mut st = tonic::Status::failed_precondition(e.to_string());
+                if let Some(a) = leader_addr.as_ref().and_then(|a| a.parse().ok()) {
+                    st.metadata_mut().insert("leader-addr", a);
+                }
+                st
+            }
+            RaftError::Timeout(_) => tonic::Status::deadline_exceeded(e.to_string()),
+            RaftError::Invalid(_) | RaftError::BadMessage { .. } => {
+                tonic::Status::invalid_argument(e.to_string())
+            }
+            RaftError::Shutdown => tonic::Status::unavailable(e.to_string()),
+            RaftError::Snapshot(SnapshotError::Busy(_) | SnapshotError::Throttled { .. }) => {
+                tonic::Status::resource_exhausted(e.to_string())
+            }
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
