@@ -50,6 +50,18 @@ pub enum RaftError {
     /// The request is not valid.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// This node stopped being the leader before the proposal was applied:
+    /// it may or may not be committed by the new leader.
+    #[error("leadership lost before the proposal was applied; its outcome is unknown")]
+    LeadershipLost,
+    /// Forwarding to the leader failed.
+    #[error("forward to leader {leader}: {status}")]
+    Forward {
+        /// The leader's address.
+        leader: String,
+        /// The gRPC status.
+        status: Box<tonic::Status>,
+    },
     /// The node is shutting down.
     #[error("node is shutting down")]
     Shutdown,
@@ -66,6 +78,8 @@ impl From<RaftError> for tonic::Status {
                 st
             }
             RaftError::Timeout(_) => tonic::Status::deadline_exceeded(e.to_string()),
+            RaftError::LeadershipLost => tonic::Status::aborted(e.to_string()),
+            RaftError::Forward { status, .. } => status.as_ref().clone(),
             RaftError::Invalid(_) | RaftError::BadMessage { .. } => {
                 tonic::Status::invalid_argument(e.to_string())
             }

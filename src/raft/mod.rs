@@ -2,9 +2,21 @@
 //! (tick / Ready loop) with its apply worker, the gRPC transport, compaction
 //! and membership. It knows nothing of time series.
 
+pub(crate) mod apply;
+pub mod config;
 pub mod error;
+pub mod fsm;
 pub mod log_store;
+pub mod node;
+pub(crate) mod service;
 pub mod slog_bridge;
+pub mod snapshot_source;
+pub mod status;
+pub(crate) mod transport;
 
+pub use config::NodeConfig;
 pub use error::RaftError;
+pub use fsm::{NodeFsm, ReplicatedStateMachine};
 pub use log_store::{LogStore, RaftStorage, SledLogStore, SnapshotProvider};
+pub use node::{MembershipChange, NodeHandle, RaftCounters};
+pub use status::Status;

@@ -1,8 +1,9 @@
 //! Shared test helpers: an in-memory KV state machine that persists into its
-//! snapshot (proving the snapshot layer works with any state machine), and a
-//! snapshot-serving gRPC endpoint.
+//! snapshot (proving the snapshot layer works with any state machine), a
+//! snapshot-serving gRPC endpoint, and in-process raft clusters.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod file_server;
 pub mod kv_fsm;
 

@@ -1,0 +1,177 @@
+//! The apply worker: a thread that applies committed entries to the state
+//! machine in order, answers proposals, loads installed snapshots, and starts
+//! saves (on yet another thread) when a trigger fires. The raft loop only
+//! hands it work, so nothing here can stall ticks or heartbeats.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prost::Message as _;
+use raft::prelude::{ConfState, Entry, EntryType};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::proto::raft::EntryContext;
+use crate::raft::error::RaftError;
+use crate::raft::fsm::{NodeFsm, ReplicatedStateMachine};
+use crate::raft::node::Inbound;
+use crate::raft::snapshot_source::set_membership;
+use crate::snapshot::{SaveOutcome, SnapshotError, SnapshotExecutor};
+
+/// The answer to a proposal: the entry's index and the state machine's answer.
+pub type Reply = oneshot::Sender<Result<(u64, Vec<u8>), RaftError>>;
+/// Proposals waiting for their entry to be applied, by proposal id.
+pub(crate) type Proposals = Arc<Mutex<HashMap<u64, Reply>>>;
+
+/// One committed entry, with the conf state after it for a conf change.
+pub(crate) struct Committed {
+    pub entry: Entry,
+    pub conf: Option<ConfState>,
+}
+
+/// Work for the apply worker.
+pub(crate) enum ApplyTask {
+    /// Apply these entries in order.
+    Committed(Vec<Committed>),
+    /// Load the installed snapshot at this index.
+    Load(u64),
+    /// Start a save now (a follower needs a snapshot, the timer fired).
+    Save,
+}
+
+pub(crate) struct ApplyWorker<S: ReplicatedStateMachine> {
+    pub exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
+    pub proposals: Proposals,
+    pub to_loop: mpsc::UnboundedSender<Inbound>,
+    pub applied_tx: watch::Sender<u64>,
+    pub log_gap: u64,
+    pub log_bytes: u64,
+    pub saving: Arc<AtomicBool>,
+}
+
+impl<S: ReplicatedStateMachine> ApplyWorker<S> {
+    /// Runs until the task channel closes.
+    pub(crate) fn run(self, rx: std::sync::mpsc::Receiver<ApplyTask>) {
+        let mut bytes_since = 0u64;
+        while let Ok(task) = rx.recv() {
+            match task {
+                ApplyTask::Committed(entries) => {
+                    bytes_since += entries
+                        .iter()
+                        .map(|c| c.entry.data.len() as u64)
+                        .sum::<u64>();
+                    if let Some(last) = self.apply(entries) {
+                        let _ = self.applied_tx.send(last);
+                        let _ = self.to_loop.send(Inbound::Applied(last));
+                        let since = last.saturating_sub(self.exec.storage().latest_index());
+                        if since >= self.log_gap || bytes_since >= self.log_bytes {
+                            bytes_since = 0;
+                            start_save(&self.exec, &self.saving, &self.to_loop);
+                        }
+                    }
+                }
+                ApplyTask::Load(index) => {
+                    let res = self
+                        .exec
+                        .storage()
+                        .open_reader_at(index)
+                        .and_then(|r| self.exec.load(&r));
+                    match res {
+                        Ok(meta) => {
+                            bytes_since = 0;
+                            let _ = self.applied_tx.send(meta.last_included_index);
+                            let _ = self
+                                .to_loop
+                                .send(Inbound::Applied(meta.last_included_index));
+                        }
+                        Err(e) => {
+                            error!(snapshot_index = index, error = %e, "installed snapshot failed to load; stopping the node");
+                            let _ = self
+                                .to_loop
+                                .send(Inbound::Fatal(format!("load of snapshot {index}: {e}")));
+                            return;
+                        }
+                    }
+                }
+                ApplyTask::Save => start_save(&self.exec, &self.saving, &self.to_loop),
+            }
+        }
+    }
+
+    /// Applies entries; returns the last index applied.
+    fn apply(&self, entries: Vec<Committed>) -> Option<u64> {
+        let mut fsm = self
+            .exec
+            .state_machine()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut last = None;
+        let mut replies = Vec::new();
+        for Committed { entry, conf } in entries {
+            if entry.index <= fsm.applied.last_included_index {
+                continue; // already in the loaded snapshot
+            }
+            let ctx = EntryContext::decode(&entry.context[..]).unwrap_or_default();
+            let result = match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
+                EntryType::EntryNormal => {
+                    fsm.state_machine
+                        .inner
+                        .apply(entry.index, entry.term, &entry.data)
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => Vec::new(),
+            };
+            if let Some(cs) = conf {
+                set_membership(&mut fsm.applied, &cs);
+            }
+            fsm.applied.last_included_index = entry.index;
+            fsm.applied.last_included_term = entry.term;
+            if ctx.proposal_id != 0 {
+                replies.push((ctx.proposal_id, entry.index, result));
+            }
+            last = Some(entry.index);
+        }
+        drop(fsm);
+        let mut map = self.proposals.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, index, result) in replies {
+            if let Some(tx) = map.remove(&id) {
+                let _ = tx.send(Ok((index, result)));
+            }
+        }
+        last
+    }
+}
+
+/// Starts a save on its own thread unless one is running; a committed
+/// snapshot is reported to the loop, which compacts the log.
+pub(crate) fn start_save<S: ReplicatedStateMachine>(
+    exec: &Arc<SnapshotExecutor<NodeFsm<S>>>,
+    saving: &Arc<AtomicBool>,
+    to_loop: &mpsc::UnboundedSender<Inbound>,
+) {
+    if saving.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (exec, flag, to_loop) = (exec.clone(), saving.clone(), to_loop.clone());
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-save".into())
+        .spawn(move || {
+            match exec.do_snapshot() {
+                Ok(SaveOutcome::Saved(meta)) => {
+                    info!(
+                        snapshot_index = meta.last_included_index,
+                        "snapshot saved; compacting the log"
+                    );
+                    let _ = to_loop.send(Inbound::SnapshotSaved(meta));
+                }
+                Ok(SaveOutcome::Skipped { .. }) | Err(SnapshotError::Busy(_)) => {}
+                Err(e) => warn!(error = %e, "snapshot save failed; the log is not compacted"),
+            }
+            flag.store(false, Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "could not start a snapshot save thread");
+        saving.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,69 @@
+//! The state machine as the node drives it: commands applied in log order,
+//! wrapped so that every snapshot also carries the cluster's addresses
+//! (`raft/peers.json`), which a node joining by snapshot needs to reach the
+//! other members.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::snapshot::{BoxError, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine};
+
+/// Addresses of the cluster's members, by id.
+pub type Peers = Arc<RwLock<BTreeMap<u64, String>>>;
+
+/// The snapshot file holding the members' addresses (the `raft/` prefix is
+/// reserved for the node).
+pub const PEERS_FILE: &str = "raft/peers.json";
+
+/// A state machine replicated through raft.
+pub trait ReplicatedStateMachine: StateMachine {
+    /// Applies a committed command and returns the answer for its proposer.
+    /// Must be deterministic: every replica applies the same commands in the
+    /// same order and must reach the same state. Errors belong in the answer.
+    fn apply(&mut self, index: u64, term: u64, command: &[u8]) -> Vec<u8>;
+}
+
+/// The user's state machine plus the node's own snapshot content.
+pub struct NodeFsm<S> {
+    /// The user's state machine.
+    pub inner: S,
+    peers: Peers,
+}
+
+impl<S> NodeFsm<S> {
+    /// Wraps `inner`; `peers` is updated when a snapshot is loaded.
+    pub fn new(inner: S, peers: Peers) -> Self {
+        Self { inner, peers }
+    }
+}
+
+impl<S: StateMachine> StateMachine for NodeFsm<S> {
+    fn on_snapshot_save(
+        &mut self,
+        writer: &mut SnapshotWriter,
+        meta: &SnapshotMeta,
+    ) -> Result<(), BoxError> {
+        self.inner.on_snapshot_save(writer, meta)?;
+        let peers = self
+            .peers
+            .read()
+            .map_err(|_| "peers lock poisoned")?
+            .clone();
+        writer.write_file(PEERS_FILE, &serde_json::to_vec(&peers)?)?;
+        Ok(())
+    }
+
+    fn on_snapshot_load(&mut self, reader: &SnapshotReader) -> Result<(), BoxError> {
+        self.inner.on_snapshot_load(reader)?;
+        if reader.file(PEERS_FILE).is_some() {
+            let bytes = std::fs::read(reader.path_of(PEERS_FILE)?)?;
+            let loaded: BTreeMap<u64, String> = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{PEERS_FILE} of snapshot {}: {e}", reader.index()))?;
+            let mut p = self.peers.write().map_err(|_| "peers lock poisoned")?;
+            for (id, addr) in loaded {
+                p.entry(id).or_insert(addr);
+            }
+        }
+        Ok(())
+    }
+}

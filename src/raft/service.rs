@@ -1,0 +1,156 @@
+//! The node's gRPC service: raft message batches, snapshot installs (fetched
+//! here, off the raft loop), forwarded proposals and membership changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::prelude::{Message, MessageType};
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::proto::file::InstallPayload;
+use crate::proto::raft::raft_server::{Raft, RaftServer};
+use crate::proto::raft::{
+    Ack, InstallSnapshotRequest, InstallSnapshotResponse, MembershipRequest, MembershipResponse,
+    ProposeRequest, ProposeResponse, RaftBatch,
+};
+use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
+use crate::raft::node::{Inbound, MembershipChange, ask};
+use crate::raft::transport::{MAX_RPC_BYTES, learn_peer};
+use crate::snapshot::{SnapshotExecutor, meta_table};
+
+pub(crate) struct RaftRpc<S: ReplicatedStateMachine> {
+    pub to_loop: mpsc::UnboundedSender<Inbound>,
+    pub exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
+    pub peers: Peers,
+    pub applied_rx: watch::Receiver<u64>,
+    pub proposal_timeout: Duration,
+}
+
+impl<S: ReplicatedStateMachine> RaftRpc<S> {
+    pub(crate) fn into_server(self) -> RaftServer<Self> {
+        RaftServer::new(self)
+            .max_decoding_message_size(MAX_RPC_BYTES)
+            .max_encoding_message_size(MAX_RPC_BYTES)
+    }
+}
+
+fn bad(peer: u64, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("from node {peer}: {reason}"))
+}
+
+#[tonic::async_trait]
+impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
+    async fn send(&self, req: Request<RaftBatch>) -> Result<Response<Ack>, Status> {
+        let b = req.into_inner();
+        learn_peer(&self.peers, b.from, &b.from_addr);
+        for bytes in b.messages {
+            let m = Message::parse_from_bytes(&bytes).map_err(|e| bad(b.from, e))?;
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                return Err(bad(b.from, "snapshots go through InstallSnapshot"));
+            }
+            self.to_loop
+                .send(Inbound::Raft(Box::new(m)))
+                .map_err(|_| Status::unavailable("node stopping"))?;
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<InstallSnapshotRequest>,
+    ) -> Result<Response<InstallSnapshotResponse>, Status> {
+        let r = req.into_inner();
+        learn_peer(&self.peers, r.from, &r.from_addr);
+        let msg = Message::parse_from_bytes(&r.message).map_err(|e| bad(r.from, e))?;
+        if msg.get_msg_type() != MessageType::MsgSnapshot {
+            return Err(bad(r.from, "not a MsgSnapshot"));
+        }
+        let snap = msg.get_snapshot();
+        let md = snap.get_metadata();
+        let payload = InstallPayload::decode(&snap.data[..])
+            .map_err(|e| bad(r.from, format!("install payload: {e}")))?;
+        let table = meta_table::decode(&payload.meta_table)
+            .map_err(|e| bad(r.from, format!("meta table: {e}")))?;
+        let tm = table.meta.clone().unwrap_or_default();
+        if (tm.last_included_index, tm.last_included_term) != (md.index, md.term) {
+            return Err(bad(
+                r.from,
+                format!(
+                    "meta table is for {}/{} but the message for {}/{}",
+                    tm.last_included_index, tm.last_included_term, md.index, md.term
+                ),
+            ));
+        }
+        let index = md.index;
+        info!(snapshot_index = index, from = r.from, uri = %payload.uri, "installing snapshot");
+        match self.exec.fetch(&payload.uri, &table).await {
+            Ok(f) => drop(f),
+            Err(e) => {
+                warn!(snapshot_index = index, error = %e, "snapshot fetch failed");
+                return Err(Status::unavailable(format!(
+                    "install of snapshot {index}: {e}"
+                )));
+            }
+        }
+        // Now hand the message to raft; the Ready that carries it loads it.
+        self.to_loop
+            .send(Inbound::Raft(Box::new(msg)))
+            .map_err(|_| Status::unavailable("node stopping"))?;
+        let mut rx = self.applied_rx.clone();
+        let wait = self.proposal_timeout.max(Duration::from_secs(60));
+        match tokio::time::timeout(wait, rx.wait_for(|a| *a >= index)).await {
+            Ok(Ok(a)) => Ok(Response::new(InstallSnapshotResponse { applied_index: *a })),
+            _ => Err(Status::deadline_exceeded(format!(
+                "snapshot {index} fetched but not applied within {wait:?}"
+            ))),
+        }
+    }
+
+    async fn propose(
+        &self,
+        req: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeResponse>, Status> {
+        let command = req.into_inner().command;
+        let (index, result) = ask(&self.to_loop, self.proposal_timeout, |reply| {
+            Inbound::Propose { command, reply }
+        })
+        .await?;
+        Ok(Response::new(ProposeResponse { index, result }))
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let r = req.into_inner();
+        let change = match r.op {
+            0 if !r.addr.is_empty() => MembershipChange::Add {
+                id: r.id,
+                addr: r.addr,
+            },
+            0 => {
+                return Err(Status::invalid_argument(
+                    "adding a member needs its address",
+                ));
+            }
+            1 => MembershipChange::Remove { id: r.id },
+            op => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown membership op {op}"
+                )));
+            }
+        };
+        if r.id == 0 {
+            return Err(Status::invalid_argument("member id must be non-zero"));
+        }
+        let (index, _) = ask(&self.to_loop, self.proposal_timeout, |reply| {
+            Inbound::Membership { change, reply }
+        })
+        .await?;
+        Ok(Response::new(MembershipResponse { index }))
+    }
+}
