@@ -78,3 +78,168 @@ async fn a_stopped_follower_catches_up_by_snapshot_then_by_log() {
     );
     c.check_acked();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_added_after_compaction_gets_state_by_snapshot_and_becomes_a_voter() {
+    let mut c = Cluster::start(3, small_gaps).await;
+    let last = c.put_many("a", 300).await;
+    c.converge(last, 10).await;
+    let leader = c.leader().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.nodes[&leader].status().await.unwrap().first_log_index <= 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leader never compacted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.add(4).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = c.nodes[&leader].status().await.unwrap();
+        if st.voters.contains(&4) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 4 never became a voter: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = c.put_many("b", 20).await;
+    c.converge(last, 20).await;
+    let s4 = c.nodes[&4].status().await.unwrap();
+    assert!(s4.snapshot.installs_total >= 1, "{s4:?}");
+    assert_eq!(s4.voters, vec![1, 2, 3, 4]);
+    c.check_acked();
+    // Node 4 knows every member's address (from the snapshot), so it can lead.
+    c.stop(leader).await;
+    let last = c.put_many("c", 10).await;
+    c.converge(last, 20).await;
+    c.check_acked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_leaves_the_configuration() {
+    let mut c = Cluster::start(3, small_gaps).await;
+    let leader = c.leader().await;
+    let victim = *c.nodes.keys().find(|i| **i != leader).unwrap();
+    c.nodes[&leader]
+        .change_membership(raftsnap::raft::MembershipChange::Remove { id: victim })
+        .await
+        .unwrap();
+    c.stop(victim).await;
+    let last = c.put_many("r", 20).await;
+    c.converge(last, 10).await;
+    for s in c.statuses().await.values() {
+        assert!(!s.voters.contains(&victim), "{s:?}");
+    }
+    c.check_acked();
+}
+
+fn slow_install(c: &mut NodeConfig) {
+    small_gaps(c);
+    c.snapshot_recv_rate = Some(2 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_killed_mid_install_the_follower_completes_from_the_new_leader() {
+    // 6 MiB of blob in every snapshot at 2 MiB/s: an install takes ~3 s.
+    let blob: Vec<u8> = (0..6u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mut c = Cluster::start_with_blob(3, slow_install, blob).await;
+    let leader = c.leader().await;
+    let follower = *c.nodes.keys().find(|i| **i != leader).unwrap();
+    c.put_many("a", 20).await;
+    c.stop(follower).await;
+    let last = c.put_many("b", 250).await;
+    c.converge(last, 20).await;
+    c.restart(follower).await;
+    // Wait until the follower is fetching from the leader, then kill it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = c.nodes[&follower].status().await.unwrap();
+        if st
+            .snapshot
+            .install
+            .as_ref()
+            .is_some_and(|i| i.bytes_done > 0)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no install started: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.stop(leader).await;
+    let new_leader = c.leader().await;
+    assert_ne!(new_leader, leader);
+    let last = c.put_many("c", 30).await;
+    c.converge(last, 60).await;
+    let st = c.nodes[&follower].status().await.unwrap();
+    assert!(st.snapshot.installs_total >= 1, "{st:?}");
+    c.check_acked();
+    // The old leader comes back and catches up too.
+    c.restart(leader).await;
+    c.converge(last, 60).await;
+    c.check_acked();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_restarted_one_by_one_then_all_at_once_keeps_its_state_and_a_bounded_log() {
+    let mut c = Cluster::start(3, small_gaps).await;
+    let last = c.put_many("a", 250).await;
+    c.converge(last, 10).await;
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+        let last = c.put_many(&format!("during{id}-"), 20).await;
+        c.restart(id).await;
+        c.converge(last, 20).await;
+        c.check_acked();
+    }
+    for id in [1, 2, 3] {
+        c.stop(id).await;
+    }
+    for id in [1, 2, 3] {
+        c.restart(id).await;
+    }
+    let last = c.put_many("after", 20).await;
+    c.converge(last, 20).await;
+    c.check_acked();
+    for (id, s) in c.statuses().await {
+        assert!(
+            s.last_log_index - s.first_log_index + 1 <= 100 + 30 + 64,
+            "node {id}: {s:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_raft_log_stays_bounded_under_continuous_writes() {
+    let mut c = Cluster::start(3, small_gaps).await;
+    let mut max_len = 0;
+    for round in 0..12 {
+        let last = c.put_many(&format!("r{round}-"), 100).await;
+        c.converge(last, 10).await;
+        for n in c.nodes.values() {
+            max_len = max_len.max(n.log_len());
+        }
+    }
+    // snapshot_log_gap + trailing_logs + what is in flight (one save's worth).
+    assert!(max_len <= 100 + 30 + 100, "log grew to {max_len} entries");
+    let st = c.statuses().await;
+    for s in st.values() {
+        assert!(s.snapshot.saves_total >= 8, "{s:?}");
+        assert!(s.first_log_index > 1000, "{s:?}");
+    }
+    let compactions: u64 = c
+        .nodes
+        .values()
+        .map(|n| n.counters().compactions_total)
+        .sum();
+    assert!(compactions >= 24, "{compactions}");
+    c.check_acked();
+}

@@ -764,6 +764,7 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
         let mut tasks = vec![tokio::spawn(node_loop.run().instrument(span.clone()))];
         tasks.push(registry.spawn_sweeper(Duration::from_secs(5)));
         let service = crate::raft::service::RaftRpc {
+            id,
             to_loop: to_loop.clone(),
             exec: exec.clone(),
             peers,

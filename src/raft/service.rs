@@ -19,10 +19,12 @@ use crate::proto::raft::{
 };
 use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
 use crate::raft::node::{Inbound, MembershipChange, ask};
+use crate::raft::snapshot_source::is_member;
 use crate::raft::transport::{MAX_RPC_BYTES, learn_peer};
 use crate::snapshot::{SnapshotExecutor, meta_table};
 
 pub(crate) struct RaftRpc<S: ReplicatedStateMachine> {
+    pub id: u64,
     pub to_loop: mpsc::UnboundedSender<Inbound>,
     pub exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
     pub peers: Peers,
@@ -86,6 +88,13 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
             ));
         }
         let index = md.index;
+        if !is_member(&tm, self.id) {
+            // raft-rs would ignore it: do not fetch it, and say why at once.
+            return Err(Status::failed_precondition(format!(
+                "snapshot {index} does not include node {} in its membership",
+                self.id
+            )));
+        }
         info!(snapshot_index = index, from = r.from, uri = %payload.uri, "installing snapshot");
         match self.exec.fetch(&payload.uri, &table).await {
             Ok(f) => drop(f),

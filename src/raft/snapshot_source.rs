@@ -35,6 +35,13 @@ pub fn set_membership(m: &mut SnapshotMeta, cs: &ConfState) {
     m.auto_leave = cs.auto_leave;
 }
 
+/// True if `id` is in the snapshot's membership (any role, joint included).
+pub fn is_member(m: &SnapshotMeta, id: u64) -> bool {
+    [&m.voters, &m.learners, &m.voters_outgoing, &m.learners_next]
+        .iter()
+        .any(|ids| ids.contains(&id))
+}
+
 /// A snapshot being sent to one follower.
 #[derive(Debug, Clone, Copy)]
 pub struct Inflight {
@@ -102,6 +109,9 @@ impl SnapshotProvider for SnapshotSource {
             .storage
             .latest_meta()
             .filter(|m| m.last_included_index >= request_index.max(1))
+            // raft-rs ignores a snapshot whose conf state lacks the receiver
+            // (a member added after the latest save): save a newer one.
+            .filter(|m| is_member(m, to))
         else {
             info!(
                 peer = to,

@@ -41,6 +41,10 @@ impl Cluster {
 
     /// Same, each state machine writing `blob` into its snapshots.
     pub async fn start_with_blob(n: u64, tweak: fn(&mut NodeConfig), blob: Vec<u8>) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let listeners: BTreeMap<u64, std::net::TcpListener> =
             (1..=n).map(|i| (i, free_listener())).collect();
         let addrs: BTreeMap<u64, String> = listeners
@@ -102,12 +106,12 @@ impl Cluster {
 
     /// Starts a new, empty node `id` and adds it through the leader.
     pub async fn add(&mut self, id: u64) {
+        let leader = self.leader().await;
         let l = free_listener();
         self.addrs.insert(id, l.local_addr().unwrap().to_string());
         self.dirs.insert(id, tempfile::tempdir().unwrap());
         let node = self.launch(id, BTreeMap::new(), l).await;
         self.nodes.insert(id, node);
-        let leader = self.leader().await;
         self.nodes[&leader]
             .change_membership(MembershipChange::Add {
                 id,
@@ -138,10 +142,12 @@ impl Cluster {
                 .filter(|s| s.role == "leader")
                 .map(|s| s.id)
                 .collect();
+            // Nodes that are not voters (learners, members not yet added) do
+            // not have to agree.
             if leaders.len() == 1
                 && st
                     .values()
-                    .all(|s| s.leader_id == leaders[0] || s.role == "learner")
+                    .all(|s| s.leader_id == leaders[0] || !s.voters.contains(&s.id))
             {
                 return leaders[0];
             }
