@@ -414,11 +414,12 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8; 10].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 10].into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -438,9 +439,11 @@ mod tests {
             Err(raft::Error::Store(StorageError::Unavailable))
         ));
         assert!(s.append(&[ent(9, 2)]).is_err(), "gap refused");
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.commit = 7;
+        let hs = HardState {
+            term: 2,
+            commit: 7,
+            ..Default::default()
+        };
         s.set_hard_state(&hs).unwrap();
         s.flush().unwrap();
         drop(s);
@@ -474,8 +477,10 @@ mod tests {
         drop(s);
         let s = SledLogStore::open(t.path()).unwrap();
         assert_eq!((s.first_index(), s.last_index()), (60, 100));
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2, 3];
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
         s.apply_snapshot(500, 7, &cs).unwrap();
         assert_eq!(
             (s.first_index(), s.last_index(), s.term(500).unwrap()),

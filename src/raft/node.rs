@@ -135,7 +135,7 @@ impl<S: ReplicatedStateMachine> Loop<S> {
                 _ = tick.tick() => {
                     ticks += 1;
                     self.raw.tick();
-                    if ticks % 5 == 0 {
+                    if ticks.is_multiple_of(5) {
                         self.promote_caught_up_learners();
                     }
                     if let (Some(at), Some((full, _))) = (next_timer, interval_ticks)

@@ -17,13 +17,14 @@ use crate::snapshot::{LocalSnapshotStorage, ReaderRegistry, SnapshotMeta, meta_t
 
 /// Converts a snapshot meta's membership into raft's `ConfState`.
 pub fn conf_state_of(m: &SnapshotMeta) -> ConfState {
-    let mut cs = ConfState::default();
-    cs.voters = m.voters.clone();
-    cs.learners = m.learners.clone();
-    cs.voters_outgoing = m.voters_outgoing.clone();
-    cs.learners_next = m.learners_next.clone();
-    cs.auto_leave = m.auto_leave;
-    cs
+    ConfState {
+        voters: m.voters.clone(),
+        learners: m.learners.clone(),
+        voters_outgoing: m.voters_outgoing.clone(),
+        learners_next: m.learners_next.clone(),
+        auto_leave: m.auto_leave,
+        ..Default::default()
+    }
 }
 
 /// Copies raft's `ConfState` into a snapshot meta's membership.
@@ -139,8 +140,10 @@ impl SnapshotProvider for SnapshotSource {
             uri: format!("raftsnap://{}/{reader_id}", self.advertise_addr),
             meta_table: meta_table::encode(&table),
         };
-        let mut snap = Snapshot::default();
-        snap.data = payload.encode_to_vec().into();
+        let mut snap = Snapshot {
+            data: payload.encode_to_vec().into(),
+            ..Default::default()
+        };
         let md = snap.mut_metadata();
         md.index = meta.last_included_index;
         md.term = meta.last_included_term;
