@@ -1,120 +1,114 @@
-//! `tsnode demo` (local stage): one node's snapshot lifecycle end to end over
-//! a small state machine that, like the time-series store, keeps its state in
-//! immutable files: save by hard link, a reader holding an old snapshot, a
-//! crash leftover swept at restart, corruption caught by verify, and a restart
-//! that loads the snapshot and finds the same state.
+//! `tsnode demo`: a local 3-node cluster, in this process, on free loopback
+//! ports. It writes generated records through raft, takes a snapshot, stops a
+//! follower, writes more so the leader snapshots and compacts its log past
+//! the follower, restarts the follower, shows its snapshot install, checks
+//! that all three nodes hold the same state, and prints a summary.
+//!
+//! The state machine is [`BatchStore`](crate::batch_store::BatchStore) (state
+//! in immutable files, like the time-series store); it becomes the
+//! time-series store once that lands.
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+use crate::batch_store::BatchStore;
 use crate::cli::DemoArgs;
-use crate::snapshot::{
-    BoxError, ExecutorOptions, LocalSnapshotStorage, SaveOutcome, SnapshotExecutor, SnapshotMeta,
-    SnapshotReader, SnapshotWriter, StateMachine, StorageOptions, shared,
-};
+use crate::progress::Progress;
+use crate::raft::{NodeConfig, NodeHandle};
+use crate::snapshot::BoxError;
 
-/// A state machine whose state is a set of immutable batch files in `data/`,
-/// each with the crc32c computed while it was written.
-pub struct BatchStore {
-    data: PathBuf,
-    /// (file name, crc32c, records) of every batch.
-    batches: Vec<(String, u32, u64)>,
+const BATCH: u64 = 5_000;
+
+struct Demo {
+    dir: std::path::PathBuf,
+    addrs: BTreeMap<u64, String>,
+    nodes: BTreeMap<u64, NodeHandle<BatchStore>>,
 }
 
-impl BatchStore {
-    /// A store over `data` (created if missing), empty.
-    pub fn new(data: PathBuf) -> std::io::Result<Self> {
-        fs::create_dir_all(&data)?;
-        Ok(Self {
-            data,
-            batches: Vec::new(),
-        })
+impl Demo {
+    async fn launch(
+        &self,
+        id: u64,
+        listener: std::net::TcpListener,
+    ) -> Result<NodeHandle<BatchStore>, BoxError> {
+        let data = self.dir.join(format!("node{id}"));
+        let mut cfg = NodeConfig::new(id, &data, self.addrs[&id].clone());
+        cfg.peers = self.addrs.clone();
+        cfg.tick = Duration::from_millis(50);
+        cfg.snapshot_log_gap = 20;
+        cfg.trailing_logs = 5;
+        cfg.snapshot_interval = Duration::ZERO;
+        let fsm = BatchStore::open(data.join("fsm"))?;
+        let lookup = fsm.lookup();
+        Ok(NodeHandle::start_with(cfg, fsm, listener, Some(lookup)).await?)
     }
 
-    /// Appends one batch of `n` generated records as a new immutable file.
-    pub fn apply_batch(&mut self, seq: u64, n: u64) -> std::io::Result<()> {
-        let name = format!("batch-{seq:08}.dat");
-        let path = self.data.join(&name);
-        let mut f = std::io::BufWriter::new(fs::File::create(&path)?);
-        let mut crc = 0u32;
-        for i in 0..n {
-            let line = format!(
-                "cpu,host=h{} value={} {}\n",
-                i % 16,
-                (seq * n + i) % 1000,
-                seq * n + i
-            );
-            crc = crc32c::crc32c_append(crc, line.as_bytes());
-            f.write_all(line.as_bytes())?;
+    async fn leader(&self) -> Result<u64, BoxError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for n in self.nodes.values() {
+                let s = n.status().await?;
+                if s.role == "leader" {
+                    return Ok(s.id);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("no leader elected within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        self.batches.push((name, crc, n));
-        Ok(())
     }
 
-    /// Total records.
-    pub fn records(&self) -> u64 {
-        self.batches.iter().map(|b| b.2).sum()
+    async fn write(&self, label: &str, records: u64) -> Result<u64, BoxError> {
+        let mut bar = Progress::items(label, records);
+        let mut done = 0;
+        let mut last = 0;
+        while done < records {
+            let n = BATCH.min(records - done);
+            let leader = self.leader().await?;
+            let (index, answer) = self.nodes[&leader]
+                .propose(format!("records {n}").into_bytes())
+                .await?;
+            if answer != b"ok" {
+                return Err(String::from_utf8_lossy(&answer).into_owned().into());
+            }
+            last = index;
+            done += n;
+            bar.set(done);
+        }
+        bar.finish();
+        Ok(last)
     }
 
-    /// A digest of the state (xor of the batch crcs with their names).
-    pub fn digest(&self) -> u32 {
-        self.batches.iter().fold(0, |d, (n, c, _)| {
-            d ^ crc32c::crc32c_append(*c, n.as_bytes())
-        })
-    }
-}
-
-impl StateMachine for BatchStore {
-    fn on_snapshot_save(
-        &mut self,
-        w: &mut SnapshotWriter,
-        _m: &SnapshotMeta,
-    ) -> Result<(), BoxError> {
-        let mut manifest = String::new();
-        for (name, crc, n) in &self.batches {
-            w.add_file_link(&format!("data/{name}"), &self.data.join(name), *crc)?;
-            manifest.push_str(&format!("{name} {crc} {n}\n"));
-        }
-        w.write_file("manifest", manifest.as_bytes())?;
-        Ok(())
-    }
-
-    fn on_snapshot_load(&mut self, r: &SnapshotReader) -> Result<(), BoxError> {
-        let manifest = fs::read_to_string(r.path_of("manifest")?)?;
-        let mut batches = Vec::new();
-        for line in manifest.lines() {
-            let mut it = line.split(' ');
-            let (Some(name), Some(crc), Some(n)) = (it.next(), it.next(), it.next()) else {
-                return Err(format!("bad manifest line {line:?}").into());
-            };
-            batches.push((name.to_string(), crc.parse()?, n.parse()?));
-        }
-        // Replace data/ with the snapshot's files, by hard link.
-        for e in fs::read_dir(&self.data)? {
-            fs::remove_file(e?.path())?;
-        }
-        for (name, _, _) in &batches {
-            fs::hard_link(r.path_of(&format!("data/{name}"))?, self.data.join(name))?;
-        }
-        self.batches = batches;
-        Ok(())
+    fn state(&self, id: u64) -> (u64, u64, u32) {
+        let g = self.nodes[&id]
+            .executor()
+            .state_machine()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let s = &g.state_machine.inner;
+        (s.records(), s.bytes(), s.digest())
     }
 }
 
-fn step(n: &mut u32, what: &str) {
-    *n += 1;
-    println!("\n[{n}] {what}");
+fn listener() -> Result<std::net::TcpListener, BoxError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?)
 }
 
-/// Runs the demo; prints what happens at each step.
+/// Runs the demo; prints each step; fails if any check fails.
 pub fn run(args: &DemoArgs) -> Result<(), BoxError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: &DemoArgs) -> Result<(), BoxError> {
     let tmp;
     let dir: &Path = match &args.dir {
         Some(d) => {
-            fs::create_dir_all(d)?;
+            std::fs::create_dir_all(d)?;
             d
         }
         None => {
@@ -123,146 +117,135 @@ pub fn run(args: &DemoArgs) -> Result<(), BoxError> {
         }
     };
     let started = Instant::now();
-    let mut s = 0;
-    let open = |dir: &Path| -> Result<_, BoxError> {
-        let (storage, report) =
-            LocalSnapshotStorage::open(dir.join("snapshots"), StorageOptions { retain: 1 })?;
-        let fsm = shared(BatchStore::new(dir.join("data"))?);
-        Ok((
-            SnapshotExecutor::new(storage, fsm, ExecutorOptions::default()),
-            report,
-        ))
-    };
-    println!("raftsnap demo (local stage) in {}", dir.display());
-    let (exec, _) = open(dir)?;
-
-    step(
-        &mut s,
-        &format!(
-            "apply 4 batches of {} records, then save a snapshot",
-            args.points
-        ),
-    );
-    let mut index = 0;
-    let apply =
-        |exec: &SnapshotExecutor<BatchStore>, index: &mut u64, n: u64| -> Result<(), BoxError> {
-            let mut g = exec
-                .state_machine()
-                .lock()
-                .map_err(|_| "state machine lock poisoned")?;
-            *index += 1;
-            g.state_machine.apply_batch(*index, n)?;
-            g.applied = SnapshotMeta {
-                last_included_index: *index,
-                last_included_term: 1,
-                voters: vec![1],
-                ..Default::default()
-            };
-            Ok(())
-        };
-    for _ in 0..4 {
-        apply(&exec, &mut index, args.points)?;
+    let mut listeners = BTreeMap::new();
+    for id in 1..=3u64 {
+        listeners.insert(id, listener()?);
     }
+    let addrs = listeners
+        .iter()
+        .map(|(id, l)| Ok((*id, l.local_addr()?.to_string())))
+        .collect::<Result<BTreeMap<_, _>, std::io::Error>>()?;
+    let mut demo = Demo {
+        dir: dir.to_path_buf(),
+        addrs,
+        nodes: BTreeMap::new(),
+    };
+    println!("raftsnap demo: a 3-node cluster in {}", dir.display());
+    for (id, l) in listeners {
+        let n = demo.launch(id, l).await?;
+        println!("  node {id} on {}", demo.addrs[&id]);
+        demo.nodes.insert(id, n);
+    }
+    let leader = demo.leader().await?;
+    println!("  node {leader} is the leader");
+
+    let half = (args.points / 2).max(1);
+    println!("\n[1] write {half} records through raft");
+    demo.write("records", half).await?;
+
+    println!("\n[2] snapshot on the leader");
     let t = Instant::now();
-    let SaveOutcome::Saved(m1) = exec.do_snapshot()? else {
-        return Err("first save skipped".into());
-    };
-    let info = &exec.storage().list()[0];
+    let meta = demo.nodes[&leader].snapshot_now().await?;
+    let st = demo.nodes[&leader].status().await?;
     println!(
-        "    snapshot {} saved in {:.2?}: {} files, {} bytes, nothing copied (hard links)",
-        m1.last_included_index,
+        "  snapshot {} in {:.0?}: {} files, {} bytes, hard-linked (nothing copied)",
+        meta.last_included_index,
         t.elapsed(),
-        info.files,
-        info.bytes
+        st.snapshot.files,
+        st.snapshot.bytes
     );
 
-    step(
-        &mut s,
-        "a reader (say, a follower's copy) holds it while two more batches and a save go by",
+    let follower = *demo
+        .nodes
+        .keys()
+        .find(|i| **i != leader)
+        .ok_or("no follower")?;
+    println!(
+        "\n[3] stop node {follower}, write {half} more records; the leader snapshots and compacts"
     );
-    let held: SnapshotReader = exec.storage().open_reader().ok_or("no snapshot")?;
-    for _ in 0..2 {
-        apply(&exec, &mut index, args.points)?;
+    if let Some(n) = demo.nodes.remove(&follower) {
+        n.shutdown().await;
     }
-    let SaveOutcome::Saved(m2) = exec.do_snapshot()? else {
-        return Err("second save skipped".into());
+    let last = demo.write("records", half).await?;
+    let meta = demo.nodes[&leader].snapshot_now().await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ls = loop {
+        let s = demo.nodes[&leader].status().await?;
+        if s.first_log_index > 1 || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     println!(
-        "    snapshot {} saved; snapshot {} still on disk while read: {}",
-        m2.last_included_index,
-        held.index(),
-        held.dir().exists()
-    );
-    let old_dir = held.dir().to_path_buf();
-    drop(held);
-    println!(
-        "    reader dropped; snapshot {} deleted: {}",
-        m1.last_included_index,
-        !old_dir.exists()
-    );
-    println!(
-        "    a save with nothing new applied: {:?}",
-        exec.do_snapshot()?
+        "  snapshot {}; leader's log now holds entries {}..={} (node {follower} stopped near the start)",
+        meta.last_included_index, ls.first_log_index, ls.last_log_index
     );
 
-    step(
-        &mut s,
-        "corrupt one byte of a copy of the snapshot; verify names the file",
-    );
-    let latest = exec.storage().open_reader().ok_or("no snapshot")?;
-    let copy = dir.join("corrupt-copy");
-    for f in latest.files() {
-        let dst = copy.join(&f.name);
-        fs::create_dir_all(dst.parent().ok_or("no parent")?)?;
-        fs::copy(latest.path_of(&f.name)?, &dst)?;
-    }
-    fs::copy(
-        latest.dir().join("__raft_snapshot_meta"),
-        copy.join("__raft_snapshot_meta"),
-    )?;
-    let victim = copy.join(&latest.files()[1].name);
-    let mut bytes = fs::read(&victim)?;
-    bytes[7] ^= 0x20;
-    fs::write(&victim, bytes)?;
-    let (_, bad) = crate::snapshot::verify_dir(&copy)?;
-    for b in &bad {
-        println!("    verify: BAD {b}");
-    }
-    println!(
-        "    the original verifies clean: {}",
-        latest.verify().is_ok()
-    );
-    drop(latest);
-
-    step(
-        &mut s,
-        "crash in the middle of a save (a half-written temp/), then restart and load",
-    );
-    let (records, digest) = {
-        let g = exec.state_machine().lock().map_err(|_| "poisoned")?;
-        (g.state_machine.records(), g.state_machine.digest())
-    };
-    drop(exec);
-    fs::create_dir_all(dir.join("snapshots/temp/data"))?;
-    fs::write(dir.join("snapshots/temp/data/half-written"), b"partial")?;
-    let (exec, report) = open(dir)?;
-    println!(
-        "    startup removed temp/: {}; kept snapshots {:?}",
-        report.removed_temp, report.kept
-    );
+    println!("\n[4] restart node {follower}: it installs the leader's snapshot");
+    let l = rebind(&demo.addrs[&follower]).await?;
+    let n = demo.launch(follower, l).await?;
+    demo.nodes.insert(follower, n.clone());
     let t = Instant::now();
-    let loaded = exec.load_latest(1)?.ok_or("nothing loaded")?;
-    let g = exec.state_machine().lock().map_err(|_| "poisoned")?;
-    let same = g.state_machine.records() == records && g.state_machine.digest() == digest;
-    println!(
-        "    loaded snapshot {} (verified) in {:.2?}: {} records, state identical: {same}",
-        loaded.last_included_index,
-        t.elapsed(),
-        g.state_machine.records()
-    );
-    if !same || bad.len() != 1 {
-        return Err("demo check failed".into());
+    let mut bar = Progress::bytes("install", ls.snapshot.bytes.max(1));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !n.wait_applied(last, Duration::from_millis(50)).await {
+        if let Some(i) = n.status().await?.snapshot.install {
+            bar.set_total(i.bytes_total.max(1));
+            bar.set(i.bytes_done);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("node {follower} did not catch up within 120 s").into());
+        }
     }
-    println!("\ndone in {:.2?}: every step checked.", started.elapsed());
+    bar.finish();
+    let fs = n.status().await?;
+    println!(
+        "  caught up in {:.2?}: {} install(s), {} bytes fetched, {} bytes reused from its own files",
+        t.elapsed(),
+        fs.snapshot.installs_total,
+        fs.snapshot.install_bytes_total,
+        fs.snapshot.reused_bytes_total
+    );
+
+    println!("\n[5] compare the three nodes");
+    for n in demo.nodes.values() {
+        n.wait_applied(last, Duration::from_secs(30)).await;
+    }
+    let states: BTreeMap<u64, (u64, u64, u32)> =
+        demo.nodes.keys().map(|id| (*id, demo.state(*id))).collect();
+    for (id, (records, bytes, digest)) in &states {
+        println!("  node {id}: {records} records, {bytes} bytes, digest {digest:08x}");
+    }
+    let first = states.values().next().copied();
+    if states.values().any(|s| Some(*s) != first) || fs.snapshot.installs_total == 0 {
+        return Err("the nodes differ, or the follower did not install a snapshot".into());
+    }
+    let total = first.map_or(0, |s| s.0);
+    println!(
+        "\nsummary: {total} records on 3 nodes, snapshot index {}, {} bytes installed over the network, {} reused, in {:.2?}",
+        meta.last_included_index,
+        fs.snapshot.install_bytes_total,
+        fs.snapshot.reused_bytes_total,
+        started.elapsed()
+    );
+    if args.keep {
+        println!("\n--keep: the cluster keeps running; gRPC addresses:");
+        for (id, a) in &demo.addrs {
+            println!("  node {id}: {a}");
+        }
+        println!("press Ctrl-C to stop");
+        tokio::signal::ctrl_c().await?;
+    }
+    futures::future::join_all(demo.nodes.values().map(|n| n.shutdown())).await;
     Ok(())
+}
+
+async fn rebind(addr: &str) -> Result<std::net::TcpListener, BoxError> {
+    for _ in 0..100 {
+        if let Ok(l) = std::net::TcpListener::bind(addr) {
+            return Ok(l);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("cannot bind {addr} again").into())
 }

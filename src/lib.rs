@@ -8,8 +8,10 @@
 //!   the executor that drives save and load.
 #![deny(missing_docs)]
 
+pub mod batch_store;
 pub mod cli;
 pub mod demo;
+pub mod progress;
 pub mod proto;
 pub mod raft;
 pub mod snapshot;

@@ -19,7 +19,7 @@ pub enum Command {
     /// Inspect and verify snapshots on disk.
     #[command(subcommand)]
     Snapshot(snapshot_cmd::SnapshotCmd),
-    /// Run the local demo: save, reuse, retain, corrupt and verify snapshots.
+    /// Run a local 3-node cluster that snapshots, compacts and installs.
     Demo(crate::cli::DemoArgs),
 }
 
@@ -29,9 +29,12 @@ pub struct DemoArgs {
     /// Directory to run in (a fresh temporary directory when absent).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
-    /// Records written per batch.
-    #[arg(long, default_value_t = 100_000)]
+    /// Records written in all (half before the follower stops, half after).
+    #[arg(long, default_value_t = 200_000)]
     pub points: u64,
+    /// Leave the cluster running (until Ctrl-C) and print its addresses.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Runs the parsed command; returns the process exit code.

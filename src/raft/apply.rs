@@ -61,7 +61,15 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                         .iter()
                         .map(|c| c.entry.data.len() as u64)
                         .sum::<u64>();
-                    if let Some(last) = self.apply(entries) {
+                    let applied = match self.apply(entries) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            error!(error = %e, "the state machine cannot apply; stopping the node");
+                            let _ = self.to_loop.send(Inbound::Fatal(e));
+                            return;
+                        }
+                    };
+                    if let Some(last) = applied {
                         let _ = self.applied_tx.send(last);
                         let _ = self.to_loop.send(Inbound::Applied(last));
                         let since = last.saturating_sub(self.exec.storage().latest_index());
@@ -99,8 +107,9 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
         }
     }
 
-    /// Applies entries; returns the last index applied.
-    fn apply(&self, entries: Vec<Committed>) -> Option<u64> {
+    /// Applies entries; returns the last index applied, or the error that
+    /// stops the node (the entries before it stay applied).
+    fn apply(&self, entries: Vec<Committed>) -> Result<Option<u64>, String> {
         let mut fsm = self
             .exec
             .state_machine()
@@ -108,6 +117,7 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
             .unwrap_or_else(|p| p.into_inner());
         let mut last = None;
         let mut replies = Vec::new();
+        let mut failed = None;
         for Committed { entry, conf } in entries {
             if entry.index <= fsm.applied.last_included_index {
                 continue; // already in the loaded snapshot
@@ -116,9 +126,17 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
             let result = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
                 EntryType::EntryNormal => {
-                    fsm.state_machine
+                    match fsm
+                        .state_machine
                         .inner
                         .apply(entry.index, entry.term, &entry.data)
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            failed = Some(format!("apply of entry {}: {e}", entry.index));
+                            break;
+                        }
+                    }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => Vec::new(),
             };
@@ -139,7 +157,10 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                 let _ = tx.send(Ok((index, result)));
             }
         }
-        last
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(last),
+        }
     }
 }
 

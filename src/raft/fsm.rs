@@ -19,8 +19,10 @@ pub const PEERS_FILE: &str = "raft/peers.json";
 pub trait ReplicatedStateMachine: StateMachine {
     /// Applies a committed command and returns the answer for its proposer.
     /// Must be deterministic: every replica applies the same commands in the
-    /// same order and must reach the same state. Errors belong in the answer.
-    fn apply(&mut self, index: u64, term: u64, command: &[u8]) -> Vec<u8>;
+    /// same order and must reach the same state, so a bad command is answered
+    /// with an error *in the answer*. `Err` means this replica cannot go on
+    /// (its disk failed): the node stops rather than diverge.
+    fn apply(&mut self, index: u64, term: u64, command: &[u8]) -> Result<Vec<u8>, BoxError>;
 }
 
 /// The user's state machine plus the node's own snapshot content.

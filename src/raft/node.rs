@@ -598,6 +598,17 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
         state_machine: S,
         listener: std::net::TcpListener,
     ) -> Result<Self, RaftError> {
+        Self::start_with(cfg, state_machine, listener, None).await
+    }
+
+    /// Like [`start`](Self::start); installs also reuse the live files that
+    /// `lookup` finds (same name, size and crc32c) by hard link.
+    pub async fn start_with(
+        cfg: NodeConfig,
+        state_machine: S,
+        listener: std::net::TcpListener,
+        lookup: Option<Arc<dyn crate::snapshot::LocalFileLookup>>,
+    ) -> Result<Self, RaftError> {
         cfg.validate().map_err(RaftError::Invalid)?;
         let id = cfg.id;
         let span = info_span!("node", id);
@@ -640,6 +651,14 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
             )
             .with_throttle(throttle.clone()),
         );
+        let exec = match lookup {
+            Some(l) => Arc::new(
+                Arc::try_unwrap(exec)
+                    .map_err(|_| RaftError::Invalid("executor shared too early".into()))?
+                    .with_lookup(l),
+            ),
+            None => exec,
+        };
         let log = Arc::new(SledLogStore::open(&cfg.data_dir.join("raft"))?);
         let mut state = log.initial_state()?;
         let fresh = state.hard_state == Default::default()

@@ -42,8 +42,9 @@ pub(crate) fn dirs_bottom_up(root: &Path) -> Result<Vec<PathBuf>, SnapshotError>
     Ok(out)
 }
 
-/// A writer that computes the crc32c and length of what passes through it.
-pub(crate) struct CrcWriter<W> {
+/// A writer that computes the crc32c and length of what passes through it
+/// (for state machines that record each file's crc32c as they write it).
+pub struct CrcWriter<W> {
     inner: W,
     crc: u32,
     len: u64,
@@ -51,7 +52,7 @@ pub(crate) struct CrcWriter<W> {
 
 impl<W: Write> CrcWriter<W> {
     /// Wraps `inner`.
-    pub(crate) fn new(inner: W) -> Self {
+    pub fn new(inner: W) -> Self {
         Self {
             inner,
             crc: 0,
@@ -60,7 +61,7 @@ impl<W: Write> CrcWriter<W> {
     }
 
     /// The inner writer, the byte count and the crc32c so far.
-    pub(crate) fn finish(self) -> (W, u64, u32) {
+    pub fn finish(self) -> (W, u64, u32) {
         (self.inner, self.len, self.crc)
     }
 }

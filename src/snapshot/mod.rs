@@ -24,6 +24,7 @@ pub use executor::{
     SaveOutcome, SharedStateMachine, SnapshotExecutor, StateMachine, shared,
 };
 pub use file_service::{ReaderRegistry, SnapshotFileService};
+pub use fsutil::CrcWriter as CrcSink;
 pub use reader::{SnapshotReader, verify_dir};
 pub use storage::{LocalSnapshotStorage, OpenReport, SnapshotInfo, StorageOptions};
 pub use throttle::{SnapshotThrottle, ThrottleOptions};

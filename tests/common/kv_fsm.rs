@@ -78,15 +78,15 @@ pub fn expected_map(n: u64) -> BTreeMap<String, String> {
 
 /// Commands are `key=value` (set); the answer is the previous value or empty.
 impl raftsnap::raft::ReplicatedStateMachine for KvFsm {
-    fn apply(&mut self, _index: u64, _term: u64, command: &[u8]) -> Vec<u8> {
+    fn apply(&mut self, _index: u64, _term: u64, command: &[u8]) -> Result<Vec<u8>, BoxError> {
         let cmd = String::from_utf8_lossy(command);
-        match cmd.split_once('=') {
+        Ok(match cmd.split_once('=') {
             Some((k, v)) => self
                 .map
                 .insert(k.to_string(), v.to_string())
                 .unwrap_or_default()
                 .into_bytes(),
             None => b"error: expected key=value".to_vec(),
-        }
+        })
     }
 }
