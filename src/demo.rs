@@ -18,7 +18,11 @@ use crate::progress::Progress;
 use crate::raft::{NodeConfig, NodeHandle};
 use crate::snapshot::BoxError;
 
-const BATCH: u64 = 5_000;
+/// Records per proposal at most.
+const MAX_BATCH: u64 = 5_000;
+/// Proposals per half at least: more than `trailing_logs` (5), so that the
+/// leader compacts past the stopped follower.
+const MIN_PROPOSALS: u64 = 20;
 
 struct Demo {
     dir: std::path::PathBuf,
@@ -62,10 +66,11 @@ impl Demo {
 
     async fn write(&self, label: &str, records: u64) -> Result<u64, BoxError> {
         let mut bar = Progress::items(label, records);
+        let batch = (records / MIN_PROPOSALS).clamp(1, MAX_BATCH);
         let mut done = 0;
         let mut last = 0;
         while done < records {
-            let n = BATCH.min(records - done);
+            let n = batch.min(records - done);
             let leader = self.leader().await?;
             let (index, answer) = self.nodes[&leader]
                 .propose(format!("records {n}").into_bytes())
@@ -139,7 +144,7 @@ async fn run_async(args: &DemoArgs) -> Result<(), BoxError> {
     let leader = demo.leader().await?;
     println!("  node {leader} is the leader");
 
-    let half = (args.points / 2).max(1);
+    let half = (args.points / 2).max(MIN_PROPOSALS);
     println!("\n[1] write {half} records through raft");
     demo.write("records", half).await?;
 
