@@ -46,14 +46,7 @@ async fn a_stopped_follower_catches_up_by_snapshot_then_by_log() {
     let last = c.put_many("b", 400).await;
     let ls = c.nodes[&leader].status().await.unwrap();
     assert!(ls.snapshot.last_index >= 300, "{ls:?}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while c.nodes[&leader].status().await.unwrap().first_log_index <= 60 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "leader never compacted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.wait_compacted(leader, 60).await;
     c.restart(follower).await;
     c.converge(last, 30).await;
     let fs = c.nodes[&follower].status().await.unwrap();
@@ -85,14 +78,7 @@ async fn a_new_member_added_after_compaction_gets_state_by_snapshot_and_becomes_
     let last = c.put_many("a", 300).await;
     c.converge(last, 10).await;
     let leader = c.leader().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while c.nodes[&leader].status().await.unwrap().first_log_index <= 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "leader never compacted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    c.wait_compacted(leader, 1).await;
     c.add(4).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -10,11 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::kv_fsm::{KvFsm, apply_range, expected_map};
-use raftsnap::snapshot::{
-    ExecutorOptions, LocalSnapshotStorage, SaveOutcome, SnapshotError, SnapshotExecutor,
-    StorageOptions, shared,
-};
+use common::kv_fsm::{KvFsm, apply_range, expected_map, kv_executor};
+use raftsnap::snapshot::{SaveOutcome, SnapshotError, SnapshotExecutor};
 
 struct Tmpfs {
     dir: PathBuf,
@@ -48,12 +45,7 @@ impl Drop for Tmpfs {
 }
 
 fn executor(root: &Path) -> SnapshotExecutor<KvFsm> {
-    let (storage, _) = LocalSnapshotStorage::open(root, StorageOptions::default()).unwrap();
-    SnapshotExecutor::new(
-        storage,
-        shared(KvFsm::default()),
-        ExecutorOptions::default(),
-    )
+    kv_executor(root, 1)
 }
 
 #[test]

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::file_server::{Endpoint, bytes, save};
-use common::kv_fsm::KvFsm;
+use common::kv_fsm::{KvFsm, kv_executor};
 use raftsnap::snapshot::copier::INSTALL_FAILPOINTS;
 use raftsnap::snapshot::storage::{DOWNLOAD_DIR, snapshot_dir_name};
 use raftsnap::snapshot::{
-    CopierOptions, ExecutorOptions, InstallOutcome, LocalSnapshotStorage, RemoteFileCopier,
-    SnapshotExecutor, SnapshotThrottle, SnapshotUri, StorageOptions, shared,
+    CopierOptions, InstallOutcome, LocalSnapshotStorage, RemoteFileCopier, SnapshotExecutor,
+    SnapshotThrottle, SnapshotUri, StorageOptions,
 };
 
 /// Every failpoint of an install, and whether the snapshot is already
@@ -32,12 +32,7 @@ fn points() -> Vec<(&'static str, bool)> {
 }
 
 fn executor(root: &Path) -> Arc<SnapshotExecutor<KvFsm>> {
-    let (storage, _) = LocalSnapshotStorage::open(root, StorageOptions::default()).unwrap();
-    Arc::new(SnapshotExecutor::new(
-        storage,
-        shared(KvFsm::default()),
-        ExecutorOptions::default(),
-    ))
+    Arc::new(kv_executor(root, 1))
 }
 
 fn leader() -> Endpoint {

@@ -12,14 +12,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::kv_fsm::{KvFsm, apply_range, expected_map};
+use common::kv_fsm::{KvFsm, apply_range, expected_map, kv_executor};
 use raftsnap::snapshot::storage::{
     SAVE_FAILPOINTS, SAVE_FAILPOINTS_PUBLISHED_FROM, TEMP_DIR, snapshot_dir_name,
 };
-use raftsnap::snapshot::{
-    ExecutorOptions, LocalSnapshotStorage, SaveOutcome, SnapshotError, SnapshotExecutor,
-    StorageOptions, shared,
-};
+use raftsnap::snapshot::{SaveOutcome, SnapshotError, SnapshotExecutor};
 
 /// Every failpoint of a save, with the snapshot the node must come back with
 /// (10 = the previous one, 20 = the new one, already renamed into place).
@@ -39,12 +36,7 @@ fn points() -> Vec<(&'static str, u64)> {
 }
 
 fn executor(root: &Path) -> SnapshotExecutor<KvFsm> {
-    let (storage, _) = LocalSnapshotStorage::open(root, StorageOptions::default()).unwrap();
-    SnapshotExecutor::new(
-        storage,
-        shared(KvFsm::default()),
-        ExecutorOptions::default(),
-    )
+    kv_executor(root, 1)
 }
 
 fn first_snapshot(root: &Path) {

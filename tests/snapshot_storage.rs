@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
-use common::kv_fsm::{KvFsm, apply_range, expected_map};
+use common::kv_fsm::{KvFsm, apply_range, expected_map, kv_executor};
 use raftsnap::snapshot::meta_table::META_FILE;
 use raftsnap::snapshot::storage::{DOWNLOAD_DIR, DOWNLOAD_META_FILE, TEMP_DIR, snapshot_dir_name};
 use raftsnap::snapshot::{
@@ -16,12 +16,7 @@ use raftsnap::snapshot::{
 };
 
 fn executor(root: &Path, retain: usize) -> SnapshotExecutor<KvFsm> {
-    let (storage, _) = LocalSnapshotStorage::open(root, StorageOptions { retain }).unwrap();
-    SnapshotExecutor::new(
-        storage,
-        shared(KvFsm::default()),
-        ExecutorOptions::default(),
-    )
+    kv_executor(root, retain)
 }
 
 fn saved(out: SaveOutcome) -> SnapshotMeta {

@@ -202,6 +202,22 @@ impl Cluster {
         }
     }
 
+    /// Waits (up to 10 s) until node `id`'s log starts after `index`.
+    pub async fn wait_compacted(&self, id: u64, index: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.nodes[&id].status().await.unwrap();
+            if s.first_log_index > index {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} never compacted past {index}: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A node's KV map.
     pub fn map(&self, id: u64) -> BTreeMap<String, String> {
         self.nodes[&id]

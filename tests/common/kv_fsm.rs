@@ -90,3 +90,20 @@ impl raftsnap::raft::ReplicatedStateMachine for KvFsm {
         })
     }
 }
+
+/// An executor over a fresh KV state machine and the storage at `root`.
+pub fn kv_executor(
+    root: &std::path::Path,
+    retain: usize,
+) -> raftsnap::snapshot::SnapshotExecutor<KvFsm> {
+    let (storage, _) = raftsnap::snapshot::LocalSnapshotStorage::open(
+        root,
+        raftsnap::snapshot::StorageOptions { retain },
+    )
+    .unwrap();
+    raftsnap::snapshot::SnapshotExecutor::new(
+        storage,
+        raftsnap::snapshot::shared(KvFsm::default()),
+        raftsnap::snapshot::ExecutorOptions::default(),
+    )
+}
