@@ -15,3 +15,4 @@ pub mod progress;
 pub mod proto;
 pub mod raft;
 pub mod snapshot;
+pub mod tsdb;

@@ -1,0 +1,558 @@
+//! InfluxDB 1.x line protocol:
+//! `measurement[,tag=value…] field=value[,field=value…] [timestamp]`.
+//!
+//! Escapes: `\,` and `\ ` in measurements; `\,` `\=` `\ ` in tag keys, tag
+//! values and field keys; `\"` and `\\` inside string field values. Field
+//! values: float (`1`, `-1.5e3`), integer (`1i`), unsigned (`1u`), string
+//! (`"…"`), boolean (`t`, `T`, `true`, `True`, `TRUE`, and the `f` forms).
+//! Timestamps are integers in the request's precision, normalized to
+//! nanoseconds. Parsing follows InfluxDB's partial-write semantics: every
+//! good line is kept, every bad one is reported with its line number.
+
+use std::fmt;
+
+/// A field's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    /// 64-bit float (never NaN or infinite).
+    Float(f64),
+    /// Signed integer (`i` suffix).
+    Integer(i64),
+    /// Unsigned integer (`u` suffix).
+    Unsigned(u64),
+    /// String.
+    String(String),
+    /// Boolean.
+    Boolean(bool),
+}
+
+impl FieldValue {
+    /// InfluxDB's name of the value's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FieldValue::Float(_) => "float",
+            FieldValue::Integer(_) => "integer",
+            FieldValue::Unsigned(_) => "unsigned",
+            FieldValue::String(_) => "string",
+            FieldValue::Boolean(_) => "boolean",
+        }
+    }
+}
+
+/// One parsed point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Measurement name (unescaped).
+    pub measurement: String,
+    /// Tags sorted by key (unescaped).
+    pub tags: Vec<(String, String)>,
+    /// Fields in line order (unescaped keys); a repeated key keeps the last.
+    pub fields: Vec<(String, FieldValue)>,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+/// Timestamp precision of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Nanoseconds (`n`, `ns`, the default).
+    #[default]
+    Nanoseconds,
+    /// Microseconds (`u`, `us`, `µ`).
+    Microseconds,
+    /// Milliseconds (`ms`).
+    Milliseconds,
+    /// Seconds (`s`).
+    Seconds,
+    /// Minutes (`m`).
+    Minutes,
+    /// Hours (`h`).
+    Hours,
+}
+
+impl Precision {
+    /// Parses InfluxDB's `precision` parameter.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "" | "n" | "ns" => Precision::Nanoseconds,
+            "u" | "us" | "µ" => Precision::Microseconds,
+            "ms" => Precision::Milliseconds,
+            "s" => Precision::Seconds,
+            "m" => Precision::Minutes,
+            "h" => Precision::Hours,
+            _ => return None,
+        })
+    }
+
+    /// Nanoseconds per unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            Precision::Nanoseconds => 1,
+            Precision::Microseconds => 1_000,
+            Precision::Milliseconds => 1_000_000,
+            Precision::Seconds => 1_000_000_000,
+            Precision::Minutes => 60_000_000_000,
+            Precision::Hours => 3_600_000_000_000,
+        }
+    }
+}
+
+/// A line that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number in the request body.
+    pub line: usize,
+    /// The line (at most 256 bytes of it).
+    pub text: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unable to parse '{}' (line {}): {}",
+            self.text, self.line, self.reason
+        )
+    }
+}
+
+/// Escapes a measurement name for a series key or line.
+pub fn escape_measurement(s: &str) -> String {
+    escape(s, &[',', ' '])
+}
+
+/// Escapes a tag key, tag value or field key.
+pub fn escape_key(s: &str) -> String {
+    escape(s, &[',', '=', ' '])
+}
+
+fn escape(s: &str, special: &[char]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if special.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Point {
+    /// The series key: escaped measurement and sorted tags, as InfluxDB
+    /// writes it in TSM keys (`cpu,host=a`).
+    pub fn series_key(&self) -> String {
+        series_key(&self.measurement, &self.tags)
+    }
+}
+
+/// The series key of a measurement and its (sorted) tags.
+pub fn series_key(measurement: &str, tags: &[(String, String)]) -> String {
+    let mut k = escape_measurement(measurement);
+    for (tk, tv) in tags {
+        k.push(',');
+        k.push_str(&escape_key(tk));
+        k.push('=');
+        k.push_str(&escape_key(tv));
+    }
+    k
+}
+
+/// Parses a request body. Lines that are empty or start with `#` are
+/// skipped; a line without a timestamp gets `default_time` (ns).
+pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>, Vec<ParseError>) {
+    let mut points = Vec::new();
+    let mut errors = Vec::new();
+    for (i, raw) in body.split('\n').enumerate() {
+        let line = raw.trim_end_matches('\r').trim_start_matches([' ', '\t']);
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_line(line, precision, default_time) {
+            Ok(p) => points.push(p),
+            Err(reason) => errors.push(ParseError {
+                line: i + 1,
+                text: truncate(line, 256),
+                reason,
+            }),
+        }
+    }
+    (points, errors)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Reads up to an unescaped byte in `stops`, unescaping `escapable`.
+    fn token(&mut self, stops: &[u8], escapable: &[u8]) -> Result<String, String> {
+        let mut out = Vec::new();
+        while let Some(c) = self.peek() {
+            if c == b'\\'
+                && self
+                    .b
+                    .get(self.i + 1)
+                    .is_some_and(|n| escapable.contains(n))
+            {
+                out.push(self.b[self.i + 1]);
+                self.i += 2;
+                continue;
+            }
+            if stops.contains(&c) {
+                break;
+            }
+            out.push(c);
+            self.i += 1;
+        }
+        String::from_utf8(out).map_err(|_| "invalid UTF-8".to_string())
+    }
+
+    fn skip_spaces(&mut self) -> usize {
+        let start = self.i;
+        while self.peek() == Some(b' ') || self.peek() == Some(b'\t') {
+            self.i += 1;
+        }
+        self.i - start
+    }
+}
+
+fn parse_line(line: &str, precision: Precision, default_time: i64) -> Result<Point, String> {
+    let mut s = Scanner {
+        b: line.as_bytes(),
+        i: 0,
+    };
+    let measurement = s.token(b", ", b", ")?;
+    if measurement.is_empty() {
+        return Err("missing measurement".into());
+    }
+    let mut tags: Vec<(String, String)> = Vec::new();
+    while s.peek() == Some(b',') {
+        s.i += 1;
+        let k = s.token(b"=, ", b",= ")?;
+        if k.is_empty() {
+            return Err("missing tag key".into());
+        }
+        if s.peek() != Some(b'=') {
+            return Err(format!("missing tag value for {k:?}"));
+        }
+        s.i += 1;
+        let v = s.token(b", ", b",= ")?;
+        if v.is_empty() {
+            return Err(format!("missing tag value for {k:?}"));
+        }
+        tags.push((k, v));
+    }
+    if s.skip_spaces() == 0 || s.peek().is_none() {
+        return Err("missing fields".into());
+    }
+    tags.sort_by(|a, b| a.0.cmp(&b.0));
+    if tags.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err("duplicate tags".into());
+    }
+    let mut fields: Vec<(String, FieldValue)> = Vec::new();
+    loop {
+        let k = s.token(b"=, ", b",= ")?;
+        if k.is_empty() {
+            return Err("missing field key".into());
+        }
+        if s.peek() != Some(b'=') {
+            return Err(format!("missing field value for {k:?}"));
+        }
+        s.i += 1;
+        let v = field_value(&mut s).map_err(|e| format!("field {k:?}: {e}"))?;
+        fields.retain(|(fk, _)| fk != &k);
+        fields.push((k, v));
+        match s.peek() {
+            Some(b',') => s.i += 1,
+            _ => break,
+        }
+    }
+    let spaced = s.skip_spaces();
+    let timestamp = if s.peek().is_none() {
+        default_time
+    } else if spaced == 0 {
+        return Err("invalid field format".into());
+    } else {
+        let t = s.token(b" \t", b"")?;
+        s.skip_spaces();
+        if s.peek().is_some() {
+            return Err("unexpected text after the timestamp".into());
+        }
+        let v: i64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
+        v.checked_mul(precision.nanos())
+            .ok_or_else(|| format!("timestamp {t} out of range"))?
+    };
+    Ok(Point {
+        measurement,
+        tags,
+        fields,
+        timestamp,
+    })
+}
+
+fn field_value(s: &mut Scanner<'_>) -> Result<FieldValue, String> {
+    if s.peek() == Some(b'"') {
+        s.i += 1;
+        let mut out = Vec::new();
+        loop {
+            match s.peek() {
+                None => return Err("unterminated string".into()),
+                Some(b'\\') if matches!(s.b.get(s.i + 1), Some(b'"') | Some(b'\\')) => {
+                    out.push(s.b[s.i + 1]);
+                    s.i += 2;
+                }
+                Some(b'"') => {
+                    s.i += 1;
+                    break;
+                }
+                Some(c) => {
+                    out.push(c);
+                    s.i += 1;
+                }
+            }
+        }
+        if !matches!(s.peek(), None | Some(b',') | Some(b' ') | Some(b'\t')) {
+            return Err("unexpected text after a string".into());
+        }
+        return String::from_utf8(out)
+            .map(FieldValue::String)
+            .map_err(|_| "invalid UTF-8".into());
+    }
+    let start = s.i;
+    while !matches!(s.peek(), None | Some(b',') | Some(b' ') | Some(b'\t')) {
+        s.i += 1;
+    }
+    let v = std::str::from_utf8(&s.b[start..s.i]).map_err(|_| "invalid UTF-8".to_string())?;
+    match v {
+        "" => Err("missing value".into()),
+        "t" | "T" | "true" | "True" | "TRUE" => Ok(FieldValue::Boolean(true)),
+        "f" | "F" | "false" | "False" | "FALSE" => Ok(FieldValue::Boolean(false)),
+        _ if v.ends_with('i') => {
+            let n = &v[..v.len() - 1];
+            if !is_int(n) {
+                return Err(format!("invalid integer {v:?}"));
+            }
+            n.parse()
+                .map(FieldValue::Integer)
+                .map_err(|_| format!("integer {v} out of range"))
+        }
+        _ if v.ends_with('u') => {
+            let n = &v[..v.len() - 1];
+            if !is_int(n) || n.starts_with('-') {
+                return Err(format!("invalid unsigned integer {v:?}"));
+            }
+            n.parse()
+                .map(FieldValue::Unsigned)
+                .map_err(|_| format!("unsigned {v} out of range"))
+        }
+        _ => {
+            let numeric = v
+                .bytes()
+                .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'))
+                && v.bytes().any(|c| c.is_ascii_digit());
+            let f: f64 = if numeric {
+                v.parse().map_err(|_| format!("invalid number {v:?}"))?
+            } else {
+                return Err(format!("invalid field value {v:?}"));
+            };
+            if !f.is_finite() {
+                return Err(format!("number {v} out of range"));
+            }
+            Ok(FieldValue::Float(f))
+        }
+    }
+}
+
+fn is_int(s: &str) -> bool {
+    let d = s.strip_prefix('-').unwrap_or(s);
+    !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FieldValue::*;
+
+    fn one(line: &str) -> Point {
+        let (p, e) = parse(line, Precision::Nanoseconds, 42);
+        assert!(e.is_empty(), "{line}: {e:?}");
+        assert_eq!(p.len(), 1);
+        p.into_iter().next().unwrap()
+    }
+
+    fn bad(line: &str) -> std::string::String {
+        let (p, e) = parse(line, Precision::Nanoseconds, 42);
+        assert!(p.is_empty(), "{line} parsed: {p:?}");
+        e[0].reason.clone()
+    }
+
+    #[test]
+    fn a_corpus_of_valid_lines() {
+        let p = one("cpu,host=a,region=eu value=1.5,n=3i,u=7u,s=\"hi\",b=t 1700000000000000000");
+        assert_eq!(p.measurement, "cpu");
+        assert_eq!(
+            p.tags,
+            vec![("host".into(), "a".into()), ("region".into(), "eu".into())]
+        );
+        assert_eq!(
+            p.fields,
+            vec![
+                ("value".into(), Float(1.5)),
+                ("n".into(), Integer(3)),
+                ("u".into(), Unsigned(7)),
+                ("s".into(), String("hi".into())),
+                ("b".into(), Boolean(true)),
+            ]
+        );
+        assert_eq!(p.timestamp, 1_700_000_000_000_000_000);
+        // Tags are sorted; no timestamp takes the default.
+        let p = one("m,z=1,a=2 f=1");
+        assert_eq!(p.tags[0].0, "a");
+        assert_eq!(p.timestamp, 42);
+        assert_eq!(p.series_key(), "m,a=2,z=1");
+        // Escapes.
+        let p = one(r#"my\ meas\,x,tag\ key=tag\=val\,ue fi\=eld="a \"quoted\" \\ str" -5"#);
+        assert_eq!(p.measurement, "my meas,x");
+        assert_eq!(p.tags, vec![("tag key".into(), "tag=val,ue".into())]);
+        assert_eq!(
+            p.fields,
+            vec![("fi=eld".into(), String(r#"a "quoted" \ str"#.into()))]
+        );
+        assert_eq!(p.timestamp, -5);
+        assert_eq!(p.series_key(), r"my\ meas\,x,tag\ key=tag\=val\,ue");
+        // Unicode, and a string with commas, spaces and equals signs.
+        let p = one("温度,城市=北京 值=23.5,note=\"a, b = c\" 1");
+        assert_eq!(p.measurement, "温度");
+        assert_eq!(p.fields[1], ("note".into(), String("a, b = c".into())));
+        // Numbers.
+        assert_eq!(one("m f=-1.5e3").fields[0].1, Float(-1500.0));
+        assert_eq!(one("m f=1").fields[0].1, Float(1.0));
+        assert_eq!(
+            one("m f=-9223372036854775808i").fields[0].1,
+            Integer(i64::MIN)
+        );
+        assert_eq!(
+            one("m f=18446744073709551615u").fields[0].1,
+            Unsigned(u64::MAX)
+        );
+        for (v, b) in [
+            ("t", true),
+            ("TRUE", true),
+            ("True", true),
+            ("f", false),
+            ("False", false),
+            ("FALSE", false),
+        ] {
+            assert_eq!(one(&format!("m f={v}")).fields[0].1, Boolean(b));
+        }
+        // Empty string value, repeated field keeps the last.
+        assert_eq!(
+            one("m f=\"\"").fields[0].1,
+            String(std::string::String::new())
+        );
+        assert_eq!(one("m f=1,f=2").fields, vec![("f".into(), Float(2.0))]);
+        // Trailing spaces and CRLF.
+        assert_eq!(one("m f=1 10  \r").timestamp, 10);
+    }
+
+    #[test]
+    fn precision_scales_timestamps() {
+        for (p, want) in [
+            ("n", 5),
+            ("u", 5_000),
+            ("ms", 5_000_000),
+            ("s", 5_000_000_000),
+            ("m", 300_000_000_000),
+            ("h", 18_000_000_000_000),
+        ] {
+            let (pts, _) = parse("m f=1 5", Precision::parse(p).unwrap(), 0);
+            assert_eq!(pts[0].timestamp, want, "{p}");
+        }
+        assert!(Precision::parse("x").is_none());
+        let (_, e) = parse("m f=1 9223372036854775807", Precision::Seconds, 0);
+        assert!(e[0].reason.contains("out of range"));
+    }
+
+    #[test]
+    fn a_corpus_of_invalid_lines_names_the_problem() {
+        for (line, want) in [
+            (",t=1 f=1", "missing measurement"),
+            ("m", "missing fields"),
+            ("m ", "missing fields"),
+            ("m,t f=1", "missing tag value"),
+            ("m,t= f=1", "missing tag value"),
+            ("m,=v f=1", "missing tag key"),
+            ("m,a=1,a=2 f=1", "duplicate tags"),
+            ("m f", "missing field value"),
+            ("m =1", "missing field key"),
+            ("m f=", "missing value"),
+            ("m f=abc", "invalid field value"),
+            ("m f=1.2.3", "invalid number"),
+            ("m f=NaN", "invalid field value"),
+            ("m f=1e999", "out of range"),
+            ("m f=1.5i", "invalid integer"),
+            ("m f=9223372036854775808i", "out of range"),
+            ("m f=-1u", "invalid unsigned"),
+            ("m f=\"open", "unterminated string"),
+            ("m f=\"s\"x", "unexpected text after a string"),
+            ("m f=1 abc", "bad timestamp"),
+            ("m f=1 1 2", "unexpected text after the timestamp"),
+        ] {
+            let r = bad(line);
+            assert!(r.contains(want), "{line:?}: got {r:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_good_lines_and_number_bad_ones() {
+        let body = "# comment\ncpu f=1 1\n\nbad line\ncpu f=2 2\ncpu f=\n";
+        let (p, e) = parse(body, Precision::Nanoseconds, 0);
+        assert_eq!(p.len(), 2);
+        assert_eq!(e.iter().map(|e| e.line).collect::<Vec<_>>(), vec![4, 6]);
+        assert!(
+            e[0].to_string()
+                .starts_with("unable to parse 'bad line' (line 4): ")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "\\PC{0,200}") {
+            let _ = parse(&s, Precision::Nanoseconds, 0);
+        }
+
+        #[test]
+        fn never_panics_on_line_protocol_shaped_input(s in "[a-z\\\\, =\"0-9.iutfTF-]{0,80}") {
+            let _ = parse(&s, Precision::Milliseconds, 0);
+        }
+
+        #[test]
+        fn escaped_names_round_trip(m in "[a-z ,=\\\\]{1,12}", k in "[a-z ,=]{1,8}", v in "[a-z ,=]{1,8}") {
+            let m = m.trim_end_matches('\\').to_string();
+            proptest::prop_assume!(!m.is_empty() && !m.starts_with('#') && !m.starts_with(' '));
+            let line = format!("{},{}={} f=1i 7", escape_measurement(&m), escape_key(&k), escape_key(&v));
+            let (p, e) = parse(&line, Precision::Nanoseconds, 0);
+            proptest::prop_assert!(e.is_empty(), "{}: {:?}", line, e);
+            proptest::prop_assert_eq!(&p[0].measurement, &m);
+            proptest::prop_assert_eq!(&p[0].tags[0], &(k, v));
+        }
+    }
+}

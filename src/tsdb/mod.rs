@@ -1,0 +1,4 @@
+//! The time-series state machine (DESIGN §4): line protocol, InfluxDB 1.x's
+//! TSM file format, and (to come) the metastore, shards and queries.
+
+pub mod line_protocol;
