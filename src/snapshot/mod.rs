@@ -29,3 +29,9 @@ pub use reader::{SnapshotReader, verify_dir};
 pub use storage::{LocalSnapshotStorage, OpenReport, SnapshotInfo, StorageOptions};
 pub use throttle::{SnapshotThrottle, ThrottleOptions};
 pub use writer::{SnapshotFileSink, SnapshotWriter};
+
+/// crc32c of a whole file (test helper for state machines' own files).
+#[cfg(test)]
+pub(crate) fn fsutil_crc(path: &std::path::Path) -> u32 {
+    fsutil::crc32c_of_file(path).map(|(_, c)| c).unwrap_or(0)
+}

@@ -2,3 +2,4 @@
 //! TSM file format, and (to come) the metastore, shards and queries.
 
 pub mod line_protocol;
+pub mod tsm;
