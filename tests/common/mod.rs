@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod file_server;
+pub mod influxd;
 pub mod kv_fsm;
 
 /// Failpoints are global to a process: tests that run failpoint-laden code

@@ -1,0 +1,139 @@
+//! A real `influxd` 1.6.7 (Debian package `influxdb`) on free loopback ports,
+//! for interop tests. Outside CI a missing `influxd` skips the test with a
+//! message; under CI (`CI` set) it fails it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running influxd, killed on drop.
+pub struct Influxd {
+    pub http: String,
+    pub bind: String,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `Some(path)` of influxd; `None` (after saying why) when a test should
+/// skip; panics under CI, where `.ci/run` installs it.
+pub fn binary(tool: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "{tool} is missing under CI: .ci/run must install Debian's influxdb and influxdb-client"
+            );
+        }
+        eprintln!(
+            "SKIPPED: {tool} not found; install Debian's `influxdb` and `influxdb-client` to run the interop tests"
+        );
+    }
+    found
+}
+
+impl Influxd {
+    /// Starts influxd with its data in a fresh temp dir; waits for /ping.
+    pub fn start() -> Option<Self> {
+        let exe = binary("influxd")?;
+        let dir = tempfile::tempdir().unwrap();
+        let (http, bind) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let d = dir.path().display();
+        let cfg = format!(
+            "reporting-disabled = true\nbind-address = \"{bind}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n  logging-enabled = false\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"{http}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [continuous_queries]\n  enabled = false\n"
+        );
+        std::fs::write(dir.path().join("influxdb.conf"), cfg).unwrap();
+        let child = Command::new(exe)
+            .arg("-config")
+            .arg(dir.path().join("influxdb.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("influxd.log")).unwrap())
+            .spawn()
+            .expect("start influxd");
+        let me = Influxd {
+            http,
+            bind,
+            dir,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("http://{}/ping", me.http))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "influxd did not answer /ping: {}",
+                me.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(me)
+    }
+
+    /// influxd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("influxd.log")).unwrap_or_default()
+    }
+
+    /// Runs an InfluxQL statement; returns the JSON answer.
+    pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
+        let mut r = ureq::post(&format!("http://{}/query", self.http))
+            .query("db", db)
+            .query("q", q)
+            .send_empty()
+            .unwrap_or_else(|e| panic!("query {q}: {e}"));
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// Writes line protocol (ns precision).
+    pub fn write(&self, db: &str, body: &str) {
+        ureq::post(&format!("http://{}/write", self.http))
+            .query("db", db)
+            .send(body)
+            .unwrap_or_else(|e| panic!("write: {e}"));
+    }
+
+    /// Runs `influxd backup -portable [args] dir` against this server.
+    pub fn backup(&self, args: &[&str], out: &Path) {
+        let o = Command::new(binary("influxd").unwrap())
+            .args(["backup", "-portable", "-host", &self.bind])
+            .args(args)
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "influxd backup failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Influxd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
