@@ -75,7 +75,7 @@ pub fn encode_timestamps(ts: &[i64]) -> Result<Vec<u8>, TsmError> {
         d[i] = d[i].wrapping_sub(d[i - 1]);
         let v = d[i];
         max = max.max(v);
-        while div > 1 && v % div != 0 {
+        while div > 1 && !v.is_multiple_of(div) {
             div /= 10;
         }
         rle = i == d.len() - 1 || (rle && d[i + 1] == d[i]);
@@ -116,7 +116,7 @@ pub fn decode_timestamps(b: &[u8]) -> Result<Vec<i64>, TsmError> {
     match head >> 4 {
         RAW => {
             let body = &b[1..];
-            if body.len() % 8 != 0 {
+            if !body.len().is_multiple_of(8) {
                 return Err(TsmError::corrupt(
                     "raw timestamps not a multiple of 8 bytes",
                 ));
@@ -135,7 +135,7 @@ pub fn decode_timestamps(b: &[u8]) -> Result<Vec<i64>, TsmError> {
         PACKED => {
             let first = be64(b, 1)?;
             let body = &b[9..];
-            if body.len() % 8 != 0 {
+            if !body.len().is_multiple_of(8) {
                 return Err(TsmError::corrupt(
                     "packed timestamps not a multiple of 8 bytes",
                 ));
@@ -216,7 +216,7 @@ pub fn decode_integers(b: &[u8]) -> Result<Vec<i64>, TsmError> {
     match head >> 4 {
         RAW => {
             let body = &b[1..];
-            if body.len() % 8 != 0 {
+            if !body.len().is_multiple_of(8) {
                 return Err(TsmError::corrupt("raw integers not a multiple of 8 bytes"));
             }
             zz.extend(
@@ -227,7 +227,7 @@ pub fn decode_integers(b: &[u8]) -> Result<Vec<i64>, TsmError> {
         PACKED => {
             zz.push(be64(b, 1)?);
             let body = &b[9..];
-            if body.len() % 8 != 0 {
+            if !body.len().is_multiple_of(8) {
                 return Err(TsmError::corrupt(
                     "packed integers not a multiple of 8 bytes",
                 ));
