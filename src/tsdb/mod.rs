@@ -2,4 +2,5 @@
 //! TSM file format, and (to come) the metastore, shards and queries.
 
 pub mod line_protocol;
+pub mod meta;
 pub mod tsm;

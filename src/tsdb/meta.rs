@@ -1,0 +1,535 @@
+//! The metastore: databases → retention policies → shard groups → shards,
+//! with ID counters, serialized as InfluxDB 1.x's `meta.Data` protobuf and
+//! framed as its metastore backup (`u64 0x59590101 | u64 len | meta.Data |
+//! u64 len | node JSON`).
+//!
+//! Every change is deterministic (IDs come from the counters, shard groups
+//! from the timestamp), so replicas applying the same commands agree.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+
+use crate::proto::meta as pb;
+
+/// The metastore backup magic.
+pub const BACKUP_MAGIC: u64 = 0x5959_0101;
+/// One hour in nanoseconds.
+pub const HOUR: i64 = 3_600_000_000_000;
+/// InfluxDB's default retention policy name.
+pub const DEFAULT_RP: &str = "autogen";
+
+/// A metastore error (the command is refused; nothing changes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    /// No such database.
+    #[error("database not found: {0}")]
+    DatabaseNotFound(String),
+    /// No such retention policy.
+    #[error("retention policy not found: {0}")]
+    RetentionPolicyNotFound(String),
+    /// The database already exists (import).
+    #[error("database already exists: {0}")]
+    DatabaseExists(String),
+    /// The retention policy exists with other settings.
+    #[error("retention policy already exists with different settings: {0}")]
+    RetentionPolicyConflict(String),
+    /// A name is not acceptable.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A duration is not acceptable.
+    #[error("invalid duration: {0}")]
+    InvalidDuration(String),
+    /// A metastore blob does not decode.
+    #[error("metastore blob: {0}")]
+    Decode(String),
+}
+
+/// A shard group: one time range of a retention policy, one shard here.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardGroup {
+    /// Group id.
+    pub id: u64,
+    /// Inclusive start (ns).
+    pub start: i64,
+    /// Exclusive end (ns).
+    pub end: i64,
+    /// When deleted (0 = live).
+    pub deleted_at: i64,
+    /// Shard ids.
+    pub shards: Vec<u64>,
+}
+
+/// A retention policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetentionPolicy {
+    /// Name.
+    pub name: String,
+    /// How long data is kept (ns; 0 = forever).
+    pub duration: i64,
+    /// Time span of one shard group (ns).
+    pub shard_group_duration: i64,
+    /// Replication factor (kept for InfluxDB tools; raft replicates to all).
+    pub replica_n: u32,
+    /// Shard groups, by start time.
+    pub shard_groups: Vec<ShardGroup>,
+}
+
+/// A database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Database {
+    /// Name.
+    pub name: String,
+    /// Default retention policy.
+    pub default_rp: String,
+    /// Retention policies by name.
+    pub rps: BTreeMap<String, RetentionPolicy>,
+}
+
+/// The whole metastore.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Metastore {
+    /// Databases by name.
+    pub databases: BTreeMap<String, Database>,
+    /// Last shard group id given out.
+    pub max_shard_group_id: u64,
+    /// Last shard id given out.
+    pub max_shard_id: u64,
+}
+
+/// Checks a database or retention policy name: it becomes a path component.
+pub fn validate_name(name: &str) -> Result<(), MetaError> {
+    let bad = |reason| Err(MetaError::InvalidName { name: name.to_string(), reason });
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > 255 {
+        return bad("longer than 255 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("`.` and `..` are not names");
+    }
+    if name.contains(['/', '\\', '\0']) {
+        return bad("contains `/`, `\\` or NUL");
+    }
+    Ok(())
+}
+
+/// InfluxDB's shard group duration for a retention duration (0 = forever).
+pub fn default_shard_group_duration(duration: i64) -> i64 {
+    match duration {
+        0 => 168 * HOUR,
+        d if d < 2 * 24 * HOUR => HOUR,
+        d if d < 180 * 24 * HOUR => 24 * HOUR,
+        _ => 168 * HOUR,
+    }
+}
+
+impl Metastore {
+    fn db(&self, db: &str) -> Result<&Database, MetaError> {
+        self.databases.get(db).ok_or_else(|| MetaError::DatabaseNotFound(db.to_string()))
+    }
+
+    fn db_mut(&mut self, db: &str) -> Result<&mut Database, MetaError> {
+        self.databases.get_mut(db).ok_or_else(|| MetaError::DatabaseNotFound(db.to_string()))
+    }
+
+    /// Creates a database (with `autogen`, kept forever) unless it exists.
+    pub fn create_database(&mut self, name: &str) -> Result<(), MetaError> {
+        validate_name(name)?;
+        self.databases.entry(name.to_string()).or_insert_with(|| Database {
+            name: name.to_string(),
+            default_rp: DEFAULT_RP.into(),
+            rps: [(
+                DEFAULT_RP.to_string(),
+                RetentionPolicy {
+                    name: DEFAULT_RP.into(),
+                    duration: 0,
+                    shard_group_duration: default_shard_group_duration(0),
+                    replica_n: 1,
+                    shard_groups: Vec::new(),
+                },
+            )]
+            .into(),
+        });
+        Ok(())
+    }
+
+    /// Drops a database; returns the shard ids it held.
+    pub fn drop_database(&mut self, name: &str) -> Vec<u64> {
+        self.databases
+            .remove(name)
+            .map(|d| d.rps.values().flat_map(|rp| rp.shard_groups.iter().flat_map(|g| g.shards.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Creates a retention policy (idempotent with the same settings).
+    pub fn create_retention_policy(
+        &mut self,
+        db: &str,
+        name: &str,
+        duration: i64,
+        shard_group_duration: i64,
+        replica_n: u32,
+        make_default: bool,
+    ) -> Result<(), MetaError> {
+        validate_name(name)?;
+        if duration < 0 || shard_group_duration < 0 {
+            return Err(MetaError::InvalidDuration("durations cannot be negative".into()));
+        }
+        if duration != 0 && duration < HOUR {
+            return Err(MetaError::InvalidDuration("retention policy duration must be at least 1h".into()));
+        }
+        let sgd = if shard_group_duration == 0 { default_shard_group_duration(duration) } else { shard_group_duration };
+        let d = self.db_mut(db)?;
+        if let Some(rp) = d.rps.get(name) {
+            if rp.duration != duration || rp.shard_group_duration != sgd || rp.replica_n != replica_n.max(1) {
+                return Err(MetaError::RetentionPolicyConflict(name.to_string()));
+            }
+        } else {
+            d.rps.insert(
+                name.to_string(),
+                RetentionPolicy { name: name.to_string(), duration, shard_group_duration: sgd, replica_n: replica_n.max(1), shard_groups: Vec::new() },
+            );
+        }
+        if make_default {
+            d.default_rp = name.to_string();
+        }
+        Ok(())
+    }
+
+    /// Changes a retention policy's settings.
+    pub fn alter_retention_policy(
+        &mut self,
+        db: &str,
+        name: &str,
+        duration: Option<i64>,
+        shard_group_duration: Option<i64>,
+        replica_n: Option<u32>,
+        make_default: bool,
+    ) -> Result<(), MetaError> {
+        let d = self.db_mut(db)?;
+        let rp = d.rps.get_mut(name).ok_or_else(|| MetaError::RetentionPolicyNotFound(name.to_string()))?;
+        if let Some(du) = duration {
+            if du < 0 || (du != 0 && du < HOUR) {
+                return Err(MetaError::InvalidDuration("retention policy duration must be 0 or at least 1h".into()));
+            }
+            rp.duration = du;
+        }
+        if let Some(s) = shard_group_duration {
+            if s <= 0 {
+                return Err(MetaError::InvalidDuration("shard group duration must be positive".into()));
+            }
+            rp.shard_group_duration = s;
+        }
+        if let Some(r) = replica_n {
+            rp.replica_n = r.max(1);
+        }
+        if make_default {
+            d.default_rp = name.to_string();
+        }
+        Ok(())
+    }
+
+    /// Drops a retention policy; returns the shard ids it held.
+    pub fn drop_retention_policy(&mut self, db: &str, name: &str) -> Result<Vec<u64>, MetaError> {
+        let d = self.db_mut(db)?;
+        let rp = d.rps.remove(name).ok_or_else(|| MetaError::RetentionPolicyNotFound(name.to_string()))?;
+        Ok(rp.shard_groups.iter().flat_map(|g| g.shards.clone()).collect())
+    }
+
+    /// The retention policy name `rp` resolves to (empty = the default).
+    pub fn resolve_rp<'a>(&'a self, db: &str, rp: &'a str) -> Result<&'a str, MetaError> {
+        let d = self.db(db)?;
+        let name = if rp.is_empty() { d.default_rp.as_str() } else { rp };
+        if d.rps.contains_key(name) {
+            Ok(name)
+        } else {
+            Err(MetaError::RetentionPolicyNotFound(name.to_string()))
+        }
+    }
+
+    /// The shard for a point at `ts`, creating its shard group if needed.
+    pub fn shard_for(&mut self, db: &str, rp: &str, ts: i64) -> Result<u64, MetaError> {
+        let rp = self.resolve_rp(db, rp)?.to_string();
+        let (mut gid, mut sid) = (self.max_shard_group_id, self.max_shard_id);
+        let d = self.db_mut(db)?;
+        let p = d.rps.get_mut(&rp).ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.clone()))?;
+        if let Some(g) = p.shard_groups.iter().find(|g| g.deleted_at == 0 && g.start <= ts && ts < g.end) {
+            return Ok(g.shards[0]);
+        }
+        let sgd = p.shard_group_duration.max(1);
+        let start = ts.div_euclid(sgd).saturating_mul(sgd);
+        gid += 1;
+        sid += 1;
+        p.shard_groups.push(ShardGroup { id: gid, start, end: start.saturating_add(sgd), deleted_at: 0, shards: vec![sid] });
+        p.shard_groups.sort_by_key(|g| g.start);
+        self.max_shard_group_id = gid;
+        self.max_shard_id = sid;
+        Ok(sid)
+    }
+
+    /// Marks a shard group deleted at `at`; returns its shard ids.
+    pub fn delete_shard_group(&mut self, db: &str, rp: &str, id: u64, at: i64) -> Result<Vec<u64>, MetaError> {
+        let d = self.db_mut(db)?;
+        let p = d.rps.get_mut(rp).ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.to_string()))?;
+        match p.shard_groups.iter_mut().find(|g| g.id == id && g.deleted_at == 0) {
+            Some(g) => {
+                g.deleted_at = at;
+                Ok(g.shards.clone())
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Every live shard: (db, rp, shard id, group start, group end).
+    pub fn shards(&self) -> Vec<(String, String, u64, i64, i64)> {
+        let mut out = Vec::new();
+        for d in self.databases.values() {
+            for p in d.rps.values() {
+                for g in p.shard_groups.iter().filter(|g| g.deleted_at == 0) {
+                    for s in &g.shards {
+                        out.push((d.name.clone(), p.name.clone(), *s, g.start, g.end));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The metastore as InfluxDB's `meta.Data`.
+    pub fn to_proto(&self, term: u64, index: u64) -> pb::Data {
+        pb::Data {
+            term,
+            index,
+            cluster_id: 0,
+            max_node_id: 0,
+            max_shard_group_id: self.max_shard_group_id,
+            max_shard_id: self.max_shard_id,
+            databases: self
+                .databases
+                .values()
+                .map(|d| pb::DatabaseInfo {
+                    name: d.name.clone(),
+                    default_retention_policy: d.default_rp.clone(),
+                    retention_policies: d
+                        .rps
+                        .values()
+                        .map(|p| pb::RetentionPolicyInfo {
+                            name: p.name.clone(),
+                            duration: p.duration,
+                            shard_group_duration: p.shard_group_duration,
+                            replica_n: p.replica_n,
+                            shard_groups: p
+                                .shard_groups
+                                .iter()
+                                .map(|g| pb::ShardGroupInfo {
+                                    id: g.id,
+                                    start_time: g.start,
+                                    end_time: g.end,
+                                    deleted_at: g.deleted_at,
+                                    shards: g.shards.iter().map(|s| pb::ShardInfo { id: *s, ..Default::default() }).collect(),
+                                    truncated_at: None,
+                                })
+                                .collect(),
+                            subscriptions: Vec::new(),
+                        })
+                        .collect(),
+                    continuous_queries: Vec::new(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// A metastore from InfluxDB's `meta.Data` (names checked).
+    pub fn from_proto(d: &pb::Data) -> Result<Self, MetaError> {
+        let mut m = Metastore { max_shard_group_id: d.max_shard_group_id, max_shard_id: d.max_shard_id, ..Default::default() };
+        for db in &d.databases {
+            validate_name(&db.name)?;
+            let mut rps = BTreeMap::new();
+            for p in &db.retention_policies {
+                validate_name(&p.name)?;
+                rps.insert(
+                    p.name.clone(),
+                    RetentionPolicy {
+                        name: p.name.clone(),
+                        duration: p.duration,
+                        shard_group_duration: p.shard_group_duration,
+                        replica_n: p.replica_n,
+                        shard_groups: p
+                            .shard_groups
+                            .iter()
+                            .map(|g| ShardGroup { id: g.id, start: g.start_time, end: g.end_time, deleted_at: g.deleted_at, shards: g.shards.iter().map(|s| s.id).collect() })
+                            .collect(),
+                    },
+                );
+            }
+            m.databases.insert(db.name.clone(), Database { name: db.name.clone(), default_rp: db.default_retention_policy.clone(), rps });
+        }
+        Ok(m)
+    }
+
+    /// InfluxDB's metastore backup: magic, meta.Data, node JSON (`null`).
+    pub fn backup_blob(&self, term: u64, index: u64) -> Vec<u8> {
+        let data = self.to_proto(term, index).encode_to_vec();
+        let node = b"null\n";
+        let mut out = Vec::with_capacity(data.len() + 32);
+        out.extend_from_slice(&BACKUP_MAGIC.to_be_bytes());
+        out.extend_from_slice(&(data.len() as u64).to_be_bytes());
+        out.extend_from_slice(&data);
+        out.extend_from_slice(&(node.len() as u64).to_be_bytes());
+        out.extend_from_slice(node);
+        out
+    }
+
+    /// Parses a metastore backup blob.
+    pub fn from_backup_blob(b: &[u8]) -> Result<Self, MetaError> {
+        let err = |s: &str| MetaError::Decode(s.to_string());
+        let u64_at = |at: usize| b.get(at..at + 8).map(|s| u64::from_be_bytes(s.try_into().unwrap_or_default())).ok_or_else(|| err("truncated"));
+        if u64_at(0)? != BACKUP_MAGIC {
+            return Err(err("bad magic"));
+        }
+        let len = usize::try_from(u64_at(8)?).map_err(|_| err("length"))?;
+        let data = b.get(16..16usize.checked_add(len).ok_or_else(|| err("length"))?).ok_or_else(|| err("truncated meta.Data"))?;
+        let node_at = 16 + len;
+        let node_len = usize::try_from(u64_at(node_at)?).map_err(|_| err("node length"))?;
+        if node_len > 1 << 20 || b.len() < node_at + 8 + node_len {
+            return Err(err("truncated node JSON"));
+        }
+        let d = pb::Data::decode(data).map_err(|e| MetaError::Decode(e.to_string()))?;
+        Self::from_proto(&d)
+    }
+
+    /// Imports databases of `src` (InfluxDB's restore `ImportData`): `db`
+    /// (empty = all but `_internal`) renamed to `newdb`, optionally only
+    /// retention policy `rp` renamed to `newrp`; shard groups and shards get
+    /// new ids. Returns (old shard id, new shard id) pairs. Fails if a target
+    /// database exists.
+    pub fn import(&mut self, src: &Metastore, db: &str, newdb: &str, rp: &str, newrp: &str) -> Result<Vec<(u64, u64)>, MetaError> {
+        let pick: Vec<&Database> = src.databases.values().filter(|d| d.name != "_internal" && (db.is_empty() || d.name == db)).collect();
+        if !db.is_empty() && pick.is_empty() {
+            return Err(MetaError::DatabaseNotFound(db.to_string()));
+        }
+        let mut staged = self.clone();
+        let mut map = Vec::new();
+        for d in pick {
+            let target = if !newdb.is_empty() { newdb.to_string() } else { d.name.clone() };
+            validate_name(&target)?;
+            if staged.databases.contains_key(&target) {
+                return Err(MetaError::DatabaseExists(target));
+            }
+            let mut nd = Database { name: target.clone(), default_rp: d.default_rp.clone(), rps: BTreeMap::new() };
+            for p in d.rps.values().filter(|p| rp.is_empty() || p.name == rp) {
+                let pname = if !rp.is_empty() && !newrp.is_empty() { newrp.to_string() } else { p.name.clone() };
+                validate_name(&pname)?;
+                let mut np = RetentionPolicy { name: pname.clone(), shard_groups: Vec::new(), ..p.clone() };
+                for g in &p.shard_groups {
+                    staged.max_shard_group_id += 1;
+                    let mut shards = Vec::new();
+                    for s in &g.shards {
+                        staged.max_shard_id += 1;
+                        shards.push(staged.max_shard_id);
+                        if g.deleted_at == 0 {
+                            map.push((*s, staged.max_shard_id));
+                        }
+                    }
+                    np.shard_groups.push(ShardGroup { id: staged.max_shard_group_id, shards, ..g.clone() });
+                }
+                if !rp.is_empty() && nd.default_rp == p.name {
+                    nd.default_rp = pname.clone();
+                }
+                nd.rps.insert(pname, np);
+            }
+            if !nd.rps.contains_key(&nd.default_rp) {
+                nd.default_rp = nd.rps.keys().next().cloned().unwrap_or_else(|| DEFAULT_RP.into());
+            }
+            staged.databases.insert(target, nd);
+        }
+        *self = staged;
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_groups_are_deterministic_and_aligned() {
+        let mut a = Metastore::default();
+        a.create_database("db").unwrap();
+        let week = 168 * HOUR;
+        let s1 = a.shard_for("db", "", 5 * week + 10).unwrap();
+        assert_eq!(a.shard_for("db", "autogen", 5 * week + 99).unwrap(), s1);
+        let s2 = a.shard_for("db", "", -1).unwrap();
+        assert_ne!(s1, s2);
+        let g = &a.databases["db"].rps["autogen"].shard_groups;
+        assert_eq!((g[0].start, g[0].end), (-week, 0), "negative times floor");
+        assert_eq!((g[1].start, g[1].end), (5 * week, 6 * week));
+        let mut b = Metastore::default();
+        b.create_database("db").unwrap();
+        b.shard_for("db", "", 5 * week + 10).unwrap();
+        b.shard_for("db", "", -1).unwrap();
+        assert_eq!(a, b, "same commands, same metastore");
+    }
+
+    #[test]
+    fn retention_policies_follow_influxdb_rules() {
+        let mut m = Metastore::default();
+        m.create_database("db").unwrap();
+        m.create_retention_policy("db", "short", 24 * HOUR, 0, 1, true).unwrap();
+        assert_eq!(m.databases["db"].rps["short"].shard_group_duration, HOUR);
+        assert_eq!(m.databases["db"].default_rp, "short");
+        m.create_retention_policy("db", "short", 24 * HOUR, 0, 1, false).unwrap();
+        assert!(matches!(m.create_retention_policy("db", "short", 48 * HOUR, 0, 1, false), Err(MetaError::RetentionPolicyConflict(_))));
+        assert!(m.create_retention_policy("db", "tiny", 60, 0, 1, false).is_err());
+        assert!(m.create_retention_policy("nope", "x", 0, 0, 1, false).is_err());
+        for bad in ["", "..", "a/b", "a\\b", "x\0"] {
+            assert!(m.create_database(bad).is_err(), "{bad:?}");
+        }
+        m.alter_retention_policy("db", "autogen", Some(72 * HOUR), None, None, true).unwrap();
+        assert_eq!(m.databases["db"].default_rp, "autogen");
+        assert_eq!(m.drop_retention_policy("db", "short").unwrap(), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_backup_blob_round_trips_and_rejects_garbage() {
+        let mut m = Metastore::default();
+        m.create_database("a").unwrap();
+        m.create_database("b").unwrap();
+        m.shard_for("a", "", 1).unwrap();
+        let blob = m.backup_blob(3, 9);
+        assert_eq!(&blob[..8], &BACKUP_MAGIC.to_be_bytes());
+        assert!(blob.ends_with(b"\0\0\0\0\0\0\0\x05null\n"));
+        assert_eq!(Metastore::from_backup_blob(&blob).unwrap(), m);
+        for cut in [0, 7, 15, 20, blob.len() - 10] {
+            assert!(Metastore::from_backup_blob(&blob[..cut]).is_err(), "{cut}");
+        }
+    }
+
+    #[test]
+    fn import_renames_and_renumbers() {
+        let mut src = Metastore::default();
+        src.create_database("src").unwrap();
+        src.create_database("_internal").unwrap();
+        let old = src.shard_for("src", "", 100).unwrap();
+        let mut dst = Metastore::default();
+        dst.create_database("x").unwrap();
+        dst.shard_for("x", "", 1).unwrap();
+        dst.shard_for("x", "", 10 * 168 * HOUR).unwrap();
+        let map = dst.import(&src, "src", "copy", "", "").unwrap();
+        assert_eq!(map, vec![(old, 3)]);
+        assert!(!dst.databases.contains_key("_internal"));
+        assert_eq!(dst.databases["copy"].rps["autogen"].shard_groups[0].shards, vec![3]);
+        assert!(matches!(dst.import(&src, "src", "copy", "", ""), Err(MetaError::DatabaseExists(_))));
+        let map = dst.import(&src, "src", "copy2", "autogen", "kept").unwrap();
+        assert_eq!(map.len(), 1);
+        assert_eq!(dst.databases["copy2"].default_rp, "kept");
+    }
+}
