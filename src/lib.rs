@@ -15,4 +15,5 @@ pub mod progress;
 pub mod proto;
 pub mod raft;
 pub mod snapshot;
+pub mod snapshotter;
 pub mod tsdb;

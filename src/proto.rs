@@ -36,6 +36,9 @@ mod tests {
         let b = d.encode_to_vec();
         // Term(1), Index(2), ClusterID(3), MaxNodeID(7), MaxShardGroupID(8),
         // MaxShardID(9): six varint fields of 0.
-        assert_eq!(b, vec![0x08, 0, 0x10, 0, 0x18, 0, 0x38, 0, 0x40, 0, 0x48, 0]);
+        assert_eq!(
+            b,
+            vec![0x08, 0, 0x10, 0, 0x18, 0, 0x38, 0, 0x40, 0, 0x48, 0]
+        );
     }
 }

@@ -144,3 +144,100 @@ fn tsm_files_written_by_real_influxd_decode_to_exactly_the_points_written() {
         }
     }
 }
+
+#[test]
+fn tsm_files_we_write_restore_into_real_influxd_with_exactly_our_points() {
+    use raftsnap::snapshotter::portable::{ShardFiles, write_backup};
+    use raftsnap::tsdb::meta::Metastore;
+    use raftsnap::tsdb::tsm::TsmWriter;
+
+    let Some(db) = Influxd::start() else { return };
+    let t0: i64 = 1_700_000_000_000_000_000;
+    let mut meta = Metastore::default();
+    meta.create_database("ours").unwrap();
+    let shard = meta.shard_for("ours", "", t0).unwrap();
+
+    let ft: Vec<i64> = (0..1500).map(|i| t0 + i * 1_000_000_000).collect();
+    let fv: Vec<f64> = (0..1500)
+        .map(|i| {
+            if i % 5 == 0 {
+                0.25
+            } else {
+                (i as f64).sqrt() * -3.5
+            }
+        })
+        .collect();
+    let it: Vec<i64> = vec![t0 + 1, t0 + 7, t0 + 1_000, t0 + 1_000_000_007];
+    let iv: Vec<i64> = vec![i64::MIN + 1, -1, 0, i64::MAX];
+    let st: Vec<i64> = vec![t0 + 3, t0 + 4];
+    let sv: Vec<String> = vec!["tsnode wrote this".into(), "ünïcødé \"q\"".into()];
+    let bt: Vec<i64> = (0..10).map(|i| t0 + i * 60_000_000_000).collect();
+    let bv: Vec<bool> = (0..10).map(|i| i % 4 == 1).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let tsm = dir.path().join("000000001-000000001.tsm");
+    let mut w = TsmWriter::create(&tsm).unwrap();
+    w.write("cpu,host=a#!~#b", &bt, &Values::Boolean(bv.clone()))
+        .unwrap();
+    w.write("cpu,host=a#!~#f", &ft, &Values::Float(fv.clone()))
+        .unwrap();
+    w.write("cpu,host=a#!~#i", &it, &Values::Integer(iv.clone()))
+        .unwrap();
+    w.write("cpu,host=a#!~#s", &st, &Values::String(sv.clone()))
+        .unwrap();
+    w.finish().unwrap();
+
+    let backup = dir.path().join("backup");
+    let files = ShardFiles {
+        db: "ours".into(),
+        rp: "autogen".into(),
+        shard_id: shard,
+        files: vec![("000000001-000000001.tsm".into(), tsm)],
+    };
+    write_backup(&backup, "20240101T000000Z", &meta.to_proto(1, 1), &[files]).unwrap();
+    db.restore(&["-db", "ours"], &backup);
+
+    let rows = db.rows("ours", "SELECT f FROM cpu", ft.len());
+    assert_eq!(rows.len(), ft.len(), "{}", db.log());
+    for ((t, v), (wt, wv)) in rows.iter().zip(ft.iter().zip(&fv)) {
+        assert_eq!((*t, v.as_f64().unwrap().to_bits()), (*wt, wv.to_bits()));
+    }
+    let rows = db.rows("ours", "SELECT i FROM cpu", it.len());
+    let got: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|(t, v)| (*t, v.as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        it.iter()
+            .copied()
+            .zip(iv.iter().copied())
+            .collect::<Vec<_>>()
+    );
+    let rows = db.rows("ours", "SELECT s FROM cpu", st.len());
+    let got: Vec<(i64, String)> = rows
+        .iter()
+        .map(|(t, v)| (*t, v.as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        st.iter()
+            .copied()
+            .zip(sv.iter().cloned())
+            .collect::<Vec<_>>()
+    );
+    let rows = db.rows("ours", "SELECT b FROM cpu", bt.len());
+    let got: Vec<(i64, bool)> = rows
+        .iter()
+        .map(|(t, v)| (*t, v.as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        bt.iter()
+            .copied()
+            .zip(bv.iter().copied())
+            .collect::<Vec<_>>()
+    );
+    let count = db.query("ours", "SELECT count(f) FROM cpu WHERE host = 'a'");
+    assert_eq!(count["results"][0]["series"][0]["values"][0][1], 1500);
+}

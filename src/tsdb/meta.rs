@@ -104,7 +104,12 @@ pub struct Metastore {
 
 /// Checks a database or retention policy name: it becomes a path component.
 pub fn validate_name(name: &str) -> Result<(), MetaError> {
-    let bad = |reason| Err(MetaError::InvalidName { name: name.to_string(), reason });
+    let bad = |reason| {
+        Err(MetaError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("empty");
     }
@@ -132,31 +137,37 @@ pub fn default_shard_group_duration(duration: i64) -> i64 {
 
 impl Metastore {
     fn db(&self, db: &str) -> Result<&Database, MetaError> {
-        self.databases.get(db).ok_or_else(|| MetaError::DatabaseNotFound(db.to_string()))
+        self.databases
+            .get(db)
+            .ok_or_else(|| MetaError::DatabaseNotFound(db.to_string()))
     }
 
     fn db_mut(&mut self, db: &str) -> Result<&mut Database, MetaError> {
-        self.databases.get_mut(db).ok_or_else(|| MetaError::DatabaseNotFound(db.to_string()))
+        self.databases
+            .get_mut(db)
+            .ok_or_else(|| MetaError::DatabaseNotFound(db.to_string()))
     }
 
     /// Creates a database (with `autogen`, kept forever) unless it exists.
     pub fn create_database(&mut self, name: &str) -> Result<(), MetaError> {
         validate_name(name)?;
-        self.databases.entry(name.to_string()).or_insert_with(|| Database {
-            name: name.to_string(),
-            default_rp: DEFAULT_RP.into(),
-            rps: [(
-                DEFAULT_RP.to_string(),
-                RetentionPolicy {
-                    name: DEFAULT_RP.into(),
-                    duration: 0,
-                    shard_group_duration: default_shard_group_duration(0),
-                    replica_n: 1,
-                    shard_groups: Vec::new(),
-                },
-            )]
-            .into(),
-        });
+        self.databases
+            .entry(name.to_string())
+            .or_insert_with(|| Database {
+                name: name.to_string(),
+                default_rp: DEFAULT_RP.into(),
+                rps: [(
+                    DEFAULT_RP.to_string(),
+                    RetentionPolicy {
+                        name: DEFAULT_RP.into(),
+                        duration: 0,
+                        shard_group_duration: default_shard_group_duration(0),
+                        replica_n: 1,
+                        shard_groups: Vec::new(),
+                    },
+                )]
+                .into(),
+            });
         Ok(())
     }
 
@@ -164,7 +175,12 @@ impl Metastore {
     pub fn drop_database(&mut self, name: &str) -> Vec<u64> {
         self.databases
             .remove(name)
-            .map(|d| d.rps.values().flat_map(|rp| rp.shard_groups.iter().flat_map(|g| g.shards.clone())).collect())
+            .map(|d| {
+                d.rps
+                    .values()
+                    .flat_map(|rp| rp.shard_groups.iter().flat_map(|g| g.shards.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -180,21 +196,38 @@ impl Metastore {
     ) -> Result<(), MetaError> {
         validate_name(name)?;
         if duration < 0 || shard_group_duration < 0 {
-            return Err(MetaError::InvalidDuration("durations cannot be negative".into()));
+            return Err(MetaError::InvalidDuration(
+                "durations cannot be negative".into(),
+            ));
         }
         if duration != 0 && duration < HOUR {
-            return Err(MetaError::InvalidDuration("retention policy duration must be at least 1h".into()));
+            return Err(MetaError::InvalidDuration(
+                "retention policy duration must be at least 1h".into(),
+            ));
         }
-        let sgd = if shard_group_duration == 0 { default_shard_group_duration(duration) } else { shard_group_duration };
+        let sgd = if shard_group_duration == 0 {
+            default_shard_group_duration(duration)
+        } else {
+            shard_group_duration
+        };
         let d = self.db_mut(db)?;
         if let Some(rp) = d.rps.get(name) {
-            if rp.duration != duration || rp.shard_group_duration != sgd || rp.replica_n != replica_n.max(1) {
+            if rp.duration != duration
+                || rp.shard_group_duration != sgd
+                || rp.replica_n != replica_n.max(1)
+            {
                 return Err(MetaError::RetentionPolicyConflict(name.to_string()));
             }
         } else {
             d.rps.insert(
                 name.to_string(),
-                RetentionPolicy { name: name.to_string(), duration, shard_group_duration: sgd, replica_n: replica_n.max(1), shard_groups: Vec::new() },
+                RetentionPolicy {
+                    name: name.to_string(),
+                    duration,
+                    shard_group_duration: sgd,
+                    replica_n: replica_n.max(1),
+                    shard_groups: Vec::new(),
+                },
             );
         }
         if make_default {
@@ -214,16 +247,23 @@ impl Metastore {
         make_default: bool,
     ) -> Result<(), MetaError> {
         let d = self.db_mut(db)?;
-        let rp = d.rps.get_mut(name).ok_or_else(|| MetaError::RetentionPolicyNotFound(name.to_string()))?;
+        let rp = d
+            .rps
+            .get_mut(name)
+            .ok_or_else(|| MetaError::RetentionPolicyNotFound(name.to_string()))?;
         if let Some(du) = duration {
             if du < 0 || (du != 0 && du < HOUR) {
-                return Err(MetaError::InvalidDuration("retention policy duration must be 0 or at least 1h".into()));
+                return Err(MetaError::InvalidDuration(
+                    "retention policy duration must be 0 or at least 1h".into(),
+                ));
             }
             rp.duration = du;
         }
         if let Some(s) = shard_group_duration {
             if s <= 0 {
-                return Err(MetaError::InvalidDuration("shard group duration must be positive".into()));
+                return Err(MetaError::InvalidDuration(
+                    "shard group duration must be positive".into(),
+                ));
             }
             rp.shard_group_duration = s;
         }
@@ -239,14 +279,25 @@ impl Metastore {
     /// Drops a retention policy; returns the shard ids it held.
     pub fn drop_retention_policy(&mut self, db: &str, name: &str) -> Result<Vec<u64>, MetaError> {
         let d = self.db_mut(db)?;
-        let rp = d.rps.remove(name).ok_or_else(|| MetaError::RetentionPolicyNotFound(name.to_string()))?;
-        Ok(rp.shard_groups.iter().flat_map(|g| g.shards.clone()).collect())
+        let rp = d
+            .rps
+            .remove(name)
+            .ok_or_else(|| MetaError::RetentionPolicyNotFound(name.to_string()))?;
+        Ok(rp
+            .shard_groups
+            .iter()
+            .flat_map(|g| g.shards.clone())
+            .collect())
     }
 
     /// The retention policy name `rp` resolves to (empty = the default).
     pub fn resolve_rp<'a>(&'a self, db: &str, rp: &'a str) -> Result<&'a str, MetaError> {
         let d = self.db(db)?;
-        let name = if rp.is_empty() { d.default_rp.as_str() } else { rp };
+        let name = if rp.is_empty() {
+            d.default_rp.as_str()
+        } else {
+            rp
+        };
         if d.rps.contains_key(name) {
             Ok(name)
         } else {
@@ -259,15 +310,28 @@ impl Metastore {
         let rp = self.resolve_rp(db, rp)?.to_string();
         let (mut gid, mut sid) = (self.max_shard_group_id, self.max_shard_id);
         let d = self.db_mut(db)?;
-        let p = d.rps.get_mut(&rp).ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.clone()))?;
-        if let Some(g) = p.shard_groups.iter().find(|g| g.deleted_at == 0 && g.start <= ts && ts < g.end) {
+        let p = d
+            .rps
+            .get_mut(&rp)
+            .ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.clone()))?;
+        if let Some(g) = p
+            .shard_groups
+            .iter()
+            .find(|g| g.deleted_at == 0 && g.start <= ts && ts < g.end)
+        {
             return Ok(g.shards[0]);
         }
         let sgd = p.shard_group_duration.max(1);
         let start = ts.div_euclid(sgd).saturating_mul(sgd);
         gid += 1;
         sid += 1;
-        p.shard_groups.push(ShardGroup { id: gid, start, end: start.saturating_add(sgd), deleted_at: 0, shards: vec![sid] });
+        p.shard_groups.push(ShardGroup {
+            id: gid,
+            start,
+            end: start.saturating_add(sgd),
+            deleted_at: 0,
+            shards: vec![sid],
+        });
         p.shard_groups.sort_by_key(|g| g.start);
         self.max_shard_group_id = gid;
         self.max_shard_id = sid;
@@ -275,10 +339,23 @@ impl Metastore {
     }
 
     /// Marks a shard group deleted at `at`; returns its shard ids.
-    pub fn delete_shard_group(&mut self, db: &str, rp: &str, id: u64, at: i64) -> Result<Vec<u64>, MetaError> {
+    pub fn delete_shard_group(
+        &mut self,
+        db: &str,
+        rp: &str,
+        id: u64,
+        at: i64,
+    ) -> Result<Vec<u64>, MetaError> {
         let d = self.db_mut(db)?;
-        let p = d.rps.get_mut(rp).ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.to_string()))?;
-        match p.shard_groups.iter_mut().find(|g| g.id == id && g.deleted_at == 0) {
+        let p = d
+            .rps
+            .get_mut(rp)
+            .ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.to_string()))?;
+        match p
+            .shard_groups
+            .iter_mut()
+            .find(|g| g.id == id && g.deleted_at == 0)
+        {
             Some(g) => {
                 g.deleted_at = at;
                 Ok(g.shards.clone())
@@ -333,7 +410,14 @@ impl Metastore {
                                     start_time: g.start,
                                     end_time: g.end,
                                     deleted_at: g.deleted_at,
-                                    shards: g.shards.iter().map(|s| pb::ShardInfo { id: *s, ..Default::default() }).collect(),
+                                    shards: g
+                                        .shards
+                                        .iter()
+                                        .map(|s| pb::ShardInfo {
+                                            id: *s,
+                                            ..Default::default()
+                                        })
+                                        .collect(),
                                     truncated_at: None,
                                 })
                                 .collect(),
@@ -349,7 +433,11 @@ impl Metastore {
 
     /// A metastore from InfluxDB's `meta.Data` (names checked).
     pub fn from_proto(d: &pb::Data) -> Result<Self, MetaError> {
-        let mut m = Metastore { max_shard_group_id: d.max_shard_group_id, max_shard_id: d.max_shard_id, ..Default::default() };
+        let mut m = Metastore {
+            max_shard_group_id: d.max_shard_group_id,
+            max_shard_id: d.max_shard_id,
+            ..Default::default()
+        };
         for db in &d.databases {
             validate_name(&db.name)?;
             let mut rps = BTreeMap::new();
@@ -365,12 +453,25 @@ impl Metastore {
                         shard_groups: p
                             .shard_groups
                             .iter()
-                            .map(|g| ShardGroup { id: g.id, start: g.start_time, end: g.end_time, deleted_at: g.deleted_at, shards: g.shards.iter().map(|s| s.id).collect() })
+                            .map(|g| ShardGroup {
+                                id: g.id,
+                                start: g.start_time,
+                                end: g.end_time,
+                                deleted_at: g.deleted_at,
+                                shards: g.shards.iter().map(|s| s.id).collect(),
+                            })
                             .collect(),
                     },
                 );
             }
-            m.databases.insert(db.name.clone(), Database { name: db.name.clone(), default_rp: db.default_retention_policy.clone(), rps });
+            m.databases.insert(
+                db.name.clone(),
+                Database {
+                    name: db.name.clone(),
+                    default_rp: db.default_retention_policy.clone(),
+                    rps,
+                },
+            );
         }
         Ok(m)
     }
@@ -391,12 +492,18 @@ impl Metastore {
     /// Parses a metastore backup blob.
     pub fn from_backup_blob(b: &[u8]) -> Result<Self, MetaError> {
         let err = |s: &str| MetaError::Decode(s.to_string());
-        let u64_at = |at: usize| b.get(at..at + 8).map(|s| u64::from_be_bytes(s.try_into().unwrap_or_default())).ok_or_else(|| err("truncated"));
+        let u64_at = |at: usize| {
+            b.get(at..at + 8)
+                .map(|s| u64::from_be_bytes(s.try_into().unwrap_or_default()))
+                .ok_or_else(|| err("truncated"))
+        };
         if u64_at(0)? != BACKUP_MAGIC {
             return Err(err("bad magic"));
         }
         let len = usize::try_from(u64_at(8)?).map_err(|_| err("length"))?;
-        let data = b.get(16..16usize.checked_add(len).ok_or_else(|| err("length"))?).ok_or_else(|| err("truncated meta.Data"))?;
+        let data = b
+            .get(16..16usize.checked_add(len).ok_or_else(|| err("length"))?)
+            .ok_or_else(|| err("truncated meta.Data"))?;
         let node_at = 16 + len;
         let node_len = usize::try_from(u64_at(node_at)?).map_err(|_| err("node length"))?;
         if node_len > 1 << 20 || b.len() < node_at + 8 + node_len {
@@ -411,24 +518,51 @@ impl Metastore {
     /// retention policy `rp` renamed to `newrp`; shard groups and shards get
     /// new ids. Returns (old shard id, new shard id) pairs. Fails if a target
     /// database exists.
-    pub fn import(&mut self, src: &Metastore, db: &str, newdb: &str, rp: &str, newrp: &str) -> Result<Vec<(u64, u64)>, MetaError> {
-        let pick: Vec<&Database> = src.databases.values().filter(|d| d.name != "_internal" && (db.is_empty() || d.name == db)).collect();
+    pub fn import(
+        &mut self,
+        src: &Metastore,
+        db: &str,
+        newdb: &str,
+        rp: &str,
+        newrp: &str,
+    ) -> Result<Vec<(u64, u64)>, MetaError> {
+        let pick: Vec<&Database> = src
+            .databases
+            .values()
+            .filter(|d| d.name != "_internal" && (db.is_empty() || d.name == db))
+            .collect();
         if !db.is_empty() && pick.is_empty() {
             return Err(MetaError::DatabaseNotFound(db.to_string()));
         }
         let mut staged = self.clone();
         let mut map = Vec::new();
         for d in pick {
-            let target = if !newdb.is_empty() { newdb.to_string() } else { d.name.clone() };
+            let target = if !newdb.is_empty() {
+                newdb.to_string()
+            } else {
+                d.name.clone()
+            };
             validate_name(&target)?;
             if staged.databases.contains_key(&target) {
                 return Err(MetaError::DatabaseExists(target));
             }
-            let mut nd = Database { name: target.clone(), default_rp: d.default_rp.clone(), rps: BTreeMap::new() };
+            let mut nd = Database {
+                name: target.clone(),
+                default_rp: d.default_rp.clone(),
+                rps: BTreeMap::new(),
+            };
             for p in d.rps.values().filter(|p| rp.is_empty() || p.name == rp) {
-                let pname = if !rp.is_empty() && !newrp.is_empty() { newrp.to_string() } else { p.name.clone() };
+                let pname = if !rp.is_empty() && !newrp.is_empty() {
+                    newrp.to_string()
+                } else {
+                    p.name.clone()
+                };
                 validate_name(&pname)?;
-                let mut np = RetentionPolicy { name: pname.clone(), shard_groups: Vec::new(), ..p.clone() };
+                let mut np = RetentionPolicy {
+                    name: pname.clone(),
+                    shard_groups: Vec::new(),
+                    ..p.clone()
+                };
                 for g in &p.shard_groups {
                     staged.max_shard_group_id += 1;
                     let mut shards = Vec::new();
@@ -439,7 +573,11 @@ impl Metastore {
                             map.push((*s, staged.max_shard_id));
                         }
                     }
-                    np.shard_groups.push(ShardGroup { id: staged.max_shard_group_id, shards, ..g.clone() });
+                    np.shard_groups.push(ShardGroup {
+                        id: staged.max_shard_group_id,
+                        shards,
+                        ..g.clone()
+                    });
                 }
                 if !rp.is_empty() && nd.default_rp == p.name {
                     nd.default_rp = pname.clone();
@@ -447,7 +585,12 @@ impl Metastore {
                 nd.rps.insert(pname, np);
             }
             if !nd.rps.contains_key(&nd.default_rp) {
-                nd.default_rp = nd.rps.keys().next().cloned().unwrap_or_else(|| DEFAULT_RP.into());
+                nd.default_rp = nd
+                    .rps
+                    .keys()
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| DEFAULT_RP.into());
             }
             staged.databases.insert(target, nd);
         }
@@ -483,19 +626,34 @@ mod tests {
     fn retention_policies_follow_influxdb_rules() {
         let mut m = Metastore::default();
         m.create_database("db").unwrap();
-        m.create_retention_policy("db", "short", 24 * HOUR, 0, 1, true).unwrap();
+        m.create_retention_policy("db", "short", 24 * HOUR, 0, 1, true)
+            .unwrap();
         assert_eq!(m.databases["db"].rps["short"].shard_group_duration, HOUR);
         assert_eq!(m.databases["db"].default_rp, "short");
-        m.create_retention_policy("db", "short", 24 * HOUR, 0, 1, false).unwrap();
-        assert!(matches!(m.create_retention_policy("db", "short", 48 * HOUR, 0, 1, false), Err(MetaError::RetentionPolicyConflict(_))));
-        assert!(m.create_retention_policy("db", "tiny", 60, 0, 1, false).is_err());
-        assert!(m.create_retention_policy("nope", "x", 0, 0, 1, false).is_err());
+        m.create_retention_policy("db", "short", 24 * HOUR, 0, 1, false)
+            .unwrap();
+        assert!(matches!(
+            m.create_retention_policy("db", "short", 48 * HOUR, 0, 1, false),
+            Err(MetaError::RetentionPolicyConflict(_))
+        ));
+        assert!(
+            m.create_retention_policy("db", "tiny", 60, 0, 1, false)
+                .is_err()
+        );
+        assert!(
+            m.create_retention_policy("nope", "x", 0, 0, 1, false)
+                .is_err()
+        );
         for bad in ["", "..", "a/b", "a\\b", "x\0"] {
             assert!(m.create_database(bad).is_err(), "{bad:?}");
         }
-        m.alter_retention_policy("db", "autogen", Some(72 * HOUR), None, None, true).unwrap();
+        m.alter_retention_policy("db", "autogen", Some(72 * HOUR), None, None, true)
+            .unwrap();
         assert_eq!(m.databases["db"].default_rp, "autogen");
-        assert_eq!(m.drop_retention_policy("db", "short").unwrap(), Vec::<u64>::new());
+        assert_eq!(
+            m.drop_retention_policy("db", "short").unwrap(),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]
@@ -526,8 +684,14 @@ mod tests {
         let map = dst.import(&src, "src", "copy", "", "").unwrap();
         assert_eq!(map, vec![(old, 3)]);
         assert!(!dst.databases.contains_key("_internal"));
-        assert_eq!(dst.databases["copy"].rps["autogen"].shard_groups[0].shards, vec![3]);
-        assert!(matches!(dst.import(&src, "src", "copy", "", ""), Err(MetaError::DatabaseExists(_))));
+        assert_eq!(
+            dst.databases["copy"].rps["autogen"].shard_groups[0].shards,
+            vec![3]
+        );
+        assert!(matches!(
+            dst.import(&src, "src", "copy", "", ""),
+            Err(MetaError::DatabaseExists(_))
+        ));
         let map = dst.import(&src, "src", "copy2", "autogen", "kept").unwrap();
         assert_eq!(map.len(), 1);
         assert_eq!(dst.databases["copy2"].default_rp, "kept");

@@ -96,11 +96,12 @@ impl Influxd {
         std::fs::read_to_string(self.dir.path().join("influxd.log")).unwrap_or_default()
     }
 
-    /// Runs an InfluxQL statement; returns the JSON answer.
+    /// Runs an InfluxQL statement; returns the JSON answer (times in ns).
     pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
         let mut r = ureq::post(&format!("http://{}/query", self.http))
             .query("db", db)
             .query("q", q)
+            .query("epoch", "ns")
             .send_empty()
             .unwrap_or_else(|e| panic!("query {q}: {e}"));
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
@@ -128,6 +129,43 @@ impl Influxd {
             String::from_utf8_lossy(&o.stderr),
             self.log()
         );
+    }
+
+    /// Runs `influxd restore -portable [args] dir` against this server.
+    pub fn restore(&self, args: &[&str], dir: &Path) {
+        let o = Command::new(binary("influxd").unwrap())
+            .args(["restore", "-portable", "-host", &self.bind])
+            .args(args)
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "influxd restore failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+    }
+
+    /// The rows of `SELECT <field> FROM <m>` as (time, value) pairs, waiting
+    /// up to 30 s for `want` rows (a restore applies asynchronously).
+    pub fn rows(&self, db: &str, q: &str, want: usize) -> Vec<(i64, serde_json::Value)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let j = self.query(db, q);
+            let rows: Vec<(i64, serde_json::Value)> = j["results"][0]["series"][0]["values"]
+                .as_array()
+                .map(|vs| {
+                    vs.iter()
+                        .map(|r| (r[0].as_i64().unwrap(), r[1].clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if rows.len() >= want || Instant::now() > deadline {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

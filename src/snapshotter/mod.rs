@@ -1,0 +1,4 @@
+//! InfluxDB 1.x backup interoperability: the portable backup format (the
+//! snapshotter service and `tsnode backup`/`restore` come in Part 6).
+
+pub mod portable;
