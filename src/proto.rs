@@ -42,3 +42,8 @@ mod tests {
         );
     }
 }
+
+/// Raft commands of the time-series state machine.
+pub mod tsdb {
+    tonic::include_proto!("raftsnap.tsdb");
+}

@@ -1,0 +1,407 @@
+//! `Tsdb`: the time-series state machine. Raft commands change the
+//! metastore and write points into shard caches; caches flush into
+//! immutable TSM files. A snapshot is the shards' TSM files (hard-linked,
+//! with the crc32c computed when written) plus `meta`, the metastore backup
+//! blob — i.e. the same content as an InfluxDB backup.
+//!
+//! State after a restart is the snapshot plus the log replayed: `open`
+//! drops whatever the data directory holds.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use prost::Message;
+
+use super::line_protocol::{FieldValue, Point, series_key};
+use super::meta::Metastore;
+use super::shard::Shard;
+use super::tsm::KEY_FIELD_SEPARATOR;
+use crate::proto::tsdb::{
+    self as pb, Command, CommandResult, command::Cmd, field::Value as PbValue,
+};
+use crate::raft::ReplicatedStateMachine;
+use crate::snapshot::{BoxError, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine};
+
+/// The snapshot file holding the metastore backup.
+pub const META_FILE: &str = "meta";
+/// Cache bytes of a shard that trigger a flush (64 MiB).
+pub const DEFAULT_FLUSH_BYTES: u64 = 64 << 20;
+
+/// The time-series state machine.
+pub struct Tsdb {
+    root: PathBuf,
+    meta: Metastore,
+    shards: BTreeMap<u64, Shard>,
+    flush_bytes: u64,
+}
+
+/// A point as a raft command carries it.
+pub fn point_to_pb(p: &Point) -> pb::Point {
+    pb::Point {
+        measurement: p.measurement.clone(),
+        tags: p
+            .tags
+            .iter()
+            .map(|(k, v)| pb::Tag {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        fields: p
+            .fields
+            .iter()
+            .map(|(k, v)| pb::Field {
+                key: k.clone(),
+                value: Some(match v {
+                    FieldValue::Float(f) => PbValue::Float(*f),
+                    FieldValue::Integer(i) => PbValue::Integer(*i),
+                    FieldValue::Unsigned(u) => PbValue::Unsigned(*u),
+                    FieldValue::String(s) => PbValue::String(s.clone()),
+                    FieldValue::Boolean(b) => PbValue::Boolean(*b),
+                }),
+            })
+            .collect(),
+        timestamp: p.timestamp,
+    }
+}
+
+/// Encodes a command for a raft proposal.
+pub fn encode(cmd: Cmd) -> Vec<u8> {
+    Command { cmd: Some(cmd) }.encode_to_vec()
+}
+
+impl Tsdb {
+    /// A state machine over `root`, emptied (the snapshot and log rebuild it).
+    pub fn open(root: PathBuf) -> std::io::Result<Self> {
+        if root.exists() {
+            std::fs::remove_dir_all(&root)?;
+        }
+        std::fs::create_dir_all(&root)?;
+        Ok(Self {
+            root,
+            meta: Metastore::default(),
+            shards: BTreeMap::new(),
+            flush_bytes: DEFAULT_FLUSH_BYTES,
+        })
+    }
+
+    /// Sets the cache size that triggers a flush.
+    pub fn with_flush_bytes(mut self, bytes: u64) -> Self {
+        self.flush_bytes = bytes.max(1);
+        self
+    }
+
+    /// The metastore.
+    pub fn meta(&self) -> &Metastore {
+        &self.meta
+    }
+
+    /// A shard, if it holds anything.
+    pub fn shard(&self, id: u64) -> Option<&Shard> {
+        self.shards.get(&id)
+    }
+
+    fn shard_dir(&self, db: &str, rp: &str, id: u64) -> PathBuf {
+        self.root.join(db).join(rp).join(id.to_string())
+    }
+
+    fn drop_shards(&mut self, ids: &[u64]) {
+        for id in ids {
+            if let Some(s) = self.shards.remove(id) {
+                let _ = std::fs::remove_dir_all(s.dir());
+            }
+        }
+    }
+
+    /// Flushes every shard's cache into TSM files.
+    pub fn flush_all(&mut self) -> Result<(), BoxError> {
+        for s in self.shards.values_mut() {
+            s.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Executes a command. Refusals go in the result; `Err` is an I/O
+    /// failure that must stop the node.
+    pub fn execute(&mut self, cmd: Command) -> Result<CommandResult, BoxError> {
+        let mut res = CommandResult::default();
+        let err = |e: super::meta::MetaError| CommandResult {
+            error: e.to_string(),
+            ..Default::default()
+        };
+        let Some(cmd) = cmd.cmd else {
+            res.error = "empty command".into();
+            return Ok(res);
+        };
+        match cmd {
+            Cmd::Write(w) => return self.write(w),
+            Cmd::CreateDatabase(c) => {
+                if let Err(e) = self.meta.create_database(&c.name) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::DropDatabase(c) => {
+                let ids = self.meta.drop_database(&c.name);
+                self.drop_shards(&ids);
+                let _ = std::fs::remove_dir_all(self.root.join(&c.name));
+            }
+            Cmd::CreateRetentionPolicy(c) => {
+                if let Err(e) = self.meta.create_retention_policy(
+                    &c.db,
+                    &c.name,
+                    c.duration,
+                    c.shard_group_duration,
+                    c.replica_n,
+                    c.make_default,
+                ) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::AlterRetentionPolicy(c) => {
+                if let Err(e) = self.meta.alter_retention_policy(
+                    &c.db,
+                    &c.name,
+                    c.duration,
+                    c.shard_group_duration,
+                    c.replica_n,
+                    c.make_default,
+                ) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::DropRetentionPolicy(c) => match self.meta.drop_retention_policy(&c.db, &c.name) {
+                Ok(ids) => self.drop_shards(&ids),
+                Err(e) => return Ok(err(e)),
+            },
+            Cmd::DeleteShardGroup(c) => {
+                match self
+                    .meta
+                    .delete_shard_group(&c.db, &c.rp, c.id, c.deleted_at)
+                {
+                    Ok(ids) => self.drop_shards(&ids),
+                    Err(e) => return Ok(err(e)),
+                }
+            }
+            Cmd::ImportMetastore(c) => {
+                let src = match crate::proto::meta::Data::decode(&c.data[..]) {
+                    Ok(d) => match Metastore::from_proto(&d) {
+                        Ok(m) => m,
+                        Err(e) => return Ok(err(e)),
+                    },
+                    Err(e) => {
+                        return Ok(CommandResult {
+                            error: format!("meta.Data does not decode: {e}"),
+                            ..Default::default()
+                        });
+                    }
+                };
+                match self.meta.import(&src, &c.db, &c.newdb, &c.rp, &c.newrp) {
+                    Ok(map) => {
+                        res.mapping = map
+                            .into_iter()
+                            .map(|(old_id, new_id)| pb::ShardMapping { old_id, new_id })
+                            .collect()
+                    }
+                    Err(e) => return Ok(err(e)),
+                }
+            }
+        }
+        Ok(res)
+    }
+
+    fn write(&mut self, w: pb::WritePoints) -> Result<CommandResult, BoxError> {
+        let mut res = CommandResult::default();
+        let rp = match self.meta.resolve_rp(&w.db, &w.rp) {
+            Ok(rp) => rp.to_string(),
+            Err(e) => {
+                res.error = e.to_string();
+                return Ok(res);
+            }
+        };
+        let mut touched = Vec::new();
+        for p in w.points {
+            let shard_id = match self.meta.shard_for(&w.db, &rp, p.timestamp) {
+                Ok(id) => id,
+                Err(e) => {
+                    res.error = e.to_string();
+                    return Ok(res);
+                }
+            };
+            if !self.shards.contains_key(&shard_id) {
+                let dir = self.shard_dir(&w.db, &rp, shard_id);
+                self.shards.insert(shard_id, Shard::create(shard_id, dir)?);
+            }
+            let Some(shard) = self.shards.get_mut(&shard_id) else {
+                continue;
+            };
+            let mut tags: Vec<(String, String)> =
+                p.tags.into_iter().map(|t| (t.key, t.value)).collect();
+            tags.sort();
+            let series = series_key(&p.measurement, &tags);
+            let mut ok = true;
+            for f in p.fields {
+                let v = match f.value {
+                    Some(PbValue::Float(x)) if x.is_finite() => FieldValue::Float(x),
+                    Some(PbValue::Integer(x)) => FieldValue::Integer(x),
+                    Some(PbValue::Unsigned(x)) => FieldValue::Unsigned(x),
+                    Some(PbValue::String(x)) => FieldValue::String(x),
+                    Some(PbValue::Boolean(x)) => FieldValue::Boolean(x),
+                    _ => {
+                        ok = false;
+                        continue;
+                    }
+                };
+                let key = format!("{series}{KEY_FIELD_SEPARATOR}{}", f.key);
+                ok &= shard.write(&key, p.timestamp, v);
+            }
+            if ok {
+                res.written += 1;
+            } else {
+                res.dropped += 1;
+            }
+            touched.push(shard_id);
+        }
+        if res.dropped > 0 {
+            res.error = format!(
+                "partial write: field type conflict: dropped={}",
+                res.dropped
+            );
+        }
+        touched.dedup();
+        for id in touched {
+            if let Some(s) = self.shards.get_mut(&id)
+                && s.cache_bytes() >= self.flush_bytes
+            {
+                s.flush()?;
+            }
+        }
+        Ok(res)
+    }
+
+    /// The points of every series of `measurement` in shards of `db`/`rp`
+    /// within `[min, max]`: series key → field → points.
+    pub fn scan(
+        &self,
+        db: &str,
+        rp: &str,
+        measurement: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>>, BoxError> {
+        let rp = self.meta.resolve_rp(db, rp)?.to_string();
+        let mut out: BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>> = BTreeMap::new();
+        for (sdb, srp, id, start, end) in self.meta.shards() {
+            if sdb != db || srp != rp || end <= min || start > max {
+                continue;
+            }
+            let Some(shard) = self.shards.get(&id) else {
+                continue;
+            };
+            for key in shard.keys() {
+                if super::shard::measurement_of(&key) != measurement {
+                    continue;
+                }
+                let Some((series, field)) = key.rsplit_once(KEY_FIELD_SEPARATOR) else {
+                    continue;
+                };
+                let pts = shard.read(&key, min, max)?;
+                out.entry(series.to_string())
+                    .or_default()
+                    .entry(field.to_string())
+                    .or_default()
+                    .extend(pts);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Measurements of `db`.
+    pub fn measurements(&self, db: &str) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (sdb, _, id, _, _) in self.meta.shards() {
+            if sdb == db
+                && let Some(s) = self.shards.get(&id)
+            {
+                out.extend(s.measurements());
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+impl ReplicatedStateMachine for Tsdb {
+    fn apply(&mut self, _index: u64, _term: u64, command: &[u8]) -> Result<Vec<u8>, BoxError> {
+        let res = match Command::decode(command) {
+            Ok(cmd) => self.execute(cmd)?,
+            Err(e) => CommandResult {
+                error: format!("command does not decode: {e}"),
+                ..Default::default()
+            },
+        };
+        Ok(res.encode_to_vec())
+    }
+}
+
+impl StateMachine for Tsdb {
+    fn on_snapshot_save(
+        &mut self,
+        w: &mut SnapshotWriter,
+        meta: &SnapshotMeta,
+    ) -> Result<(), BoxError> {
+        self.flush_all()?;
+        let shards = self.meta.shards();
+        for (db, rp, id, _, _) in shards {
+            let Some(s) = self.shards.get(&id) else {
+                continue;
+            };
+            for f in s.files() {
+                w.add_file_link(
+                    &format!("data/{db}/{rp}/{id}/{}", f.name),
+                    &f.path,
+                    f.crc32c,
+                )?;
+            }
+        }
+        w.write_file(
+            META_FILE,
+            &self
+                .meta
+                .backup_blob(meta.last_included_term, meta.last_included_index),
+        )?;
+        Ok(())
+    }
+
+    fn on_snapshot_load(&mut self, r: &SnapshotReader) -> Result<(), BoxError> {
+        let meta = Metastore::from_backup_blob(&std::fs::read(r.path_of(META_FILE)?)?)?;
+        let fresh = Tsdb::open(self.root.clone())?;
+        let mut shards: BTreeMap<u64, Shard> = BTreeMap::new();
+        for f in r.files() {
+            let Some(rest) = f.name.strip_prefix("data/") else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('/').collect();
+            let [db, rp, id, name] = parts[..] else {
+                return Err(format!("unexpected snapshot file {:?}", f.name).into());
+            };
+            let id: u64 = id
+                .parse()
+                .map_err(|_| format!("bad shard id in {:?}", f.name))?;
+            let dir = fresh.shard_dir(db, rp, id);
+            let shard = match shards.entry(id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(Shard::create(id, dir.clone())?)
+                }
+            };
+            let dst = dir.join(name);
+            std::fs::hard_link(r.path_of(&f.name)?, &dst)?;
+            shard.add_file(name, dst, f.size, f.crc32c)?;
+        }
+        *self = Tsdb {
+            meta,
+            shards,
+            ..fresh.with_flush_bytes(self.flush_bytes)
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,404 @@
+//! A shard: an in-memory cache of recent points plus immutable TSM files.
+//! Reads merge the files (oldest first) and the cache; the last write of a
+//! timestamp wins. `flush` turns the cache into a new TSM file; `compact`
+//! merges all files into one (local work, no raft needed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::line_protocol::FieldValue;
+use super::tsm::{BlockType, KEY_FIELD_SEPARATOR, TsmError, TsmReader, TsmWriter, Values};
+
+/// One TSM file of a shard.
+#[derive(Debug, Clone)]
+pub struct ShardFile {
+    /// File name (`<gen>-<seq>.tsm`).
+    pub name: String,
+    /// Its path.
+    pub path: PathBuf,
+    /// Size.
+    pub size: u64,
+    /// crc32c, computed when written.
+    pub crc32c: u32,
+    reader: Arc<TsmReader>,
+}
+
+/// A shard's state.
+#[derive(Debug)]
+pub struct Shard {
+    /// Shard id.
+    pub id: u64,
+    dir: PathBuf,
+    cache: BTreeMap<String, BTreeMap<i64, FieldValue>>,
+    cache_bytes: u64,
+    files: Vec<ShardFile>,
+    next_gen: u64,
+    types: BTreeMap<String, BlockType>,
+}
+
+fn block_type(v: &FieldValue) -> BlockType {
+    match v {
+        FieldValue::Float(_) => BlockType::Float,
+        FieldValue::Integer(_) => BlockType::Integer,
+        FieldValue::Unsigned(_) => BlockType::Unsigned,
+        FieldValue::String(_) => BlockType::String,
+        FieldValue::Boolean(_) => BlockType::Boolean,
+    }
+}
+
+fn value_size(v: &FieldValue) -> u64 {
+    16 + match v {
+        FieldValue::String(s) => s.len() as u64,
+        _ => 8,
+    }
+}
+
+fn to_values(points: &[(i64, FieldValue)]) -> Result<(Vec<i64>, Values), TsmError> {
+    let ts = points.iter().map(|p| p.0).collect();
+    let bad = || TsmError::Encode("mixed types in one key".into());
+    let vals = match points.first().map(|p| &p.1) {
+        Some(FieldValue::Float(_)) => Values::Float(
+            points
+                .iter()
+                .map(|p| {
+                    if let FieldValue::Float(v) = p.1 {
+                        Ok(v)
+                    } else {
+                        Err(bad())
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(FieldValue::Integer(_)) => Values::Integer(
+            points
+                .iter()
+                .map(|p| {
+                    if let FieldValue::Integer(v) = p.1 {
+                        Ok(v)
+                    } else {
+                        Err(bad())
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(FieldValue::Unsigned(_)) => Values::Unsigned(
+            points
+                .iter()
+                .map(|p| {
+                    if let FieldValue::Unsigned(v) = p.1 {
+                        Ok(v)
+                    } else {
+                        Err(bad())
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(FieldValue::Boolean(_)) => Values::Boolean(
+            points
+                .iter()
+                .map(|p| {
+                    if let FieldValue::Boolean(v) = p.1 {
+                        Ok(v)
+                    } else {
+                        Err(bad())
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(FieldValue::String(_)) => Values::String(
+            points
+                .iter()
+                .map(|p| {
+                    if let FieldValue::String(v) = &p.1 {
+                        Ok(v.clone())
+                    } else {
+                        Err(bad())
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        None => return Err(TsmError::Encode("no points".into())),
+    };
+    Ok((ts, vals))
+}
+
+fn from_values(ts: Vec<i64>, v: Values) -> Vec<(i64, FieldValue)> {
+    match v {
+        Values::Float(v) => ts
+            .into_iter()
+            .zip(v.into_iter().map(FieldValue::Float))
+            .collect(),
+        Values::Integer(v) => ts
+            .into_iter()
+            .zip(v.into_iter().map(FieldValue::Integer))
+            .collect(),
+        Values::Unsigned(v) => ts
+            .into_iter()
+            .zip(v.into_iter().map(FieldValue::Unsigned))
+            .collect(),
+        Values::Boolean(v) => ts
+            .into_iter()
+            .zip(v.into_iter().map(FieldValue::Boolean))
+            .collect(),
+        Values::String(v) => ts
+            .into_iter()
+            .zip(v.into_iter().map(FieldValue::String))
+            .collect(),
+    }
+}
+
+impl Shard {
+    /// An empty shard in `dir` (created).
+    pub fn create(id: u64, dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            id,
+            dir,
+            cache: BTreeMap::new(),
+            cache_bytes: 0,
+            files: Vec::new(),
+            next_gen: 1,
+            types: BTreeMap::new(),
+        })
+    }
+
+    /// Adds an existing TSM file (from a snapshot) to the shard.
+    pub fn add_file(
+        &mut self,
+        name: &str,
+        path: PathBuf,
+        size: u64,
+        crc32c: u32,
+    ) -> Result<(), TsmError> {
+        let reader = Arc::new(TsmReader::open(&path)?);
+        for (k, t) in reader.keys() {
+            self.types.insert(k.to_string(), t);
+        }
+        if let Some(g) = name.split('-').next().and_then(|g| g.parse::<u64>().ok()) {
+            self.next_gen = self.next_gen.max(g + 1);
+        }
+        self.files.push(ShardFile {
+            name: name.to_string(),
+            path,
+            size,
+            crc32c,
+            reader,
+        });
+        self.files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(())
+    }
+
+    /// The shard's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its TSM files, oldest first.
+    pub fn files(&self) -> &[ShardFile] {
+        &self.files
+    }
+
+    /// Bytes held in the cache (approximate).
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_bytes
+    }
+
+    /// Writes one field value; refused (false) if the key already holds
+    /// another type (InfluxDB's "field type conflict").
+    pub fn write(&mut self, key: &str, ts: i64, v: FieldValue) -> bool {
+        let t = block_type(&v);
+        match self.types.get(key) {
+            Some(old) if *old != t => return false,
+            Some(_) => {}
+            None => {
+                self.types.insert(key.to_string(), t);
+            }
+        }
+        self.cache_bytes += value_size(&v) + key.len() as u64 / 8;
+        self.cache.entry(key.to_string()).or_default().insert(ts, v);
+        true
+    }
+
+    /// Writes the cache as a new TSM file; returns it (None if empty).
+    pub fn flush(&mut self) -> Result<Option<ShardFile>, TsmError> {
+        if self.cache.is_empty() {
+            return Ok(None);
+        }
+        let name = format!("{:09}-{:09}.tsm", self.next_gen, 1);
+        let path = self.dir.join(&name);
+        let mut w = TsmWriter::create(&path)?;
+        for (key, pts) in &self.cache {
+            let points: Vec<(i64, FieldValue)> = pts.iter().map(|(t, v)| (*t, v.clone())).collect();
+            let (ts, vals) = to_values(&points)?;
+            w.write(key, &ts, &vals)?;
+        }
+        let f = w.finish()?;
+        self.next_gen += 1;
+        self.cache.clear();
+        self.cache_bytes = 0;
+        let reader = Arc::new(TsmReader::open(&path)?);
+        let sf = ShardFile {
+            name,
+            path,
+            size: f.size,
+            crc32c: f.crc32c,
+            reader,
+        };
+        self.files.push(sf.clone());
+        Ok(Some(sf))
+    }
+
+    /// Merges every file (and nothing of the cache) into one new file; the
+    /// old files are removed from the shard directory (snapshots keep their
+    /// own links).
+    pub fn compact(&mut self) -> Result<(), TsmError> {
+        if self.files.len() < 2 {
+            return Ok(());
+        }
+        let name = format!("{:09}-{:09}.tsm", self.next_gen, 2);
+        let path = self.dir.join(&name);
+        let mut w = TsmWriter::create(&path)?;
+        let keys: BTreeSet<String> = self
+            .files
+            .iter()
+            .flat_map(|f| {
+                f.reader
+                    .keys()
+                    .map(|(k, _)| k.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for key in &keys {
+            let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
+            for f in &self.files {
+                if let Some((ts, v)) = f.reader.read(key)? {
+                    merged.extend(from_values(ts, v));
+                }
+            }
+            let points: Vec<(i64, FieldValue)> = merged.into_iter().collect();
+            let (ts, vals) = to_values(&points)?;
+            w.write(key, &ts, &vals)?;
+        }
+        let out = w.finish()?;
+        for old in self.files.drain(..) {
+            let _ = std::fs::remove_file(&old.path);
+        }
+        self.next_gen += 1;
+        let reader = Arc::new(TsmReader::open(&path)?);
+        self.files.push(ShardFile {
+            name,
+            path,
+            size: out.size,
+            crc32c: out.crc32c,
+            reader,
+        });
+        Ok(())
+    }
+
+    /// Every key (files and cache).
+    pub fn keys(&self) -> BTreeSet<String> {
+        let mut k: BTreeSet<String> = self.cache.keys().cloned().collect();
+        for f in &self.files {
+            k.extend(f.reader.keys().map(|(k, _)| k.to_string()));
+        }
+        k
+    }
+
+    /// Every measurement (from keys).
+    pub fn measurements(&self) -> BTreeSet<String> {
+        self.keys().iter().map(|k| measurement_of(k)).collect()
+    }
+
+    /// The points of `key` in `[min, max]`, last write winning.
+    pub fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, TsmError> {
+        let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
+        for f in &self.files {
+            let Some(entries) = f.reader.entries(key) else {
+                continue;
+            };
+            for e in entries
+                .iter()
+                .filter(|e| e.max_time >= min && e.min_time <= max)
+            {
+                let (ts, v) = f.reader.read_block(e)?;
+                merged.extend(
+                    from_values(ts, v)
+                        .into_iter()
+                        .filter(|(t, _)| *t >= min && *t <= max),
+                );
+            }
+        }
+        if let Some(c) = self.cache.get(key) {
+            merged.extend(c.range(min..=max).map(|(t, v)| (*t, v.clone())));
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
+/// The measurement of a TSM key (unescaped).
+pub fn measurement_of(key: &str) -> String {
+    let series = key.split(KEY_FIELD_SEPARATOR).next().unwrap_or(key);
+    let mut out = String::new();
+    let mut chars = series.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if matches!(chars.peek(), Some(',') | Some(' ')) => {
+                out.push(chars.next().unwrap_or(c))
+            }
+            ',' => break,
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The field of a TSM key.
+pub fn field_of(key: &str) -> &str {
+    key.rsplit_once(KEY_FIELD_SEPARATOR).map_or("", |(_, f)| f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_merge_files_and_cache_last_write_wins() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Shard::create(1, t.path().join("1")).unwrap();
+        let k = "cpu,host=a#!~#v";
+        for i in 0..10 {
+            assert!(s.write(k, i, FieldValue::Float(i as f64)));
+        }
+        s.flush().unwrap().unwrap();
+        assert!(s.write(k, 5, FieldValue::Float(55.0)));
+        assert!(s.write(k, 20, FieldValue::Float(20.0)));
+        s.flush().unwrap();
+        assert!(s.write(k, 6, FieldValue::Float(66.0)));
+        assert!(
+            !s.write(k, 7, FieldValue::Integer(1)),
+            "type conflict refused"
+        );
+        let got = s.read(k, 4, 7).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (4, FieldValue::Float(4.0)),
+                (5, FieldValue::Float(55.0)),
+                (6, FieldValue::Float(66.0)),
+                (7, FieldValue::Float(7.0))
+            ]
+        );
+        s.compact().unwrap();
+        assert_eq!(s.files().len(), 1);
+        assert_eq!(s.read(k, i64::MIN, i64::MAX).unwrap().len(), 11);
+        assert_eq!(s.read(k, 5, 5).unwrap(), vec![(5, FieldValue::Float(55.0))]);
+        assert_eq!(
+            s.read(k, 6, 6).unwrap(),
+            vec![(6, FieldValue::Float(66.0))],
+            "the cache still wins"
+        );
+        assert_eq!(measurement_of(r"my\ m\,x,host=a#!~#v"), "my m,x");
+        assert_eq!(field_of(k), "v");
+    }
+}
