@@ -2,7 +2,6 @@
 //! applied, a snapshot saved (hard-linked TSM files + metastore backup), and
 //! loaded into an empty state machine with identical results.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
 use prost::Message;

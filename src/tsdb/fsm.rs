@@ -27,6 +27,9 @@ pub const META_FILE: &str = "meta";
 /// Cache bytes of a shard that trigger a flush (64 MiB).
 pub const DEFAULT_FLUSH_BYTES: u64 = 64 << 20;
 
+/// Points by series key, then by field: the result of [`Tsdb::scan`].
+pub type SeriesPoints = BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>>;
+
 /// The time-series state machine.
 pub struct Tsdb {
     root: PathBuf,
@@ -287,9 +290,9 @@ impl Tsdb {
         measurement: &str,
         min: i64,
         max: i64,
-    ) -> Result<BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>>, BoxError> {
+    ) -> Result<SeriesPoints, BoxError> {
         let rp = self.meta.resolve_rp(db, rp)?.to_string();
-        let mut out: BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>> = BTreeMap::new();
+        let mut out = SeriesPoints::new();
         for (sdb, srp, id, start, end) in self.meta.shards() {
             if sdb != db || srp != rp || end <= min || start > max {
                 continue;
