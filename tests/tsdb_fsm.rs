@@ -42,11 +42,7 @@ fn write(exec: &SnapshotExecutor<Tsdb>, index: u64, db: &str, body: &str) -> Com
     )
 }
 
-fn scan_all(
-    t: &Tsdb,
-    db: &str,
-    m: &str,
-) -> BTreeMap<String, BTreeMap<String, Vec<(i64, raftsnap::tsdb::line_protocol::FieldValue)>>> {
+fn scan_all(t: &Tsdb, db: &str, m: &str) -> raftsnap::tsdb::fsm::SeriesPoints {
     t.scan(db, "", m, i64::MIN, i64::MAX).unwrap()
 }
 
