@@ -102,18 +102,8 @@ pub struct ShardFiles {
 
 /// `20060102T150405Z` for a time given in seconds since the epoch.
 pub fn backup_timestamp(unix_secs: i64) -> String {
-    let days = unix_secs.div_euclid(86_400);
+    let (y, m, d) = crate::tsdb::timefmt::civil(unix_secs.div_euclid(86_400));
     let secs = unix_secs.rem_euclid(86_400);
-    // Civil date from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
         secs / 3600,

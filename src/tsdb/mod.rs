@@ -5,4 +5,5 @@ pub mod fsm;
 pub mod line_protocol;
 pub mod meta;
 pub mod shard;
+pub mod timefmt;
 pub mod tsm;
