@@ -225,3 +225,152 @@ fn a_second_save_after_a_few_writes_costs_only_the_cache_flush() {
     assert_eq!(tb.len(), ta.len() + 1);
     assert!(ta.iter().all(|f| tb.contains(f)));
 }
+
+#[test]
+fn the_influxql_subset_answers_like_influxdb_and_identically_after_a_load() {
+    use raftsnap::tsdb::query::{execute_read, parse as parse_q};
+    use serde_json::json;
+
+    let t = tempfile::tempdir().unwrap();
+    let (storage, _) =
+        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
+    let exec = SnapshotExecutor::new(
+        storage,
+        shared(Tsdb::open(t.path().join("data")).unwrap()),
+        ExecutorOptions::default(),
+    );
+    for (i, stmt) in parse_q(
+        "CREATE DATABASE db; CREATE RETENTION POLICY short ON db DURATION 2d REPLICATION 1",
+        0,
+    )
+    .unwrap()
+    .iter()
+    .enumerate()
+    {
+        let r = apply(&exec, i as u64 + 1, stmt.command().unwrap());
+        assert!(r.error.is_empty(), "{}", r.error);
+    }
+    let t0 = 1_700_000_000_000_000_000i64;
+    let mut body = String::new();
+    for i in 0..300i64 {
+        body.push_str(&format!(
+            "cpu,host=h{} usage={}.5,n={}i,note=\"n{}\",up={} {}\n",
+            i % 3,
+            i,
+            i,
+            i,
+            i % 2 == 0,
+            t0 + i * 1_000_000_000
+        ));
+    }
+    write(&exec, 3, "db", &body);
+    let q = |exec: &SnapshotExecutor<Tsdb>, q: &str, epoch: bool| {
+        let g = exec.state_machine().lock().unwrap();
+        let stmt = &parse_q(q, t0 + 1_000_000_000_000).unwrap()[0];
+        execute_read(
+            &g.state_machine,
+            "db",
+            stmt,
+            epoch.then_some(Precision::Nanoseconds),
+        )
+    };
+    assert_eq!(
+        q(&exec, "SHOW DATABASES", false),
+        json!({"series":[{"name":"databases","columns":["name"],"values":[["db"]]}]})
+    );
+    assert_eq!(
+        q(&exec, "SHOW MEASUREMENTS", false)["series"][0]["values"],
+        json!([["cpu"]])
+    );
+    assert_eq!(
+        q(&exec, "SHOW RETENTION POLICIES ON db", false)["series"][0]["values"],
+        json!([
+            ["autogen", "0s", "168h0m0s", 1, true],
+            ["short", "48h0m0s", "24h0m0s", 1, false]
+        ])
+    );
+    assert_eq!(
+        q(&exec, "SELECT count(usage) FROM cpu", false)["series"][0],
+        json!({"name":"cpu","columns":["time","count"],"values":[["1970-01-01T00:00:00Z", 300]]})
+    );
+    let want_sum: i64 = (0..300).filter(|i| i % 3 == 0).sum();
+    assert_eq!(
+        q(&exec, "SELECT sum(n) FROM cpu WHERE host = 'h0'", true)["series"][0]["values"][0][1],
+        json!(want_sum)
+    );
+    assert_eq!(
+        q(&exec, "SELECT max(usage) FROM cpu", true)["series"][0]["values"],
+        json!([[t0 + 299_000_000_000, 299.5]])
+    );
+    assert_eq!(
+        q(
+            &exec,
+            "SELECT mean(usage) FROM cpu WHERE host != 'h1' AND host != 'h2'",
+            true
+        )["series"][0]["values"][0][1],
+        json!(149.0)
+    );
+    assert_eq!(
+        q(&exec, "SELECT count(*) FROM cpu", true)["series"][0]["columns"],
+        json!(["time", "count_n", "count_note", "count_up", "count_usage"])
+    );
+    let rows = q(
+        &exec,
+        &format!(
+            "SELECT usage FROM cpu WHERE time >= {} AND time <= {} LIMIT 2",
+            t0 + 10_000_000_000,
+            t0 + 20_000_000_000
+        ),
+        true,
+    );
+    assert_eq!(
+        rows["series"][0]["values"],
+        json!([[t0 + 10_000_000_000, 10.5], [t0 + 11_000_000_000, 11.5]])
+    );
+    let star = q(&exec, "SELECT * FROM cpu LIMIT 1", false);
+    assert_eq!(
+        star["series"][0]["columns"],
+        json!(["time", "host", "n", "note", "up", "usage"])
+    );
+    assert_eq!(
+        star["series"][0]["values"],
+        json!([["2023-11-14T22:13:20Z", "h0", 0, "n0", true, 0.5]])
+    );
+    assert_eq!(q(&exec, "SELECT usage FROM nothing", false), json!({}));
+    assert!(
+        q(&exec, "SELECT sum(note) FROM cpu", false)["error"]
+            .as_str()
+            .unwrap()
+            .contains("numeric")
+    );
+    {
+        let g = exec.state_machine().lock().unwrap();
+        let stmt = &parse_q("SELECT * FROM cpu", 0).unwrap()[0];
+        assert_eq!(
+            execute_read(&g.state_machine, "nope", stmt, None),
+            json!({"error": "database not found: nope"})
+        );
+    }
+
+    // After a snapshot and a load elsewhere, every answer is identical.
+    let queries = [
+        "SELECT count(*) FROM cpu",
+        "SELECT * FROM cpu",
+        "SELECT last(note) FROM cpu WHERE host = 'h2'",
+        "SHOW RETENTION POLICIES ON db",
+    ];
+    let before: Vec<_> = queries.iter().map(|s| q(&exec, s, true)).collect();
+    assert!(matches!(exec.do_snapshot().unwrap(), SaveOutcome::Saved(_)));
+    let t2 = tempfile::tempdir().unwrap();
+    let (s2, _) =
+        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
+    drop(exec);
+    let exec2 = SnapshotExecutor::new(
+        s2,
+        shared(Tsdb::open(t2.path().join("data")).unwrap()),
+        ExecutorOptions::default(),
+    );
+    exec2.load_latest(1).unwrap();
+    let after: Vec<_> = queries.iter().map(|s| q(&exec2, s, true)).collect();
+    assert_eq!(before, after);
+}

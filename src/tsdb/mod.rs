@@ -4,6 +4,7 @@
 pub mod fsm;
 pub mod line_protocol;
 pub mod meta;
+pub mod query;
 pub mod shard;
 pub mod timefmt;
 pub mod tsm;

@@ -30,7 +30,12 @@ pub fn rfc3339_nano(ns: i64) -> String {
     let frac = ns.rem_euclid(1_000_000_000);
     let (y, m, d) = civil(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    let mut out = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    );
     if frac != 0 {
         out.push_str(format!(".{frac:09}").trim_end_matches('0'));
     }
@@ -41,11 +46,24 @@ pub fn rfc3339_nano(ns: i64) -> String {
 /// Parses RFC3339 (`2023-11-14T22:13:20Z`, fractions, `±hh:mm` offsets).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -84,7 +102,11 @@ pub fn go_duration(ns: i64) -> String {
     let total = ns.unsigned_abs();
     let (secs, frac) = (total / 1_000_000_000, total % 1_000_000_000);
     let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    let sec = if frac == 0 { format!("{s}") } else { format!("{s}.{}", format!("{frac:09}").trim_end_matches('0')) };
+    let sec = if frac == 0 {
+        format!("{s}")
+    } else {
+        format!("{s}.{}", format!("{frac:09}").trim_end_matches('0'))
+    };
     if h > 0 {
         format!("{neg}{h}h{m}m{sec}s")
     } else if m > 0 {
@@ -101,13 +123,32 @@ mod tests {
     #[test]
     fn formats_and_parses() {
         assert_eq!(rfc3339_nano(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_nano(1_700_000_000_500_000_000), "2023-11-14T22:13:20.5Z");
+        assert_eq!(
+            rfc3339_nano(1_700_000_000_500_000_000),
+            "2023-11-14T22:13:20.5Z"
+        );
         assert_eq!(rfc3339_nano(-1), "1969-12-31T23:59:59.999999999Z");
-        for ns in [0, 1, 1_700_000_000_123_456_789, -86_400_000_000_000, 951_782_400_000_000_000] {
+        for ns in [
+            0,
+            1,
+            1_700_000_000_123_456_789,
+            -86_400_000_000_000,
+            951_782_400_000_000_000,
+        ] {
             assert_eq!(parse_rfc3339(&rfc3339_nano(ns)), Some(ns));
         }
-        assert_eq!(parse_rfc3339("2023-11-14T23:13:20+01:00"), Some(1_700_000_000_000_000_000));
-        for bad in ["", "2023-11-14", "2023-13-14T00:00:00Z", "2023-11-14T00:00:00", "2023-11-14T00:00:00.Z", "xxxx-11-14T00:00:00Z"] {
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000_000_000_000)
+        );
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-13-14T00:00:00Z",
+            "2023-11-14T00:00:00",
+            "2023-11-14T00:00:00.Z",
+            "xxxx-11-14T00:00:00Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
         assert_eq!(go_duration(0), "0s");

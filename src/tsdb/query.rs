@@ -1,0 +1,996 @@
+//! The InfluxQL subset of DESIGN §5, with InfluxDB's JSON result shape.
+//!
+//! Statements: `CREATE DATABASE`, `DROP DATABASE`, `SHOW DATABASES`,
+//! `CREATE | ALTER | DROP RETENTION POLICY`, `SHOW RETENTION POLICIES [ON db]`,
+//! `SHOW MEASUREMENTS [ON db]`, and `SELECT <proj>[, …] FROM [[db.]rp.]m
+//! [WHERE <cond> [AND …]] [LIMIT n]` where a projection is `*`, a field, or
+//! `count|sum|min|max|mean|first|last(field)` (`count(*)` too), and a
+//! condition compares `time` with an integer (ns), an RFC3339 string or
+//! `now() [± duration]`, or a tag with `=`/`!=` and a string. Statements that
+//! change state become raft commands ([`Statement::command`]); the rest read
+//! local state ([`execute_read`]).
+
+use serde_json::{Value, json};
+
+use super::fsm::Tsdb;
+use super::line_protocol::{FieldValue, Precision};
+use super::timefmt::{go_duration, parse_rfc3339, rfc3339_nano};
+use crate::proto::tsdb::{self as pb, command::Cmd};
+
+/// A parsed statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `CREATE DATABASE name`
+    CreateDatabase(String),
+    /// `DROP DATABASE name`
+    DropDatabase(String),
+    /// `SHOW DATABASES`
+    ShowDatabases,
+    /// `CREATE RETENTION POLICY …`
+    CreateRetentionPolicy {
+        /// Name.
+        name: String,
+        /// Database.
+        db: String,
+        /// Duration (ns, 0 = INF).
+        duration: i64,
+        /// Replication.
+        replication: u32,
+        /// Shard group duration (ns, 0 = default).
+        shard_duration: i64,
+        /// Make it the default.
+        default: bool,
+    },
+    /// `ALTER RETENTION POLICY …`
+    AlterRetentionPolicy {
+        /// Name.
+        name: String,
+        /// Database.
+        db: String,
+        /// New duration.
+        duration: Option<i64>,
+        /// New replication.
+        replication: Option<u32>,
+        /// New shard group duration.
+        shard_duration: Option<i64>,
+        /// Make it the default.
+        default: bool,
+    },
+    /// `DROP RETENTION POLICY name ON db`
+    DropRetentionPolicy(String, String),
+    /// `SHOW RETENTION POLICIES [ON db]`
+    ShowRetentionPolicies(Option<String>),
+    /// `SHOW MEASUREMENTS [ON db]`
+    ShowMeasurements(Option<String>),
+    /// `SELECT …`
+    Select(Select),
+}
+
+/// What a SELECT returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Projection {
+    /// `*`
+    All,
+    /// A field.
+    Field(String),
+    /// `func(field)`; field `*` for `count(*)`.
+    Agg(String, String),
+}
+
+/// A tag condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagCond {
+    /// Tag key.
+    pub key: String,
+    /// `=` (true) or `!=` (false).
+    pub eq: bool,
+    /// Value.
+    pub value: String,
+}
+
+/// A SELECT statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    /// Projections.
+    pub fields: Vec<Projection>,
+    /// Database (from `db.rp.m`), if given.
+    pub db: Option<String>,
+    /// Retention policy, if given.
+    pub rp: Option<String>,
+    /// Measurement.
+    pub measurement: String,
+    /// Inclusive time bounds.
+    pub min: i64,
+    /// Inclusive time bounds.
+    pub max: i64,
+    /// Whether a lower bound was given (aggregates report it as their time).
+    pub has_min: bool,
+    /// Tag conditions.
+    pub tags: Vec<TagCond>,
+    /// Row limit (0 = none).
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Num(String),
+    Sym(String),
+}
+
+fn lex(q: &str) -> Result<Vec<Tok>, String> {
+    let c: Vec<char> = q.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        let ch = c[i];
+        if ch.is_whitespace() {
+            i += 1;
+        } else if ch == '\'' || ch == '"' {
+            let mut s = String::new();
+            i += 1;
+            loop {
+                match c.get(i) {
+                    None => return Err(format!("unterminated {ch}quoted{ch} text")),
+                    Some('\\') if c.get(i + 1).is_some() => {
+                        s.push(c[i + 1]);
+                        i += 2;
+                    }
+                    Some(x) if *x == ch => {
+                        i += 1;
+                        break;
+                    }
+                    Some(x) => {
+                        s.push(*x);
+                        i += 1;
+                    }
+                }
+            }
+            out.push(if ch == '\'' {
+                Tok::Str(s)
+            } else {
+                Tok::Ident(s)
+            });
+        } else if ch.is_ascii_digit() {
+            let start = i;
+            while c
+                .get(i)
+                .is_some_and(|x| x.is_ascii_alphanumeric() || *x == '.')
+            {
+                i += 1;
+            }
+            out.push(Tok::Num(c[start..i].iter().collect()));
+        } else if ch.is_alphabetic() || ch == '_' {
+            let start = i;
+            while c.get(i).is_some_and(|x| x.is_alphanumeric() || *x == '_') {
+                i += 1;
+            }
+            out.push(Tok::Ident(c[start..i].iter().collect()));
+        } else {
+            let two: String = c[i..(i + 2).min(c.len())].iter().collect();
+            if ["<=", ">=", "!=", "<>"].contains(&two.as_str()) {
+                out.push(Tok::Sym(two));
+                i += 2;
+            } else if "(),*;=<>.+-".contains(ch) {
+                out.push(Tok::Sym(ch.to_string()));
+                i += 1;
+            } else {
+                return Err(format!("unexpected character {ch:?}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct P {
+    t: Vec<Tok>,
+    i: usize,
+}
+
+impl P {
+    fn peek(&self) -> Option<&Tok> {
+        self.t.get(self.i)
+    }
+    fn kw(&mut self, k: &str) -> bool {
+        if let Some(Tok::Ident(s)) = self.peek()
+            && s.eq_ignore_ascii_case(k)
+        {
+            self.i += 1;
+            return true;
+        }
+        false
+    }
+    fn expect_kw(&mut self, k: &str) -> Result<(), String> {
+        if self.kw(k) {
+            Ok(())
+        } else {
+            Err(format!("expected {k}, found {}", self.found()))
+        }
+    }
+    fn sym(&mut self, s: &str) -> bool {
+        if self.peek() == Some(&Tok::Sym(s.into())) {
+            self.i += 1;
+            return true;
+        }
+        false
+    }
+    fn found(&self) -> String {
+        match self.peek() {
+            None => "EOF".into(),
+            Some(Tok::Ident(s) | Tok::Num(s) | Tok::Sym(s)) => s.clone(),
+            Some(Tok::Str(s)) => format!("'{s}'"),
+        }
+    }
+    fn ident(&mut self) -> Result<String, String> {
+        match self.peek().cloned() {
+            Some(Tok::Ident(s)) => {
+                self.i += 1;
+                Ok(s)
+            }
+            _ => Err(format!("expected identifier, found {}", self.found())),
+        }
+    }
+    fn num(&mut self) -> Result<String, String> {
+        match self.peek().cloned() {
+            Some(Tok::Num(s)) => {
+                self.i += 1;
+                Ok(s)
+            }
+            _ => Err(format!("expected number, found {}", self.found())),
+        }
+    }
+    fn duration(&mut self) -> Result<i64, String> {
+        if self.kw("INF") {
+            return Ok(0);
+        }
+        parse_duration(&self.num()?)
+    }
+}
+
+/// Parses an InfluxQL duration literal (`1h`, `30d`, `100ms`, `2w`).
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("invalid duration {s}"))?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().map_err(|_| format!("invalid duration {s}"))?;
+    let mult = match unit {
+        "ns" => 1,
+        "u" | "µ" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        "w" => 604_800_000_000_000,
+        _ => return Err(format!("invalid duration {s}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration {s} out of range"))
+}
+
+/// Parses `;`-separated statements. `now` (ns) resolves `now()`.
+pub fn parse(q: &str, now: i64) -> Result<Vec<Statement>, String> {
+    let mut p = P { t: lex(q)?, i: 0 };
+    let mut out = Vec::new();
+    while p.peek().is_some() {
+        if p.sym(";") {
+            continue;
+        }
+        out.push(statement(&mut p, now)?);
+        if p.peek().is_some() && !p.sym(";") {
+            return Err(format!("unexpected {} after the statement", p.found()));
+        }
+    }
+    if out.is_empty() {
+        return Err("empty query".into());
+    }
+    Ok(out)
+}
+
+fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
+    if p.kw("CREATE") {
+        if p.kw("DATABASE") {
+            return Ok(Statement::CreateDatabase(p.ident()?));
+        }
+        p.expect_kw("RETENTION")?;
+        p.expect_kw("POLICY")?;
+        let name = p.ident()?;
+        p.expect_kw("ON")?;
+        let db = p.ident()?;
+        p.expect_kw("DURATION")?;
+        let duration = p.duration()?;
+        p.expect_kw("REPLICATION")?;
+        let replication = p
+            .num()?
+            .parse()
+            .map_err(|_| "invalid replication".to_string())?;
+        let mut shard_duration = 0;
+        let mut default = false;
+        loop {
+            if p.kw("SHARD") {
+                p.expect_kw("DURATION")?;
+                shard_duration = p.duration()?;
+            } else if p.kw("DEFAULT") {
+                default = true;
+            } else {
+                break;
+            }
+        }
+        return Ok(Statement::CreateRetentionPolicy {
+            name,
+            db,
+            duration,
+            replication,
+            shard_duration,
+            default,
+        });
+    }
+    if p.kw("ALTER") {
+        p.expect_kw("RETENTION")?;
+        p.expect_kw("POLICY")?;
+        let name = p.ident()?;
+        p.expect_kw("ON")?;
+        let db = p.ident()?;
+        let (mut duration, mut replication, mut shard_duration, mut default) =
+            (None, None, None, false);
+        loop {
+            if p.kw("DURATION") {
+                duration = Some(p.duration()?);
+            } else if p.kw("REPLICATION") {
+                replication = Some(
+                    p.num()?
+                        .parse()
+                        .map_err(|_| "invalid replication".to_string())?,
+                );
+            } else if p.kw("SHARD") {
+                p.expect_kw("DURATION")?;
+                shard_duration = Some(p.duration()?);
+            } else if p.kw("DEFAULT") {
+                default = true;
+            } else {
+                break;
+            }
+        }
+        return Ok(Statement::AlterRetentionPolicy {
+            name,
+            db,
+            duration,
+            replication,
+            shard_duration,
+            default,
+        });
+    }
+    if p.kw("DROP") {
+        if p.kw("DATABASE") {
+            return Ok(Statement::DropDatabase(p.ident()?));
+        }
+        p.expect_kw("RETENTION")?;
+        p.expect_kw("POLICY")?;
+        let name = p.ident()?;
+        p.expect_kw("ON")?;
+        return Ok(Statement::DropRetentionPolicy(name, p.ident()?));
+    }
+    if p.kw("SHOW") {
+        if p.kw("DATABASES") {
+            return Ok(Statement::ShowDatabases);
+        }
+        if p.kw("RETENTION") {
+            p.expect_kw("POLICIES")?;
+            return Ok(Statement::ShowRetentionPolicies(if p.kw("ON") {
+                Some(p.ident()?)
+            } else {
+                None
+            }));
+        }
+        if p.kw("MEASUREMENTS") {
+            return Ok(Statement::ShowMeasurements(if p.kw("ON") {
+                Some(p.ident()?)
+            } else {
+                None
+            }));
+        }
+        return Err(format!("unsupported SHOW {}", p.found()));
+    }
+    if p.kw("SELECT") {
+        return select(p, now).map(Statement::Select);
+    }
+    Err(format!(
+        "found {}, expected SELECT, CREATE, ALTER, DROP or SHOW",
+        p.found()
+    ))
+}
+
+fn select(p: &mut P, now: i64) -> Result<Select, String> {
+    let mut fields = Vec::new();
+    loop {
+        if p.sym("*") {
+            fields.push(Projection::All);
+        } else {
+            let name = p.ident()?;
+            if p.sym("(") {
+                let f = name.to_ascii_lowercase();
+                if !["count", "sum", "min", "max", "mean", "first", "last"].contains(&f.as_str()) {
+                    return Err(format!("unsupported function {name}()"));
+                }
+                let arg = if p.sym("*") {
+                    "*".to_string()
+                } else {
+                    p.ident()?
+                };
+                if arg == "*" && f != "count" {
+                    return Err(format!("{f}(*) is not supported"));
+                }
+                if !p.sym(")") {
+                    return Err(format!("expected ), found {}", p.found()));
+                }
+                fields.push(Projection::Agg(f, arg));
+            } else {
+                fields.push(Projection::Field(name));
+            }
+        }
+        if !p.sym(",") {
+            break;
+        }
+    }
+    let aggs = fields
+        .iter()
+        .filter(|f| matches!(f, Projection::Agg(..)))
+        .count();
+    if aggs > 0 && aggs != fields.len() {
+        return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    p.expect_kw("FROM")?;
+    let mut parts = vec![p.ident()?];
+    while p.sym(".") {
+        parts.push(p.ident()?);
+    }
+    let (db, rp, measurement) = match parts.len() {
+        1 => (None, None, parts.remove(0)),
+        2 => (None, Some(parts.remove(0)), parts.remove(0)),
+        3 => (
+            Some(parts.remove(0)),
+            Some(parts.remove(0)),
+            parts.remove(0),
+        ),
+        _ => return Err("FROM takes [db.][rp.]measurement".into()),
+    };
+    let mut s = Select {
+        fields,
+        db,
+        rp,
+        measurement,
+        min: i64::MIN,
+        max: i64::MAX,
+        has_min: false,
+        tags: Vec::new(),
+        limit: 0,
+    };
+    if p.kw("WHERE") {
+        loop {
+            let lhs = p.ident()?;
+            let op = match p.peek().cloned() {
+                Some(Tok::Sym(o))
+                    if ["=", "!=", "<>", "<", "<=", ">", ">="].contains(&o.as_str()) =>
+                {
+                    p.i += 1;
+                    o
+                }
+                _ => return Err(format!("expected a comparison, found {}", p.found())),
+            };
+            if lhs.eq_ignore_ascii_case("time") {
+                let t = time_literal(p, now)?;
+                match op.as_str() {
+                    ">" => s.min = s.min.max(t.saturating_add(1)),
+                    ">=" => s.min = s.min.max(t),
+                    "<" => s.max = s.max.min(t.saturating_sub(1)),
+                    "<=" => s.max = s.max.min(t),
+                    "=" => {
+                        s.min = s.min.max(t);
+                        s.max = s.max.min(t);
+                    }
+                    _ => return Err(format!("time does not support {op}")),
+                }
+                if matches!(op.as_str(), ">" | ">=" | "=") {
+                    s.has_min = true;
+                }
+            } else {
+                let value = match p.peek().cloned() {
+                    Some(Tok::Str(v)) => {
+                        p.i += 1;
+                        v
+                    }
+                    _ => {
+                        return Err(format!(
+                            "expected a string after {lhs} {op}, found {}",
+                            p.found()
+                        ));
+                    }
+                };
+                let eq = match op.as_str() {
+                    "=" => true,
+                    "!=" | "<>" => false,
+                    _ => return Err(format!("tags support = and !=, not {op}")),
+                };
+                s.tags.push(TagCond {
+                    key: lhs,
+                    eq,
+                    value,
+                });
+            }
+            if !p.kw("AND") {
+                break;
+            }
+        }
+    }
+    if p.kw("LIMIT") {
+        s.limit = p.num()?.parse().map_err(|_| "invalid LIMIT".to_string())?;
+    }
+    Ok(s)
+}
+
+fn time_literal(p: &mut P, now: i64) -> Result<i64, String> {
+    match p.peek().cloned() {
+        Some(Tok::Str(s)) => {
+            p.i += 1;
+            parse_rfc3339(&s).ok_or_else(|| format!("invalid time {s:?}"))
+        }
+        Some(Tok::Sym(m)) if m == "-" => {
+            p.i += 1;
+            p.num()?
+                .parse::<i64>()
+                .map(|n| -n)
+                .map_err(|_| "invalid time".into())
+        }
+        Some(Tok::Num(n)) => {
+            p.i += 1;
+            n.parse::<i64>().map_err(|_| format!("invalid time {n}"))
+        }
+        Some(Tok::Ident(f)) if f.eq_ignore_ascii_case("now") => {
+            p.i += 1;
+            if !(p.sym("(") && p.sym(")")) {
+                return Err("expected now()".into());
+            }
+            let mut t = now;
+            if p.sym("-") {
+                t = t.saturating_sub(parse_duration(&p.num()?)?);
+            } else if p.sym("+") {
+                t = t.saturating_add(parse_duration(&p.num()?)?);
+            }
+            Ok(t)
+        }
+        _ => Err(format!("expected a time, found {}", p.found())),
+    }
+}
+
+impl Statement {
+    /// The raft command a state-changing statement becomes (`db` is the
+    /// request's database); `None` for reads.
+    pub fn command(&self) -> Option<Cmd> {
+        Some(match self.clone() {
+            Statement::CreateDatabase(name) => Cmd::CreateDatabase(pb::CreateDatabase { name }),
+            Statement::DropDatabase(name) => Cmd::DropDatabase(pb::DropDatabase { name }),
+            Statement::CreateRetentionPolicy {
+                name,
+                db,
+                duration,
+                replication,
+                shard_duration,
+                default,
+            } => Cmd::CreateRetentionPolicy(pb::CreateRetentionPolicy {
+                db,
+                name,
+                duration,
+                shard_group_duration: shard_duration,
+                replica_n: replication,
+                make_default: default,
+            }),
+            Statement::AlterRetentionPolicy {
+                name,
+                db,
+                duration,
+                replication,
+                shard_duration,
+                default,
+            } => Cmd::AlterRetentionPolicy(pb::AlterRetentionPolicy {
+                db,
+                name,
+                duration,
+                shard_group_duration: shard_duration,
+                replica_n: replication,
+                make_default: default,
+            }),
+            Statement::DropRetentionPolicy(name, db) => {
+                Cmd::DropRetentionPolicy(pb::DropRetentionPolicy { db, name })
+            }
+            _ => return None,
+        })
+    }
+}
+
+fn time_value(ns: i64, epoch: Option<Precision>) -> Value {
+    match epoch {
+        Some(p) => json!(ns.div_euclid(p.nanos())),
+        None => json!(rfc3339_nano(ns)),
+    }
+}
+
+fn to_json(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Float(f) => json!(f),
+        FieldValue::Integer(i) => json!(i),
+        FieldValue::Unsigned(u) => json!(u),
+        FieldValue::String(s) => json!(s),
+        FieldValue::Boolean(b) => json!(b),
+    }
+}
+
+fn num(v: &FieldValue) -> Option<f64> {
+    match v {
+        FieldValue::Float(f) => Some(*f),
+        FieldValue::Integer(i) => Some(*i as f64),
+        FieldValue::Unsigned(u) => Some(*u as f64),
+        _ => None,
+    }
+}
+
+/// A series' tags and its points by field.
+type TaggedSeries = (
+    Vec<(String, String)>,
+    std::collections::BTreeMap<String, Vec<(i64, FieldValue)>>,
+);
+
+/// Tags of a series key (`m,a=1,b=2`), unescaped.
+fn series_tags(series: &str) -> Vec<(String, String)> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = series.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push('\\');
+                    cur.push(n);
+                }
+            }
+            ',' => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    let unescape = |s: &str| {
+        s.replace("\\,", ",")
+            .replace("\\=", "=")
+            .replace("\\ ", " ")
+    };
+    parts
+        .iter()
+        .skip(1)
+        .filter_map(|kv| {
+            let mut split = None;
+            let b = kv.as_bytes();
+            for i in 0..b.len() {
+                if b[i] == b'=' && (i == 0 || b[i - 1] != b'\\') {
+                    split = Some(i);
+                    break;
+                }
+            }
+            split.map(|i| (unescape(&kv[..i]), unescape(&kv[i + 1..])))
+        })
+        .collect()
+}
+
+/// Runs a read statement against local state; the InfluxDB result object
+/// (without `statement_id`). `db` is the request's `db` parameter.
+pub fn execute_read(t: &Tsdb, db: &str, stmt: &Statement, epoch: Option<Precision>) -> Value {
+    let err = |e: String| json!({ "error": e });
+    match stmt {
+        Statement::ShowDatabases => {
+            let vals: Vec<Value> = t.meta().databases.keys().map(|d| json!([d])).collect();
+            json!({"series": [{"name": "databases", "columns": ["name"], "values": vals}]})
+        }
+        Statement::ShowRetentionPolicies(on) => {
+            let name = on.as_deref().unwrap_or(db);
+            if name.is_empty() {
+                return err("database name required".into());
+            }
+            let Some(d) = t.meta().databases.get(name) else {
+                return err(format!("database not found: {name}"));
+            };
+            let vals: Vec<Value> = d
+                .rps
+                .values()
+                .map(|r| {
+                    json!([
+                        r.name,
+                        go_duration(r.duration),
+                        go_duration(r.shard_group_duration),
+                        r.replica_n,
+                        r.name == d.default_rp
+                    ])
+                })
+                .collect();
+            json!({"series": [{"columns": ["name", "duration", "shardGroupDuration", "replicaN", "default"], "values": vals}]})
+        }
+        Statement::ShowMeasurements(on) => {
+            let name = on.as_deref().unwrap_or(db);
+            if name.is_empty() {
+                return err("database name required".into());
+            }
+            let ms = t.measurements(name);
+            if ms.is_empty() {
+                return json!({});
+            }
+            let vals: Vec<Value> = ms.iter().map(|m| json!([m])).collect();
+            json!({"series": [{"name": "measurements", "columns": ["name"], "values": vals}]})
+        }
+        Statement::Select(s) => match select_exec(t, db, s, epoch) {
+            Ok(v) => v,
+            Err(e) => err(e),
+        },
+        _ => err("not a read statement".into()),
+    }
+}
+
+fn select_exec(t: &Tsdb, db: &str, s: &Select, epoch: Option<Precision>) -> Result<Value, String> {
+    let db = s.db.as_deref().unwrap_or(db);
+    if db.is_empty() {
+        return Err("database name required".into());
+    }
+    if !t.meta().databases.contains_key(db) {
+        return Err(format!("database not found: {db}"));
+    }
+    let data = t
+        .scan(
+            db,
+            s.rp.as_deref().unwrap_or(""),
+            &s.measurement,
+            s.min,
+            s.max,
+        )
+        .map_err(|e| e.to_string())?;
+    // Keep series whose tags satisfy the conditions.
+    let data: Vec<TaggedSeries> = data
+        .into_iter()
+        .map(|(k, f)| (series_tags(&k), f))
+        .filter(|(tags, _)| {
+            s.tags.iter().all(|c| {
+                let v = tags
+                    .iter()
+                    .find(|(k, _)| k == &c.key)
+                    .map_or("", |(_, v)| v.as_str());
+                (v == c.value) == c.eq
+            })
+        })
+        .collect();
+    if data.is_empty() {
+        return Ok(json!({}));
+    }
+    let mut field_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut tag_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for (tags, fields) in &data {
+        field_names.extend(fields.keys().cloned());
+        tag_names.extend(tags.iter().map(|(k, _)| k.clone()));
+    }
+    let series = |columns: Vec<String>, values: Vec<Value>| json!({"series": [{"name": s.measurement, "columns": columns, "values": values}]});
+
+    if matches!(s.fields.first(), Some(Projection::Agg(..))) {
+        let mut columns = vec!["time".to_string()];
+        let mut row = vec![time_value(if s.has_min { s.min } else { 0 }, epoch)];
+        let mut selector_time = None;
+        for p in &s.fields {
+            let Projection::Agg(f, field) = p else {
+                continue;
+            };
+            let targets: Vec<String> = if field == "*" {
+                field_names.iter().cloned().collect()
+            } else {
+                vec![field.clone()]
+            };
+            for fld in targets {
+                let mut pts: Vec<(i64, FieldValue)> = data
+                    .iter()
+                    .flat_map(|(_, fs)| fs.get(&fld).cloned().unwrap_or_default())
+                    .collect();
+                pts.sort_by_key(|p| p.0);
+                columns.push(if field == "*" {
+                    format!("{f}_{fld}")
+                } else {
+                    f.clone()
+                });
+                let nums: Vec<f64> = pts.iter().filter_map(|p| num(&p.1)).collect();
+                let v = match f.as_str() {
+                    "count" => json!(pts.len()),
+                    _ if pts.is_empty() => Value::Null,
+                    "first" => {
+                        selector_time = Some(pts[0].0);
+                        to_json(&pts[0].1)
+                    }
+                    "last" => {
+                        let l = &pts[pts.len() - 1];
+                        selector_time = Some(l.0);
+                        to_json(&l.1)
+                    }
+                    "sum" | "min" | "max" | "mean" if nums.len() != pts.len() => {
+                        return Err(format!("{f}() needs a numeric field, {fld} is not"));
+                    }
+                    "sum" => match &pts[0].1 {
+                        FieldValue::Integer(_) => json!(
+                            pts.iter()
+                                .map(|p| if let FieldValue::Integer(i) = p.1 {
+                                    i
+                                } else {
+                                    0
+                                })
+                                .fold(0i64, i64::wrapping_add)
+                        ),
+                        _ => json!(nums.iter().sum::<f64>()),
+                    },
+                    "min" | "max" => {
+                        let pick = pts
+                            .iter()
+                            .reduce(|a, b| {
+                                let (x, y) = (num(&a.1).unwrap_or(0.0), num(&b.1).unwrap_or(0.0));
+                                if (f == "min" && y < x) || (f == "max" && y > x) {
+                                    b
+                                } else {
+                                    a
+                                }
+                            })
+                            .map(|p| (p.0, to_json(&p.1)));
+                        if s.fields.len() == 1 {
+                            selector_time = pick.as_ref().map(|p| p.0);
+                        }
+                        pick.map_or(Value::Null, |p| p.1)
+                    }
+                    "mean" => json!(nums.iter().sum::<f64>() / nums.len() as f64),
+                    _ => Value::Null,
+                };
+                row.push(v);
+            }
+        }
+        // A lone selector reports its point's time, as InfluxDB does.
+        if s.fields.len() == 1
+            && columns.len() == 2
+            && let Some(t0) = selector_time
+        {
+            row[0] = time_value(t0, epoch);
+        }
+        return Ok(series(columns, vec![Value::Array(row)]));
+    }
+
+    // Raw points: one row per (time, series), columns in InfluxDB's order.
+    let all = s.fields.iter().any(|p| matches!(p, Projection::All));
+    let wanted: Vec<String> = if all {
+        let mut v: Vec<String> = field_names
+            .iter()
+            .chain(tag_names.iter())
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    } else {
+        s.fields
+            .iter()
+            .filter_map(|p| {
+                if let Projection::Field(f) = p {
+                    Some(f.clone())
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    let mut rows: Vec<(i64, usize, Vec<Value>)> = Vec::new();
+    for (si, (tags, fields)) in data.iter().enumerate() {
+        let mut times: std::collections::BTreeMap<i64, Vec<Value>> =
+            std::collections::BTreeMap::new();
+        for (ci, col) in wanted.iter().enumerate() {
+            if let Some(pts) = fields.get(col) {
+                for (ts, v) in pts {
+                    times
+                        .entry(*ts)
+                        .or_insert_with(|| vec![Value::Null; wanted.len()])[ci] = to_json(v);
+                }
+            }
+        }
+        for (ts, mut vals) in times {
+            if vals
+                .iter()
+                .zip(&wanted)
+                .all(|(v, c)| v.is_null() || tag_names.contains(c) && !field_names.contains(c))
+            {
+                continue;
+            }
+            for (ci, col) in wanted.iter().enumerate() {
+                if vals[ci].is_null()
+                    && let Some((_, tv)) = tags.iter().find(|(k, _)| k == col)
+                {
+                    vals[ci] = json!(tv);
+                }
+            }
+            rows.push((ts, si, vals));
+        }
+    }
+    rows.sort_by_key(|r| (r.0, r.1));
+    if s.limit > 0 {
+        rows.truncate(s.limit);
+    }
+    if rows.is_empty() {
+        return Ok(json!({}));
+    }
+    let mut columns = vec!["time".to_string()];
+    columns.extend(wanted);
+    let values = rows
+        .into_iter()
+        .map(|(ts, _, vals)| {
+            let mut r = vec![time_value(ts, epoch)];
+            r.extend(vals);
+            Value::Array(r)
+        })
+        .collect();
+    Ok(series(columns, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_parse() {
+        assert_eq!(
+            parse("create database x; SHOW DATABASES", 0).unwrap(),
+            vec![
+                Statement::CreateDatabase("x".into()),
+                Statement::ShowDatabases
+            ]
+        );
+        assert_eq!(
+            parse("CREATE RETENTION POLICY \"one week\" ON db DURATION 1w REPLICATION 1 SHARD DURATION 1d DEFAULT", 0).unwrap()[0],
+            Statement::CreateRetentionPolicy { name: "one week".into(), db: "db".into(), duration: 604_800_000_000_000, replication: 1, shard_duration: 86_400_000_000_000, default: true }
+        );
+        let Statement::Select(s) = &parse("SELECT count(v), mean(v) FROM db.autogen.cpu WHERE time >= '2023-11-14T22:13:20Z' AND time < now() - 1h AND host = 'a' LIMIT 5", 10_000_000_000_000).unwrap()[0] else { panic!() };
+        assert_eq!(
+            s.fields,
+            vec![
+                Projection::Agg("count".into(), "v".into()),
+                Projection::Agg("mean".into(), "v".into())
+            ]
+        );
+        assert_eq!(
+            (s.db.as_deref(), s.rp.as_deref(), s.measurement.as_str()),
+            (Some("db"), Some("autogen"), "cpu")
+        );
+        assert_eq!(
+            (s.min, s.max, s.limit),
+            (
+                1_700_000_000_000_000_000,
+                10_000_000_000_000 - 3_600_000_000_000 - 1,
+                5
+            )
+        );
+        assert_eq!(
+            s.tags,
+            vec![TagCond {
+                key: "host".into(),
+                eq: true,
+                value: "a".into()
+            }]
+        );
+        for (bad, want) in [
+            ("", "empty query"),
+            ("DELETE FROM x", "expected SELECT"),
+            ("SELECT median(v) FROM m", "unsupported function"),
+            ("SELECT v, count(v) FROM m", "mixing aggregate"),
+            ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
+            ("SELECT v FROM m WHERE host > 'a'", "tags support"),
+            ("SHOW SERIES", "unsupported SHOW"),
+            ("SELECT 'x", "unterminated"),
+        ] {
+            let e = parse(bad, 0).unwrap_err();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+    }
+}
