@@ -572,7 +572,8 @@ struct HandleInner<S: ReplicatedStateMachine> {
     to_loop: mpsc::UnboundedSender<Inbound>,
     exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
     applied_rx: watch::Receiver<u64>,
-    log: Arc<SledLogStore>,
+    /// The log store; released by `shutdown` so the node can restart in-process.
+    log: Mutex<Option<Arc<SledLogStore>>>,
     counters: Arc<Mutex<RaftCounters>>,
     saving: Arc<AtomicBool>,
     shutdown: CancellationToken,
@@ -823,7 +824,7 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
                 to_loop,
                 exec,
                 applied_rx,
-                log,
+                log: Mutex::new(Some(log)),
                 counters,
                 saving,
                 shutdown,
@@ -868,7 +869,7 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
 
     /// Number of entries in the raft log.
     pub fn log_len(&self) -> u64 {
-        self.inner.log.len()
+        lock(&self.inner.log).as_ref().map_or(0, |l| l.len())
     }
 
     fn send(&self, m: Inbound) -> Result<(), RaftError> {
@@ -1008,7 +1009,9 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
         for t in tasks {
             let _ = t.await;
         }
-        let _ = self.inner.log.flush();
+        if let Some(log) = lock(&self.inner.log).take() {
+            let _ = log.flush();
+        }
         // The apply worker ends when the loop (its last sender) is gone.
         let th = lock(&self.inner.apply_thread).take();
         if let Some(th) = th {
