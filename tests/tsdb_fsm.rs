@@ -374,3 +374,76 @@ fn the_influxql_subset_answers_like_influxdb_and_identically_after_a_load() {
     let after: Vec<_> = queries.iter().map(|s| q(&exec2, s, true)).collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn small_files_are_merged_in_the_background_without_changing_answers() {
+    use raftsnap::tsdb::query::{execute_read, parse as parse_q};
+    let t = tempfile::tempdir().unwrap();
+    let (storage, _) =
+        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
+    let fsm = Tsdb::open(t.path().join("data"))
+        .unwrap()
+        .with_flush_bytes(8 << 10)
+        .with_merge_files(3);
+    let exec = SnapshotExecutor::new(storage, shared(fsm), ExecutorOptions::default());
+    apply(
+        &exec,
+        1,
+        Cmd::CreateDatabase(CreateDatabase { name: "db".into() }),
+    );
+    for b in 0..40i64 {
+        let mut body = String::new();
+        for i in 0..500i64 {
+            // Overlapping rewrites of earlier points: the newest must win after merges.
+            let ts = (b * 250 + i) * 1_000_000_000;
+            body.push_str(&format!("m,host=h{} v={} {ts}\n", i % 2, b * 1000 + i));
+        }
+        write(&exec, 2 + b as u64, "db", &body);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut g = exec.state_machine().lock().unwrap();
+        g.state_machine.absorb_merges();
+        if g.state_machine.merges_running() == 0 {
+            break;
+        }
+        drop(g);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "merges never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let g = exec.state_machine().lock().unwrap();
+    let id = g.state_machine.meta().shards()[0].2;
+    let files = g.state_machine.shard(id).unwrap().files().len();
+    assert!(
+        files < 10,
+        "{files} files after 40 flushes: merges did not run"
+    );
+    let q = |s: &str| {
+        execute_read(
+            &g.state_machine,
+            "db",
+            &parse_q(s, 0).unwrap()[0],
+            Some(Precision::Nanoseconds),
+        )
+    };
+    // Timestamps 0..(39*250+499) s, each written last by the highest batch covering it.
+    let distinct = 39 * 250 + 500;
+    assert_eq!(
+        q("SELECT count(v) FROM m")["series"][0]["values"][0][1],
+        serde_json::json!(distinct)
+    );
+    let last = q("SELECT last(v) FROM m");
+    assert_eq!(
+        last["series"][0]["values"][0][1],
+        serde_json::json!(39_499.0)
+    );
+    let early = q("SELECT v FROM m WHERE time = 250000000000");
+    assert_eq!(
+        early["series"][0]["values"][0][1],
+        serde_json::json!(1000.0),
+        "batch 1 rewrote t=250 s over batch 0"
+    );
+}

@@ -7,14 +7,15 @@
 //! State after a restart is the snapshot plus the log replayed: `open`
 //! drops whatever the data directory holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use prost::Message;
 
 use super::line_protocol::{FieldValue, Point, series_key};
 use super::meta::Metastore;
-use super::shard::Shard;
+use super::shard::{MergeJob, Shard};
 use super::tsm::KEY_FIELD_SEPARATOR;
 use crate::proto::tsdb::{
     self as pb, Command, CommandResult, command::Cmd, field::Value as PbValue,
@@ -30,12 +31,48 @@ pub const DEFAULT_FLUSH_BYTES: u64 = 64 << 20;
 /// Points by series key, then by field: the result of [`Tsdb::scan`].
 pub type SeriesPoints = BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>>;
 
+/// Files in a shard that start a background merge.
+pub const DEFAULT_MERGE_FILES: usize = 4;
+
+type MergeResult = (MergeJob, Result<super::shard::ShardFile, String>);
+
+/// The background merger: jobs in, results out (absorbed by the state
+/// machine at its next command or save; it never takes the state lock).
+struct Merger {
+    jobs: std::sync::mpsc::Sender<MergeJob>,
+    done: Arc<Mutex<Vec<MergeResult>>>,
+    running: BTreeSet<u64>,
+}
+
+impl Merger {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::channel::<MergeJob>();
+        let done: Arc<Mutex<Vec<MergeResult>>> = Arc::new(Mutex::new(Vec::new()));
+        let out = done.clone();
+        std::thread::Builder::new()
+            .name("tsm-merge".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    let r = job.run().map_err(|e| e.to_string());
+                    out.lock().unwrap_or_else(|p| p.into_inner()).push((job, r));
+                }
+            })?;
+        Ok(Self {
+            jobs,
+            done,
+            running: BTreeSet::new(),
+        })
+    }
+}
+
 /// The time-series state machine.
 pub struct Tsdb {
     root: PathBuf,
     meta: Metastore,
     shards: BTreeMap<u64, Shard>,
     flush_bytes: u64,
+    merge_files: usize,
+    merger: Merger,
 }
 
 /// A point as a raft command carries it.
@@ -85,7 +122,60 @@ impl Tsdb {
             meta: Metastore::default(),
             shards: BTreeMap::new(),
             flush_bytes: DEFAULT_FLUSH_BYTES,
+            merge_files: DEFAULT_MERGE_FILES,
+            merger: Merger::start()?,
         })
+    }
+
+    /// Sets how many files in a shard start a background merge.
+    pub fn with_merge_files(mut self, files: usize) -> Self {
+        self.merge_files = files.max(2);
+        self
+    }
+
+    /// Puts finished background merges in place; returns how many.
+    pub fn absorb_merges(&mut self) -> usize {
+        let done: Vec<MergeResult> =
+            std::mem::take(&mut *self.merger.done.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut n = 0;
+        for (job, r) in done {
+            self.merger.running.remove(&job.shard_id);
+            match (r, self.shards.get_mut(&job.shard_id)) {
+                (Ok(out), Some(shard)) => {
+                    let inputs: Vec<String> = job.inputs.iter().map(|f| f.name.clone()).collect();
+                    if shard.install_merge(&inputs, out) {
+                        n += 1;
+                    }
+                }
+                (Ok(out), None) => {
+                    let _ = std::fs::remove_file(&out.path);
+                }
+                (Err(e), _) => {
+                    tracing::warn!(shard = job.shard_id, error = %e, "background TSM merge failed");
+                    let _ = std::fs::remove_file(&job.out_path);
+                }
+            }
+        }
+        n
+    }
+
+    /// Background merges not yet absorbed.
+    pub fn merges_running(&self) -> usize {
+        self.merger.running.len()
+    }
+
+    fn maybe_merge(&mut self, shard_id: u64) {
+        if self.merger.running.contains(&shard_id) {
+            return;
+        }
+        if let Some(job) = self
+            .shards
+            .get_mut(&shard_id)
+            .and_then(|s| s.plan_merge(self.merge_files))
+            && self.merger.jobs.send(job).is_ok()
+        {
+            self.merger.running.insert(shard_id);
+        }
     }
 
     /// Sets the cache size that triggers a flush.
@@ -127,6 +217,7 @@ impl Tsdb {
     /// Executes a command. Refusals go in the result; `Err` is an I/O
     /// failure that must stop the node.
     pub fn execute(&mut self, cmd: Command) -> Result<CommandResult, BoxError> {
+        self.absorb_merges();
         let mut res = CommandResult::default();
         let err = |e: super::meta::MetaError| CommandResult {
             error: e.to_string(),
@@ -276,6 +367,7 @@ impl Tsdb {
                 && s.cache_bytes() >= self.flush_bytes
             {
                 s.flush()?;
+                self.maybe_merge(id);
             }
         }
         Ok(res)

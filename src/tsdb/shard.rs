@@ -249,50 +249,52 @@ impl Shard {
         Ok(Some(sf))
     }
 
-    /// Merges every file (and nothing of the cache) into one new file; the
-    /// old files are removed from the shard directory (snapshots keep their
-    /// own links).
-    pub fn compact(&mut self) -> Result<(), TsmError> {
-        if self.files.len() < 2 {
-            return Ok(());
+    /// Plans a merge of every file into one (at least `min_files`): the
+    /// output's generation is reserved now, so later flushes stay newer.
+    pub fn plan_merge(&mut self, min_files: usize) -> Option<MergeJob> {
+        if self.files.len() < min_files.max(2) {
+            return None;
         }
-        let name = format!("{:09}-{:09}.tsm", self.next_gen, 2);
-        let path = self.dir.join(&name);
-        let mut w = TsmWriter::create(&path)?;
-        let keys: BTreeSet<String> = self
-            .files
-            .iter()
-            .flat_map(|f| {
-                f.reader
-                    .keys()
-                    .map(|(k, _)| k.to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        for key in &keys {
-            let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
-            for f in &self.files {
-                if let Some((ts, v)) = f.reader.read(key)? {
-                    merged.extend(from_values(ts, v));
-                }
-            }
-            let points: Vec<(i64, FieldValue)> = merged.into_iter().collect();
-            let (ts, vals) = to_values(&points)?;
-            w.write(key, &ts, &vals)?;
-        }
-        let out = w.finish()?;
-        for old in self.files.drain(..) {
-            let _ = std::fs::remove_file(&old.path);
-        }
+        let out_name = format!("{:09}-{:09}.tsm", self.next_gen, 2);
         self.next_gen += 1;
-        let reader = Arc::new(TsmReader::open(&path)?);
-        self.files.push(ShardFile {
-            name,
-            path,
-            size: out.size,
-            crc32c: out.crc32c,
-            reader,
+        Some(MergeJob {
+            shard_id: self.id,
+            inputs: self.files.clone(),
+            out_path: self.dir.join(&out_name),
+            out_name,
+        })
+    }
+
+    /// Puts a merged file in place of its inputs if they are all still
+    /// there (true); otherwise drops the merged file (false). The inputs are
+    /// removed from the shard directory (snapshots keep their own links).
+    pub fn install_merge(&mut self, inputs: &[String], out: ShardFile) -> bool {
+        if !inputs
+            .iter()
+            .all(|n| self.files.iter().any(|f| &f.name == n))
+        {
+            let _ = std::fs::remove_file(&out.path);
+            return false;
+        }
+        self.files.retain(|f| {
+            let merged = inputs.contains(&f.name);
+            if merged {
+                let _ = std::fs::remove_file(&f.path);
+            }
+            !merged
         });
+        self.files.push(out);
+        self.files.sort_by(|a, b| a.name.cmp(&b.name));
+        true
+    }
+
+    /// Merges every file into one now (the synchronous form of a merge).
+    pub fn compact(&mut self) -> Result<(), TsmError> {
+        if let Some(job) = self.plan_merge(2) {
+            let out = job.run()?;
+            let inputs: Vec<String> = job.inputs.iter().map(|f| f.name.clone()).collect();
+            self.install_merge(&inputs, out);
+        }
         Ok(())
     }
 
@@ -333,6 +335,57 @@ impl Shard {
             merged.extend(c.range(min..=max).map(|(t, v)| (*t, v.clone())));
         }
         Ok(merged.into_iter().collect())
+    }
+}
+
+/// A merge of a shard's files into one, runnable without the shard (its
+/// inputs are immutable files with their own readers).
+#[derive(Debug, Clone)]
+pub struct MergeJob {
+    /// The shard.
+    pub shard_id: u64,
+    /// Files merged, oldest first.
+    pub inputs: Vec<ShardFile>,
+    /// Output name (generation reserved by `plan_merge`).
+    pub out_name: String,
+    /// Output path.
+    pub out_path: PathBuf,
+}
+
+impl MergeJob {
+    /// Writes the merged file (later inputs win per timestamp).
+    pub fn run(&self) -> Result<ShardFile, TsmError> {
+        let mut w = TsmWriter::create(&self.out_path)?;
+        let keys: BTreeSet<String> = self
+            .inputs
+            .iter()
+            .flat_map(|f| {
+                f.reader
+                    .keys()
+                    .map(|(k, _)| k.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for key in &keys {
+            let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
+            for f in &self.inputs {
+                if let Some((ts, v)) = f.reader.read(key)? {
+                    merged.extend(from_values(ts, v));
+                }
+            }
+            let points: Vec<(i64, FieldValue)> = merged.into_iter().collect();
+            let (ts, vals) = to_values(&points)?;
+            w.write(key, &ts, &vals)?;
+        }
+        let out = w.finish()?;
+        let reader = Arc::new(TsmReader::open(&self.out_path)?);
+        Ok(ShardFile {
+            name: self.out_name.clone(),
+            path: self.out_path.clone(),
+            size: out.size,
+            crc32c: out.crc32c,
+            reader,
+        })
     }
 }
 
