@@ -14,6 +14,7 @@ pub mod demo;
 pub mod progress;
 pub mod proto;
 pub mod raft;
+pub mod server;
 pub mod snapshot;
 pub mod snapshotter;
 pub mod tsdb;

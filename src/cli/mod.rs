@@ -19,6 +19,8 @@ pub enum Command {
     /// Inspect and verify snapshots on disk.
     #[command(subcommand)]
     Snapshot(snapshot_cmd::SnapshotCmd),
+    /// Run a node: `tsnode serve --id 1` alone is a one-node cluster.
+    Serve(crate::server::config::ServeArgs),
     /// Run a local 3-node cluster that snapshots, compacts and installs.
     Demo(crate::cli::DemoArgs),
 }
@@ -41,6 +43,29 @@ pub struct DemoArgs {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Snapshot(cmd) => snapshot_cmd::run(cmd),
+        Command::Serve(args) => {
+            let settings = match args.resolve() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 2;
+                }
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return 1;
+                }
+            };
+            match rt.block_on(crate::server::run(settings, crate::server::signal())) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
         Command::Demo(args) => match crate::demo::run(&args) {
             Ok(()) => 0,
             Err(e) => {

@@ -20,3 +20,4 @@ pub use fsm::{NodeFsm, ReplicatedStateMachine};
 pub use log_store::{LogStore, RaftStorage, SledLogStore, SnapshotProvider};
 pub use node::{MembershipChange, NodeHandle, RaftCounters};
 pub use status::Status;
+pub use transport::client as transport_client;

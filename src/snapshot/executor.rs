@@ -184,7 +184,7 @@ pub enum SaveOutcome {
 }
 
 /// Counters since the executor was created (Prometheus-style `_total`s).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ExecutorStats {
     /// Snapshots saved.
     pub saves_total: u64,
@@ -200,6 +200,10 @@ pub struct ExecutorStats {
     pub install_bytes_total: u64,
     /// Bytes installs reused from local files by hard link.
     pub reused_bytes_total: u64,
+    /// Seconds spent in saves.
+    pub save_seconds_total: f64,
+    /// Seconds spent in installs (fetch and commit).
+    pub install_seconds_total: f64,
 }
 
 struct ExecState {
@@ -328,7 +332,11 @@ impl<S: StateMachine> SnapshotExecutor<S> {
     /// removed; the caller must then not compact the log.
     pub fn do_snapshot(&self) -> Result<SaveOutcome, SnapshotError> {
         let _phase = self.enter(Phase::Saving)?;
+        let started = std::time::Instant::now();
         let res = self.save();
+        if matches!(res, Ok(SaveOutcome::Saved(_))) {
+            lock(&self.state).stats.save_seconds_total += started.elapsed().as_secs_f64();
+        }
         if res.is_err() {
             lock(&self.state).stats.save_failures_total += 1;
         }
@@ -567,10 +575,12 @@ impl<S: StateMachine> SnapshotExecutor<S> {
                 None => c,
             }
         };
+        let started = std::time::Instant::now();
         let res = copier.copy(&uri, Some(table), &progress, &cancel).await;
         let p = progress.snapshot();
         {
             let mut st = lock(&self.state);
+            st.stats.install_seconds_total += started.elapsed().as_secs_f64();
             match &res {
                 Ok(_) => {
                     st.stats.installs_total += 1;

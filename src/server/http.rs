@@ -1,0 +1,428 @@
+//! The HTTP API (DESIGN §5), on InfluxDB 1.x's paths where one exists.
+//! Errors are InfluxDB-shaped JSON (`{"error": "…"}`) with matching codes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use prost::Message;
+use serde_json::{Value, json};
+
+use crate::proto::tsdb::{CommandResult, WritePoints, command::Cmd};
+use crate::raft::{MembershipChange, NodeHandle, RaftError};
+use crate::tsdb::fsm::{Tsdb, encode, point_to_pb};
+use crate::tsdb::line_protocol::{self, Precision};
+use crate::tsdb::query;
+
+/// The version reported in `X-Influxdb-Version` (the InfluxDB API we follow).
+pub const INFLUX_VERSION: &str = "1.6.7-tsnode";
+/// Points per raft proposal of a write.
+const POINTS_PER_PROPOSAL: usize = 5_000;
+/// Largest accepted write body.
+pub const MAX_WRITE_BYTES: usize = 64 << 20;
+
+/// The router for a node.
+pub fn router(node: NodeHandle<Tsdb>) -> Router {
+    Router::new()
+        .route("/ping", get(ping).head(ping))
+        .route("/write", post(write))
+        .route("/query", get(query_handler).post(query_handler))
+        .route("/status", get(status))
+        .route("/snapshot", post(snapshot))
+        .route("/members", post(add_member))
+        .route("/members/{id}", delete(remove_member))
+        .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_WRITE_BYTES))
+        .with_state(node)
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": msg.into() }))).into_response()
+}
+
+fn raft_error(e: RaftError) -> Response {
+    let code = match &e {
+        RaftError::NotLeader { .. }
+        | RaftError::LeadershipLost
+        | RaftError::Shutdown
+        | RaftError::Forward { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        RaftError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        RaftError::Invalid(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(code, e.to_string())
+}
+
+async fn ping() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        "X-Influxdb-Version",
+        HeaderValue::from_static(INFLUX_VERSION),
+    );
+    r.headers_mut()
+        .insert("X-Influxdb-Build", HeaderValue::from_static("OSS"));
+    r
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, Response> {
+    let (_, answer) = node.propose(encode(cmd)).await.map_err(raft_error)?;
+    CommandResult::decode(&answer[..]).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("bad answer from the state machine: {e}"),
+        )
+    })
+}
+
+async fn write(
+    State(node): State<NodeHandle<Tsdb>>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let db = q.get("db").cloned().unwrap_or_default();
+    if db.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "database is required");
+    }
+    let precision = match Precision::parse(q.get("precision").map_or("", String::as_str)) {
+        Some(p) => p,
+        None => return error(StatusCode::BAD_REQUEST, "invalid precision"),
+    };
+    let exists = {
+        let g = node
+            .executor()
+            .state_machine()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        g.state_machine.inner.meta().databases.contains_key(&db)
+    };
+    if !exists {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("database not found: \"{db}\""),
+        );
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
+    };
+    let (points, errors) = line_protocol::parse(text, precision, now_ns());
+    let rp = q.get("rp").cloned().unwrap_or_default();
+    let mut dropped = errors.len() as u64;
+    let mut conflict = String::new();
+    for chunk in points.chunks(POINTS_PER_PROPOSAL) {
+        let cmd = Cmd::Write(WritePoints {
+            db: db.clone(),
+            rp: rp.clone(),
+            points: chunk.iter().map(point_to_pb).collect(),
+        });
+        match propose(&node, cmd).await {
+            Ok(r) => {
+                dropped += r.dropped;
+                if !r.error.is_empty() {
+                    if r.written == 0 && r.dropped == 0 {
+                        return error(StatusCode::BAD_REQUEST, r.error);
+                    }
+                    conflict = r.error;
+                }
+            }
+            Err(resp) => return resp,
+        }
+    }
+    if let Some(first) = errors.first() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("partial write: {first} dropped={dropped}"),
+        );
+    }
+    if !conflict.is_empty() {
+        return error(StatusCode::BAD_REQUEST, conflict);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn query_handler(
+    State(node): State<NodeHandle<Tsdb>>,
+    Query(mut q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form && let Ok(extra) = serde_urlencoded_pairs(&body) {
+        for (k, v) in extra {
+            q.entry(k).or_insert(v);
+        }
+    }
+    let Some(text) = q.get("q").filter(|s| !s.trim().is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "missing required parameter \"q\"");
+    };
+    let db = q.get("db").cloned().unwrap_or_default();
+    let epoch = match q.get("epoch").map(String::as_str) {
+        None | Some("") => None,
+        Some(e) => match Precision::parse(e) {
+            Some(p) => Some(p),
+            None => return error(StatusCode::BAD_REQUEST, format!("invalid epoch {e:?}")),
+        },
+    };
+    let stmts = match query::parse(text, now_ns()) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("error parsing query: {e}")),
+    };
+    let mut results = Vec::new();
+    for (i, stmt) in stmts.iter().enumerate() {
+        let mut r = if let Some(cmd) = stmt.command() {
+            match propose(&node, cmd).await {
+                Ok(res) if res.error.is_empty() => json!({}),
+                Ok(res) => json!({ "error": res.error }),
+                Err(resp) => return resp,
+            }
+        } else {
+            let g = node
+                .executor()
+                .state_machine()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            query::execute_read(&g.state_machine.inner, &db, stmt, epoch)
+        };
+        if let Value::Object(m) = &mut r {
+            let mut o = serde_json::Map::new();
+            o.insert("statement_id".into(), json!(i));
+            o.extend(std::mem::take(m));
+            r = Value::Object(o);
+        }
+        results.push(r);
+    }
+    Json(json!({ "results": results })).into_response()
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body.
+fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, ()> {
+    let s = std::str::from_utf8(body).map_err(|_| ())?;
+    let dec = |x: &str| -> Result<String, ()> {
+        let b = x.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let h = std::str::from_utf8(b.get(i + 1..i + 3).ok_or(())?).map_err(|_| ())?;
+                    out.push(u8::from_str_radix(h, 16).map_err(|_| ())?);
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).map_err(|_| ())
+    };
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((dec(k)?, dec(v)?))
+        })
+        .collect()
+}
+
+async fn status(State(node): State<NodeHandle<Tsdb>>) -> Response {
+    match node.status().await {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => raft_error(e),
+    }
+}
+
+async fn snapshot(State(node): State<NodeHandle<Tsdb>>) -> Response {
+    match node.snapshot_now().await {
+        Ok(m) => Json(json!({ "index": m.last_included_index, "term": m.last_included_term }))
+            .into_response(),
+        Err(e) => raft_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AddMember {
+    id: u64,
+    addr: String,
+}
+
+async fn add_member(State(node): State<NodeHandle<Tsdb>>, body: Bytes) -> Response {
+    let req: AddMember = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"id\": n, \"addr\": \"host:port\"}}: {e}"),
+            );
+        }
+    };
+    if req.id == 0 || req.addr.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "id must be non-zero and addr given",
+        );
+    }
+    match node
+        .change_membership(MembershipChange::Add {
+            id: req.id,
+            addr: req.addr,
+        })
+        .await
+    {
+        Ok(index) => Json(json!({ "index": index })).into_response(),
+        Err(e) => raft_error(e),
+    }
+}
+
+async fn remove_member(State(node): State<NodeHandle<Tsdb>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("member id {id:?} is not a number"),
+        );
+    };
+    match node
+        .change_membership(MembershipChange::Remove { id })
+        .await
+    {
+        Ok(index) => Json(json!({ "index": index })).into_response(),
+        Err(e) => raft_error(e),
+    }
+}
+
+async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
+    let s = match tokio::time::timeout(Duration::from_secs(5), node.status()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return raft_error(e),
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "raft loop did not answer"),
+    };
+    let x = node.executor().stats();
+    let c = node.counters();
+    let mut out = String::new();
+    let mut put = |name: &str, kind: &str, help: &str, v: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    };
+    put(
+        "raftsnap_snapshot_saves_total",
+        "counter",
+        "Snapshots saved.",
+        x.saves_total as f64,
+    );
+    put(
+        "raftsnap_snapshot_save_failures_total",
+        "counter",
+        "Snapshot saves that failed.",
+        x.save_failures_total as f64,
+    );
+    put(
+        "raftsnap_snapshot_save_seconds_total",
+        "counter",
+        "Time spent saving snapshots.",
+        x.save_seconds_total,
+    );
+    put(
+        "raftsnap_snapshot_installs_total",
+        "counter",
+        "Snapshots installed from a leader.",
+        x.installs_total as f64,
+    );
+    put(
+        "raftsnap_snapshot_install_failures_total",
+        "counter",
+        "Snapshot installs that failed.",
+        x.install_failures_total as f64,
+    );
+    put(
+        "raftsnap_snapshot_install_seconds_total",
+        "counter",
+        "Time spent installing snapshots.",
+        x.install_seconds_total,
+    );
+    put(
+        "raftsnap_snapshot_install_bytes_total",
+        "counter",
+        "Bytes fetched over the network by installs.",
+        x.install_bytes_total as f64,
+    );
+    put(
+        "raftsnap_snapshot_reused_bytes_total",
+        "counter",
+        "Bytes installs reused by hard link.",
+        x.reused_bytes_total as f64,
+    );
+    put(
+        "raftsnap_raft_compactions_total",
+        "counter",
+        "Raft log compactions.",
+        c.compactions_total as f64,
+    );
+    put(
+        "raftsnap_raft_compacted_entries_total",
+        "counter",
+        "Entries removed by compaction.",
+        c.compacted_entries_total as f64,
+    );
+    put(
+        "raftsnap_raft_term",
+        "gauge",
+        "Current term.",
+        s.term as f64,
+    );
+    put(
+        "raftsnap_raft_commit_index",
+        "gauge",
+        "Commit index.",
+        s.commit_index as f64,
+    );
+    put(
+        "raftsnap_raft_applied_index",
+        "gauge",
+        "Applied index.",
+        s.applied_index as f64,
+    );
+    put(
+        "raftsnap_raft_first_log_index",
+        "gauge",
+        "First index in the raft log.",
+        s.first_log_index as f64,
+    );
+    put(
+        "raftsnap_raft_last_log_index",
+        "gauge",
+        "Last index in the raft log.",
+        s.last_log_index as f64,
+    );
+    put(
+        "raftsnap_raft_is_leader",
+        "gauge",
+        "1 on the leader.",
+        f64::from(u8::from(s.role == "leader")),
+    );
+    put(
+        "raftsnap_snapshot_last_index",
+        "gauge",
+        "Index of the latest snapshot.",
+        s.snapshot.last_index as f64,
+    );
+    put(
+        "raftsnap_snapshot_bytes",
+        "gauge",
+        "Bytes of the latest snapshot.",
+        s.snapshot.bytes as f64,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

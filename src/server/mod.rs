@@ -1,0 +1,119 @@
+//! `tsnode serve`: assembles a node — the time-series state machine, the raft
+//! node with its gRPC server, and the HTTP API — and runs it until shutdown.
+
+pub mod config;
+pub mod http;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::raft::NodeHandle;
+use crate::tsdb::fsm::Tsdb;
+use config::Settings;
+
+/// Runs a node until `shutdown` resolves; returns a message on failure.
+pub async fn run(
+    s: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    std::fs::create_dir_all(&s.node.data_dir)
+        .map_err(|e| format!("create {}: {e}", s.node.data_dir.display()))?;
+    let raft_listener = std::net::TcpListener::bind(&s.node.advertise_addr)
+        .map_err(|e| format!("bind raft address {}: {e}", s.node.advertise_addr))?;
+    let http_listener = tokio::net::TcpListener::bind(&s.http_addr)
+        .await
+        .map_err(|e| format!("bind HTTP address {}: {e}", s.http_addr))?;
+    let tsdb = Tsdb::open(s.node.data_dir.join("tsdb"))
+        .map_err(|e| format!("open the time-series store: {e}"))?;
+    let id = s.node.id;
+    let node = NodeHandle::start(s.node.clone(), tsdb, raft_listener)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(join) = &s.join {
+        join_cluster(join, id, &s.node.advertise_addr).await?;
+    }
+    eprintln!(
+        "tsnode {id}: raft {} http {} data {}",
+        s.node.advertise_addr,
+        s.http_addr,
+        s.node.data_dir.display()
+    );
+    let app = http::router(node.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    shutdown.await;
+    info!("shutting down");
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Asks the cluster (through any member's gRPC address) to add this node;
+/// retries while the cluster elects a leader.
+async fn join_cluster(via: &str, id: u64, addr: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..30 {
+        let Some(mut c) = crate::raft::transport_client(via) else {
+            return Err(format!("bad --join address {via}"));
+        };
+        let req = crate::proto::raft::MembershipRequest {
+            op: 0,
+            id,
+            addr: addr.to_string(),
+        };
+        match c.change_membership(req).await {
+            Ok(_) => {
+                info!(via, "joined the cluster as a learner");
+                return Ok(());
+            }
+            Err(st) => {
+                // A forwarded error names the leader's address: ask it directly.
+                last = st.message().to_string();
+                if let Some(l) = st
+                    .metadata()
+                    .get("leader-addr")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    let req = crate::proto::raft::MembershipRequest {
+                        op: 0,
+                        id,
+                        addr: addr.to_string(),
+                    };
+                    if let Some(mut lc) = crate::raft::transport_client(l)
+                        && lc.change_membership(req).await.is_ok()
+                    {
+                        return Ok(());
+                    }
+                }
+                warn!(attempt, error = %last, "join failed; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!("could not join through {via}: {last}"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
