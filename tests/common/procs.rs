@@ -1,0 +1,210 @@
+//! `tsnode serve` processes on free loopback ports for process tests; every
+//! child is killed and reaped on drop.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node's addresses and process.
+pub struct Proc {
+    pub id: u64,
+    pub http: String,
+    pub raft: String,
+    pub child: Option<Child>,
+}
+
+/// A cluster of `tsnode` processes.
+pub struct Procs {
+    pub nodes: BTreeMap<u64, Proc>,
+    pub dir: tempfile::TempDir,
+    pub extra: Vec<String>,
+}
+
+impl Procs {
+    /// Starts `n` nodes; `extra` flags go to every node.
+    pub fn start(n: u64, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: BTreeMap<u64, Proc> = (1..=n)
+            .map(|id| {
+                (
+                    id,
+                    Proc {
+                        id,
+                        http: format!("127.0.0.1:{}", free_port()),
+                        raft: format!("127.0.0.1:{}", free_port()),
+                        child: None,
+                    },
+                )
+            })
+            .collect();
+        let mut p = Procs {
+            nodes,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for id in 1..=n {
+            p.spawn(id);
+        }
+        for id in 1..=n {
+            p.wait_http(id);
+        }
+        p
+    }
+
+    fn peers(&self) -> String {
+        self.nodes
+            .values()
+            .map(|n| format!("{}={}", n.id, n.raft))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// (Re)starts node `id` on its addresses and data.
+    pub fn spawn(&mut self, id: u64) {
+        let peers = self.peers();
+        let data = self.dir.path().join(format!("node{id}"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{id}.log")))
+            .unwrap();
+        let n = self.nodes.get_mut(&id).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tsnode"))
+            .args([
+                "serve",
+                "--id",
+                &id.to_string(),
+                "--raft-addr",
+                &n.raft,
+                "--http-addr",
+                &n.http,
+                "--peers",
+                &peers,
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--snapshot-interval", "0"])
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tsnode");
+        n.child = Some(child);
+    }
+
+    /// Waits until node `id` answers /ping.
+    pub fn wait_http(&self, id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("http://{}/ping", self.nodes[&id].http))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} never answered: {}",
+                self.log(id)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs node `id` and reaps it.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.nodes.get_mut(&id).unwrap().child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Node `id`'s log.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node{id}.log"))).unwrap_or_default()
+    }
+
+    /// GET /status of node `id`.
+    pub fn status(&self, id: u64) -> Option<serde_json::Value> {
+        let mut r = ureq::get(&format!("http://{}/status", self.nodes[&id].http))
+            .call()
+            .ok()?;
+        serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
+    }
+
+    /// The leader all running nodes agree on (waits up to 30 s).
+    pub fn leader(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let running: Vec<u64> = self
+                .nodes
+                .values()
+                .filter(|n| n.child.is_some())
+                .map(|n| n.id)
+                .collect();
+            let st: Vec<serde_json::Value> =
+                running.iter().filter_map(|id| self.status(*id)).collect();
+            let leaders: Vec<u64> = st
+                .iter()
+                .filter(|s| s["role"] == "leader")
+                .map(|s| s["id"].as_u64().unwrap())
+                .collect();
+            if leaders.len() == 1
+                && st.len() == running.len()
+                && st
+                    .iter()
+                    .all(|s| s["leader_id"].as_u64() == Some(leaders[0]))
+            {
+                return leaders[0];
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {st:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// POST /query through node `id`; the JSON answer.
+    pub fn query(&self, id: u64, db: &str, q: &str) -> serde_json::Value {
+        let mut r = ureq::post(&format!("http://{}/query", self.nodes[&id].http))
+            .query("db", db)
+            .query("q", q)
+            .send_empty()
+            .unwrap_or_else(|e| panic!("query {q} on node {id}: {e}"));
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// POST /write through node `id`; true on 204.
+    pub fn write(&self, id: u64, db: &str, body: &str) -> bool {
+        ureq::post(&format!("http://{}/write", self.nodes[&id].http))
+            .query("db", db)
+            .config()
+            .timeout_global(Some(Duration::from_secs(15)))
+            .build()
+            .send(body)
+            .map(|r| r.status() == 204)
+            .unwrap_or(false)
+    }
+
+    /// POST /snapshot on node `id`.
+    pub fn snapshot(&self, id: u64) -> serde_json::Value {
+        let mut r = ureq::post(&format!("http://{}/snapshot", self.nodes[&id].http))
+            .send_empty()
+            .unwrap();
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}
