@@ -20,7 +20,7 @@ pub enum Command {
     #[command(subcommand)]
     Snapshot(snapshot_cmd::SnapshotCmd),
     /// Run a node: `tsnode serve --id 1` alone is a one-node cluster.
-    Serve(crate::server::config::ServeArgs),
+    Serve(Box<crate::server::config::ServeArgs>),
     /// Run a local 3-node cluster that snapshots, compacts and installs.
     Demo(crate::cli::DemoArgs),
 }
