@@ -130,3 +130,95 @@ fn killing_the_leader_during_writes_loses_no_acknowledged_write() {
         }
     }
 }
+
+#[test]
+fn a_follower_killed_during_an_install_resumes_and_fetches_less_than_the_whole_snapshot() {
+    // 1 MiB/s of receive rate: a ~4 MB snapshot takes seconds to install.
+    let mut p = Procs::start(
+        3,
+        &[
+            "--snapshot-log-gap",
+            "1000",
+            "--trailing-logs",
+            "0",
+            "--snapshot-recv-rate",
+            "1MiB/s",
+        ],
+    );
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let follower = *p.nodes.keys().find(|i| **i != leader).unwrap();
+    p.kill(follower);
+    // Strings of pseudo-random text barely compress: ~4 MB of TSM.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for b in 0..8u64 {
+        let mut body = String::new();
+        for i in 0..500u64 {
+            let s: String = (0..1000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (b'a' + (x % 26) as u8) as char
+                })
+                .collect();
+            body.push_str(&format!(
+                "m,shard=s{} v={i},s=\"{s}\" {}\n",
+                i % 4,
+                (b * 500 + i + 1) * 1_000_000_000
+            ));
+        }
+        assert!(p.write(leader, "db", &body), "{}", p.log(leader));
+    }
+    let snap = p.snapshot(leader);
+    let total = p.status(leader).unwrap()["snapshot"]["bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        total > 3_000_000,
+        "snapshot of {total} bytes is too small for this test ({snap})"
+    );
+    p.spawn(follower);
+    p.wait_http(follower);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = p.status(follower).unwrap();
+        if st["snapshot"]["install"]["bytes_done"]
+            .as_u64()
+            .unwrap_or(0)
+            > 1_000_000
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "install never got going: {st}\n{}",
+            p.log(follower)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.kill(follower);
+    p.spawn(follower);
+    p.wait_http(follower);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while count(&p, follower, "db") != 4000 {
+        assert!(
+            Instant::now() < deadline,
+            "follower did not finish: {:?}\n{}",
+            p.status(follower),
+            p.log(follower)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = p.status(follower).unwrap();
+    let fetched = st["snapshot"]["install_bytes_total"].as_u64().unwrap();
+    assert!(
+        st["snapshot"]["installs_total"].as_u64().unwrap() >= 1,
+        "{st}"
+    );
+    eprintln!("resumed install: the restarted follower fetched {fetched} of {total} bytes");
+    assert!(
+        fetched < total,
+        "the second install fetched {fetched} of {total} bytes: nothing was resumed"
+    );
+}

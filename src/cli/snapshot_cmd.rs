@@ -37,6 +37,12 @@ pub enum SnapshotCmd {
         /// A snapshot directory (`snapshot_<index>`).
         dir: PathBuf,
     },
+    /// Ask a running node to take a snapshot now (`POST /snapshot`).
+    Save {
+        /// The node's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8086")]
+        host: String,
+    },
 }
 
 /// `tsnode snapshot inspect --json` output (field names are a contract).
@@ -95,6 +101,7 @@ pub fn run(cmd: SnapshotCmd) -> i32 {
         SnapshotCmd::List { data_dir, json } => list(&data_dir, json),
         SnapshotCmd::Inspect { dir, json } => inspect(&dir, json),
         SnapshotCmd::Verify { dir } => verify(&dir),
+        SnapshotCmd::Save { host } => save(&host),
     }
 }
 
@@ -188,6 +195,48 @@ fn inspect(dir: &Path, json: bool) -> i32 {
         println!("  {:>14}  {:08x}  {}", f.size, f.crc32c, f.name);
     }
     0
+}
+
+/// `POST http://<host>/snapshot` over a plain HTTP/1.1 connection.
+fn save(host: &str) -> i32 {
+    use std::io::{Read, Write};
+    let addr = host.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = match std::net::TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: connect {addr}: {e}");
+            return 1;
+        }
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(600)));
+    let req = format!(
+        "POST /snapshot HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut resp = String::new();
+    if let Err(e) = s
+        .write_all(req.as_bytes())
+        .and_then(|()| s.read_to_string(&mut resp))
+    {
+        eprintln!("error: {addr}: {e}");
+        return 1;
+    }
+    let status = resp.split_whitespace().nth(1).unwrap_or("");
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    if status == "200" {
+        match serde_json::from_str::<serde_json::Value>(body) {
+            Ok(v) => {
+                println!("snapshot {} (term {}) on {addr}", v["index"], v["term"]);
+                0
+            }
+            Err(_) => {
+                println!("{body}");
+                0
+            }
+        }
+    } else {
+        eprintln!("error: {addr} answered {status}: {body}");
+        1
+    }
 }
 
 fn verify(dir: &Path) -> i32 {
