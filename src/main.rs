@@ -10,6 +10,20 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // In a `failpoints` build, `FAILPOINTS=name=panic` crashes the whole
+    // process at that point (whatever thread reaches it), as a power cut or
+    // kill would: process tests use it to crash between durable steps.
+    #[cfg(feature = "failpoints")]
+    let _scenario = {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            if info.to_string().contains("failpoint") {
+                std::process::abort();
+            }
+        }));
+        fail::FailScenario::setup()
+    };
     let code = raftsnap::cli::run(raftsnap::cli::Cli::parse());
     std::process::exit(code);
 }

@@ -678,9 +678,27 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
             .map_err(|e| RaftError::Invalid(e.to_string()))??;
         let applied = match &loaded {
             Some(m) => {
-                // The log's conf state is the one as of the loaded snapshot;
-                // replaying the entries after it rebuilds the current one.
-                log.set_conf_state(&conf_state_of(m))?;
+                let commit = log.initial_state()?.hard_state.commit;
+                if m.last_included_index > commit {
+                    // An install committed this snapshot but the process
+                    // stopped before raft applied it to the log: do it now,
+                    // as raft-rs's restore would have (the snapshot is the
+                    // leader's committed state, already verified).
+                    warn!(
+                        snapshot_index = m.last_included_index,
+                        commit, "finishing an install interrupted before raft applied it"
+                    );
+                    log.apply_snapshot(
+                        m.last_included_index,
+                        m.last_included_term,
+                        &conf_state_of(m),
+                    )?;
+                } else {
+                    // The log's conf state is the one as of the loaded
+                    // snapshot; replaying the entries after it rebuilds the
+                    // current one.
+                    log.set_conf_state(&conf_state_of(m))?;
+                }
                 log.flush()?;
                 m.last_included_index
             }

@@ -70,6 +70,11 @@ impl Procs {
 
     /// (Re)starts node `id` on its addresses and data.
     pub fn spawn(&mut self, id: u64) {
+        self.spawn_env(id, &[]);
+    }
+
+    /// (Re)starts node `id` with extra environment variables.
+    pub fn spawn_env(&mut self, id: u64, env: &[(&str, &str)]) {
         let peers = self.peers();
         let data = self.dir.path().join(format!("node{id}"));
         let log = std::fs::OpenOptions::new()
@@ -95,6 +100,7 @@ impl Procs {
             .args(["--snapshot-interval", "0"])
             .args(&self.extra)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -115,6 +121,22 @@ impl Procs {
                 self.log(id)
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (up to `secs`) for node `id` to exit by itself; its status.
+    pub fn wait_exit(&mut self, id: u64, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let c = self.nodes.get_mut(&id)?.child.as_mut()?;
+            if let Ok(Some(st)) = c.try_wait() {
+                self.nodes.get_mut(&id)?.child = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

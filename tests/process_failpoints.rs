@@ -1,0 +1,102 @@
+//! `tsnode` processes crashed at every failpoint of a save and of an install
+//! (`FAILPOINTS=<point>=panic` in a `failpoints` build aborts the process
+//! there), then restarted: they recover with their data and keep working.
+#![cfg(feature = "failpoints")]
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use common::procs::Procs;
+use raftsnap::snapshot::copier::INSTALL_FAILPOINTS;
+use raftsnap::snapshot::storage::SAVE_FAILPOINTS;
+
+fn count(p: &Procs, id: u64) -> i64 {
+    p.query(id, "db", "SELECT count(v) FROM m")["results"][0]["series"][0]["values"][0][1]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+fn body(from: u64, n: u64) -> String {
+    (from..from + n)
+        .map(|i| format!("m,h=x{} v={i} {}\n", i % 3, (i + 1) * 1_000_000_000))
+        .collect()
+}
+
+#[test]
+fn a_node_crashed_at_each_save_step_restarts_with_its_data() {
+    for point in SAVE_FAILPOINTS {
+        let mut p = Procs::start(1, &[]);
+        p.leader();
+        p.query(1, "", "CREATE DATABASE db");
+        assert!(p.write(1, "db", &body(0, 300)));
+        // Restart with the failpoint armed, then ask for a snapshot.
+        p.kill(1);
+        p.spawn_env(1, &[("FAILPOINTS", &format!("{point}=panic"))]);
+        p.wait_http(1);
+        p.leader();
+        assert_eq!(count(&p, 1), 300);
+        let _ = ureq::post(&format!("http://{}/snapshot", p.nodes[&1].http)).send_empty();
+        let st = p
+            .wait_exit(1, 20)
+            .unwrap_or_else(|| panic!("{point}: the node did not crash"));
+        assert_eq!(st.signal(), Some(6), "{point}: {st}");
+        // Restart clean: the data is there, a snapshot works, no temp/ left.
+        p.spawn(1);
+        p.wait_http(1);
+        p.leader();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count(&p, 1) != 300 {
+            assert!(
+                Instant::now() < deadline,
+                "{point}: data lost: {}",
+                p.log(1)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(p.write(1, "db", &body(300, 10)), "{point}");
+        let snap = p.snapshot(1);
+        assert!(snap["index"].as_u64().unwrap() > 0, "{point}: {snap}");
+        assert!(
+            !p.dir.path().join("node1/snapshots/temp").exists(),
+            "{point}"
+        );
+        assert_eq!(count(&p, 1), 310);
+    }
+}
+
+#[test]
+fn a_follower_crashed_at_each_install_step_restarts_and_catches_up() {
+    for point in INSTALL_FAILPOINTS
+        .iter()
+        .chain(["save_after_publish_rename"].iter())
+    {
+        let mut p = Procs::start(3, &["--snapshot-log-gap", "1000", "--trailing-logs", "0"]);
+        let leader = p.leader();
+        p.query(leader, "", "CREATE DATABASE db");
+        let f = *p.nodes.keys().find(|i| **i != leader).unwrap();
+        p.kill(f);
+        for b in 0..5 {
+            assert!(p.write(leader, "db", &body(b * 100, 100)));
+        }
+        p.snapshot(leader);
+        p.spawn_env(f, &[("FAILPOINTS", &format!("{point}=panic"))]);
+        let st = p
+            .wait_exit(f, 30)
+            .unwrap_or_else(|| panic!("{point}: the follower did not crash: {}", p.log(f)));
+        assert_eq!(st.signal(), Some(6), "{point}: {st}");
+        p.spawn(f);
+        p.wait_http(f);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(&p, f) != 500 {
+            assert!(
+                Instant::now() < deadline,
+                "{point}: follower did not catch up: {:?}\n{}",
+                p.status(f),
+                p.log(f)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
