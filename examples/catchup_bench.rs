@@ -1,10 +1,14 @@
 //! Catch-up benchmark: a 3-node cluster holds `--gib` GiB of state (64 files
 //! of 16 MiB per GiB, written through raft); a new, empty node 4 is added and
-//! catches up by snapshot install. Its catch-up time (add → applied) is
-//! compared with `cp -r` + `sync` of the leader's snapshot directory, in the
-//! same run.
+//! catches up by snapshot install. Figures, all from one run:
+//! - its catch-up time (add → applied) vs `cp -r` + `sync` of the leader's
+//!   snapshot directory;
+//! - the cluster's write rate (small proposals) while that install runs vs
+//!   before it;
+//! - node 4 stopped, 1% new data written and snapshotted, node 4 restarted:
+//!   the bytes its install fetches vs the whole state.
 //!
-//! `cargo run --release --example catchup_bench -- [--gib 1] [--dir D]`
+//! `cargo run --release --example catchup_bench -- [--gib 1] [--recv-rate 100MiB/s] [--dir D]`
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -28,6 +32,9 @@ fn config(id: u64, dir: &std::path::Path, addr: &str, peers: &BTreeMap<u64, Stri
     c.snapshot_interval = Duration::ZERO;
     c.trailing_logs = 0;
     c.proposal_timeout = Duration::from_secs(120);
+    c.snapshot_recv_rate = arg("--recv-rate")
+        .map(|r| raftsnap::server::config::parse_rate(&r).expect("--recv-rate 100MiB/s"))
+        .unwrap_or(None);
     c
 }
 
@@ -119,7 +126,18 @@ async fn main() {
     let cp = t.elapsed().as_secs_f64();
     std::fs::remove_dir_all(dir.join("cp")).unwrap();
 
-    // Node 4 joins empty and catches up by snapshot.
+    // Write rate without an install: small proposals, one after another.
+    let rate = |n: u64, t: f64| n as f64 / t;
+    let t = Instant::now();
+    for _ in 0..300 {
+        nodes[&leader]
+            .propose(b"records 10".to_vec())
+            .await
+            .unwrap();
+    }
+    let rate_idle = rate(300, t.elapsed().as_secs_f64());
+
+    // Node 4 joins empty and catches up by snapshot while writes go on.
     let n4 = start(
         config(4, dir, &addrs[&4], &BTreeMap::new()),
         ls.remove(&4).unwrap(),
@@ -133,11 +151,25 @@ async fn main() {
         })
         .await
         .unwrap();
+    let writer = nodes[&leader].clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let w = tokio::spawn(async move {
+        let (t0, mut n) = (Instant::now(), 0u64);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            writer.propose(b"records 10".to_vec()).await.unwrap();
+            n += 1;
+        }
+        (n, t0.elapsed().as_secs_f64())
+    });
     assert!(
         n4.wait_applied(last, Duration::from_secs(600)).await,
         "node 4 did not catch up"
     );
     let catchup = t.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (n_during, t_during) = w.await.unwrap();
+    let rate_install = rate(n_during, t_during);
     let s4 = n4.status().await.unwrap();
     let bytes = s4.snapshot.install_bytes_total as f64;
     let mib = |s: f64| bytes / s / 1048576.0;
@@ -153,6 +185,47 @@ async fn main() {
     println!(
         "  installs {}, fetched {} bytes",
         s4.snapshot.installs_total, s4.snapshot.install_bytes_total
+    );
+    println!("  writes/s without an install   {rate_idle:>7.0}");
+    println!("  writes/s during the install   {rate_install:>7.0}  ({n_during} writes)");
+    println!(
+        "  during / without              {:>7.2}",
+        rate_install / rate_idle
+    );
+
+    // Incremental: node 4 stops, 1% new data, a snapshot, node 4 restarts.
+    n4.shutdown().await;
+    drop(n4);
+    let state: u64 = gib << 30;
+    let one_pct = state / 100;
+    let mut last = 0;
+    for _ in 0..3 {
+        last = nodes[&leader]
+            .propose(format!("bytes {}", one_pct / 3).into_bytes())
+            .await
+            .unwrap()
+            .0;
+    }
+    nodes[&leader].snapshot_now().await.unwrap();
+    let l4 = loop {
+        if let Ok(l) = std::net::TcpListener::bind(&addrs[&4]) {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let n4 = start(config(4, dir, &addrs[&4], &BTreeMap::new()), l4).await;
+    assert!(
+        n4.wait_applied(last, Duration::from_secs(600)).await,
+        "node 4 did not catch up again"
+    );
+    let s4 = n4.status().await.unwrap();
+    let fetched = s4.snapshot.install_bytes_total;
+    println!(
+        "  after 1% new data ({one_pct} bytes): node 4 fetched {fetched} bytes = {:.2}% of the {} byte state ({} installs, {} bytes reused)",
+        fetched as f64 * 100.0 / s4.snapshot.bytes.max(1) as f64,
+        s4.snapshot.bytes,
+        s4.snapshot.installs_total,
+        s4.snapshot.reused_bytes_total
     );
     for n in nodes.values().chain(std::iter::once(&n4)) {
         n.shutdown().await;
