@@ -4,21 +4,29 @@
 //! the follower, restarts the follower, shows its snapshot install, checks
 //! that all three nodes hold the same state, and prints a summary.
 //!
-//! The state machine is [`BatchStore`](crate::batch_store::BatchStore) (state
-//! in immutable files, like the time-series store); it becomes the
-//! time-series store once that lands.
+//! The state machine is the time-series store ([`Tsdb`]); each node also
+//! serves the HTTP API, so `--keep` leaves a cluster that `curl` and the
+//! `influx` CLI can talk to.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::batch_store::BatchStore;
 use crate::cli::DemoArgs;
 use crate::progress::Progress;
+use crate::proto::tsdb::{
+    CommandResult, CreateDatabase, Field, Point, Tag, WritePoints, command::Cmd,
+    field::Value as FieldV,
+};
 use crate::raft::{NodeConfig, NodeHandle};
 use crate::snapshot::BoxError;
+use crate::tsdb::fsm::{Tsdb, encode};
+use crate::tsdb::query::{execute_read, parse as parse_query};
 
-/// Records per proposal at most.
+/// The query every node must answer identically.
+const CHECK: &str = "SELECT count(usage), sum(temp), max(usage) FROM cpu";
+
+/// Points per proposal at most.
 const MAX_BATCH: u64 = 5_000;
 /// Proposals per half at least: more than `trailing_logs` (5), so that the
 /// leader compacts past the stopped follower.
@@ -27,15 +35,17 @@ const MIN_PROPOSALS: u64 = 20;
 struct Demo {
     dir: std::path::PathBuf,
     addrs: BTreeMap<u64, String>,
-    nodes: BTreeMap<u64, NodeHandle<BatchStore>>,
+    nodes: BTreeMap<u64, NodeHandle<Tsdb>>,
+    http: BTreeMap<u64, String>,
+    written: u64,
 }
 
 impl Demo {
     async fn launch(
-        &self,
+        &mut self,
         id: u64,
         listener: std::net::TcpListener,
-    ) -> Result<NodeHandle<BatchStore>, BoxError> {
+    ) -> Result<NodeHandle<Tsdb>, BoxError> {
         let data = self.dir.join(format!("node{id}"));
         let mut cfg = NodeConfig::new(id, &data, self.addrs[&id].clone());
         cfg.peers = self.addrs.clone();
@@ -43,9 +53,17 @@ impl Demo {
         cfg.snapshot_log_gap = 20;
         cfg.trailing_logs = 5;
         cfg.snapshot_interval = Duration::ZERO;
-        let fsm = BatchStore::open(data.join("fsm"))?;
-        let lookup = fsm.lookup();
-        Ok(NodeHandle::start_with(cfg, fsm, listener, Some(lookup)).await?)
+        let node = NodeHandle::start(cfg, Tsdb::open(data.join("tsdb"))?, listener).await?;
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.http.insert(id, http.local_addr()?.to_string());
+        let app = crate::server::http::router(node.clone());
+        let n2 = node.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(http, app)
+                .with_graceful_shutdown(async move { n2.stopped().await })
+                .await;
+        });
+        Ok(node)
     }
 
     async fn leader(&self) -> Result<u64, BoxError> {
@@ -64,36 +82,69 @@ impl Demo {
         }
     }
 
-    async fn write(&self, label: &str, records: u64) -> Result<u64, BoxError> {
-        let mut bar = Progress::items(label, records);
-        let batch = (records / MIN_PROPOSALS).clamp(1, MAX_BATCH);
-        let mut done = 0;
-        let mut last = 0;
-        while done < records {
-            let n = batch.min(records - done);
-            let leader = self.leader().await?;
-            let (index, answer) = self.nodes[&leader]
-                .propose(format!("records {n}").into_bytes())
+    async fn propose(&self, cmd: Cmd) -> Result<u64, BoxError> {
+        let leader = self.leader().await?;
+        let (index, answer) = self.nodes[&leader].propose(encode(cmd)).await?;
+        let r = <CommandResult as prost::Message>::decode(&answer[..])?;
+        if !r.error.is_empty() {
+            return Err(r.error.into());
+        }
+        Ok(index)
+    }
+
+    /// Writes `n` generated points (16 hosts, one point per host per second).
+    async fn write(&mut self, label: &str, n: u64) -> Result<u64, BoxError> {
+        let mut bar = Progress::items(label, n);
+        let batch = (n / MIN_PROPOSALS).clamp(1, MAX_BATCH);
+        let (mut done, mut last) = (0, 0);
+        while done < n {
+            let k = batch.min(n - done);
+            let points = (self.written..self.written + k)
+                .map(|g| Point {
+                    measurement: "cpu".into(),
+                    tags: vec![Tag {
+                        key: "host".into(),
+                        value: format!("h{:02}", g % 16),
+                    }],
+                    fields: vec![
+                        Field {
+                            key: "usage".into(),
+                            value: Some(FieldV::Float((g % 1000) as f64 / 10.0)),
+                        },
+                        Field {
+                            key: "temp".into(),
+                            value: Some(FieldV::Integer((g % 50) as i64)),
+                        },
+                    ],
+                    timestamp: 1_700_000_000_000_000_000 + (g / 16) as i64 * 1_000_000_000,
+                })
+                .collect();
+            last = self
+                .propose(Cmd::Write(WritePoints {
+                    db: "demo".into(),
+                    rp: String::new(),
+                    points,
+                }))
                 .await?;
-            if answer != b"ok" {
-                return Err(String::from_utf8_lossy(&answer).into_owned().into());
-            }
-            last = index;
-            done += n;
+            self.written += k;
+            done += k;
             bar.set(done);
         }
         bar.finish();
         Ok(last)
     }
 
-    fn state(&self, id: u64) -> (u64, u64, u32) {
+    /// Node `id`'s answer to the check query.
+    fn answer(&self, id: u64) -> serde_json::Value {
         let g = self.nodes[&id]
             .executor()
             .state_machine()
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let s = &g.state_machine.inner;
-        (s.records(), s.bytes(), s.digest())
+        match parse_query(CHECK, 0) {
+            Ok(q) => execute_read(&g.state_machine.inner, "demo", &q[0], None),
+            Err(e) => serde_json::json!({ "error": e }),
+        }
     }
 }
 
@@ -134,19 +185,28 @@ async fn run_async(args: &DemoArgs) -> Result<(), BoxError> {
         dir: dir.to_path_buf(),
         addrs,
         nodes: BTreeMap::new(),
+        http: BTreeMap::new(),
+        written: 0,
     };
     println!("raftsnap demo: a 3-node cluster in {}", dir.display());
     for (id, l) in listeners {
         let n = demo.launch(id, l).await?;
-        println!("  node {id} on {}", demo.addrs[&id]);
+        println!(
+            "  node {id}: raft {} http {}",
+            demo.addrs[&id], demo.http[&id]
+        );
         demo.nodes.insert(id, n);
     }
     let leader = demo.leader().await?;
     println!("  node {leader} is the leader");
 
+    demo.propose(Cmd::CreateDatabase(CreateDatabase {
+        name: "demo".into(),
+    }))
+    .await?;
     let half = (args.points / 2).max(MIN_PROPOSALS);
-    println!("\n[1] write {half} records through raft");
-    demo.write("records", half).await?;
+    println!("\n[1] CREATE DATABASE demo; write {half} points through raft");
+    demo.write("points", half).await?;
 
     println!("\n[2] snapshot on the leader");
     let t = Instant::now();
@@ -166,12 +226,12 @@ async fn run_async(args: &DemoArgs) -> Result<(), BoxError> {
         .find(|i| **i != leader)
         .ok_or("no follower")?;
     println!(
-        "\n[3] stop node {follower}, write {half} more records; the leader snapshots and compacts"
+        "\n[3] stop node {follower}, write {half} more points; the leader snapshots and compacts"
     );
     if let Some(n) = demo.nodes.remove(&follower) {
         n.shutdown().await;
     }
-    let last = demo.write("records", half).await?;
+    let last = demo.write("points", half).await?;
     let meta = demo.nodes[&leader].snapshot_now().await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let ls = loop {
@@ -205,7 +265,7 @@ async fn run_async(args: &DemoArgs) -> Result<(), BoxError> {
     bar.finish();
     let fs = n.status().await?;
     println!(
-        "  caught up in {:.2?}: {} install(s), {} bytes fetched, {} bytes reused from its own files",
+        "  caught up in {:.2?}: {} install(s), {} bytes fetched, {} bytes reused",
         t.elapsed(),
         fs.snapshot.installs_total,
         fs.snapshot.install_bytes_total,
@@ -216,27 +276,37 @@ async fn run_async(args: &DemoArgs) -> Result<(), BoxError> {
     for n in demo.nodes.values() {
         n.wait_applied(last, Duration::from_secs(30)).await;
     }
-    let states: BTreeMap<u64, (u64, u64, u32)> =
-        demo.nodes.keys().map(|id| (*id, demo.state(*id))).collect();
-    for (id, (records, bytes, digest)) in &states {
-        println!("  node {id}: {records} records, {bytes} bytes, digest {digest:08x}");
+    println!("  {CHECK}");
+    let answers: BTreeMap<u64, serde_json::Value> = demo
+        .nodes
+        .keys()
+        .map(|id| (*id, demo.answer(*id)))
+        .collect();
+    for (id, a) in &answers {
+        println!("  node {id}: {}", a["series"][0]["values"][0]);
     }
-    let first = states.values().next().copied();
-    if states.values().any(|s| Some(*s) != first) || fs.snapshot.installs_total == 0 {
-        return Err("the nodes differ, or the follower did not install a snapshot".into());
+    let first = answers.values().next().cloned().unwrap_or_default();
+    let total = first["series"][0]["values"][0][1].as_u64().unwrap_or(0);
+    if answers.values().any(|a| a != &first)
+        || total != demo.written
+        || fs.snapshot.installs_total == 0
+    {
+        return Err("the nodes answer differently, points are missing, or the follower did not install a snapshot".into());
     }
-    let total = first.map_or(0, |s| s.0);
     println!(
-        "\nsummary: {total} records on 3 nodes, snapshot index {}, {} bytes installed over the network, {} reused, in {:.2?}",
+        "\nsummary: {total} points on 3 nodes, snapshot index {}, {} bytes installed over the network, {} reused, in {:.2?}",
         meta.last_included_index,
         fs.snapshot.install_bytes_total,
         fs.snapshot.reused_bytes_total,
         started.elapsed()
     );
     if args.keep {
-        println!("\n--keep: the cluster keeps running; gRPC addresses:");
+        println!("\n--keep: the cluster keeps running (database `demo`):");
         for (id, a) in &demo.addrs {
-            println!("  node {id}: {a}");
+            println!("  node {id}: http {} raft {a}", demo.http[id]);
+        }
+        if let Some(h) = demo.http.values().next() {
+            println!("  try: curl -G 'http://{h}/query?db=demo' --data-urlencode 'q={CHECK}'");
         }
         println!("press Ctrl-C to stop");
         tokio::signal::ctrl_c().await?;

@@ -166,7 +166,7 @@ fn the_demo_runs_and_checks_itself() {
         "{s}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(s.contains("summary: 4000 records on 3 nodes"), "{s}");
+    assert!(s.contains("summary: 4000 points on 3 nodes"), "{s}");
     assert!(
         s.contains("caught up in") && !s.contains(": 0 install(s)"),
         "{s}"

@@ -1020,6 +1020,11 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
         start_save(&self.inner.exec, &self.inner.saving, &self.inner.to_loop);
     }
 
+    /// Resolves once the node is stopping (for servers that live beside it).
+    pub async fn stopped(&self) {
+        self.inner.shutdown.cancelled().await
+    }
+
     /// Stops the node: the loop, the server, the apply worker; flushes the log.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
