@@ -2,7 +2,7 @@
 //! for interop tests. Outside CI a missing `influxd` skips the test with a
 //! message; under CI (`CI` set) it fails it.
 
-use std::net::TcpListener;
+use super::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,14 +13,6 @@ pub struct Influxd {
     pub bind: String,
     pub dir: tempfile::TempDir,
     child: Child,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `Some(path)` of influxd; `None` (after saying why) when a test should

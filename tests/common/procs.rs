@@ -1,18 +1,10 @@
 //! `tsnode serve` processes on free loopback ports for process tests; every
 //! child is killed and reaped on drop.
 
+use super::free_port;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One node's addresses and process.
 pub struct Proc {
