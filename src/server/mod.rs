@@ -25,6 +25,9 @@ pub async fn run(
     let http_listener = tokio::net::TcpListener::bind(&s.http_addr)
         .await
         .map_err(|e| format!("bind HTTP address {}: {e}", s.http_addr))?;
+    let snap_listener = tokio::net::TcpListener::bind(&s.snapshotter_addr)
+        .await
+        .map_err(|e| format!("bind snapshotter address {}: {e}", s.snapshotter_addr))?;
     let tsdb = Tsdb::open(s.node.data_dir.join("tsdb"))
         .map_err(|e| format!("open the time-series store: {e}"))?;
     let id = s.node.id;
@@ -34,10 +37,16 @@ pub async fn run(
     if let Some(join) = &s.join {
         join_cluster(join, id, &s.node.advertise_addr).await?;
     }
+    tokio::spawn(crate::snapshotter::server::serve(
+        snap_listener,
+        node.clone(),
+        Default::default(),
+    ));
     eprintln!(
-        "tsnode {id}: raft {} http {} data {}",
+        "tsnode {id}: raft {} http {} snapshotter {} data {}",
         s.node.advertise_addr,
         s.http_addr,
+        s.snapshotter_addr,
         s.node.data_dir.display()
     );
     let app = http::router(node.clone());

@@ -28,6 +28,17 @@ pub const META_FILE: &str = "meta";
 /// Cache bytes of a shard that trigger a flush (64 MiB).
 pub const DEFAULT_FLUSH_BYTES: u64 = 64 << 20;
 
+/// A shard's files opened for a backup: (name, open file, mtime, size).
+#[derive(Debug)]
+pub struct ShardBackup {
+    /// Database.
+    pub db: String,
+    /// Retention policy.
+    pub rp: String,
+    /// The TSM files.
+    pub files: Vec<(String, std::fs::File, std::time::SystemTime, u64)>,
+}
+
 /// Points by series key, then by field: the result of [`Tsdb::scan`].
 pub type SeriesPoints = BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>>;
 
@@ -408,6 +419,42 @@ impl Tsdb {
             }
         }
         Ok(out)
+    }
+
+    /// For a shard backup: flushes the shard's cache and opens every TSM
+    /// file (open handles keep the bytes readable even if a merge removes a
+    /// file meanwhile). `None` if the shard is not here.
+    pub fn open_shard_files(&mut self, id: u64) -> Result<Option<ShardBackup>, BoxError> {
+        self.absorb_merges();
+        let Some((db, rp, ..)) = self.meta.shards().into_iter().find(|s| s.2 == id) else {
+            return Ok(None);
+        };
+        let Some(shard) = self.shards.get_mut(&id) else {
+            return Ok(Some(ShardBackup {
+                db,
+                rp,
+                files: Vec::new(),
+            }));
+        };
+        shard.flush()?;
+        let mut files = Vec::new();
+        for f in shard.files() {
+            let file = std::fs::File::open(&f.path)?;
+            let mtime = file.metadata()?.modified()?;
+            files.push((f.name.clone(), file, mtime, f.size));
+        }
+        Ok(Some(ShardBackup { db, rp, files }))
+    }
+
+    /// `db/rp/id` of every shard of `db` (all databases if empty) and `rp`
+    /// (all if empty), as the snapshotter's info requests list them.
+    pub fn shard_paths(&self, db: &str, rp: &str) -> Vec<String> {
+        self.meta
+            .shards()
+            .into_iter()
+            .filter(|s| (db.is_empty() || s.0 == db) && (rp.is_empty() || s.1 == rp))
+            .map(|s| format!("{}/{}/{}", s.0, s.1, s.2))
+            .collect()
     }
 
     /// Measurements of `db`.

@@ -11,6 +11,7 @@ pub struct Proc {
     pub id: u64,
     pub http: String,
     pub raft: String,
+    pub snapshotter: String,
     pub child: Option<Child>,
 }
 
@@ -33,6 +34,7 @@ impl Procs {
                         id,
                         http: format!("127.0.0.1:{}", free_port()),
                         raft: format!("127.0.0.1:{}", free_port()),
+                        snapshotter: format!("127.0.0.1:{}", free_port()),
                         child: None,
                     },
                 )
@@ -87,6 +89,7 @@ impl Procs {
                 "--peers",
                 &peers,
             ])
+            .args(["--snapshotter-addr", &n.snapshotter])
             .arg("--data-dir")
             .arg(&data)
             .args(["--snapshot-interval", "0"])
