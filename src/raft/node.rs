@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::proto::raft::EntryContext;
-use crate::raft::apply::{ApplyTask, ApplyWorker, Committed, Proposals, Reply, start_save};
+use crate::raft::apply::{ApplyTask, ApplyWorker, Committed, Proposals, Reply};
 use crate::raft::config::NodeConfig;
 use crate::raft::error::RaftError;
 use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
@@ -73,7 +73,6 @@ pub(crate) enum Inbound {
     Applied(u64),
     SnapshotSaved(SnapshotMeta),
     Status(oneshot::Sender<Status>),
-    Campaign,
     Fatal(String),
 }
 
@@ -99,7 +98,6 @@ struct Loop<S: ReplicatedStateMachine> {
     proposals: Proposals,
     peers: Peers,
     next_proposal: u64,
-    applied: u64,
     promote: BTreeMap<u64, String>,
     counters: Arc<Mutex<RaftCounters>>,
     compacting: Arc<AtomicBool>,
@@ -275,19 +273,13 @@ impl<S: ReplicatedStateMachine> Loop<S> {
                     .committed
                     .min(self.raw.raft.raft_log.persisted);
                 let index = index.min(max);
-                if index > self.applied {
-                    self.applied = index;
+                if index > self.raw.raft.raft_log.applied {
                     self.raw.advance_apply_to(index);
                 }
             }
             Inbound::SnapshotSaved(meta) => self.compact(&meta),
             Inbound::Status(tx) => {
                 let _ = tx.send(self.status());
-            }
-            Inbound::Campaign => {
-                if let Err(e) = self.raw.campaign() {
-                    debug!(error = %e, "campaign refused");
-                }
             }
             Inbound::Fatal(msg) => {
                 error!(%msg, "fatal error; stopping the node");
@@ -441,7 +433,9 @@ impl<S: ReplicatedStateMachine> Loop<S> {
         if let Some(min) = self.source.min_inflight_index() {
             target = target.min(min + 1);
         }
-        target = target.min(self.applied + 1).min(self.log.last_index() + 1);
+        target = target
+            .min(self.raw.raft.raft_log.applied + 1)
+            .min(self.log.last_index() + 1);
         if target <= self.log.first_index()
             || self
                 .compacting
@@ -516,7 +510,7 @@ impl<S: ReplicatedStateMachine> Loop<S> {
             leader_id: r.leader_id,
             term: r.term,
             commit_index: r.raft_log.committed,
-            applied_index: self.applied,
+            applied_index: self.raw.raft.raft_log.applied,
             first_log_index: self.log.first_index(),
             last_log_index: self.log.last_index(),
             voters,
@@ -792,7 +786,6 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
             proposals,
             peers: peers.clone(),
             next_proposal: 0,
-            applied,
             promote: BTreeMap::new(),
             counters: counters.clone(),
             compacting: Arc::new(AtomicBool::new(false)),
@@ -978,11 +971,6 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
         rx.await.map_err(|_| RaftError::Shutdown)
     }
 
-    /// Starts an election now.
-    pub fn campaign(&self) -> Result<(), RaftError> {
-        self.send(Inbound::Campaign)
-    }
-
     /// Takes a snapshot now (waiting for a running save first) and compacts
     /// the log; returns the latest snapshot's meta.
     pub async fn snapshot_now(&self) -> Result<SnapshotMeta, RaftError> {
@@ -1013,11 +1001,6 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
         .map_err(|e| RaftError::Invalid(e.to_string()))??;
         self.send(Inbound::SnapshotSaved(meta.clone()))?;
         Ok(meta)
-    }
-
-    /// Starts a save in the background (as the triggers do).
-    pub fn request_snapshot(&self) {
-        start_save(&self.inner.exec, &self.inner.saving, &self.inner.to_loop);
     }
 
     /// Resolves once the node is stopping (for servers that live beside it).

@@ -50,8 +50,6 @@ pub struct Inflight {
     pub reader_id: u64,
     /// Snapshot index.
     pub index: u64,
-    /// Snapshot bytes.
-    pub bytes: u64,
 }
 
 /// Serves raft-rs's snapshot requests from the local snapshot storage.
@@ -92,11 +90,6 @@ impl SnapshotSource {
         }
     }
 
-    /// The send to `to`, if one is in flight.
-    pub fn inflight(&self, to: u64) -> Option<Inflight> {
-        self.lock().get(&to).copied()
-    }
-
     /// The lowest snapshot index being sent (compaction keeps what follows it).
     pub fn min_inflight_index(&self) -> Option<u64> {
         self.lock().values().map(|f| f.index).min()
@@ -126,14 +119,12 @@ impl SnapshotProvider for SnapshotSource {
             return Err(unavailable());
         };
         let table = reader.table().clone();
-        let bytes = reader.total_bytes();
         let reader_id = self.registry.register(reader);
         self.lock().insert(
             to,
             Inflight {
                 reader_id,
                 index: meta.last_included_index,
-                bytes,
             },
         );
         let payload = InstallPayload {
