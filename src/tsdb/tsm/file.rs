@@ -39,11 +39,22 @@ pub struct WrittenFile {
 }
 
 /// Writes a TSM file; keys must come in ascending order, each key once.
+/// A writer dropped without a successful [`finish`](Self::finish) removes
+/// its file, so a failed write never leaves a half-written file behind.
 pub struct TsmWriter {
     path: PathBuf,
-    out: CrcSink<BufWriter<File>>,
+    out: Option<CrcSink<BufWriter<File>>>,
     offset: u64,
     index: Vec<(String, BlockType, Vec<IndexEntry>)>,
+}
+
+impl Drop for TsmWriter {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            drop(self.out.take());
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TsmError + 'a {
@@ -68,7 +79,7 @@ impl TsmWriter {
         out.write_all(&[VERSION]).map_err(io("write", path))?;
         Ok(Self {
             path: path.to_path_buf(),
-            out,
+            out: Some(out),
             offset: HEADER,
             index: Vec::new(),
         })
@@ -98,11 +109,9 @@ impl TsmWriter {
             let end = (i + MAX_POINTS_PER_BLOCK).min(ts.len());
             let block = encode_block(&ts[i..end], &values.slice(i..end))?;
             let crc = crc32fast::hash(&block);
-            self.out
-                .write_all(&crc.to_be_bytes())
-                .map_err(io("write", &self.path))?;
-            self.out
-                .write_all(&block)
+            let out = self.sink()?;
+            out.write_all(&crc.to_be_bytes())
+                .and_then(|()| out.write_all(&block))
                 .map_err(io("write", &self.path))?;
             let size = 4 + block.len() as u64;
             entries.push(IndexEntry {
@@ -127,6 +136,18 @@ impl TsmWriter {
         Ok(())
     }
 
+    fn finished(&self) -> TsmError {
+        TsmError::File {
+            path: self.path.clone(),
+            reason: "writer already finished".into(),
+        }
+    }
+
+    fn sink(&mut self) -> Result<&mut CrcSink<BufWriter<File>>, TsmError> {
+        let err = self.finished();
+        self.out.as_mut().ok_or(err)
+    }
+
     /// Writes the index and footer, fsyncs; returns the file's size and crc32c.
     pub fn finish(mut self) -> Result<WrittenFile, TsmError> {
         let index_at = self.offset;
@@ -144,16 +165,29 @@ impl TsmWriter {
             }
         }
         buf.extend_from_slice(&index_at.to_be_bytes());
-        self.out.write_all(&buf).map_err(io("write", &self.path))?;
-        let (w, size, crc32c) = self.out.finish();
-        let f = w.into_inner().map_err(|e| TsmError::Io {
-            op: "write",
-            path: self.path.clone(),
-            source: e.into_error(),
-        })?;
-        f.sync_all().map_err(io("fsync", &self.path))?;
+        self.sink()?
+            .write_all(&buf)
+            .map_err(io("write", &self.path))?;
+        let Some(out) = self.out.take() else {
+            return Err(self.finished());
+        };
+        let (w, size, crc32c) = out.finish();
+        // From here a failure must still remove the file: put nothing back
+        // into `self.out`, remove it by hand.
+        let done = w
+            .into_inner()
+            .map_err(|e| TsmError::Io {
+                op: "write",
+                path: self.path.clone(),
+                source: e.into_error(),
+            })
+            .and_then(|f| f.sync_all().map_err(io("fsync", &self.path)));
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&self.path);
+            return Err(e);
+        }
         Ok(WrittenFile {
-            path: self.path,
+            path: self.path.clone(),
             size,
             crc32c,
         })
@@ -379,6 +413,23 @@ mod tests {
             assert_eq!(r.read(&k).unwrap().unwrap(), (ts, vals), "{k}");
         }
         assert!(r.read("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unfinished_writer_leaves_no_file() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("000000001-000000001.tsm");
+        let mut w = TsmWriter::create(&p).unwrap();
+        w.write("a", &[1], &Values::Float(vec![1.0])).unwrap();
+        assert!(w.write("b", &[1], &Values::Float(vec![f64::NAN])).is_err());
+        assert!(p.exists());
+        drop(w);
+        assert!(!p.exists(), "a failed write left a half-written file");
+        // The same name can be written again (a flush retried).
+        let mut w = TsmWriter::create(&p).unwrap();
+        w.write("a", &[1], &Values::Float(vec![1.0])).unwrap();
+        let f = w.finish().unwrap();
+        assert!(f.path.exists());
     }
 
     #[test]
