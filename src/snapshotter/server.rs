@@ -159,9 +159,7 @@ async fn shard_backup(
     req: &Request,
 ) -> Result<(), String> {
     let since = match req.Since.as_str() {
-        // Go's zero time (what `influxd backup` sends without -since).
         "" => None,
-        s if s.starts_with("0001-01-01T00:00:00") => None,
         s => Some(parse_rfc3339(s).ok_or_else(|| format!("bad Since {s:?}"))?),
     };
     let backup = {

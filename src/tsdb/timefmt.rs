@@ -43,7 +43,8 @@ pub fn rfc3339_nano(ns: i64) -> String {
     out
 }
 
-/// Parses RFC3339 (`2023-11-14T22:13:20Z`, fractions, `±hh:mm` offsets).
+/// Parses RFC3339 (`2023-11-14T22:13:20Z`, fractions, `±hh:mm` offsets);
+/// instants outside the i64-nanosecond range clamp to its ends.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20
@@ -90,7 +91,15 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         _ => return None,
     };
     let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac)
+    // Instants outside the i64-nanosecond range (before 1677, after 2262,
+    // e.g. Go's zero time 0001-01-01) clamp to its ends: before or after
+    // every point that can be stored.
+    Some(
+        i128::from(secs)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i128::from(frac))
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
+    )
 }
 
 /// Go's `time.Duration.String()` for whole seconds and above (`168h0m0s`, `0s`).
