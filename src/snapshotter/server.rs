@@ -174,8 +174,12 @@ async fn shard_backup(
             .map_err(|e| e.to_string())?
     }
     .ok_or_else(|| format!("shard {} not found", req.ShardID))?;
-    let since = since
-        .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0)));
+    // `Since` as a file time (Go's zero time, sent without -since, is long
+    // before any file).
+    let since = since.and_then(|ns| match u64::try_from(ns) {
+        Ok(n) => SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(n)),
+        Err(_) => SystemTime::UNIX_EPOCH.checked_sub(Duration::from_nanos(ns.unsigned_abs())),
+    });
     let id = req.ShardID;
     let out = tokio_util::io::SyncIoBridge::new(conn);
     tokio::task::spawn_blocking(move || -> Result<(), String> {
