@@ -294,83 +294,37 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         if p.kw("DATABASE") {
             return Ok(Statement::CreateDatabase(p.ident()?));
         }
-        p.expect_kw("RETENTION")?;
-        p.expect_kw("POLICY")?;
-        let name = p.ident()?;
-        p.expect_kw("ON")?;
-        let db = p.ident()?;
-        p.expect_kw("DURATION")?;
-        let duration = p.duration()?;
-        p.expect_kw("REPLICATION")?;
-        let replication = p
-            .num()?
-            .parse()
-            .map_err(|_| "invalid replication".to_string())?;
-        let mut shard_duration = 0;
-        let mut default = false;
-        loop {
-            if p.kw("SHARD") {
-                p.expect_kw("DURATION")?;
-                shard_duration = p.duration()?;
-            } else if p.kw("DEFAULT") {
-                default = true;
-            } else {
-                break;
-            }
-        }
+        let (name, db) = rp_target(p)?;
+        let o = rp_options(p)?;
         return Ok(Statement::CreateRetentionPolicy {
             name,
             db,
-            duration,
-            replication,
-            shard_duration,
-            default,
+            duration: o.duration.ok_or("CREATE RETENTION POLICY needs DURATION")?,
+            replication: o
+                .replication
+                .ok_or("CREATE RETENTION POLICY needs REPLICATION")?,
+            shard_duration: o.shard_duration.unwrap_or(0),
+            default: o.default,
         });
     }
     if p.kw("ALTER") {
-        p.expect_kw("RETENTION")?;
-        p.expect_kw("POLICY")?;
-        let name = p.ident()?;
-        p.expect_kw("ON")?;
-        let db = p.ident()?;
-        let (mut duration, mut replication, mut shard_duration, mut default) =
-            (None, None, None, false);
-        loop {
-            if p.kw("DURATION") {
-                duration = Some(p.duration()?);
-            } else if p.kw("REPLICATION") {
-                replication = Some(
-                    p.num()?
-                        .parse()
-                        .map_err(|_| "invalid replication".to_string())?,
-                );
-            } else if p.kw("SHARD") {
-                p.expect_kw("DURATION")?;
-                shard_duration = Some(p.duration()?);
-            } else if p.kw("DEFAULT") {
-                default = true;
-            } else {
-                break;
-            }
-        }
+        let (name, db) = rp_target(p)?;
+        let o = rp_options(p)?;
         return Ok(Statement::AlterRetentionPolicy {
             name,
             db,
-            duration,
-            replication,
-            shard_duration,
-            default,
+            duration: o.duration,
+            replication: o.replication,
+            shard_duration: o.shard_duration,
+            default: o.default,
         });
     }
     if p.kw("DROP") {
         if p.kw("DATABASE") {
             return Ok(Statement::DropDatabase(p.ident()?));
         }
-        p.expect_kw("RETENTION")?;
-        p.expect_kw("POLICY")?;
-        let name = p.ident()?;
-        p.expect_kw("ON")?;
-        return Ok(Statement::DropRetentionPolicy(name, p.ident()?));
+        let (name, db) = rp_target(p)?;
+        return Ok(Statement::DropRetentionPolicy(name, db));
     }
     if p.kw("SHOW") {
         if p.kw("DATABASES") {
@@ -400,6 +354,46 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         "found {}, expected SELECT, CREATE, ALTER, DROP or SHOW",
         p.found()
     ))
+}
+
+/// `RETENTION POLICY <name> ON <db>`.
+fn rp_target(p: &mut P) -> Result<(String, String), String> {
+    p.expect_kw("RETENTION")?;
+    p.expect_kw("POLICY")?;
+    let name = p.ident()?;
+    p.expect_kw("ON")?;
+    Ok((name, p.ident()?))
+}
+
+/// The options of CREATE/ALTER RETENTION POLICY, in any order.
+#[derive(Default)]
+struct RpOptions {
+    duration: Option<i64>,
+    replication: Option<u32>,
+    shard_duration: Option<i64>,
+    default: bool,
+}
+
+fn rp_options(p: &mut P) -> Result<RpOptions, String> {
+    let mut o = RpOptions::default();
+    loop {
+        if p.kw("DURATION") {
+            o.duration = Some(p.duration()?);
+        } else if p.kw("REPLICATION") {
+            o.replication = Some(
+                p.num()?
+                    .parse()
+                    .map_err(|_| "invalid replication".to_string())?,
+            );
+        } else if p.kw("SHARD") {
+            p.expect_kw("DURATION")?;
+            o.shard_duration = Some(p.duration()?);
+        } else if p.kw("DEFAULT") {
+            o.default = true;
+        } else {
+            return Ok(o);
+        }
+    }
 }
 
 fn select(p: &mut P, now: i64) -> Result<Select, String> {
@@ -987,6 +981,10 @@ mod tests {
             ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
             ("SELECT v FROM m WHERE host > 'a'", "tags support"),
             ("SHOW SERIES", "unsupported SHOW"),
+            (
+                "CREATE RETENTION POLICY r ON db REPLICATION 1",
+                "needs DURATION",
+            ),
             ("SELECT 'x", "unterminated"),
         ] {
             let e = parse(bad, 0).unwrap_err();
