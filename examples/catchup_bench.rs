@@ -10,19 +10,14 @@
 //!
 //! `cargo run --release --example catchup_bench -- [--gib 1] [--recv-rate 100MiB/s] [--dir D]`
 
+mod common;
+use common::arg;
+
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use raftsnap::batch_store::BatchStore;
 use raftsnap::raft::{MembershipChange, NodeConfig, NodeHandle};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 fn config(id: u64, dir: &std::path::Path, addr: &str, peers: &BTreeMap<u64, String>) -> NodeConfig {
     let mut c = NodeConfig::new(id, dir.join(format!("node{id}")), addr);
@@ -105,26 +100,7 @@ async fn main() {
     ));
 
     // Baseline: copy the leader's snapshot directory and sync it.
-    let t = Instant::now();
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&snap_dir)
-            .arg(dir.join("cp"))
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        Command::new("sync")
-            .arg("-f")
-            .arg(dir.join("cp"))
-            .status()
-            .unwrap()
-            .success()
-    );
-    let cp = t.elapsed().as_secs_f64();
-    std::fs::remove_dir_all(dir.join("cp")).unwrap();
+    let cp = common::cp_sync(&[&snap_dir], &dir.join("cp")).as_secs_f64();
 
     // Write rate without an install: small proposals, one after another.
     let rate = |n: u64, t: f64| n as f64 / t;

@@ -5,6 +5,9 @@
 //!
 //! `cargo run --release --example install_bench -- [--gib 1] [--files 64] [--dir D]`
 
+mod common;
+use common::arg;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,13 +19,6 @@ use raftsnap::snapshot::{
     RemoteFileCopier, SnapshotExecutor, SnapshotFileService, SnapshotMeta, SnapshotReader,
     SnapshotThrottle, SnapshotUri, SnapshotWriter, StateMachine, StorageOptions, shared,
 };
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 /// Peak and current resident set of this process, in KiB.
 fn rss_kib() -> (u64, u64) {
@@ -214,30 +210,7 @@ fn main() {
 
     // Baseline: cp + sync of the same files, before and after the install
     // (the disk's speed drifts; the mean of both is the baseline).
-    let cp_sync = || {
-        let cp_dst = tmp.path().join("cp");
-        let t = Instant::now();
-        assert!(
-            Command::new("cp")
-                .arg("-r")
-                .arg(&snap)
-                .arg(&cp_dst)
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(
-            Command::new("sync")
-                .arg("-f")
-                .arg(&cp_dst)
-                .status()
-                .unwrap()
-                .success()
-        );
-        let secs = t.elapsed().as_secs_f64();
-        std::fs::remove_dir_all(&cp_dst).unwrap();
-        secs
-    };
+    let cp_sync = || common::cp_sync(&[&snap], &tmp.path().join("cp")).as_secs_f64();
     let cp_before = cp_sync();
 
     let exe = std::env::current_exe().unwrap();

@@ -8,10 +8,11 @@
 //!
 //! `cargo run --release --example save_bench -- [--gib 1] [--big-gib 4] [--dir D]`
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use raftsnap::snapshot::{LocalSnapshotStorage, SnapshotMeta, StorageOptions};
@@ -19,11 +20,7 @@ use raftsnap::snapshot::{LocalSnapshotStorage, SnapshotMeta, StorageOptions};
 const FILES: usize = 256;
 
 fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
+    common::arg(name).unwrap_or_else(|| default.to_string())
 }
 
 /// Writes `FILES` files totalling `bytes` under `dir`; returns (path, crc32c).
@@ -80,17 +77,8 @@ fn save(root: &Path, files: &[(PathBuf, u32)], index: u64, link: bool) -> Durati
 }
 
 fn cp_sync(files: &[(PathBuf, u32)], dst: &Path) -> Duration {
-    fs::create_dir_all(dst).unwrap();
-    let t = Instant::now();
-    let st = Command::new("cp")
-        .args(files.iter().map(|f| &f.0))
-        .arg(dst)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let st = Command::new("sync").arg("-f").arg(dst).status().unwrap();
-    assert!(st.success());
-    t.elapsed()
+    let srcs: Vec<&Path> = files.iter().map(|f| f.0.as_path()).collect();
+    common::cp_sync(&srcs, dst)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -113,7 +101,6 @@ fn main() {
     let link = median((1..=5).map(|i| save(&root, &small, i, true)).collect());
     let copy = save(&root, &small, 100, false);
     let cp = cp_sync(&small, &base.join("cp1"));
-    fs::remove_dir_all(base.join("cp1")).unwrap();
     fs::remove_dir_all(&root).unwrap();
     let gb = (gib << 30) as f64;
     println!("\n1. save of {gib} GiB in {FILES} files");

@@ -7,7 +7,9 @@
 //!
 //! `cargo run --release --example tsdb_bench -- [--points 20000000] [--dir D]`
 
-use std::process::Command;
+mod common;
+use common::arg;
+
 use std::time::Instant;
 
 use raftsnap::proto::tsdb::{
@@ -21,13 +23,6 @@ use raftsnap::snapshot::{
 use raftsnap::tsdb::fsm::{Tsdb, encode};
 use raftsnap::tsdb::line_protocol::Precision;
 use raftsnap::tsdb::query::{execute_read, parse};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 fn batch(from: u64, n: u64) -> Cmd {
     let points = (from..from + n)
@@ -122,26 +117,7 @@ fn main() {
     };
     let save = t.elapsed().as_secs_f64();
 
-    let cp_dst = tmp.path().join("cp");
-    let t = Instant::now();
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(tmp.path().join("data"))
-            .arg(&cp_dst)
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        Command::new("sync")
-            .arg("-f")
-            .arg(&cp_dst)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let cp = t.elapsed().as_secs_f64();
+    let cp = common::cp_sync(&[&tmp.path().join("data")], &tmp.path().join("cp")).as_secs_f64();
     println!(
         "  snapshot save (flush 1000 points + hard links + meta)  {:>8.3} s",
         save
