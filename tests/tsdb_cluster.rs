@@ -3,9 +3,12 @@
 //! files and the metastore backup, every node restarts (state = snapshot +
 //! log replay), and all nodes answer queries identically.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::cluster::rebind;
 use prost::Message;
 use raftsnap::proto::tsdb::{CommandResult, CreateDatabase, WritePoints, command::Cmd};
 use raftsnap::raft::{NodeConfig, NodeHandle};
@@ -99,16 +102,6 @@ impl C {
         })
         .collect()
     }
-}
-
-async fn rebind(addr: &str) -> std::net::TcpListener {
-    for _ in 0..100 {
-        if let Ok(l) = std::net::TcpListener::bind(addr) {
-            return l;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot rebind {addr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
