@@ -122,9 +122,10 @@ fn bad_input_on_the_snapshotter_port_is_closed_and_the_node_keeps_serving() {
         let _ = c.shutdown(std::net::Shutdown::Write);
         let mut out = Vec::new();
         let r = c.read_to_end(&mut out);
+        // A timed-out read (the server kept the connection open) fails here.
         assert!(
-            r.is_ok() || out.is_empty(),
-            "{what}: the server did not close the connection"
+            r.is_ok(),
+            "{what}: the server did not close the connection: {r:?}"
         );
         assert!(out.is_empty(), "{what}: got {} bytes back", out.len());
         assert!(
