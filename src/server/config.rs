@@ -106,6 +106,13 @@ pub struct ServeArgs {
     /// InfluxDB snapshotter (backup) address. Default 127.0.0.1:8088 for id 1.
     #[arg(long)]
     pub snapshotter_addr: Option<String>,
+    /// Snapshotter: time allowed for a request's header, and the longest a
+    /// client may stall later (30s).
+    #[arg(long)]
+    pub snapshotter_timeout: Option<String>,
+    /// Snapshotter: largest metastore upload of a restore (256MiB).
+    #[arg(long)]
+    pub snapshotter_max_upload: Option<String>,
     /// Initial cluster: `1=host:port,2=host:port` (gRPC addresses).
     #[arg(long)]
     pub peers: Option<String>,
@@ -165,6 +172,8 @@ pub struct FileConfig {
     raft_addr: Option<String>,
     http_addr: Option<String>,
     snapshotter_addr: Option<String>,
+    snapshotter_timeout: Option<toml::Value>,
+    snapshotter_max_upload: Option<toml::Value>,
     peers: Option<String>,
     join: Option<String>,
     snapshot_log_gap: Option<u64>,
@@ -199,6 +208,8 @@ pub struct Settings {
     pub http_addr: String,
     /// Snapshotter address.
     pub snapshotter_addr: String,
+    /// Snapshotter limits.
+    pub snapshotter_limits: crate::snapshotter::server::Limits,
     /// Address to join through, if joining.
     pub join: Option<String>,
 }
@@ -287,6 +298,16 @@ impl ServeArgs {
                 parse_rate(&v)?.ok_or("install_min_rate must be a positive rate")?;
         }
         n.validate()?;
+        let mut limits = crate::snapshotter::server::Limits::default();
+        if let Some(v) = pick!(snapshotter_timeout, text) {
+            limits.header_timeout = parse_duration(&v)?;
+            if limits.header_timeout.is_zero() {
+                return Err("snapshotter_timeout must be above 0".into());
+            }
+        }
+        if let Some(v) = pick!(snapshotter_max_upload, text) {
+            limits.max_upload = parse_size(&v)?;
+        }
         let port = |base: u64| base + 10 * (id - 1);
         Ok(Settings {
             node: n,
@@ -300,6 +321,7 @@ impl ServeArgs {
                 .clone()
                 .or(file.snapshotter_addr)
                 .unwrap_or_else(|| format!("127.0.0.1:{}", port(8088))),
+            snapshotter_limits: limits,
             join,
         })
     }
@@ -344,6 +366,7 @@ mod tests {
         assert_eq!(s.node.install_chunk_bytes, 65536);
         assert_eq!(s.node.trailing_logs, 5000, "default");
         assert_eq!(s.http_addr, "127.0.0.1:8096");
+        assert_eq!(s.snapshotter_limits.max_upload, 256 << 20, "default");
         std::fs::write(&f, "idd = 2\n").unwrap();
         assert!(
             ServeArgs {

@@ -40,7 +40,7 @@ pub async fn run(
     tokio::spawn(crate::snapshotter::server::serve(
         snap_listener,
         node.clone(),
-        Default::default(),
+        s.snapshotter_limits.clone(),
     ));
     eprintln!(
         "tsnode {id}: raft {} http {} snapshotter {} data {}",

@@ -1,5 +1,9 @@
-//! InfluxDB 1.x backup interoperability: the portable backup format (the
-//! snapshotter service (in progress) and `tsnode backup`/`restore` come in Part 6).
+//! InfluxDB 1.x backup interoperability: the snapshotter service (the
+//! backup and restore protocol `influxd backup`/`restore` speak), its
+//! client, and the portable backup format `tsnode backup`/`restore` write
+//! and read.
 
 pub mod portable;
+pub mod restore;
 pub mod server;
+pub mod wire;

@@ -1,34 +1,41 @@
 //! The InfluxDB 1.x snapshotter service (reference/influx.md §1), on its own
 //! TCP port: a mux byte `3`, a request-type byte, then (types 0–6) one JSON
-//! request line. Input is bounded: 30 s for the header, 64 KiB of JSON.
+//! request line; type 7 sends a shard ID and a tar instead.
 //!
-//! Served so far: 1 MetastoreBackup, 3 DatabaseInfo, 4 RetentionPolicyInfo
-//! and 0 ShardBackup (a tar of the shard's TSM files, `Since` comparing file
-//! mtimes as InfluxDB does), which is what `influxd backup -portable` uses.
-//! Other types are logged and the connection closed (as InfluxDB does for
-//! type 2); export and restore (5, 6, 7) are still to come. A follower
-//! serves from its local files.
+//! Input is bounded: the header and request must arrive within
+//! [`Limits::header_timeout`] (30 s), and later reads may not stall longer
+//! than that; the JSON line is at most 64 KiB; a type-6 upload at most
+//! [`Limits::max_upload`] (256 MiB). Bad input is logged and the connection
+//! closed, as InfluxDB does. Backups (types 0, 1, 3, 4, 5) read only this
+//! node's files, so a follower can serve them; restores (6, 7) go through
+//! raft so every replica gets them.
+//!
+//! Differences from InfluxDB, on purpose: type 5 exports exactly the points
+//! within `[ExportStart, ExportEnd]` (InfluxDB ships whole blocks that
+//! overlap), and type 7, after applying the upload, writes back
+//! `u64 magic, u64 values written, u64 values dropped` (InfluxDB writes
+//! nothing; its client has closed by then and ignores it).
 
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
+use super::wire::{MUX_HEADER, Request, RequestType, parse_time};
 use crate::raft::NodeHandle;
 use crate::tsdb::fsm::Tsdb;
-use crate::tsdb::timefmt::parse_rfc3339;
 
-/// The only mux header the snapshotter answers.
-pub const MUX_HEADER: u8 = 3;
 /// Limits of the service.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Time allowed for the header and the JSON request (30 s).
+    /// Time allowed for the header and the JSON request, and the longest a
+    /// read may stall afterwards (30 s).
     pub header_timeout: Duration,
     /// Largest JSON request (64 KiB).
     pub max_json: usize,
+    /// Largest type-6 metastore upload (256 MiB).
+    pub max_upload: u64,
 }
 
 impl Default for Limits {
@@ -36,25 +43,9 @@ impl Default for Limits {
         Self {
             header_timeout: Duration::from_secs(30),
             max_json: 64 << 10,
+            max_upload: 256 << 20,
         }
     }
-}
-
-/// A request as `influxd backup` sends it (Go field names).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-#[allow(non_snake_case, missing_docs)]
-pub struct Request {
-    pub Type: u8,
-    pub BackupDatabase: String,
-    pub RestoreDatabase: String,
-    pub BackupRetentionPolicy: String,
-    pub RestoreRetentionPolicy: String,
-    pub ShardID: u64,
-    pub Since: String,
-    pub ExportStart: String,
-    pub ExportEnd: String,
-    pub UploadSize: u64,
 }
 
 /// Serves connections from `listener` until the node stops.
@@ -72,34 +63,64 @@ pub async fn serve(listener: TcpListener, node: NodeHandle<Tsdb>, limits: Limits
             },
         };
         let (node, limits) = (node.clone(), limits.clone());
-        tokio::spawn(async move {
-            if let Err(e) = handle(conn, &node, &limits).await {
-                warn!(%peer, error = %e, "snapshotter request refused; connection closed");
+        let span = info_span!("snapshotter", %peer, node = node.id());
+        tokio::spawn(
+            async move {
+                if let Err(e) = handle(conn, &node, &limits).await {
+                    warn!(error = %e, "snapshotter request refused; connection closed");
+                }
             }
-        });
+            .instrument(span),
+        );
     }
+}
+
+/// Runs `f` on the state machine under its lock.
+pub(crate) fn with_tsdb<T>(node: &NodeHandle<Tsdb>, f: impl FnOnce(&mut Tsdb, u64, u64) -> T) -> T {
+    let mut g = node
+        .executor()
+        .state_machine()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let (term, index) = (g.applied.last_included_term, g.applied.last_included_index);
+    f(&mut g.state_machine.inner, term, index)
+}
+
+async fn timed<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| format!("{what}: nothing within {limit:?}"))?
+        .map_err(|e| format!("{what}: {e}"))
 }
 
 async fn handle(conn: TcpStream, node: &NodeHandle<Tsdb>, limits: &Limits) -> Result<(), String> {
     let mut r = BufReader::new(conn);
     let mut head = [0u8; 2];
-    tokio::time::timeout(limits.header_timeout, r.read_exact(&mut head))
-        .await
-        .map_err(|_| "no header within the timeout".to_string())?
-        .map_err(|e| format!("reading the header: {e}"))?;
+    timed(limits.header_timeout, "reading the header", r.read_exact(&mut head)).await?;
     if head[0] != MUX_HEADER {
         return Err(format!("unknown mux header {}", head[0]));
     }
-    let typ = head[1];
-    if typ > 6 {
-        return Err(format!("request type {typ} is not served"));
+    let typ = match RequestType::from_u8(head[1]) {
+        Some(RequestType::SeriesFileBackup) | None => {
+            return Err(format!("request type {} is not served", head[1]));
+        }
+        Some(t) => t,
+    };
+    if typ == RequestType::ShardUpdate {
+        return super::restore::shard_update(r, node, limits).await;
     }
     let mut line = Vec::new();
     let mut limited = (&mut r).take(limits.max_json as u64 + 1);
-    let read = tokio::time::timeout(limits.header_timeout, limited.read_until(b'\n', &mut line));
-    read.await
-        .map_err(|_| "no request within the timeout".to_string())?
-        .map_err(|e| e.to_string())?;
+    timed(
+        limits.header_timeout,
+        "reading the request",
+        limited.read_until(b'\n', &mut line),
+    )
+    .await?;
     if line.last() != Some(&b'\n') {
         return Err(format!(
             "request JSON missing its newline or over {} bytes",
@@ -108,74 +129,79 @@ async fn handle(conn: TcpStream, node: &NodeHandle<Tsdb>, limits: &Limits) -> Re
     }
     let req: Request =
         serde_json::from_slice(&line).map_err(|e| format!("bad request JSON: {e}"))?;
-    debug!(typ, ?req, "snapshotter request");
-    let mut conn = r.into_inner();
+    debug!(?typ, ?req, "snapshotter request");
     match typ {
-        1 => {
-            let blob = {
-                let g = node
-                    .executor()
-                    .state_machine()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                g.state_machine
-                    .inner
-                    .meta()
-                    .backup_blob(g.applied.last_included_term, g.applied.last_included_index)
-            };
-            conn.write_all(&blob).await.map_err(|e| e.to_string())?;
+        RequestType::MetaStoreUpdate => {
+            return super::restore::metastore_update(r, node, limits, &req).await;
         }
-        3 | 4 => {
-            let rp = if typ == 4 {
+        RequestType::MetastoreBackup => {
+            let blob = with_tsdb(node, |t, term, index| t.meta().backup_blob(term, index));
+            r.into_inner()
+                .write_all(&blob)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        RequestType::DatabaseInfo | RequestType::RetentionPolicyInfo => {
+            let rp = if typ == RequestType::RetentionPolicyInfo {
+                if req.BackupDatabase.is_empty() || req.BackupRetentionPolicy.is_empty() {
+                    return Err(
+                        "retention policy info needs a database and a retention policy".into(),
+                    );
+                }
                 req.BackupRetentionPolicy.as_str()
             } else {
                 ""
             };
-            if typ == 4 && (req.BackupDatabase.is_empty() || rp.is_empty()) {
-                return Err("retention policy info needs a database and a retention policy".into());
-            }
-            let paths = {
-                let g = node
-                    .executor()
-                    .state_machine()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                g.state_machine.inner.shard_paths(&req.BackupDatabase, rp)
-            };
+            let paths = with_tsdb(node, |t, _, _| {
+                if !req.BackupDatabase.is_empty() && !t.meta().has_database(&req.BackupDatabase) {
+                    return Err(format!("database not found: {}", req.BackupDatabase));
+                }
+                if !rp.is_empty() {
+                    t.meta()
+                        .resolve_rp(&req.BackupDatabase, rp)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(t.shard_paths(&req.BackupDatabase, rp))
+            })?;
             let mut body = serde_json::to_vec(&serde_json::json!({ "Paths": paths }))
                 .map_err(|e| e.to_string())?;
             body.push(b'\n');
-            conn.write_all(&body).await.map_err(|e| e.to_string())?;
+            r.into_inner()
+                .write_all(&body)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        0 => shard_backup(conn, node, &req).await?,
-        t => return Err(format!("request type {t} is not served yet")),
+        RequestType::ShardBackup => shard_backup(r.into_inner(), node, &req).await?,
+        RequestType::ShardExport => shard_export(r.into_inner(), node, &req).await?,
+        RequestType::SeriesFileBackup | RequestType::ShardUpdate => {}
     }
     Ok(())
 }
 
+fn tar_header(size: u64, mtime: SystemTime) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(
+        mtime
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    h.set_cksum();
+    h
+}
+
+/// Type 0: a tar of the shard's TSM files (after a flush); with `Since`,
+/// only files modified after it, comparing file mtimes as InfluxDB does.
 async fn shard_backup(
     conn: TcpStream,
     node: &NodeHandle<Tsdb>,
     req: &Request,
 ) -> Result<(), String> {
-    let since = match req.Since.as_str() {
-        "" => None,
-        s => Some(parse_rfc3339(s).ok_or_else(|| format!("bad Since {s:?}"))?),
-    };
-    let backup = {
-        let mut g = node
-            .executor()
-            .state_machine()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        g.state_machine
-            .inner
-            .open_shard_files(req.ShardID)
-            .map_err(|e| e.to_string())?
-    }
-    .ok_or_else(|| format!("shard {} not found", req.ShardID))?;
-    // `Since` as a file time (Go's zero time, sent without -since, is long
-    // before any file).
+    let since = parse_time(&req.Since)?;
+    let backup = with_tsdb(node, |t, _, _| t.open_shard_files(req.ShardID))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("shard {} not found", req.ShardID))?;
     let since = since.and_then(|ns| match u64::try_from(ns) {
         Ok(n) => SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(n)),
         Err(_) => SystemTime::UNIX_EPOCH.checked_sub(Duration::from_nanos(ns.unsigned_abs())),
@@ -190,17 +216,54 @@ async fn shard_backup(
             if since.is_some_and(|s| mtime <= s) {
                 continue;
             }
-            let mut h = tar::Header::new_ustar();
-            h.set_size(size);
-            h.set_mode(0o644);
-            h.set_mtime(
-                mtime
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            );
-            h.set_cksum();
+            let mut h = tar_header(size, mtime);
             let path = format!("{}/{}/{id}/{name}", backup.db, backup.rp);
             tb.append_data(&mut h, &path, &mut file)
+                .map_err(|e| format!("tar {path}: {e}"))?;
+        }
+        let mut out = tb.into_inner().map_err(|e| e.to_string())?;
+        std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+        out.shutdown().map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Type 5: the points of the shard within `[ExportStart, ExportEnd]`
+/// (unset ends are open), merged into one TSM file in the scratch
+/// directory, sent as a tar with one entry and removed.
+async fn shard_export(
+    conn: TcpStream,
+    node: &NodeHandle<Tsdb>,
+    req: &Request,
+) -> Result<(), String> {
+    let min = parse_time(&req.ExportStart)?.unwrap_or(i64::MIN);
+    let max = parse_time(&req.ExportEnd)?.unwrap_or(i64::MAX);
+    let id = req.ShardID;
+    let (db, rp, files, tmp) = with_tsdb(node, |t, _, _| {
+        let tmp = t.scratch_path(&format!("export-{id}"));
+        t.shard_files(id)
+            .map(|o| o.map(|(db, rp, files)| (db, rp, files, tmp)))
+    })
+    .map_err(|e| e.to_string())?
+    .ok_or_else(|| format!("shard {id} not found"))?;
+    let out = tokio_util::io::SyncIoBridge::new(conn);
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        struct Remove<'a>(&'a std::path::Path);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(self.0);
+            }
+        }
+        let _rm = Remove(&tmp);
+        let merged = crate::tsdb::shard::write_merged(&files, &tmp, min, max)
+            .map_err(|e| format!("export of shard {id}: {e}"))?;
+        let mut tb = tar::Builder::new(out);
+        if merged.values > 0 {
+            let mut f = std::fs::File::open(&tmp).map_err(|e| e.to_string())?;
+            let mut h = tar_header(merged.size, SystemTime::now());
+            let path = format!("{db}/{rp}/{id}/000000001-000000001.tsm");
+            tb.append_data(&mut h, &path, &mut f)
                 .map_err(|e| format!("tar {path}: {e}"))?;
         }
         let mut out = tb.into_inner().map_err(|e| e.to_string())?;

@@ -79,6 +79,7 @@ impl Merger {
 /// The time-series state machine.
 pub struct Tsdb {
     root: PathBuf,
+    scratch: PathBuf,
     meta: Metastore,
     shards: BTreeMap<u64, Shard>,
     flush_bytes: u64,
@@ -123,19 +124,32 @@ pub fn encode(cmd: Cmd) -> Vec<u8> {
 
 impl Tsdb {
     /// A state machine over `root`, emptied (the snapshot and log rebuild it).
+    /// Its scratch directory (`<root>.scratch`, for exports and uploads in
+    /// flight) is emptied too.
     pub fn open(root: PathBuf) -> std::io::Result<Self> {
-        if root.exists() {
-            std::fs::remove_dir_all(&root)?;
+        let scratch = root.with_extension("scratch");
+        for d in [&root, &scratch] {
+            if d.exists() {
+                std::fs::remove_dir_all(d)?;
+            }
+            std::fs::create_dir_all(d)?;
         }
-        std::fs::create_dir_all(&root)?;
         Ok(Self {
             root,
+            scratch,
             meta: Metastore::default(),
             shards: BTreeMap::new(),
             flush_bytes: DEFAULT_FLUSH_BYTES,
             merge_files: DEFAULT_MERGE_FILES,
             merger: Merger::start()?,
         })
+    }
+
+    /// A fresh path in the scratch directory (for a transient file).
+    pub fn scratch_path(&self, what: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.scratch.join(format!("{what}-{}-{n}", std::process::id()))
     }
 
     /// Sets how many files in a shard start a background merge.
@@ -287,6 +301,7 @@ impl Tsdb {
                     Err(e) => return Ok(err(e)),
                 }
             }
+            Cmd::WriteShard(w) => return self.write_shard(w),
             Cmd::ImportMetastore(c) => {
                 let src = match crate::proto::meta::Data::decode(&c.data[..]) {
                     Ok(d) => match Metastore::from_proto(&d) {
@@ -384,6 +399,71 @@ impl Tsdb {
         Ok(res)
     }
 
+    fn write_shard(&mut self, w: pb::WriteShard) -> Result<CommandResult, BoxError> {
+        let mut res = CommandResult::default();
+        if !self
+            .meta
+            .shards()
+            .iter()
+            .any(|s| s.0 == w.db && s.1 == w.rp && s.2 == w.shard_id)
+        {
+            res.error = format!("shard {} not found in {}/{}", w.shard_id, w.db, w.rp);
+            return Ok(res);
+        }
+        if !self.shards.contains_key(&w.shard_id) {
+            let dir = self.shard_dir(&w.db, &w.rp, w.shard_id);
+            self.shards
+                .insert(w.shard_id, Shard::create(w.shard_id, dir)?);
+        }
+        let Some(shard) = self.shards.get_mut(&w.shard_id) else {
+            return Ok(res);
+        };
+        for s in w.series {
+            let n = s.timestamps.len();
+            let valid = s.key.contains(KEY_FIELD_SEPARATOR)
+                && !super::shard::measurement_of(&s.key).is_empty();
+            let columns = [
+                s.floats.len(),
+                s.integers.len(),
+                s.unsigneds.len(),
+                s.strings.len(),
+                s.booleans.len(),
+            ];
+            if !valid || columns.iter().filter(|c| **c > 0).count() > 1 || columns.iter().sum::<usize>() != n {
+                res.dropped += n as u64;
+                continue;
+            }
+            let values: Vec<FieldValue> = if !s.floats.is_empty() {
+                s.floats.into_iter().map(FieldValue::Float).collect()
+            } else if !s.integers.is_empty() {
+                s.integers.into_iter().map(FieldValue::Integer).collect()
+            } else if !s.unsigneds.is_empty() {
+                s.unsigneds.into_iter().map(FieldValue::Unsigned).collect()
+            } else if !s.strings.is_empty() {
+                s.strings.into_iter().map(FieldValue::String).collect()
+            } else {
+                s.booleans.into_iter().map(FieldValue::Boolean).collect()
+            };
+            for (t, v) in s.timestamps.into_iter().zip(values) {
+                let ok = !matches!(v, FieldValue::Float(f) if !f.is_finite())
+                    && shard.write(&s.key, t, v);
+                if ok {
+                    res.written += 1;
+                } else {
+                    res.dropped += 1;
+                }
+            }
+        }
+        if res.dropped > 0 {
+            res.error = format!("partial write: dropped={}", res.dropped);
+        }
+        if shard.cache_bytes() >= self.flush_bytes {
+            shard.flush()?;
+            self.maybe_merge(w.shard_id);
+        }
+        Ok(res)
+    }
+
     /// The points of every series of `measurement` in shards of `db`/`rp`
     /// within `[min, max]`: series key → field → points.
     pub fn scan(
@@ -444,6 +524,27 @@ impl Tsdb {
             files.push((f.name.clone(), file, mtime, f.size));
         }
         Ok(Some(ShardBackup { db, rp, files }))
+    }
+
+    /// For a shard export: flushes the shard's cache and returns its db, rp
+    /// and TSM files (their open readers keep them readable after a merge).
+    /// `None` if the shard is not here.
+    pub fn shard_files(
+        &mut self,
+        id: u64,
+    ) -> Result<Option<(String, String, Vec<super::shard::ShardFile>)>, BoxError> {
+        self.absorb_merges();
+        let Some((db, rp, ..)) = self.meta.shards().into_iter().find(|s| s.2 == id) else {
+            return Ok(None);
+        };
+        let files = match self.shards.get_mut(&id) {
+            Some(shard) => {
+                shard.flush()?;
+                shard.files().to_vec()
+            }
+            None => Vec::new(),
+        };
+        Ok(Some((db, rp, files)))
     }
 
     /// `db/rp/id` of every shard of `db` (all databases if empty) and `rp`

@@ -136,6 +136,11 @@ pub fn default_shard_group_duration(duration: i64) -> i64 {
 }
 
 impl Metastore {
+    /// Whether database `db` exists.
+    pub fn has_database(&self, db: &str) -> bool {
+        self.databases.contains_key(db)
+    }
+
     fn db(&self, db: &str) -> Result<&Database, MetaError> {
         self.databases
             .get(db)

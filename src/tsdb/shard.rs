@@ -315,22 +315,7 @@ impl Shard {
     /// The points of `key` in `[min, max]`, last write winning.
     pub fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, TsmError> {
         let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
-        for f in &self.files {
-            let Some(entries) = f.reader.entries(key) else {
-                continue;
-            };
-            for e in entries
-                .iter()
-                .filter(|e| e.max_time >= min && e.min_time <= max)
-            {
-                let (ts, v) = f.reader.read_block(e)?;
-                merged.extend(
-                    from_values(ts, v)
-                        .into_iter()
-                        .filter(|(t, _)| *t >= min && *t <= max),
-                );
-            }
-        }
+        read_files(&self.files, key, min, max, &mut merged)?;
         if let Some(c) = self.cache.get(key) {
             merged.extend(c.range(min..=max).map(|(t, v)| (*t, v.clone())));
         }
@@ -355,29 +340,7 @@ pub struct MergeJob {
 impl MergeJob {
     /// Writes the merged file (later inputs win per timestamp).
     pub fn run(&self) -> Result<ShardFile, TsmError> {
-        let mut w = TsmWriter::create(&self.out_path)?;
-        let keys: BTreeSet<String> = self
-            .inputs
-            .iter()
-            .flat_map(|f| {
-                f.reader
-                    .keys()
-                    .map(|(k, _)| k.to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        for key in &keys {
-            let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
-            for f in &self.inputs {
-                if let Some((ts, v)) = f.reader.read(key)? {
-                    merged.extend(from_values(ts, v));
-                }
-            }
-            let points: Vec<(i64, FieldValue)> = merged.into_iter().collect();
-            let (ts, vals) = to_values(&points)?;
-            w.write(key, &ts, &vals)?;
-        }
-        let out = w.finish()?;
+        let out = write_merged(&self.inputs, &self.out_path, i64::MIN, i64::MAX)?;
         let reader = Arc::new(TsmReader::open(&self.out_path)?);
         Ok(ShardFile {
             name: self.out_name.clone(),
@@ -387,6 +350,85 @@ impl MergeJob {
             reader,
         })
     }
+}
+
+/// Merges the points of `key` in `[min, max]` from `files` (oldest first,
+/// later files win) into `merged`, reading only the overlapping blocks.
+fn read_files(
+    files: &[ShardFile],
+    key: &str,
+    min: i64,
+    max: i64,
+    merged: &mut BTreeMap<i64, FieldValue>,
+) -> Result<(), TsmError> {
+    for f in files {
+        let Some(entries) = f.reader.entries(key) else {
+            continue;
+        };
+        for e in entries
+            .iter()
+            .filter(|e| e.max_time >= min && e.min_time <= max)
+        {
+            let (ts, v) = f.reader.read_block(e)?;
+            merged.extend(
+                from_values(ts, v)
+                    .into_iter()
+                    .filter(|(t, _)| *t >= min && *t <= max),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What [`write_merged`] wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct MergedFile {
+    /// File size.
+    pub size: u64,
+    /// Its crc32c.
+    pub crc32c: u32,
+    /// Values written.
+    pub values: u64,
+}
+
+/// Writes one TSM file at `out` holding exactly the points of `inputs`
+/// (oldest first; later files win per timestamp) with times in `[min, max]`.
+/// Only blocks that overlap the range are read. Keys without a point in
+/// the range are left out.
+pub fn write_merged(
+    inputs: &[ShardFile],
+    out: &Path,
+    min: i64,
+    max: i64,
+) -> Result<MergedFile, TsmError> {
+    let mut w = TsmWriter::create(out)?;
+    let keys: BTreeSet<String> = inputs
+        .iter()
+        .flat_map(|f| {
+            f.reader
+                .keys()
+                .map(|(k, _)| k.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut values = 0u64;
+    for key in &keys {
+        let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
+        read_files(inputs, key, min, max, &mut merged)?;
+        if merged.is_empty() {
+            continue;
+        }
+        values += merged.len() as u64;
+        let points: Vec<(i64, FieldValue)> = merged.into_iter().collect();
+        let (ts, vals) = to_values(&points)?;
+        w.write(key, &ts, &vals)?;
+    }
+    let f = w.finish()?;
+    Ok(MergedFile {
+        size: f.size,
+        crc32c: f.crc32c,
+        values,
+    })
 }
 
 /// The measurement of a TSM key (unescaped).

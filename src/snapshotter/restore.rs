@@ -1,0 +1,380 @@
+//! The restore side of the snapshotter service: type 6 (MetaStoreUpdate,
+//! imported through raft, answered with the shard ID map) and type 7
+//! (ShardUpdate: the tar's TSM files decoded and their values replicated
+//! into the new shard through raft in bounded batches).
+
+use std::io::Read;
+use std::path::{Component, Path};
+
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use super::server::{Limits, with_tsdb};
+use super::wire::{BACKUP_MAGIC, Request, encode_id_map};
+use crate::proto::meta as meta_pb;
+use crate::proto::tsdb::{self as pb, CommandResult, command::Cmd};
+use crate::raft::NodeHandle;
+use crate::tsdb::fsm::{Tsdb, encode};
+use crate::tsdb::tsm::{TsmReader, Values};
+
+/// Largest metastore import proposed through raft (it must fit one raft
+/// message with room to spare).
+pub const MAX_IMPORT_PROPOSAL: usize = 32 << 20;
+/// Values per replicated batch of a shard upload.
+pub const BATCH_VALUES: usize = 16_384;
+/// Approximate bytes per replicated batch of a shard upload.
+pub const BATCH_BYTES: usize = 512 << 10;
+
+async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, String> {
+    let (_, answer) = node
+        .propose(encode(cmd))
+        .await
+        .map_err(|e| format!("proposal failed: {e}"))?;
+    CommandResult::decode(&answer[..]).map_err(|e| format!("bad command result: {e}"))
+}
+
+/// Type 6: reads the `UploadSize` bytes of `meta.Data` (bounded, read as
+/// they arrive, never preallocated), imports the chosen databases through
+/// raft and answers with the ID map; on a refusal it answers an empty map
+/// (the client then reports that nothing changed) and logs why.
+pub(crate) async fn metastore_update(
+    mut r: BufReader<TcpStream>,
+    node: &NodeHandle<Tsdb>,
+    limits: &Limits,
+    req: &Request,
+) -> Result<(), String> {
+    if req.UploadSize > limits.max_upload {
+        return Err(format!(
+            "metastore upload of {} bytes is over the limit of {}",
+            req.UploadSize, limits.max_upload
+        ));
+    }
+    let mut data = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    while (data.len() as u64) < req.UploadSize {
+        let want = chunk
+            .len()
+            .min((req.UploadSize - data.len() as u64) as usize);
+        let n = tokio::time::timeout(limits.header_timeout, r.read(&mut chunk[..want]))
+            .await
+            .map_err(|_| "metastore upload stalled".to_string())?
+            .map_err(|e| format!("reading the metastore upload: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "metastore upload ended after {} of {} bytes",
+                data.len(),
+                req.UploadSize
+            ));
+        }
+        data.extend_from_slice(&chunk[..n]);
+    }
+    let mut conn = r.into_inner();
+    let result = import(node, req, &data).await;
+    let reply = encode_id_map(result.as_deref().unwrap_or(&[]));
+    conn.write_all(&reply)
+        .await
+        .map_err(|e| format!("writing the ID map: {e}"))?;
+    let map = result.map_err(|e| format!("metastore import refused: {e}"))?;
+    info!(
+        db = %req.BackupDatabase,
+        newdb = %req.RestoreDatabase,
+        shards = map.len(),
+        "metastore imported"
+    );
+    Ok(())
+}
+
+async fn import(
+    node: &NodeHandle<Tsdb>,
+    req: &Request,
+    data: &[u8],
+) -> Result<Vec<(u64, u64)>, String> {
+    let mut d = meta_pb::Data::decode(data).map_err(|e| format!("meta.Data: {e}"))?;
+    // Only what the import uses crosses raft: the chosen databases.
+    d.databases.retain(|db| {
+        db.name != "_internal" && (req.BackupDatabase.is_empty() || db.name == req.BackupDatabase)
+    });
+    d.users.clear();
+    let cmd = pb::ImportMetastore {
+        data: d.encode_to_vec(),
+        db: req.BackupDatabase.clone(),
+        newdb: req.RestoreDatabase.clone(),
+        rp: req.BackupRetentionPolicy.clone(),
+        newrp: req.RestoreRetentionPolicy.clone(),
+    };
+    if cmd.data.len() > MAX_IMPORT_PROPOSAL {
+        return Err(format!(
+            "the databases imported take {} bytes of metadata, over {MAX_IMPORT_PROPOSAL}",
+            cmd.data.len()
+        ));
+    }
+    let res = propose(node, Cmd::ImportMetastore(cmd)).await?;
+    if !res.error.is_empty() {
+        return Err(res.error);
+    }
+    if res.mapping.is_empty() {
+        return Err("no shards to restore".into());
+    }
+    Ok(res
+        .mapping
+        .into_iter()
+        .map(|m| (m.old_id, m.new_id))
+        .collect())
+}
+
+/// Checks a tar entry name: relative, no `..`. Errors name the entry.
+pub fn check_entry_name(p: &Path) -> Result<(), String> {
+    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(format!("tar entry {:?} leaves its directory", p));
+    }
+    Ok(())
+}
+
+/// Collects values into bounded `WriteShard` batches.
+struct Batcher {
+    db: String,
+    rp: String,
+    shard_id: u64,
+    cur: pb::WriteShard,
+    values: usize,
+    bytes: usize,
+}
+
+impl Batcher {
+    fn new(db: String, rp: String, shard_id: u64) -> Self {
+        let cur = pb::WriteShard {
+            db: db.clone(),
+            rp: rp.clone(),
+            shard_id,
+            series: Vec::new(),
+        };
+        Self {
+            db,
+            rp,
+            shard_id,
+            cur,
+            values: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Adds a block; returns a full batch to send, if any.
+    fn push(&mut self, key: &str, ts: Vec<i64>, v: Values) -> Option<pb::WriteShard> {
+        self.values += ts.len();
+        self.bytes += key.len() + 16 * ts.len();
+        let mut s = pb::SeriesValues {
+            key: key.to_string(),
+            timestamps: ts,
+            ..Default::default()
+        };
+        match v {
+            Values::Float(v) => s.floats = v,
+            Values::Integer(v) => s.integers = v,
+            Values::Unsigned(v) => s.unsigneds = v,
+            Values::Boolean(v) => s.booleans = v,
+            Values::String(v) => {
+                self.bytes += v.iter().map(String::len).sum::<usize>();
+                s.strings = v
+            }
+        }
+        self.cur.series.push(s);
+        (self.values >= BATCH_VALUES || self.bytes >= BATCH_BYTES).then(|| self.take())
+    }
+
+    fn take(&mut self) -> pb::WriteShard {
+        self.values = 0;
+        self.bytes = 0;
+        std::mem::replace(
+            &mut self.cur,
+            pb::WriteShard {
+                db: self.db.clone(),
+                rp: self.rp.clone(),
+                shard_id: self.shard_id,
+                series: Vec::new(),
+            },
+        )
+    }
+}
+
+/// What an upload held.
+#[derive(Debug, Default)]
+struct UploadStats {
+    files: u64,
+    skipped: u64,
+}
+
+/// Reads the tar from `input`, keeping `db/rp/id/*.tsm` entries: each is
+/// written to `tmp`, decoded (every block CRC-checked) and sent as batches.
+fn read_upload(
+    input: impl Read,
+    prefix: &str,
+    tmp: &Path,
+    mut batcher: Batcher,
+    tx: &tokio::sync::mpsc::Sender<pb::WriteShard>,
+) -> Result<UploadStats, String> {
+    let mut stats = UploadStats::default();
+    let mut ar = tar::Archive::new(input);
+    let send = |b: pb::WriteShard| {
+        tx.blocking_send(b)
+            .map_err(|_| "upload aborted: the replication stopped".to_string())
+    };
+    for entry in ar.entries().map_err(|e| format!("reading the tar: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("reading the tar: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("tar entry name: {e}"))?
+            .into_owned();
+        check_entry_name(&path)?;
+        let name = path.to_string_lossy().into_owned();
+        let keep = entry.header().entry_type().is_file()
+            && name
+                .strip_prefix(prefix)
+                .is_some_and(|f| f.ends_with(".tsm") && !f.contains('/'));
+        if !keep {
+            debug!(entry = %name, "tar entry skipped");
+            stats.skipped += 1;
+            continue;
+        }
+        let copied = (|| -> std::io::Result<u64> {
+            let mut f = std::fs::File::create(tmp)?;
+            std::io::copy(&mut entry, &mut f)
+        })()
+        .map_err(|e| format!("tar entry {name}: {e}"))?;
+        let reader = TsmReader::open(tmp).map_err(|e| format!("tar entry {name}: {e}"))?;
+        let keys: Vec<String> = reader.keys().map(|(k, _)| k.to_string()).collect();
+        for key in keys {
+            for e in reader.entries(&key).unwrap_or_default() {
+                let (ts, v) = reader
+                    .read_block(e)
+                    .map_err(|e| format!("tar entry {name}: {e}"))?;
+                if let Some(b) = batcher.push(&key, ts, v) {
+                    send(b)?;
+                }
+            }
+        }
+        drop(reader);
+        let _ = std::fs::remove_file(tmp);
+        debug!(entry = %name, bytes = copied, "TSM file of the upload decoded");
+        stats.files += 1;
+    }
+    if batcher.values > 0 {
+        send(batcher.take())?;
+    }
+    Ok(stats)
+}
+
+/// Type 7: `u64` shard ID, then a tar. The shard must exist (created by a
+/// type-6 import). Entries with absolute or `..` names close the connection;
+/// entries other than `db/rp/id/*.tsm` of that shard are skipped. Values
+/// are replicated through raft in batches of at most [`BATCH_VALUES`]
+/// values; the uploaded files only ever live in the node's scratch
+/// directory. Finally writes `u64 magic, u64 written, u64 dropped`.
+pub(crate) async fn shard_update(
+    mut r: BufReader<TcpStream>,
+    node: &NodeHandle<Tsdb>,
+    limits: &Limits,
+) -> Result<(), String> {
+    let mut id = [0u8; 8];
+    tokio::time::timeout(limits.header_timeout, r.read_exact(&mut id))
+        .await
+        .map_err(|_| "no shard ID within the timeout".to_string())?
+        .map_err(|e| format!("reading the shard ID: {e}"))?;
+    let id = u64::from_be_bytes(id);
+    let (db, rp, tmp) = with_tsdb(node, |t, _, _| {
+        let s = t.meta().shards().into_iter().find(|s| s.2 == id);
+        s.map(|s| (s.0, s.1, t.scratch_path(&format!("upload-{id}"))))
+    })
+    .ok_or_else(|| format!("shard {id} not found (restore the metastore first)"))?;
+    let span = tracing::info_span!("shard_update", shard = id, %db, %rp);
+    let _e = span.enter();
+    let leftover = r.buffer().to_vec();
+    let conn = r
+        .into_inner()
+        .into_std()
+        .map_err(|e| format!("socket: {e}"))?;
+    conn.set_nonblocking(false)
+        .and_then(|_| conn.set_read_timeout(Some(limits.header_timeout)))
+        .and_then(|_| conn.set_write_timeout(Some(limits.header_timeout)))
+        .map_err(|e| format!("socket: {e}"))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<pb::WriteShard>(2);
+    let prefix = format!("{db}/{rp}/{id}/");
+    let batcher = Batcher::new(db.clone(), rp.clone(), id);
+    let reading = tokio::task::spawn_blocking(move || {
+        let input = Read::chain(std::io::Cursor::new(leftover), &conn);
+        let r = read_upload(input, &prefix, &tmp, batcher, &tx);
+        let _ = std::fs::remove_file(&tmp);
+        (r, conn)
+    });
+    drop(_e);
+    let (mut written, mut dropped) = (0u64, 0u64);
+    let mut failed = None;
+    while let Some(batch) = rx.recv().await {
+        match propose(node, Cmd::WriteShard(batch)).await {
+            Ok(res) => {
+                written += res.written;
+                dropped += res.dropped;
+                if res.written == 0 && !res.error.is_empty() && res.dropped == 0 {
+                    failed = Some(res.error);
+                    break;
+                }
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let (stats, conn) = reading.await.map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(format!("shard {id}: {e} (after {written} values)"));
+    }
+    let stats = stats.map_err(|e| format!("shard {id}: {e} (after {written} values)"))?;
+    info!(
+        shard = id,
+        files = stats.files,
+        skipped = stats.skipped,
+        written,
+        dropped,
+        "shard upload applied"
+    );
+    let mut ack = BACKUP_MAGIC.to_be_bytes().to_vec();
+    ack.extend(written.to_be_bytes());
+    ack.extend(dropped.to_be_bytes());
+    // The InfluxDB client has closed by now; only tsnode's reads this.
+    let _ = std::io::Write::write_all(&mut &conn, &ack);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_must_stay_inside() {
+        assert!(check_entry_name(Path::new("db/rp/1/a.tsm")).is_ok());
+        assert!(check_entry_name(Path::new("./db/rp/1/a.tsm")).is_ok());
+        assert!(check_entry_name(Path::new("/etc/passwd")).is_err());
+        assert!(check_entry_name(Path::new("db/../../x")).is_err());
+        assert!(check_entry_name(Path::new("..")).is_err());
+    }
+
+    #[test]
+    fn batches_are_bounded() {
+        let mut b = Batcher::new("db".into(), "rp".into(), 3);
+        let mut full = 0;
+        for i in 0..100 {
+            let ts: Vec<i64> = (0..1000).map(|t| i * 1000 + t).collect();
+            if let Some(w) = b.push("m#!~#v", ts, Values::Integer(vec![1; 1000])) {
+                let n: usize = w.series.iter().map(|s| s.timestamps.len()).sum();
+                assert!(n <= BATCH_VALUES + 1000);
+                assert_eq!(w.shard_id, 3);
+                full += 1;
+            }
+        }
+        assert!(full >= 5);
+        assert!(!b.take().series.is_empty());
+    }
+}
