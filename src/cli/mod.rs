@@ -1,5 +1,6 @@
 //! The `tsnode` command line: argument definitions and the commands.
 
+pub mod backup_cmd;
 pub mod snapshot_cmd;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,10 @@ pub enum Command {
     Serve(Box<crate::server::config::ServeArgs>),
     /// Run a local 3-node cluster that snapshots, compacts and installs.
     Demo(crate::cli::DemoArgs),
+    /// Back up a node (or a real influxd) in InfluxDB's portable format.
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a portable backup into a node (or a real influxd).
+    Restore(backup_cmd::RestoreArgs),
 }
 
 /// Arguments of `tsnode demo`.
@@ -43,6 +48,8 @@ pub struct DemoArgs {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Snapshot(cmd) => snapshot_cmd::run(cmd),
+        Command::Backup(a) => backup_cmd::backup(&a),
+        Command::Restore(a) => backup_cmd::restore(&a),
         Command::Serve(args) => {
             let settings = match args.resolve() {
                 Ok(s) => s,

@@ -3,6 +3,7 @@
 //! client, and the portable backup format `tsnode backup`/`restore` write
 //! and read.
 
+pub mod client;
 pub mod portable;
 pub mod restore;
 pub mod server;

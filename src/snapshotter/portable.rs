@@ -58,6 +58,7 @@ pub struct ManifestMeta {
 
 /// One shard of the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ManifestFile {
     /// Database.
     pub database: String,
@@ -82,9 +83,24 @@ pub struct Manifest {
     /// The metastore file.
     pub meta: ManifestMeta,
     /// Whether the backup was limited to a time range.
+    #[serde(default)]
     pub limited: bool,
     /// Every shard file.
+    #[serde(default)]
     pub files: Vec<ManifestFile>,
+}
+
+impl Default for ManifestFile {
+    fn default() -> Self {
+        Self {
+            database: String::new(),
+            policy: String::new(),
+            shard_id: 0,
+            file_name: String::new(),
+            size: 0,
+            last_modified: 0,
+        }
+    }
 }
 
 /// The files of one shard to back up.
@@ -146,6 +162,76 @@ pub fn write_shard_tar(out: impl Write, shard: &ShardFiles) -> Result<u64, Porta
     Ok(c.n)
 }
 
+/// Writes `<ts>.meta` (a `PortableData` around the raw `meta.Data`), fsynced.
+pub fn write_meta(dir: &Path, ts: &str, raw: &[u8]) -> Result<ManifestMeta, PortableError> {
+    let meta_name = format!("{ts}.meta");
+    let portable = PortableData {
+        data: raw.to_vec(),
+        max_node_id: 0,
+    };
+    write_synced(&dir.join(&meta_name), &portable.encode_to_vec())?;
+    Ok(ManifestMeta {
+        file_name: meta_name,
+        size: raw.len() as u64,
+    })
+}
+
+/// Writes `<ts>.s<id>.tar.gz`: `fill` writes the uncompressed tar and
+/// returns its size. The file is fsynced; a failure removes it.
+pub fn write_shard_archive(
+    dir: &Path,
+    ts: &str,
+    db: &str,
+    rp: &str,
+    shard_id: u64,
+    fill: impl FnOnce(&mut dyn Write) -> Result<u64, PortableError>,
+) -> Result<ManifestFile, PortableError> {
+    let name = format!("{ts}.s{shard_id}.tar.gz");
+    let path = dir.join(&name);
+    let run = || -> Result<u64, PortableError> {
+        let f = File::create(&path).map_err(io("create", &path))?;
+        let mut gz = flate2::GzBuilder::new()
+            .filename(format!("{ts}.s{shard_id}.tar"))
+            .write(BufWriter::new(f), flate2::Compression::fast());
+        let size = fill(&mut gz)?;
+        let bw = gz.finish().map_err(io("gzip", &path))?;
+        let f = bw.into_inner().map_err(|e| PortableError::Io {
+            op: "write",
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        f.sync_all().map_err(io("fsync", &path))?;
+        Ok(size)
+    };
+    match run() {
+        Ok(size) => Ok(ManifestFile {
+            database: db.to_string(),
+            policy: rp.to_string(),
+            shard_id,
+            file_name: name,
+            size,
+            last_modified: 0,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// Writes `<ts>.manifest` (indented JSON) last, then fsyncs `dir`: a backup
+/// without its manifest is not a backup.
+pub fn write_manifest(dir: &Path, ts: &str, manifest: &Manifest) -> Result<(), PortableError> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| PortableError::Invalid {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_synced(&dir.join(format!("{ts}.manifest")), &json)?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))
+}
+
 /// Writes a portable backup of `data` and `shards` into `dir`, named by `ts`;
 /// every file is fsynced. Returns the manifest written.
 pub fn write_backup(
@@ -155,57 +241,92 @@ pub fn write_backup(
     shards: &[ShardFiles],
 ) -> Result<Manifest, PortableError> {
     std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
-    let raw = data.encode_to_vec();
-    let meta_name = format!("{ts}.meta");
-    let meta_path = dir.join(&meta_name);
-    let portable = PortableData {
-        data: raw.clone(),
-        max_node_id: 0,
-    };
-    write_synced(&meta_path, &portable.encode_to_vec())?;
+    let meta = write_meta(dir, ts, &data.encode_to_vec())?;
     let mut files = Vec::new();
     for s in shards {
-        let name = format!("{ts}.s{}.tar.gz", s.shard_id);
-        let path = dir.join(&name);
-        let f = File::create(&path).map_err(io("create", &path))?;
-        let gz = flate2::GzBuilder::new()
-            .filename(format!("{ts}.s{}.tar", s.shard_id))
-            .write(BufWriter::new(f), flate2::Compression::fast());
-        let mut gz = gz;
-        let size = write_shard_tar(&mut gz, s)?;
-        let bw = gz.finish().map_err(io("gzip", &path))?;
-        let f = bw.into_inner().map_err(|e| PortableError::Io {
-            op: "write",
-            path: path.clone(),
-            source: e.into_error(),
-        })?;
-        f.sync_all().map_err(io("fsync", &path))?;
-        files.push(ManifestFile {
-            database: s.db.clone(),
-            policy: s.rp.clone(),
-            shard_id: s.shard_id,
-            file_name: name,
-            size,
-            last_modified: 0,
-        });
+        files.push(write_shard_archive(
+            dir,
+            ts,
+            &s.db,
+            &s.rp,
+            s.shard_id,
+            |w| write_shard_tar(w, s),
+        )?);
     }
     let manifest = Manifest {
-        meta: ManifestMeta {
-            file_name: meta_name,
-            size: raw.len() as u64,
-        },
+        meta,
         limited: false,
         files,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| PortableError::Invalid {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    write_synced(&dir.join(format!("{ts}.manifest")), &json)?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync", dir))?;
+    write_manifest(dir, ts, &manifest)?;
     Ok(manifest)
+}
+
+/// A portable backup as `restore` reads it: the newest manifest's
+/// metastore, and for each shard the newest entry whose file exists.
+#[derive(Debug, Clone)]
+pub struct BackupSet {
+    /// Raw `meta.Data`.
+    pub meta: Vec<u8>,
+    /// Shard archives, by shard id.
+    pub files: Vec<ManifestFile>,
+}
+
+/// Reads every `*.manifest` in `dir` (newest name first), as
+/// `influxd restore -portable` does.
+pub fn read_backup(dir: &Path) -> Result<BackupSet, PortableError> {
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io("read directory", dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "manifest"))
+        .collect();
+    manifests.sort();
+    manifests.reverse();
+    let invalid = |path: &Path, reason: String| PortableError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Some(newest) = manifests.first() else {
+        return Err(invalid(
+            dir,
+            "no *.manifest file: not a portable backup".into(),
+        ));
+    };
+    let mut meta = None;
+    let mut files: Vec<ManifestFile> = Vec::new();
+    for mp in &manifests {
+        let b = std::fs::read(mp).map_err(io("read", mp))?;
+        let m: Manifest =
+            serde_json::from_slice(&b).map_err(|e| invalid(mp, format!("bad manifest: {e}")))?;
+        if mp == newest {
+            let path = dir.join(&m.meta.file_name);
+            check_name(&m.meta.file_name, mp)?;
+            let pd = PortableData::decode(&std::fs::read(&path).map_err(io("read", &path))?[..])
+                .map_err(|e| invalid(&path, format!("bad PortableData: {e}")))?;
+            meta = Some(pd.data);
+        }
+        for f in m.files {
+            check_name(&f.file_name, mp)?;
+            if !files.iter().any(|g| g.shard_id == f.shard_id) && dir.join(&f.file_name).is_file() {
+                files.push(f);
+            }
+        }
+    }
+    files.sort_by_key(|f| f.shard_id);
+    Ok(BackupSet {
+        meta: meta.unwrap_or_default(),
+        files,
+    })
+}
+
+fn check_name(name: &str, manifest: &Path) -> Result<(), PortableError> {
+    if name.is_empty() || name.contains('/') || name.contains('\\') || name == ".." {
+        return Err(PortableError::Invalid {
+            path: manifest.to_path_buf(),
+            reason: format!("file name {name:?} is not a plain name in the backup directory"),
+        });
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), PortableError> {

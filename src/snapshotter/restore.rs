@@ -22,6 +22,8 @@ use crate::tsdb::tsm::{TsmReader, Values};
 /// Largest metastore import proposed through raft (it must fit one raft
 /// message with room to spare).
 pub const MAX_IMPORT_PROPOSAL: usize = 32 << 20;
+/// Opens a type-7 failure answer: `u64 magic, u64 len, message`.
+pub const UPLOAD_ERROR_MAGIC: u64 = 0x5959_0102;
 /// Values per replicated batch of a shard upload.
 pub const BATCH_VALUES: usize = 16_384;
 /// Approximate bytes per replicated batch of a shard upload.
@@ -126,7 +128,10 @@ async fn import(
 
 /// Checks a tar entry name: relative, no `..`. Errors name the entry.
 pub fn check_entry_name(p: &Path) -> Result<(), String> {
-    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if p.is_absolute()
+        || p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(format!("tar entry {:?} leaves its directory", p));
     }
     Ok(())
@@ -208,7 +213,7 @@ struct UploadStats {
 /// Reads the tar from `input`, keeping `db/rp/id/*.tsm` entries: each is
 /// written to `tmp`, decoded (every block CRC-checked) and sent as batches.
 fn read_upload(
-    input: impl Read,
+    input: &mut dyn Read,
     prefix: &str,
     tmp: &Path,
     mut batcher: Batcher,
@@ -270,7 +275,9 @@ fn read_upload(
 /// entries other than `db/rp/id/*.tsm` of that shard are skipped. Values
 /// are replicated through raft in batches of at most [`BATCH_VALUES`]
 /// values; the uploaded files only ever live in the node's scratch
-/// directory. Finally writes `u64 magic, u64 written, u64 dropped`.
+/// directory. Finally writes `u64 magic, u64 written, u64 dropped`, or on
+/// failure `u64 0x59590102, u64 len, message` (tsnode's client reads it;
+/// InfluxDB's has closed).
 pub(crate) async fn shard_update(
     mut r: BufReader<TcpStream>,
     node: &NodeHandle<Tsdb>,
@@ -303,8 +310,13 @@ pub(crate) async fn shard_update(
     let batcher = Batcher::new(db.clone(), rp.clone(), id);
     let reading = tokio::task::spawn_blocking(move || {
         let input = Read::chain(std::io::Cursor::new(leftover), &conn);
-        let r = read_upload(input, &prefix, &tmp, batcher, &tx);
+        let mut input = input;
+        let r = read_upload(&mut input, &prefix, &tmp, batcher, &tx);
         let _ = std::fs::remove_file(&tmp);
+        // Read what follows the tar's end (the rest of its trailer) up to
+        // the client's EOF, so closing does not reset the connection and
+        // lose the answer. Bounded: 1 MiB, and the socket's read timeout.
+        let _ = std::io::copy(&mut input.take(1 << 20), &mut std::io::sink());
         (r, conn)
     });
     drop(_e);
@@ -328,24 +340,36 @@ pub(crate) async fn shard_update(
     }
     drop(rx);
     let (stats, conn) = reading.await.map_err(|e| e.to_string())?;
-    if let Some(e) = failed {
-        return Err(format!("shard {id}: {e} (after {written} values)"));
-    }
-    let stats = stats.map_err(|e| format!("shard {id}: {e} (after {written} values)"))?;
-    info!(
-        shard = id,
-        files = stats.files,
-        skipped = stats.skipped,
-        written,
-        dropped,
-        "shard upload applied"
-    );
-    let mut ack = BACKUP_MAGIC.to_be_bytes().to_vec();
-    ack.extend(written.to_be_bytes());
-    ack.extend(dropped.to_be_bytes());
+    let outcome = match (failed, stats) {
+        (Some(e), _) | (None, Err(e)) => Err(format!("shard {id}: {e} (after {written} values)")),
+        (None, Ok(stats)) => Ok(stats),
+    };
+    let reply = match &outcome {
+        Ok(stats) => {
+            info!(
+                shard = id,
+                files = stats.files,
+                skipped = stats.skipped,
+                written,
+                dropped,
+                "shard upload applied"
+            );
+            let mut ack = BACKUP_MAGIC.to_be_bytes().to_vec();
+            ack.extend(written.to_be_bytes());
+            ack.extend(dropped.to_be_bytes());
+            ack
+        }
+        Err(e) => {
+            let mut r = UPLOAD_ERROR_MAGIC.to_be_bytes().to_vec();
+            let msg = &e.as_bytes()[..e.len().min(4096)];
+            r.extend((msg.len() as u64).to_be_bytes());
+            r.extend(msg);
+            r
+        }
+    };
     // The InfluxDB client has closed by now; only tsnode's reads this.
-    let _ = std::io::Write::write_all(&mut &conn, &ack);
-    Ok(())
+    let _ = std::io::Write::write_all(&mut &conn, &reply);
+    outcome.map(|_| ())
 }
 
 #[cfg(test)]

@@ -100,7 +100,12 @@ async fn timed<T>(
 async fn handle(conn: TcpStream, node: &NodeHandle<Tsdb>, limits: &Limits) -> Result<(), String> {
     let mut r = BufReader::new(conn);
     let mut head = [0u8; 2];
-    timed(limits.header_timeout, "reading the header", r.read_exact(&mut head)).await?;
+    timed(
+        limits.header_timeout,
+        "reading the header",
+        r.read_exact(&mut head),
+    )
+    .await?;
     if head[0] != MUX_HEADER {
         return Err(format!("unknown mux header {}", head[0]));
     }

@@ -135,9 +135,8 @@ pub fn encode_id_map(pairs: &[(u64, u64)]) -> Vec<u8> {
 
 /// Parses a type-6 reply; an empty map means the server refused.
 pub fn decode_id_map(b: &[u8]) -> Result<Vec<(u64, u64)>, String> {
-    let u = |i: usize| -> Option<u64> {
-        Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?))
-    };
+    let u =
+        |i: usize| -> Option<u64> { Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?)) };
     match u(0) {
         Some(BACKUP_MAGIC) => {}
         Some(m) => return Err(format!("bad magic {m:#x} in the ID map reply")),
@@ -158,9 +157,8 @@ pub fn decode_id_map(b: &[u8]) -> Result<Vec<(u64, u64)>, String> {
 /// Parses a type-1 reply: magic, length, `meta.Data`, length, node JSON.
 /// Returns the `meta.Data` bytes.
 pub fn decode_metastore_reply(b: &[u8]) -> Result<&[u8], String> {
-    let u = |i: usize| -> Option<u64> {
-        Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?))
-    };
+    let u =
+        |i: usize| -> Option<u64> { Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?)) };
     match u(0) {
         Some(BACKUP_MAGIC) => {}
         Some(m) => return Err(format!("bad magic {m:#x} in the metastore reply")),
@@ -217,7 +215,10 @@ mod tests {
     fn times_parse_with_go_zero_as_unset() {
         assert_eq!(parse_time(GO_ZERO_TIME).unwrap(), None);
         assert_eq!(parse_time("").unwrap(), None);
-        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), Some(1_000_000_000));
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01Z").unwrap(),
+            Some(1_000_000_000)
+        );
         assert!(parse_time("yesterday").is_err());
         assert_eq!(parse_time(&format_time(1_500)).unwrap(), Some(1_500));
     }

@@ -149,7 +149,8 @@ impl Tsdb {
     pub fn scratch_path(&self, what: &str) -> PathBuf {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.scratch.join(format!("{what}-{}-{n}", std::process::id()))
+        self.scratch
+            .join(format!("{what}-{}-{n}", std::process::id()))
     }
 
     /// Sets how many files in a shard start a background merge.
@@ -429,7 +430,10 @@ impl Tsdb {
                 s.strings.len(),
                 s.booleans.len(),
             ];
-            if !valid || columns.iter().filter(|c| **c > 0).count() > 1 || columns.iter().sum::<usize>() != n {
+            if !valid
+                || columns.iter().filter(|c| **c > 0).count() > 1
+                || columns.iter().sum::<usize>() != n
+            {
                 res.dropped += n as u64;
                 continue;
             }
