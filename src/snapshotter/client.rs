@@ -194,7 +194,7 @@ impl Client {
         if total == 0 {
             return Err(self.bad(&what, "the server closed without a reply (see its log)"));
         }
-        if total % 512 != 0 || tail.iter().any(|b| *b != 0) {
+        if !total.is_multiple_of(512) || tail.iter().any(|b| *b != 0) {
             return Err(self.bad(
                 &what,
                 format!("the tar ended after {total} bytes without its trailer (server error?)"),

@@ -57,7 +57,7 @@ pub struct ManifestMeta {
 }
 
 /// One shard of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ManifestFile {
     /// Database.
@@ -88,19 +88,6 @@ pub struct Manifest {
     /// Every shard file.
     #[serde(default)]
     pub files: Vec<ManifestFile>,
-}
-
-impl Default for ManifestFile {
-    fn default() -> Self {
-        Self {
-            database: String::new(),
-            policy: String::new(),
-            shard_id: 0,
-            file_name: String::new(),
-            size: 0,
-            last_modified: 0,
-        }
-    }
 }
 
 /// The files of one shard to back up.
