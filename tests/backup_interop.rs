@@ -70,7 +70,11 @@ fn counts(p: &Procs, id: u64, db: &str, rp: &str) -> (i64, i64, i64) {
             format!("\"{rp}\".{m}")
         }
     };
-    let a = first_row(&p.query(id, db, &format!("SELECT count(v), sum(n) FROM {}", from("cpu"))));
+    let a = first_row(&p.query(
+        id,
+        db,
+        &format!("SELECT count(v), sum(n) FROM {}", from("cpu")),
+    ));
     let b = first_row(&p.query(id, db, &format!("SELECT count(s) FROM {}", from("mem"))));
     let g = |r: &[serde_json::Value], i: usize| r.get(i).and_then(|v| v.as_i64()).unwrap_or(-1);
     (g(&a, 1), g(&a, 2), g(&b, 1))
@@ -123,7 +127,13 @@ fn real_influxd_backup_restores_into_a_tsnode_cluster_both_ways() {
     // tsnode restore, through a follower (the import and the values go
     // through raft to every replica).
     let out = tsnode(
-        &["restore", "--host", &p.nodes[&follower].snapshotter, "--db", "src"],
+        &[
+            "restore",
+            "--host",
+            &p.nodes[&follower].snapshotter,
+            "--db",
+            "src",
+        ],
         bk.path(),
     );
     assert!(out.contains("restore complete"), "{out}");
@@ -132,10 +142,19 @@ fn real_influxd_backup_restores_into_a_tsnode_cluster_both_ways() {
     // Every shard of the backup (several) was restored.
     let tars = std::fs::read_dir(bk.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tar.gz"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tar.gz")
+        })
         .count();
     assert!(tars >= 3, "{tars} shards");
-    assert!(out.contains(&format!("restore complete: {tars} shard(s)")), "{out}");
+    assert!(
+        out.contains(&format!("restore complete: {tars} shard(s)")),
+        "{out}"
+    );
 
     // Real `influxd restore -portable -host <tsnode>` into a new name.
     let o = Command::new(&influxd)
@@ -163,7 +182,13 @@ fn real_influxd_backup_restores_into_a_tsnode_cluster_both_ways() {
 
     // Restoring onto an existing database is refused and changes nothing.
     let o = Command::new(env!("CARGO_BIN_EXE_tsnode"))
-        .args(["restore", "--host", &p.nodes[&leader].snapshotter, "--db", "src"])
+        .args([
+            "restore",
+            "--host",
+            &p.nodes[&leader].snapshotter,
+            "--db",
+            "src",
+        ])
         .arg(bk.path())
         .output()
         .unwrap();
@@ -209,7 +234,17 @@ fn tsnode_backup_restores_into_real_influxd_with_exact_ranges_and_renames() {
     };
     let ranged = tempfile::tempdir().unwrap();
     tsnode(
-        &["backup", "--host", &snap, "--db", "src", "--start", &t(a), "--end", &t(b)],
+        &[
+            "backup",
+            "--host",
+            &snap,
+            "--db",
+            "src",
+            "--start",
+            &t(a),
+            "--end",
+            &t(b),
+        ],
         ranged.path(),
     );
     let manifest = std::fs::read_dir(ranged.path())
@@ -229,7 +264,18 @@ fn tsnode_backup_restores_into_real_influxd_with_exact_ranges_and_renames() {
     // whole blocks).
     let viainflux = tempfile::tempdir().unwrap();
     let o = Command::new(&influxd)
-        .args(["backup", "-portable", "-host", &snap, "-db", "src", "-start", &t(a), "-end", &t(b)])
+        .args([
+            "backup",
+            "-portable",
+            "-host",
+            &snap,
+            "-db",
+            "src",
+            "-start",
+            &t(a),
+            "-end",
+            &t(b),
+        ])
         .arg(viainflux.path())
         .output()
         .unwrap();

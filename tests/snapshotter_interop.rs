@@ -165,7 +165,15 @@ fn raw_tar(name: &str, body: &[u8]) -> Vec<u8> {
 fn restores_refuse_escaping_tars_stalled_clients_and_huge_uploads() {
     use raftsnap::snapshotter::client::Client;
     use std::io::{Read, Write};
-    let p = Procs::start(1, &["--snapshotter-timeout", "1s", "--snapshotter-max-upload", "64MiB"]);
+    let p = Procs::start(
+        1,
+        &[
+            "--snapshotter-timeout",
+            "1s",
+            "--snapshotter-max-upload",
+            "64MiB",
+        ],
+    );
     p.leader();
     p.query(1, "", "CREATE DATABASE db");
     assert!(p.write(1, "db", "m v=1 1000000000\nm v=2 2000000000\n"));
@@ -189,11 +197,19 @@ fn restores_refuse_escaping_tars_stalled_clients_and_huge_uploads() {
         let e = r.expect_err(what).to_string();
         assert!(e.contains("leaves its directory"), "{what}: {e}");
         assert!(!target.exists(), "{what}: a file was written outside");
-        assert!(p.write(1, "db", "m v=3 3000000000\n"), "{what}: writes stopped");
+        assert!(
+            p.write(1, "db", "m v=3 3000000000\n"),
+            "{what}: writes stopped"
+        );
     }
     // A corrupt TSM file in the right place: refused, nothing applied.
-    let tar = raw_tar(&format!("db2/autogen/{new_id}/000000001-000000001.tsm"), b"garbage");
-    let e = client.upload_shard(new_id, |w| w.write_all(&tar)).unwrap_err();
+    let tar = raw_tar(
+        &format!("db2/autogen/{new_id}/000000001-000000001.tsm"),
+        b"garbage",
+    );
+    let e = client
+        .upload_shard(new_id, |w| w.write_all(&tar))
+        .unwrap_err();
     assert!(e.to_string().contains("TSM"), "{e}");
     let q = p.query(1, "db2", "SELECT count(v) FROM m");
     assert!(q["results"][0]["series"].is_null(), "{q}");
@@ -221,7 +237,10 @@ fn restores_refuse_escaping_tars_stalled_clients_and_huge_uploads() {
         let r = c.read_to_end(&mut out);
         assert!(r.is_ok(), "{what}: still open after 20 s: {r:?}");
         assert!(started.elapsed() < Duration::from_secs(20), "{what}");
-        assert!(p.write(1, "db", "m v=4 4000000000\n"), "{what}: writes stopped");
+        assert!(
+            p.write(1, "db", "m v=4 4000000000\n"),
+            "{what}: writes stopped"
+        );
     }
 
     // Announced uploads are not preallocated: 2^62, and 60 MiB (under the
@@ -249,10 +268,20 @@ fn restores_refuse_escaping_tars_stalled_clients_and_huge_uploads() {
     );
     assert!(p.write(1, "db", "m v=5 5000000000\n"));
     let log = p.log(1);
-    for needle in ["leaves its directory", "nothing within", "over the limit", "stalled"] {
+    for needle in [
+        "leaves its directory",
+        "nothing within",
+        "over the limit",
+        "stalled",
+    ] {
         assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
     }
     // The scratch directory is left empty.
     let scratch = p.dir.path().join("node1").join("tsdb.scratch");
-    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "{}", scratch.display());
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "{}",
+        scratch.display()
+    );
 }

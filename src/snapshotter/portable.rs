@@ -368,4 +368,50 @@ mod tests {
                 .unwrap();
         assert_eq!(pd.data, pb::Data::default().encode_to_vec());
     }
+
+    #[test]
+    fn restore_reads_the_newest_manifest_and_the_newest_file_per_shard() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("x.tsm");
+        std::fs::write(&f, b"tsm").unwrap();
+        let shard = |id| ShardFiles {
+            db: "db".into(),
+            rp: "autogen".into(),
+            shard_id: id,
+            files: vec![("1-1.tsm".into(), f.clone())],
+        };
+        let out = t.path().join("bk");
+        let old = pb::Data {
+            term: 1,
+            ..Default::default()
+        };
+        let new = pb::Data {
+            term: 2,
+            ..Default::default()
+        };
+        write_backup(&out, "20240101T000000Z", &old, &[shard(1), shard(2)]).unwrap();
+        write_backup(&out, "20240102T000000Z", &new, &[shard(2)]).unwrap();
+        let set = read_backup(&out).unwrap();
+        assert_eq!(set.meta, new.encode_to_vec(), "the newest manifest's meta");
+        let names: Vec<&str> = set.files.iter().map(|f| f.file_name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["20240101T000000Z.s1.tar.gz", "20240102T000000Z.s2.tar.gz"]
+        );
+        // A manifest naming a file outside the directory is refused.
+        let bad = r#"{"meta":{"fileName":"../x.meta","size":1},"limited":false,"files":[]}"#;
+        std::fs::write(out.join("20240103T000000Z.manifest"), bad).unwrap();
+        assert!(
+            read_backup(&out)
+                .unwrap_err()
+                .to_string()
+                .contains("not a plain name")
+        );
+        assert!(
+            read_backup(t.path())
+                .unwrap_err()
+                .to_string()
+                .contains("no *.manifest")
+        );
+    }
 }

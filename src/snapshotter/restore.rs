@@ -25,9 +25,9 @@ pub const MAX_IMPORT_PROPOSAL: usize = 32 << 20;
 /// Opens a type-7 failure answer: `u64 magic, u64 len, message`.
 pub const UPLOAD_ERROR_MAGIC: u64 = 0x5959_0102;
 /// Values per replicated batch of a shard upload.
-pub const BATCH_VALUES: usize = 16_384;
+pub const BATCH_VALUES: usize = 65_536;
 /// Approximate bytes per replicated batch of a shard upload.
-pub const BATCH_BYTES: usize = 512 << 10;
+pub const BATCH_BYTES: usize = 2 << 20;
 
 async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, String> {
     let (_, answer) = node
@@ -389,7 +389,7 @@ mod tests {
     fn batches_are_bounded() {
         let mut b = Batcher::new("db".into(), "rp".into(), 3);
         let mut full = 0;
-        for i in 0..100 {
+        for i in 0..1000 {
             let ts: Vec<i64> = (0..1000).map(|t| i * 1000 + t).collect();
             if let Some(w) = b.push("m#!~#v", ts, Values::Integer(vec![1; 1000])) {
                 let n: usize = w.series.iter().map(|s| s.timestamps.len()).sum();

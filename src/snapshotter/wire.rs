@@ -143,7 +143,7 @@ pub fn decode_id_map(b: &[u8]) -> Result<Vec<(u64, u64)>, String> {
         None => return Err(format!("ID map reply of {} bytes is too short", b.len())),
     }
     let n = u(8).ok_or("ID map reply has no count")?;
-    if b.len() as u64 != 16 + n.saturating_mul(16) {
+    if b.len() as u64 != n.saturating_mul(16).saturating_add(16) {
         return Err(format!(
             "ID map reply of {} bytes does not hold {n} pairs",
             b.len()

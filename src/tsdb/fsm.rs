@@ -448,15 +448,16 @@ impl Tsdb {
             } else {
                 s.booleans.into_iter().map(FieldValue::Boolean).collect()
             };
-            for (t, v) in s.timestamps.into_iter().zip(values) {
-                let ok = !matches!(v, FieldValue::Float(f) if !f.is_finite())
-                    && shard.write(&s.key, t, v);
-                if ok {
-                    res.written += 1;
-                } else {
-                    res.dropped += 1;
-                }
-            }
+            let (keep, bad): (Vec<_>, Vec<_>) = s
+                .timestamps
+                .into_iter()
+                .zip(values)
+                .partition(|(_, v)| !matches!(v, FieldValue::Float(f) if !f.is_finite()));
+            res.dropped += bad.len() as u64;
+            let n = keep.len() as u64;
+            let refused = shard.write_series(&s.key, keep) as u64;
+            res.written += n - refused;
+            res.dropped += refused;
         }
         if res.dropped > 0 {
             res.error = format!("partial write: dropped={}", res.dropped);
@@ -650,5 +651,122 @@ impl StateMachine for Tsdb {
             ..fresh.with_flush_bytes(self.flush_bytes)
         };
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(t: &mut Tsdb, cmd: Cmd) -> CommandResult {
+        t.execute(Command { cmd: Some(cmd) }).unwrap()
+    }
+
+    fn series(key: &str, ts: Vec<i64>, floats: Vec<f64>) -> pb::SeriesValues {
+        pb::SeriesValues {
+            key: key.into(),
+            timestamps: ts,
+            floats,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shard_writes_need_the_shard_and_drop_what_is_invalid() {
+        let d = tempfile::tempdir().unwrap();
+        let mut t = Tsdb::open(d.path().join("tsdb")).unwrap();
+        run(
+            &mut t,
+            Cmd::CreateDatabase(pb::CreateDatabase { name: "db".into() }),
+        );
+        let id = t.meta.shard_for("db", "", 1_000).unwrap();
+        let w = |shard_id, series| {
+            Cmd::WriteShard(pb::WriteShard {
+                db: "db".into(),
+                rp: "autogen".into(),
+                shard_id,
+                series,
+            })
+        };
+        let r = run(
+            &mut t,
+            w(id + 7, vec![series("m#!~#v", vec![1], vec![1.0])]),
+        );
+        assert!(r.error.contains("not found"), "{r:?}");
+        let r = run(
+            &mut t,
+            w(
+                id,
+                vec![
+                    series("m,host=a#!~#v", vec![1, 2, 3], vec![1.0, f64::NAN, 3.0]),
+                    series("no separator", vec![1], vec![1.0]),
+                    series("m#!~#v", vec![1, 2], vec![1.0]),
+                    pb::SeriesValues {
+                        key: "m,host=a#!~#v".into(),
+                        timestamps: vec![9],
+                        integers: vec![9],
+                        ..Default::default()
+                    },
+                ],
+            ),
+        );
+        assert_eq!((r.written, r.dropped), (2, 1 + 1 + 2 + 1), "{r:?}");
+        let got = t.scan("db", "", "m", i64::MIN, i64::MAX).unwrap();
+        assert_eq!(
+            got["m,host=a"]["v"],
+            vec![(1, FieldValue::Float(1.0)), (3, FieldValue::Float(3.0))]
+        );
+    }
+
+    #[test]
+    fn exports_hold_exactly_the_range_and_later_files_win() {
+        let d = tempfile::tempdir().unwrap();
+        let mut t = Tsdb::open(d.path().join("tsdb")).unwrap();
+        run(
+            &mut t,
+            Cmd::CreateDatabase(pb::CreateDatabase { name: "db".into() }),
+        );
+        let id = t.meta.shard_for("db", "", 0).unwrap();
+        let write = |t: &mut Tsdb, ts: Vec<i64>, v: f64| {
+            let n = ts.len();
+            run(
+                t,
+                Cmd::WriteShard(pb::WriteShard {
+                    db: "db".into(),
+                    rp: "autogen".into(),
+                    shard_id: id,
+                    series: vec![series("m#!~#v", ts, vec![v; n])],
+                }),
+            )
+        };
+        write(&mut t, (0..1000).collect(), 1.0);
+        t.flush_all().unwrap();
+        write(&mut t, vec![500], 2.0);
+        let (db, rp, files) = t.shard_files(id).unwrap().unwrap();
+        assert_eq!(
+            (db.as_str(), rp.as_str(), files.len()),
+            ("db", "autogen", 2)
+        );
+        let out = t.scratch_path("export");
+        let m = crate::tsdb::shard::write_merged(&files, &out, 100, 599).unwrap();
+        assert_eq!(m.values, 500);
+        let r = crate::tsdb::tsm::TsmReader::open(&out).unwrap();
+        let (ts, v) = r.read("m#!~#v").unwrap().unwrap();
+        assert_eq!((ts[0], ts[499]), (100, 599));
+        let crate::tsdb::tsm::Values::Float(v) = v else {
+            panic!("floats")
+        };
+        assert_eq!(
+            (v[399], v[400], v[401]),
+            (1.0, 2.0, 1.0),
+            "the later file wins"
+        );
+        let empty = t.scratch_path("export");
+        assert_eq!(
+            crate::tsdb::shard::write_merged(&files, &empty, 5000, 6000)
+                .unwrap()
+                .values,
+            0
+        );
     }
 }

@@ -220,6 +220,33 @@ impl Shard {
         true
     }
 
+    /// Writes many values of one key (one lookup for all); returns how
+    /// many were refused for a type conflict (then all are).
+    pub fn write_series(&mut self, key: &str, values: Vec<(i64, FieldValue)>) -> usize {
+        let Some(t) = values.first().map(|v| block_type(&v.1)) else {
+            return 0;
+        };
+        if values.iter().any(|v| block_type(&v.1) != t) {
+            return values.len();
+        }
+        match self.types.get(key) {
+            Some(old) if *old != t => return values.len(),
+            Some(_) => {}
+            None => {
+                self.types.insert(key.to_string(), t);
+            }
+        }
+        let cache = match self.cache.get_mut(key) {
+            Some(c) => c,
+            None => self.cache.entry(key.to_string()).or_default(),
+        };
+        for (ts, v) in values {
+            self.cache_bytes += value_size(&v) + key.len() as u64 / 8;
+            cache.insert(ts, v);
+        }
+        0
+    }
+
     /// Writes the cache as a new TSM file; returns it (None if empty).
     pub fn flush(&mut self) -> Result<Option<ShardFile>, TsmError> {
         if self.cache.is_empty() {
