@@ -24,6 +24,8 @@ use crate::tsdb::tsm::{TsmReader, Values};
 pub const MAX_IMPORT_PROPOSAL: usize = 32 << 20;
 /// Opens a type-7 failure answer: `u64 magic, u64 len, message`.
 pub const UPLOAD_ERROR_MAGIC: u64 = 0x5959_0102;
+/// Largest TSM file accepted in an upload (InfluxDB writes at most 2 GiB).
+pub const MAX_UPLOAD_TSM: u64 = 4 << 30;
 /// Values per replicated batch of a shard upload.
 pub const BATCH_VALUES: usize = 65_536;
 /// Approximate bytes per replicated batch of a shard upload.
@@ -242,6 +244,12 @@ fn read_upload(
             stats.skipped += 1;
             continue;
         }
+        if entry.size() > MAX_UPLOAD_TSM {
+            return Err(format!(
+                "tar entry {name}: {} bytes, over the {MAX_UPLOAD_TSM}-byte limit of a TSM file",
+                entry.size()
+            ));
+        }
         let copied = (|| -> std::io::Result<u64> {
             let mut f = std::fs::File::create(tmp)?;
             std::io::copy(&mut entry, &mut f)
@@ -400,5 +408,88 @@ mod tests {
         }
         assert!(full >= 5);
         assert!(!b.take().series.is_empty());
+    }
+
+    /// A valid upload tar: one TSM file of `n` values at `db/rp/7/`.
+    fn upload_tar(dir: &Path, n: i64) -> Vec<u8> {
+        let f = dir.join("src.tsm");
+        let mut w = crate::tsdb::tsm::TsmWriter::create(&f).unwrap();
+        let ts: Vec<i64> = (0..n).collect();
+        w.write(
+            "m,host=a#!~#v",
+            &ts,
+            &Values::Float(ts.iter().map(|t| *t as f64).collect()),
+        )
+        .unwrap();
+        w.finish().unwrap();
+        let mut tb = tar::Builder::new(Vec::new());
+        tb.append_path_with_name(&f, "db/rp/7/000000001-000000001.tsm")
+            .unwrap();
+        tb.append_path_with_name(&f, "db/rp/7/ignored.tombstone")
+            .unwrap();
+        tb.into_inner().unwrap()
+    }
+
+    fn read(bytes: &[u8], tmp: &Path) -> (Result<UploadStats, String>, u64) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
+        let b = Batcher::new("db".into(), "rp".into(), 7);
+        let r = read_upload(&mut &bytes[..], "db/rp/7/", tmp, b, &tx);
+        drop(tx);
+        let mut values = 0u64;
+        while let Ok(w) = rx.try_recv() {
+            values += w
+                .series
+                .iter()
+                .map(|s| s.timestamps.len() as u64)
+                .sum::<u64>();
+        }
+        (r, values)
+    }
+
+    #[test]
+    fn an_upload_sends_every_value_of_its_tsm_files_and_skips_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let tar = upload_tar(t.path(), 100_000);
+        let (r, values) = read(&tar, &t.path().join("tmp"));
+        let stats = r.unwrap();
+        assert_eq!((stats.files, stats.skipped, values), (1, 1, 100_000));
+        assert!(
+            !t.path().join("tmp").exists(),
+            "the scratch copy is removed"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Mangled uploads never panic and never write outside `tmp`.
+        #[test]
+        fn mangled_uploads_fail_cleanly(
+            flips in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..8),
+            cut in 0usize..5000,
+        ) {
+            let t = tempfile::tempdir().unwrap();
+            let mut tar = upload_tar(t.path(), 300);
+            for (at, v) in flips {
+                let i = at % tar.len();
+                tar[i] ^= v | 1;
+            }
+            tar.truncate(cut.max(1).min(tar.len()));
+            let _ = read(&tar, &t.path().join("tmp"));
+            let names: Vec<_> = std::fs::read_dir(t.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "src.tsm" && n != "tmp")
+                .collect();
+            proptest::prop_assert!(names.is_empty(), "{:?}", names);
+        }
+
+        /// Replies of any bytes decode to a value or an error, never a panic.
+        #[test]
+        fn replies_of_any_bytes_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = super::super::wire::decode_id_map(&b);
+            let _ = super::super::wire::decode_metastore_reply(&b);
+            let _ = serde_json::from_slice::<Request>(&b);
+        }
     }
 }
