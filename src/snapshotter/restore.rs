@@ -205,6 +205,38 @@ impl Batcher {
     }
 }
 
+/// Proposals of one upload in flight at once.
+const PIPELINE: usize = 3;
+
+/// Sums the answers to an upload's proposals; the first failure stops it.
+#[derive(Default)]
+struct Tally {
+    written: u64,
+    dropped: u64,
+    failed: Option<String>,
+}
+
+impl Tally {
+    fn absorb(&mut self, r: Option<Result<Result<CommandResult, String>, tokio::task::JoinError>>) {
+        match r {
+            None => {}
+            Some(Ok(Ok(res))) => {
+                self.written += res.written;
+                self.dropped += res.dropped;
+                if res.written == 0 && res.dropped == 0 && !res.error.is_empty() {
+                    self.failed.get_or_insert(res.error);
+                }
+            }
+            Some(Ok(Err(e))) => {
+                self.failed.get_or_insert(e);
+            }
+            Some(Err(e)) => {
+                self.failed.get_or_insert(e.to_string());
+            }
+        }
+    }
+}
+
 /// What an upload held.
 #[derive(Debug, Default)]
 struct UploadStats {
@@ -219,11 +251,11 @@ fn read_upload(
     prefix: &str,
     tmp: &Path,
     mut batcher: Batcher,
-    tx: &tokio::sync::mpsc::Sender<pb::WriteShard>,
+    tx: &tokio::sync::mpsc::Sender<Option<pb::WriteShard>>,
 ) -> Result<UploadStats, String> {
     let mut stats = UploadStats::default();
     let mut ar = tar::Archive::new(input);
-    let send = |b: pb::WriteShard| {
+    let send = |b: Option<pb::WriteShard>| {
         tx.blocking_send(b)
             .map_err(|_| "upload aborted: the replication stopped".to_string())
     };
@@ -263,17 +295,21 @@ fn read_upload(
                     .read_block(e)
                     .map_err(|e| format!("tar entry {name}: {e}"))?;
                 if let Some(b) = batcher.push(&key, ts, v) {
-                    send(b)?;
+                    send(Some(b))?;
                 }
             }
         }
         drop(reader);
         let _ = std::fs::remove_file(tmp);
         debug!(entry = %name, bytes = copied, "TSM file of the upload decoded");
+        // A file's values may apply in any order (each key and time is
+        // once in a file); the next file's only after them (it may
+        // overwrite them).
+        if batcher.values > 0 {
+            send(Some(batcher.take()))?;
+        }
+        send(None)?;
         stats.files += 1;
-    }
-    if batcher.values > 0 {
-        send(batcher.take())?;
     }
     Ok(stats)
 }
@@ -313,7 +349,7 @@ pub(crate) async fn shard_update(
         .and_then(|_| conn.set_read_timeout(Some(limits.header_timeout)))
         .and_then(|_| conn.set_write_timeout(Some(limits.header_timeout)))
         .map_err(|e| format!("socket: {e}"))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<pb::WriteShard>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<pb::WriteShard>>(PIPELINE);
     let prefix = format!("{db}/{rp}/{id}/");
     let batcher = Batcher::new(db.clone(), rp.clone(), id);
     let reading = tokio::task::spawn_blocking(move || {
@@ -328,24 +364,32 @@ pub(crate) async fn shard_update(
         (r, conn)
     });
     drop(_e);
-    let (mut written, mut dropped) = (0u64, 0u64);
-    let mut failed = None;
-    while let Some(batch) = rx.recv().await {
-        match propose(node, Cmd::WriteShard(batch)).await {
-            Ok(res) => {
-                written += res.written;
-                dropped += res.dropped;
-                if res.written == 0 && !res.error.is_empty() && res.dropped == 0 {
-                    failed = Some(res.error);
+    let mut tally = Tally::default();
+    let mut inflight = tokio::task::JoinSet::new();
+    while tally.failed.is_none() {
+        match rx.recv().await {
+            Some(Some(batch)) => {
+                while inflight.len() >= PIPELINE {
+                    tally.absorb(inflight.join_next().await);
+                }
+                let node = node.clone();
+                inflight.spawn(async move { propose(&node, Cmd::WriteShard(batch)).await });
+            }
+            end => {
+                while !inflight.is_empty() {
+                    tally.absorb(inflight.join_next().await);
+                }
+                if end.is_none() {
                     break;
                 }
             }
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
         }
     }
+    let Tally {
+        written,
+        dropped,
+        failed,
+    } = tally;
     drop(rx);
     let (stats, conn) = reading.await.map_err(|e| e.to_string())?;
     let outcome = match (failed, stats) {
@@ -437,6 +481,7 @@ mod tests {
         drop(tx);
         let mut values = 0u64;
         while let Ok(w) = rx.try_recv() {
+            let Some(w) = w else { continue };
             values += w
                 .series
                 .iter()
