@@ -224,6 +224,21 @@ fn tsnode_backup_restores_into_real_influxd_with_exact_ranges_and_renames() {
     assert!(out.contains("backup complete"), "{out}");
     real.restore(&["-db", "src"], full.path());
     assert_eq!(real_counts(&real, "src", N as usize), expected(0, N));
+    // `tsnode restore` into the real influxd too (which confirms nothing).
+    let out = tsnode(
+        &[
+            "restore",
+            "--host",
+            &real.bind,
+            "--db",
+            "src",
+            "--newdb",
+            "viatsnode",
+        ],
+        full.path(),
+    );
+    assert!(out.contains("not confirmed"), "{out}");
+    assert_eq!(real_counts(&real, "viatsnode", N as usize), expected(0, N));
 
     // --start/--end: exactly the points in [start, end], both ends included.
     let (a, b) = (1000i64, 1999i64);
