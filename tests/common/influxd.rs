@@ -38,8 +38,20 @@ pub fn binary(tool: &str) -> Option<PathBuf> {
 
 impl Influxd {
     /// Starts influxd with its data in a fresh temp dir; waits for /ping.
+    /// If another process took a port between [`free_port`] and influxd's
+    /// bind, it starts again on new ports (up to 5 times).
     pub fn start() -> Option<Self> {
         let exe = binary("influxd")?;
+        for _ in 0..5 {
+            if let Some(me) = Self::try_start(&exe) {
+                return Some(me);
+            }
+            eprintln!("influxd lost a port race; retrying on new ports");
+        }
+        panic!("influxd could not start on free ports in 5 attempts");
+    }
+
+    fn try_start(exe: &Path) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let (http, bind) = (
             format!("127.0.0.1:{}", free_port()),
@@ -62,7 +74,7 @@ impl Influxd {
             .stderr(std::fs::File::create(dir.path().join("influxd.log")).unwrap())
             .spawn()
             .expect("start influxd");
-        let me = Influxd {
+        let mut me = Influxd {
             http,
             bind,
             dir,
@@ -73,6 +85,14 @@ impl Influxd {
             .call()
             .is_err()
         {
+            if matches!(me.child.try_wait(), Ok(Some(_))) {
+                let log = me.log();
+                assert!(
+                    log.contains("address already in use"),
+                    "influxd exited: {log}"
+                );
+                return None;
+            }
             assert!(
                 Instant::now() < deadline,
                 "influxd did not answer /ping: {}",

@@ -23,8 +23,25 @@ pub struct Procs {
 }
 
 impl Procs {
-    /// Starts `n` nodes; `extra` flags go to every node.
+    /// Starts `n` nodes; `extra` flags go to every node. Ports come from
+    /// [`free_port`], which another process may take before a node binds
+    /// it: then every node is stopped and the cluster started again on new
+    /// ports (up to 5 times).
     pub fn start(n: u64, extra: &[&str]) -> Self {
+        for attempt in 1..=5 {
+            let mut p = Self::spawn_all(n, extra);
+            if p.wait_all_or_port_race() {
+                return p;
+            }
+            eprintln!("a port was taken before a node bound it (attempt {attempt}); retrying");
+            for id in 1..=n {
+                p.kill(id);
+            }
+        }
+        panic!("could not start {n} nodes on free ports in 5 attempts");
+    }
+
+    fn spawn_all(n: u64, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nodes: BTreeMap<u64, Proc> = (1..=n)
             .map(|id| {
@@ -48,10 +65,37 @@ impl Procs {
         for id in 1..=n {
             p.spawn(id);
         }
-        for id in 1..=n {
-            p.wait_http(id);
-        }
         p
+    }
+
+    /// Waits for every node's /ping; false if one exited on a taken port.
+    fn wait_all_or_port_race(&mut self) -> bool {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while ureq::get(&format!("http://{}/ping", self.nodes[&id].http))
+                .call()
+                .is_err()
+            {
+                let exited = self
+                    .nodes
+                    .get_mut(&id)
+                    .and_then(|n| n.child.as_mut())
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                if exited {
+                    let log = self.log(id);
+                    assert!(log.contains("in use"), "node {id} exited at start: {log}");
+                    return false;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} never answered: {}",
+                    self.log(id)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        true
     }
 
     fn peers(&self) -> String {
