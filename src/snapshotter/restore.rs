@@ -139,6 +139,28 @@ pub fn check_entry_name(p: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Largest TSM index accepted in an upload: the reader holds the index in
+/// memory (a real file's index is about 1/1000 of its points).
+pub const MAX_UPLOAD_INDEX: u64 = 256 << 20;
+
+/// Refuses a TSM file whose index (from its footer) is over [`MAX_UPLOAD_INDEX`].
+fn check_index_size(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut foot = [0u8; 8];
+    if len < 13 || f.read_exact_at(&mut foot, len - 8).is_err() {
+        return Err(format!("{len} bytes is too short for a TSM file"));
+    }
+    let index = (len - 8).saturating_sub(u64::from_be_bytes(foot));
+    if index > MAX_UPLOAD_INDEX {
+        return Err(format!(
+            "TSM index of {index} bytes, over the {MAX_UPLOAD_INDEX}-byte limit"
+        ));
+    }
+    Ok(())
+}
+
 /// Collects values into bounded `WriteShard` batches.
 struct Batcher {
     db: String,
@@ -287,6 +309,7 @@ fn read_upload(
             std::io::copy(&mut entry, &mut f)
         })()
         .map_err(|e| format!("tar entry {name}: {e}"))?;
+        check_index_size(tmp).map_err(|e| format!("tar entry {name}: {e}"))?;
         let reader = TsmReader::open(tmp).map_err(|e| format!("tar entry {name}: {e}"))?;
         let keys: Vec<String> = reader.keys().map(|(k, _)| k.to_string()).collect();
         for key in keys {
@@ -502,6 +525,23 @@ mod tests {
             !t.path().join("tmp").exists(),
             "the scratch copy is removed"
         );
+    }
+
+    #[test]
+    fn a_huge_index_is_refused_before_it_is_read() {
+        use std::os::unix::fs::FileExt;
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("big.tsm");
+        let file = std::fs::File::create(&f).unwrap();
+        file.set_len(MAX_UPLOAD_INDEX + 4096).unwrap();
+        file.write_all_at(&5u64.to_be_bytes(), MAX_UPLOAD_INDEX + 4088)
+            .unwrap();
+        assert!(check_index_size(&f).unwrap_err().contains("over the"));
+        let ok = t.path().join("ok.tsm");
+        let mut w = crate::tsdb::tsm::TsmWriter::create(&ok).unwrap();
+        w.write("m#!~#v", &[1], &Values::Float(vec![1.0])).unwrap();
+        w.finish().unwrap();
+        assert!(check_index_size(&ok).is_ok());
     }
 
     proptest::proptest! {
