@@ -127,9 +127,16 @@ impl Tsdb {
     /// Its scratch directory (`<root>.scratch`, for exports and uploads in
     /// flight) is emptied too.
     pub fn open(root: PathBuf) -> std::io::Result<Self> {
+        Self::emptied(root, true)
+    }
+
+    /// An empty state machine over `root`; the scratch directory is
+    /// emptied only at startup (a snapshot load leaves the files of exports
+    /// and uploads in flight alone).
+    fn emptied(root: PathBuf, clear_scratch: bool) -> std::io::Result<Self> {
         let scratch = root.with_extension("scratch");
-        for d in [&root, &scratch] {
-            if d.exists() {
+        for (d, clear) in [(&root, true), (&scratch, clear_scratch)] {
+            if clear && d.exists() {
                 std::fs::remove_dir_all(d)?;
             }
             std::fs::create_dir_all(d)?;
@@ -621,7 +628,7 @@ impl StateMachine for Tsdb {
 
     fn on_snapshot_load(&mut self, r: &SnapshotReader) -> Result<(), BoxError> {
         let meta = Metastore::from_backup_blob(&std::fs::read(r.path_of(META_FILE)?)?)?;
-        let fresh = Tsdb::open(self.root.clone())?;
+        let fresh = Tsdb::emptied(self.root.clone(), false)?;
         let mut shards: BTreeMap<u64, Shard> = BTreeMap::new();
         for f in r.files() {
             let Some(rest) = f.name.strip_prefix("data/") else {
