@@ -298,6 +298,39 @@ fn tsnode_backup_restores_into_real_influxd_with_exact_ranges_and_renames() {
     real.restore(&["-db", "src", "-newdb", "ranged2"], viainflux.path());
     assert_eq!(real_counts(&real, "ranged2", 1000), expected(a, b + 1));
 
+    // `-since` compares file modification times (as InfluxDB): an hour ago
+    // takes every file written by this test, an hour ahead none.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |secs: i64| raftsnap::tsdb::timefmt::rfc3339_nano(secs * 1_000_000_000);
+    for (since, newdb, want) in [
+        (now - 3600, "since_past", N),
+        (now + 3600, "since_future", 0),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        tsnode(
+            &[
+                "backup",
+                "--host",
+                &snap,
+                "--db",
+                "src",
+                "--since",
+                &at(since),
+            ],
+            d.path(),
+        );
+        real.restore(&["-db", "src", "-newdb", newdb], d.path());
+        if want > 0 {
+            assert_eq!(real_counts(&real, newdb, want as usize), expected(0, want));
+        } else {
+            let q = real.query(newdb, "SELECT count(v) FROM cpu");
+            assert!(q["results"][0]["series"].is_null(), "{q}");
+        }
+    }
+
     // Renames into tsnode: --db/--newdb with --rp/--newrp.
     let out = tsnode(
         &[
