@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::influxd::{Influxd, binary};
+use common::influxd::{Influxd, portable};
 use common::procs::Procs;
 
 const BASE: i64 = 1_700_000_000_000_000_000;
@@ -112,9 +112,6 @@ fn expected(from: i64, to: i64) -> (i64, i64, i64) {
 
 #[test]
 fn real_influxd_backup_restores_into_a_tsnode_cluster_both_ways() {
-    let Some(influxd) = binary("influxd") else {
-        return;
-    };
     let Some(real) = Influxd::start() else { return };
     real.query("", "CREATE DATABASE src");
     real.write("src", &line_protocol(0, N));
@@ -157,26 +154,12 @@ fn real_influxd_backup_restores_into_a_tsnode_cluster_both_ways() {
     );
 
     // Real `influxd restore -portable -host <tsnode>` into a new name.
-    let o = Command::new(&influxd)
-        .args([
-            "restore",
-            "-portable",
-            "-host",
-            &p.nodes[&leader].snapshotter,
-            "-db",
-            "src",
-            "-newdb",
-            "viainflux",
-        ])
-        .arg(bk.path())
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "influxd restore into tsnode: {}{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-        p.log(leader)
+    portable(
+        "restore",
+        &p.nodes[&leader].snapshotter,
+        &["-db", "src", "-newdb", "viainflux"],
+        bk.path(),
+        || p.log(leader),
     );
     wait_counts(&p, "viainflux", "", expected(0, N));
 
@@ -203,9 +186,6 @@ fn real_influxd_backup_restores_into_a_tsnode_cluster_both_ways() {
 
 #[test]
 fn tsnode_backup_restores_into_real_influxd_with_exact_ranges_and_renames() {
-    let Some(influxd) = binary("influxd") else {
-        return;
-    };
     let Some(real) = Influxd::start() else { return };
     let p = Procs::start(3, &[]);
     let leader = p.leader();
@@ -278,23 +258,13 @@ fn tsnode_backup_restores_into_real_influxd_with_exact_ranges_and_renames() {
     // tsnode: tsnode exports exactly the range too (influxd would ship
     // whole blocks).
     let viainflux = tempfile::tempdir().unwrap();
-    let o = Command::new(&influxd)
-        .args([
-            "backup",
-            "-portable",
-            "-host",
-            &snap,
-            "-db",
-            "src",
-            "-start",
-            &t(a),
-            "-end",
-            &t(b),
-        ])
-        .arg(viainflux.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    portable(
+        "backup",
+        &snap,
+        &["-db", "src", "-start", &t(a), "-end", &t(b)],
+        viainflux.path(),
+        || p.log(follower),
+    );
     real.restore(&["-db", "src", "-newdb", "ranged2"], viainflux.path());
     assert_eq!(real_counts(&real, "ranged2", 1000), expected(a, b + 1));
 

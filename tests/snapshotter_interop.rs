@@ -5,17 +5,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::influxd::{Influxd, binary};
+use common::influxd::{Influxd, portable};
 use common::procs::Procs;
 
 #[test]
 fn influxd_backup_of_a_tsnode_cluster_restores_into_real_influxd() {
-    let Some(influxd) = binary("influxd") else {
-        return;
-    };
     let Some(real) = Influxd::start() else { return };
     let p = Procs::start(3, &[]);
     let leader = p.leader();
@@ -47,21 +43,12 @@ fn influxd_backup_of_a_tsnode_cluster_restores_into_real_influxd() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(&influxd)
-        .args([
-            "backup",
-            "-portable",
-            "-host",
-            &p.nodes[&follower].snapshotter,
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "influxd backup: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        p.log(follower)
+    portable(
+        "backup",
+        &p.nodes[&follower].snapshotter,
+        &[],
+        dir.path(),
+        || p.log(follower),
     );
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -36,6 +36,24 @@ pub fn binary(tool: &str) -> Option<PathBuf> {
     found
 }
 
+/// Runs `influxd <backup|restore> -portable -host <host> [args] <dir>`;
+/// panics with its output and `context` (e.g. the server's log) on failure.
+pub fn portable(cmd: &str, host: &str, args: &[&str], dir: &Path, context: impl Fn() -> String) {
+    let o = Command::new(binary("influxd").expect("influxd"))
+        .args([cmd, "-portable", "-host", host])
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "influxd {cmd} -host {host} {args:?} failed: {}{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        context()
+    );
+}
+
 impl Influxd {
     /// Starts influxd with its data in a fresh temp dir; waits for /ping.
     /// If another process took a port between [`free_port`] and influxd's
@@ -129,34 +147,12 @@ impl Influxd {
 
     /// Runs `influxd backup -portable [args] dir` against this server.
     pub fn backup(&self, args: &[&str], out: &Path) {
-        let o = Command::new(binary("influxd").unwrap())
-            .args(["backup", "-portable", "-host", &self.bind])
-            .args(args)
-            .arg(out)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "influxd backup failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            self.log()
-        );
+        portable("backup", &self.bind, args, out, || self.log());
     }
 
     /// Runs `influxd restore -portable [args] dir` against this server.
     pub fn restore(&self, args: &[&str], dir: &Path) {
-        let o = Command::new(binary("influxd").unwrap())
-            .args(["restore", "-portable", "-host", &self.bind])
-            .args(args)
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "influxd restore failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            self.log()
-        );
+        portable("restore", &self.bind, args, dir, || self.log());
     }
 
     /// The rows of `SELECT <field> FROM <m>` as (time, value) pairs, waiting
