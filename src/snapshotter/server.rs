@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::io::SyncIoBridge;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::wire::{MUX_HEADER, Request, RequestType, parse_time};
@@ -196,6 +197,39 @@ fn tar_header(size: u64, mtime: SystemTime) -> tar::Header {
     h
 }
 
+/// One file of a shard tar.
+struct TarFile {
+    /// `db/rp/id/name`.
+    path: String,
+    file: std::fs::File,
+    size: u64,
+    mtime: SystemTime,
+}
+
+/// Writes `files` as a tar (with its trailer) to the connection, then
+/// closes it.
+fn send_tar(out: SyncIoBridge<TcpStream>, files: Vec<TarFile>) -> Result<(), String> {
+    let mut tb = tar::Builder::new(out);
+    for mut f in files {
+        let mut h = tar_header(f.size, f.mtime);
+        tb.append_data(&mut h, &f.path, &mut f.file)
+            .map_err(|e| format!("tar {}: {e}", f.path))?;
+    }
+    let mut out = tb.into_inner().map_err(|e| e.to_string())?;
+    std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+    out.shutdown().map_err(|e| e.to_string())
+}
+
+/// Runs `f` on a blocking thread: shard requests flush a cache and read
+/// files, which must not hold up the async workers (and the raft loop).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 /// Type 0: a tar of the shard's TSM files (after a flush); with `Since`,
 /// only files modified after it, comparing file mtimes as InfluxDB does.
 async fn shard_backup(
@@ -203,35 +237,42 @@ async fn shard_backup(
     node: &NodeHandle<Tsdb>,
     req: &Request,
 ) -> Result<(), String> {
-    let since = parse_time(&req.Since)?;
-    let backup = with_tsdb(node, |t, _, _| t.open_shard_files(req.ShardID))
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("shard {} not found", req.ShardID))?;
-    let since = since.and_then(|ns| match u64::try_from(ns) {
+    let since = parse_time(&req.Since)?.and_then(|ns| match u64::try_from(ns) {
         Ok(n) => SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(n)),
         Err(_) => SystemTime::UNIX_EPOCH.checked_sub(Duration::from_nanos(ns.unsigned_abs())),
     });
-    let id = req.ShardID;
-    let out = tokio_util::io::SyncIoBridge::new(conn);
-    tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let mut tb = tar::Builder::new(out);
-        let mut files = backup.files;
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, mut file, mtime, size) in files {
-            if since.is_some_and(|s| mtime <= s) {
-                continue;
+    let (id, node) = (req.ShardID, node.clone());
+    let out = SyncIoBridge::new(conn);
+    blocking(move || {
+        // Files are opened under the lock: an open handle keeps a file
+        // readable even if a merge removes it afterwards.
+        let files = with_tsdb(&node, |t, _, _| -> Result<Vec<TarFile>, String> {
+            let (db, rp, files) = t
+                .shard_files(id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("shard {id} not found"))?;
+            let mut out = Vec::new();
+            for f in files {
+                let open = || -> std::io::Result<(std::fs::File, SystemTime)> {
+                    let file = std::fs::File::open(&f.path)?;
+                    let mtime = file.metadata()?.modified()?;
+                    Ok((file, mtime))
+                };
+                let (file, mtime) = open().map_err(|e| format!("{}: {e}", f.path.display()))?;
+                if since.is_none_or(|s| mtime > s) {
+                    out.push(TarFile {
+                        path: format!("{db}/{rp}/{id}/{}", f.name),
+                        file,
+                        size: f.size,
+                        mtime,
+                    });
+                }
             }
-            let mut h = tar_header(size, mtime);
-            let path = format!("{}/{}/{id}/{name}", backup.db, backup.rp);
-            tb.append_data(&mut h, &path, &mut file)
-                .map_err(|e| format!("tar {path}: {e}"))?;
-        }
-        let mut out = tb.into_inner().map_err(|e| e.to_string())?;
-        std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
-        out.shutdown().map_err(|e| e.to_string())
+            Ok(out)
+        })?;
+        send_tar(out, files)
     })
     .await
-    .map_err(|e| e.to_string())?
 }
 
 /// Type 5: the points of the shard within `[ExportStart, ExportEnd]`
@@ -244,16 +285,16 @@ async fn shard_export(
 ) -> Result<(), String> {
     let min = parse_time(&req.ExportStart)?.unwrap_or(i64::MIN);
     let max = parse_time(&req.ExportEnd)?.unwrap_or(i64::MAX);
-    let id = req.ShardID;
-    let (db, rp, files, tmp) = with_tsdb(node, |t, _, _| {
-        let tmp = t.scratch_path(&format!("export-{id}"));
-        t.shard_files(id)
-            .map(|o| o.map(|(db, rp, files)| (db, rp, files, tmp)))
-    })
-    .map_err(|e| e.to_string())?
-    .ok_or_else(|| format!("shard {id} not found"))?;
-    let out = tokio_util::io::SyncIoBridge::new(conn);
-    tokio::task::spawn_blocking(move || -> Result<(), String> {
+    let (id, node) = (req.ShardID, node.clone());
+    let out = SyncIoBridge::new(conn);
+    blocking(move || {
+        let (db, rp, files, tmp) = with_tsdb(&node, |t, _, _| {
+            let tmp = t.scratch_path(&format!("export-{id}"));
+            t.shard_files(id)
+                .map(|o| o.map(|(db, rp, files)| (db, rp, files, tmp)))
+        })
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("shard {id} not found"))?;
         struct Remove<'a>(&'a std::path::Path);
         impl Drop for Remove<'_> {
             fn drop(&mut self) {
@@ -263,18 +304,16 @@ async fn shard_export(
         let _rm = Remove(&tmp);
         let merged = crate::tsdb::shard::write_merged(&files, &tmp, min, max)
             .map_err(|e| format!("export of shard {id}: {e}"))?;
-        let mut tb = tar::Builder::new(out);
+        let mut entries = Vec::new();
         if merged.values > 0 {
-            let mut f = std::fs::File::open(&tmp).map_err(|e| e.to_string())?;
-            let mut h = tar_header(merged.size, SystemTime::now());
-            let path = format!("{db}/{rp}/{id}/000000001-000000001.tsm");
-            tb.append_data(&mut h, &path, &mut f)
-                .map_err(|e| format!("tar {path}: {e}"))?;
+            entries.push(TarFile {
+                path: format!("{db}/{rp}/{id}/000000001-000000001.tsm"),
+                file: std::fs::File::open(&tmp).map_err(|e| e.to_string())?,
+                size: merged.size,
+                mtime: SystemTime::now(),
+            });
         }
-        let mut out = tb.into_inner().map_err(|e| e.to_string())?;
-        std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
-        out.shutdown().map_err(|e| e.to_string())
+        send_tar(out, entries)
     })
     .await
-    .map_err(|e| e.to_string())?
 }

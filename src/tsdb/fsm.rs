@@ -28,17 +28,6 @@ pub const META_FILE: &str = "meta";
 /// Cache bytes of a shard that trigger a flush (64 MiB).
 pub const DEFAULT_FLUSH_BYTES: u64 = 64 << 20;
 
-/// A shard's files opened for a backup: (name, open file, mtime, size).
-#[derive(Debug)]
-pub struct ShardBackup {
-    /// Database.
-    pub db: String,
-    /// Retention policy.
-    pub rp: String,
-    /// The TSM files.
-    pub files: Vec<(String, std::fs::File, std::time::SystemTime, u64)>,
-}
-
 /// Points by series key, then by field: the result of [`Tsdb::scan`].
 pub type SeriesPoints = BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>>;
 
@@ -156,8 +145,7 @@ impl Tsdb {
     pub fn scratch_path(&self, what: &str) -> PathBuf {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.scratch
-            .join(format!("{what}-{}-{n}", std::process::id()))
+        self.scratch.join(format!("{what}-{n}"))
     }
 
     /// Sets how many files in a shard start a background merge.
@@ -513,34 +501,9 @@ impl Tsdb {
         Ok(out)
     }
 
-    /// For a shard backup: flushes the shard's cache and opens every TSM
-    /// file (open handles keep the bytes readable even if a merge removes a
-    /// file meanwhile). `None` if the shard is not here.
-    pub fn open_shard_files(&mut self, id: u64) -> Result<Option<ShardBackup>, BoxError> {
-        self.absorb_merges();
-        let Some((db, rp, ..)) = self.meta.shards().into_iter().find(|s| s.2 == id) else {
-            return Ok(None);
-        };
-        let Some(shard) = self.shards.get_mut(&id) else {
-            return Ok(Some(ShardBackup {
-                db,
-                rp,
-                files: Vec::new(),
-            }));
-        };
-        shard.flush()?;
-        let mut files = Vec::new();
-        for f in shard.files() {
-            let file = std::fs::File::open(&f.path)?;
-            let mtime = file.metadata()?.modified()?;
-            files.push((f.name.clone(), file, mtime, f.size));
-        }
-        Ok(Some(ShardBackup { db, rp, files }))
-    }
-
-    /// For a shard export: flushes the shard's cache and returns its db, rp
-    /// and TSM files (their open readers keep them readable after a merge).
-    /// `None` if the shard is not here.
+    /// For a shard backup or export: flushes the shard's cache and returns
+    /// its db, rp and TSM files (their open readers keep them readable after
+    /// a merge removes them). `None` if the shard is not here.
     pub fn shard_files(
         &mut self,
         id: u64,
