@@ -206,14 +206,20 @@ pub fn write_shard_archive(
     }
 }
 
-/// Writes `<ts>.manifest` (indented JSON) last, then fsyncs `dir`: a backup
-/// without its manifest is not a backup.
+/// Writes `<ts>.manifest` (indented JSON) last, atomically (temporary file,
+/// fsync, rename), then fsyncs `dir`: a backup without its manifest is not
+/// a backup.
 pub fn write_manifest(dir: &Path, ts: &str, manifest: &Manifest) -> Result<(), PortableError> {
     let json = serde_json::to_vec_pretty(manifest).map_err(|e| PortableError::Invalid {
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
-    write_synced(&dir.join(format!("{ts}.manifest")), &json)?;
+    // Written aside and renamed: a crash never leaves a torn manifest,
+    // which, being the newest, would make the whole directory unreadable.
+    let tmp = dir.join(format!("{ts}.manifest.tmp"));
+    let path = dir.join(format!("{ts}.manifest"));
+    write_synced(&tmp, &json)?;
+    std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("fsync", dir))
@@ -398,6 +404,10 @@ mod tests {
             names,
             vec!["20240101T000000Z.s1.tar.gz", "20240102T000000Z.s2.tar.gz"]
         );
+        // A manifest torn by a crash stays aside and is not read.
+        std::fs::write(out.join("20240109T000000Z.manifest.tmp"), b"{\"meta\":").unwrap();
+        assert_eq!(read_backup(&out).unwrap().meta, new.encode_to_vec());
+        assert!(!out.join("20240102T000000Z.manifest.tmp").exists());
         // A manifest naming a file outside the directory is refused.
         let bad = r#"{"meta":{"fileName":"../x.meta","size":1},"limited":false,"files":[]}"#;
         std::fs::write(out.join("20240103T000000Z.manifest"), bad).unwrap();
