@@ -87,12 +87,18 @@ fn time_arg(flag: &str, v: &Option<String>) -> Result<Option<i64>, String> {
     }
 }
 
-/// Runs `items` through `work` on up to `parallel` threads; results in order.
+/// Runs `items` through `work` on up to `parallel` threads, showing how
+/// many are done; results in order.
 fn parallel<T: Sync, R: Send>(
     items: &[T],
     parallel: usize,
     work: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
+    let progress = Mutex::new(crate::progress::Progress::items(
+        "shards",
+        items.len() as u64,
+    ));
+    let done = std::sync::atomic::AtomicU64::new(0);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let out: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|s| {
@@ -103,29 +109,21 @@ fn parallel<T: Sync, R: Send>(
                     let Some(item) = items.get(i) else { break };
                     let r = work(item);
                     out.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress.lock().unwrap_or_else(|p| p.into_inner()).set(n);
                 }
             });
         }
     });
+    progress
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish();
     out.into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_iter()
         .flatten()
         .collect()
-}
-
-/// Counts bytes written through it.
-struct Counting<'a>(&'a mut dyn std::io::Write, u64);
-
-impl std::io::Write for Counting<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.0.write(b)?;
-        self.1 += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
 }
 
 /// `tsnode backup`: returns the process exit code.
@@ -188,29 +186,16 @@ fn run_backup(a: &BackupArgs) -> Result<(), String> {
         a.dir.display()
     );
     let meta_entry = portable::write_meta(&a.dir, &ts, &meta).map_err(|e| e.to_string())?;
-    let progress = Mutex::new(crate::progress::Progress::items(
-        "shards",
-        shards.len() as u64,
-    ));
-    let done = std::sync::atomic::AtomicU64::new(0);
     let results = parallel(&shards, a.parallel, |(d, r, id)| {
-        let res = portable::write_shard_archive(&a.dir, &ts, d, r, *id, |w| {
-            let mut c = Counting(w, 0);
+        portable::write_shard_archive(&a.dir, &ts, d, r, *id, |w| {
             client
-                .shard_tar(d, r, *id, since, range, &mut c)
+                .shard_tar(d, r, *id, since, range, w)
                 .map_err(|e| PortableError::Invalid {
                     path: a.dir.clone(),
                     reason: e.to_string(),
                 })
-        });
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        progress.lock().unwrap_or_else(|p| p.into_inner()).set(n);
-        res
+        })
     });
-    progress
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .finish();
     let mut files: Vec<ManifestFile> = Vec::new();
     let mut errors = Vec::new();
     for r in results {
@@ -326,11 +311,6 @@ fn run_restore(a: &RestoreArgs) -> Result<(), String> {
         shards.len(),
         a.host
     );
-    let progress = Mutex::new(crate::progress::Progress::items(
-        "shards",
-        shards.len() as u64,
-    ));
-    let done = std::sync::atomic::AtomicU64::new(0);
     let results = parallel(&shards, a.parallel, |(f, new_id)| {
         let tdb = if newdb.is_empty() {
             f.database.clone()
@@ -344,17 +324,10 @@ fn run_restore(a: &RestoreArgs) -> Result<(), String> {
         };
         let target = format!("{tdb}/{trp}/{new_id}");
         let gz = a.dir.join(&f.file_name);
-        let r = client
+        client
             .upload_shard(*new_id, |w| rewrite_tar(&gz, &target, w))
-            .map_err(|e| format!("{}: {e}", f.file_name));
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        progress.lock().unwrap_or_else(|p| p.into_inner()).set(n);
-        r
+            .map_err(|e| format!("{}: {e}", f.file_name))
     });
-    progress
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .finish();
     let (mut written, mut dropped, mut unconfirmed, mut errors) = (0, 0, 0, Vec::new());
     for r in results {
         match r {
