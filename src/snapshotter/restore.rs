@@ -163,9 +163,7 @@ fn check_index_size(path: &Path) -> Result<(), String> {
 
 /// Collects values into bounded `WriteShard` batches.
 struct Batcher {
-    db: String,
-    rp: String,
-    shard_id: u64,
+    /// The batch being filled (db, rp and shard set; series added).
     cur: pb::WriteShard,
     values: usize,
     bytes: usize,
@@ -173,17 +171,13 @@ struct Batcher {
 
 impl Batcher {
     fn new(db: String, rp: String, shard_id: u64) -> Self {
-        let cur = pb::WriteShard {
-            db: db.clone(),
-            rp: rp.clone(),
-            shard_id,
-            series: Vec::new(),
-        };
         Self {
-            db,
-            rp,
-            shard_id,
-            cur,
+            cur: pb::WriteShard {
+                db,
+                rp,
+                shard_id,
+                series: Vec::new(),
+            },
             values: 0,
             bytes: 0,
         }
@@ -215,15 +209,11 @@ impl Batcher {
     fn take(&mut self) -> pb::WriteShard {
         self.values = 0;
         self.bytes = 0;
-        std::mem::replace(
-            &mut self.cur,
-            pb::WriteShard {
-                db: self.db.clone(),
-                rp: self.rp.clone(),
-                shard_id: self.shard_id,
-                series: Vec::new(),
-            },
-        )
+        let series = std::mem::take(&mut self.cur.series);
+        pb::WriteShard {
+            series,
+            ..self.cur.clone()
+        }
     }
 }
 

@@ -207,17 +207,24 @@ impl Shard {
     /// Writes one field value; refused (false) if the key already holds
     /// another type (InfluxDB's "field type conflict").
     pub fn write(&mut self, key: &str, ts: i64, v: FieldValue) -> bool {
-        let t = block_type(&v);
-        match self.types.get(key) {
-            Some(old) if *old != t => return false,
-            Some(_) => {}
-            None => {
-                self.types.insert(key.to_string(), t);
-            }
+        if !self.claim_type(key, block_type(&v)) {
+            return false;
         }
         self.cache_bytes += value_size(&v) + key.len() as u64 / 8;
         self.cache.entry(key.to_string()).or_default().insert(ts, v);
         true
+    }
+
+    /// Whether `key` may hold values of type `t` (recording it for a new
+    /// key): false is InfluxDB's "field type conflict".
+    fn claim_type(&mut self, key: &str, t: BlockType) -> bool {
+        match self.types.get(key) {
+            Some(old) => *old == t,
+            None => {
+                self.types.insert(key.to_string(), t);
+                true
+            }
+        }
     }
 
     /// Writes many values of one key (one lookup for all); returns how
@@ -226,15 +233,8 @@ impl Shard {
         let Some(t) = values.first().map(|v| block_type(&v.1)) else {
             return 0;
         };
-        if values.iter().any(|v| block_type(&v.1) != t) {
+        if values.iter().any(|v| block_type(&v.1) != t) || !self.claim_type(key, t) {
             return values.len();
-        }
-        match self.types.get(key) {
-            Some(old) if *old != t => return values.len(),
-            Some(_) => {}
-            None => {
-                self.types.insert(key.to_string(), t);
-            }
         }
         let cache = match self.cache.get_mut(key) {
             Some(c) => c,
