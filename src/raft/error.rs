@@ -6,13 +6,15 @@ use crate::snapshot::SnapshotError;
 #[derive(Debug, thiserror::Error)]
 pub enum RaftError {
     /// The log store failed.
-    #[error("log store: {what}: {source}")]
+    #[error("raft log: {what} {}: {source}", .path.display())]
     Store {
         /// What was being done.
         what: &'static str,
-        /// The sled error.
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
         #[source]
-        source: sled::Error,
+        source: std::io::Error,
     },
     /// A stored record does not decode.
     #[error("log store: {what} does not decode: {reason}")]

@@ -1,20 +1,19 @@
 //! The raft log on disk: entries, hard state, conf state and the point the
 //! log was truncated at (by compaction or by an installed snapshot).
 //!
-//! [`LogStore`] is the seam; [`SledLogStore`] the implementation (one sled
-//! tree, keys `e` + index for entries and `m:` for metadata, so that every
-//! multi-key change is one atomic sled batch). sled's `flush` uses
-//! `sync_file_range` on Linux, which does not flush a drive's write cache:
-//! see the README's durability note.
+//! [`LogStore`] is the seam; [`WalLogStore`] the implementation, over the
+//! segmented write-ahead log of [`crate::raft::wal`]: every write is a
+//! record appended to one file stream, and `flush` is an `fdatasync` of it,
+//! so one sync makes a whole Ready (entries and hard state) durable.
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::raft::error::RaftError;
+use crate::raft::wal::{DEFAULT_SEGMENT_BYTES, Wal};
 
 /// The raft log store, as the node uses it.
 pub trait LogStore: Send + Sync + 'static {
@@ -47,140 +46,70 @@ pub trait LogStore: Send + Sync + 'static {
     fn apply_snapshot(&self, index: u64, term: u64, cs: &ConfState) -> Result<(), RaftError>;
     /// Drops entries before `index`; returns how many were dropped.
     fn compact(&self, index: u64) -> Result<u64, RaftError>;
-    /// Makes everything written durable (fsync).
+    /// Makes everything written durable (`fdatasync` of the log file).
     fn flush(&self) -> Result<(), RaftError>;
-}
-
-const HS: &[u8] = b"m:hs";
-const CS: &[u8] = b"m:cs";
-const TRUNC: &[u8] = b"m:trunc";
-
-fn ekey(i: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = b'e';
-    k[1..].copy_from_slice(&i.to_be_bytes());
-    k
-}
-
-fn store_err(what: &'static str) -> impl FnOnce(sled::Error) -> RaftError {
-    move |source| RaftError::Store { what, source }
 }
 
 fn raft_store_err(e: impl std::fmt::Display) -> raft::Error {
     raft::Error::Store(StorageError::Other(e.to_string().into()))
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bounds {
-    trunc_index: u64,
-    trunc_term: u64,
-    last_index: u64,
+/// The [`LogStore`] of a node: a segmented write-ahead log ([`Wal`]) behind
+/// a mutex (the raft loop appends; compaction runs on another thread).
+pub struct WalLogStore {
+    wal: Mutex<Wal>,
 }
 
-/// A sled-backed [`LogStore`].
-pub struct SledLogStore {
-    db: sled::Db,
-    tree: sled::Tree,
-    bounds: Mutex<Bounds>,
-}
-
-impl std::fmt::Debug for SledLogStore {
+impl std::fmt::Debug for WalLogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledLogStore")
-            .field("bounds", &*self.lock())
+        let w = self.lock();
+        f.debug_struct("WalLogStore")
+            .field("first_index", &w.first_index())
+            .field("last_index", &w.last_index())
             .finish()
     }
 }
 
-impl SledLogStore {
-    /// Opens (creating) the store in `dir`.
+impl WalLogStore {
+    /// Opens (creating) the log in `dir`.
     pub fn open(dir: &Path) -> Result<Self, RaftError> {
-        // sled's background threads may hold a just-dropped database's file
-        // lock for a moment (an in-process restart): retry for up to 10 s.
-        let mut tries = 0;
-        let db = loop {
-            match sled::Config::new().path(dir).flush_every_ms(None).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && tries < 500 =>
-                {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => return Err(store_err("open")(e)),
-            }
-        };
-        let tree = db.open_tree("raft").map_err(store_err("open tree"))?;
-        let (trunc_index, trunc_term) = match tree.get(TRUNC).map_err(store_err("read"))? {
-            Some(v) if v.len() == 16 => (
-                u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
-                u64::from_be_bytes(v[8..].try_into().unwrap_or_default()),
-            ),
-            Some(_) => {
-                return Err(RaftError::Corrupt {
-                    what: "truncation point".into(),
-                    reason: "not 16 bytes".into(),
-                });
-            }
-            None => (0, 0),
-        };
-        let last_index = match tree.scan_prefix(b"e").next_back() {
-            Some(kv) => {
-                let (k, _) = kv.map_err(store_err("scan"))?;
-                u64::from_be_bytes(k[1..9].try_into().unwrap_or_default())
-            }
-            None => trunc_index,
-        };
+        Self::open_with(dir, DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// Opens with segments of `segment_bytes`.
+    pub fn open_with(dir: &Path, segment_bytes: u64) -> Result<Self, RaftError> {
         Ok(Self {
-            db,
-            tree,
-            bounds: Mutex::new(Bounds {
-                trunc_index,
-                trunc_term,
-                last_index: last_index.max(trunc_index),
-            }),
+            wal: Mutex::new(Wal::open(dir, segment_bytes)?),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Bounds> {
-        self.bounds.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn get_msg<M: protobuf::Message>(&self, key: &[u8], what: &str) -> Result<M, RaftError> {
-        match self.tree.get(key).map_err(store_err("read"))? {
-            None => Ok(M::new()),
-            Some(v) => M::parse_from_bytes(&v).map_err(|e| RaftError::Corrupt {
-                what: what.to_string(),
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    fn put_msg(&self, key: &[u8], m: &impl protobuf::Message) -> Result<(), RaftError> {
-        let bytes = m
-            .write_to_bytes()
-            .map_err(|e| RaftError::Invalid(e.to_string()))?;
-        self.tree.insert(key, bytes).map_err(store_err("write"))?;
-        Ok(())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Number of entries held.
     pub fn len(&self) -> u64 {
-        let b = *self.lock();
-        b.last_index - b.trunc_index
+        let w = self.lock();
+        w.last_index() + 1 - w.first_index()
     }
 
     /// True when no entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.lock().segment_count()
+    }
 }
 
-impl LogStore for SledLogStore {
+impl LogStore for WalLogStore {
     fn initial_state(&self) -> Result<RaftState, RaftError> {
+        let w = self.lock();
         Ok(RaftState {
-            hard_state: self.get_msg(HS, "hard state")?,
-            conf_state: self.get_msg(CS, "conf state")?,
+            hard_state: w.hard_state().clone(),
+            conf_state: w.conf_state().clone(),
         })
     }
 
@@ -190,175 +119,74 @@ impl LogStore for SledLogStore {
         high: u64,
         max_size: Option<u64>,
     ) -> Result<Vec<Entry>, raft::Error> {
-        let b = *self.lock();
-        if low <= b.trunc_index {
+        let w = self.lock();
+        if low < w.first_index() {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        if high > b.last_index + 1 || low > high {
+        if high > w.last_index() + 1 || low > high {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut out = Vec::with_capacity((high - low).min(1024) as usize);
         let mut size = 0u64;
-        for kv in self.tree.range(ekey(low)..ekey(high)) {
-            let (_, v) = kv.map_err(raft_store_err)?;
-            let e = Entry::parse_from_bytes(&v).map_err(raft_store_err)?;
-            size += u64::from(e.compute_size());
+        for i in low..high {
+            size += w.entry_len(i).unwrap_or(0);
             if !out.is_empty() && max_size.is_some_and(|m| size > m) {
                 break;
             }
-            out.push(e);
-        }
-        if out.len() as u64 != high - low && max_size.is_none() {
-            return Err(raft_store_err(format!(
-                "entries {low}..{high}: only {} found",
-                out.len()
-            )));
+            out.push(w.entry(i).map_err(raft_store_err)?);
         }
         Ok(out)
     }
 
     fn term(&self, idx: u64) -> Result<u64, raft::Error> {
-        let b = *self.lock();
-        if idx == b.trunc_index {
-            return Ok(b.trunc_term);
-        }
-        if idx < b.trunc_index {
+        let w = self.lock();
+        if idx < w.truncated().0 {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        if idx > b.last_index {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
-        match self.tree.get(ekey(idx)).map_err(raft_store_err)? {
-            Some(v) => Ok(Entry::parse_from_bytes(&v).map_err(raft_store_err)?.term),
-            None => Err(raft_store_err(format!("entry {idx} missing"))),
-        }
+        w.term_of(idx)
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
     }
 
     fn first_index(&self) -> u64 {
-        self.lock().trunc_index + 1
+        self.lock().first_index()
     }
 
     fn last_index(&self) -> u64 {
-        self.lock().last_index
+        self.lock().last_index()
     }
 
     fn append(&self, entries: &[Entry]) -> Result<(), RaftError> {
-        let mut b = self.lock();
-        let entries: Vec<&Entry> = entries.iter().filter(|e| e.index > b.trunc_index).collect();
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            return Ok(());
-        };
-        if first.index > b.last_index + 1 {
-            return Err(RaftError::Invalid(format!(
-                "append at {} leaves a gap after {}",
-                first.index, b.last_index
-            )));
-        }
-        let mut batch = sled::Batch::default();
-        for i in last.index + 1..=b.last_index {
-            batch.remove(&ekey(i));
-        }
-        for e in &entries {
-            let bytes = e
-                .write_to_bytes()
-                .map_err(|e| RaftError::Invalid(e.to_string()))?;
-            batch.insert(&ekey(e.index), bytes);
-        }
-        self.tree.apply_batch(batch).map_err(store_err("append"))?;
-        b.last_index = last.index;
-        Ok(())
+        self.lock().append(entries)
     }
 
     fn set_hard_state(&self, hs: &HardState) -> Result<(), RaftError> {
-        self.put_msg(HS, hs)
+        self.lock().set_hard_state(hs)
     }
 
     fn set_conf_state(&self, cs: &ConfState) -> Result<(), RaftError> {
-        self.put_msg(CS, cs)
+        self.lock().set_conf_state(cs)
     }
 
     fn set_commit(&self, commit: u64) -> Result<(), RaftError> {
-        let mut hs: HardState = self.get_msg(HS, "hard state")?;
+        let mut w = self.lock();
+        let mut hs = w.hard_state().clone();
+        if hs.commit >= commit {
+            return Ok(());
+        }
         hs.commit = commit;
-        self.put_msg(HS, &hs)
+        w.set_hard_state(&hs)
     }
 
     fn apply_snapshot(&self, index: u64, term: u64, cs: &ConfState) -> Result<(), RaftError> {
-        let mut b = self.lock();
-        let mut hs: HardState = self.get_msg(HS, "hard state")?;
-        hs.commit = hs.commit.max(index);
-        hs.term = hs.term.max(term);
-        let mut batch = sled::Batch::default();
-        for kv in self.tree.scan_prefix(b"e") {
-            let (k, _) = kv.map_err(store_err("scan"))?;
-            batch.remove(k);
-        }
-        let mut trunc = [0u8; 16];
-        trunc[..8].copy_from_slice(&index.to_be_bytes());
-        trunc[8..].copy_from_slice(&term.to_be_bytes());
-        batch.insert(TRUNC, &trunc[..]);
-        batch.insert(
-            HS,
-            hs.write_to_bytes()
-                .map_err(|e| RaftError::Invalid(e.to_string()))?,
-        );
-        batch.insert(
-            CS,
-            cs.write_to_bytes()
-                .map_err(|e| RaftError::Invalid(e.to_string()))?,
-        );
-        self.tree
-            .apply_batch(batch)
-            .map_err(store_err("apply snapshot"))?;
-        *b = Bounds {
-            trunc_index: index,
-            trunc_term: term,
-            last_index: index,
-        };
-        Ok(())
+        self.lock().apply_snapshot(index, term, cs)
     }
 
     fn compact(&self, index: u64) -> Result<u64, RaftError> {
-        let (from, upto, term) = {
-            let b = *self.lock();
-            if index <= b.trunc_index + 1 {
-                return Ok(0);
-            }
-            if index > b.last_index + 1 {
-                return Err(RaftError::Invalid(format!(
-                    "compact to {index} past the last index {}",
-                    b.last_index
-                )));
-            }
-            let term = self
-                .term(index - 1)
-                .map_err(|e| RaftError::Invalid(e.to_string()))?;
-            (b.trunc_index + 1, index, term)
-        };
-        // Move the truncation point first (readers see a shorter log at
-        // once), then delete the entries below it.
-        let mut trunc = [0u8; 16];
-        trunc[..8].copy_from_slice(&(upto - 1).to_be_bytes());
-        trunc[8..].copy_from_slice(&term.to_be_bytes());
-        {
-            let mut b = self.lock();
-            self.tree
-                .insert(TRUNC, &trunc[..])
-                .map_err(store_err("compact"))?;
-            b.trunc_index = upto - 1;
-            b.trunc_term = term;
-        }
-        let mut batch = sled::Batch::default();
-        for i in from..upto {
-            batch.remove(&ekey(i));
-        }
-        self.tree.apply_batch(batch).map_err(store_err("compact"))?;
-        Ok(upto - from)
+        self.lock().compact(index)
     }
 
     fn flush(&self) -> Result<(), RaftError> {
-        self.db.flush().map_err(store_err("flush"))?;
-        Ok(())
+        self.lock().sync()
     }
 }
 
@@ -425,7 +253,7 @@ mod tests {
     #[test]
     fn append_truncates_conflicts_and_survives_reopen() {
         let t = tempfile::tempdir().unwrap();
-        let s = SledLogStore::open(t.path()).unwrap();
+        let s = WalLogStore::open(t.path()).unwrap();
         assert_eq!((s.first_index(), s.last_index()), (1, 0));
         s.append(&(1..=10).map(|i| ent(i, 1)).collect::<Vec<_>>())
             .unwrap();
@@ -447,7 +275,7 @@ mod tests {
         s.set_hard_state(&hs).unwrap();
         s.flush().unwrap();
         drop(s);
-        let s = SledLogStore::open(t.path()).unwrap();
+        let s = WalLogStore::open(t.path()).unwrap();
         assert_eq!((s.first_index(), s.last_index()), (1, 7));
         assert_eq!(s.initial_state().unwrap().hard_state, hs);
         assert_eq!(s.entries(1, 8, None).unwrap().len(), 7);
@@ -458,7 +286,7 @@ mod tests {
     #[test]
     fn compact_and_apply_snapshot_move_the_first_index() {
         let t = tempfile::tempdir().unwrap();
-        let s = SledLogStore::open(t.path()).unwrap();
+        let s = WalLogStore::open(t.path()).unwrap();
         s.append(&(1..=100).map(|i| ent(i, 1 + i / 50)).collect::<Vec<_>>())
             .unwrap();
         assert_eq!(s.compact(60).unwrap(), 59);
@@ -475,7 +303,7 @@ mod tests {
         assert_eq!(s.compact(10).unwrap(), 0);
         assert!(s.compact(102).is_err());
         drop(s);
-        let s = SledLogStore::open(t.path()).unwrap();
+        let s = WalLogStore::open(t.path()).unwrap();
         assert_eq!((s.first_index(), s.last_index()), (60, 100));
         let cs = ConfState {
             voters: vec![1, 2, 3],
@@ -493,7 +321,7 @@ mod tests {
         );
         s.append(&[ent(501, 7)]).unwrap();
         drop(s);
-        let s = SledLogStore::open(t.path()).unwrap();
+        let s = WalLogStore::open(t.path()).unwrap();
         assert_eq!((s.first_index(), s.last_index()), (501, 501));
     }
 }

@@ -1,4 +1,4 @@
-//! raft-rs integration (DESIGN §3): the sled log store, the node driver
+//! raft-rs integration (DESIGN §3): the write-ahead log store, the node driver
 //! (tick / Ready loop) with its apply worker, the gRPC transport, compaction
 //! and membership. It knows nothing of time series.
 
@@ -13,11 +13,12 @@ pub mod slog_bridge;
 pub mod snapshot_source;
 pub mod status;
 pub(crate) mod transport;
+pub mod wal;
 
 pub use config::NodeConfig;
 pub use error::RaftError;
 pub use fsm::{NodeFsm, ReplicatedStateMachine};
-pub use log_store::{LogStore, RaftStorage, SledLogStore, SnapshotProvider};
+pub use log_store::{LogStore, RaftStorage, SnapshotProvider, WalLogStore};
 pub use node::{MembershipChange, NodeHandle, RaftCounters};
 pub use status::Status;
 pub use transport::client as transport_client;

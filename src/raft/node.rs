@@ -27,7 +27,7 @@ use crate::raft::apply::{ApplyTask, ApplyWorker, Committed, Proposals, Reply};
 use crate::raft::config::NodeConfig;
 use crate::raft::error::RaftError;
 use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
-use crate::raft::log_store::{LogStore, RaftStorage, SledLogStore};
+use crate::raft::log_store::{LogStore, RaftStorage, WalLogStore};
 use crate::raft::snapshot_source::{SnapshotSource, conf_state_of, set_membership};
 use crate::raft::status::{InstallProgressStatus, SnapshotStatus as SnapStatus, Status};
 use crate::raft::transport::{Transport, learn_peer};
@@ -89,7 +89,7 @@ struct Loop<S: ReplicatedStateMachine> {
     id: u64,
     cfg: NodeConfig,
     raw: RawNode<RaftStorage>,
-    log: Arc<SledLogStore>,
+    log: Arc<WalLogStore>,
     inbox: mpsc::UnboundedReceiver<Inbound>,
     apply_tx: std::sync::mpsc::Sender<ApplyTask>,
     transport: Transport,
@@ -567,7 +567,7 @@ struct HandleInner<S: ReplicatedStateMachine> {
     exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
     applied_rx: watch::Receiver<u64>,
     /// The log store; released by `shutdown` so the node can restart in-process.
-    log: Mutex<Option<Arc<SledLogStore>>>,
+    log: Mutex<Option<Arc<WalLogStore>>>,
     counters: Arc<Mutex<RaftCounters>>,
     saving: Arc<AtomicBool>,
     shutdown: CancellationToken,
@@ -654,7 +654,7 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
             ),
             None => exec,
         };
-        let log = Arc::new(SledLogStore::open(&cfg.data_dir.join("raft"))?);
+        let log = Arc::new(WalLogStore::open(&cfg.data_dir.join("raft"))?);
         let mut state = log.initial_state()?;
         let fresh = state.hard_state == Default::default()
             && state.conf_state.voters.is_empty()
