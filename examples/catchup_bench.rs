@@ -84,7 +84,7 @@ async fn main() {
     let mut last = 0;
     for _ in 0..gib * 64 {
         last = nodes[&leader]
-            .propose(format!("bytes {}", 16 << 20).into_bytes())
+            .propose(&format!("bytes {}", 16 << 20))
             .await
             .unwrap()
             .0;
@@ -107,7 +107,7 @@ async fn main() {
     let t = Instant::now();
     for _ in 0..300 {
         nodes[&leader]
-            .propose(b"records 10".to_vec())
+            .propose(&"records 10".to_string())
             .await
             .unwrap();
     }
@@ -133,7 +133,7 @@ async fn main() {
     let w = tokio::spawn(async move {
         let (t0, mut n) = (Instant::now(), 0u64);
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            writer.propose(b"records 10".to_vec()).await.unwrap();
+            writer.propose(&"records 10".to_string()).await.unwrap();
             n += 1;
         }
         (n, t0.elapsed().as_secs_f64())
@@ -177,7 +177,7 @@ async fn main() {
     let mut last = 0;
     for _ in 0..3 {
         last = nodes[&leader]
-            .propose(format!("bytes {}", one_pct / 3).into_bytes())
+            .propose(&format!("bytes {}", one_pct / 3))
             .await
             .unwrap()
             .0;

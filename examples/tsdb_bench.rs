@@ -20,7 +20,7 @@ use raftsnap::snapshot::{
     ExecutorOptions, LocalSnapshotStorage, SaveOutcome, SnapshotExecutor, SnapshotMeta,
     StorageOptions, shared,
 };
-use raftsnap::tsdb::fsm::{Tsdb, encode};
+use raftsnap::tsdb::fsm::{Tsdb, command};
 use raftsnap::tsdb::line_protocol::Precision;
 use raftsnap::tsdb::query::{execute_read, parse};
 
@@ -59,7 +59,7 @@ fn main() {
     );
     let apply = |index: u64, cmd: Cmd| {
         let mut g = exec.state_machine().lock().unwrap();
-        g.state_machine.apply(index, 1, &encode(cmd)).unwrap();
+        g.state_machine.apply(index, 1, command(cmd)).unwrap();
         g.applied = SnapshotMeta {
             last_included_index: index,
             last_included_term: 1,

@@ -15,9 +15,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::raft::ReplicatedStateMachine;
 use crate::snapshot::{
-    BoxError, LocalFileLookup, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine,
+    ApplyError, BoxError, LocalFileLookup, ReplicatedStateMachine, SnapshotMeta, SnapshotReader,
+    SnapshotWriter, StateMachine,
 };
 
 /// One immutable file of the store.
@@ -134,8 +134,14 @@ impl BatchStore {
 }
 
 impl ReplicatedStateMachine for BatchStore {
-    fn apply(&mut self, index: u64, _term: u64, command: &[u8]) -> Result<Vec<u8>, BoxError> {
-        let cmd = String::from_utf8_lossy(command);
+    type Command = String;
+    type Answer = String;
+
+    fn rejected(reason: String) -> String {
+        format!("error: {reason}")
+    }
+
+    fn apply(&mut self, index: u64, _term: u64, cmd: String) -> Result<String, ApplyError> {
         let mut parts = cmd.split_whitespace();
         let (kind, n) = match (
             parts.next(),
@@ -144,10 +150,9 @@ impl ReplicatedStateMachine for BatchStore {
         ) {
             (Some(k @ ("records" | "bytes")), Some(Ok(n)), None) if n > 0 && n <= 1 << 30 => (k, n),
             _ => {
-                return Ok(format!(
-                    "error: expected `records N` or `bytes N` (1..2^30), got {cmd:?}"
-                )
-                .into_bytes());
+                return Err(ApplyError::Rejected(format!(
+                    "expected `records N` or `bytes N` (1..2^30), got {cmd:?}"
+                )));
             }
         };
         let name = format!("batch-{index:012}.dat");
@@ -184,9 +189,9 @@ impl ReplicatedStateMachine for BatchStore {
         };
         self.files
             .write()
-            .map_err(|_| "index lock poisoned")?
+            .map_err(|_| ApplyError::Fatal("index lock poisoned".into()))?
             .insert(name, file);
-        Ok(b"ok".to_vec())
+        Ok("ok".into())
     }
 }
 

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use crate::cli::DemoArgs;
 use crate::progress::Progress;
 use crate::proto::tsdb::{
-    CommandResult, CreateDatabase, Field, Point, Tag, WritePoints, command::Cmd,
-    field::Value as FieldV,
+    CreateDatabase, Field, Point, Tag, WritePoints, command::Cmd, field::Value as FieldV,
 };
+use crate::raft::ReadConsistency;
 use crate::raft::{NodeConfig, NodeHandle};
 use crate::snapshot::BoxError;
-use crate::tsdb::fsm::{Tsdb, encode};
+use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::query::{execute_read, parse as parse_query};
 
 /// The query every node must answer identically.
@@ -84,8 +84,7 @@ impl Demo {
 
     async fn propose(&self, cmd: Cmd) -> Result<u64, BoxError> {
         let leader = self.leader().await?;
-        let (index, answer) = self.nodes[&leader].propose(encode(cmd)).await?;
-        let r = <CommandResult as prost::Message>::decode(&answer[..])?;
+        let (index, r) = self.nodes[&leader].propose(&command(cmd)).await?;
         if !r.error.is_empty() {
             return Err(r.error.into());
         }
@@ -135,16 +134,17 @@ impl Demo {
     }
 
     /// Node `id`'s answer to the check query.
-    fn answer(&self, id: u64) -> serde_json::Value {
-        let g = self.nodes[&id]
-            .executor()
-            .state_machine()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match parse_query(CHECK, 0) {
-            Ok(q) => execute_read(&g.state_machine.inner, "demo", &q[0], None),
-            Err(e) => serde_json::json!({ "error": e }),
-        }
+    async fn answer(&self, id: u64) -> serde_json::Value {
+        let q = match parse_query(CHECK, 0) {
+            Ok(q) => q,
+            Err(e) => return serde_json::json!({ "error": e }),
+        };
+        self.nodes[&id]
+            .read(ReadConsistency::Stale, move |t, _| {
+                execute_read(t, "demo", &q[0], None)
+            })
+            .await
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
     }
 }
 
@@ -277,11 +277,10 @@ async fn run_async(args: &DemoArgs) -> Result<(), BoxError> {
         n.wait_applied(last, Duration::from_secs(30)).await;
     }
     println!("  {CHECK}");
-    let answers: BTreeMap<u64, serde_json::Value> = demo
-        .nodes
-        .keys()
-        .map(|id| (*id, demo.answer(*id)))
-        .collect();
+    let mut answers: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
+    for id in demo.nodes.keys() {
+        answers.insert(*id, demo.answer(*id).await);
+    }
     for (id, a) in &answers {
         println!("  node {id}: {}", a["series"][0]["values"][0]);
     }

@@ -51,8 +51,9 @@ fn a_killed_follower_catches_up_by_snapshot_install_and_counts_agree() {
     p.wait_http(follower);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let st = p.status(follower).unwrap();
         if count(&p, follower, "db") == 6000 {
+            // A linearizable read waits for the install: status after it.
+            let st = p.status(follower).unwrap();
             assert!(
                 st["snapshot"]["installs_total"].as_u64().unwrap() >= 1,
                 "{st}"
@@ -61,7 +62,8 @@ fn a_killed_follower_catches_up_by_snapshot_install_and_counts_agree() {
         }
         assert!(
             Instant::now() < deadline,
-            "follower did not catch up: {st}\n{}",
+            "follower did not catch up: {:?}\n{}",
+            p.status(follower),
             p.log(follower)
         );
         std::thread::sleep(Duration::from_millis(100));

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::cluster::rebind;
-use prost::Message;
-use raftsnap::proto::tsdb::{CommandResult, CreateDatabase, WritePoints, command::Cmd};
+use raftsnap::proto::tsdb::{CreateDatabase, WritePoints, command::Cmd};
 use raftsnap::raft::{NodeConfig, NodeHandle};
-use raftsnap::tsdb::fsm::{Tsdb, encode, point_to_pb};
+use raftsnap::tsdb::fsm::{Tsdb, command, point_to_pb};
 use raftsnap::tsdb::line_protocol::{Precision, parse};
 use raftsnap::tsdb::query::{execute_read, parse as parse_q};
 
@@ -52,8 +51,7 @@ impl C {
     async fn propose(&self, cmd: Cmd) -> u64 {
         for _ in 0..50 {
             let l = self.leader().await;
-            if let Ok((index, answer)) = self.nodes[&l].propose(encode(cmd.clone())).await {
-                let r = CommandResult::decode(&answer[..]).unwrap();
+            if let Ok((index, r)) = self.nodes[&l].propose(&command(cmd.clone())).await {
                 assert!(r.error.is_empty(), "{}", r.error);
                 return index;
             }

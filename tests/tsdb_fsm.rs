@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use prost::Message;
 use raftsnap::proto::tsdb::{
     CommandResult, CreateDatabase, CreateRetentionPolicy, WritePoints, command::Cmd,
 };
@@ -13,19 +12,19 @@ use raftsnap::snapshot::{
     ExecutorOptions, LocalSnapshotStorage, SaveOutcome, SnapshotExecutor, SnapshotMeta,
     StorageOptions, shared,
 };
-use raftsnap::tsdb::fsm::{Tsdb, encode, point_to_pb};
+use raftsnap::tsdb::fsm::{Tsdb, command, point_to_pb};
 use raftsnap::tsdb::line_protocol::{Precision, parse};
 
 fn apply(exec: &SnapshotExecutor<Tsdb>, index: u64, cmd: Cmd) -> CommandResult {
     let mut g = exec.state_machine().lock().unwrap();
-    let out = g.state_machine.apply(index, 1, &encode(cmd)).unwrap();
+    let out = g.state_machine.apply(index, 1, command(cmd)).unwrap();
     g.applied = SnapshotMeta {
         last_included_index: index,
         last_included_term: 1,
         voters: vec![1],
         ..Default::default()
     };
-    CommandResult::decode(&out[..]).unwrap()
+    out
 }
 
 fn write(exec: &SnapshotExecutor<Tsdb>, index: u64, db: &str, body: &str) -> CommandResult {

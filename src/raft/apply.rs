@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
 use raft::prelude::{ConfState, Entry, EntryType};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
 use crate::proto::raft::EntryContext;
 use crate::raft::error::RaftError;
 use crate::raft::fsm::{NodeFsm, ReplicatedStateMachine};
-use crate::raft::node::Inbound;
+use crate::raft::ready_loop::{Inbound, LoopTx};
 use crate::raft::snapshot_source::set_membership;
-use crate::snapshot::{SaveOutcome, SnapshotError, SnapshotExecutor};
+use crate::snapshot::{ApplyError, SaveOutcome, SnapshotError, SnapshotExecutor};
 
 /// The answer to a proposal: the entry's index and the state machine's answer.
 pub type Reply = oneshot::Sender<Result<(u64, Vec<u8>), RaftError>>;
@@ -43,7 +43,7 @@ pub(crate) enum ApplyTask {
 pub(crate) struct ApplyWorker<S: ReplicatedStateMachine> {
     pub exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
     pub proposals: Proposals,
-    pub to_loop: mpsc::UnboundedSender<Inbound>,
+    pub to_loop: LoopTx,
     pub applied_tx: watch::Sender<u64>,
     pub log_gap: u64,
     pub log_bytes: u64,
@@ -125,19 +125,13 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
             let ctx = EntryContext::decode(&entry.context[..]).unwrap_or_default();
             let result = match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => Vec::new(),
-                EntryType::EntryNormal => {
-                    match fsm
-                        .state_machine
-                        .inner
-                        .apply(entry.index, entry.term, &entry.data)
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            failed = Some(format!("apply of entry {}: {e}", entry.index));
-                            break;
-                        }
+                EntryType::EntryNormal => match apply_one(&mut fsm.state_machine.inner, &entry) {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        failed = Some(format!("apply of entry {}: {e}", entry.index));
+                        break;
                     }
-                }
+                },
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => Vec::new(),
             };
             if let Some(cs) = conf {
@@ -164,12 +158,47 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
     }
 }
 
+/// The state machine's `apply`, behind the `apply::reject` failpoint (tests
+/// make a command fail at apply on every replica alike).
+fn apply_checked<S: ReplicatedStateMachine>(
+    fsm: &mut S,
+    entry: &Entry,
+    cmd: S::Command,
+) -> Result<S::Answer, ApplyError> {
+    fail::fail_point!("apply::reject", |r| Err(ApplyError::Rejected(
+        r.unwrap_or_else(|| "rejected by failpoint apply::reject".into())
+    )));
+    fsm.apply(entry.index, entry.term, cmd)
+}
+
+/// Applies one normal entry; returns the encoded answer for its proposer.
+/// A command that does not decode or that the state machine rejects is
+/// answered with the rejection (every replica decides alike) and the node
+/// goes on; `Err` is a fatal local failure.
+fn apply_one<S: ReplicatedStateMachine>(fsm: &mut S, entry: &Entry) -> Result<Vec<u8>, String> {
+    let answer = match S::Command::decode(&entry.data[..]) {
+        Err(e) => S::rejected(format!("command does not decode: {e}")),
+        Ok(cmd) => {
+            let res = apply_checked(fsm, entry, cmd);
+            match res {
+                Ok(a) => a,
+                Err(ApplyError::Rejected(reason)) => {
+                    warn!(index = entry.index, %reason, "command rejected at apply; state unchanged");
+                    S::rejected(reason)
+                }
+                Err(ApplyError::Fatal(e)) => return Err(e.to_string()),
+            }
+        }
+    };
+    Ok(answer.encode_to_vec())
+}
+
 /// Starts a save on its own thread unless one is running; a committed
 /// snapshot is reported to the loop, which compacts the log.
 pub(crate) fn start_save<S: ReplicatedStateMachine>(
     exec: &Arc<SnapshotExecutor<NodeFsm<S>>>,
     saving: &Arc<AtomicBool>,
-    to_loop: &mpsc::UnboundedSender<Inbound>,
+    to_loop: &LoopTx,
 ) {
     if saving.swap(true, Ordering::AcqRel) {
         return;

@@ -67,6 +67,18 @@ pub enum RaftError {
     /// The node is shutting down.
     #[error("node is shutting down")]
     Shutdown,
+    /// The node stopped after a fatal error and serves nothing.
+    #[error("node stopped after a fatal error: {0}")]
+    Fenced(String),
+    /// Something inside this node failed (not the request's fault).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The leader's advertised address is not usable.
+    #[error("the leader's address {0:?} is not a valid host:port")]
+    BadLeaderAddress(String),
+    /// A read-index round got no answer in time: no leader, or no quorum.
+    #[error("no answer from a quorum within {0:?} (no leader, or a partition)")]
+    NoQuorum(std::time::Duration),
 }
 
 impl From<RaftError> for tonic::Status {
@@ -85,7 +97,10 @@ impl From<RaftError> for tonic::Status {
             RaftError::Invalid(_) | RaftError::BadMessage { .. } => {
                 tonic::Status::invalid_argument(e.to_string())
             }
-            RaftError::Shutdown => tonic::Status::unavailable(e.to_string()),
+            RaftError::Shutdown
+            | RaftError::Fenced(_)
+            | RaftError::NoQuorum(_)
+            | RaftError::BadLeaderAddress(_) => tonic::Status::unavailable(e.to_string()),
             RaftError::Snapshot(SnapshotError::Busy(_) | SnapshotError::Throttled { .. }) => {
                 tonic::Status::resource_exhausted(e.to_string())
             }

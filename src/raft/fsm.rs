@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+pub use crate::snapshot::ReplicatedStateMachine;
 use crate::snapshot::{BoxError, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine};
 
 /// Addresses of the cluster's members, by id.
@@ -14,16 +15,6 @@ pub type Peers = Arc<RwLock<BTreeMap<u64, String>>>;
 /// The snapshot file holding the members' addresses (the `raft/` prefix is
 /// reserved for the node).
 pub const PEERS_FILE: &str = "raft/peers.json";
-
-/// A state machine replicated through raft.
-pub trait ReplicatedStateMachine: StateMachine {
-    /// Applies a committed command and returns the answer for its proposer.
-    /// Must be deterministic: every replica applies the same commands in the
-    /// same order and must reach the same state, so a bad command is answered
-    /// with an error *in the answer*. `Err` means this replica cannot go on
-    /// (its disk failed): the node stops rather than diverge.
-    fn apply(&mut self, index: u64, term: u64, command: &[u8]) -> Result<Vec<u8>, BoxError>;
-}
 
 /// The user's state machine plus the node's own snapshot content.
 pub struct NodeFsm<S> {

@@ -186,7 +186,22 @@ impl LogStore for WalLogStore {
     }
 
     fn flush(&self) -> Result<(), RaftError> {
-        self.lock().sync()
+        // fdatasync outside the lock: the raft loop keeps appending while
+        // the disk syncs (group commit: the next sync takes all of it).
+        let pending = self.lock().take_unsynced();
+        if let Some((file, path)) = pending {
+            fail::fail_point!("wal::sync", |_| Err(RaftError::Store {
+                what: "fdatasync",
+                path: path.clone(),
+                source: std::io::Error::from_raw_os_error(5),
+            }));
+            file.sync_data().map_err(|source| RaftError::Store {
+                what: "fdatasync",
+                path,
+                source,
+            })?;
+        }
+        self.lock().maybe_rotate()
     }
 }
 

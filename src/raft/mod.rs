@@ -3,11 +3,17 @@
 //! and membership. It knows nothing of time series.
 
 pub(crate) mod apply;
+pub(crate) mod bootstrap;
+pub(crate) mod compaction;
 pub mod config;
 pub mod error;
 pub mod fsm;
+pub mod handle;
 pub mod log_store;
-pub mod node;
+pub mod membership;
+pub(crate) mod persist;
+pub(crate) mod read_index;
+pub mod ready_loop;
 pub(crate) mod service;
 pub mod slog_bridge;
 pub mod snapshot_source;
@@ -18,7 +24,9 @@ pub mod wal;
 pub use config::NodeConfig;
 pub use error::RaftError;
 pub use fsm::{NodeFsm, ReplicatedStateMachine};
+pub use handle::{Applied, NodeHandle, ReadConsistency};
 pub use log_store::{LogStore, RaftStorage, SnapshotProvider, WalLogStore};
-pub use node::{MembershipChange, NodeHandle, RaftCounters};
+pub use membership::MembershipChange;
+pub use ready_loop::RaftCounters;
 pub use status::Status;
 pub use transport::client as transport_client;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
@@ -18,14 +18,15 @@ use crate::proto::raft::{
     ProposeRequest, ProposeResponse, RaftBatch,
 };
 use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
-use crate::raft::node::{Inbound, MembershipChange, ask};
+use crate::raft::membership::MembershipChange;
+use crate::raft::ready_loop::{Inbound, LoopTx, ask};
 use crate::raft::snapshot_source::is_member;
 use crate::raft::transport::{MAX_RPC_BYTES, learn_peer};
 use crate::snapshot::{SnapshotExecutor, meta_table};
 
 pub(crate) struct RaftRpc<S: ReplicatedStateMachine> {
     pub id: u64,
-    pub to_loop: mpsc::UnboundedSender<Inbound>,
+    pub to_loop: LoopTx,
     pub exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
     pub peers: Peers,
     pub applied_rx: watch::Receiver<u64>,

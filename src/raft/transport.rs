@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use crate::proto::raft::raft_client::RaftClient;
 use crate::proto::raft::{InstallSnapshotRequest, RaftBatch};
 use crate::raft::fsm::Peers;
-use crate::raft::node::Inbound;
+use crate::raft::ready_loop::{Inbound, LoopTx};
 
 /// gRPC message limit between nodes.
 pub const MAX_RPC_BYTES: usize = 64 << 20;
@@ -41,7 +41,7 @@ pub(crate) struct Transport {
     advertise: String,
     peers: Peers,
     queues: HashMap<u64, (String, mpsc::Sender<Message>)>,
-    to_loop: mpsc::UnboundedSender<Inbound>,
+    to_loop: LoopTx,
     install_min_rate: u64,
     shutdown: CancellationToken,
 }
@@ -51,7 +51,7 @@ impl Transport {
         id: u64,
         advertise: String,
         peers: Peers,
-        to_loop: mpsc::UnboundedSender<Inbound>,
+        to_loop: LoopTx,
         install_min_rate: u64,
         shutdown: CancellationToken,
     ) -> Self {
@@ -176,7 +176,7 @@ async fn peer_sender(
     to: u64,
     addr: String,
     mut rx: mpsc::Receiver<Message>,
-    to_loop: mpsc::UnboundedSender<Inbound>,
+    to_loop: LoopTx,
     shutdown: CancellationToken,
 ) {
     let Some(mut c) = client(&addr) else {

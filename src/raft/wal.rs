@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState};
@@ -80,7 +81,7 @@ struct Loc {
 struct Segment {
     seq: u64,
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     size: u64,
     /// Highest entry index written in it (0: none).
     max_index: u64,
@@ -93,7 +94,7 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Raf
 
 fn encode_pb(m: &impl protobuf::Message) -> Result<Vec<u8>, RaftError> {
     m.write_to_bytes()
-        .map_err(|e| RaftError::Invalid(format!("cannot encode a raft record: {e}")))
+        .map_err(|e| RaftError::Internal(format!("cannot encode a raft record: {e}")))
 }
 
 fn put_record(buf: &mut Vec<u8>, kind: Kind, parts: &[&[u8]]) {
@@ -198,7 +199,6 @@ impl Wal {
                     // Created but not yet synced when the process stopped:
                     // nothing in it was ever acknowledged.
                     warn!(path = %path.display(), "removing a half-created raft log segment");
-                    drop(file);
                     std::fs::remove_file(&path).map_err(io_err("remove segment", &path))?;
                     sync_dir(dir)?;
                     continue;
@@ -211,7 +211,7 @@ impl Wal {
             let mut seg = Segment {
                 seq,
                 path,
-                file,
+                file: Arc::new(file),
                 size: len,
                 max_index: 0,
             };
@@ -245,8 +245,7 @@ impl Wal {
         }
         let (trunc_index, trunc_term) = r.trunc;
         let mut entries = VecDeque::with_capacity(r.map.len());
-        let mut expect = trunc_index + 1;
-        for (i, loc) in r.map.range(trunc_index + 1..) {
+        for (expect, (i, loc)) in (trunc_index + 1..).zip(r.map.range(trunc_index + 1..)) {
             if *i != expect {
                 return Err(RaftError::Corrupt {
                     what: format!("raft log in {}", dir.display()),
@@ -254,7 +253,6 @@ impl Wal {
                 });
             }
             entries.push_back(*loc);
-            expect += 1;
         }
         let mut wal = Self {
             dir: dir.to_path_buf(),
@@ -307,7 +305,7 @@ impl Wal {
             return Err(e);
         }
         fail::fail_point!("wal::after_segment_created", |_| {
-            Err(RaftError::Invalid(
+            Err(RaftError::Internal(
                 "failpoint wal::after_segment_created".into(),
             ))
         });
@@ -315,7 +313,7 @@ impl Wal {
         self.segments.push(Segment {
             seq,
             path,
-            file,
+            file: Arc::new(file),
             size: buf.len() as u64,
             max_index: 0,
         });
@@ -353,7 +351,7 @@ impl Wal {
             return Ok(());
         };
         if first.index > self.last_index() + 1 {
-            return Err(RaftError::Invalid(format!(
+            return Err(RaftError::Internal(format!(
                 "append at {} leaves a gap after {}",
                 first.index,
                 self.last_index()
@@ -439,7 +437,7 @@ impl Wal {
             return Ok(0);
         }
         if index > self.last_index() + 1 {
-            return Err(RaftError::Invalid(format!(
+            return Err(RaftError::Internal(format!(
                 "compact to {index} past the last index {}",
                 self.last_index()
             )));
@@ -447,7 +445,7 @@ impl Wal {
         let new_trunc = index - 1;
         let term = self
             .term_of(new_trunc)
-            .ok_or_else(|| RaftError::Invalid(format!("entry {new_trunc} is not in the log")))?;
+            .ok_or_else(|| RaftError::Internal(format!("entry {new_trunc} is not in the log")))?;
         let mut buf = Vec::new();
         put_record(&mut buf, Kind::Compact, &[&pair(new_trunc, term)]);
         self.write(&buf)?;
@@ -456,9 +454,9 @@ impl Wal {
         self.entries.drain(..dropped as usize);
         self.trunc_index = new_trunc;
         self.trunc_term = term;
-        fail::fail_point!("wal::before_segments_removed", |_| Err(RaftError::Invalid(
-            "failpoint wal::before_segments_removed".into()
-        )));
+        fail::fail_point!("wal::before_segments_removed", |_| Err(
+            RaftError::Internal("failpoint wal::before_segments_removed".into())
+        ));
         self.remove_obsolete_segments()?;
         Ok(dropped)
     }
@@ -473,6 +471,28 @@ impl Wal {
         if removed > 0 {
             sync_dir(&self.dir)?;
             info!(removed, "raft log segments removed after compaction");
+        }
+        Ok(())
+    }
+
+    /// The file whose `fdatasync` makes every record written so far durable,
+    /// if anything is unsynced: the caller syncs it without holding the log
+    /// (appends go on meanwhile), then calls [`maybe_rotate`](Self::maybe_rotate).
+    /// A rotation syncs the old segment itself first, so records written
+    /// after this call are never stranded unsynced in a rotated-out segment.
+    pub fn take_unsynced(&mut self) -> Option<(Arc<File>, PathBuf)> {
+        if !self.unsynced {
+            return None;
+        }
+        self.unsynced = false;
+        let seg = self.active();
+        Some((seg.file.clone(), seg.path.clone()))
+    }
+
+    /// Rotates the active segment if it is full (syncing it first).
+    pub fn maybe_rotate(&mut self) -> Result<(), RaftError> {
+        if self.active().size >= self.segment_bytes {
+            self.sync()?;
         }
         Ok(())
     }
@@ -550,7 +570,7 @@ impl Wal {
         let loc = idx
             .checked_sub(self.trunc_index + 1)
             .and_then(|i| self.entries.get(i as usize))
-            .ok_or_else(|| RaftError::Invalid(format!("entry {idx} is not in the log")))?;
+            .ok_or_else(|| RaftError::Internal(format!("entry {idx} is not in the log")))?;
         let seg = self
             .segments
             .iter()

@@ -10,12 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use prost::Message;
 use serde_json::{Value, json};
 
 use crate::proto::tsdb::{CommandResult, WritePoints, command::Cmd};
-use crate::raft::{MembershipChange, NodeHandle, RaftError};
-use crate::tsdb::fsm::{Tsdb, encode, point_to_pb};
+use crate::raft::{MembershipChange, NodeHandle, RaftError, ReadConsistency};
+use crate::tsdb::fsm::{Tsdb, command, point_to_pb};
 use crate::tsdb::line_protocol::{self, Precision};
 use crate::tsdb::query;
 
@@ -50,16 +49,30 @@ fn raft_error(e: RaftError) -> Response {
         RaftError::NotLeader { .. }
         | RaftError::LeadershipLost
         | RaftError::Shutdown
-        | RaftError::Forward { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        | RaftError::Fenced(_)
+        | RaftError::NoQuorum(_)
+        | RaftError::BadLeaderAddress(_) => StatusCode::SERVICE_UNAVAILABLE,
+        RaftError::Forward { status, .. } => match status.code() {
+            tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+            tonic::Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            tonic::Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        },
         RaftError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        RaftError::Invalid(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(code, e.to_string())
 }
 
-async fn ping() -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
+async fn ping(State(node): State<NodeHandle<Tsdb>>) -> Response {
+    let mut r = match node.fault() {
+        // A fenced node is not alive to a supervisor probing /ping.
+        Some(f) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("node stopped after a fatal error: {f}"),
+        ),
+        None => StatusCode::NO_CONTENT.into_response(),
+    };
     r.headers_mut().insert(
         "X-Influxdb-Version",
         HeaderValue::from_static(INFLUX_VERSION),
@@ -76,13 +89,8 @@ fn now_ns() -> i64 {
 }
 
 async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, Response> {
-    let (_, answer) = node.propose(encode(cmd)).await.map_err(raft_error)?;
-    CommandResult::decode(&answer[..]).map_err(|e| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("bad answer from the state machine: {e}"),
-        )
-    })
+    let (_, answer) = node.propose(&command(cmd)).await.map_err(raft_error)?;
+    Ok(answer)
 }
 
 async fn write(
@@ -98,13 +106,19 @@ async fn write(
         Some(p) => p,
         None => return error(StatusCode::BAD_REQUEST, "invalid precision"),
     };
-    let exists = {
-        let g = node
-            .executor()
-            .state_machine()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        g.state_machine.inner.meta().databases.contains_key(&db)
+    // The local state first (cheap); a database this node has not applied
+    // yet is confirmed by a linearizable read before the write is refused.
+    let has = |c| {
+        let db = db.clone();
+        node.read(c, move |t: &Tsdb, _| t.meta().databases.contains_key(&db))
+    };
+    let exists = match has(ReadConsistency::Stale).await {
+        Ok(true) => true,
+        Ok(false) => match has(ReadConsistency::Linearizable).await {
+            Ok(e) => e,
+            Err(e) => return raft_error(e),
+        },
+        Err(e) => return raft_error(e),
     };
     if !exists {
         return error(
@@ -176,6 +190,18 @@ async fn query_handler(
             None => return error(StatusCode::BAD_REQUEST, format!("invalid epoch {e:?}")),
         },
     };
+    // Linearizable unless the client opts into this node's possibly stale
+    // state with `stale=true`.
+    let consistency = match q.get("stale").map(String::as_str) {
+        None | Some("" | "false") => ReadConsistency::Linearizable,
+        Some("true") => ReadConsistency::Stale,
+        Some(v) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid stale value {v:?} (true or false)"),
+            );
+        }
+    };
     let stmts = match query::parse(text, now_ns()) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("error parsing query: {e}")),
@@ -189,12 +215,16 @@ async fn query_handler(
                 Err(resp) => return resp,
             }
         } else {
-            let g = node
-                .executor()
-                .state_machine()
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            query::execute_read(&g.state_machine.inner, &db, stmt, epoch)
+            let (db, stmt) = (db.clone(), stmt.clone());
+            match node
+                .read(consistency, move |t, _| {
+                    query::execute_read(t, &db, &stmt, epoch)
+                })
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => return raft_error(e),
+            }
         };
         if let Value::Object(m) = &mut r {
             let mut o = serde_json::Map::new();

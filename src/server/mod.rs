@@ -58,12 +58,29 @@ pub async fn run(
             })
             .await
     });
-    shutdown.await;
+    // Fail-stop: a node that hit a fatal error (its log cannot be written
+    // or synced, its state machine cannot apply) exits non-zero with the
+    // reason, for a supervisor to see, instead of lingering half-alive.
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        _ = node.stopped() => node.fault(),
+    };
     info!("shutting down");
+    // However the parts below behave, the process is gone within 5 s.
+    let _watchdog = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(|| {
+            std::thread::sleep(Duration::from_millis(4500));
+            eprintln!("tsnode: shutdown took over 4.5 s; exiting now");
+            std::process::exit(2);
+        });
     let _ = tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-    node.shutdown().await;
-    Ok(())
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), node.shutdown()).await;
+    match fatal {
+        Some(f) => Err(format!("node {id} stopped after a fatal error: {f}")),
+        None => Ok(()),
+    }
 }
 
 /// Asks the cluster (through any member's gRPC address) to add this node;

@@ -9,6 +9,7 @@ pub mod file_service;
 pub(crate) mod fsutil;
 pub mod meta_table;
 pub mod reader;
+pub mod replicated;
 pub mod storage;
 pub mod throttle;
 pub mod writer;
@@ -26,6 +27,7 @@ pub use executor::{
 pub use file_service::{ReaderRegistry, SnapshotFileService};
 pub use fsutil::CrcWriter as CrcSink;
 pub use reader::{SnapshotReader, verify_dir};
+pub use replicated::{ApplyError, ReplicatedStateMachine};
 pub use storage::{LocalSnapshotStorage, OpenReport, SnapshotInfo, StorageOptions};
 pub use throttle::{SnapshotThrottle, ThrottleOptions};
 pub use writer::{SnapshotFileSink, SnapshotWriter};

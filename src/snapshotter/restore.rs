@@ -16,7 +16,7 @@ use super::wire::{BACKUP_MAGIC, Request, encode_id_map};
 use crate::proto::meta as meta_pb;
 use crate::proto::tsdb::{self as pb, CommandResult, command::Cmd};
 use crate::raft::NodeHandle;
-use crate::tsdb::fsm::{Tsdb, encode};
+use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::tsm::{TsmReader, Values};
 
 /// Largest metastore import proposed through raft (it must fit one raft
@@ -33,10 +33,10 @@ pub const BATCH_BYTES: usize = 2 << 20;
 
 async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, String> {
     let (_, answer) = node
-        .propose(encode(cmd))
+        .propose(&command(cmd))
         .await
         .map_err(|e| format!("proposal failed: {e}"))?;
-    CommandResult::decode(&answer[..]).map_err(|e| format!("bad command result: {e}"))
+    Ok(answer)
 }
 
 /// Type 6: reads the `UploadSize` bytes of `meta.Data` (bounded, read as

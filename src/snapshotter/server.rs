@@ -76,15 +76,10 @@ pub async fn serve(listener: TcpListener, node: NodeHandle<Tsdb>, limits: Limits
     }
 }
 
-/// Runs `f` on the state machine under its lock.
+/// Runs `f` on this node's state machine as it is (a backup is of the
+/// local state, as influxd's is).
 pub(crate) fn with_tsdb<T>(node: &NodeHandle<Tsdb>, f: impl FnOnce(&mut Tsdb, u64, u64) -> T) -> T {
-    let mut g = node
-        .executor()
-        .state_machine()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let (term, index) = (g.applied.last_included_term, g.applied.last_included_index);
-    f(&mut g.state_machine.inner, term, index)
+    node.local(|t, at| f(t, at.term, at.index))
 }
 
 async fn timed<T>(

@@ -20,8 +20,10 @@ use super::tsm::KEY_FIELD_SEPARATOR;
 use crate::proto::tsdb::{
     self as pb, Command, CommandResult, command::Cmd, field::Value as PbValue,
 };
-use crate::raft::ReplicatedStateMachine;
-use crate::snapshot::{BoxError, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine};
+use crate::snapshot::{
+    ApplyError, BoxError, ReplicatedStateMachine, SnapshotMeta, SnapshotReader, SnapshotWriter,
+    StateMachine,
+};
 
 /// The snapshot file holding the metastore backup.
 pub const META_FILE: &str = "meta";
@@ -106,9 +108,9 @@ pub fn point_to_pb(p: &Point) -> pb::Point {
     }
 }
 
-/// Encodes a command for a raft proposal.
-pub fn encode(cmd: Cmd) -> Vec<u8> {
-    Command { cmd: Some(cmd) }.encode_to_vec()
+/// Wraps one command for a proposal.
+pub fn command(cmd: Cmd) -> Command {
+    Command { cmd: Some(cmd) }
 }
 
 impl Tsdb {
@@ -548,15 +550,23 @@ impl Tsdb {
 }
 
 impl ReplicatedStateMachine for Tsdb {
-    fn apply(&mut self, _index: u64, _term: u64, command: &[u8]) -> Result<Vec<u8>, BoxError> {
-        let res = match Command::decode(command) {
-            Ok(cmd) => self.execute(cmd)?,
-            Err(e) => CommandResult {
-                error: format!("command does not decode: {e}"),
-                ..Default::default()
-            },
-        };
-        Ok(res.encode_to_vec())
+    type Command = Command;
+    type Answer = CommandResult;
+
+    fn apply(
+        &mut self,
+        _index: u64,
+        _term: u64,
+        cmd: Command,
+    ) -> Result<CommandResult, ApplyError> {
+        Ok(self.execute(cmd)?)
+    }
+
+    fn rejected(reason: String) -> CommandResult {
+        CommandResult {
+            error: reason,
+            ..Default::default()
+        }
     }
 }
 

@@ -161,7 +161,7 @@ impl Cluster {
     pub async fn put_via(&mut self, via: u64, key: &str, value: &str) -> u64 {
         for attempt in 0..50 {
             let node = self.nodes.get(&via).expect("node running");
-            match node.propose(format!("{key}={value}").into_bytes()).await {
+            match node.propose(&format!("{key}={value}")).await {
                 Ok((index, _)) => {
                     self.acked.insert(key.to_string(), value.to_string());
                     return index;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 
 use raftsnap::snapshot::{
-    BoxError, SharedStateMachine, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine,
+    ApplyError, BoxError, SharedStateMachine, SnapshotMeta, SnapshotReader, SnapshotWriter,
+    StateMachine,
 };
 
 /// An in-memory map; optional hooks let tests fail or stall a save.
@@ -77,17 +78,22 @@ pub fn expected_map(n: u64) -> BTreeMap<String, String> {
 }
 
 /// Commands are `key=value` (set); the answer is the previous value or empty.
-impl raftsnap::raft::ReplicatedStateMachine for KvFsm {
-    fn apply(&mut self, _index: u64, _term: u64, command: &[u8]) -> Result<Vec<u8>, BoxError> {
-        let cmd = String::from_utf8_lossy(command);
-        Ok(match cmd.split_once('=') {
-            Some((k, v)) => self
+impl raftsnap::snapshot::ReplicatedStateMachine for KvFsm {
+    type Command = String;
+    type Answer = String;
+
+    fn apply(&mut self, _index: u64, _term: u64, cmd: String) -> Result<String, ApplyError> {
+        match cmd.split_once('=') {
+            Some((k, v)) => Ok(self
                 .map
                 .insert(k.to_string(), v.to_string())
-                .unwrap_or_default()
-                .into_bytes(),
-            None => b"error: expected key=value".to_vec(),
-        })
+                .unwrap_or_default()),
+            None => Err(ApplyError::Rejected("expected key=value".into())),
+        }
+    }
+
+    fn rejected(reason: String) -> String {
+        format!("error: {reason}")
     }
 }
 

@@ -1,0 +1,331 @@
+//! Starting a node: open the snapshot storage and the raft log, bootstrap a
+//! new cluster's membership, load the latest snapshot (finishing an install
+//! that a crash interrupted), then start the raft loop, the persistence and
+//! apply threads and the gRPC server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use raft::RawNode;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::raft::apply::{ApplyTask, ApplyWorker, Proposals};
+use crate::raft::config::NodeConfig;
+use crate::raft::error::RaftError;
+use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
+use crate::raft::handle::{HandleInner, NodeHandle};
+use crate::raft::log_store::{LogStore, RaftStorage, WalLogStore};
+use crate::raft::read_index::Reads;
+use crate::raft::ready_loop::{Fault, Loop, RaftCounters};
+use crate::raft::snapshot_source::{SnapshotSource, conf_state_of, set_membership};
+use crate::raft::transport::{Transport, learn_peer};
+use crate::snapshot::{
+    CopierOptions, ExecutorOptions, LocalFileLookup, LocalSnapshotStorage, ReaderRegistry,
+    SnapshotExecutor, SnapshotFileService, SnapshotThrottle, StorageOptions, ThrottleOptions,
+    shared,
+};
+
+fn spawn_thread(
+    name: String,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, RaftError> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| RaftError::Internal(format!("cannot start thread {name}: {e}")))
+}
+
+type Executor<S> = Arc<SnapshotExecutor<NodeFsm<S>>>;
+
+/// Opens the snapshot storage and builds the executor over the state machine.
+fn open_executor<S: ReplicatedStateMachine>(
+    cfg: &NodeConfig,
+    state_machine: S,
+    peers: Peers,
+    throttle: Arc<SnapshotThrottle>,
+    lookup: Option<Arc<dyn LocalFileLookup>>,
+) -> Result<(LocalSnapshotStorage, Executor<S>), RaftError> {
+    let (storage, report) = LocalSnapshotStorage::open(
+        cfg.data_dir.join("snapshots"),
+        StorageOptions {
+            retain: cfg.snapshot_retain,
+        },
+    )?;
+    if !report.broken.is_empty() {
+        warn!(broken = ?report.broken, "snapshots failed validation at startup");
+    }
+    let mut exec = SnapshotExecutor::new(
+        storage.clone(),
+        shared(NodeFsm::new(state_machine, peers)),
+        ExecutorOptions {
+            snapshot_min_gap: cfg.snapshot_min_gap,
+            copier: CopierOptions {
+                parallel_files: cfg.install_parallel_files,
+                chunk_bytes: cfg.install_chunk_bytes,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .with_throttle(throttle);
+    if let Some(l) = lookup {
+        exec = exec.with_lookup(l);
+    }
+    Ok((storage, Arc::new(exec)))
+}
+
+/// Loads the latest snapshot and brings the log in line with it; returns
+/// the applied index to start from.
+async fn load_state<S: ReplicatedStateMachine>(
+    cfg: &NodeConfig,
+    storage: &LocalSnapshotStorage,
+    exec: &Arc<SnapshotExecutor<NodeFsm<S>>>,
+    log: &Arc<WalLogStore>,
+) -> Result<u64, RaftError> {
+    let mut state = log.initial_state()?;
+    let fresh = state.hard_state == Default::default()
+        && state.conf_state.voters.is_empty()
+        && log.last_index() == 0;
+    if fresh && !cfg.peers.is_empty() && storage.latest_index() == 0 {
+        state.conf_state.voters = cfg.peers.keys().copied().collect();
+        log.set_conf_state(&state.conf_state)?;
+        log.flush()?;
+        info!(voters = ?state.conf_state.voters, "bootstrapped a new cluster");
+    }
+    let exec2 = exec.clone();
+    let first = log.first_index();
+    let loaded = tokio::task::spawn_blocking(move || exec2.load_latest(first))
+        .await
+        .map_err(|e| RaftError::Internal(format!("snapshot load task failed: {e}")))??;
+    Ok(match &loaded {
+        Some(m) => {
+            let commit = log.initial_state()?.hard_state.commit;
+            if m.last_included_index > commit {
+                // An install committed this snapshot but the process stopped
+                // before raft applied it to the log: do it now, as raft-rs's
+                // restore would have (the snapshot is the leader's committed
+                // state, already verified).
+                warn!(
+                    snapshot_index = m.last_included_index,
+                    commit, "finishing an install interrupted before raft applied it"
+                );
+                log.apply_snapshot(
+                    m.last_included_index,
+                    m.last_included_term,
+                    &conf_state_of(m),
+                )?;
+            } else {
+                // The log's conf state is the one as of the loaded snapshot;
+                // replaying the entries after it rebuilds the current one.
+                log.set_conf_state(&conf_state_of(m))?;
+            }
+            log.flush()?;
+            m.last_included_index
+        }
+        None => {
+            let mut fsm = exec
+                .state_machine()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            set_membership(&mut fsm.applied, &state.conf_state);
+            0
+        }
+    })
+}
+
+/// Starts a node (see [`NodeHandle::start`]).
+pub(crate) async fn start<S: ReplicatedStateMachine>(
+    cfg: NodeConfig,
+    state_machine: S,
+    listener: std::net::TcpListener,
+    lookup: Option<Arc<dyn LocalFileLookup>>,
+) -> Result<NodeHandle<S>, RaftError> {
+    cfg.validate().map_err(RaftError::Invalid)?;
+    let id = cfg.id;
+    let span = info_span!("node", id);
+    let addr = listener
+        .local_addr()
+        .map_err(|e| RaftError::Invalid(format!("listener: {e}")))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| RaftError::Store {
+        what: "create data directory",
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let throttle = Arc::new(SnapshotThrottle::new(ThrottleOptions {
+        send_rate: cfg.snapshot_send_rate,
+        recv_rate: cfg.snapshot_recv_rate,
+        max_concurrent_sends: cfg.max_concurrent_sends,
+        max_concurrent_installs: cfg.max_concurrent_installs,
+        ..Default::default()
+    }));
+    let peers: Peers = Arc::new(RwLock::new(cfg.peers.clone()));
+    learn_peer(&peers, id, &cfg.advertise_addr);
+    let (storage, exec) =
+        open_executor(&cfg, state_machine, peers.clone(), throttle.clone(), lookup)?;
+    let log = Arc::new(WalLogStore::open(&cfg.data_dir.join("raft"))?);
+    let applied = load_state(&cfg, &storage, &exec, &log).await?;
+    info!(
+        applied,
+        first_log_index = log.first_index(),
+        last_log_index = log.last_index(),
+        "node starting"
+    );
+
+    let (to_loop, inbox) = std::sync::mpsc::channel();
+    let (apply_tx, apply_rx) = std::sync::mpsc::channel();
+    let (persist_tx, persist_rx) = std::sync::mpsc::channel();
+    let registry = ReaderRegistry::new(cfg.reader_idle_lease, throttle.clone());
+    let save_tx = apply_tx.clone();
+    let source = Arc::new(SnapshotSource::new(
+        storage,
+        registry.clone(),
+        cfg.advertise_addr.clone(),
+        Box::new(move || {
+            let _ = save_tx.send(ApplyTask::Save);
+        }),
+    ));
+    let rcfg = raft::Config {
+        id,
+        election_tick: cfg.election_tick,
+        heartbeat_tick: cfg.heartbeat_tick,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    let raw = RawNode::new(
+        &rcfg,
+        RaftStorage {
+            log: log.clone(),
+            snapshots: source.clone(),
+        },
+        &crate::raft::slog_bridge::logger(id),
+    )?;
+    let shutdown = CancellationToken::new();
+    let fault: Fault = Arc::new(Mutex::new(None));
+    let (applied_tx, applied_rx) = watch::channel(applied);
+    let proposals: Proposals = Arc::new(Mutex::new(HashMap::new()));
+    let counters = Arc::new(Mutex::new(RaftCounters::default()));
+    let saving = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+
+    let worker = ApplyWorker {
+        exec: exec.clone(),
+        proposals: proposals.clone(),
+        to_loop: to_loop.clone(),
+        applied_tx,
+        log_gap: cfg.snapshot_log_gap,
+        log_bytes: cfg.snapshot_log_bytes,
+        saving: saving.clone(),
+    };
+    let sp = span.clone();
+    threads.push(spawn_thread(format!("apply-{id}"), move || {
+        let _g = sp.enter();
+        worker.run(apply_rx)
+    })?);
+
+    let (plog, pto_loop, papply) = (log.clone(), to_loop.clone(), apply_tx.clone());
+    let sp = span.clone();
+    threads.push(spawn_thread(format!("raft-sync-{id}"), move || {
+        let _g = sp.enter();
+        crate::raft::persist::run(plog, persist_rx, pto_loop, papply)
+    })?);
+
+    let transport = Transport::new(
+        id,
+        cfg.advertise_addr.clone(),
+        peers.clone(),
+        to_loop.clone(),
+        cfg.install_min_rate,
+        shutdown.clone(),
+    );
+    let node_loop = Loop {
+        id,
+        cfg: cfg.clone(),
+        raw,
+        log: log.clone(),
+        inbox,
+        apply_tx,
+        persist_tx,
+        transport,
+        source,
+        exec: exec.clone(),
+        proposals,
+        peers: peers.clone(),
+        next_proposal: 0,
+        promote: BTreeMap::new(),
+        counters: counters.clone(),
+        compacting: Arc::new(AtomicBool::new(false)),
+        shutdown: shutdown.clone(),
+        fault: fault.clone(),
+        reads: Reads::default(),
+        was_leader: false,
+    };
+    // The loop's own OS thread; it enters the runtime so that the transport
+    // can spawn its per-peer sender tasks.
+    let rt = tokio::runtime::Handle::current();
+    let sp = span.clone();
+    threads.push(spawn_thread(format!("raft-loop-{id}"), move || {
+        let _rt = rt.enter();
+        let _g = sp.enter();
+        node_loop.run()
+    })?);
+
+    let mut tasks = vec![registry.spawn_sweeper(Duration::from_secs(5))];
+    let service = crate::raft::service::RaftRpc {
+        id,
+        to_loop: to_loop.clone(),
+        exec: exec.clone(),
+        peers,
+        applied_rx: applied_rx.clone(),
+        proposal_timeout: cfg.proposal_timeout,
+    };
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| RaftError::Invalid(format!("listener: {e}")))?;
+    let files = SnapshotFileService::new(registry, throttle).into_server();
+    let sd = shutdown.clone();
+    tasks.push(tokio::spawn(
+        async move {
+            let incoming = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => tokio_stream::wrappers::TcpListenerStream::new(l),
+                Err(e) => {
+                    error!(error = %e, "cannot serve gRPC");
+                    return;
+                }
+            };
+            let res = tonic::transport::Server::builder()
+                .add_service(service.into_server())
+                .add_service(files)
+                .serve_with_incoming_shutdown(incoming, sd.cancelled())
+                .await;
+            if let Err(e) = res {
+                error!(error = %e, "gRPC server stopped");
+            }
+        }
+        .instrument(span),
+    ));
+    Ok(NodeHandle {
+        inner: Arc::new(HandleInner {
+            id,
+            addr,
+            cfg,
+            to_loop,
+            exec,
+            applied_rx,
+            log: Mutex::new(Some(log)),
+            counters,
+            saving,
+            shutdown,
+            fault,
+            tasks: Mutex::new(tasks),
+            threads: Mutex::new(threads),
+        }),
+    })
+}
