@@ -100,3 +100,46 @@ fn a_follower_crashed_at_each_install_step_restarts_and_catches_up() {
         }
     }
 }
+
+#[test]
+fn a_command_that_fails_at_apply_on_every_replica_leaves_them_equal_saving_and_compacting() {
+    // Every node rejects, at apply, the commands that mention "poison".
+    let p = Procs::start_env(
+        3,
+        &["--snapshot-log-gap", "20", "--trailing-logs", "5"],
+        &[("FAILPOINTS", "apply::reject=return(poison)")],
+    );
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let follower = *p.nodes.keys().find(|i| **i != leader).unwrap();
+    for (i, via) in [leader, follower].into_iter().enumerate() {
+        let (code, body) = p.write_answer(via, "db", &format!("poison v={i} {}", i + 1));
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("rejected at apply"), "{body}");
+    }
+    for b in 0..40 {
+        assert!(
+            p.write(leader, "db", &body(b * 50, 50)),
+            "{}",
+            p.log(leader)
+        );
+    }
+    for id in 1..=3u64 {
+        let meta = p.snapshot(id);
+        assert!(meta["index"].as_u64().unwrap() > 40, "node {id}: {meta}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in 1..=3u64 {
+        while p.status(id).unwrap()["first_log_index"].as_u64().unwrap() <= 1 {
+            assert!(Instant::now() < deadline, "node {id} never compacted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(count(&p, id), 2000, "node {id}");
+        let poison = p.query(id, "db", "SELECT count(v) FROM poison");
+        assert!(
+            poison["results"][0]["series"].is_null(),
+            "node {id}: {poison}"
+        );
+        assert!(!p.log(id).contains("cannot apply"), "{}", p.log(id));
+    }
+}

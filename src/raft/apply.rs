@@ -158,16 +158,25 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
     }
 }
 
-/// The state machine's `apply`, behind the `apply::reject` failpoint (tests
-/// make a command fail at apply on every replica alike).
+/// The state machine's `apply`, behind the `apply::reject` failpoint:
+/// `apply::reject=return(MARKER)` rejects every command whose bytes contain
+/// MARKER, on every replica alike (tests of a command that fails at apply).
 fn apply_checked<S: ReplicatedStateMachine>(
     fsm: &mut S,
     entry: &Entry,
     cmd: S::Command,
 ) -> Result<S::Answer, ApplyError> {
-    fail::fail_point!("apply::reject", |r| Err(ApplyError::Rejected(
-        r.unwrap_or_else(|| "rejected by failpoint apply::reject".into())
-    )));
+    #[cfg(feature = "failpoints")]
+    if let Some(Some(marker)) = fail::eval("apply::reject", |arg| arg)
+        && entry
+            .data
+            .windows(marker.len().max(1))
+            .any(|w| w == marker.as_bytes())
+    {
+        return Err(ApplyError::Rejected(format!(
+            "rejected at apply by failpoint apply::reject ({marker})"
+        )));
+    }
     fsm.apply(entry.index, entry.term, cmd)
 }
 

@@ -337,7 +337,15 @@ impl Tsdb {
             }
         };
         let mut touched = Vec::new();
+        let mut refusal: Option<String> = None;
         for p in w.points {
+            // Checked before anything changes: a point no replica can store
+            // is dropped alike everywhere (and never reaches a TSM flush).
+            if let Err(why) = check_point(&p) {
+                res.dropped += 1;
+                refusal.get_or_insert(why);
+                continue;
+            }
             let shard_id = match self.meta.shard_for(&w.db, &rp, p.timestamp) {
                 Ok(id) => id,
                 Err(e) => {
@@ -376,12 +384,14 @@ impl Tsdb {
                 res.written += 1;
             } else {
                 res.dropped += 1;
+                refusal.get_or_insert_with(|| "field type conflict".into());
             }
             touched.push(shard_id);
         }
         if res.dropped > 0 {
             res.error = format!(
-                "partial write: field type conflict: dropped={}",
+                "partial write: {}: dropped={}",
+                refusal.unwrap_or_default(),
                 res.dropped
             );
         }
@@ -547,6 +557,55 @@ impl Tsdb {
         }
         out.into_iter().collect()
     }
+}
+
+/// Why InfluxDB would refuse to store a point, if it would.
+fn check_point(p: &pb::Point) -> Result<(), String> {
+    use super::line_protocol::{MAX_KEY_LENGTH, MAX_NANOS, MIN_NANOS};
+    if p.measurement.is_empty() || p.fields.is_empty() {
+        return Err("point without a measurement or fields".into());
+    }
+    if !(MIN_NANOS..=MAX_NANOS).contains(&p.timestamp) {
+        return Err(format!("time outside range {MIN_NANOS} - {MAX_NANOS}"));
+    }
+    if let Some(t) = p.tags.iter().find(|t| t.key == "time") {
+        return Err(format!(
+            "invalid tag key: input tag \"{}\" on measurement \"{}\" is invalid",
+            t.key, p.measurement
+        ));
+    }
+    if let Some(f) = p
+        .fields
+        .iter()
+        .find(|f| f.key == "time" || f.key.is_empty())
+    {
+        return Err(format!(
+            "invalid field name: input field \"{}\" on measurement \"{}\" is invalid",
+            f.key, p.measurement
+        ));
+    }
+    let mut tags: Vec<(String, String)> = p
+        .tags
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect();
+    tags.sort();
+    let series_len = series_key(&p.measurement, &tags).len();
+    let longest = if series_len > MAX_KEY_LENGTH {
+        series_len
+    } else {
+        p.fields
+            .iter()
+            .map(|f| series_len + KEY_FIELD_SEPARATOR.len() + f.key.len())
+            .max()
+            .unwrap_or(series_len)
+    };
+    if longest > MAX_KEY_LENGTH {
+        return Err(format!(
+            "max key length exceeded: {longest} > {MAX_KEY_LENGTH}"
+        ));
+    }
+    Ok(())
 }
 
 impl ReplicatedStateMachine for Tsdb {

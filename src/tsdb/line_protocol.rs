@@ -97,6 +97,14 @@ impl Precision {
     }
 }
 
+/// The longest storage key (series key, `#!~#`, field name) InfluxDB
+/// accepts: a TSM index entry's key length is a u16.
+pub const MAX_KEY_LENGTH: usize = 65_535;
+/// The earliest timestamp InfluxDB accepts (ns).
+pub const MIN_NANOS: i64 = i64::MIN + 2;
+/// The latest timestamp InfluxDB accepts (ns).
+pub const MAX_NANOS: i64 = i64::MAX - 1;
+
 /// A line that did not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -298,8 +306,26 @@ fn parse_line(line: &str, precision: Precision, default_time: i64) -> Result<Poi
         }
         let v: i64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
         v.checked_mul(precision.nanos())
-            .ok_or_else(|| format!("timestamp {t} out of range"))?
+            .filter(|ns| (MIN_NANOS..=MAX_NANOS).contains(ns))
+            .ok_or_else(|| format!("time outside range {MIN_NANOS} - {MAX_NANOS}"))?
     };
+    // As influxd: the longest storage key (series key, `#!~#`, field name).
+    let series_len = series_key(&measurement, &tags).len();
+    // As influxd: the series key alone first, then with the longest field.
+    let key_len = if series_len > MAX_KEY_LENGTH {
+        series_len
+    } else {
+        fields
+            .iter()
+            .map(|(k, _)| series_len + 4 + k.len())
+            .max()
+            .unwrap_or(series_len)
+    };
+    if key_len > MAX_KEY_LENGTH {
+        return Err(format!(
+            "max key length exceeded: {key_len} > {MAX_KEY_LENGTH}"
+        ));
+    }
     Ok(Point {
         measurement,
         tags,
@@ -488,7 +514,32 @@ mod tests {
         }
         assert!(Precision::parse("x").is_none());
         let (_, e) = parse("m f=1 9223372036854775807", Precision::Seconds, 0);
-        assert!(e[0].reason.contains("out of range"));
+        assert!(e[0].reason.contains("time outside range"));
+        // influxd's range ends one short of i64's.
+        let (_, e) = parse("m f=1 9223372036854775807", Precision::Nanoseconds, 0);
+        assert_eq!(
+            e[0].reason,
+            "time outside range -9223372036854775806 - 9223372036854775806"
+        );
+        let (p, _) = parse("m f=1 9223372036854775806", Precision::Nanoseconds, 0);
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn keys_past_influxdbs_limit_are_refused_with_its_message() {
+        // The storage key: series key + `#!~#` + field name (influxd: 65539 > 65535).
+        let line = format!("cpu,host={} value=1 5", "a".repeat(65_521));
+        let (p, e) = parse(&line, Precision::Nanoseconds, 0);
+        assert!(p.is_empty());
+        assert_eq!(e[0].reason, "max key length exceeded: 65539 > 65535");
+        // influxd reports the series key alone when it is over already.
+        let line = format!("cpu,host={} v=1", "a".repeat(70_000));
+        let (_, e) = parse(&line, Precision::Nanoseconds, 0);
+        assert_eq!(e[0].reason, "max key length exceeded: 70009 > 65535");
+        let line = format!("cpu,host={} v=1 5", "a".repeat(65_521 - 3));
+        let (p, e) = parse(&line, Precision::Nanoseconds, 0);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(p.len(), 1);
     }
 
     #[test]

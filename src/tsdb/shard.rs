@@ -217,7 +217,12 @@ impl Shard {
 
     /// Whether `key` may hold values of type `t` (recording it for a new
     /// key): false is InfluxDB's "field type conflict".
+    /// A key too long for a TSM index entry is refused here too, so that
+    /// no value in the cache can ever fail a flush.
     fn claim_type(&mut self, key: &str, t: BlockType) -> bool {
+        if key.is_empty() || key.len() > super::line_protocol::MAX_KEY_LENGTH {
+            return false;
+        }
         match self.types.get(key) {
             Some(old) => *old == t,
             None => {

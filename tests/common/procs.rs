@@ -20,6 +20,8 @@ pub struct Procs {
     pub nodes: BTreeMap<u64, Proc>,
     pub dir: tempfile::TempDir,
     pub extra: Vec<String>,
+    /// Environment variables given to every node.
+    pub env: Vec<(String, String)>,
 }
 
 impl Procs {
@@ -28,8 +30,13 @@ impl Procs {
     /// it: then every node is stopped and the cluster started again on new
     /// ports (up to 5 times).
     pub fn start(n: u64, extra: &[&str]) -> Self {
+        Self::start_env(n, extra, &[])
+    }
+
+    /// Like [`start`](Self::start), with environment variables for every node.
+    pub fn start_env(n: u64, extra: &[&str], env: &[(&str, &str)]) -> Self {
         for attempt in 1..=5 {
-            let mut p = Self::spawn_all(n, extra);
+            let mut p = Self::spawn_all(n, extra, env);
             if p.wait_all_or_port_race() {
                 return p;
             }
@@ -41,7 +48,7 @@ impl Procs {
         panic!("could not start {n} nodes on free ports in 5 attempts");
     }
 
-    fn spawn_all(n: u64, extra: &[&str]) -> Self {
+    fn spawn_all(n: u64, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nodes: BTreeMap<u64, Proc> = (1..=n)
             .map(|id| {
@@ -61,6 +68,10 @@ impl Procs {
             nodes,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for id in 1..=n {
             p.spawn(id);
@@ -120,6 +131,7 @@ impl Procs {
             .append(true)
             .open(self.dir.path().join(format!("node{id}.log")))
             .unwrap();
+        let common_env = self.env.clone();
         let n = self.nodes.get_mut(&id).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tsnode"))
             .args([
@@ -139,6 +151,7 @@ impl Procs {
             .args(["--snapshot-interval", "0"])
             .args(&self.extra)
             .env("RUST_LOG", "warn")
+            .envs(common_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
@@ -238,6 +251,25 @@ impl Procs {
             .send_empty()
             .unwrap_or_else(|e| panic!("query {q} on node {id}: {e}"));
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// POST /write through node `id`; the status and body (status 0 when
+    /// the request failed without an answer).
+    pub fn write_answer(&self, id: u64, db: &str, body: &str) -> (u16, String) {
+        let r = ureq::post(&format!("http://{}/write", self.nodes[&id].http))
+            .query("db", db)
+            .config()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(15)))
+            .build()
+            .send(body);
+        match r {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                r.body_mut().read_to_string().unwrap_or_default(),
+            ),
+            Err(e) => (0, e.to_string()),
+        }
     }
 
     /// POST /write through node `id`; true on 204.
