@@ -126,6 +126,10 @@ fn a_read_through_another_node_sees_every_acknowledged_write_and_stale_reads_are
     assert_eq!(bad.status(), 400);
 }
 
+/// What one writer saw: acknowledged batches (first ts, points), 5xx
+/// answers, other failures.
+type Tally = (Vec<(u64, u64)>, u64, u64);
+
 /// Writes from `threads` connections until `stop`; (acknowledged batches
 /// as (first ts, points), 5xx answers, other failures).
 fn writers(
@@ -134,7 +138,7 @@ fn writers(
     threads: usize,
     points: u64,
     stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<(Vec<(u64, u64)>, u64, u64)>> {
+) -> Vec<std::thread::JoinHandle<Tally>> {
     let next = Arc::new(AtomicU64::new(0));
     (0..threads)
         .map(|t| {
