@@ -22,6 +22,9 @@ pub struct Procs {
     pub extra: Vec<String>,
     /// Environment variables given to every node.
     pub env: Vec<(String, String)>,
+    /// When set, nodes run under `strace` with these options, writing
+    /// `<dir>/strace.<id>` (tests that watch the real syscalls).
+    pub strace: Option<Vec<String>>,
 }
 
 impl Procs {
@@ -35,8 +38,27 @@ impl Procs {
 
     /// Like [`start`](Self::start), with environment variables for every node.
     pub fn start_env(n: u64, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with(n, extra, env, None)
+    }
+
+    /// Like [`start`](Self::start), every node under `strace` with `opts`.
+    pub fn start_traced(n: u64, extra: &[&str], opts: &[&str]) -> Self {
+        Self::start_with(
+            n,
+            extra,
+            &[],
+            Some(opts.iter().map(|s| s.to_string()).collect()),
+        )
+    }
+
+    fn start_with(
+        n: u64,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        strace: Option<Vec<String>>,
+    ) -> Self {
         for attempt in 1..=5 {
-            let mut p = Self::spawn_all(n, extra, env);
+            let mut p = Self::spawn_all(n, extra, env, strace.clone());
             if p.wait_all_or_port_race() {
                 return p;
             }
@@ -48,7 +70,12 @@ impl Procs {
         panic!("could not start {n} nodes on free ports in 5 attempts");
     }
 
-    fn spawn_all(n: u64, extra: &[&str], env: &[(&str, &str)]) -> Self {
+    fn spawn_all(
+        n: u64,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        strace: Option<Vec<String>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nodes: BTreeMap<u64, Proc> = (1..=n)
             .map(|id| {
@@ -72,6 +99,7 @@ impl Procs {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            strace,
         };
         for id in 1..=n {
             p.spawn(id);
@@ -132,8 +160,19 @@ impl Procs {
             .open(self.dir.path().join(format!("node{id}.log")))
             .unwrap();
         let common_env = self.env.clone();
-        let n = self.nodes.get_mut(&id).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tsnode"))
+        let n = self.nodes.get(&id).unwrap();
+        let mut cmd = match &self.strace {
+            None => Command::new(env!("CARGO_BIN_EXE_tsnode")),
+            Some(opts) => {
+                let mut c = Command::new("strace");
+                c.args(opts)
+                    .arg("-o")
+                    .arg(self.dir.path().join(format!("strace.{id}")))
+                    .arg(env!("CARGO_BIN_EXE_tsnode"));
+                c
+            }
+        };
+        let child = cmd
             .args([
                 "serve",
                 "--id",
@@ -157,7 +196,7 @@ impl Procs {
             .stderr(log)
             .spawn()
             .expect("start tsnode");
-        n.child = Some(child);
+        self.nodes.get_mut(&id).unwrap().child = Some(child);
     }
 
     /// Waits until node `id` answers /ping.
@@ -194,7 +233,14 @@ impl Procs {
 
     /// SIGKILLs node `id` and reaps it.
     pub fn kill(&mut self, id: u64) {
+        let traced = self.strace.is_some();
         if let Some(mut c) = self.nodes.get_mut(&id).unwrap().child.take() {
+            if traced {
+                // strace's tracee outlives a killed strace: kill it first.
+                let _ = Command::new("pkill")
+                    .args(["-KILL", "-P", &c.id().to_string()])
+                    .status();
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
