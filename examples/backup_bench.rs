@@ -11,42 +11,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use common::query;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_ping(http: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ureq::get(&format!("http://{http}/ping")).call().is_err() {
-        assert!(Instant::now() < deadline, "{http} never answered /ping");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn query(http: &str, db: &str, q: &str) -> serde_json::Value {
-    let mut r = ureq::post(&format!("http://{http}/query"))
-        .query("db", db)
-        .query("q", q)
-        .send_empty()
-        .unwrap_or_else(|e| panic!("{http}: {q}: {e}"));
-    serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON")
-}
 
 fn count(http: &str, db: &str) -> i64 {
     query(http, db, "SELECT count(v) FROM cpu")["results"][0]["series"][0]["values"][0][1]
@@ -81,67 +50,14 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000);
     let influxd = PathBuf::from("/usr/bin/influxd");
-    assert!(influxd.exists(), "install Debian's influxdb package first");
-    let tsnode = std::env::current_exe()
-        .expect("exe")
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("tsnode"))
-        .expect("target dir");
-    assert!(tsnode.exists(), "build target/release/tsnode first");
+    let tsnode = common::tsnode_binary();
     let work = tempfile::tempdir().expect("tempdir");
     let w = work.path();
 
-    // A real influxd.
-    let (ihttp, ibind) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let d = w.join("influxd");
-    std::fs::create_dir_all(&d).expect("dir");
-    let cfg = format!(
-        "reporting-disabled = true\nbind-address = \"{ibind}\"\n[meta]\n  dir = \"{0}/meta\"\n  logging-enabled = false\n\
-         [data]\n  dir = \"{0}/data\"\n  wal-dir = \"{0}/wal\"\n  query-log-enabled = false\n\
-         [http]\n  bind-address = \"{ihttp}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n",
-        d.display()
-    );
-    std::fs::write(d.join("influxdb.conf"), cfg).expect("config");
-    let _real = Kill(
-        Command::new(&influxd)
-            .arg("-config")
-            .arg(d.join("influxdb.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start influxd"),
-    );
-    // A one-node tsnode.
-    let (thttp, tsnap) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let traft = format!("127.0.0.1:{}", free_port());
-    let _ts = Kill(
-        Command::new(&tsnode)
-            .args([
-                "serve",
-                "--id",
-                "1",
-                "--raft-addr",
-                &traft,
-                "--http-addr",
-                &thttp,
-            ])
-            .args(["--snapshotter-addr", &tsnap])
-            .arg("--data-dir")
-            .arg(w.join("tsnode"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tsnode"),
-    );
-    wait_ping(&ihttp);
-    wait_ping(&thttp);
+    // A real influxd and a one-node tsnode.
+    let (_real, ihttp, ibind) = common::start_influxd(&w.join("influxd"));
+    let (_ts, http, snap) = common::start_tsnodes(1, &w.join("tsnode"), &[]);
+    let (thttp, tsnap) = (http[0].clone(), snap[0].clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     while ureq::post(&format!("http://{thttp}/query"))
         .query("q", "CREATE DATABASE bench")

@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// The write path allocates many small strings and maps per point; glibc's
+// malloc spent ~35% of an ingest profile in malloc/free, mimalloc far less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(

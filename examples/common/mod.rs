@@ -38,3 +38,137 @@ pub fn cp_sync(srcs: &[&Path], dst: &Path) -> Duration {
     std::fs::remove_dir_all(dst).expect("remove the copy");
     took
 }
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process killed and reaped on drop.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (up to 60 s) until `http` answers /ping.
+pub fn wait_ping(http: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(&format!("http://{http}/ping")).call().is_err() {
+        assert!(Instant::now() < deadline, "{http} never answered /ping");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// POST /query; the JSON answer.
+pub fn query(http: &str, db: &str, q: &str) -> serde_json::Value {
+    let mut r = ureq::post(&format!("http://{http}/query"))
+        .query("db", db)
+        .query("q", q)
+        .send_empty()
+        .unwrap_or_else(|e| panic!("{http}: {q}: {e}"));
+    serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON")
+}
+
+/// A real influxd 1.6.7 (Debian's package) in `dir`: (process, HTTP
+/// address, bind address for backups).
+pub fn start_influxd(dir: &Path) -> (Kill, String, String) {
+    let influxd = Path::new("/usr/bin/influxd");
+    assert!(influxd.exists(), "install Debian's influxdb package first");
+    let (http, bind) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    std::fs::create_dir_all(dir).expect("dir");
+    let cfg = format!(
+        "reporting-disabled = true\nbind-address = \"{bind}\"\n[meta]\n  dir = \"{0}/meta\"\n  logging-enabled = false\n\
+         [data]\n  dir = \"{0}/data\"\n  wal-dir = \"{0}/wal\"\n  query-log-enabled = false\n\
+         [http]\n  bind-address = \"{http}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("influxdb.conf"), cfg).expect("config");
+    let child = Command::new(influxd)
+        .arg("-config")
+        .arg(dir.join("influxdb.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start influxd");
+    let k = Kill(child);
+    wait_ping(&http);
+    (k, http, bind)
+}
+
+/// The release `tsnode` binary beside this example.
+pub fn tsnode_binary() -> std::path::PathBuf {
+    let p = std::env::current_exe()
+        .expect("exe")
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("tsnode"))
+        .expect("target dir");
+    assert!(p.exists(), "build target/release/tsnode first");
+    p
+}
+
+/// A tsnode cluster of `n` processes under `dir`: (processes, HTTP
+/// addresses by id, snapshotter addresses by id). Waits for a leader.
+pub fn start_tsnodes(n: u64, dir: &Path, extra: &[&str]) -> (Vec<Kill>, Vec<String>, Vec<String>) {
+    let ports = |_| format!("127.0.0.1:{}", free_port());
+    let http: Vec<String> = (0..n).map(ports).collect();
+    let raft: Vec<String> = (0..n).map(ports).collect();
+    let snap: Vec<String> = (0..n).map(ports).collect();
+    let peers = raft
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let bin = tsnode_binary();
+    let procs: Vec<Kill> = (0..n as usize)
+        .map(|i| {
+            Kill(
+                Command::new(&bin)
+                    .args(["serve", "--id", &(i + 1).to_string()])
+                    .args(["--raft-addr", &raft[i], "--http-addr", &http[i]])
+                    .args(["--snapshotter-addr", &snap[i], "--peers", &peers])
+                    .arg("--data-dir")
+                    .arg(dir.join(format!("node{}", i + 1)))
+                    .args(extra)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start tsnode"),
+            )
+        })
+        .collect();
+    for h in &http {
+        wait_ping(h);
+    }
+    (procs, http, snap)
+}
+
+/// The HTTP address of the cluster's leader (waits up to 30 s).
+pub fn leader_of(http: &[String]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for h in http {
+            let st = ureq::get(&format!("http://{h}/status"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+            if st.is_some_and(|s| s["role"] == "leader") {
+                return h.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

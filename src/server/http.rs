@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::proto::tsdb::{CommandResult, WritePoints, command::Cmd};
 use crate::raft::{MembershipChange, NodeHandle, RaftError, ReadConsistency};
-use crate::tsdb::fsm::{Tsdb, command, point_to_pb};
+use crate::tsdb::fsm::{Tsdb, command, point_into_pb};
 use crate::tsdb::line_protocol::{self, Precision};
 use crate::tsdb::query;
 
@@ -133,11 +133,16 @@ async fn write(
     let rp = q.get("rp").cloned().unwrap_or_default();
     let mut dropped = errors.len() as u64;
     let mut conflict = String::new();
-    for chunk in points.chunks(POINTS_PER_PROPOSAL) {
+    let mut points = points.into_iter().peekable();
+    while points.peek().is_some() {
         let cmd = Cmd::Write(WritePoints {
             db: db.clone(),
             rp: rp.clone(),
-            points: chunk.iter().map(point_to_pb).collect(),
+            points: points
+                .by_ref()
+                .take(POINTS_PER_PROPOSAL)
+                .map(point_into_pb)
+                .collect(),
         });
         match propose(&node, cmd).await {
             Ok(r) => {

@@ -80,27 +80,29 @@ pub struct Tsdb {
 
 /// A point as a raft command carries it.
 pub fn point_to_pb(p: &Point) -> pb::Point {
+    point_into_pb(p.clone())
+}
+
+/// A point as a raft command carries it (moved, not copied).
+pub fn point_into_pb(p: Point) -> pb::Point {
     pb::Point {
-        measurement: p.measurement.clone(),
+        measurement: p.measurement,
         tags: p
             .tags
-            .iter()
-            .map(|(k, v)| pb::Tag {
-                key: k.clone(),
-                value: v.clone(),
-            })
+            .into_iter()
+            .map(|(key, value)| pb::Tag { key, value })
             .collect(),
         fields: p
             .fields
-            .iter()
-            .map(|(k, v)| pb::Field {
-                key: k.clone(),
+            .into_iter()
+            .map(|(key, v)| pb::Field {
+                key,
                 value: Some(match v {
-                    FieldValue::Float(f) => PbValue::Float(*f),
-                    FieldValue::Integer(i) => PbValue::Integer(*i),
-                    FieldValue::Unsigned(u) => PbValue::Unsigned(*u),
-                    FieldValue::String(s) => PbValue::String(s.clone()),
-                    FieldValue::Boolean(b) => PbValue::Boolean(*b),
+                    FieldValue::Float(f) => PbValue::Float(f),
+                    FieldValue::Integer(i) => PbValue::Integer(i),
+                    FieldValue::Unsigned(u) => PbValue::Unsigned(u),
+                    FieldValue::String(s) => PbValue::String(s),
+                    FieldValue::Boolean(b) => PbValue::Boolean(b),
                 }),
             })
             .collect(),
@@ -338,10 +340,17 @@ impl Tsdb {
         };
         let mut touched = Vec::new();
         let mut refusal: Option<String> = None;
+        let mut key = String::new();
         for p in w.points {
+            let mut tags: Vec<(String, String)> =
+                p.tags.into_iter().map(|t| (t.key, t.value)).collect();
+            tags.sort();
+            let series = series_key(&p.measurement, &tags);
             // Checked before anything changes: a point no replica can store
             // is dropped alike everywhere (and never reaches a TSM flush).
-            if let Err(why) = check_point(&p) {
+            if let Err(why) =
+                check_point(&p.measurement, &tags, &p.fields, p.timestamp, series.len())
+            {
                 res.dropped += 1;
                 refusal.get_or_insert(why);
                 continue;
@@ -360,10 +369,6 @@ impl Tsdb {
             let Some(shard) = self.shards.get_mut(&shard_id) else {
                 continue;
             };
-            let mut tags: Vec<(String, String)> =
-                p.tags.into_iter().map(|t| (t.key, t.value)).collect();
-            tags.sort();
-            let series = series_key(&p.measurement, &tags);
             let mut ok = true;
             for f in p.fields {
                 let v = match f.value {
@@ -377,7 +382,10 @@ impl Tsdb {
                         continue;
                     }
                 };
-                let key = format!("{series}{KEY_FIELD_SEPARATOR}{}", f.key);
+                key.clear();
+                key.push_str(&series);
+                key.push_str(KEY_FIELD_SEPARATOR);
+                key.push_str(&f.key);
                 ok &= shard.write(&key, p.timestamp, v);
             }
             if ok {
@@ -559,42 +567,37 @@ impl Tsdb {
     }
 }
 
-/// Why InfluxDB would refuse to store a point, if it would.
-fn check_point(p: &pb::Point) -> Result<(), String> {
+/// Why InfluxDB would refuse to store a point, if it would (`series_len`:
+/// the length of its series key).
+fn check_point(
+    measurement: &str,
+    tags: &[(String, String)],
+    fields: &[pb::Field],
+    timestamp: i64,
+    series_len: usize,
+) -> Result<(), String> {
     use super::line_protocol::{MAX_KEY_LENGTH, MAX_NANOS, MIN_NANOS};
-    if p.measurement.is_empty() || p.fields.is_empty() {
+    if measurement.is_empty() || fields.is_empty() {
         return Err("point without a measurement or fields".into());
     }
-    if !(MIN_NANOS..=MAX_NANOS).contains(&p.timestamp) {
+    if !(MIN_NANOS..=MAX_NANOS).contains(&timestamp) {
         return Err(format!("time outside range {MIN_NANOS} - {MAX_NANOS}"));
     }
-    if let Some(t) = p.tags.iter().find(|t| t.key == "time") {
+    if let Some((k, _)) = tags.iter().find(|(k, _)| k == "time") {
         return Err(format!(
-            "invalid tag key: input tag \"{}\" on measurement \"{}\" is invalid",
-            t.key, p.measurement
+            "invalid tag key: input tag \"{k}\" on measurement \"{measurement}\" is invalid"
         ));
     }
-    if let Some(f) = p
-        .fields
-        .iter()
-        .find(|f| f.key == "time" || f.key.is_empty())
-    {
+    if let Some(f) = fields.iter().find(|f| f.key == "time" || f.key.is_empty()) {
         return Err(format!(
-            "invalid field name: input field \"{}\" on measurement \"{}\" is invalid",
-            f.key, p.measurement
+            "invalid field name: input field \"{}\" on measurement \"{measurement}\" is invalid",
+            f.key
         ));
     }
-    let mut tags: Vec<(String, String)> = p
-        .tags
-        .iter()
-        .map(|t| (t.key.clone(), t.value.clone()))
-        .collect();
-    tags.sort();
-    let series_len = series_key(&p.measurement, &tags).len();
     let longest = if series_len > MAX_KEY_LENGTH {
         series_len
     } else {
-        p.fields
+        fields
             .iter()
             .map(|f| series_len + KEY_FIELD_SEPARATOR.len() + f.key.len())
             .max()

@@ -138,13 +138,40 @@ pub fn escape_key(s: &str) -> String {
 
 fn escape(s: &str, special: &[char]) -> String {
     let mut out = String::with_capacity(s.len());
+    escape_into(&mut out, s, special);
+    out
+}
+
+fn escape_into(out: &mut String, s: &str, special: &[char]) {
+    if !s
+        .bytes()
+        .any(|b| special.iter().any(|c| *c as u32 == u32::from(b)))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         if special.contains(&c) {
             out.push('\\');
         }
         out.push(c);
     }
-    out
+}
+
+fn escaped_len(s: &str, special: &[char]) -> usize {
+    s.len()
+        + s.bytes()
+            .filter(|b| special.iter().any(|c| *c as u32 == u32::from(*b)))
+            .count()
+}
+
+/// The length of [`series_key`]'s result, computed without building it.
+pub fn series_key_len(measurement: &str, tags: &[(String, String)]) -> usize {
+    escaped_len(measurement, &[',', ' '])
+        + tags
+            .iter()
+            .map(|(k, v)| 2 + escaped_len(k, &[',', '=', ' ']) + escaped_len(v, &[',', '=', ' ']))
+            .sum::<usize>()
 }
 
 impl Point {
@@ -157,12 +184,13 @@ impl Point {
 
 /// The series key of a measurement and its (sorted) tags.
 pub fn series_key(measurement: &str, tags: &[(String, String)]) -> String {
-    let mut k = escape_measurement(measurement);
+    let mut k = String::with_capacity(series_key_len(measurement, tags));
+    escape_into(&mut k, measurement, &[',', ' ']);
     for (tk, tv) in tags {
         k.push(',');
-        k.push_str(&escape_key(tk));
+        escape_into(&mut k, tk, &[',', '=', ' ']);
         k.push('=');
-        k.push_str(&escape_key(tv));
+        escape_into(&mut k, tv, &[',', '=', ' ']);
     }
     k
 }
@@ -310,7 +338,7 @@ fn parse_line(line: &str, precision: Precision, default_time: i64) -> Result<Poi
             .ok_or_else(|| format!("time outside range {MIN_NANOS} - {MAX_NANOS}"))?
     };
     // As influxd: the longest storage key (series key, `#!~#`, field name).
-    let series_len = series_key(&measurement, &tags).len();
+    let series_len = series_key_len(&measurement, &tags);
     // As influxd: the series key alone first, then with the longest field.
     let key_len = if series_len > MAX_KEY_LENGTH {
         series_len

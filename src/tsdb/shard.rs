@@ -3,7 +3,7 @@
 //! timestamp wins. `flush` turns the cache into a new TSM file; `compact`
 //! merges all files into one (local work, no raft needed).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,11 +30,11 @@ pub struct Shard {
     /// Shard id.
     pub id: u64,
     dir: PathBuf,
-    cache: BTreeMap<String, BTreeMap<i64, FieldValue>>,
+    cache: HashMap<String, CacheSeries>,
     cache_bytes: u64,
     files: Vec<ShardFile>,
     next_gen: u64,
-    types: BTreeMap<String, BlockType>,
+    types: HashMap<String, BlockType>,
 }
 
 fn block_type(v: &FieldValue) -> BlockType {
@@ -155,11 +155,11 @@ impl Shard {
         Ok(Self {
             id,
             dir,
-            cache: BTreeMap::new(),
+            cache: HashMap::new(),
             cache_bytes: 0,
             files: Vec::new(),
             next_gen: 1,
-            types: BTreeMap::new(),
+            types: HashMap::new(),
         })
     }
 
@@ -211,7 +211,14 @@ impl Shard {
             return false;
         }
         self.cache_bytes += value_size(&v) + key.len() as u64 / 8;
-        self.cache.entry(key.to_string()).or_default().insert(ts, v);
+        match self.cache.get_mut(key) {
+            Some(c) => c.insert(ts, v),
+            None => {
+                let mut c = CacheSeries::default();
+                c.insert(ts, v);
+                self.cache.insert(key.to_string(), c);
+            }
+        }
         true
     }
 
@@ -260,9 +267,16 @@ impl Shard {
         let name = format!("{:09}-{:09}.tsm", self.next_gen, 1);
         let path = self.dir.join(&name);
         let mut w = TsmWriter::create(&path)?;
-        for (key, pts) in &self.cache {
-            let points: Vec<(i64, FieldValue)> = pts.iter().map(|(t, v)| (*t, v.clone())).collect();
-            let (ts, vals) = to_values(&points)?;
+        for c in self.cache.values_mut() {
+            c.normalize();
+        }
+        let mut keys: Vec<&String> = self.cache.keys().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let Some(pts) = self.cache.get(key) else {
+                continue;
+            };
+            let (ts, vals) = to_values(&pts.points)?;
             w.write(key, &ts, &vals)?;
         }
         let f = w.finish()?;
@@ -349,9 +363,66 @@ impl Shard {
         let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
         read_files(&self.files, key, min, max, &mut merged)?;
         if let Some(c) = self.cache.get(key) {
-            merged.extend(c.range(min..=max).map(|(t, v)| (*t, v.clone())));
+            merged.extend(c.range(min, max));
         }
         Ok(merged.into_iter().collect())
+    }
+}
+
+/// The cached points of one key. Appends are O(1) whatever the order the
+/// writes arrive in (concurrent bodies often land out of time order); the
+/// points are sorted, one per timestamp with the last write winning, when
+/// flushed or read.
+#[derive(Debug, Default)]
+struct CacheSeries {
+    points: Vec<(i64, FieldValue)>,
+    /// Points are in strictly increasing time order.
+    sorted: bool,
+}
+
+impl CacheSeries {
+    fn insert(&mut self, ts: i64, v: FieldValue) {
+        match self.points.last() {
+            None => self.sorted = true,
+            Some((last, _)) if ts <= *last => self.sorted = false,
+            Some(_) => {}
+        }
+        self.points.push((ts, v));
+    }
+
+    /// Sorted by time, the last write of a timestamp kept.
+    fn normalized(points: &mut Vec<(i64, FieldValue)>) {
+        points.reverse();
+        // Stable: among equal timestamps the last write now comes first.
+        points.sort_by_key(|p| p.0);
+        points.dedup_by_key(|p| p.0);
+    }
+
+    fn normalize(&mut self) {
+        if !self.sorted {
+            Self::normalized(&mut self.points);
+            self.sorted = true;
+        }
+    }
+
+    /// The points in `[min, max]`, sorted, last write winning.
+    fn range(&self, min: i64, max: i64) -> Vec<(i64, FieldValue)> {
+        let cut = |p: &[(i64, FieldValue)]| {
+            let lo = p.partition_point(|x| x.0 < min);
+            let hi = p.partition_point(|x| x.0 <= max);
+            p[lo..hi.max(lo)].to_vec()
+        };
+        if self.sorted {
+            return cut(&self.points);
+        }
+        let mut all: Vec<(i64, FieldValue)> = self
+            .points
+            .iter()
+            .filter(|p| p.0 >= min && p.0 <= max)
+            .cloned()
+            .collect();
+        Self::normalized(&mut all);
+        all
     }
 }
 
@@ -488,6 +559,23 @@ pub fn field_of(key: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_takes_points_in_any_order_and_the_last_write_wins() {
+        let mut c = CacheSeries::default();
+        for (t, v) in [(5, 1.0), (6, 2.0), (1, 3.0), (5, 4.0), (9, 5.0), (1, 6.0)] {
+            c.insert(t, FieldValue::Float(v));
+        }
+        let want: Vec<(i64, FieldValue)> = [(1, 6.0), (5, 4.0), (6, 2.0), (9, 5.0)]
+            .into_iter()
+            .map(|(t, v)| (t, FieldValue::Float(v)))
+            .collect();
+        assert_eq!(c.range(i64::MIN, i64::MAX), want);
+        assert_eq!(c.range(2, 6), want[1..3].to_vec());
+        c.normalize();
+        assert_eq!(c.points, want);
+        assert_eq!(c.range(6, 100), want[2..].to_vec());
+    }
 
     #[test]
     fn reads_merge_files_and_cache_last_write_wins() {
