@@ -3,7 +3,9 @@
 //! timestamp wins. `flush` turns the cache into a new TSM file; `compact`
 //! merges all files into one (local work, no raft needed).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -155,11 +157,11 @@ impl Shard {
         Ok(Self {
             id,
             dir,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             cache_bytes: 0,
             files: Vec::new(),
             next_gen: 1,
-            types: HashMap::new(),
+            types: HashMap::default(),
         })
     }
 
