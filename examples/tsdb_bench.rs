@@ -136,12 +136,13 @@ fn main() {
         "SELECT sum(usage) FROM cpu WHERE host = 'server007'",
         "SELECT max(usage) FROM cpu",
     ];
-    let run = |t: &Tsdb| {
+    let run = |t: &mut Tsdb| {
+        let t = t.view();
         queries
             .iter()
             .map(|q| {
                 execute_read(
-                    t,
+                    &t,
                     "bench",
                     &parse(q, 0).unwrap()[0],
                     Some(Precision::Nanoseconds),
@@ -149,7 +150,7 @@ fn main() {
             })
             .collect::<Vec<_>>()
     };
-    let before = run(&exec.state_machine().lock().unwrap().state_machine);
+    let before = run(&mut exec.state_machine().lock().unwrap().state_machine);
     drop(exec);
     let (s2, _) =
         LocalSnapshotStorage::open(tmp.path().join("snapshots"), StorageOptions::default())
@@ -162,7 +163,7 @@ fn main() {
     let t = Instant::now();
     let loaded = exec2.load_latest(1).unwrap().unwrap();
     let load = t.elapsed();
-    let after = run(&exec2.state_machine().lock().unwrap().state_machine);
+    let after = run(&mut exec2.state_machine().lock().unwrap().state_machine);
     assert_eq!(loaded, meta);
     assert_eq!(before, after, "answers differ after the load");
     println!(

@@ -136,6 +136,11 @@ impl BatchStore {
 impl ReplicatedStateMachine for BatchStore {
     type Command = String;
     type Answer = String;
+    type View = BTreeMap<String, BatchFile>;
+
+    fn view(&mut self) -> Self::View {
+        self.files.read().map(|f| f.clone()).unwrap_or_default()
+    }
 
     fn rejected(reason: String) -> String {
         format!("error: {reason}")

@@ -45,8 +45,11 @@ fn parse(path: &Path, markers: &[String]) -> Trace {
     // pid → (syscall, start, line) of calls left unfinished.
     let mut open: BTreeMap<String, (f64, String)> = BTreeMap::new();
     for line in text.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(pid), Some(ts), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        // `<pid> <seconds.micros> <call>`; strace pads short pids with spaces.
+        let Some((pid, after)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((ts, rest)) = after.trim_start().split_once(' ') else {
             continue;
         };
         let Ok(ts) = ts.parse::<f64>() else { continue };

@@ -82,7 +82,14 @@ impl C {
     }
 
     fn answers(&self, id: u64) -> Vec<serde_json::Value> {
-        let g = self.nodes[&id].executor().state_machine().lock().unwrap();
+        let view = self.nodes[&id]
+            .executor()
+            .state_machine()
+            .lock()
+            .unwrap()
+            .state_machine
+            .inner
+            .view();
         [
             "SELECT count(v) FROM cpu",
             "SELECT sum(n) FROM cpu WHERE host = 'h1'",
@@ -92,7 +99,7 @@ impl C {
         .iter()
         .map(|q| {
             execute_read(
-                &g.state_machine.inner,
+                &view,
                 "db",
                 &parse_q(q, 0).unwrap()[0],
                 Some(Precision::Nanoseconds),

@@ -264,10 +264,10 @@ fn the_influxql_subset_answers_like_influxdb_and_identically_after_a_load() {
     }
     write(&exec, 3, "db", &body);
     let q = |exec: &SnapshotExecutor<Tsdb>, q: &str, epoch: bool| {
-        let g = exec.state_machine().lock().unwrap();
+        let mut g = exec.state_machine().lock().unwrap();
         let stmt = &parse_q(q, t0 + 1_000_000_000_000).unwrap()[0];
         execute_read(
-            &g.state_machine,
+            &g.state_machine.view(),
             "db",
             stmt,
             epoch.then_some(Precision::Nanoseconds),
@@ -343,10 +343,10 @@ fn the_influxql_subset_answers_like_influxdb_and_identically_after_a_load() {
             .contains("numeric")
     );
     {
-        let g = exec.state_machine().lock().unwrap();
+        let mut g = exec.state_machine().lock().unwrap();
         let stmt = &parse_q("SELECT * FROM cpu", 0).unwrap()[0];
         assert_eq!(
-            execute_read(&g.state_machine, "nope", stmt, None),
+            execute_read(&g.state_machine.view(), "nope", stmt, None),
             json!({"error": "database not found: nope"})
         );
     }
@@ -413,16 +413,17 @@ fn small_files_are_merged_in_the_background_without_changing_answers() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let g = exec.state_machine().lock().unwrap();
+    let mut g = exec.state_machine().lock().unwrap();
     let id = g.state_machine.meta().shards()[0].2;
     let files = g.state_machine.shard(id).unwrap().files().len();
     assert!(
         files < 10,
         "{files} files after 40 flushes: merges did not run"
     );
+    let view = g.state_machine.view();
     let q = |s: &str| {
         execute_read(
-            &g.state_machine,
+            &view,
             "db",
             &parse_q(s, 0).unwrap()[0],
             Some(Precision::Nanoseconds),

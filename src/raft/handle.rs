@@ -250,13 +250,15 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
         }
     }
 
-    /// Runs `f` on the state machine, on a blocking thread (never on the
-    /// async workers, never on the raft loop). `Linearizable` first runs a
+    /// Runs `f` on a read view of the state machine (see
+    /// [`ReplicatedStateMachine::view`]), on a blocking thread: never on the
+    /// async workers, never on the raft loop, never under the apply lock
+    /// (which is held only to take the view). `Linearizable` first runs a
     /// read-index round and waits until this node has applied up to it.
     pub async fn read<R, F>(&self, consistency: ReadConsistency, f: F) -> Result<R, RaftError>
     where
         R: Send + 'static,
-        F: FnOnce(&S, Applied) -> R + Send + 'static,
+        F: FnOnce(&S::View, Applied) -> R + Send + 'static,
     {
         if let Some(fault) = self.fault() {
             return Err(RaftError::Fenced(fault));
@@ -271,9 +273,12 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
             }
         }
         let node = self.clone();
-        tokio::task::spawn_blocking(move || node.local(|s, at| f(s, at)))
-            .await
-            .map_err(|e| RaftError::Internal(format!("read task failed: {e}")))
+        tokio::task::spawn_blocking(move || {
+            let (view, at) = node.local(|s, at| (s.view(), at));
+            f(&view, at)
+        })
+        .await
+        .map_err(|e| RaftError::Internal(format!("read task failed: {e}")))
     }
 
     /// Runs `f` on this node's state machine as it is now, on the calling

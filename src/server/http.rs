@@ -106,26 +106,6 @@ async fn write(
         Some(p) => p,
         None => return error(StatusCode::BAD_REQUEST, "invalid precision"),
     };
-    // The local state first (cheap); a database this node has not applied
-    // yet is confirmed by a linearizable read before the write is refused.
-    let has = |c| {
-        let db = db.clone();
-        node.read(c, move |t: &Tsdb, _| t.meta().databases.contains_key(&db))
-    };
-    let exists = match has(ReadConsistency::Stale).await {
-        Ok(true) => true,
-        Ok(false) => match has(ReadConsistency::Linearizable).await {
-            Ok(e) => e,
-            Err(e) => return raft_error(e),
-        },
-        Err(e) => return raft_error(e),
-    };
-    if !exists {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("database not found: \"{db}\""),
-        );
-    }
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
     };
@@ -145,6 +125,12 @@ async fn write(
                 .collect(),
         });
         match propose(&node, cmd).await {
+            Ok(r) if r.database_not_found => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("database not found: \"{db}\""),
+                );
+            }
             Ok(r) => {
                 dropped += r.dropped;
                 if !r.error.is_empty() {

@@ -46,6 +46,9 @@ pub trait ReplicatedStateMachine: StateMachine {
     type Command: prost::Message + Default + Send + 'static;
     /// The answer to a command's proposer (a protobuf message).
     type Answer: prost::Message + Default + Send + 'static;
+    /// What reads see: the state at one applied index, readable without
+    /// the state machine (queries never hold the lock that apply takes).
+    type View: Send + Sync + 'static;
 
     /// Applies a committed command at `index` (of `term`).
     fn apply(
@@ -54,6 +57,11 @@ pub trait ReplicatedStateMachine: StateMachine {
         term: u64,
         command: Self::Command,
     ) -> Result<Self::Answer, ApplyError>;
+
+    /// A read view of the state as it is now. Called under the apply lock:
+    /// it must be cheap (share immutable parts, freeze what changes), never
+    /// a copy of the data.
+    fn view(&mut self) -> Self::View;
 
     /// The answer for a command that was not applied (it did not decode,
     /// or `apply` rejected it), naming why.

@@ -15,7 +15,7 @@ use prost::Message;
 
 use super::line_protocol::{FieldValue, Point, series_key};
 use super::meta::Metastore;
-use super::shard::{MergeJob, Shard};
+use super::shard::{MergeJob, Shard, ShardView};
 use super::tsm::KEY_FIELD_SEPARATOR;
 use crate::proto::tsdb::{
     self as pb, Command, CommandResult, command::Cmd, field::Value as PbValue,
@@ -71,7 +71,7 @@ impl Merger {
 pub struct Tsdb {
     root: PathBuf,
     scratch: PathBuf,
-    meta: Metastore,
+    meta: Arc<Metastore>,
     shards: BTreeMap<u64, Shard>,
     flush_bytes: u64,
     merge_files: usize,
@@ -137,7 +137,7 @@ impl Tsdb {
         Ok(Self {
             root,
             scratch,
-            meta: Metastore::default(),
+            meta: Arc::default(),
             shards: BTreeMap::new(),
             flush_bytes: DEFAULT_FLUSH_BYTES,
             merge_files: DEFAULT_MERGE_FILES,
@@ -214,6 +214,27 @@ impl Tsdb {
         &self.meta
     }
 
+    /// The metastore, to change (copied first if a read view shares it).
+    fn meta_mut(&mut self) -> &mut Metastore {
+        Arc::make_mut(&mut self.meta)
+    }
+
+    /// A read view of the whole store as it is now: the metastore and every
+    /// shard's files and cache, readable without the state machine's lock
+    /// (taking it costs one freeze of the points written since the last
+    /// view, not a copy of the data).
+    pub fn view(&mut self) -> TsdbView {
+        self.absorb_merges();
+        TsdbView {
+            meta: self.meta.clone(),
+            shards: self
+                .shards
+                .iter_mut()
+                .map(|(id, s)| (*id, s.view()))
+                .collect(),
+        }
+    }
+
     /// A shard, if it holds anything.
     pub fn shard(&self, id: u64) -> Option<&Shard> {
         self.shards.get(&id)
@@ -255,17 +276,17 @@ impl Tsdb {
         match cmd {
             Cmd::Write(w) => return self.write(w),
             Cmd::CreateDatabase(c) => {
-                if let Err(e) = self.meta.create_database(&c.name) {
+                if let Err(e) = self.meta_mut().create_database(&c.name) {
                     return Ok(err(e));
                 }
             }
             Cmd::DropDatabase(c) => {
-                let ids = self.meta.drop_database(&c.name);
+                let ids = self.meta_mut().drop_database(&c.name);
                 self.drop_shards(&ids);
                 let _ = std::fs::remove_dir_all(self.root.join(&c.name));
             }
             Cmd::CreateRetentionPolicy(c) => {
-                if let Err(e) = self.meta.create_retention_policy(
+                if let Err(e) = self.meta_mut().create_retention_policy(
                     &c.db,
                     &c.name,
                     c.duration,
@@ -277,7 +298,7 @@ impl Tsdb {
                 }
             }
             Cmd::AlterRetentionPolicy(c) => {
-                if let Err(e) = self.meta.alter_retention_policy(
+                if let Err(e) = self.meta_mut().alter_retention_policy(
                     &c.db,
                     &c.name,
                     c.duration,
@@ -288,13 +309,15 @@ impl Tsdb {
                     return Ok(err(e));
                 }
             }
-            Cmd::DropRetentionPolicy(c) => match self.meta.drop_retention_policy(&c.db, &c.name) {
-                Ok(ids) => self.drop_shards(&ids),
-                Err(e) => return Ok(err(e)),
-            },
+            Cmd::DropRetentionPolicy(c) => {
+                match self.meta_mut().drop_retention_policy(&c.db, &c.name) {
+                    Ok(ids) => self.drop_shards(&ids),
+                    Err(e) => return Ok(err(e)),
+                }
+            }
             Cmd::DeleteShardGroup(c) => {
                 match self
-                    .meta
+                    .meta_mut()
                     .delete_shard_group(&c.db, &c.rp, c.id, c.deleted_at)
                 {
                     Ok(ids) => self.drop_shards(&ids),
@@ -315,7 +338,10 @@ impl Tsdb {
                         });
                     }
                 };
-                match self.meta.import(&src, &c.db, &c.newdb, &c.rp, &c.newrp) {
+                match self
+                    .meta_mut()
+                    .import(&src, &c.db, &c.newdb, &c.rp, &c.newrp)
+                {
                     Ok(map) => {
                         res.mapping = map
                             .into_iter()
@@ -334,6 +360,7 @@ impl Tsdb {
         let rp = match self.meta.resolve_rp(&w.db, &w.rp) {
             Ok(rp) => rp.to_string(),
             Err(e) => {
+                res.database_not_found = matches!(e, super::meta::MetaError::DatabaseNotFound(_));
                 res.error = e.to_string();
                 return Ok(res);
             }
@@ -355,7 +382,7 @@ impl Tsdb {
                 refusal.get_or_insert(why);
                 continue;
             }
-            let shard_id = match self.meta.shard_for(&w.db, &rp, p.timestamp) {
+            let shard_id = match self.meta_mut().shard_for(&w.db, &rp, p.timestamp) {
                 Ok(id) => id,
                 Err(e) => {
                     res.error = e.to_string();
@@ -494,31 +521,15 @@ impl Tsdb {
         min: i64,
         max: i64,
     ) -> Result<SeriesPoints, BoxError> {
-        let rp = self.meta.resolve_rp(db, rp)?.to_string();
-        let mut out = SeriesPoints::new();
-        for (sdb, srp, id, start, end) in self.meta.shards() {
-            if sdb != db || srp != rp || end <= min || start > max {
-                continue;
-            }
-            let Some(shard) = self.shards.get(&id) else {
-                continue;
-            };
-            for key in shard.keys() {
-                if super::shard::measurement_of(&key) != measurement {
-                    continue;
-                }
-                let Some((series, field)) = key.rsplit_once(KEY_FIELD_SEPARATOR) else {
-                    continue;
-                };
-                let pts = shard.read(&key, min, max)?;
-                out.entry(series.to_string())
-                    .or_default()
-                    .entry(field.to_string())
-                    .or_default()
-                    .extend(pts);
-            }
-        }
-        Ok(out)
+        scan(
+            &self.meta,
+            |id| self.shards.get(&id),
+            db,
+            rp,
+            measurement,
+            min,
+            max,
+        )
     }
 
     /// For a shard backup or export: flushes the shard's cache and returns
@@ -555,16 +566,130 @@ impl Tsdb {
 
     /// Measurements of `db`.
     pub fn measurements(&self, db: &str) -> Vec<String> {
-        let mut out = std::collections::BTreeSet::new();
-        for (sdb, _, id, _, _) in self.meta.shards() {
-            if sdb == db
-                && let Some(s) = self.shards.get(&id)
-            {
-                out.extend(s.measurements());
-            }
-        }
-        out.into_iter().collect()
+        measurements(&self.meta, |id| self.shards.get(&id), db)
     }
+}
+
+/// The store as a read view saw it (see [`Tsdb::view`]).
+#[derive(Debug, Clone)]
+pub struct TsdbView {
+    meta: Arc<Metastore>,
+    shards: BTreeMap<u64, ShardView>,
+}
+
+impl TsdbView {
+    /// The metastore.
+    pub fn meta(&self) -> &Metastore {
+        &self.meta
+    }
+
+    /// As [`Tsdb::scan`].
+    pub fn scan(
+        &self,
+        db: &str,
+        rp: &str,
+        measurement: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<SeriesPoints, BoxError> {
+        scan(
+            &self.meta,
+            |id| self.shards.get(&id),
+            db,
+            rp,
+            measurement,
+            min,
+            max,
+        )
+    }
+
+    /// As [`Tsdb::measurements`].
+    pub fn measurements(&self, db: &str) -> Vec<String> {
+        measurements(&self.meta, |id| self.shards.get(&id), db)
+    }
+}
+
+/// What reads need of a shard (the live one or a view of it).
+trait ShardRead {
+    fn keys(&self) -> BTreeSet<String>;
+    fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, BoxError>;
+    fn measurements(&self) -> BTreeSet<String>;
+}
+
+impl ShardRead for Shard {
+    fn keys(&self) -> BTreeSet<String> {
+        Shard::keys(self)
+    }
+    fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, BoxError> {
+        Ok(Shard::read(self, key, min, max)?)
+    }
+    fn measurements(&self) -> BTreeSet<String> {
+        Shard::measurements(self)
+    }
+}
+
+impl ShardRead for ShardView {
+    fn keys(&self) -> BTreeSet<String> {
+        ShardView::keys(self)
+    }
+    fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, BoxError> {
+        Ok(ShardView::read(self, key, min, max)?)
+    }
+    fn measurements(&self) -> BTreeSet<String> {
+        ShardView::measurements(self)
+    }
+}
+
+fn scan<'a, R: ShardRead + 'a>(
+    meta: &Metastore,
+    shard: impl Fn(u64) -> Option<&'a R>,
+    db: &str,
+    rp: &str,
+    measurement: &str,
+    min: i64,
+    max: i64,
+) -> Result<SeriesPoints, BoxError> {
+    let rp = meta.resolve_rp(db, rp)?.to_string();
+    let mut out = SeriesPoints::new();
+    for (sdb, srp, id, start, end) in meta.shards() {
+        if sdb != db || srp != rp || end <= min || start > max {
+            continue;
+        }
+        let Some(shard) = shard(id) else {
+            continue;
+        };
+        for key in shard.keys() {
+            if super::shard::measurement_of(&key) != measurement {
+                continue;
+            }
+            let Some((series, field)) = key.rsplit_once(KEY_FIELD_SEPARATOR) else {
+                continue;
+            };
+            let pts = shard.read(&key, min, max)?;
+            out.entry(series.to_string())
+                .or_default()
+                .entry(field.to_string())
+                .or_default()
+                .extend(pts);
+        }
+    }
+    Ok(out)
+}
+
+fn measurements<'a, R: ShardRead + 'a>(
+    meta: &Metastore,
+    shard: impl Fn(u64) -> Option<&'a R>,
+    db: &str,
+) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for (sdb, _, id, _, _) in meta.shards() {
+        if sdb == db
+            && let Some(s) = shard(id)
+        {
+            out.extend(s.measurements());
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Why InfluxDB would refuse to store a point, if it would (`series_len`:
@@ -614,6 +739,11 @@ fn check_point(
 impl ReplicatedStateMachine for Tsdb {
     type Command = Command;
     type Answer = CommandResult;
+    type View = TsdbView;
+
+    fn view(&mut self) -> TsdbView {
+        Tsdb::view(self)
+    }
 
     fn apply(
         &mut self,
@@ -688,7 +818,7 @@ impl StateMachine for Tsdb {
             shard.add_file(name, dst, f.size, f.crc32c)?;
         }
         *self = Tsdb {
-            meta,
+            meta: Arc::new(meta),
             shards,
             ..fresh.with_flush_bytes(self.flush_bytes)
         };
@@ -713,6 +843,67 @@ mod tests {
         }
     }
 
+    fn points(m: &str, from: i64, n: i64) -> Cmd {
+        Cmd::Write(pb::WritePoints {
+            db: "db".into(),
+            rp: String::new(),
+            points: (from..from + n)
+                .map(|i| pb::Point {
+                    measurement: m.into(),
+                    tags: vec![pb::Tag {
+                        key: "h".into(),
+                        value: format!("h{}", i % 3),
+                    }],
+                    fields: vec![pb::Field {
+                        key: "v".into(),
+                        value: Some(PbValue::Float(i as f64)),
+                    }],
+                    timestamp: i * 1_000_000_000,
+                })
+                .collect(),
+        })
+    }
+
+    fn total(v: &TsdbView, m: &str) -> usize {
+        v.scan("db", "", m, i64::MIN, i64::MAX)
+            .unwrap()
+            .values()
+            .flat_map(|f| f.values())
+            .map(Vec::len)
+            .sum()
+    }
+
+    #[test]
+    fn a_read_view_keeps_its_point_in_time_through_writes_and_flushes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut t = Tsdb::open(d.path().join("tsdb")).unwrap();
+        run(
+            &mut t,
+            Cmd::CreateDatabase(pb::CreateDatabase { name: "db".into() }),
+        );
+        run(&mut t, points("m", 0, 100));
+        let v1 = t.view();
+        run(&mut t, points("m", 100, 50));
+        // Overwrites of old timestamps too: the view must not see them.
+        run(&mut t, points("m", 0, 10));
+        let v2 = t.view();
+        t.flush_all().unwrap();
+        run(&mut t, points("m", 150, 25));
+        let v3 = t.view();
+        assert_eq!(total(&v1, "m"), 100);
+        assert_eq!(total(&v2, "m"), 150);
+        assert_eq!(total(&v3, "m"), 175);
+        assert_eq!(v1.measurements("db"), vec!["m".to_string()]);
+        // Many views (one per query) keep the segments few and reads exact.
+        for i in 0..200 {
+            run(&mut t, points("m", 175 + i, 1));
+            let v = t.view();
+            assert_eq!(total(&v, "m"), 176 + i as usize);
+        }
+        let shard = t.meta().shards()[0].2;
+        assert!(t.shard(shard).unwrap().frozen_segments() <= 17);
+    }
+
     #[test]
     fn shard_writes_need_the_shard_and_drop_what_is_invalid() {
         let d = tempfile::tempdir().unwrap();
@@ -721,7 +912,7 @@ mod tests {
             &mut t,
             Cmd::CreateDatabase(pb::CreateDatabase { name: "db".into() }),
         );
-        let id = t.meta.shard_for("db", "", 1_000).unwrap();
+        let id = t.meta_mut().shard_for("db", "", 1_000).unwrap();
         let w = |shard_id, series| {
             Cmd::WriteShard(pb::WriteShard {
                 db: "db".into(),
@@ -768,7 +959,7 @@ mod tests {
             &mut t,
             Cmd::CreateDatabase(pb::CreateDatabase { name: "db".into() }),
         );
-        let id = t.meta.shard_for("db", "", 0).unwrap();
+        let id = t.meta_mut().shard_for("db", "", 0).unwrap();
         let write = |t: &mut Tsdb, ts: Vec<i64>, v: f64| {
             let n = ts.len();
             run(

@@ -12,7 +12,7 @@
 
 use serde_json::{Value, json};
 
-use super::fsm::Tsdb;
+use super::fsm::TsdbView;
 use super::line_protocol::{FieldValue, Precision};
 use super::timefmt::{go_duration, parse_rfc3339, rfc3339_nano};
 use crate::proto::tsdb::{self as pb, command::Cmd};
@@ -677,7 +677,7 @@ fn series_tags(series: &str) -> Vec<(String, String)> {
 
 /// Runs a read statement against local state; the InfluxDB result object
 /// (without `statement_id`). `db` is the request's `db` parameter.
-pub fn execute_read(t: &Tsdb, db: &str, stmt: &Statement, epoch: Option<Precision>) -> Value {
+pub fn execute_read(t: &TsdbView, db: &str, stmt: &Statement, epoch: Option<Precision>) -> Value {
     let err = |e: String| json!({ "error": e });
     match stmt {
         Statement::ShowDatabases => {
@@ -727,7 +727,12 @@ pub fn execute_read(t: &Tsdb, db: &str, stmt: &Statement, epoch: Option<Precisio
     }
 }
 
-fn select_exec(t: &Tsdb, db: &str, s: &Select, epoch: Option<Precision>) -> Result<Value, String> {
+fn select_exec(
+    t: &TsdbView,
+    db: &str,
+    s: &Select,
+    epoch: Option<Precision>,
+) -> Result<Value, String> {
     let db = s.db.as_deref().unwrap_or(db);
     if db.is_empty() {
         return Err("database name required".into());

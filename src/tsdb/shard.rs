@@ -32,7 +32,11 @@ pub struct Shard {
     /// Shard id.
     pub id: u64,
     dir: PathBuf,
-    cache: HashMap<String, CacheSeries>,
+    /// Points written since the last view was taken (mutable).
+    cache: CacheMap,
+    /// Older cached points, frozen when a read view was taken: shared with
+    /// the views, never changed (oldest first; later segments win).
+    frozen: Vec<Arc<CacheMap>>,
     cache_bytes: u64,
     files: Vec<ShardFile>,
     next_gen: u64,
@@ -158,6 +162,7 @@ impl Shard {
             id,
             dir,
             cache: HashMap::default(),
+            frozen: Vec::new(),
             cache_bytes: 0,
             files: Vec::new(),
             next_gen: 1,
@@ -263,19 +268,27 @@ impl Shard {
 
     /// Writes the cache as a new TSM file; returns it (None if empty).
     pub fn flush(&mut self) -> Result<Option<ShardFile>, TsmError> {
-        if self.cache.is_empty() {
+        if self.cache.is_empty() && self.frozen.is_empty() {
             return Ok(None);
         }
+        let mut all = CacheMap::default();
+        for seg in self.frozen.drain(..) {
+            merge_into(
+                &mut all,
+                Arc::try_unwrap(seg).unwrap_or_else(|a| (*a).clone()),
+            );
+        }
+        merge_into(&mut all, std::mem::take(&mut self.cache));
         let name = format!("{:09}-{:09}.tsm", self.next_gen, 1);
         let path = self.dir.join(&name);
         let mut w = TsmWriter::create(&path)?;
-        for c in self.cache.values_mut() {
+        for c in all.values_mut() {
             c.normalize();
         }
-        let mut keys: Vec<&String> = self.cache.keys().collect();
+        let mut keys: Vec<&String> = all.keys().collect();
         keys.sort_unstable();
         for key in keys {
-            let Some(pts) = self.cache.get(key) else {
+            let Some(pts) = all.get(key) else {
                 continue;
             };
             let (ts, vals) = to_values(&pts.points)?;
@@ -283,7 +296,6 @@ impl Shard {
         }
         let f = w.finish()?;
         self.next_gen += 1;
-        self.cache.clear();
         self.cache_bytes = 0;
         let reader = Arc::new(TsmReader::open(&path)?);
         let sf = ShardFile {
@@ -348,11 +360,7 @@ impl Shard {
 
     /// Every key (files and cache).
     pub fn keys(&self) -> BTreeSet<String> {
-        let mut k: BTreeSet<String> = self.cache.keys().cloned().collect();
-        for f in &self.files {
-            k.extend(f.reader.keys().map(|(k, _)| k.to_string()));
-        }
-        k
+        keys_of(&self.files, self.segments())
     }
 
     /// Every measurement (from keys).
@@ -362,20 +370,144 @@ impl Shard {
 
     /// The points of `key` in `[min, max]`, last write winning.
     pub fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, TsmError> {
-        let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
-        read_files(&self.files, key, min, max, &mut merged)?;
-        if let Some(c) = self.cache.get(key) {
+        read_key(&self.files, self.segments(), key, min, max)
+    }
+
+    /// Frozen cache segments held (views share them).
+    pub fn frozen_segments(&self) -> usize {
+        self.frozen.len()
+    }
+
+    /// The cache's segments, oldest first.
+    fn segments(&self) -> impl Iterator<Item = &CacheMap> {
+        self.frozen
+            .iter()
+            .map(|a| &**a)
+            .chain(std::iter::once(&self.cache))
+    }
+
+    /// A read view: the files and the cache as they are now, readable
+    /// without the shard (the points written since the last view are
+    /// frozen into a shared segment; small segments are merged so that
+    /// reads stay cheap).
+    pub fn view(&mut self) -> ShardView {
+        if !self.cache.is_empty() {
+            let seg = std::mem::take(&mut self.cache);
+            self.frozen.push(Arc::new(seg));
+            while self.frozen.len() >= 2 {
+                let n = self.frozen.len();
+                let (older, newer) = (
+                    points_in(&self.frozen[n - 2]),
+                    points_in(&self.frozen[n - 1]),
+                );
+                if newer * 2 < older && n <= 16 {
+                    break;
+                }
+                let newer = self
+                    .frozen
+                    .pop()
+                    .map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()));
+                let Some(last) = self.frozen.last_mut() else {
+                    break;
+                };
+                let mut merged = std::mem::take(Arc::make_mut(last));
+                if let Some(newer) = newer {
+                    merge_into(&mut merged, newer);
+                }
+                *last = Arc::new(merged);
+            }
+        }
+        ShardView {
+            files: self.files.clone(),
+            frozen: self.frozen.clone(),
+        }
+    }
+}
+
+/// A shard as it was when the view was taken: immutable files and frozen
+/// cache segments, read without any lock.
+#[derive(Debug, Clone)]
+pub struct ShardView {
+    files: Vec<ShardFile>,
+    frozen: Vec<Arc<CacheMap>>,
+}
+
+impl ShardView {
+    /// Every key (files and cache).
+    pub fn keys(&self) -> BTreeSet<String> {
+        keys_of(&self.files, self.frozen.iter().map(|a| &**a))
+    }
+
+    /// Every measurement (from keys).
+    pub fn measurements(&self) -> BTreeSet<String> {
+        self.keys().iter().map(|k| measurement_of(k)).collect()
+    }
+
+    /// The points of `key` in `[min, max]`, last write winning.
+    pub fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, TsmError> {
+        read_key(&self.files, self.frozen.iter().map(|a| &**a), key, min, max)
+    }
+}
+
+/// Cached points by key.
+type CacheMap = HashMap<String, CacheSeries>;
+
+fn points_in(m: &CacheMap) -> usize {
+    m.values().map(|c| c.points.len()).sum()
+}
+
+/// Adds `newer`'s points after `older`'s (so they win per timestamp).
+fn merge_into(older: &mut CacheMap, newer: CacheMap) {
+    for (k, c) in newer {
+        match older.get_mut(&k) {
+            None => {
+                older.insert(k, c);
+            }
+            Some(o) => {
+                for (t, v) in c.points {
+                    o.insert(t, v);
+                }
+            }
+        }
+    }
+}
+
+fn keys_of<'a>(
+    files: &[ShardFile],
+    segments: impl Iterator<Item = &'a CacheMap>,
+) -> BTreeSet<String> {
+    let mut k = BTreeSet::new();
+    for s in segments {
+        k.extend(s.keys().cloned());
+    }
+    for f in files {
+        k.extend(f.reader.keys().map(|(k, _)| k.to_string()));
+    }
+    k
+}
+
+fn read_key<'a>(
+    files: &[ShardFile],
+    segments: impl Iterator<Item = &'a CacheMap>,
+    key: &str,
+    min: i64,
+    max: i64,
+) -> Result<Vec<(i64, FieldValue)>, TsmError> {
+    let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
+    read_files(files, key, min, max, &mut merged)?;
+    for s in segments {
+        if let Some(c) = s.get(key) {
             merged.extend(c.range(min, max));
         }
-        Ok(merged.into_iter().collect())
     }
+    Ok(merged.into_iter().collect())
 }
 
 /// The cached points of one key. Appends are O(1) whatever the order the
 /// writes arrive in (concurrent bodies often land out of time order); the
 /// points are sorted, one per timestamp with the last write winning, when
 /// flushed or read.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct CacheSeries {
     points: Vec<(i64, FieldValue)>,
     /// Points are in strictly increasing time order.

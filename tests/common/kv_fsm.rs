@@ -81,6 +81,11 @@ pub fn expected_map(n: u64) -> BTreeMap<String, String> {
 impl raftsnap::snapshot::ReplicatedStateMachine for KvFsm {
     type Command = String;
     type Answer = String;
+    type View = BTreeMap<String, String>;
+
+    fn view(&mut self) -> Self::View {
+        self.map.clone()
+    }
 
     fn apply(&mut self, _index: u64, _term: u64, cmd: String) -> Result<String, ApplyError> {
         match cmd.split_once('=') {
