@@ -5,6 +5,7 @@
 //!   file and of every blob file it wrote: `flush` alone only calls
 //!   `sync_file_range`, which is not durable);
 //! - the baseline: plain `write` + `fdatasync` of one file.
+//!
 //! Two shapes: big entries (5000-point writes, ~250 KiB) and small ones
 //! (1 KiB), several rounds interleaved, medians.
 //!
@@ -26,7 +27,10 @@ fn entries(n: u64, size: usize) -> Vec<Entry> {
         .map(|i| Entry {
             index: i,
             term: 1,
-            data: (0..size).map(|b| (b as u64 ^ i) as u8).collect::<Vec<u8>>().into(),
+            data: (0..size)
+                .map(|b| (b as u64 ^ i) as u8)
+                .collect::<Vec<u8>>()
+                .into(),
             ..Default::default()
         })
         .collect()
@@ -103,8 +107,18 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     for (label, n, size, batch) in [
-        ("big entries: 400 × 250 KiB, 4 per sync", 400u64, 250 << 10, 4usize),
-        ("small entries: 20 000 × 1 KiB, 20 per sync", 20_000, 1 << 10, 20),
+        (
+            "big entries: 400 × 250 KiB, 4 per sync",
+            400u64,
+            250 << 10,
+            4usize,
+        ),
+        (
+            "small entries: 20 000 × 1 KiB, 20 per sync",
+            20_000,
+            1 << 10,
+            20,
+        ),
     ] {
         let es = entries(n, size);
         let mb = (n as f64 * size as f64) / (1 << 20) as f64;
@@ -116,9 +130,18 @@ fn main() {
             s.push(sled(&t.path().join("s"), &es, batch));
         }
         let (w, s, b) = (median(w), median(s), median(b));
-        println!("{label} ({mb:.0} MiB, {} syncs), medians of {rounds}:", n as usize / batch);
+        println!(
+            "{label} ({mb:.0} MiB, {} syncs), medians of {rounds}:",
+            n as usize / batch
+        );
         println!("  write+fdatasync baseline {b:>7.3} s");
-        println!("  raftsnap WAL             {w:>7.3} s  ({:.2}× baseline)", w / b);
-        println!("  sled + fdatasync         {s:>7.3} s  ({:.2}× baseline)", s / b);
+        println!(
+            "  raftsnap WAL             {w:>7.3} s  ({:.2}× baseline)",
+            w / b
+        );
+        println!(
+            "  sled + fdatasync         {s:>7.3} s  ({:.2}× baseline)",
+            s / b
+        );
     }
 }
