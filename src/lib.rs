@@ -4,8 +4,23 @@
 //! time-series node built on it. See `DESIGN.md` (the contract between the
 //! parts) and `README.md`.
 //!
-//! - [`snapshot`]: the meta table, refcounted local storage, writer/reader and
-//!   the executor that drives save and load.
+//! - [`snapshot`]: the meta table, refcounted local storage, writer/reader,
+//!   the executor that drives save, install and load, the remote file
+//!   copier and its gRPC service, the throttle, and the contract a
+//!   replicated state machine implements ([`snapshot::ReplicatedStateMachine`]:
+//!   typed commands and answers, a total `apply`, read views).
+//! - [`raft`]: raft-rs glue. [`raft::wal`] is the durable log (segments,
+//!   crc32c per record, `fdatasync` as the commit point); [`raft::handle`]
+//!   the one door to a node (`propose`, `read`); [`raft::ready_loop`] the
+//!   raft loop on its own thread with the sync thread ([`raft::persist`]),
+//!   read-index rounds, membership and compaction beside it;
+//!   [`raft::bootstrap`] starts a node.
+//! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
+//!   metastore, shards (cache segments + immutable files), read views,
+//!   InfluxQL.
+//! - [`snapshotter`]: InfluxDB 1.x's backup protocol (server, client,
+//!   portable format) and restores through raft.
+//! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API, the CLI.
 #![deny(missing_docs)]
 
 pub mod batch_store;

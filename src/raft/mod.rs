@@ -3,7 +3,7 @@
 //! and membership. It knows nothing of time series.
 
 pub(crate) mod apply;
-pub(crate) mod bootstrap;
+pub mod bootstrap;
 pub(crate) mod compaction;
 pub mod config;
 pub mod error;
@@ -11,7 +11,7 @@ pub mod fsm;
 pub mod handle;
 pub mod log_store;
 pub mod membership;
-pub(crate) mod persist;
+pub mod persist;
 pub(crate) mod read_index;
 pub mod ready_loop;
 pub(crate) mod service;
