@@ -7,42 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use common::tmpfs::Tmpfs;
+
+use std::path::Path;
 
 use common::kv_fsm::{KvFsm, apply_range, expected_map, kv_executor};
 use raftsnap::snapshot::{SaveOutcome, SnapshotError, SnapshotExecutor};
-
-struct Tmpfs {
-    dir: PathBuf,
-    _parent: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Result<Self, String> {
-        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = parent.path().join("mnt");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(Self {
-            dir,
-            _parent: parent,
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
 
 fn executor(root: &Path) -> SnapshotExecutor<KvFsm> {
     kv_executor(root, 1)

@@ -41,8 +41,8 @@ fn write(exec: &SnapshotExecutor<Tsdb>, index: u64, db: &str, body: &str) -> Com
     )
 }
 
-fn scan_all(t: &Tsdb, db: &str, m: &str) -> raftsnap::tsdb::fsm::SeriesPoints {
-    t.scan(db, "", m, i64::MIN, i64::MAX).unwrap()
+fn scan_all(t: &mut Tsdb, db: &str, m: &str) -> raftsnap::tsdb::fsm::SeriesPoints {
+    t.view().scan(db, "", m, i64::MIN, i64::MAX).unwrap()
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn a_snapshot_is_the_shards_and_metastore_and_loads_into_an_empty_state_machine(
     assert_eq!(r.dropped, 1);
     assert!(r.error.contains("field type conflict"));
     let before = scan_all(
-        &exec.state_machine().lock().unwrap().state_machine,
+        &mut exec.state_machine().lock().unwrap().state_machine,
         "db",
         "cpu",
     );
@@ -166,10 +166,13 @@ fn a_snapshot_is_the_shards_and_metastore_and_loads_into_an_empty_state_machine(
         ExecutorOptions::default(),
     );
     assert_eq!(exec2.load_latest(1).unwrap().unwrap(), m);
-    let g = exec2.state_machine().lock().unwrap();
-    assert_eq!(scan_all(&g.state_machine, "db", "cpu"), before);
+    let mut g = exec2.state_machine().lock().unwrap();
+    assert_eq!(scan_all(&mut g.state_machine, "db", "cpu"), before);
     assert_eq!(g.state_machine.meta(), &ms);
-    assert_eq!(g.state_machine.measurements("db"), vec!["cpu".to_string()]);
+    assert_eq!(
+        g.state_machine.view().measurements("db"),
+        vec!["cpu".to_string()]
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::tmpfs::Tmpfs;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -284,46 +286,6 @@ fn sigterm_stops_a_node_under_load_within_5_seconds() {
     stop.store(true, Ordering::Relaxed);
     for w in ws {
         let _ = w.join();
-    }
-}
-
-struct Tmpfs {
-    dir: std::path::PathBuf,
-    _parent: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Result<Self, String> {
-        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = parent.path().join("mnt");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(Self {
-            dir,
-            _parent: parent,
-        })
-    }
-
-    fn resize(&self, size: &str) {
-        let st = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.dir).status();
     }
 }
 

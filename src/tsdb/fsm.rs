@@ -511,27 +511,6 @@ impl Tsdb {
         Ok(res)
     }
 
-    /// The points of every series of `measurement` in shards of `db`/`rp`
-    /// within `[min, max]`: series key → field → points.
-    pub fn scan(
-        &self,
-        db: &str,
-        rp: &str,
-        measurement: &str,
-        min: i64,
-        max: i64,
-    ) -> Result<SeriesPoints, BoxError> {
-        scan(
-            &self.meta,
-            |id| self.shards.get(&id),
-            db,
-            rp,
-            measurement,
-            min,
-            max,
-        )
-    }
-
     /// For a shard backup or export: flushes the shard's cache and returns
     /// its db, rp and TSM files (their open readers keep them readable after
     /// a merge removes them). `None` if the shard is not here.
@@ -563,11 +542,6 @@ impl Tsdb {
             .map(|s| format!("{}/{}/{}", s.0, s.1, s.2))
             .collect()
     }
-
-    /// Measurements of `db`.
-    pub fn measurements(&self, db: &str) -> Vec<String> {
-        measurements(&self.meta, |id| self.shards.get(&id), db)
-    }
 }
 
 /// The store as a read view saw it (see [`Tsdb::view`]).
@@ -583,7 +557,8 @@ impl TsdbView {
         &self.meta
     }
 
-    /// As [`Tsdb::scan`].
+    /// The points of every series of `measurement` in shards of `db`/`rp`
+    /// within `[min, max]`: series key → field → points.
     pub fn scan(
         &self,
         db: &str,
@@ -592,104 +567,45 @@ impl TsdbView {
         min: i64,
         max: i64,
     ) -> Result<SeriesPoints, BoxError> {
-        scan(
-            &self.meta,
-            |id| self.shards.get(&id),
-            db,
-            rp,
-            measurement,
-            min,
-            max,
-        )
-    }
-
-    /// As [`Tsdb::measurements`].
-    pub fn measurements(&self, db: &str) -> Vec<String> {
-        measurements(&self.meta, |id| self.shards.get(&id), db)
-    }
-}
-
-/// What reads need of a shard (the live one or a view of it).
-trait ShardRead {
-    fn keys(&self) -> BTreeSet<String>;
-    fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, BoxError>;
-    fn measurements(&self) -> BTreeSet<String>;
-}
-
-impl ShardRead for Shard {
-    fn keys(&self) -> BTreeSet<String> {
-        Shard::keys(self)
-    }
-    fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, BoxError> {
-        Ok(Shard::read(self, key, min, max)?)
-    }
-    fn measurements(&self) -> BTreeSet<String> {
-        Shard::measurements(self)
-    }
-}
-
-impl ShardRead for ShardView {
-    fn keys(&self) -> BTreeSet<String> {
-        ShardView::keys(self)
-    }
-    fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, BoxError> {
-        Ok(ShardView::read(self, key, min, max)?)
-    }
-    fn measurements(&self) -> BTreeSet<String> {
-        ShardView::measurements(self)
-    }
-}
-
-fn scan<'a, R: ShardRead + 'a>(
-    meta: &Metastore,
-    shard: impl Fn(u64) -> Option<&'a R>,
-    db: &str,
-    rp: &str,
-    measurement: &str,
-    min: i64,
-    max: i64,
-) -> Result<SeriesPoints, BoxError> {
-    let rp = meta.resolve_rp(db, rp)?.to_string();
-    let mut out = SeriesPoints::new();
-    for (sdb, srp, id, start, end) in meta.shards() {
-        if sdb != db || srp != rp || end <= min || start > max {
-            continue;
-        }
-        let Some(shard) = shard(id) else {
-            continue;
-        };
-        for key in shard.keys() {
-            if super::shard::measurement_of(&key) != measurement {
+        let rp = self.meta.resolve_rp(db, rp)?.to_string();
+        let mut out = SeriesPoints::new();
+        for (sdb, srp, id, start, end) in self.meta.shards() {
+            if sdb != db || srp != rp || end <= min || start > max {
                 continue;
             }
-            let Some((series, field)) = key.rsplit_once(KEY_FIELD_SEPARATOR) else {
+            let Some(shard) = self.shards.get(&id) else {
                 continue;
             };
-            let pts = shard.read(&key, min, max)?;
-            out.entry(series.to_string())
-                .or_default()
-                .entry(field.to_string())
-                .or_default()
-                .extend(pts);
+            for key in shard.keys() {
+                if super::shard::measurement_of(&key) != measurement {
+                    continue;
+                }
+                let Some((series, field)) = key.rsplit_once(KEY_FIELD_SEPARATOR) else {
+                    continue;
+                };
+                let pts = shard.read(&key, min, max)?;
+                out.entry(series.to_string())
+                    .or_default()
+                    .entry(field.to_string())
+                    .or_default()
+                    .extend(pts);
+            }
         }
+        Ok(out)
     }
-    Ok(out)
-}
 
-fn measurements<'a, R: ShardRead + 'a>(
-    meta: &Metastore,
-    shard: impl Fn(u64) -> Option<&'a R>,
-    db: &str,
-) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    for (sdb, _, id, _, _) in meta.shards() {
-        if sdb == db
-            && let Some(s) = shard(id)
-        {
-            out.extend(s.measurements());
+    /// Measurements of `db`.
+    pub fn measurements(&self, db: &str) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for (sdb, _, id, _, _) in self.meta.shards() {
+            if sdb == db
+                && let Some(s) = self.shards.get(&id)
+            {
+                out.extend(s.measurements());
+            }
         }
+        out.into_iter().collect()
     }
-    out.into_iter().collect()
 }
 
 /// Why InfluxDB would refuse to store a point, if it would (`series_len`:
@@ -944,7 +860,7 @@ mod tests {
             ),
         );
         assert_eq!((r.written, r.dropped), (2, 1 + 1 + 2 + 1), "{r:?}");
-        let got = t.scan("db", "", "m", i64::MIN, i64::MAX).unwrap();
+        let got = t.view().scan("db", "", "m", i64::MIN, i64::MAX).unwrap();
         assert_eq!(
             got["m,host=a"]["v"],
             vec![(1, FieldValue::Float(1.0)), (3, FieldValue::Float(3.0))]

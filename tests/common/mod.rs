@@ -8,6 +8,7 @@ pub mod file_server;
 pub mod influxd;
 pub mod kv_fsm;
 pub mod procs;
+pub mod tmpfs;
 
 /// Failpoints are global to a process: tests that run failpoint-laden code
 /// in-process take this lock so a failure injected for one cannot hit another.
