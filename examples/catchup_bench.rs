@@ -43,6 +43,10 @@ async fn start(cfg: NodeConfig, l: std::net::TcpListener) -> NodeHandle<BatchSto
 
 #[tokio::main]
 async fn main() {
+    // `RUST_LOG=info` shows the install's phases.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let gib: u64 = arg("--gib").map_or(1, |v| v.parse().expect("--gib N"));
     let tmp = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| "/tmp".into())).unwrap();
     let dir = tmp.path();
