@@ -6,11 +6,11 @@ mod common;
 
 use common::tmpfs::Tmpfs;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::procs::Procs;
+use common::procs::{Procs, writers};
 
 fn count(p: &Procs, id: u64, db: &str, q: &str) -> i64 {
     p.query(id, db, q)["results"][0]["series"][0]["values"][0][1]
@@ -126,89 +126,6 @@ fn a_read_through_another_node_sees_every_acknowledged_write_and_stale_reads_are
         .send_empty()
         .unwrap();
     assert_eq!(bad.status(), 400);
-}
-
-/// What one writer saw: acknowledged batches (first ts, points), 5xx
-/// answers, other failures.
-type Tally = (Vec<(u64, u64)>, u64, u64);
-
-/// Writes from `threads` connections until `stop`; (acknowledged batches
-/// as (first ts, points), 5xx answers, other failures).
-fn writers(
-    p: &Procs,
-    via: Vec<u64>,
-    threads: usize,
-    points: u64,
-    stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<Tally>> {
-    let next = Arc::new(AtomicU64::new(0));
-    (0..threads)
-        .map(|t| {
-            let url = format!("http://{}/write?db=db", p.nodes[&via[t % via.len()]].http);
-            let (stop, next) = (stop.clone(), next.clone());
-            std::thread::spawn(move || {
-                let agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(20)))
-                    .build()
-                    .new_agent();
-                let (mut acked, mut e5, mut other) = (Vec::new(), 0, 0);
-                while !stop.load(Ordering::Relaxed) {
-                    let b = next.fetch_add(1, Ordering::Relaxed);
-                    let first = b * points + 1;
-                    let body: String = (first..first + points)
-                        .map(|i| format!("m,s=s{} v={i} {}\n", i % 100, i * 1_000_000))
-                        .collect();
-                    match agent.post(&url).send(&body) {
-                        Ok(r) if r.status() == 204 => acked.push((first, points)),
-                        Ok(r) if r.status().as_u16() >= 500 => e5 += 1,
-                        _ => other += 1,
-                    }
-                }
-                (acked, e5, other)
-            })
-        })
-        .collect()
-}
-
-#[test]
-fn sixty_seconds_of_writes_from_four_connections_keep_the_leader_and_get_no_5xx() {
-    let p = Procs::start(3, &[]);
-    let leader = p.leader();
-    p.query(leader, "", "CREATE DATABASE db");
-    let term = status_u64(&p, leader, "term");
-    let stop = Arc::new(AtomicBool::new(false));
-    let ws = writers(&p, vec![leader], 4, 5000, stop.clone());
-    let start = Instant::now();
-    let mut terms = Vec::new();
-    while start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_secs(1));
-        for id in 1..=3u64 {
-            if let Some(s) = p.status(id) {
-                terms.push((id, s["term"].as_u64().unwrap_or(0), s["role"].clone()));
-            }
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let (mut points, mut e5, mut other) = (0, 0, 0);
-    for w in ws {
-        let (a, x, o) = w.join().unwrap();
-        points += a.iter().map(|(_, n)| n).sum::<u64>();
-        e5 += x;
-        other += o;
-    }
-    eprintln!("60 s: {points} points acknowledged, {e5} 5xx, {other} other failures");
-    assert_eq!(e5, 0, "5xx answers");
-    assert_eq!(other, 0, "failed writes");
-    assert!(
-        terms.iter().all(|(_, t, _)| *t == term),
-        "the term changed: {terms:?}"
-    );
-    assert_eq!(p.status(leader).unwrap()["role"], "leader");
-    assert_eq!(
-        count(&p, leader, "db", "SELECT count(v) FROM m"),
-        points as i64
-    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 use super::free_port;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One node's addresses and process.
@@ -346,4 +348,47 @@ impl Drop for Procs {
             self.kill(id);
         }
     }
+}
+
+/// What one writer saw: acknowledged batches (first ts, points), 5xx
+/// answers, other failures.
+pub type Tally = (Vec<(u64, u64)>, u64, u64);
+
+/// Writes from `threads` connections until `stop`; (acknowledged batches
+/// as (first ts, points), 5xx answers, other failures).
+pub fn writers(
+    p: &Procs,
+    via: Vec<u64>,
+    threads: usize,
+    points: u64,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Tally>> {
+    let next = Arc::new(AtomicU64::new(0));
+    (0..threads)
+        .map(|t| {
+            let url = format!("http://{}/write?db=db", p.nodes[&via[t % via.len()]].http);
+            let (stop, next) = (stop.clone(), next.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(20)))
+                    .build()
+                    .new_agent();
+                let (mut acked, mut e5, mut other) = (Vec::new(), 0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    let first = b * points + 1;
+                    let body: String = (first..first + points)
+                        .map(|i| format!("m,s=s{} v={i} {}\n", i % 100, i * 1_000_000))
+                        .collect();
+                    match agent.post(&url).send(&body) {
+                        Ok(r) if r.status() == 204 => acked.push((first, points)),
+                        Ok(r) if r.status().as_u16() >= 500 => e5 += 1,
+                        _ => other += 1,
+                    }
+                }
+                (acked, e5, other)
+            })
+        })
+        .collect()
 }
