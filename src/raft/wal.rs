@@ -174,6 +174,17 @@ impl Wal {
             })
             .collect();
         seqs.sort_unstable();
+        if seqs.is_empty() && (dir.join("conf").exists() || dir.join("db").exists()) {
+            // Never start over an older log format as if it were empty: the
+            // node would forget its vote and entries it acknowledged.
+            return Err(RaftError::Corrupt {
+                what: format!("raft log in {}", dir.display()),
+                reason: "it is in the old sled format, which this version does not read; \
+                         remove this node from the cluster (DELETE /members/<id>), empty its \
+                         data directory and add it back (--join): it installs a snapshot"
+                    .into(),
+            });
+        }
         let mut r = Replay::default();
         let mut segments = Vec::new();
         let count = seqs.len();
@@ -816,6 +827,16 @@ mod tests {
             err.to_string().contains("crc32c") || err.to_string().contains("decode"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_old_sled_log_is_refused_not_mistaken_for_an_empty_one() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("conf"), b"sled").unwrap();
+        let err = Wal::open(t.path(), DEFAULT_SEGMENT_BYTES)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("old sled format"), "{err}");
     }
 
     #[test]
