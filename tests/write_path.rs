@@ -39,6 +39,16 @@ fn a_write_past_the_key_limit_gets_influxdbs_400_and_the_cluster_keeps_saving_an
             &body[body.len().saturating_sub(200)..]
         );
     }
+    // As influxd: a missing database is a 404 whatever the body holds.
+    for body in ["bad line", "", "cpu v=1"] {
+        let (code, answer) = p.write_answer(follower, "nodb", body);
+        assert_eq!(code, 404, "{body:?}: {answer}");
+        assert!(
+            answer.contains(r#"database not found: \"nodb\""#),
+            "{answer}"
+        );
+    }
+    assert_eq!(p.write_answer(follower, "db", "").0, 204);
     // A body mixing good lines and the poison: the good ones are written.
     let mixed = format!("cpu,host=b v=2 2000000000\n{poison}\ncpu,host=c v=3 3000000000\n");
     let (code, body) = p.write_answer(follower, "db", &mixed);

@@ -114,7 +114,11 @@ async fn write(
     let mut dropped = errors.len() as u64;
     let mut conflict = String::new();
     let mut points = points.into_iter().peekable();
-    while points.peek().is_some() {
+    // A body without a single point is still checked against the database
+    // (an empty write proposal), as influxd answers 404 before parsing.
+    let mut first = true;
+    while first || points.peek().is_some() {
+        first = false;
         let cmd = Cmd::Write(WritePoints {
             db: db.clone(),
             rp: rp.clone(),
