@@ -38,8 +38,6 @@ pub trait LogStore: Send + Sync + 'static {
     fn set_hard_state(&self, hs: &HardState) -> Result<(), RaftError>;
     /// Stores the conf state.
     fn set_conf_state(&self, cs: &ConfState) -> Result<(), RaftError>;
-    /// Stores the commit index.
-    fn set_commit(&self, commit: u64) -> Result<(), RaftError>;
     /// Replaces the log with an installed snapshot's position, in one batch:
     /// every entry dropped, truncated at (index, term), conf state set,
     /// commit raised to index.
@@ -96,11 +94,6 @@ impl WalLogStore {
     /// True when no entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Number of segment files.
-    pub fn segment_count(&self) -> usize {
-        self.lock().segment_count()
     }
 }
 
@@ -165,16 +158,6 @@ impl LogStore for WalLogStore {
 
     fn set_conf_state(&self, cs: &ConfState) -> Result<(), RaftError> {
         self.lock().set_conf_state(cs)
-    }
-
-    fn set_commit(&self, commit: u64) -> Result<(), RaftError> {
-        let mut w = self.lock();
-        let mut hs = w.hard_state().clone();
-        if hs.commit >= commit {
-            return Ok(());
-        }
-        hs.commit = commit;
-        w.set_hard_state(&hs)
     }
 
     fn apply_snapshot(&self, index: u64, term: u64, cs: &ConfState) -> Result<(), RaftError> {

@@ -92,9 +92,32 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Raf
     move |source| RaftError::Store { what, path, source }
 }
 
-fn encode_pb(m: &impl protobuf::Message) -> Result<Vec<u8>, RaftError> {
-    m.write_to_bytes()
-        .map_err(|e| RaftError::Internal(format!("cannot encode a raft record: {e}")))
+/// Appends a record whose payload `fill` writes straight into `buf` (no
+/// intermediate copy: entries are up to a few MiB and this runs on the
+/// raft loop).
+fn put_record_with(
+    buf: &mut Vec<u8>,
+    kind: Kind,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<(), RaftError>,
+) -> Result<(), RaftError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; RECORD_HEADER as usize]);
+    fill(buf)?;
+    let payload = &buf[start + RECORD_HEADER as usize..];
+    let len = payload.len() as u32;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&[kind as u8]), payload);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    buf[start + 8] = kind as u8;
+    Ok(())
+}
+
+/// Appends a record holding a protobuf message.
+fn put_pb(buf: &mut Vec<u8>, kind: Kind, m: &impl protobuf::Message) -> Result<(), RaftError> {
+    put_record_with(buf, kind, |b| {
+        m.write_to_vec(b)
+            .map_err(|e| RaftError::Internal(format!("cannot encode a raft record: {e}")))
+    })
 }
 
 fn put_record(buf: &mut Vec<u8>, kind: Kind, parts: &[&[u8]]) {
@@ -305,22 +328,27 @@ impl Wal {
             Kind::Compact,
             &[&pair(self.trunc_index, self.trunc_term)],
         );
-        put_record(&mut buf, Kind::HardState, &[&encode_pb(&self.hs)?]);
-        put_record(&mut buf, Kind::ConfState, &[&encode_pb(&self.cs)?]);
+        put_pb(&mut buf, Kind::HardState, &self.hs)?;
+        put_pb(&mut buf, Kind::ConfState, &self.cs)?;
         let res = file
             .write_all_at(&buf, 0)
             .and_then(|()| file.sync_all())
-            .map_err(io_err("write segment header", &path));
+            .map_err(io_err("write segment header", &path))
+            .and_then(|()| {
+                fail::fail_point!("wal::after_segment_created", |_| Err(RaftError::Internal(
+                    "failpoint wal::after_segment_created".into()
+                )));
+                sync_dir(&self.dir)
+            });
         if let Err(e) = res {
+            // A segment that is not used must not stay: at the next start
+            // its checkpoint (this moment's hard and conf state) would be
+            // replayed after, and so over, the newer records that go on
+            // into the current segment.
             let _ = std::fs::remove_file(&path);
+            let _ = sync_dir(&self.dir);
             return Err(e);
         }
-        fail::fail_point!("wal::after_segment_created", |_| {
-            Err(RaftError::Internal(
-                "failpoint wal::after_segment_created".into(),
-            ))
-        });
-        sync_dir(&self.dir)?;
         self.segments.push(Segment {
             seq,
             path,
@@ -368,13 +396,18 @@ impl Wal {
                 self.last_index()
             )));
         }
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(entries.iter().map(|e| e.data.len() + 64).sum());
         let mut locs = Vec::with_capacity(entries.len());
         for e in &entries {
-            let bytes = encode_pb(*e)?;
             let at = buf.len() as u64 + RECORD_HEADER + 16;
-            put_record(&mut buf, Kind::Entry, &[&pair(e.index, e.term), &bytes]);
-            locs.push((e.index, at, bytes.len() as u32, e.term));
+            put_record_with(&mut buf, Kind::Entry, |b| {
+                b.extend_from_slice(&pair(e.index, e.term));
+                e.write_to_vec(b).map_err(|err| {
+                    RaftError::Internal(format!("cannot encode entry {}: {err}", e.index))
+                })
+            })?;
+            let len = (buf.len() as u64 - at) as u32;
+            locs.push((e.index, at, len, e.term));
         }
         let base = self.write(&buf)?;
         let n = self.segments.len() - 1;
@@ -396,7 +429,7 @@ impl Wal {
     /// Stores the hard state.
     pub fn set_hard_state(&mut self, hs: &HardState) -> Result<(), RaftError> {
         let mut buf = Vec::new();
-        put_record(&mut buf, Kind::HardState, &[&encode_pb(hs)?]);
+        put_pb(&mut buf, Kind::HardState, hs)?;
         self.write(&buf)?;
         self.hs = hs.clone();
         Ok(())
@@ -405,7 +438,7 @@ impl Wal {
     /// Stores the conf state.
     pub fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), RaftError> {
         let mut buf = Vec::new();
-        put_record(&mut buf, Kind::ConfState, &[&encode_pb(cs)?]);
+        put_pb(&mut buf, Kind::ConfState, cs)?;
         self.write(&buf)?;
         self.cs = cs.clone();
         Ok(())
@@ -424,8 +457,8 @@ impl Wal {
         hs.term = hs.term.max(term);
         let mut buf = Vec::new();
         put_record(&mut buf, Kind::Reset, &[&pair(index, term)]);
-        put_record(&mut buf, Kind::HardState, &[&encode_pb(&hs)?]);
-        put_record(&mut buf, Kind::ConfState, &[&encode_pb(cs)?]);
+        put_pb(&mut buf, Kind::HardState, &hs)?;
+        put_pb(&mut buf, Kind::ConfState, cs)?;
         self.write(&buf)?;
         // Every entry written so far is dropped: no segment holds one that
         // is still needed (they go once the Reset is synced).
@@ -556,11 +589,6 @@ impl Wal {
     /// The truncation point (index, term).
     pub fn truncated(&self) -> (u64, u64) {
         (self.trunc_index, self.trunc_term)
-    }
-
-    /// Number of segment files.
-    pub fn segment_count(&self) -> usize {
-        self.segments.len()
     }
 
     /// Term of entry `idx`, if held (the truncation point included).
@@ -837,6 +865,36 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.to_string().contains("old sled format"), "{err}");
+    }
+
+    /// A rotation that fails once its new segment is on disk must not leave
+    /// that segment behind: its checkpoint would be replayed over the newer
+    /// hard state written into the old segment afterwards.
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn a_failed_rotation_leaves_no_segment_that_would_replay_stale_state() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(t.path(), 300).unwrap();
+        w.append(&ents(1, 2, 1)).unwrap();
+        let before = segment_files(t.path()).len();
+        fail::cfg("wal::after_segment_created", "return").unwrap();
+        w.append(&ents(3, 10, 1)).unwrap();
+        assert!(w.sync().is_err(), "the rotation fails");
+        fail::remove("wal::after_segment_created");
+        assert_eq!(segment_files(t.path()).len(), before, "no new segment left");
+        // The node goes on (or restarts): newer state lands in the old segment.
+        let hs = HardState {
+            term: 5,
+            vote: 2,
+            commit: 10,
+            ..Default::default()
+        };
+        w.set_hard_state(&hs).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let w = Wal::open(t.path(), DEFAULT_SEGMENT_BYTES).unwrap();
+        assert_eq!(w.hard_state(), &hs);
+        assert_eq!(w.last_index(), 10);
     }
 
     #[test]
