@@ -617,13 +617,11 @@ fn check_point(
     timestamp: i64,
     series_len: usize,
 ) -> Result<(), String> {
-    use super::line_protocol::{MAX_KEY_LENGTH, MAX_NANOS, MIN_NANOS};
+    use super::line_protocol::{check_key_length, check_time};
     if measurement.is_empty() || fields.is_empty() {
         return Err("point without a measurement or fields".into());
     }
-    if !(MIN_NANOS..=MAX_NANOS).contains(&timestamp) {
-        return Err(format!("time outside range {MIN_NANOS} - {MAX_NANOS}"));
-    }
+    check_time(timestamp)?;
     if let Some((k, _)) = tags.iter().find(|(k, _)| k == "time") {
         return Err(format!(
             "invalid tag key: input tag \"{k}\" on measurement \"{measurement}\" is invalid"
@@ -635,21 +633,7 @@ fn check_point(
             f.key
         ));
     }
-    let longest = if series_len > MAX_KEY_LENGTH {
-        series_len
-    } else {
-        fields
-            .iter()
-            .map(|f| series_len + KEY_FIELD_SEPARATOR.len() + f.key.len())
-            .max()
-            .unwrap_or(series_len)
-    };
-    if longest > MAX_KEY_LENGTH {
-        return Err(format!(
-            "max key length exceeded: {longest} > {MAX_KEY_LENGTH}"
-        ));
-    }
-    Ok(())
+    check_key_length(series_len, fields.iter().map(|f| f.key.as_str()))
 }
 
 impl ReplicatedStateMachine for Tsdb {

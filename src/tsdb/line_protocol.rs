@@ -105,6 +105,35 @@ pub const MIN_NANOS: i64 = i64::MIN + 2;
 /// The latest timestamp InfluxDB accepts (ns).
 pub const MAX_NANOS: i64 = i64::MAX - 1;
 
+/// influxd's time range check.
+pub fn check_time(ns: i64) -> Result<(), String> {
+    if (MIN_NANOS..=MAX_NANOS).contains(&ns) {
+        Ok(())
+    } else {
+        Err(format!("time outside range {MIN_NANOS} - {MAX_NANOS}"))
+    }
+}
+
+/// influxd's key length check, with its message: the series key alone
+/// first, then the longest storage key (series key, `#!~#`, field name).
+pub fn check_key_length<'a>(
+    series_len: usize,
+    field_keys: impl Iterator<Item = &'a str>,
+) -> Result<(), String> {
+    let len = if series_len > MAX_KEY_LENGTH {
+        series_len
+    } else {
+        field_keys
+            .map(|k| series_len + super::tsm::KEY_FIELD_SEPARATOR.len() + k.len())
+            .max()
+            .unwrap_or(series_len)
+    };
+    if len > MAX_KEY_LENGTH {
+        return Err(format!("max key length exceeded: {len} > {MAX_KEY_LENGTH}"));
+    }
+    Ok(())
+}
+
 /// A line that did not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -333,27 +362,14 @@ fn parse_line(line: &str, precision: Precision, default_time: i64) -> Result<Poi
             return Err("unexpected text after the timestamp".into());
         }
         let v: i64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
-        v.checked_mul(precision.nanos())
-            .filter(|ns| (MIN_NANOS..=MAX_NANOS).contains(ns))
-            .ok_or_else(|| format!("time outside range {MIN_NANOS} - {MAX_NANOS}"))?
+        let ns = v.checked_mul(precision.nanos()).unwrap_or(i64::MAX);
+        check_time(ns)?;
+        ns
     };
-    // As influxd: the longest storage key (series key, `#!~#`, field name).
-    let series_len = series_key_len(&measurement, &tags);
-    // As influxd: the series key alone first, then with the longest field.
-    let key_len = if series_len > MAX_KEY_LENGTH {
-        series_len
-    } else {
-        fields
-            .iter()
-            .map(|(k, _)| series_len + 4 + k.len())
-            .max()
-            .unwrap_or(series_len)
-    };
-    if key_len > MAX_KEY_LENGTH {
-        return Err(format!(
-            "max key length exceeded: {key_len} > {MAX_KEY_LENGTH}"
-        ));
-    }
+    check_key_length(
+        series_key_len(&measurement, &tags),
+        fields.iter().map(|(k, _)| k.as_str()),
+    )?;
     Ok(Point {
         measurement,
         tags,
