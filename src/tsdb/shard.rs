@@ -36,7 +36,9 @@ pub struct Shard {
     cache: CacheMap,
     /// Older cached points, frozen when a read view was taken: shared with
     /// the views, never changed (oldest first; later segments win).
-    frozen: Vec<Arc<CacheMap>>,
+    frozen: Vec<Frozen>,
+    /// Values written into `cache` since it was last frozen.
+    cache_points: usize,
     cache_bytes: u64,
     files: Vec<ShardFile>,
     next_gen: u64,
@@ -163,6 +165,7 @@ impl Shard {
             dir,
             cache: HashMap::default(),
             frozen: Vec::new(),
+            cache_points: 0,
             cache_bytes: 0,
             files: Vec::new(),
             next_gen: 1,
@@ -218,6 +221,7 @@ impl Shard {
             return false;
         }
         self.cache_bytes += value_size(&v) + key.len() as u64 / 8;
+        self.cache_points += 1;
         match self.cache.get_mut(key) {
             Some(c) => c.insert(ts, v),
             None => {
@@ -259,6 +263,7 @@ impl Shard {
             Some(c) => c,
             None => self.cache.entry(key.to_string()).or_default(),
         };
+        self.cache_points += values.len();
         for (ts, v) in values {
             self.cache_bytes += value_size(&v) + key.len() as u64 / 8;
             cache.insert(ts, v);
@@ -271,42 +276,38 @@ impl Shard {
         if self.cache.is_empty() && self.frozen.is_empty() {
             return Ok(None);
         }
+        let points = self.cache_points + self.frozen.iter().map(|f| f.points).sum::<usize>();
         let mut all = CacheMap::default();
         for seg in self.frozen.drain(..) {
-            merge_into(
-                &mut all,
-                Arc::try_unwrap(seg).unwrap_or_else(|a| (*a).clone()),
-            );
+            merge_into(&mut all, seg.into_map());
         }
         merge_into(&mut all, std::mem::take(&mut self.cache));
+        self.cache_points = 0;
         let name = format!("{:09}-{:09}.tsm", self.next_gen, 1);
         let path = self.dir.join(&name);
-        let mut w = TsmWriter::create(&path)?;
-        for c in all.values_mut() {
-            c.normalize();
+        match write_cache_file(&path, &mut all) {
+            Ok((size, crc32c, reader)) => {
+                self.next_gen += 1;
+                self.cache_bytes = 0;
+                let sf = ShardFile {
+                    name,
+                    path,
+                    size,
+                    crc32c,
+                    reader,
+                };
+                self.files.push(sf.clone());
+                Ok(Some(sf))
+            }
+            Err(e) => {
+                // Nothing is lost: the points stay cached, as one segment,
+                // for the next flush (a save or backup that failed on a full
+                // disk must not drop them from the live state).
+                self.cache = all;
+                self.cache_points = points;
+                Err(e)
+            }
         }
-        let mut keys: Vec<&String> = all.keys().collect();
-        keys.sort_unstable();
-        for key in keys {
-            let Some(pts) = all.get(key) else {
-                continue;
-            };
-            let (ts, vals) = to_values(&pts.points)?;
-            w.write(key, &ts, &vals)?;
-        }
-        let f = w.finish()?;
-        self.next_gen += 1;
-        self.cache_bytes = 0;
-        let reader = Arc::new(TsmReader::open(&path)?);
-        let sf = ShardFile {
-            name,
-            path,
-            size: f.size,
-            crc32c: f.crc32c,
-            reader,
-        };
-        self.files.push(sf.clone());
-        Ok(Some(sf))
     }
 
     /// Plans a merge of every file into one (at least `min_files`): the
@@ -382,7 +383,7 @@ impl Shard {
     fn segments(&self) -> impl Iterator<Item = &CacheMap> {
         self.frozen
             .iter()
-            .map(|a| &**a)
+            .map(|f| &*f.map)
             .chain(std::iter::once(&self.cache))
     }
 
@@ -392,36 +393,72 @@ impl Shard {
     /// reads stay cheap).
     pub fn view(&mut self) -> ShardView {
         if !self.cache.is_empty() {
-            let seg = std::mem::take(&mut self.cache);
-            self.frozen.push(Arc::new(seg));
-            while self.frozen.len() >= 2 {
-                let n = self.frozen.len();
-                let (older, newer) = (
-                    points_in(&self.frozen[n - 2]),
-                    points_in(&self.frozen[n - 1]),
-                );
-                if newer * 2 < older && n <= 16 {
+            self.frozen.push(Frozen {
+                map: Arc::new(std::mem::take(&mut self.cache)),
+                points: std::mem::take(&mut self.cache_points),
+            });
+            // Tiered: the newest segment is merged into the one before it
+            // while it is at least half its size (or past 16 segments), so
+            // a value is copied O(log n) times however many views are taken.
+            while let [.., older, newer] = &self.frozen[..] {
+                if newer.points * 2 < older.points && self.frozen.len() <= 16 {
                     break;
                 }
-                let newer = self
-                    .frozen
-                    .pop()
-                    .map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()));
-                let Some(last) = self.frozen.last_mut() else {
+                let (Some(newer), Some(older)) = (self.frozen.pop(), self.frozen.pop()) else {
                     break;
                 };
-                let mut merged = std::mem::take(Arc::make_mut(last));
-                if let Some(newer) = newer {
-                    merge_into(&mut merged, newer);
-                }
-                *last = Arc::new(merged);
+                let points = older.points + newer.points;
+                let mut map = older.into_map();
+                merge_into(&mut map, newer.into_map());
+                self.frozen.push(Frozen {
+                    map: Arc::new(map),
+                    points,
+                });
             }
         }
         ShardView {
             files: self.files.clone(),
-            frozen: self.frozen.clone(),
+            frozen: self.frozen.iter().map(|f| f.map.clone()).collect(),
         }
     }
+}
+
+/// A frozen cache segment and how many values went into it.
+#[derive(Debug)]
+struct Frozen {
+    map: Arc<CacheMap>,
+    points: usize,
+}
+
+impl Frozen {
+    /// Its map, copied only if a view still shares it.
+    fn into_map(self) -> CacheMap {
+        Arc::try_unwrap(self.map).unwrap_or_else(|a| (*a).clone())
+    }
+}
+
+/// Writes cached points (sorted here) as a TSM file at `path`: its size,
+/// crc32c and an open reader.
+fn write_cache_file(
+    path: &Path,
+    all: &mut CacheMap,
+) -> Result<(u64, u32, Arc<TsmReader>), TsmError> {
+    for c in all.values_mut() {
+        c.normalize();
+    }
+    let mut keys: Vec<&String> = all.keys().collect();
+    keys.sort_unstable();
+    let mut w = TsmWriter::create(path)?;
+    for key in keys {
+        let Some(pts) = all.get(key) else {
+            continue;
+        };
+        let (ts, vals) = to_values(&pts.points)?;
+        w.write(key, &ts, &vals)?;
+    }
+    let f = w.finish()?;
+    let reader = Arc::new(TsmReader::open(path)?);
+    Ok((f.size, f.crc32c, reader))
 }
 
 /// A shard as it was when the view was taken: immutable files and frozen
@@ -451,10 +488,6 @@ impl ShardView {
 
 /// Cached points by key.
 type CacheMap = HashMap<String, CacheSeries>;
-
-fn points_in(m: &CacheMap) -> usize {
-    m.values().map(|c| c.points.len()).sum()
-}
 
 /// Adds `newer`'s points after `older`'s (so they win per timestamp).
 fn merge_into(older: &mut CacheMap, newer: CacheMap) {
@@ -709,6 +742,30 @@ mod tests {
         c.normalize();
         assert_eq!(c.points, want);
         assert_eq!(c.range(6, 100), want[2..].to_vec());
+    }
+
+    #[test]
+    fn a_failed_flush_keeps_every_cached_point() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("1");
+        let mut s = Shard::create(1, dir.clone()).unwrap();
+        let k = "cpu,host=a#!~#v";
+        for i in 0..10 {
+            assert!(s.write(k, i, FieldValue::Float(i as f64)));
+        }
+        let _view = s.view(); // a frozen segment shared with a reader
+        for i in 10..15 {
+            assert!(s.write(k, i, FieldValue::Float(i as f64)));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(s.flush().is_err(), "no directory to write into");
+        assert!(s.files().is_empty());
+        assert_eq!(s.read(k, i64::MIN, i64::MAX).unwrap().len(), 15);
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = s.flush().unwrap().unwrap();
+        assert_eq!(f.reader.keys().count(), 1);
+        assert_eq!(s.read(k, i64::MIN, i64::MAX).unwrap().len(), 15);
+        assert!(s.flush().unwrap().is_none(), "the cache is empty now");
     }
 
     #[test]
