@@ -82,14 +82,7 @@ impl C {
     }
 
     fn answers(&self, id: u64) -> Vec<serde_json::Value> {
-        let view = self.nodes[&id]
-            .executor()
-            .state_machine()
-            .lock()
-            .unwrap()
-            .state_machine
-            .inner
-            .view();
+        let view = self.nodes[&id].local(|t, _| t.view());
         [
             "SELECT count(v) FROM cpu",
             "SELECT sum(n) FROM cpu WHERE host = 'h1'",

@@ -114,11 +114,9 @@ async fn write(
     let mut dropped = errors.len() as u64;
     let mut conflict = String::new();
     let mut points = points.into_iter().peekable();
-    // A body without a single point is still checked against the database
-    // (an empty write proposal), as influxd answers 404 before parsing.
-    let mut first = true;
-    while first || points.peek().is_some() {
-        first = false;
+    // At least one proposal: a body without a single point is still
+    // checked against the database, as influxd answers 404 before parsing.
+    loop {
         let cmd = Cmd::Write(WritePoints {
             db: db.clone(),
             rp: rp.clone(),
@@ -145,6 +143,9 @@ async fn write(
                 }
             }
             Err(resp) => return resp,
+        }
+        if points.peek().is_none() {
+            break;
         }
     }
     if let Some(first) = errors.first() {
@@ -333,7 +334,7 @@ async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
         Ok(Err(e)) => return raft_error(e),
         Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "raft loop did not answer"),
     };
-    let x = node.executor().stats();
+    let x = node.snapshot_stats();
     let c = node.counters();
     let mut out = String::new();
     let mut put = |name: &str, kind: &str, help: &str, v: f64| {
@@ -400,6 +401,18 @@ async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
         "counter",
         "Entries removed by compaction.",
         c.compacted_entries_total as f64,
+    );
+    put(
+        "raftsnap_read_index_rounds_total",
+        "counter",
+        "Read-index rounds (each serves every read queued with it).",
+        c.read_index_rounds_total as f64,
+    );
+    put(
+        "raftsnap_read_index_reads_total",
+        "counter",
+        "Linearizable reads served through a read-index round.",
+        c.read_index_reads_total as f64,
     );
     put(
         "raftsnap_raft_term",

@@ -220,15 +220,7 @@ impl Cluster {
 
     /// A node's KV map.
     pub fn map(&self, id: u64) -> BTreeMap<String, String> {
-        self.nodes[&id]
-            .executor()
-            .state_machine()
-            .lock()
-            .unwrap()
-            .state_machine
-            .inner
-            .map
-            .clone()
+        self.nodes[&id].local(|kv, _| kv.map.clone()).clone()
     }
 
     /// The linearizability-style check: every acknowledged write is present,
