@@ -165,14 +165,20 @@ impl LogStore for WalLogStore {
     }
 
     fn compact(&self, index: u64) -> Result<u64, RaftError> {
-        self.lock().compact(index)
+        // The Compact record is synced outside the lock (as every sync is),
+        // so the raft loop's appends do not wait for it.
+        let Some((trunc, term)) = self.lock().write_compact(index)? else {
+            return Ok(0);
+        };
+        self.flush()?;
+        self.lock().finish_compact(trunc, term)
     }
 
     fn flush(&self) -> Result<(), RaftError> {
         // fdatasync outside the lock: the raft loop keeps appending while
         // the disk syncs (group commit: the next sync takes all of it).
-        let pending = self.lock().take_unsynced();
-        if let Some((file, path)) = pending {
+        let pending = self.lock().sync_target();
+        if let Some((file, path, written)) = pending {
             fail::fail_point!("wal::sync", |_| Err(RaftError::Store {
                 what: "fdatasync",
                 path: path.clone(),
@@ -183,6 +189,9 @@ impl LogStore for WalLogStore {
                 path,
                 source,
             })?;
+            let mut w = self.lock();
+            w.mark_synced(written);
+            return w.maybe_rotate();
         }
         self.lock().maybe_rotate()
     }

@@ -180,8 +180,11 @@ pub struct Wal {
     hs: HardState,
     cs: ConfState,
     segment_bytes: u64,
-    /// Bytes written since the last sync.
-    unsynced: bool,
+    /// Writes made so far (a counter), and how many of them a completed
+    /// `fdatasync` covers: a flusher returns only once its own writes are
+    /// synced, even while another flusher's sync is still in flight.
+    written: u64,
+    synced: u64,
 }
 
 impl Wal {
@@ -297,7 +300,8 @@ impl Wal {
             hs: r.hs,
             cs: r.cs,
             segment_bytes: segment_bytes.max(SEGMENT_HEADER + 1),
-            unsynced: false,
+            written: 0,
+            synced: 0,
         };
         if wal.segments.is_empty() {
             wal.new_segment(1)?;
@@ -375,7 +379,7 @@ impl Wal {
             return Err(io_err("append", &seg.path)(e));
         }
         seg.size += buf.len() as u64;
-        self.unsynced = true;
+        self.written += 1;
         Ok(at)
     }
 
@@ -477,8 +481,18 @@ impl Wal {
     /// deletes the segments that hold only dropped entries. Returns how
     /// many entries were dropped.
     pub fn compact(&mut self, index: u64) -> Result<u64, RaftError> {
-        if index <= self.trunc_index + 1 {
+        let Some((trunc, term)) = self.write_compact(index)? else {
             return Ok(0);
+        };
+        self.sync()?;
+        self.finish_compact(trunc, term)
+    }
+
+    /// The first half of [`compact`](Self::compact): writes the `Compact`
+    /// record (not synced yet); `None` if there is nothing to drop.
+    pub fn write_compact(&mut self, index: u64) -> Result<Option<(u64, u64)>, RaftError> {
+        if index <= self.trunc_index + 1 {
+            return Ok(None);
         }
         if index > self.last_index() + 1 {
             return Err(RaftError::Internal(format!(
@@ -493,8 +507,17 @@ impl Wal {
         let mut buf = Vec::new();
         put_record(&mut buf, Kind::Compact, &[&pair(new_trunc, term)]);
         self.write(&buf)?;
-        self.sync()?;
-        let dropped = new_trunc - self.trunc_index;
+        Ok(Some((new_trunc, term)))
+    }
+
+    /// The second half, once the `Compact` record is synced: drops the
+    /// entries and the segments that hold nothing else. Returns how many
+    /// entries were dropped (none if an installed snapshot got there first).
+    pub fn finish_compact(&mut self, new_trunc: u64, term: u64) -> Result<u64, RaftError> {
+        if new_trunc <= self.trunc_index {
+            return Ok(0);
+        }
+        let dropped = (new_trunc - self.trunc_index).min(self.entries.len() as u64);
         self.entries.drain(..dropped as usize);
         self.trunc_index = new_trunc;
         self.trunc_term = term;
@@ -519,18 +542,23 @@ impl Wal {
         Ok(())
     }
 
-    /// The file whose `fdatasync` makes every record written so far durable,
-    /// if anything is unsynced: the caller syncs it without holding the log
-    /// (appends go on meanwhile), then calls [`maybe_rotate`](Self::maybe_rotate).
-    /// A rotation syncs the old segment itself first, so records written
-    /// after this call are never stranded unsynced in a rotated-out segment.
-    pub fn take_unsynced(&mut self) -> Option<(Arc<File>, PathBuf)> {
-        if !self.unsynced {
+    /// What a sync outside the lock must do to cover every record written
+    /// so far: the file to `fdatasync`, its path, and the write count to
+    /// pass to [`mark_synced`](Self::mark_synced) once it returned; `None`
+    /// if a completed sync already covers them. Appends go on meanwhile; a
+    /// rotation syncs the old segment itself first, so later records are
+    /// never stranded unsynced in a rotated-out segment.
+    pub fn sync_target(&self) -> Option<(Arc<File>, PathBuf, u64)> {
+        if self.synced >= self.written {
             return None;
         }
-        self.unsynced = false;
         let seg = self.active();
-        Some((seg.file.clone(), seg.path.clone()))
+        Some((seg.file.clone(), seg.path.clone(), self.written))
+    }
+
+    /// Records that a sync covering the first `written` writes completed.
+    pub fn mark_synced(&mut self, written: u64) {
+        self.synced = self.synced.max(written);
     }
 
     /// Rotates the active segment if it is full (syncing it first).
@@ -544,7 +572,7 @@ impl Wal {
     /// Makes every record written so far durable (`fdatasync`), then rotates
     /// the active segment if it is full.
     pub fn sync(&mut self) -> Result<(), RaftError> {
-        if self.unsynced {
+        if self.synced < self.written {
             let seg = self.active();
             fail::fail_point!("wal::sync", |_| Err(RaftError::Store {
                 what: "fdatasync",
@@ -554,7 +582,7 @@ impl Wal {
             seg.file
                 .sync_data()
                 .map_err(io_err("fdatasync", &seg.path))?;
-            self.unsynced = false;
+            self.synced = self.written;
         }
         if self.active().size >= self.segment_bytes {
             let next = self.active().seq + 1;
@@ -895,6 +923,28 @@ mod tests {
         let w = Wal::open(t.path(), DEFAULT_SEGMENT_BYTES).unwrap();
         assert_eq!(w.hard_state(), &hs);
         assert_eq!(w.last_index(), 10);
+    }
+
+    /// Two flushers (the sync thread and a compaction): the second must not
+    /// return "synced" while the first one's fdatasync is still running.
+    #[test]
+    fn a_sync_in_flight_does_not_count_for_another_flusher() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = Wal::open(t.path(), DEFAULT_SEGMENT_BYTES).unwrap();
+        w.append(&ents(1, 3, 1)).unwrap();
+        let (file, _, upto) = w.sync_target().expect("unsynced writes");
+        // The first flusher has not finished: the second still has work.
+        assert!(w.sync_target().is_some());
+        file.sync_data().unwrap();
+        w.mark_synced(upto);
+        assert!(w.sync_target().is_none());
+        // A write after the target is not covered by that sync.
+        let (_, _, upto) = {
+            w.append(&ents(4, 4, 1)).unwrap();
+            w.sync_target().expect("the new write")
+        };
+        w.mark_synced(upto - 1);
+        assert!(w.sync_target().is_some());
     }
 
     #[test]
