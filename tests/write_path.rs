@@ -113,32 +113,22 @@ fn a_read_through_another_node_sees_every_acknowledged_write_and_stale_reads_are
     let c = &p.status(leader).unwrap();
     assert_eq!(c["role"], "leader");
     // The opt-in: `stale=true` answers from the node's own state, no round.
-    let mut r = ureq::post(&format!("http://{}/query", p.nodes[&ids[1]].http))
-        .query("db", "db")
-        .query("q", "SELECT count(v) FROM m")
-        .query("stale", "true")
-        .send_empty()
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-    assert!(
-        v["results"][0]["series"][0]["values"][0][1]
-            .as_i64()
-            .unwrap()
-            <= 1000
-    );
+    let stale_count = |id: u64| -> serde_json::Value {
+        let mut r = ureq::post(&format!("http://{}/query", p.nodes[&id].http))
+            .query("db", "db")
+            .query("q", "SELECT count(v) FROM m")
+            .query("stale", "true")
+            .send_empty()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        v["results"][0]["series"][0]["values"][0][1].clone()
+    };
+    assert!(stale_count(ids[1]).as_i64().unwrap() <= 1000);
     // The node that answered the last write applied it before its 204: its
     // own state, read without a round, has every point.
     let last = ids[(999 % 3) as usize];
-    let mut r = ureq::post(&format!("http://{}/query", p.nodes[&last].http))
-        .query("db", "db")
-        .query("q", "SELECT count(v) FROM m")
-        .query("stale", "true")
-        .send_empty()
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-    assert_eq!(v["results"][0]["series"][0]["values"][0][1], 1000, "{v}");
+    assert_eq!(stale_count(last), 1000);
     let bad = ureq::post(&format!("http://{}/query", p.nodes[&ids[1]].http))
         .query("q", "SHOW DATABASES")
         .query("stale", "maybe")
