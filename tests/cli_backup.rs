@@ -21,12 +21,17 @@ fn scripted(n: usize, reply: fn(u8) -> Vec<u8>) -> (String, std::thread::JoinHan
             if c.read_exact(&mut head).is_err() {
                 continue;
             }
-            // Read the JSON line (and, for type 6, whatever follows).
+            // Read the JSON line and, for type 6, the upload that follows:
+            // everything the client sends before it goes quiet. Closing
+            // with unread bytes would reset the connection (RST) before
+            // the client reads the reply.
             c.set_read_timeout(Some(std::time::Duration::from_millis(300)))
                 .unwrap();
             let mut buf = [0u8; 65536];
-            let _ = c.read(&mut buf);
+            while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
             let _ = c.write_all(&reply(head[1]));
+            let _ = c.shutdown(std::net::Shutdown::Write);
+            while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
         }
     });
     (addr, h)
