@@ -17,7 +17,8 @@ use crate::raft::error::RaftError;
 use crate::raft::fsm::{NodeFsm, ReplicatedStateMachine};
 use crate::raft::ready_loop::{Inbound, LoopTx};
 use crate::raft::snapshot_source::set_membership;
-use crate::snapshot::{ApplyError, SaveOutcome, SnapshotError, SnapshotExecutor};
+use crate::raft::log_store::{LogStore, WalLogStore};
+use crate::snapshot::{ApplyError, SaveOutcome, SnapshotError, SnapshotExecutor, SnapshotReader};
 
 /// The answer to a proposal: the entry's index and the state machine's answer.
 pub type Reply = oneshot::Sender<Result<(u64, Vec<u8>), RaftError>>;
@@ -38,6 +39,12 @@ pub(crate) enum ApplyTask {
     Load(u64),
     /// Start a save now (a follower needs a snapshot, the timer fired).
     Save,
+    /// Replace the state, which failed its checksums, by this sound
+    /// snapshot's plus the log after it (see [`crate::raft::repair`]).
+    Reseed {
+        reader: SnapshotReader,
+        done: oneshot::Sender<Result<u64, String>>,
+    },
 }
 
 pub(crate) struct ApplyWorker<S: ReplicatedStateMachine> {
@@ -48,6 +55,7 @@ pub(crate) struct ApplyWorker<S: ReplicatedStateMachine> {
     pub log_gap: u64,
     pub log_bytes: u64,
     pub saving: Arc<AtomicBool>,
+    pub log: Arc<WalLogStore>,
 }
 
 impl<S: ReplicatedStateMachine> ApplyWorker<S> {
@@ -103,8 +111,62 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                     }
                 }
                 ApplyTask::Save => start_save(&self.exec, &self.saving, &self.to_loop),
+                ApplyTask::Reseed { reader, done } => {
+                    let res = self.reseed(&reader);
+                    if let Ok(applied) = &res {
+                        bytes_since = 0;
+                        let _ = self.applied_tx.send(*applied);
+                    }
+                    let _ = done.send(res);
+                }
             }
         }
+    }
+
+    /// Loads `reader`'s snapshot and re-applies the log after it up to the
+    /// index applied before (answers are dropped: their proposers heard
+    /// them the first time). Returns the index applied afterwards.
+    fn reseed(&self, reader: &SnapshotReader) -> Result<u64, String> {
+        let log = self.log.clone();
+        let meta = self
+            .exec
+            .reseed(reader, |fsm, before| {
+                let from = fsm.applied.last_included_index;
+                let to = before.last_included_index;
+                if to <= from {
+                    return Ok(());
+                }
+                let mut next = from + 1;
+                while next <= to {
+                    let entries = log
+                        .entries(next, to + 1, Some(64 << 20))
+                        .map_err(|e| format!("log entries {next}..={to}: {e}"))?;
+                    let Some(last) = entries.last().map(|e| e.index) else {
+                        return Err(format!("the log holds no entry {next}"));
+                    };
+                    for entry in &entries {
+                        if entry.get_entry_type() == EntryType::EntryNormal
+                            && !entry.data.is_empty()
+                        {
+                            apply_one(&mut fsm.state_machine.inner, entry)
+                                .map_err(|e| format!("re-applying entry {}: {e}", entry.index))?;
+                        }
+                    }
+                    next = last + 1;
+                }
+                fsm.applied = before.clone();
+                info!(from, to, "log re-applied after the sound snapshot");
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        let applied = self
+            .exec
+            .state_machine()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .applied
+            .last_included_index;
+        Ok(applied.max(meta.last_included_index))
     }
 
     /// Applies entries; returns the last index applied, or the error that

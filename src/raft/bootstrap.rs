@@ -25,8 +25,8 @@ use crate::raft::snapshot_source::{SnapshotSource, conf_state_of, set_membership
 use crate::raft::transport::{Transport, learn_peer};
 use crate::snapshot::{
     CopierOptions, ExecutorOptions, LocalFileLookup, LocalSnapshotStorage, ReaderRegistry,
-    SnapshotExecutor, SnapshotFileService, SnapshotThrottle, StorageOptions, ThrottleOptions,
-    shared,
+    SnapshotError, SnapshotExecutor, SnapshotFileService, SnapshotThrottle, StorageOptions,
+    ThrottleOptions, shared,
 };
 
 fn spawn_thread(
@@ -96,11 +96,7 @@ async fn load_state<S: ReplicatedStateMachine>(
         log.flush()?;
         info!(voters = ?state.conf_state.voters, "bootstrapped a new cluster");
     }
-    let exec2 = exec.clone();
-    let first = log.first_index();
-    let loaded = tokio::task::spawn_blocking(move || exec2.load_latest(first))
-        .await
-        .map_err(|e| RaftError::Internal(format!("snapshot load task failed: {e}")))??;
+    let loaded = load_sound_snapshot(cfg, storage, exec, log).await?;
     Ok(match &loaded {
         Some(m) => {
             let commit = log.initial_state()?.hard_state.commit;
@@ -135,6 +131,109 @@ async fn load_state<S: ReplicatedStateMachine>(
             0
         }
     })
+}
+
+/// How long a node whose snapshots all failed verification keeps asking the
+/// members for a sound one at startup.
+const RECOVER_AT_STARTUP_FOR: Duration = Duration::from_secs(300);
+
+/// Loads the newest local snapshot that passes verification: one that fails
+/// is renamed `*.broken` and the next older is tried. When none is left and
+/// the log does not reach back to the beginning, the state comes from a
+/// member's snapshot (fetched and verified as an install is); the raft log
+/// and hard state (term, vote) are kept as they are.
+async fn load_sound_snapshot<S: ReplicatedStateMachine>(
+    cfg: &NodeConfig,
+    storage: &LocalSnapshotStorage,
+    exec: &Arc<SnapshotExecutor<NodeFsm<S>>>,
+    log: &Arc<WalLogStore>,
+) -> Result<Option<crate::snapshot::SnapshotMeta>, RaftError> {
+    let started = std::time::Instant::now();
+    loop {
+        let exec2 = exec.clone();
+        let first = log.first_index();
+        let res = tokio::task::spawn_blocking(move || exec2.load_latest(first))
+            .await
+            .map_err(|e| RaftError::Internal(format!("snapshot load task failed: {e}")))?;
+        match res {
+            Ok(loaded) => return Ok(loaded),
+            Err(SnapshotError::Verify { dir, bad }) => {
+                let index = storage.latest_index();
+                let reason = bad
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                error!(snapshot_index = index, dir = %dir.display(), %reason, "snapshot failed verification at startup; renaming it *.broken and trying an older one");
+                storage.quarantine(index, &reason)?;
+            }
+            Err(SnapshotError::LogGap { .. }) => {
+                let mut members = cfg.peers.clone();
+                members.extend(peers_of_broken_snapshots(storage.root()));
+                members.remove(&cfg.id);
+                if members.is_empty() {
+                    return Err(res.err().map_or_else(
+                        || RaftError::Internal("no snapshot".into()),
+                        RaftError::from,
+                    ));
+                }
+                let min = first.saturating_sub(1);
+                warn!(
+                    first_log_index = first,
+                    ?members,
+                    "no sound local snapshot reaches the raft log; recovering the state from a member"
+                );
+                loop {
+                    match crate::raft::repair::fetch_from_member(
+                        exec,
+                        cfg.id,
+                        &cfg.advertise_addr,
+                        &members,
+                        min,
+                    )
+                    .await
+                    {
+                        Ok((reader, source)) => {
+                            info!(%source, "recovered a sound snapshot from a member");
+                            drop(reader);
+                            break;
+                        }
+                        Err(e) if started.elapsed() < RECOVER_AT_STARTUP_FOR => {
+                            warn!(error = %e, "no sound snapshot from a member yet; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Err(e) => {
+                            return Err(RaftError::Internal(format!(
+                                "no sound local snapshot and none from a member within {RECOVER_AT_STARTUP_FOR:?}: {e}"
+                            )));
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Member addresses listed in the `raft/peers.json` of snapshots renamed
+/// `*.broken` (the file itself may still be readable).
+fn peers_of_broken_snapshots(root: &std::path::Path) -> BTreeMap<u64, String> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(root) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        if !e.file_name().to_string_lossy().ends_with(".broken") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(e.path().join(crate::raft::fsm::PEERS_FILE)) else {
+            continue;
+        };
+        if let Ok(p) = serde_json::from_slice::<BTreeMap<u64, String>>(&bytes) {
+            out.extend(p);
+        }
+    }
+    out
 }
 
 /// Starts a node (see [`NodeHandle::start`]).
@@ -223,6 +322,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         log_gap: cfg.snapshot_log_gap,
         log_bytes: cfg.snapshot_log_bytes,
         saving: saving.clone(),
+        log: log.clone(),
     };
     let sp = span.clone();
     threads.push(spawn_thread(format!("apply-{id}"), move || {
@@ -237,14 +337,42 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         crate::raft::persist::run(plog, persist_rx, pto_loop, papply)
     })?);
 
-    let transport = Transport::new(
+    let (findings_tx, findings_rx) = tokio::sync::mpsc::unbounded_channel();
+    let repair_status = crate::raft::repair::SharedRepairStatus::default();
+    let scrub_status = crate::raft::scrub::SharedScrubStatus::default();
+    let transport = Transport {
         id,
-        cfg.advertise_addr.clone(),
-        peers.clone(),
-        to_loop.clone(),
-        cfg.install_min_rate,
-        shutdown.clone(),
-    );
+        advertise: cfg.advertise_addr.clone(),
+        peers: peers.clone(),
+        queues: HashMap::new(),
+        to_loop: to_loop.clone(),
+        install_min_rate: cfg.install_min_rate,
+        shutdown: shutdown.clone(),
+        source: source.clone(),
+        findings: findings_tx.clone(),
+    };
+    let repairer = crate::raft::repair::Repairer {
+        id,
+        advertise: cfg.advertise_addr.clone(),
+        exec: exec.clone(),
+        source: source.clone(),
+        log: log.clone(),
+        peers: peers.clone(),
+        apply_tx: apply_tx.clone(),
+        applied_rx: applied_rx.clone(),
+        status: repair_status.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let mut tasks = vec![tokio::spawn(
+        repairer.run(findings_rx).instrument(span.clone()),
+    )];
+    let (sexec, sstatus, sshutdown) = (exec.clone(), scrub_status.clone(), shutdown.clone());
+    let (sinterval, srate) = (cfg.scrub_interval, cfg.scrub_rate);
+    let sp = span.clone();
+    threads.push(spawn_thread(format!("scrub-{id}"), move || {
+        let _g = sp.enter();
+        crate::raft::scrub::run(sexec, sinterval, srate, sstatus, findings_tx, sshutdown)
+    })?);
     let node_loop = Loop {
         id,
         cfg: cfg.clone(),
@@ -254,7 +382,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         apply_tx,
         persist_tx,
         transport,
-        source,
+        source: source.clone(),
         exec: exec.clone(),
         proposals,
         peers: peers.clone(),
@@ -266,6 +394,8 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         fault: fault.clone(),
         reads: Reads::default(),
         was_leader: false,
+        repair: repair_status,
+        scrub: scrub_status,
     };
     // The loop's own OS thread; it enters the runtime so that the transport
     // can spawn its per-peer sender tasks.
@@ -277,7 +407,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         node_loop.run()
     })?);
 
-    let mut tasks = vec![registry.spawn_sweeper(Duration::from_secs(5))];
+    tasks.push(registry.spawn_sweeper(Duration::from_secs(5)));
     let service = crate::raft::service::RaftRpc {
         id,
         to_loop: to_loop.clone(),
@@ -285,6 +415,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         peers,
         applied_rx: applied_rx.clone(),
         proposal_timeout: cfg.proposal_timeout,
+        source: source.clone(),
     };
     listener
         .set_nonblocking(true)

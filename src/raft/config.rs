@@ -54,6 +54,10 @@ pub struct NodeConfig {
     pub install_min_rate: u64,
     /// How long a proposal may take to be applied (10 s).
     pub proposal_timeout: Duration,
+    /// Time between background scrubs (24 h; zero = off).
+    pub scrub_interval: Duration,
+    /// Bytes/s the scrub reads at (50 MiB/s).
+    pub scrub_rate: u64,
 }
 
 impl NodeConfig {
@@ -82,6 +86,8 @@ impl NodeConfig {
             reader_idle_lease: Duration::from_secs(300),
             install_min_rate: 1 << 20,
             proposal_timeout: Duration::from_secs(10),
+            scrub_interval: Duration::from_secs(24 * 3600),
+            scrub_rate: 50 << 20,
         }
     }
 
@@ -107,6 +113,9 @@ impl NodeConfig {
         }
         if self.install_parallel_files == 0 || self.install_chunk_bytes == 0 {
             return Err("install_parallel_files and install_chunk_bytes must be positive".into());
+        }
+        if self.scrub_rate == 0 {
+            return Err("scrub_rate must be positive".into());
         }
         if self.install_min_rate == 0 {
             return Err("install_min_rate must be positive".into());

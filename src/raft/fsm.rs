@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 pub use crate::snapshot::ReplicatedStateMachine;
-use crate::snapshot::{BoxError, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine};
+use crate::snapshot::{
+    BoxError, LiveFile, SnapshotMeta, SnapshotReader, SnapshotWriter, StateMachine,
+};
 
 /// Addresses of the cluster's members, by id.
 pub type Peers = Arc<RwLock<BTreeMap<u64, String>>>;
@@ -58,5 +60,9 @@ impl<S: StateMachine> StateMachine for NodeFsm<S> {
             }
         }
         Ok(())
+    }
+
+    fn live_files(&self) -> Vec<LiveFile> {
+        self.inner.live_files()
     }
 }

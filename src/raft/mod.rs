@@ -14,6 +14,8 @@ pub mod membership;
 pub mod persist;
 pub(crate) mod read_index;
 pub mod ready_loop;
+pub mod repair;
+pub mod scrub;
 pub(crate) mod service;
 pub mod slog_bridge;
 pub mod snapshot_source;

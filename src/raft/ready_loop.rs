@@ -112,6 +112,8 @@ pub(crate) struct Loop<S: ReplicatedStateMachine> {
     pub fault: Fault,
     pub reads: Reads,
     pub was_leader: bool,
+    pub repair: crate::raft::repair::SharedRepairStatus,
+    pub scrub: crate::raft::scrub::SharedScrubStatus,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -434,7 +436,33 @@ impl<S: ReplicatedStateMachine> Loop<S> {
                 install_bytes_total: st.install_bytes_total,
                 reused_bytes_total: st.reused_bytes_total,
                 install,
+                install_failures_total: st.install_failures_total,
+                last_install_failure: self.exec.last_install_failure(),
+                peer_install_failures: self.source.install_failures(),
             },
+            repair: {
+                let mut r = self
+                    .repair
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if r.state.is_empty() {
+                    r.state = "idle";
+                }
+                r.broken_snapshots = self
+                    .exec
+                    .storage()
+                    .broken()
+                    .into_iter()
+                    .map(|(index, reason)| crate::raft::repair::BrokenSnapshot { index, reason })
+                    .collect();
+                r
+            },
+            scrub: self
+                .scrub
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

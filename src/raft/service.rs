@@ -14,15 +14,16 @@ use tracing::{info, warn};
 use crate::proto::file::InstallPayload;
 use crate::proto::raft::raft_server::{Raft, RaftServer};
 use crate::proto::raft::{
-    Ack, InstallSnapshotRequest, InstallSnapshotResponse, MembershipRequest, MembershipResponse,
-    ProposeRequest, ProposeResponse, RaftBatch,
+    Ack, InstallFailure, InstallSnapshotRequest, InstallSnapshotResponse, MembershipRequest,
+    MembershipResponse, OfferSnapshotRequest, OfferSnapshotResponse, ProposeRequest,
+    ProposeResponse, RaftBatch,
 };
 use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
 use crate::raft::membership::MembershipChange;
 use crate::raft::ready_loop::{Inbound, LoopTx, ask};
-use crate::raft::snapshot_source::is_member;
+use crate::raft::snapshot_source::{SnapshotSource, is_member};
 use crate::raft::transport::{MAX_RPC_BYTES, learn_peer};
-use crate::snapshot::{SnapshotExecutor, meta_table};
+use crate::snapshot::{SnapshotError, SnapshotExecutor, meta_table};
 
 pub(crate) struct RaftRpc<S: ReplicatedStateMachine> {
     pub id: u64,
@@ -31,6 +32,7 @@ pub(crate) struct RaftRpc<S: ReplicatedStateMachine> {
     pub peers: Peers,
     pub applied_rx: watch::Receiver<u64>,
     pub proposal_timeout: Duration,
+    pub source: Arc<SnapshotSource>,
 }
 
 impl<S: ReplicatedStateMachine> RaftRpc<S> {
@@ -101,9 +103,30 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
             Ok(f) => drop(f),
             Err(e) => {
                 warn!(snapshot_index = index, error = %e, "snapshot fetch failed");
-                return Err(Status::unavailable(format!(
-                    "install of snapshot {index}: {e}"
-                )));
+                let msg = format!("install of snapshot {index}: {e}");
+                // A file that fails its checksum after refetching: tell the
+                // source which one, so it can check its own copy.
+                if let SnapshotError::Checksum {
+                    index,
+                    file,
+                    expected,
+                    actual,
+                    ..
+                } = &e
+                {
+                    let claim = InstallFailure {
+                        snapshot_index: *index,
+                        file: file.clone(),
+                        expected_crc32c: *expected,
+                        actual_crc32c: *actual,
+                    };
+                    return Err(Status::with_details(
+                        tonic::Code::DataLoss,
+                        msg,
+                        claim.encode_to_vec().into(),
+                    ));
+                }
+                return Err(Status::unavailable(msg));
             }
         }
         // Now hand the message to raft; the Ready that carries it loads it.
@@ -116,6 +139,26 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
             Ok(Ok(a)) => Ok(Response::new(InstallSnapshotResponse { applied_index: *a })),
             _ => Err(Status::deadline_exceeded(format!(
                 "snapshot {index} fetched but not applied within {wait:?}"
+            ))),
+        }
+    }
+
+    async fn offer_snapshot(
+        &self,
+        req: Request<OfferSnapshotRequest>,
+    ) -> Result<Response<OfferSnapshotResponse>, Status> {
+        let r = req.into_inner();
+        learn_peer(&self.peers, r.from, &r.from_addr);
+        match self.source.offer(r.min_index) {
+            Some(p) => {
+                info!(peer = r.from, min_index = r.min_index, "offering a snapshot to a member repairing its state");
+                Ok(Response::new(OfferSnapshotResponse {
+                    payload: p.encode_to_vec(),
+                }))
+            }
+            None => Err(Status::unavailable(format!(
+                "no snapshot of index {} or newer yet; saving one, ask again",
+                r.min_index
             ))),
         }
     }

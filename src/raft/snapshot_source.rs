@@ -2,9 +2,15 @@
 //! registered with the FileService for the follower, as a raft `Snapshot`
 //! whose data is an `InstallPayload`; or, when there is none new enough, a
 //! save started and `SnapshotTemporarilyUnavailable`.
+//!
+//! It also keeps, per peer, how installs to it failed: a failed install is
+//! retried after a capped exponential backoff with jitter (0.5 s doubling to
+//! 30 s), and `/status` shows the last failure per peer. The same readers
+//! serve a member repairing its state ([`SnapshotSource::offer`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use raft::StorageError;
@@ -52,6 +58,52 @@ pub struct Inflight {
     pub index: u64,
 }
 
+/// First delay before an install to a peer is retried after a failure.
+pub const INSTALL_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Longest delay between install attempts to one peer.
+pub const INSTALL_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How installs to one peer have been failing.
+#[derive(Debug, Clone)]
+struct PeerFailures {
+    snapshot_index: u64,
+    kind: &'static str,
+    reason: String,
+    attempts: u32,
+    not_before: Instant,
+}
+
+/// The last failed install to a peer, as `/status` shows it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct InstallFailureStatus {
+    /// The peer.
+    pub peer: u64,
+    /// The snapshot offered.
+    pub snapshot_index: u64,
+    /// `checksum`, `refused`, `timeout`, `unavailable` or `other`.
+    pub kind: &'static str,
+    /// What the peer (or the transport) said.
+    pub reason: String,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// Milliseconds until the next attempt is allowed.
+    pub retry_in_ms: u64,
+}
+
+/// The backoff after `attempts` failures in a row: 0.5 s doubling to 30 s,
+/// each delay drawn from its upper half (jitter, so that peers that failed
+/// together do not retry together).
+pub fn install_backoff(attempts: u32) -> Duration {
+    let base = INSTALL_BACKOFF_MIN
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
+        .min(INSTALL_BACKOFF_MAX);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = f64::from(nanos % 1000) / 1000.0;
+    base.mul_f64(0.5 + 0.5 * jitter)
+}
+
 /// Serves raft-rs's snapshot requests from the local snapshot storage.
 pub struct SnapshotSource {
     storage: LocalSnapshotStorage,
@@ -59,6 +111,8 @@ pub struct SnapshotSource {
     advertise_addr: String,
     request_save: Box<dyn Fn() + Send + Sync>,
     inflight: Mutex<HashMap<u64, Inflight>>,
+    failures: Mutex<BTreeMap<u64, PeerFailures>>,
+    failures_by_kind: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl SnapshotSource {
@@ -76,7 +130,110 @@ impl SnapshotSource {
             advertise_addr,
             request_save,
             inflight: Mutex::new(HashMap::new()),
+            failures: Mutex::new(BTreeMap::new()),
+            failures_by_kind: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Records how an install to `to` of snapshot `index` ended: `Ok` clears
+    /// its failures; `Err((kind, reason))` counts one more and sets when the
+    /// next attempt may start.
+    pub fn record_install(&self, to: u64, index: u64, result: Result<(), (&'static str, String)>) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                f.remove(&to);
+            }
+            Err((kind, reason)) => {
+                *self
+                    .failures_by_kind
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(kind)
+                    .or_insert(0) += 1;
+                let attempts = f.get(&to).map_or(0, |p| p.attempts) + 1;
+                let wait = install_backoff(attempts);
+                info!(
+                    peer = to,
+                    snapshot_index = index,
+                    kind,
+                    attempts,
+                    retry_in = ?wait,
+                    "install to a peer failed; backing off"
+                );
+                f.insert(
+                    to,
+                    PeerFailures {
+                        snapshot_index: index,
+                        kind,
+                        reason,
+                        attempts,
+                        not_before: Instant::now() + wait,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Lets every peer retry at once (the snapshot that failed was replaced
+    /// after a repair); the failures stay listed until an install succeeds.
+    pub fn clear_backoff(&self) {
+        let now = Instant::now();
+        for p in self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values_mut()
+        {
+            p.not_before = now;
+        }
+    }
+
+    /// The last failure per peer whose installs are failing.
+    pub fn install_failures(&self) -> Vec<InstallFailureStatus> {
+        let now = Instant::now();
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(&peer, p)| InstallFailureStatus {
+                peer,
+                snapshot_index: p.snapshot_index,
+                kind: p.kind,
+                reason: p.reason.clone(),
+                attempts: p.attempts,
+                retry_in_ms: p.not_before.saturating_duration_since(now).as_millis() as u64,
+            })
+            .collect()
+    }
+
+    /// Failed installs to peers since the process started, by kind.
+    pub fn failures_by_kind(&self) -> BTreeMap<&'static str, u64> {
+        self.failures_by_kind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A snapshot of at least `min_index` for a member repairing its state:
+    /// the payload to fetch it with, or `None` when there is none that new
+    /// yet (a save is started; ask again).
+    pub fn offer(&self, min_index: u64) -> Option<InstallPayload> {
+        let meta = self
+            .storage
+            .latest_meta()
+            .filter(|m| m.last_included_index >= min_index.max(1));
+        let Some(meta) = meta else {
+            (self.request_save)();
+            return None;
+        };
+        let reader = self.storage.open_reader_at(meta.last_included_index).ok()?;
+        let table = reader.table().clone();
+        let reader_id = self.registry.register(reader);
+        Some(InstallPayload {
+            uri: format!("raftsnap://{}/{reader_id}", self.advertise_addr),
+            meta_table: meta_table::encode(&table),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Inflight>> {
@@ -99,6 +256,16 @@ impl SnapshotSource {
 impl SnapshotProvider for SnapshotSource {
     fn snapshot_for(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        if let Some(p) = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&to)
+            .filter(|p| Instant::now() < p.not_before)
+        {
+            debug!(peer = to, attempts = p.attempts, "install to this peer is backing off");
+            return Err(unavailable());
+        }
         let Some(meta) = self
             .storage
             .latest_meta()

@@ -2,6 +2,11 @@
 
 use serde::Serialize;
 
+use crate::raft::repair::RepairStatus;
+use crate::raft::scrub::ScrubStatus;
+use crate::raft::snapshot_source::InstallFailureStatus;
+use crate::snapshot::InstallFailureRecord;
+
 /// A node's state.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Status {
@@ -27,6 +32,11 @@ pub struct Status {
     pub learners: Vec<u64>,
     /// Snapshot figures.
     pub snapshot: SnapshotStatus,
+    /// Repairs of files that failed their checksums (snapshots renamed
+    /// `*.broken` included).
+    pub repair: RepairStatus,
+    /// The background scrub.
+    pub scrub: ScrubStatus,
 }
 
 /// The snapshot part of [`Status`].
@@ -50,6 +60,12 @@ pub struct SnapshotStatus {
     pub reused_bytes_total: u64,
     /// The install in progress.
     pub install: Option<InstallProgressStatus>,
+    /// Bytes fetched by installs that failed (also in `install_bytes_total`).
+    pub install_failures_total: u64,
+    /// This node's last failed install, unless one succeeded since.
+    pub last_install_failure: Option<InstallFailureRecord>,
+    /// Peers whose installs from this node are failing (the leader's view).
+    pub peer_install_failures: Vec<InstallFailureStatus>,
 }
 
 /// An install in progress.

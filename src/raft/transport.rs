@@ -14,9 +14,12 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::proto::raft::raft_client::RaftClient;
-use crate::proto::raft::{InstallSnapshotRequest, RaftBatch};
+use crate::proto::raft::{InstallFailure, InstallSnapshotRequest, RaftBatch};
 use crate::raft::fsm::Peers;
 use crate::raft::ready_loop::{Inbound, LoopTx};
+use crate::raft::repair::Finding;
+use crate::raft::snapshot_source::SnapshotSource;
+use std::sync::Arc;
 
 /// gRPC message limit between nodes.
 pub const MAX_RPC_BYTES: usize = 64 << 20;
@@ -37,35 +40,33 @@ pub fn client(addr: &str) -> Option<RaftClient<Channel>> {
 }
 
 pub(crate) struct Transport {
-    id: u64,
-    advertise: String,
-    peers: Peers,
-    queues: HashMap<u64, (String, mpsc::Sender<Message>)>,
-    to_loop: LoopTx,
-    install_min_rate: u64,
-    shutdown: CancellationToken,
+    pub id: u64,
+    pub advertise: String,
+    pub peers: Peers,
+    pub queues: HashMap<u64, (String, mpsc::Sender<Message>)>,
+    pub to_loop: LoopTx,
+    /// The slowest rate an install's deadline allows.
+    pub install_min_rate: u64,
+    pub shutdown: CancellationToken,
+    /// Told how each install to a peer ended (backoff, `/status`).
+    pub source: Arc<SnapshotSource>,
+    /// Where a peer's claim that a file of ours is damaged goes.
+    pub findings: mpsc::UnboundedSender<Finding>,
+}
+
+/// What kind of failure an InstallSnapshot status is (for the backoff,
+/// `/status` and `/metrics`).
+fn failure_kind(st: &tonic::Status) -> &'static str {
+    match st.code() {
+        tonic::Code::DataLoss => "checksum",
+        tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => "refused",
+        tonic::Code::DeadlineExceeded => "timeout",
+        tonic::Code::Unavailable => "unavailable",
+        _ => "other",
+    }
 }
 
 impl Transport {
-    pub(crate) fn new(
-        id: u64,
-        advertise: String,
-        peers: Peers,
-        to_loop: LoopTx,
-        install_min_rate: u64,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Self {
-            id,
-            advertise,
-            peers,
-            queues: HashMap::new(),
-            to_loop,
-            install_min_rate,
-            shutdown,
-        }
-    }
-
     fn addr_of(&self, to: u64) -> Option<String> {
         self.peers.read().ok()?.get(&to).cloned()
     }
@@ -135,27 +136,37 @@ impl Transport {
             ?deadline,
             "sending snapshot"
         );
+        let (source, findings) = (self.source.clone(), self.findings.clone());
         tokio::spawn(async move {
-            let ok = match client(&addr) {
-                None => false,
+            let result: Result<(), (&'static str, String)> = match client(&addr) {
+                None => Err(("other", format!("bad peer address {addr}"))),
                 Some(mut c) => {
                     let call = tokio::time::timeout(deadline, c.install_snapshot(req));
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         r = call => match r {
-                            Ok(Ok(_)) => true,
+                            Ok(Ok(_)) => Ok(()),
                             Ok(Err(st)) => {
                                 warn!(peer = to, snapshot_index = index, status = %st, "snapshot install failed");
-                                false
+                                // The receiver names a file that failed its
+                                // checksum: have our own copy checked.
+                                if st.code() == tonic::Code::DataLoss
+                                    && let Ok(claim) = <InstallFailure as prost::Message>::decode(st.details())
+                                {
+                                    let _ = findings.send(Finding::PeerClaim { peer: to, claim });
+                                }
+                                Err((failure_kind(&st), st.message().to_string()))
                             }
                             Err(_) => {
                                 warn!(peer = to, snapshot_index = index, ?deadline, "snapshot install timed out");
-                                false
+                                Err(("timeout", format!("no answer within {deadline:?}")))
                             }
                         },
                     }
                 }
             };
+            let ok = result.is_ok();
+            source.record_install(to, index, result);
             let _ = to_loop.send(Inbound::ReportSnapshot { to, ok });
         });
     }

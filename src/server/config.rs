@@ -161,6 +161,12 @@ pub struct ServeArgs {
     /// Slowest install rate the install deadline allows (1MiB/s).
     #[arg(long)]
     pub install_min_rate: Option<String>,
+    /// Time between background scrubs of snapshots and live files (24h; 0 = off).
+    #[arg(long)]
+    pub scrub_interval: Option<String>,
+    /// Rate the scrub reads at (50MiB/s).
+    #[arg(long)]
+    pub scrub_rate: Option<String>,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -190,6 +196,8 @@ pub struct FileConfig {
     max_concurrent_installs: Option<usize>,
     reader_idle_lease: Option<toml::Value>,
     install_min_rate: Option<toml::Value>,
+    scrub_interval: Option<toml::Value>,
+    scrub_rate: Option<toml::Value>,
 }
 
 fn text(v: Option<toml::Value>) -> Option<String> {
@@ -296,6 +304,12 @@ impl ServeArgs {
         if let Some(v) = pick!(install_min_rate, text) {
             n.install_min_rate =
                 parse_rate(&v)?.ok_or("install_min_rate must be a positive rate")?;
+        }
+        if let Some(v) = pick!(scrub_interval, text) {
+            n.scrub_interval = parse_duration(&v)?;
+        }
+        if let Some(v) = pick!(scrub_rate, text) {
+            n.scrub_rate = parse_rate(&v)?.ok_or("scrub_rate must be a positive rate")?;
         }
         n.validate()?;
         let mut limits = crate::snapshotter::server::Limits::default();

@@ -47,6 +47,25 @@ pub trait StateMachine: Send + 'static {
 
     /// Replaces the state with the snapshot's.
     fn on_snapshot_load(&mut self, reader: &SnapshotReader) -> Result<(), BoxError>;
+
+    /// The immutable files the live state reads, with the size and crc32c
+    /// recorded when each was written (the background scrub re-reads them).
+    /// None by default.
+    fn live_files(&self) -> Vec<LiveFile> {
+        Vec::new()
+    }
+}
+
+/// An immutable file of the live state, as [`StateMachine::live_files`]
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFile {
+    /// Where it is.
+    pub path: std::path::PathBuf,
+    /// Its size when written.
+    pub size: u64,
+    /// Its crc32c when written.
+    pub crc32c: u32,
 }
 
 /// A state machine with the raft position it has applied up to.
@@ -80,11 +99,15 @@ pub enum Phase {
     Downloading,
     /// Loading a snapshot into the state machine.
     Loading,
+    /// Replacing a state that failed its checksums (see
+    /// [`SnapshotExecutor::reseed`]).
+    Repairing,
 }
 
 impl Phase {
     fn busy_reason(self) -> &'static str {
         match self {
+            Phase::Repairing => "the node is repairing its state from a sound snapshot",
             Phase::Idle => "idle",
             Phase::Saving => "a snapshot save is in progress",
             Phase::Downloading => "a snapshot install is in progress",
@@ -206,8 +229,26 @@ pub struct ExecutorStats {
     pub install_seconds_total: f64,
 }
 
+/// The last failed install on this node (the receiving side), for
+/// `/status`; cleared by the next install that succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstallFailureRecord {
+    /// Snapshot index.
+    pub index: u64,
+    /// The peer it was fetched from.
+    pub from: String,
+    /// What went wrong.
+    pub reason: String,
+    /// Failed installs in a row.
+    pub attempts: u32,
+}
+
 struct ExecState {
     phase: Phase,
+    last_failure: Option<InstallFailureRecord>,
+    /// A repair is under way: saves are refused (they would capture the
+    /// damaged state) until it ends.
+    repairing: bool,
     stats: ExecutorStats,
     job: Option<DownloadJob>,
 }
@@ -253,6 +294,8 @@ impl<S: StateMachine> SnapshotExecutor<S> {
             opts,
             state: Mutex::new(ExecState {
                 phase: Phase::Idle,
+                last_failure: None,
+                repairing: false,
                 stats: ExecutorStats::default(),
                 job: None,
             }),
@@ -280,6 +323,11 @@ impl<S: StateMachine> SnapshotExecutor<S> {
             from: j.from.clone(),
             progress: j.progress.clone(),
         })
+    }
+
+    /// The last failed install, unless one succeeded since.
+    pub fn last_install_failure(&self) -> Option<InstallFailureRecord> {
+        lock(&self.state).last_failure.clone()
     }
 
     /// The storage.
@@ -344,6 +392,9 @@ impl<S: StateMachine> SnapshotExecutor<S> {
     }
 
     fn save(&self) -> Result<SaveOutcome, SnapshotError> {
+        if lock(&self.state).repairing {
+            return Err(SnapshotError::Busy(Phase::Repairing.busy_reason()));
+        }
         let mut fsm = lock(&self.fsm);
         let meta = fsm.applied.clone();
         let last = self.storage.latest_index();
@@ -432,6 +483,51 @@ impl<S: StateMachine> SnapshotExecutor<S> {
         drop(fsm);
         lock(&self.state).stats.loads_total += 1;
         info!(snapshot_index = meta.last_included_index, "snapshot loaded");
+        Ok(meta)
+    }
+
+    /// Marks the start (`true`) or end of a repair: while it lasts, saves
+    /// are refused, so no snapshot captures the damaged state.
+    pub fn set_repairing(&self, on: bool) {
+        lock(&self.state).repairing = on;
+    }
+
+    /// True while a repair is under way.
+    pub fn repairing(&self) -> bool {
+        lock(&self.state).repairing
+    }
+
+    /// Replaces a damaged state: loads `reader`'s snapshot (verified first)
+    /// and, holding the state machine's lock throughout so that no reader
+    /// sees the older state in between, runs `replay` to bring it back to
+    /// where it was (re-applying the log after the snapshot); `replay` gets
+    /// the state and the position applied before the load. Its error leaves
+    /// the loaded state and is returned.
+    pub fn reseed(
+        &self,
+        reader: &SnapshotReader,
+        replay: impl FnOnce(&mut AppliedState<S>, &SnapshotMeta) -> Result<(), String>,
+    ) -> Result<SnapshotMeta, SnapshotError> {
+        let _phase = self.enter(Phase::Repairing)?;
+        let meta = reader.meta().clone();
+        let index = meta.last_included_index;
+        let _span = info_span!("snapshot_reseed", snapshot_index = index).entered();
+        reader.verify()?;
+        let mut fsm = lock(&self.fsm);
+        let before = fsm.applied.clone();
+        fsm.state_machine
+            .on_snapshot_load(reader)
+            .map_err(|source| SnapshotError::StateMachine {
+                op: "load",
+                index,
+                source,
+            })?;
+        fsm.applied = meta.clone();
+        replay(&mut fsm, &before)
+            .map_err(|reason| SnapshotError::InstallFailed { index, reason })?;
+        drop(fsm);
+        lock(&self.state).stats.loads_total += 1;
+        info!(snapshot_index = index, "state replaced from a sound snapshot");
         Ok(meta)
     }
 
@@ -586,10 +682,18 @@ impl<S: StateMachine> SnapshotExecutor<S> {
                     st.stats.installs_total += 1;
                     st.stats.install_bytes_total += p.fetched_bytes;
                     st.stats.reused_bytes_total += p.reused_bytes;
+                    st.last_failure = None;
                 }
-                Err(_) => {
+                Err(e) => {
                     st.stats.install_failures_total += 1;
                     st.stats.install_bytes_total += p.fetched_bytes;
+                    let attempts = st.last_failure.as_ref().map_or(0, |f| f.attempts) + 1;
+                    st.last_failure = Some(InstallFailureRecord {
+                        index,
+                        from: uri.addr.clone(),
+                        reason: e.to_string(),
+                        attempts,
+                    });
                 }
             }
         }

@@ -98,12 +98,6 @@ pub(crate) fn copy_with_crc(src: &mut dyn Read, dst: &mut dyn Write) -> io::Resu
     Ok((len, crc))
 }
 
-/// Size and crc32c of a file's contents.
-pub(crate) fn crc32c_of_file(path: &Path) -> io::Result<(u64, u32)> {
-    let mut f = File::open(path)?;
-    copy_with_crc(&mut f, &mut io::sink())
-}
-
 /// Removes a directory tree if it exists. The tree is first renamed to
 /// `<name>.del` (one atomic step), so a crash mid-removal never leaves a
 /// half-deleted directory under its real name; leftovers are swept at startup.

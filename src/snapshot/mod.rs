@@ -6,6 +6,7 @@ pub mod copier;
 pub mod error;
 pub mod executor;
 pub mod file_service;
+pub mod integrity;
 pub(crate) mod fsutil;
 pub mod meta_table;
 pub mod reader;
@@ -21,7 +22,7 @@ pub use copier::{
 };
 pub use error::{BadFile, BoxError, FileProblem, MetaTableError, SnapshotError};
 pub use executor::{
-    AppliedState, ExecutorOptions, ExecutorStats, Fetched, InstallOutcome, InstallStatus, Phase,
+    AppliedState, ExecutorOptions, InstallFailureRecord, LiveFile, ExecutorStats, Fetched, InstallOutcome, InstallStatus, Phase,
     SaveOutcome, SharedStateMachine, SnapshotExecutor, StateMachine, shared,
 };
 pub use file_service::{ReaderRegistry, SnapshotFileService};
@@ -35,5 +36,5 @@ pub use writer::{SnapshotFileSink, SnapshotWriter};
 /// crc32c of a whole file (test helper for state machines' own files).
 #[cfg(test)]
 pub(crate) fn fsutil_crc(path: &std::path::Path) -> u32 {
-    fsutil::crc32c_of_file(path).map(|(_, c)| c).unwrap_or(0)
+    std::fs::read(path).map_or(0, |b| crc32c::crc32c(&b))
 }

@@ -2,13 +2,13 @@
 //! lives, the snapshot's directory is not deleted. Also the stand-alone
 //! [`verify_dir`] used by `tsnode snapshot verify`.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::proto::snapshot::{FileMeta, SnapshotMeta, SnapshotMetaTable};
-use crate::snapshot::error::{BadFile, FileProblem, IoContext, SnapshotError};
-use crate::snapshot::fsutil::crc32c_of_file;
+use crate::snapshot::error::{BadFile, IoContext, SnapshotError};
+use crate::snapshot::integrity::{Pace, check_file};
 use crate::snapshot::meta_table;
 use crate::snapshot::storage::Inner;
 
@@ -144,33 +144,19 @@ impl Drop for SnapshotReader {
 
 /// Checks every file of `table` under `dir`: present, right size, right crc32c.
 pub fn verify_files(dir: &Path, table: &SnapshotMetaTable) -> Vec<BadFile> {
-    let mut bad = Vec::new();
-    for f in &table.files {
-        let p = dir.join(&f.name);
-        let problem = match fs::metadata(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(FileProblem::Missing),
-            Err(e) => Some(FileProblem::Unreadable(e.to_string())),
-            Ok(md) if md.len() != f.size => Some(FileProblem::SizeMismatch {
-                expected: f.size,
-                actual: md.len(),
-            }),
-            Ok(_) => match crc32c_of_file(&p) {
-                Err(e) => Some(FileProblem::Unreadable(e.to_string())),
-                Ok((_, crc)) if crc != f.crc32c => Some(FileProblem::CrcMismatch {
-                    expected: f.crc32c,
-                    actual: crc,
-                }),
-                Ok(_) => None,
-            },
-        };
-        if let Some(problem) = problem {
-            bad.push(BadFile {
-                name: f.name.clone(),
-                problem,
-            });
-        }
-    }
-    bad
+    let mut pace = Pace::new(0);
+    table
+        .files
+        .iter()
+        .filter_map(|f| {
+            check_file(&dir.join(&f.name), f.size, f.crc32c, &mut pace, &|| false).map(|problem| {
+                BadFile {
+                    name: f.name.clone(),
+                    problem,
+                }
+            })
+        })
+        .collect()
 }
 
 /// Verifies a snapshot directory on its own (no storage needed).

@@ -136,6 +136,8 @@ pub(crate) struct State {
     retained: BTreeSet<u64>,
     /// A writer is open on `temp/`.
     writer_open: bool,
+    /// Snapshots renamed `*.broken` since the process started: index, why.
+    broken: Vec<(u64, String)>,
 }
 
 pub(crate) struct Inner {
@@ -353,6 +355,7 @@ impl LocalSnapshotStorage {
             retained: tables.keys().copied().collect(),
             tables,
             writer_open: false,
+            broken: report.broken.clone(),
         };
         Ok((
             Self {
@@ -530,6 +533,46 @@ impl LocalSnapshotStorage {
             self.inner.unref(old);
         }
         Ok(())
+    }
+
+    /// Takes a snapshot whose files failed their checksums out of service:
+    /// it is no longer offered, read for reuse or loaded, and its directory
+    /// is renamed `snapshot_<index>.broken` (kept for inspection; one
+    /// broken snapshot is kept, as at startup). Readers still open on it
+    /// fail from now on. Returns false if no such snapshot was registered.
+    pub fn quarantine(&self, index: u64, reason: &str) -> Result<bool, SnapshotError> {
+        {
+            let mut st = self.inner.lock();
+            if st.tables.remove(&index).is_none() {
+                return Ok(false);
+            }
+            st.refs.remove(&index);
+            st.retained.remove(&index);
+            st.broken.push((index, reason.to_string()));
+            if st.broken.len() > 16 {
+                st.broken.remove(0);
+            }
+        }
+        let dir = self.inner.snapshot_dir(index);
+        let root = &self.inner.root;
+        for entry in fs::read_dir(root).at("read directory", root)? {
+            let entry = entry.at("read directory", root)?;
+            if entry.file_name().to_string_lossy().ends_with(BROKEN_SUFFIX) {
+                remove_dir_atomically(&entry.path())?;
+            }
+        }
+        let mut b = dir.as_os_str().to_owned();
+        b.push(BROKEN_SUFFIX);
+        fs::rename(&dir, PathBuf::from(b)).at("rename to .broken", &dir)?;
+        fsync_dir(root)?;
+        warn!(snapshot_index = index, %reason, "snapshot failed verification; renamed *.broken");
+        Ok(true)
+    }
+
+    /// Snapshots renamed `*.broken` since the process started (at startup
+    /// or by [`quarantine`](Self::quarantine)), oldest first: index, why.
+    pub fn broken(&self) -> Vec<(u64, String)> {
+        self.inner.lock().broken.clone()
     }
 
     /// Writes the remote meta table of an install into `download/`, so a

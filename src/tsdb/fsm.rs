@@ -21,7 +21,7 @@ use crate::proto::tsdb::{
     self as pb, Command, CommandResult, command::Cmd, field::Value as PbValue,
 };
 use crate::snapshot::{
-    ApplyError, BoxError, ReplicatedStateMachine, SnapshotMeta, SnapshotReader, SnapshotWriter,
+    ApplyError, BoxError, LiveFile, ReplicatedStateMachine, SnapshotMeta, SnapshotReader, SnapshotWriter,
     StateMachine,
 };
 
@@ -723,6 +723,18 @@ impl StateMachine for Tsdb {
             ..fresh.with_flush_bytes(self.flush_bytes)
         };
         Ok(())
+    }
+
+    fn live_files(&self) -> Vec<LiveFile> {
+        self.shards
+            .values()
+            .flat_map(|s| s.files())
+            .map(|f| LiveFile {
+                path: f.path.clone(),
+                size: f.size,
+                crc32c: f.crc32c,
+            })
+            .collect()
     }
 }
 

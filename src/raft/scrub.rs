@@ -1,0 +1,159 @@
+//! The background scrub: every `scrub_interval` a node re-reads its retained
+//! snapshots and its live files at `scrub_rate` and compares each with the
+//! size and crc32c recorded when it was written. A file shared by hard link
+//! (a live TSM file and the snapshots holding it) is read once. Findings go
+//! to the repairer ([`crate::raft::repair`]); the figures to `/status` and
+//! `/metrics`.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::raft::fsm::{NodeFsm, ReplicatedStateMachine};
+use crate::raft::repair::Finding;
+use crate::snapshot::integrity::{Pace, check_file};
+use crate::snapshot::{SnapshotExecutor, StateMachine};
+
+/// What the scrub did, for `/status` and `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ScrubStatus {
+    /// Passes finished since the process started.
+    pub passes_total: u64,
+    /// Bytes read since the process started.
+    pub bytes_total: u64,
+    /// Files found failing their checksums since the process started.
+    pub corrupt_files_total: u64,
+    /// The last finished pass.
+    pub last: Option<ScrubPass>,
+}
+
+/// One pass of the scrub.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ScrubPass {
+    /// When it ended (ms since the Unix epoch).
+    pub finished_unix_ms: u64,
+    /// How long it took (ms).
+    pub duration_ms: u64,
+    /// Files read.
+    pub files: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Files that failed, with what was wrong.
+    pub findings: Vec<String>,
+}
+
+pub(crate) type SharedScrubStatus = Arc<Mutex<ScrubStatus>>;
+
+/// A file to re-read: where, and what it was when written.
+struct Target {
+    path: PathBuf,
+    size: u64,
+    crc32c: u32,
+}
+
+fn targets<S: ReplicatedStateMachine>(exec: &SnapshotExecutor<NodeFsm<S>>) -> Vec<Target> {
+    let mut out = Vec::new();
+    let storage = exec.storage();
+    for info in storage.list() {
+        if let Ok(r) = storage.open_reader_at(info.meta.last_included_index) {
+            out.extend(r.files().iter().map(|f| Target {
+                path: r.dir().join(&f.name),
+                size: f.size,
+                crc32c: f.crc32c,
+            }));
+        }
+    }
+    let live = exec
+        .state_machine()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .state_machine
+        .live_files();
+    out.extend(live.into_iter().map(|f| Target {
+        path: f.path,
+        size: f.size,
+        crc32c: f.crc32c,
+    }));
+    out
+}
+
+/// Runs passes every `interval` (the first after one interval) until
+/// `shutdown`. Meant for its own thread: it sleeps to hold its rate.
+pub(crate) fn run<S: ReplicatedStateMachine>(
+    exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
+    interval: Duration,
+    rate: u64,
+    status: SharedScrubStatus,
+    findings: mpsc::UnboundedSender<Finding>,
+    shutdown: CancellationToken,
+) {
+    if interval.is_zero() {
+        return;
+    }
+    loop {
+        let until = Instant::now() + interval;
+        while Instant::now() < until {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100).min(interval));
+        }
+        let started = Instant::now();
+        let mut pace = Pace::new(rate);
+        let mut seen = HashSet::new();
+        let mut pass = ScrubPass::default();
+        let stop = || shutdown.is_cancelled();
+        for t in targets(&exec) {
+            if stop() {
+                return;
+            }
+            // Read a file shared by hard link once.
+            if let Ok(md) = std::fs::metadata(&t.path)
+                && !seen.insert((md.dev(), md.ino()))
+            {
+                continue;
+            }
+            let before = pace.bytes();
+            let problem = check_file(&t.path, t.size, t.crc32c, &mut pace, &stop);
+            pass.files += 1;
+            pass.bytes += pace.bytes() - before;
+            if let Some(p) = problem {
+                // Merged away or released while we read: gone, not damaged.
+                if matches!(p, crate::snapshot::FileProblem::Missing) {
+                    continue;
+                }
+                let f = format!("{}: {p:?}", t.path.display());
+                warn!(finding = %f, "scrub: a file fails its checksum");
+                pass.findings.push(f);
+            }
+        }
+        pass.duration_ms = started.elapsed().as_millis() as u64;
+        pass.finished_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        info!(
+            files = pass.files,
+            bytes = pass.bytes,
+            findings = pass.findings.len(),
+            ms = pass.duration_ms,
+            "scrub pass done"
+        );
+        if !pass.findings.is_empty() {
+            let _ = findings.send(Finding::Scrub {
+                files: pass.findings.clone(),
+            });
+        }
+        let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
+        st.passes_total += 1;
+        st.bytes_total += pass.bytes;
+        st.corrupt_files_total += pass.findings.len() as u64;
+        st.last = Some(pass);
+    }
+}
