@@ -368,10 +368,11 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
     )];
     let (sexec, sstatus, sshutdown) = (exec.clone(), scrub_status.clone(), shutdown.clone());
     let (sinterval, srate) = (cfg.scrub_interval, cfg.scrub_rate);
+    let sfindings = findings_tx.clone();
     let sp = span.clone();
     threads.push(spawn_thread(format!("scrub-{id}"), move || {
         let _g = sp.enter();
-        crate::raft::scrub::run(sexec, sinterval, srate, sstatus, findings_tx, sshutdown)
+        crate::raft::scrub::run(sexec, sinterval, srate, sstatus, sfindings, sshutdown)
     })?);
     let node_loop = Loop {
         id,
@@ -457,6 +458,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
             fault,
             tasks: Mutex::new(tasks),
             threads: Mutex::new(threads),
+            findings: findings_tx,
         }),
     })
 }

@@ -72,6 +72,8 @@ pub(crate) struct HandleInner<S: ReplicatedStateMachine> {
     pub fault: Fault,
     pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Where damaged files found outside the node (a backup) are reported.
+    pub findings: tokio::sync::mpsc::UnboundedSender<crate::raft::repair::Finding>,
 }
 
 impl<S: ReplicatedStateMachine> std::fmt::Debug for NodeHandle<S> {
@@ -129,7 +131,17 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
         &self.inner.exec
     }
 
-    /// The snapshot subsystem's counters.
+    /// Reports files of the live state that failed their checksums (found
+    /// by a reader outside the node, e.g. a backup): the node checks every
+    /// file and repairs itself as after a scrub finding.
+    pub fn report_damage(&self, files: Vec<String>) {
+        let _ = self
+            .inner
+            .findings
+            .send(crate::raft::repair::Finding::Scrub { files });
+    }
+
+    /// Counters of the snapshot executor since the process started.
     pub fn snapshot_stats(&self) -> ExecutorStats {
         self.inner.exec.stats()
     }

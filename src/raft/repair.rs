@@ -264,6 +264,9 @@ impl<S: ReplicatedStateMachine> Repairer<S> {
         }
         warn!(%cause, "files fail their checksums; checking every snapshot and live file");
         self.set_state("checking");
+        // No save until we know the live state is sound: it would publish
+        // the damage again.
+        self.exec.set_repairing(true);
         let bad_live = self.blocking(|exec| check_all(&exec)).await.unwrap_or_default();
         let mut report = RepairReport {
             cause,
@@ -271,6 +274,7 @@ impl<S: ReplicatedStateMachine> Repairer<S> {
             ..Default::default()
         };
         if bad_live.is_empty() {
+            self.exec.set_repairing(false);
             report.outcome = self.resave().await;
             report.finished_unix_ms = now_ms();
             self.finish(report, false);
@@ -278,7 +282,6 @@ impl<S: ReplicatedStateMachine> Repairer<S> {
         }
         warn!(files = ?bad_live, "live files are damaged; replacing the state from a sound snapshot");
         self.set_state("repairing");
-        self.exec.set_repairing(true);
         let mut tries = 0u32;
         let source = loop {
             tries += 1;

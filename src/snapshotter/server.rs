@@ -199,6 +199,35 @@ struct TarFile {
     file: std::fs::File,
     size: u64,
     mtime: SystemTime,
+    /// crc32c recorded when the file was written (`None`: not recorded).
+    crc32c: Option<u32>,
+}
+
+/// Re-reads every file that has a recorded crc32c and compares; the files
+/// that differ, described. A backup never ships a damaged file.
+fn damaged(files: &[TarFile]) -> Vec<String> {
+    use std::os::unix::fs::FileExt;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let Some(want) = f.crc32c else { continue };
+        let (mut crc, mut at) = (0u32, 0u64);
+        let problem = loop {
+            match f.file.read_at(&mut buf, at) {
+                Ok(0) => break (at != f.size || crc != want).then(|| format!("crc32c {crc:#010x} over {at} bytes, written as {want:#010x} over {}", f.size)),
+                Ok(n) => {
+                    crc = crc32c::crc32c_append(crc, &buf[..n]);
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(format!("unreadable: {e}")),
+            }
+        };
+        if let Some(p) = problem {
+            out.push(format!("{}: {p}", f.path));
+        }
+    }
+    out
 }
 
 /// Writes `files` as a tar (with its trailer) to the connection, then
@@ -260,11 +289,20 @@ async fn shard_backup(
                         file,
                         size: f.size,
                         mtime,
+                        crc32c: Some(f.crc32c),
                     });
                 }
             }
             Ok(out)
         })?;
+        let bad = damaged(&files);
+        if !bad.is_empty() {
+            node.report_damage(bad.clone());
+            return Err(format!(
+                "shard {id} not sent: its files fail their checksums ({}); the node repairs them from a replica, try again later",
+                bad.join("; ")
+            ));
+        }
         send_tar(out, files)
     })
     .await
@@ -306,6 +344,8 @@ async fn shard_export(
                 file: std::fs::File::open(&tmp).map_err(|e| e.to_string())?,
                 size: merged.size,
                 mtime: SystemTime::now(),
+                // Written just now from blocks whose CRCs were checked.
+                crc32c: None,
             });
         }
         send_tar(out, entries)
