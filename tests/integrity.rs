@@ -105,7 +105,11 @@ fn live_tsm(p: &Procs, id: u64) -> Vec<PathBuf> {
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool, ctx: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ok() {
-        assert!(Instant::now() < deadline, "{what} within {secs} s\n{}", ctx());
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {secs} s\n{}",
+            ctx()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -196,10 +200,7 @@ fn wait_compacted_past(p: &Procs, id: u64, index: u64) {
 
 #[test]
 fn a_corrupt_file_in_the_leaders_snapshot_heals_instead_of_looping() {
-    let mut p = Procs::start(
-        3,
-        &["--snapshot-log-gap", "100000", "--trailing-logs", "0"],
-    );
+    let mut p = Procs::start(3, &["--snapshot-log-gap", "100000", "--trailing-logs", "0"]);
     let leader = p.leader();
     p.query(leader, "", "CREATE DATABASE db");
     let lagging = *p.nodes.keys().find(|i| **i != leader).unwrap();
@@ -253,7 +254,10 @@ fn a_corrupt_file_in_the_leaders_snapshot_heals_instead_of_looping() {
             .is_some_and(|b| b.iter().any(|s| s["index"].as_u64() == Some(snap))),
         "the leader's /status does not name snapshot {snap}: {lst}"
     );
-    assert!(lst["repair"]["repairs_total"].as_u64().unwrap() >= 1, "{lst}");
+    assert!(
+        lst["repair"]["repairs_total"].as_u64().unwrap() >= 1,
+        "{lst}"
+    );
     let broken_dir = node_dir(&p, leader)
         .join("snapshots")
         .join(format!("snapshot_{snap:020}.broken"));
@@ -267,7 +271,8 @@ fn a_corrupt_file_in_the_leaders_snapshot_heals_instead_of_looping() {
 /// leader) is found by the scrub and repaired from a replica; no query
 /// answers the damaged value meanwhile.
 fn scrub_repairs(victim_is_leader: bool) {
-    let p = Procs::start(
+    let log = std::env::var("INTEGRITY_LOG").unwrap_or_else(|_| "warn".into());
+    let p = Procs::start_env(
         3,
         &[
             "--snapshot-log-gap",
@@ -277,6 +282,7 @@ fn scrub_repairs(victim_is_leader: bool) {
             "--scrub-interval",
             "2s",
         ],
+        &[("RUST_LOG", log.as_str())],
     );
     let leader = p.leader();
     p.query(leader, "", "CREATE DATABASE db");
@@ -305,10 +311,10 @@ fn scrub_repairs(victim_is_leader: bool) {
         },
         || format!("{:?}\n{}", p.status(victim), p.log(victim)),
     );
+    let (wrong, right) = watch.finish();
     // Still writable and consistent afterwards.
     write_batches(&p, leader, 30..35);
     let want = expected(35);
-    let (wrong, right) = watch.finish();
     wait_for(
         "every node answers the same count and sum",
         30,
@@ -327,16 +333,18 @@ fn scrub_repairs(victim_is_leader: bool) {
         st["scrub"]["corrupt_files_total"].as_u64().unwrap() >= 1,
         "{st}"
     );
-    assert!(
-        st["scrub"]["bytes_total"].as_u64().unwrap() > 0,
-        "{st}"
-    );
+    assert!(st["scrub"]["bytes_total"].as_u64().unwrap() > 0, "{st}");
     // The repaired node's new files are sound: a later pass finds nothing.
     let passes = st["scrub"]["passes_total"].as_u64().unwrap();
     wait_for(
         "a later scrub pass",
         30,
-        || p.status(victim).unwrap()["scrub"]["passes_total"].as_u64().unwrap() > passes + 1,
+        || {
+            p.status(victim).unwrap()["scrub"]["passes_total"]
+                .as_u64()
+                .unwrap()
+                > passes + 1
+        },
         || String::new(),
     );
     let st = p.status(victim).unwrap();
@@ -359,10 +367,7 @@ fn the_scrub_finds_a_damaged_live_file_on_the_leader_and_it_is_repaired() {
 
 #[test]
 fn a_leader_whose_latest_snapshot_is_corrupt_restarts_and_serves() {
-    let mut p = Procs::start(
-        3,
-        &["--snapshot-log-gap", "100000", "--trailing-logs", "0"],
-    );
+    let mut p = Procs::start(3, &["--snapshot-log-gap", "100000", "--trailing-logs", "0"]);
     let leader = p.leader();
     p.query(leader, "", "CREATE DATABASE db");
     write_batches(&p, leader, 0..20);

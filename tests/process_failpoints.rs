@@ -143,3 +143,69 @@ fn a_command_that_fails_at_apply_on_every_replica_leaves_them_equal_saving_and_c
         assert!(!p.log(id).contains("cannot apply"), "{}", p.log(id));
     }
 }
+
+#[test]
+fn installs_to_a_peer_whose_every_install_fails_back_off() {
+    let mut p = Procs::start(3, &["--snapshot-log-gap", "100000", "--trailing-logs", "0"]);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let follower = *p.nodes.keys().find(|i| **i != leader).unwrap();
+    p.kill(follower);
+    for b in 0..10 {
+        assert!(p.write(leader, "db", &body(b * 100, 100)));
+    }
+    let snap = p.snapshot(leader)["index"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.status(leader).unwrap()["first_log_index"]
+        .as_u64()
+        .unwrap()
+        <= snap
+    {
+        assert!(Instant::now() < deadline, "leader never compacted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every install on the follower fails after its files arrived.
+    p.spawn_env(follower, &[("FAILPOINTS", "install_after_files=return")]);
+    p.wait_http(follower);
+    std::thread::sleep(Duration::from_secs(30));
+    let st = p.status(leader).unwrap();
+    let failing = st["snapshot"]["peer_install_failures"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|f| f["peer"].as_u64() == Some(follower))
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("the leader shows no failing install to {follower}: {st}"));
+    let attempts = failing["attempts"].as_u64().unwrap();
+    assert!(
+        (2..=10).contains(&attempts),
+        "{attempts} attempts in 30 s: {failing}"
+    );
+    let fst = p.status(follower).unwrap();
+    let last = &fst["snapshot"]["last_install_failure"];
+    assert!(
+        last["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("install_after_files")),
+        "{fst}"
+    );
+    let failures = fst["snapshot"]["install_failures_total"].as_u64().unwrap();
+    assert!(
+        (2..=10).contains(&failures),
+        "the follower failed {failures} installs in 30 s"
+    );
+    let metrics = ureq::get(&format!("http://{}/metrics", p.nodes[&leader].http))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("raftsnap_snapshot_send_failures_total{kind=\"unavailable\"}")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    eprintln!("{attempts} install attempts to a failing peer in 30 s");
+}

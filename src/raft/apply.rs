@@ -15,9 +15,9 @@ use tracing::{error, info, warn};
 use crate::proto::raft::EntryContext;
 use crate::raft::error::RaftError;
 use crate::raft::fsm::{NodeFsm, ReplicatedStateMachine};
+use crate::raft::log_store::{LogStore, WalLogStore};
 use crate::raft::ready_loop::{Inbound, LoopTx};
 use crate::raft::snapshot_source::set_membership;
-use crate::raft::log_store::{LogStore, WalLogStore};
 use crate::snapshot::{ApplyError, SaveOutcome, SnapshotError, SnapshotExecutor, SnapshotReader};
 
 /// The answer to a proposal: the entry's index and the state machine's answer.

@@ -439,6 +439,7 @@ impl<S: ReplicatedStateMachine> Loop<S> {
                 install_failures_total: st.install_failures_total,
                 last_install_failure: self.exec.last_install_failure(),
                 peer_install_failures: self.source.install_failures(),
+                peer_install_failures_total: self.source.failures_by_kind(),
             },
             repair: {
                 let mut r = self
@@ -458,11 +459,7 @@ impl<S: ReplicatedStateMachine> Loop<S> {
                     .collect();
                 r
             },
-            scrub: self
-                .scrub
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            scrub: self.scrub.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

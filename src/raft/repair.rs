@@ -267,7 +267,10 @@ impl<S: ReplicatedStateMachine> Repairer<S> {
         // No save until we know the live state is sound: it would publish
         // the damage again.
         self.exec.set_repairing(true);
-        let bad_live = self.blocking(|exec| check_all(&exec)).await.unwrap_or_default();
+        let bad_live = self
+            .blocking(|exec| check_all(&exec))
+            .await
+            .unwrap_or_default();
         let mut report = RepairReport {
             cause,
             bad_live_files: bad_live.clone(),
@@ -287,7 +290,9 @@ impl<S: ReplicatedStateMachine> Repairer<S> {
             tries += 1;
             match self.reseed_once().await {
                 Ok(source) => break Some(source),
-                Err(e) => warn!(attempt = tries, error = %e, "repair did not succeed yet; retrying"),
+                Err(e) => {
+                    warn!(attempt = tries, error = %e, "repair did not succeed yet; retrying")
+                }
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => break None,
@@ -309,11 +314,13 @@ impl<S: ReplicatedStateMachine> Repairer<S> {
     /// installs failed retry at once; says how it went.
     async fn resave(&self) -> String {
         let storage = self.exec.storage().clone();
-        let before = storage.latest_index();
+        // Sound snapshots up to the applied index: the one fetched for the
+        // repair may already be that.
+        let want = *self.applied_rx.borrow();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut asked = Instant::now() - Duration::from_secs(10);
         while Instant::now() < deadline && !self.shutdown.is_cancelled() {
-            if storage.latest_index() > before {
+            if storage.latest_index() >= want.max(1) {
                 self.source.clear_backoff();
                 return format!("snapshot {} saved", storage.latest_index());
             }

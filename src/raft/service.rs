@@ -151,7 +151,11 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         learn_peer(&self.peers, r.from, &r.from_addr);
         match self.source.offer(r.min_index) {
             Some(p) => {
-                info!(peer = r.from, min_index = r.min_index, "offering a snapshot to a member repairing its state");
+                info!(
+                    peer = r.from,
+                    min_index = r.min_index,
+                    "offering a snapshot to a member repairing its state"
+                );
                 Ok(Response::new(OfferSnapshotResponse {
                     payload: p.encode_to_vec(),
                 }))

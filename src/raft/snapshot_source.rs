@@ -263,7 +263,11 @@ impl SnapshotProvider for SnapshotSource {
             .get(&to)
             .filter(|p| Instant::now() < p.not_before)
         {
-            debug!(peer = to, attempts = p.attempts, "install to this peer is backing off");
+            debug!(
+                peer = to,
+                attempts = p.attempts,
+                "install to this peer is backing off"
+            );
             return Err(unavailable());
         }
         let Some(meta) = self

@@ -66,6 +66,10 @@ pub struct SnapshotStatus {
     pub last_install_failure: Option<InstallFailureRecord>,
     /// Peers whose installs from this node are failing (the leader's view).
     pub peer_install_failures: Vec<InstallFailureStatus>,
+    /// Installs from this node to peers that failed since the process
+    /// started, by kind (`checksum`, `refused`, `timeout`, `unavailable`,
+    /// `other`).
+    pub peer_install_failures_total: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// An install in progress.

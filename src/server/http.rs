@@ -391,6 +391,30 @@ async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
         x.reused_bytes_total as f64,
     );
     put(
+        "raftsnap_scrub_bytes_total",
+        "counter",
+        "Bytes the background scrub re-read.",
+        s.scrub.bytes_total as f64,
+    );
+    put(
+        "raftsnap_scrub_corrupt_files_total",
+        "counter",
+        "Files the scrub found failing their checksums.",
+        s.scrub.corrupt_files_total as f64,
+    );
+    put(
+        "raftsnap_repairs_total",
+        "counter",
+        "Repairs that replaced a damaged live state from a sound snapshot.",
+        s.repair.repairs_total as f64,
+    );
+    put(
+        "raftsnap_broken_snapshots",
+        "gauge",
+        "Snapshots renamed *.broken since the process started.",
+        s.repair.broken_snapshots.len() as f64,
+    );
+    put(
         "raftsnap_raft_compactions_total",
         "counter",
         "Raft log compactions.",
@@ -462,5 +486,18 @@ async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
         "Bytes of the latest snapshot.",
         s.snapshot.bytes as f64,
     );
+    let name = "raftsnap_snapshot_send_failures_total";
+    out.push_str(&format!(
+        "# HELP {name} Installs from this node to a peer that failed, by kind.\n# TYPE {name} counter\n"
+    ));
+    for kind in ["checksum", "refused", "timeout", "unavailable", "other"] {
+        let v = s
+            .snapshot
+            .peer_install_failures_total
+            .get(kind)
+            .copied()
+            .unwrap_or(0);
+        out.push_str(&format!("{name}{{kind=\"{kind}\"}} {v}\n"));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

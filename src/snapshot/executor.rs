@@ -527,7 +527,10 @@ impl<S: StateMachine> SnapshotExecutor<S> {
             .map_err(|reason| SnapshotError::InstallFailed { index, reason })?;
         drop(fsm);
         lock(&self.state).stats.loads_total += 1;
-        info!(snapshot_index = index, "state replaced from a sound snapshot");
+        info!(
+            snapshot_index = index,
+            "state replaced from a sound snapshot"
+        );
         Ok(meta)
     }
 

@@ -6,8 +6,8 @@ pub mod copier;
 pub mod error;
 pub mod executor;
 pub mod file_service;
-pub mod integrity;
 pub(crate) mod fsutil;
+pub mod integrity;
 pub mod meta_table;
 pub mod reader;
 pub mod replicated;
@@ -22,8 +22,9 @@ pub use copier::{
 };
 pub use error::{BadFile, BoxError, FileProblem, MetaTableError, SnapshotError};
 pub use executor::{
-    AppliedState, ExecutorOptions, InstallFailureRecord, LiveFile, ExecutorStats, Fetched, InstallOutcome, InstallStatus, Phase,
-    SaveOutcome, SharedStateMachine, SnapshotExecutor, StateMachine, shared,
+    AppliedState, ExecutorOptions, ExecutorStats, Fetched, InstallFailureRecord, InstallOutcome,
+    InstallStatus, LiveFile, Phase, SaveOutcome, SharedStateMachine, SnapshotExecutor,
+    StateMachine, shared,
 };
 pub use file_service::{ReaderRegistry, SnapshotFileService};
 pub use fsutil::CrcWriter as CrcSink;

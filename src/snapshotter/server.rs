@@ -212,17 +212,23 @@ fn damaged(files: &[TarFile]) -> Vec<String> {
     for f in files {
         let Some(want) = f.crc32c else { continue };
         let (mut crc, mut at) = (0u32, 0u64);
-        let problem = loop {
-            match f.file.read_at(&mut buf, at) {
-                Ok(0) => break (at != f.size || crc != want).then(|| format!("crc32c {crc:#010x} over {at} bytes, written as {want:#010x} over {}", f.size)),
-                Ok(n) => {
-                    crc = crc32c::crc32c_append(crc, &buf[..n]);
-                    at += n as u64;
+        let problem =
+            loop {
+                match f.file.read_at(&mut buf, at) {
+                    Ok(0) => break (at != f.size || crc != want).then(|| {
+                        format!(
+                            "crc32c {crc:#010x} over {at} bytes, written as {want:#010x} over {}",
+                            f.size
+                        )
+                    }),
+                    Ok(n) => {
+                        crc = crc32c::crc32c_append(crc, &buf[..n]);
+                        at += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Some(format!("unreadable: {e}")),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Some(format!("unreadable: {e}")),
-            }
-        };
+            };
         if let Some(p) = problem {
             out.push(format!("{}: {p}", f.path));
         }

@@ -21,8 +21,8 @@ use crate::proto::tsdb::{
     self as pb, Command, CommandResult, command::Cmd, field::Value as PbValue,
 };
 use crate::snapshot::{
-    ApplyError, BoxError, LiveFile, ReplicatedStateMachine, SnapshotMeta, SnapshotReader, SnapshotWriter,
-    StateMachine,
+    ApplyError, BoxError, LiveFile, ReplicatedStateMachine, SnapshotMeta, SnapshotReader,
+    SnapshotWriter, StateMachine,
 };
 
 /// The snapshot file holding the metastore backup.
