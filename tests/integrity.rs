@@ -345,7 +345,7 @@ fn scrub_repairs(victim_is_leader: bool) {
                 .unwrap()
                 > passes + 1
         },
-        || String::new(),
+        String::new,
     );
     let st = p.status(victim).unwrap();
     assert_eq!(
