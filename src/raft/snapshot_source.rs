@@ -319,3 +319,28 @@ impl SnapshotProvider for SnapshotSource {
         Ok(snap)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_from_half_a_second_to_thirty_with_jitter() {
+        for attempts in 1..40 {
+            let cap = INSTALL_BACKOFF_MIN
+                .saturating_mul(1u32 << (attempts - 1).min(16))
+                .min(INSTALL_BACKOFF_MAX);
+            let d = install_backoff(attempts);
+            assert!(d >= cap / 2 && d <= cap, "{attempts}: {d:?} vs {cap:?}");
+        }
+        assert!(install_backoff(1) <= INSTALL_BACKOFF_MIN);
+        assert!(install_backoff(30) >= INSTALL_BACKOFF_MAX / 2);
+        // 30 s of failures allow at most ~10 attempts.
+        let (mut t, mut n) = (Duration::ZERO, 0);
+        while t < Duration::from_secs(30) {
+            n += 1;
+            t += install_backoff(n);
+        }
+        assert!(n <= 10, "{n} attempts in 30 s");
+    }
+}

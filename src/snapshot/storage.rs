@@ -685,4 +685,48 @@ mod tests {
         );
         assert_eq!(parse_snapshot_dir_name("temp"), None);
     }
+
+    fn save(storage: &LocalSnapshotStorage, index: u64) {
+        let mut w = storage
+            .create_writer(SnapshotMeta {
+                last_included_index: index,
+                last_included_term: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        w.write_file("f", format!("data {index}").as_bytes()).unwrap();
+        storage.close_writer(w).unwrap();
+    }
+
+    #[test]
+    fn a_quarantined_snapshot_is_renamed_broken_and_never_offered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, _) =
+            LocalSnapshotStorage::open(dir.path(), StorageOptions { retain: 2 }).unwrap();
+        save(&storage, 5);
+        save(&storage, 9);
+        assert_eq!(storage.latest_index(), 9);
+        assert!(storage.quarantine(9, "f: crc32c mismatch").unwrap());
+        assert_eq!(storage.latest_index(), 5, "the older sound one is latest");
+        assert!(storage.open_reader_at(9).is_err());
+        assert!(dir.path().join("snapshot_00000000000000000009.broken").is_dir());
+        assert!(!dir.path().join("snapshot_00000000000000000009").exists());
+        assert_eq!(storage.broken(), vec![(9, "f: crc32c mismatch".to_string())]);
+        // Unknown (or already quarantined) indexes change nothing.
+        assert!(!storage.quarantine(9, "again").unwrap());
+        // One broken snapshot is kept on disk, the newest.
+        assert!(storage.quarantine(5, "f: missing").unwrap());
+        assert_eq!(storage.latest_index(), 0);
+        assert!(dir.path().join("snapshot_00000000000000000005.broken").is_dir());
+        assert!(!dir.path().join("snapshot_00000000000000000009.broken").exists());
+        // A new save after a quarantine may reuse the index.
+        save(&storage, 5);
+        assert_eq!(storage.latest_index(), 5);
+        // Reopening keeps the sound snapshot and the broken one aside.
+        drop(storage);
+        let (storage, report) =
+            LocalSnapshotStorage::open(dir.path(), StorageOptions { retain: 2 }).unwrap();
+        assert_eq!(report.kept, vec![5]);
+        assert_eq!(storage.latest_index(), 5);
+    }
 }
