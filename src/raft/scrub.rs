@@ -24,6 +24,8 @@ use crate::snapshot::{SnapshotExecutor, StateMachine};
 /// What the scrub did, for `/status` and `/metrics`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ScrubStatus {
+    /// A pass is running now.
+    pub running: bool,
     /// Passes finished since the process started.
     pub passes_total: u64,
     /// Bytes read since the process started.
@@ -106,6 +108,7 @@ pub(crate) fn run<S: ReplicatedStateMachine>(
             std::thread::sleep(Duration::from_millis(100).min(interval));
         }
         let started = Instant::now();
+        status.lock().unwrap_or_else(|p| p.into_inner()).running = true;
         let mut pace = Pace::new(rate);
         let mut seen = HashSet::new();
         let mut pass = ScrubPass::default();
@@ -151,6 +154,7 @@ pub(crate) fn run<S: ReplicatedStateMachine>(
             });
         }
         let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
+        st.running = false;
         st.passes_total += 1;
         st.bytes_total += pass.bytes;
         st.corrupt_files_total += pass.findings.len() as u64;

@@ -694,7 +694,8 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        w.write_file("f", format!("data {index}").as_bytes()).unwrap();
+        w.write_file("f", format!("data {index}").as_bytes())
+            .unwrap();
         storage.close_writer(w).unwrap();
     }
 
@@ -709,16 +710,31 @@ mod tests {
         assert!(storage.quarantine(9, "f: crc32c mismatch").unwrap());
         assert_eq!(storage.latest_index(), 5, "the older sound one is latest");
         assert!(storage.open_reader_at(9).is_err());
-        assert!(dir.path().join("snapshot_00000000000000000009.broken").is_dir());
+        assert!(
+            dir.path()
+                .join("snapshot_00000000000000000009.broken")
+                .is_dir()
+        );
         assert!(!dir.path().join("snapshot_00000000000000000009").exists());
-        assert_eq!(storage.broken(), vec![(9, "f: crc32c mismatch".to_string())]);
+        assert_eq!(
+            storage.broken(),
+            vec![(9, "f: crc32c mismatch".to_string())]
+        );
         // Unknown (or already quarantined) indexes change nothing.
         assert!(!storage.quarantine(9, "again").unwrap());
         // One broken snapshot is kept on disk, the newest.
         assert!(storage.quarantine(5, "f: missing").unwrap());
         assert_eq!(storage.latest_index(), 0);
-        assert!(dir.path().join("snapshot_00000000000000000005.broken").is_dir());
-        assert!(!dir.path().join("snapshot_00000000000000000009.broken").exists());
+        assert!(
+            dir.path()
+                .join("snapshot_00000000000000000005.broken")
+                .is_dir()
+        );
+        assert!(
+            !dir.path()
+                .join("snapshot_00000000000000000009.broken")
+                .exists()
+        );
         // A new save after a quarantine may reuse the index.
         save(&storage, 5);
         assert_eq!(storage.latest_index(), 5);
