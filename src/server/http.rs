@@ -218,7 +218,15 @@ async fn query_handler(
                 })
                 .await
             {
-                Ok(v) => v,
+                Ok(v) => {
+                    // A damaged block is never answered; the node repairs it.
+                    if let Some(e) = v["error"].as_str()
+                        && e.contains(crate::tsdb::tsm::file::BLOCK_CRC_FAILURE)
+                    {
+                        node.report_damage(vec![e.to_string()]);
+                    }
+                    v
+                }
                 Err(e) => return raft_error(e),
             }
         };

@@ -194,6 +194,10 @@ impl TsmWriter {
     }
 }
 
+/// Part of the error a read of a block that fails its CRC gives (readers of
+/// query results look for it to report the damage for repair).
+pub const BLOCK_CRC_FAILURE: &str = "fails its CRC";
+
 /// Reads a TSM file: the index is loaded at open, blocks on demand.
 #[derive(Debug)]
 pub struct TsmReader {
@@ -321,7 +325,7 @@ impl TsmReader {
             return Err(TsmError::File {
                 path: self.path.clone(),
                 reason: format!(
-                    "block at {} fails its CRC ({stored:#010x} stored, {actual:#010x} computed)",
+                    "block at {} {BLOCK_CRC_FAILURE} ({stored:#010x} stored, {actual:#010x} computed)",
                     e.offset
                 ),
             });
