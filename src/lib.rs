@@ -8,13 +8,19 @@
 //!   the executor that drives save, install and load, the remote file
 //!   copier and its gRPC service, the throttle, and the contract a
 //!   replicated state machine implements ([`snapshot::ReplicatedStateMachine`]:
-//!   typed commands and answers, a total `apply`, read views).
+//!   typed commands and answers, a total `apply`, read views), and
+//!   [`snapshot::integrity`] (files re-read against their recorded crc32c,
+//!   at a paced rate).
 //! - [`raft`]: raft-rs glue. [`raft::wal`] is the durable log (segments,
 //!   crc32c per record, `fdatasync` as the commit point); [`raft::handle`]
 //!   the one door to a node (`propose`, `read`); [`raft::ready_loop`] the
 //!   raft loop on its own thread with the sync thread ([`raft::persist`]),
 //!   read-index rounds, membership and compaction beside it;
-//!   [`raft::bootstrap`] starts a node.
+//!   [`raft::bootstrap`] starts a node (past snapshots that fail
+//!   verification); [`raft::repair`] heals damaged snapshots and live files
+//!   from sound snapshots, found by installs, [`raft::scrub`], backups and
+//!   queries; [`raft::snapshot_source`] offers snapshots and backs off
+//!   failing installs.
 //! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
 //!   metastore, shards (cache segments + immutable files), read views,
 //!   InfluxQL.

@@ -111,14 +111,27 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                     }
                 }
                 ApplyTask::Save => start_save(&self.exec, &self.saving, &self.to_loop),
-                ApplyTask::Reseed { reader, done } => {
-                    let res = self.reseed(&reader);
-                    if let Ok(applied) = &res {
+                ApplyTask::Reseed { reader, done } => match self.reseed(&reader) {
+                    Ok(applied) => {
                         bytes_since = 0;
-                        let _ = self.applied_tx.send(*applied);
+                        let _ = self.applied_tx.send(applied);
+                        let _ = done.send(Ok(applied));
                     }
-                    let _ = done.send(res);
-                }
+                    Err(Reseed::NotStarted(e)) => {
+                        let _ = done.send(Err(e));
+                    }
+                    Err(Reseed::Broken(e)) => {
+                        // The state was replaced but not brought back to the
+                        // applied index: going on would diverge. A restart
+                        // loads the sound snapshot and replays the log.
+                        error!(error = %e, "repair failed half-way; stopping the node");
+                        let _ = done.send(Err(e.clone()));
+                        let _ = self
+                            .to_loop
+                            .send(Inbound::Fatal(format!("repair failed half-way: {e}")));
+                        return;
+                    }
+                },
             }
         }
     }
@@ -126,8 +139,17 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
     /// Loads `reader`'s snapshot and re-applies the log after it up to the
     /// index applied before (answers are dropped: their proposers heard
     /// them the first time). Returns the index applied afterwards.
-    fn reseed(&self, reader: &SnapshotReader) -> Result<u64, String> {
+    fn reseed(&self, reader: &SnapshotReader) -> Result<u64, Reseed> {
         let log = self.log.clone();
+        // The log must hold every entry after the snapshot; compaction
+        // cannot pass it meanwhile (saves are held off during a repair).
+        if log.first_index() > reader.index() + 1 {
+            return Err(Reseed::NotStarted(format!(
+                "the log starts at {}, after snapshot {}",
+                log.first_index(),
+                reader.index()
+            )));
+        }
         let meta = self
             .exec
             .reseed(reader, |fsm, before| {
@@ -158,7 +180,12 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                 info!(from, to, "log re-applied after the sound snapshot");
                 Ok(())
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                SnapshotError::StateMachine { .. } | SnapshotError::InstallFailed { .. } => {
+                    Reseed::Broken(e.to_string())
+                }
+                e => Reseed::NotStarted(e.to_string()),
+            })?;
         let applied = self
             .exec
             .state_machine()
@@ -218,6 +245,12 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
             None => Ok(last),
         }
     }
+}
+
+/// Why a reseed failed: before the state was touched, or half-way.
+enum Reseed {
+    NotStarted(String),
+    Broken(String),
 }
 
 /// The state machine's `apply`, behind the `apply::reject` failpoint:
