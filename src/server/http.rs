@@ -12,9 +12,9 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::proto::tsdb::{CommandResult, WritePoints, command::Cmd};
+use crate::proto::tsdb::{CommandResult, command::Cmd};
 use crate::raft::{MembershipChange, NodeHandle, RaftError, ReadConsistency};
-use crate::tsdb::fsm::{Tsdb, command, point_into_pb};
+use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::line_protocol::{self, Precision};
 use crate::tsdb::query;
 
@@ -117,15 +117,11 @@ async fn write(
     // At least one proposal: a body without a single point is still
     // checked against the database, as influxd answers 404 before parsing.
     loop {
-        let cmd = Cmd::Write(WritePoints {
-            db: db.clone(),
-            rp: rp.clone(),
-            points: points
-                .by_ref()
-                .take(POINTS_PER_PROPOSAL)
-                .map(point_into_pb)
-                .collect(),
-        });
+        let cmd = crate::tsdb::write_batch::write_command(
+            &db,
+            &rp,
+            points.by_ref().take(POINTS_PER_PROPOSAL).collect(),
+        );
         match propose(&node, cmd).await {
             Ok(r) if r.database_not_found => {
                 return error(

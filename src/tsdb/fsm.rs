@@ -275,6 +275,7 @@ impl Tsdb {
         };
         match cmd {
             Cmd::Write(w) => return self.write(w),
+            Cmd::WriteSeries(w) => return self.write_series_rows(w),
             Cmd::CreateDatabase(c) => {
                 if let Err(e) = self.meta_mut().create_database(&c.name) {
                     return Ok(err(e));
@@ -375,8 +376,8 @@ impl Tsdb {
             let series = series_key(&p.measurement, &tags);
             // Checked before anything changes: a point no replica can store
             // is dropped alike everywhere (and never reaches a TSM flush).
-            if let Err(why) =
-                check_point(&p.measurement, &tags, &p.fields, p.timestamp, series.len())
+            let names: Vec<&str> = p.fields.iter().map(|f| f.key.as_str()).collect();
+            if let Err(why) = check_point(&p.measurement, &tags, &names, p.timestamp, series.len())
             {
                 res.dropped += 1;
                 refusal.get_or_insert(why);
@@ -431,6 +432,133 @@ impl Tsdb {
             );
         }
         touched.dedup();
+        for id in touched {
+            if let Some(s) = self.shards.get_mut(&id)
+                && s.cache_bytes() >= self.flush_bytes
+            {
+                s.flush()?;
+                self.maybe_merge(id);
+            }
+        }
+        Ok(res)
+    }
+
+    /// Applies a write grouped by series ([`pb::WriteSeries`]) with the
+    /// outcome [`write`](Self::write) gives for the same points: every
+    /// point checked before anything changes, per-field type conflicts,
+    /// counts per point, and the reason of the first refused point.
+    fn write_series_rows(&mut self, w: pb::WriteSeries) -> Result<CommandResult, BoxError> {
+        let mut res = CommandResult::default();
+        let rp = match self.meta.resolve_rp(&w.db, &w.rp) {
+            Ok(rp) => rp.to_string(),
+            Err(e) => {
+                res.database_not_found = matches!(e, super::meta::MetaError::DatabaseNotFound(_));
+                res.error = e.to_string();
+                return Ok(res);
+            }
+        };
+        let mut touched = std::collections::BTreeSet::new();
+        // (order of the point, why) of the first refused point.
+        let mut refusal: Option<(u32, String)> = None;
+        let mut refuse = |order: u32, why: &dyn Fn() -> String| {
+            if refusal.as_ref().is_none_or(|(o, _)| order < *o) {
+                refusal = Some((order, why()));
+            }
+        };
+        let mut key = String::new();
+        for mut sr in w.series {
+            let n = sr.timestamps.len();
+            let mut tags: Vec<(String, String)> = std::mem::take(&mut sr.tags)
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect();
+            tags.sort();
+            let series = series_key(&sr.measurement, &tags);
+            let malformed = sr.order.len() != n
+                || sr.fields.iter().any(|c| {
+                    c.rows.windows(2).any(|w| w[0] >= w[1])
+                        || c.rows.iter().any(|r| *r as usize >= n)
+                });
+            if malformed {
+                res.dropped += n as u64;
+                refuse(sr.order.iter().copied().min().unwrap_or(0), &|| {
+                    "malformed series in a write".into()
+                });
+                continue;
+            }
+            // Each point's field names, then its checks (before any write).
+            let mut names: Vec<Vec<&str>> = vec![Vec::new(); n];
+            for c in &sr.fields {
+                for r in &c.rows {
+                    names[*r as usize].push(c.key.as_str());
+                }
+            }
+            let mut shard_of: Vec<Option<u64>> = vec![None; n];
+            let mut failed = vec![false; n];
+            for r in 0..n {
+                let (ts, order) = (sr.timestamps[r], sr.order[r]);
+                if let Err(why) = check_point(&sr.measurement, &tags, &names[r], ts, series.len()) {
+                    res.dropped += 1;
+                    refuse(order, &|| why.clone());
+                    continue;
+                }
+                let id = match self.meta_mut().shard_for(&w.db, &rp, ts) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        res.error = e.to_string();
+                        return Ok(res);
+                    }
+                };
+                if !self.shards.contains_key(&id) {
+                    let dir = self.shard_dir(&w.db, &rp, id);
+                    self.shards.insert(id, Shard::create(id, dir)?);
+                }
+                shard_of[r] = Some(id);
+                touched.insert(id);
+            }
+            drop(names);
+            for mut c in std::mem::take(&mut sr.fields) {
+                let values = super::write_batch::column_values(&mut c);
+                key.clear();
+                key.push_str(&series);
+                key.push_str(KEY_FIELD_SEPARATOR);
+                key.push_str(&c.key);
+                let Some(values) = values else {
+                    for r in &c.rows {
+                        failed[*r as usize] = true;
+                    }
+                    continue;
+                };
+                for (r, v) in c.rows.iter().zip(values) {
+                    let r = *r as usize;
+                    let Some(id) = shard_of[r] else { continue };
+                    let ok = !matches!(v, FieldValue::Float(x) if !x.is_finite())
+                        && self
+                            .shards
+                            .get_mut(&id)
+                            .is_some_and(|s| s.write(&key, sr.timestamps[r], v));
+                    failed[r] |= !ok;
+                }
+            }
+            for r in 0..n {
+                if shard_of[r].is_none() {
+                    continue; // refused by its checks, counted above
+                }
+                if failed[r] {
+                    res.dropped += 1;
+                    refuse(sr.order[r], &|| "field type conflict".into());
+                } else {
+                    res.written += 1;
+                }
+            }
+        }
+        if res.dropped > 0 {
+            res.error = format!(
+                "partial write: {}: dropped={}",
+                refusal.map(|(_, why)| why).unwrap_or_default(),
+                res.dropped
+            );
+        }
         for id in touched {
             if let Some(s) = self.shards.get_mut(&id)
                 && s.cache_bytes() >= self.flush_bytes
@@ -613,7 +741,7 @@ impl TsdbView {
 fn check_point(
     measurement: &str,
     tags: &[(String, String)],
-    fields: &[pb::Field],
+    fields: &[&str],
     timestamp: i64,
     series_len: usize,
 ) -> Result<(), String> {
@@ -627,13 +755,12 @@ fn check_point(
             "invalid tag key: input tag \"{k}\" on measurement \"{measurement}\" is invalid"
         ));
     }
-    if let Some(f) = fields.iter().find(|f| f.key == "time" || f.key.is_empty()) {
+    if let Some(f) = fields.iter().find(|f| **f == "time" || f.is_empty()) {
         return Err(format!(
-            "invalid field name: input field \"{}\" on measurement \"{measurement}\" is invalid",
-            f.key
+            "invalid field name: input field \"{f}\" on measurement \"{measurement}\" is invalid"
         ));
     }
-    check_key_length(series_len, fields.iter().map(|f| f.key.as_str()))
+    check_key_length(series_len, fields.iter().copied())
 }
 
 impl ReplicatedStateMachine for Tsdb {

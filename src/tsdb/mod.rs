@@ -1,5 +1,5 @@
 //! The time-series state machine (DESIGN §4): line protocol, InfluxDB 1.x's
-//! TSM file format, and (to come) the metastore, shards and queries.
+//! TSM file format, the metastore, shards, queries, and the write command.
 
 pub mod fsm;
 pub mod line_protocol;
@@ -8,3 +8,4 @@ pub mod query;
 pub mod shard;
 pub mod timefmt;
 pub mod tsm;
+pub mod write_batch;
