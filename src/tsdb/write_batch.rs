@@ -11,6 +11,9 @@ use super::fsm::point_into_pb;
 use super::line_protocol::{FieldValue, Point};
 use crate::proto::tsdb::{self as pb, command::Cmd};
 
+/// A series by measurement and sorted tags, borrowed from its points.
+type SeriesRef<'a> = (&'a str, &'a [(String, String)]);
+
 fn same_type(a: &FieldValue, b: &FieldValue) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
 }
@@ -19,7 +22,7 @@ fn same_type(a: &FieldValue, b: &FieldValue) -> bool {
 pub fn write_command(db: &str, rp: &str, points: Vec<Point>) -> Cmd {
     // Pass 1 (borrowing): the series of each point, and whether any field
     // of a series has two types.
-    let mut index: HashMap<(&str, &[(String, String)]), usize> = HashMap::new();
+    let mut index: HashMap<SeriesRef<'_>, usize> = HashMap::new();
     let mut columns: Vec<Vec<(&str, &FieldValue)>> = Vec::new();
     let mut series_of = Vec::with_capacity(points.len());
     let mut mixed = false;
