@@ -11,7 +11,7 @@
 //! fsynced, the meta table is written last, and `download/` is renamed into
 //! place in one step.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::proto::file::file_service_client::FileServiceClient;
 use crate::proto::file::{GetFileRequest, GetMetaRequest};
 use crate::proto::snapshot::{FileMeta, SnapshotMetaTable};
+use crate::snapshot::direct_io::ChunkWriter;
 use crate::snapshot::error::{IoContext, SnapshotError};
 use crate::snapshot::file_service::MAX_MESSAGE_BYTES;
 use crate::snapshot::fsutil::{
@@ -431,19 +432,9 @@ impl RemoteFileCopier {
         let mut attempts = 1u32;
         let mut transport_failures = 0u32;
         let p2 = path.to_path_buf();
-        let file = Arc::new(
-            blocking(move || {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&p2)
-                    .at("open", &p2)?;
-                f.set_len(offset).at("truncate", &p2)?;
-                Ok(f)
-            })
-            .await?,
-        );
+        let file = Arc::new(std::sync::Mutex::new(
+            blocking(move || ChunkWriter::open(&p2, offset).at("open", &p2)).await?,
+        ));
         loop {
             let r = if offset < fm.size {
                 self.stream(
@@ -482,7 +473,10 @@ impl RemoteFileCopier {
                     attempts += 1;
                     InstallProgress::add(&progress.refetched_files, 1);
                     progress.bytes_done.fetch_sub(fm.size, Ordering::Relaxed);
-                    file.set_len(0).at("truncate", path)?;
+                    file.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .set_len(0)
+                        .at("truncate", path)?;
                     offset = 0;
                     crc = 0;
                 }
@@ -507,7 +501,7 @@ impl RemoteFileCopier {
         client: &mut FileServiceClient<Channel>,
         uri: &SnapshotUri,
         fm: &FileMeta,
-        file: &Arc<File>,
+        file: &Arc<std::sync::Mutex<ChunkWriter>>,
         offset: &mut u64,
         crc: &mut u32,
         progress: &Arc<InstallProgress>,
@@ -576,7 +570,9 @@ impl RemoteFileCopier {
             let (f, at, data) = (file.clone(), *offset, chunk.data);
             let path_for_err = fm.name.clone();
             blocking(move || {
-                f.write_all_at(&data, at)
+                f.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .write_at(&data, at)
                     .at("write", Path::new(&path_for_err))
             })
             .await?;

@@ -245,6 +245,10 @@ pub struct InstallFailureRecord {
 
 struct ExecState {
     phase: Phase,
+    /// Snapshots this executor just installed: every byte was checked
+    /// against its crc32c on arrival, so their load does not read them all
+    /// again (after direct writes that would be a read from the disk).
+    installed_verified: std::collections::BTreeSet<u64>,
     last_failure: Option<InstallFailureRecord>,
     /// A repair is under way: saves are refused (they would capture the
     /// damaged state) until it ends.
@@ -294,6 +298,7 @@ impl<S: StateMachine> SnapshotExecutor<S> {
             opts,
             state: Mutex::new(ExecState {
                 phase: Phase::Idle,
+                installed_verified: Default::default(),
                 last_failure: None,
                 repairing: false,
                 stats: ExecutorStats::default(),
@@ -468,7 +473,10 @@ impl<S: StateMachine> SnapshotExecutor<S> {
         let meta = reader.meta().clone();
         let _span =
             info_span!("snapshot_load", snapshot_index = meta.last_included_index).entered();
-        if self.opts.verify_on_load {
+        let just_installed = lock(&self.state)
+            .installed_verified
+            .remove(&meta.last_included_index);
+        if self.opts.verify_on_load && !just_installed {
             reader.verify()?;
         }
         let mut fsm = lock(&self.fsm);
@@ -681,7 +689,8 @@ impl<S: StateMachine> SnapshotExecutor<S> {
             let mut st = lock(&self.state);
             st.stats.install_seconds_total += started.elapsed().as_secs_f64();
             match &res {
-                Ok(_) => {
+                Ok(r) => {
+                    st.installed_verified.insert(r.index());
                     st.stats.installs_total += 1;
                     st.stats.install_bytes_total += p.fetched_bytes;
                     st.stats.reused_bytes_total += p.reused_bytes;

@@ -3,6 +3,7 @@
 //! It knows nothing of raft-rs or of time series.
 
 pub mod copier;
+pub mod direct_io;
 pub mod error;
 pub mod executor;
 pub mod file_service;
