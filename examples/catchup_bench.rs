@@ -106,18 +106,7 @@ async fn main() {
     // Baseline: copy the leader's snapshot directory and sync it.
     let cp = common::cp_sync(&[&snap_dir], &dir.join("cp")).as_secs_f64();
 
-    // Write rate without an install: small proposals, one after another.
-    let rate = |n: u64, t: f64| n as f64 / t;
-    let t = Instant::now();
-    for _ in 0..300 {
-        nodes[&leader]
-            .propose(&"records 10".to_string())
-            .await
-            .unwrap();
-    }
-    let rate_idle = rate(300, t.elapsed().as_secs_f64());
-
-    // Node 4 joins empty and catches up by snapshot while writes go on.
+    // 1. Node 4 joins empty and catches up by snapshot on a quiet cluster.
     let n4 = start(
         config(4, dir, &addrs[&4], &BTreeMap::new()),
         ls.remove(&4).unwrap(),
@@ -131,25 +120,11 @@ async fn main() {
         })
         .await
         .unwrap();
-    let writer = nodes[&leader].clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let w = tokio::spawn(async move {
-        let (t0, mut n) = (Instant::now(), 0u64);
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            writer.propose(&"records 10".to_string()).await.unwrap();
-            n += 1;
-        }
-        (n, t0.elapsed().as_secs_f64())
-    });
     assert!(
         n4.wait_applied(last, Duration::from_secs(600)).await,
         "node 4 did not catch up"
     );
     let catchup = t.elapsed().as_secs_f64();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (n_during, t_during) = w.await.unwrap();
-    let rate_install = rate(n_during, t_during);
     let s4 = n4.status().await.unwrap();
     let bytes = s4.snapshot.install_bytes_total as f64;
     let mib = |s: f64| bytes / s / 1048576.0;
@@ -158,7 +133,7 @@ async fn main() {
         mib(cp)
     );
     println!(
-        "  node 4 catch-up (add→applied) {catchup:>7.2} s  {:>6.0} MiB/s",
+        "  node 4 catch-up (add→applied) {catchup:>7.2} s  {:>6.0} MiB/s  (no writes meanwhile)",
         mib(catchup)
     );
     println!("  catch-up / baseline (time)    {:>7.2}", catchup / cp);
@@ -166,16 +141,76 @@ async fn main() {
         "  installs {}, fetched {} bytes",
         s4.snapshot.installs_total, s4.snapshot.install_bytes_total
     );
-    println!("  writes/s without an install   {rate_idle:>7.0}");
-    println!("  writes/s during the install   {rate_install:>7.0}  ({n_during} writes)");
-    println!(
-        "  during / without              {:>7.2}",
-        rate_install / rate_idle
-    );
 
-    // Incremental: node 4 stops, 1% new data, a snapshot, node 4 restarts.
+    // 2. Writes (small proposals, one after another) for 3 s; then node 4
+    // leaves and a new, empty node 5 joins and installs the whole snapshot
+    // while the writes go on; then 3 s more without an install.
+    nodes[&leader]
+        .change_membership(MembershipChange::Remove { id: 4 })
+        .await
+        .unwrap();
     n4.shutdown().await;
     drop(n4);
+    let writer = nodes[&leader].clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (stop2, count2) = (stop.clone(), count.clone());
+    let w = tokio::spawn(async move {
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            writer.propose(&"records 10".to_string()).await.unwrap();
+            count2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let window = |secs: f64| {
+        let count = count.clone();
+        async move {
+            let (c0, t0) = (
+                count.load(std::sync::atomic::Ordering::Relaxed),
+                Instant::now(),
+            );
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            (count.load(std::sync::atomic::Ordering::Relaxed) - c0) as f64
+                / t0.elapsed().as_secs_f64()
+        }
+    };
+    let before = window(3.0).await;
+    let l5 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a5 = l5.local_addr().unwrap().to_string();
+    let (c0, t0) = (
+        count.load(std::sync::atomic::Ordering::Relaxed),
+        Instant::now(),
+    );
+    let n5 = start(config(5, dir, &a5, &BTreeMap::new()), l5).await;
+    nodes[&leader]
+        .change_membership(MembershipChange::Add {
+            id: 5,
+            addr: a5.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        n5.wait_applied(last, Duration::from_secs(600)).await,
+        "node 5 did not catch up under writes"
+    );
+    let loaded = t0.elapsed().as_secs_f64();
+    let during = (count.load(std::sync::atomic::Ordering::Relaxed) - c0) as f64 / loaded;
+    let after = window(3.0).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    w.await.unwrap();
+    let without = (before + after) / 2.0;
+    println!(
+        "  node 5 catch-up under writes  {loaded:>7.2} s  {:>6.0} MiB/s",
+        mib(loaded)
+    );
+    println!(
+        "  writes/s without an install   {without:>7.0}  (3 s before: {before:.0}, 3 s after: {after:.0})"
+    );
+    println!("  writes/s during the install   {during:>7.0}");
+    println!("  during / without              {:>7.2}", during / without);
+
+    // Incremental: node 5 stops, 1% new data, a snapshot, node 5 restarts.
+    n5.shutdown().await;
+    drop(n5);
     let state: u64 = gib << 30;
     let one_pct = state / 100;
     let mut last = 0;
@@ -187,27 +222,27 @@ async fn main() {
             .0;
     }
     nodes[&leader].snapshot_now().await.unwrap();
-    let l4 = loop {
-        if let Ok(l) = std::net::TcpListener::bind(&addrs[&4]) {
+    let l5b = loop {
+        if let Ok(l) = std::net::TcpListener::bind(&a5) {
             break l;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let n4 = start(config(4, dir, &addrs[&4], &BTreeMap::new()), l4).await;
+    let n5 = start(config(5, dir, &a5, &BTreeMap::new()), l5b).await;
     assert!(
-        n4.wait_applied(last, Duration::from_secs(600)).await,
-        "node 4 did not catch up again"
+        n5.wait_applied(last, Duration::from_secs(600)).await,
+        "node 5 did not catch up again"
     );
-    let s4 = n4.status().await.unwrap();
-    let fetched = s4.snapshot.install_bytes_total;
+    let s5 = n5.status().await.unwrap();
+    let fetched = s5.snapshot.install_bytes_total;
     println!(
-        "  after 1% new data ({one_pct} bytes): node 4 fetched {fetched} bytes = {:.2}% of the {} byte state ({} installs, {} bytes reused)",
-        fetched as f64 * 100.0 / s4.snapshot.bytes.max(1) as f64,
-        s4.snapshot.bytes,
-        s4.snapshot.installs_total,
-        s4.snapshot.reused_bytes_total
+        "  after 1% new data ({one_pct} bytes): node 5 fetched {fetched} bytes = {:.2}% of the {} byte state ({} installs, {} bytes reused)",
+        fetched as f64 * 100.0 / s5.snapshot.bytes.max(1) as f64,
+        s5.snapshot.bytes,
+        s5.snapshot.installs_total,
+        s5.snapshot.reused_bytes_total
     );
-    for n in nodes.values().chain(std::iter::once(&n4)) {
+    for n in nodes.values().chain(std::iter::once(&n5)) {
         n.shutdown().await;
     }
 }

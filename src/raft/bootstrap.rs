@@ -330,11 +330,16 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         worker.run(apply_rx)
     })?);
 
-    let (plog, pto_loop, papply) = (log.clone(), to_loop.clone(), apply_tx.clone());
+    let (plog, pto_loop, papply, pthrottle) = (
+        log.clone(),
+        to_loop.clone(),
+        apply_tx.clone(),
+        throttle.clone(),
+    );
     let sp = span.clone();
     threads.push(spawn_thread(format!("raft-sync-{id}"), move || {
         let _g = sp.enter();
-        crate::raft::persist::run(plog, persist_rx, pto_loop, papply)
+        crate::raft::persist::run(plog, persist_rx, pto_loop, papply, pthrottle)
     })?);
 
     let (findings_tx, findings_rx) = tokio::sync::mpsc::unbounded_channel();

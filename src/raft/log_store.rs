@@ -69,6 +69,34 @@ impl std::fmt::Debug for WalLogStore {
 }
 
 impl WalLogStore {
+    /// Makes every write so far durable; how long the `fdatasync` took, or
+    /// `None` when there was nothing to sync.
+    pub fn sync(&self) -> Result<Option<std::time::Duration>, RaftError> {
+        // fdatasync outside the lock: the raft loop keeps appending while
+        // the disk syncs (group commit: the next sync takes all of it).
+        let pending = self.lock().sync_target();
+        if let Some((file, path, written)) = pending {
+            fail::fail_point!("wal::sync", |_| Err(RaftError::Store {
+                what: "fdatasync",
+                path: path.clone(),
+                source: std::io::Error::from_raw_os_error(5),
+            }));
+            let started = std::time::Instant::now();
+            file.sync_data().map_err(|source| RaftError::Store {
+                what: "fdatasync",
+                path,
+                source,
+            })?;
+            let took = started.elapsed();
+            let mut w = self.lock();
+            w.mark_synced(written);
+            w.maybe_rotate()?;
+            return Ok(Some(took));
+        }
+        self.lock().maybe_rotate()?;
+        Ok(None)
+    }
+
     /// Opens (creating) the log in `dir`.
     pub fn open(dir: &Path) -> Result<Self, RaftError> {
         Self::open_with(dir, DEFAULT_SEGMENT_BYTES)
@@ -175,25 +203,7 @@ impl LogStore for WalLogStore {
     }
 
     fn flush(&self) -> Result<(), RaftError> {
-        // fdatasync outside the lock: the raft loop keeps appending while
-        // the disk syncs (group commit: the next sync takes all of it).
-        let pending = self.lock().sync_target();
-        if let Some((file, path, written)) = pending {
-            fail::fail_point!("wal::sync", |_| Err(RaftError::Store {
-                what: "fdatasync",
-                path: path.clone(),
-                source: std::io::Error::from_raw_os_error(5),
-            }));
-            file.sync_data().map_err(|source| RaftError::Store {
-                what: "fdatasync",
-                path,
-                source,
-            })?;
-            let mut w = self.lock();
-            w.mark_synced(written);
-            return w.maybe_rotate();
-        }
-        self.lock().maybe_rotate()
+        self.sync().map(|_| ())
     }
 }
 

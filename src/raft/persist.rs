@@ -12,7 +12,7 @@ use raft::prelude::Message;
 use tracing::error;
 
 use crate::raft::apply::ApplyTask;
-use crate::raft::log_store::{LogStore, WalLogStore};
+use crate::raft::log_store::WalLogStore;
 use crate::raft::ready_loop::{Inbound, LoopTx};
 
 /// One Ready's writes, waiting to be synced.
@@ -31,13 +31,18 @@ pub(crate) fn run(
     rx: std::sync::mpsc::Receiver<PersistTask>,
     to_loop: LoopTx,
     apply_tx: std::sync::mpsc::Sender<ApplyTask>,
+    throttle: Arc<crate::snapshot::SnapshotThrottle>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(t) = rx.try_recv() {
             batch.push(t);
         }
-        if let Err(e) = log.flush() {
+        let synced = log.sync();
+        if let Ok(Some(took)) = synced {
+            throttle.log.log_synced(took);
+        }
+        if let Err(e) = synced {
             error!(error = %e, "the raft log cannot be synced");
             let _ = to_loop.send(Inbound::Fatal(format!("raft log sync failed: {e}")));
             return;

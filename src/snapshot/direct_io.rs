@@ -95,7 +95,9 @@ mod tests {
     fn aligned_unaligned_and_tail_chunks_land_where_they_belong() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        let data: Vec<u8> = (0..3 * ALIGN as u32 + 1234).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> = (0..3 * ALIGN as u32 + 1234)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
         let mut w = ChunkWriter::open(&p, 0).unwrap();
         // An unaligned start (a resumed file), then aligned chunks, then a tail.
         w.write_at(&data[..100], 0).unwrap();

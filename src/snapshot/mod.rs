@@ -15,6 +15,7 @@ pub mod replicated;
 pub mod storage;
 pub mod throttle;
 pub mod writer;
+pub mod yield_to_log;
 
 pub use crate::proto::snapshot::{FileMeta, FileSource, SnapshotMeta, SnapshotMetaTable};
 pub use copier::{

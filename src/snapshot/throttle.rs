@@ -141,6 +141,8 @@ pub struct SnapshotThrottle {
     sends: Arc<Semaphore>,
     installs: Arc<Semaphore>,
     opts: ThrottleOptions,
+    /// Sends yield to the raft log's syncs.
+    pub log: crate::snapshot::yield_to_log::YieldToLog,
 }
 
 impl Default for SnapshotThrottle {
@@ -158,6 +160,7 @@ impl SnapshotThrottle {
             sends: Arc::new(Semaphore::new(opts.max_concurrent_sends.max(1))),
             installs: Arc::new(Semaphore::new(opts.max_concurrent_installs.max(1))),
             opts,
+            log: Default::default(),
         }
     }
 
@@ -165,6 +168,10 @@ impl SnapshotThrottle {
     pub async fn sent(&self, n: u64) {
         if let Some(l) = &self.send {
             l.acquire(n).await;
+        }
+        let wait = self.log.pace(n);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
     }
 
