@@ -59,7 +59,7 @@ impl ChunkWriter {
 
     /// Writes `data` at `at`: its aligned part direct when possible.
     pub fn write_at(&mut self, data: &[u8], at: u64) -> io::Result<()> {
-        let aligned = if at % ALIGN as u64 == 0 {
+        let aligned = if at.is_multiple_of(ALIGN as u64) {
             data.len() & !(ALIGN - 1)
         } else {
             0
