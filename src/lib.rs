@@ -10,7 +10,9 @@
 //!   replicated state machine implements ([`snapshot::ReplicatedStateMachine`]:
 //!   typed commands and answers, a total `apply`, read views), and
 //!   [`snapshot::integrity`] (files re-read against their recorded crc32c,
-//!   at a paced rate).
+//!   at a paced rate), [`snapshot::direct_io`] (installs written past the
+//!   page cache) and [`snapshot::yield_to_log`] (sends paced while the raft
+//!   log syncs).
 //! - [`raft`]: raft-rs glue. [`raft::wal`] is the durable log (segments,
 //!   crc32c per record, `fdatasync` as the commit point); [`raft::handle`]
 //!   the one door to a node (`propose`, `read`); [`raft::ready_loop`] the
@@ -23,7 +25,7 @@
 //!   failing installs.
 //! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
 //!   metastore, shards (cache segments + immutable files), read views,
-//!   InfluxQL.
+//!   InfluxQL, and [`tsdb::write_batch`] (writes proposed grouped by series).
 //! - [`snapshotter`]: InfluxDB 1.x's backup protocol (server, client,
 //!   portable format) and restores through raft.
 //! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API, the CLI.
