@@ -30,7 +30,7 @@ pub const META_FILE: &str = "meta";
 /// Cache bytes of a shard that trigger a flush (64 MiB).
 pub const DEFAULT_FLUSH_BYTES: u64 = 64 << 20;
 
-/// Points by series key, then by field: the result of [`Tsdb::scan`].
+/// Points by series key, then by field: the result of [`TsdbView::scan`].
 pub type SeriesPoints = BTreeMap<String, BTreeMap<String, Vec<(i64, FieldValue)>>>;
 
 /// Files in a shard that start a background merge.
