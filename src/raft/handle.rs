@@ -134,11 +134,11 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
     /// Reports files of the live state that failed their checksums (found
     /// by a reader outside the node, e.g. a backup): the node checks every
     /// file and repairs itself as after a scrub finding.
-    pub fn report_damage(&self, files: Vec<String>) {
+    pub fn report_damage(&self, found_by: &'static str, files: Vec<String>) {
         let _ = self
             .inner
             .findings
-            .send(crate::raft::repair::Finding::Scrub { files });
+            .send(crate::raft::repair::Finding::Damaged { found_by, files });
     }
 
     /// Counters of the snapshot executor since the process started.

@@ -447,9 +447,6 @@ impl<S: ReplicatedStateMachine> Loop<S> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
-                if r.state.is_empty() {
-                    r.state = "idle";
-                }
                 r.broken_snapshots = self
                     .exec
                     .storage()

@@ -37,11 +37,8 @@ use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
 use crate::raft::log_store::{LogStore, WalLogStore};
 use crate::raft::snapshot_source::SnapshotSource;
 use crate::raft::transport::client;
-use crate::snapshot::integrity::{Pace, check_file};
-use crate::snapshot::reader::verify_files;
-use crate::snapshot::{
-    Fetched, FileProblem, SnapshotExecutor, SnapshotReader, StateMachine, meta_table,
-};
+use crate::snapshot::integrity::{Pace, Target, check_file, check_targets};
+use crate::snapshot::{Fetched, SnapshotExecutor, SnapshotReader, StateMachine, meta_table};
 
 type Executor<S> = Arc<SnapshotExecutor<NodeFsm<S>>>;
 
@@ -50,8 +47,12 @@ type Executor<S> = Arc<SnapshotExecutor<NodeFsm<S>>>;
 pub(crate) enum Finding {
     /// A peer could not verify a file of a snapshot this node offered.
     PeerClaim { peer: u64, claim: InstallFailure },
-    /// The scrub found files that fail their checksums.
-    Scrub { files: Vec<String> },
+    /// Files that fail their checksums, found by the scrub, a backup or a
+    /// query (`found_by` says which).
+    Damaged {
+        found_by: &'static str,
+        files: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Finding {
@@ -62,22 +63,36 @@ impl std::fmt::Display for Finding {
                 "node {peer} could not verify {} of snapshot {} (crc32c {:#010x}, meta table says {:#010x})",
                 claim.file, claim.snapshot_index, claim.actual_crc32c, claim.expected_crc32c
             ),
-            Finding::Scrub { files } => write!(f, "the scrub found {}", files.join(", ")),
+            Finding::Damaged { found_by, files } => {
+                write!(f, "{found_by} found {}", files.join(", "))
+            }
         }
     }
 }
 
 /// What repairs did, for `/status`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RepairStatus {
     /// `idle`, `checking` or `repairing`.
     pub state: &'static str,
     /// Repairs that replaced the live state since the process started.
     pub repairs_total: u64,
-    /// Snapshots renamed `*.broken` since the process started: index, why.
+    /// Snapshots renamed `*.broken` since the process started: index, why
+    /// (filled from the storage when `/status` is asked).
     pub broken_snapshots: Vec<BrokenSnapshot>,
     /// The last finding handled.
     pub last: Option<RepairReport>,
+}
+
+impl Default for RepairStatus {
+    fn default() -> Self {
+        Self {
+            state: "idle",
+            repairs_total: 0,
+            broken_snapshots: Vec::new(),
+            last: None,
+        }
+    }
 }
 
 /// A snapshot taken out of service.
@@ -126,42 +141,17 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn describe(path: &std::path::Path, p: &FileProblem) -> String {
-    let what = match p {
-        FileProblem::Missing => "missing".to_string(),
-        FileProblem::SizeMismatch { expected, actual } => {
-            format!("size {actual} bytes, written as {expected}")
-        }
-        FileProblem::CrcMismatch { expected, actual } => {
-            format!("crc32c {actual:#010x}, written as {expected:#010x}")
-        }
-        FileProblem::Unreadable(e) => format!("unreadable: {e}"),
-    };
-    format!("{}: {what}", path.display())
-}
-
 /// Verifies every local snapshot (renaming the bad ones `*.broken`) and
-/// every live file; returns the live files that fail.
+/// every live file, reading a file they share by hard link once; returns
+/// the live files that fail.
 fn check_all<S: ReplicatedStateMachine>(exec: &Executor<S>) -> Vec<String> {
     let storage = exec.storage();
-    for info in storage.list() {
-        let index = info.meta.last_included_index;
-        let Ok(r) = storage.open_reader_at(index) else {
-            continue;
-        };
-        let bad = verify_files(r.dir(), r.table());
-        drop(r);
-        if !bad.is_empty() {
-            let reason = bad
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            if let Err(e) = storage.quarantine(index, &reason) {
-                warn!(snapshot_index = index, error = %e, "could not rename a broken snapshot");
-            }
-        }
-    }
+    // Readers hold the snapshots while they are read.
+    let readers: Vec<SnapshotReader> = storage
+        .list()
+        .iter()
+        .filter_map(|i| storage.open_reader_at(i.meta.last_included_index).ok())
+        .collect();
     let live = || {
         exec.state_machine()
             .lock()
@@ -169,18 +159,58 @@ fn check_all<S: ReplicatedStateMachine>(exec: &Executor<S>) -> Vec<String> {
             .state_machine
             .live_files()
     };
-    let mut pace = Pace::new(0);
-    let bad: Vec<_> = live()
-        .into_iter()
-        .filter_map(|f| {
-            check_file(&f.path, f.size, f.crc32c, &mut pace, &|| false).map(|p| (f.path, p))
-        })
-        .collect();
+    let mut targets: Vec<Target> = Vec::new();
+    let mut owners: Vec<Option<usize>> = Vec::new();
+    for (i, r) in readers.iter().enumerate() {
+        for f in r.files() {
+            targets.push(Target {
+                path: r.dir().join(&f.name),
+                size: f.size,
+                crc32c: f.crc32c,
+            });
+            owners.push(Some(i));
+        }
+    }
+    for f in live() {
+        targets.push(Target {
+            path: f.path,
+            size: f.size,
+            crc32c: f.crc32c,
+        });
+        owners.push(None);
+    }
+    let (found, _) = check_targets(&targets, &mut Pace::new(0), &|| false);
+    let mut bad_snapshots: Vec<Vec<String>> = vec![Vec::new(); readers.len()];
+    let mut bad_live = Vec::new();
+    for ((t, owner), problem) in targets.iter().zip(owners).zip(found) {
+        let Some(p) = problem else { continue };
+        match owner {
+            Some(i) => bad_snapshots[i].push(format!(
+                "{}: {p}",
+                t.path
+                    .strip_prefix(readers[i].dir())
+                    .unwrap_or(&t.path)
+                    .display()
+            )),
+            None => bad_live.push((t.path.clone(), p)),
+        }
+    }
+    for (r, bad) in readers.into_iter().zip(bad_snapshots) {
+        if bad.is_empty() {
+            continue;
+        }
+        let index = r.index();
+        drop(r);
+        if let Err(e) = storage.quarantine(index, &bad.join("; ")) {
+            warn!(snapshot_index = index, error = %e, "could not rename a broken snapshot");
+        }
+    }
     // A file merged away meanwhile is gone, not damaged.
     let still: Vec<PathBuf> = live().into_iter().map(|f| f.path).collect();
-    bad.into_iter()
+    bad_live
+        .into_iter()
         .filter(|(path, _)| still.contains(path))
-        .map(|(path, p)| describe(&path, &p))
+        .map(|(path, p)| format!("{}: {p}", path.display()))
         .collect()
 }
 
@@ -205,16 +235,11 @@ impl<S: ReplicatedStateMachine> Repairer<S> {
     }
 
     fn finish(&self, report: RepairReport, replaced: bool) {
-        let broken = self.exec.storage().broken();
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         st.state = "idle";
         if replaced {
             st.repairs_total += 1;
         }
-        st.broken_snapshots = broken
-            .into_iter()
-            .map(|(index, reason)| BrokenSnapshot { index, reason })
-            .collect();
         st.last = Some(report);
     }
 
@@ -237,7 +262,7 @@ impl<S: ReplicatedStateMachine> Repairer<S> {
             .iter()
             .filter_map(|f| match f {
                 Finding::PeerClaim { claim, .. } => Some(claim.clone()),
-                Finding::Scrub { .. } => None,
+                Finding::Damaged { .. } => None,
             })
             .collect();
         if claims.len() == findings.len() {

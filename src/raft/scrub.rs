@@ -1,13 +1,11 @@
 //! The background scrub: every `scrub_interval` a node re-reads its retained
 //! snapshots and its live files at `scrub_rate` and compares each with the
-//! size and crc32c recorded when it was written. A file shared by hard link
-//! (a live TSM file and the snapshots holding it) is read once. Findings go
+//! size and crc32c recorded when it was written
+//! ([`check_targets`]: a file shared by hard link, a live TSM file and the
+//! snapshots holding it, is read once). Findings go
 //! to the repairer ([`crate::raft::repair`]); the figures to `/status` and
 //! `/metrics`.
 
-use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::raft::fsm::{NodeFsm, ReplicatedStateMachine};
 use crate::raft::repair::Finding;
-use crate::snapshot::integrity::{Pace, check_file};
-use crate::snapshot::{SnapshotExecutor, StateMachine};
+use crate::snapshot::integrity::{Pace, Target, check_targets};
+use crate::snapshot::{FileProblem, SnapshotExecutor, StateMachine};
 
 /// What the scrub did, for `/status` and `/metrics`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -53,14 +51,10 @@ pub struct ScrubPass {
 
 pub(crate) type SharedScrubStatus = Arc<Mutex<ScrubStatus>>;
 
-/// A file to re-read: where, and what it was when written.
-struct Target {
-    path: PathBuf,
-    size: u64,
-    crc32c: u32,
-}
-
-fn targets<S: ReplicatedStateMachine>(exec: &SnapshotExecutor<NodeFsm<S>>) -> Vec<Target> {
+/// Every file a pass re-reads: the retained snapshots' and the live ones.
+pub(crate) fn targets<S: ReplicatedStateMachine>(
+    exec: &SnapshotExecutor<NodeFsm<S>>,
+) -> Vec<Target> {
     let mut out = Vec::new();
     let storage = exec.storage();
     for info in storage.list() {
@@ -110,31 +104,26 @@ pub(crate) fn run<S: ReplicatedStateMachine>(
         let started = Instant::now();
         status.lock().unwrap_or_else(|p| p.into_inner()).running = true;
         let mut pace = Pace::new(rate);
-        let mut seen = HashSet::new();
-        let mut pass = ScrubPass::default();
         let stop = || shutdown.is_cancelled();
-        for t in targets(&exec) {
-            if stop() {
-                return;
-            }
-            // Read a file shared by hard link once.
-            if let Ok(md) = std::fs::metadata(&t.path)
-                && !seen.insert((md.dev(), md.ino()))
-            {
-                continue;
-            }
-            let before = pace.bytes();
-            let problem = check_file(&t.path, t.size, t.crc32c, &mut pace, &stop);
-            pass.files += 1;
-            pass.bytes += pace.bytes() - before;
-            if let Some(p) = problem {
+        let targets = targets(&exec);
+        let (found, files) = check_targets(&targets, &mut pace, &stop);
+        if stop() {
+            return;
+        }
+        let mut pass = ScrubPass {
+            files,
+            bytes: pace.bytes(),
+            ..Default::default()
+        };
+        for (t, problem) in targets.iter().zip(found) {
+            match problem {
                 // Merged away or released while we read: gone, not damaged.
-                if matches!(p, crate::snapshot::FileProblem::Missing) {
-                    continue;
+                None | Some(FileProblem::Missing) => {}
+                Some(p) => {
+                    let f = format!("{}: {p}", t.path.display());
+                    warn!(finding = %f, "scrub: a file fails its checksum");
+                    pass.findings.push(f);
                 }
-                let f = format!("{}: {p:?}", t.path.display());
-                warn!(finding = %f, "scrub: a file fails its checksum");
-                pass.findings.push(f);
             }
         }
         pass.duration_ms = started.elapsed().as_millis() as u64;
@@ -149,7 +138,8 @@ pub(crate) fn run<S: ReplicatedStateMachine>(
             "scrub pass done"
         );
         if !pass.findings.is_empty() {
-            let _ = findings.send(Finding::Scrub {
+            let _ = findings.send(Finding::Damaged {
+                found_by: "the scrub",
                 files: pass.findings.clone(),
             });
         }

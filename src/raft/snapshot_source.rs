@@ -227,13 +227,22 @@ impl SnapshotSource {
             (self.request_save)();
             return None;
         };
-        let reader = self.storage.open_reader_at(meta.last_included_index).ok()?;
-        let table = reader.table().clone();
+        self.register(meta.last_included_index).map(|(_, p)| p)
+    }
+
+    /// Registers a reader on snapshot `index` with the file service: its
+    /// id and the payload a peer fetches the snapshot with.
+    fn register(&self, index: u64) -> Option<(u64, InstallPayload)> {
+        let reader = self.storage.open_reader_at(index).ok()?;
+        let meta_table = meta_table::encode(reader.table());
         let reader_id = self.registry.register(reader);
-        Some(InstallPayload {
-            uri: format!("raftsnap://{}/{reader_id}", self.advertise_addr),
-            meta_table: meta_table::encode(&table),
-        })
+        Some((
+            reader_id,
+            InstallPayload {
+                uri: format!("raftsnap://{}/{reader_id}", self.advertise_addr),
+                meta_table,
+            },
+        ))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Inflight>> {
@@ -286,11 +295,9 @@ impl SnapshotProvider for SnapshotSource {
             return Err(unavailable());
         };
         self.release(to);
-        let Ok(reader) = self.storage.open_reader_at(meta.last_included_index) else {
+        let Some((reader_id, payload)) = self.register(meta.last_included_index) else {
             return Err(unavailable());
         };
-        let table = reader.table().clone();
-        let reader_id = self.registry.register(reader);
         self.lock().insert(
             to,
             Inflight {
@@ -298,10 +305,6 @@ impl SnapshotProvider for SnapshotSource {
                 index: meta.last_included_index,
             },
         );
-        let payload = InstallPayload {
-            uri: format!("raftsnap://{}/{reader_id}", self.advertise_addr),
-            meta_table: meta_table::encode(&table),
-        };
         let mut snap = Snapshot {
             data: payload.encode_to_vec().into(),
             ..Default::default()

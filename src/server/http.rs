@@ -219,7 +219,7 @@ async fn query_handler(
                     if let Some(e) = v["error"].as_str()
                         && e.contains(crate::tsdb::tsm::file::BLOCK_CRC_FAILURE)
                     {
-                        node.report_damage(vec![e.to_string()]);
+                        node.report_damage("a query", vec![e.to_string()]);
                     }
                     v
                 }

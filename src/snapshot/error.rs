@@ -102,22 +102,25 @@ pub enum FileProblem {
     Unreadable(String),
 }
 
-impl std::fmt::Display for BadFile {
+impl std::fmt::Display for FileProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.problem {
-            FileProblem::Missing => write!(f, "{}: missing", self.name),
+        match self {
+            FileProblem::Missing => write!(f, "missing"),
             FileProblem::SizeMismatch { expected, actual } => write!(
                 f,
-                "{}: size {actual} bytes, meta table says {expected} (truncated or extended)",
-                self.name
+                "size {actual} bytes, recorded {expected} (truncated or extended)"
             ),
-            FileProblem::CrcMismatch { expected, actual } => write!(
-                f,
-                "{}: crc32c {actual:#010x}, meta table says {expected:#010x}",
-                self.name
-            ),
-            FileProblem::Unreadable(e) => write!(f, "{}: unreadable: {e}", self.name),
+            FileProblem::CrcMismatch { expected, actual } => {
+                write!(f, "crc32c {actual:#010x}, recorded {expected:#010x}")
+            }
+            FileProblem::Unreadable(e) => write!(f, "unreadable: {e}"),
         }
+    }
+}
+
+impl std::fmt::Display for BadFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.problem)
     }
 }
 

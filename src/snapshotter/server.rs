@@ -206,34 +206,15 @@ struct TarFile {
 /// Re-reads every file that has a recorded crc32c and compares; the files
 /// that differ, described. A backup never ships a damaged file.
 fn damaged(files: &[TarFile]) -> Vec<String> {
-    use std::os::unix::fs::FileExt;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for f in files {
-        let Some(want) = f.crc32c else { continue };
-        let (mut crc, mut at) = (0u32, 0u64);
-        let problem =
-            loop {
-                match f.file.read_at(&mut buf, at) {
-                    Ok(0) => break (at != f.size || crc != want).then(|| {
-                        format!(
-                            "crc32c {crc:#010x} over {at} bytes, written as {want:#010x} over {}",
-                            f.size
-                        )
-                    }),
-                    Ok(n) => {
-                        crc = crc32c::crc32c_append(crc, &buf[..n]);
-                        at += n as u64;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => break Some(format!("unreadable: {e}")),
-                }
-            };
-        if let Some(p) = problem {
-            out.push(format!("{}: {p}", f.path));
-        }
-    }
-    out
+    use crate::snapshot::integrity::{Pace, check_open};
+    let mut pace = Pace::new(0);
+    files
+        .iter()
+        .filter_map(|f| {
+            let p = check_open(&f.file, f.size, f.crc32c?, &mut pace, &|| false)?;
+            Some(format!("{}: {p}", f.path))
+        })
+        .collect()
 }
 
 /// Writes `files` as a tar (with its trailer) to the connection, then
@@ -303,7 +284,7 @@ async fn shard_backup(
         })?;
         let bad = damaged(&files);
         if !bad.is_empty() {
-            node.report_damage(bad.clone());
+            node.report_damage("a backup", bad.clone());
             return Err(format!(
                 "shard {id} not sent: its files fail their checksums ({}); the node repairs them from a replica, try again later",
                 bad.join("; ")

@@ -358,13 +358,9 @@ impl Tsdb {
 
     fn write(&mut self, w: pb::WritePoints) -> Result<CommandResult, BoxError> {
         let mut res = CommandResult::default();
-        let rp = match self.meta.resolve_rp(&w.db, &w.rp) {
-            Ok(rp) => rp.to_string(),
-            Err(e) => {
-                res.database_not_found = matches!(e, super::meta::MetaError::DatabaseNotFound(_));
-                res.error = e.to_string();
-                return Ok(res);
-            }
+        let rp = match self.write_rp(&w.db, &w.rp) {
+            Ok(rp) => rp,
+            Err(refused) => return Ok(refused),
         };
         let mut touched = Vec::new();
         let mut refusal: Option<String> = None;
@@ -383,17 +379,13 @@ impl Tsdb {
                 refusal.get_or_insert(why);
                 continue;
             }
-            let shard_id = match self.meta_mut().shard_for(&w.db, &rp, p.timestamp) {
+            let shard_id = match self.shard_for_write(&w.db, &rp, p.timestamp)? {
                 Ok(id) => id,
                 Err(e) => {
-                    res.error = e.to_string();
+                    res.error = e;
                     return Ok(res);
                 }
             };
-            if !self.shards.contains_key(&shard_id) {
-                let dir = self.shard_dir(&w.db, &rp, shard_id);
-                self.shards.insert(shard_id, Shard::create(shard_id, dir)?);
-            }
             let Some(shard) = self.shards.get_mut(&shard_id) else {
                 continue;
             };
@@ -432,14 +424,7 @@ impl Tsdb {
             );
         }
         touched.dedup();
-        for id in touched {
-            if let Some(s) = self.shards.get_mut(&id)
-                && s.cache_bytes() >= self.flush_bytes
-            {
-                s.flush()?;
-                self.maybe_merge(id);
-            }
-        }
+        self.flush_full(touched)?;
         Ok(res)
     }
 
@@ -449,13 +434,9 @@ impl Tsdb {
     /// counts per point, and the reason of the first refused point.
     fn write_series_rows(&mut self, w: pb::WriteSeries) -> Result<CommandResult, BoxError> {
         let mut res = CommandResult::default();
-        let rp = match self.meta.resolve_rp(&w.db, &w.rp) {
-            Ok(rp) => rp.to_string(),
-            Err(e) => {
-                res.database_not_found = matches!(e, super::meta::MetaError::DatabaseNotFound(_));
-                res.error = e.to_string();
-                return Ok(res);
-            }
+        let rp = match self.write_rp(&w.db, &w.rp) {
+            Ok(rp) => rp,
+            Err(refused) => return Ok(refused),
         };
         let mut touched = std::collections::BTreeSet::new();
         // (order of the point, why) of the first refused point.
@@ -502,17 +483,13 @@ impl Tsdb {
                     refuse(order, &|| why.clone());
                     continue;
                 }
-                let id = match self.meta_mut().shard_for(&w.db, &rp, ts) {
+                let id = match self.shard_for_write(&w.db, &rp, ts)? {
                     Ok(id) => id,
                     Err(e) => {
-                        res.error = e.to_string();
+                        res.error = e;
                         return Ok(res);
                     }
                 };
-                if !self.shards.contains_key(&id) {
-                    let dir = self.shard_dir(&w.db, &rp, id);
-                    self.shards.insert(id, Shard::create(id, dir)?);
-                }
                 shard_of[r] = Some(id);
                 touched.insert(id);
             }
@@ -559,7 +536,44 @@ impl Tsdb {
                 res.dropped
             );
         }
-        for id in touched {
+        self.flush_full(touched)?;
+        Ok(res)
+    }
+
+    /// The retention policy a write goes to, or the answer refusing it.
+    fn write_rp(&self, db: &str, rp: &str) -> Result<String, CommandResult> {
+        self.meta
+            .resolve_rp(db, rp)
+            .map(str::to_string)
+            .map_err(|e| CommandResult {
+                database_not_found: matches!(e, super::meta::MetaError::DatabaseNotFound(_)),
+                error: e.to_string(),
+                ..Default::default()
+            })
+    }
+
+    /// The shard of `db`/`rp` holding time `ts`, created if needed (its
+    /// shard group too); `Ok(Err)` is the metastore's refusal.
+    fn shard_for_write(
+        &mut self,
+        db: &str,
+        rp: &str,
+        ts: i64,
+    ) -> Result<Result<u64, String>, BoxError> {
+        let id = match self.meta_mut().shard_for(db, rp, ts) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if !self.shards.contains_key(&id) {
+            let dir = self.shard_dir(db, rp, id);
+            self.shards.insert(id, Shard::create(id, dir)?);
+        }
+        Ok(Ok(id))
+    }
+
+    /// Flushes (and maybe merges) each of these shards whose cache is full.
+    fn flush_full(&mut self, ids: impl IntoIterator<Item = u64>) -> Result<(), BoxError> {
+        for id in ids {
             if let Some(s) = self.shards.get_mut(&id)
                 && s.cache_bytes() >= self.flush_bytes
             {
@@ -567,7 +581,7 @@ impl Tsdb {
                 self.maybe_merge(id);
             }
         }
-        Ok(res)
+        Ok(())
     }
 
     fn write_shard(&mut self, w: pb::WriteShard) -> Result<CommandResult, BoxError> {
@@ -593,30 +607,21 @@ impl Tsdb {
             let n = s.timestamps.len();
             let valid = s.key.contains(KEY_FIELD_SEPARATOR)
                 && !super::shard::measurement_of(&s.key).is_empty();
-            let columns = [
-                s.floats.len(),
-                s.integers.len(),
-                s.unsigneds.len(),
-                s.strings.len(),
-                s.booleans.len(),
-            ];
-            if !valid
-                || columns.iter().filter(|c| **c > 0).count() > 1
-                || columns.iter().sum::<usize>() != n
-            {
+            let values = valid
+                .then(|| {
+                    super::write_batch::typed_values(
+                        n,
+                        s.floats,
+                        s.integers,
+                        s.unsigneds,
+                        s.strings,
+                        s.booleans,
+                    )
+                })
+                .flatten();
+            let Some(values) = values else {
                 res.dropped += n as u64;
                 continue;
-            }
-            let values: Vec<FieldValue> = if !s.floats.is_empty() {
-                s.floats.into_iter().map(FieldValue::Float).collect()
-            } else if !s.integers.is_empty() {
-                s.integers.into_iter().map(FieldValue::Integer).collect()
-            } else if !s.unsigneds.is_empty() {
-                s.unsigneds.into_iter().map(FieldValue::Unsigned).collect()
-            } else if !s.strings.is_empty() {
-                s.strings.into_iter().map(FieldValue::String).collect()
-            } else {
-                s.booleans.into_iter().map(FieldValue::Boolean).collect()
             };
             let (keep, bad): (Vec<_>, Vec<_>) = s
                 .timestamps
@@ -632,10 +637,7 @@ impl Tsdb {
         if res.dropped > 0 {
             res.error = format!("partial write: dropped={}", res.dropped);
         }
-        if shard.cache_bytes() >= self.flush_bytes {
-            shard.flush()?;
-            self.maybe_merge(w.shard_id);
-        }
+        self.flush_full([w.shard_id])?;
         Ok(res)
     }
 

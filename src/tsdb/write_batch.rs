@@ -100,44 +100,50 @@ pub fn write_command(db: &str, rp: &str, points: Vec<Point>) -> Cmd {
 }
 
 /// The values of a column as field values, or `None` if the column is
-/// malformed (not exactly one typed array, of as many values as rows).
+/// malformed (see [`typed_values`]).
 pub(crate) fn column_values(c: &mut pb::FieldColumn) -> Option<Vec<FieldValue>> {
-    let n = c.rows.len();
+    use std::mem::take;
+    typed_values(
+        c.rows.len(),
+        take(&mut c.floats),
+        take(&mut c.integers),
+        take(&mut c.unsigneds),
+        take(&mut c.strings),
+        take(&mut c.booleans),
+    )
+}
+
+/// `n` values from the typed arrays a command carries them in (a column,
+/// a shard upload's series): at most one array in use, of length `n`;
+/// `None` otherwise.
+pub(crate) fn typed_values(
+    n: usize,
+    floats: Vec<f64>,
+    integers: Vec<i64>,
+    unsigneds: Vec<u64>,
+    strings: Vec<String>,
+    booleans: Vec<bool>,
+) -> Option<Vec<FieldValue>> {
     let lens = [
-        c.floats.len(),
-        c.integers.len(),
-        c.unsigneds.len(),
-        c.strings.len(),
-        c.booleans.len(),
+        floats.len(),
+        integers.len(),
+        unsigneds.len(),
+        strings.len(),
+        booleans.len(),
     ];
-    if n == 0 || lens.iter().filter(|l| **l > 0).count() != 1 || !lens.contains(&n) {
+    if lens.iter().filter(|l| **l > 0).count() > 1 || lens.iter().sum::<usize>() != n {
         return None;
     }
-    Some(if !c.floats.is_empty() {
-        std::mem::take(&mut c.floats)
-            .into_iter()
-            .map(FieldValue::Float)
-            .collect()
-    } else if !c.integers.is_empty() {
-        std::mem::take(&mut c.integers)
-            .into_iter()
-            .map(FieldValue::Integer)
-            .collect()
-    } else if !c.unsigneds.is_empty() {
-        std::mem::take(&mut c.unsigneds)
-            .into_iter()
-            .map(FieldValue::Unsigned)
-            .collect()
-    } else if !c.strings.is_empty() {
-        std::mem::take(&mut c.strings)
-            .into_iter()
-            .map(FieldValue::String)
-            .collect()
+    Some(if !floats.is_empty() {
+        floats.into_iter().map(FieldValue::Float).collect()
+    } else if !integers.is_empty() {
+        integers.into_iter().map(FieldValue::Integer).collect()
+    } else if !unsigneds.is_empty() {
+        unsigneds.into_iter().map(FieldValue::Unsigned).collect()
+    } else if !strings.is_empty() {
+        strings.into_iter().map(FieldValue::String).collect()
     } else {
-        std::mem::take(&mut c.booleans)
-            .into_iter()
-            .map(FieldValue::Boolean)
-            .collect()
+        booleans.into_iter().map(FieldValue::Boolean).collect()
     })
 }
 
