@@ -318,10 +318,7 @@ fn scrub_repairs(victim_is_leader: bool) {
     wait_for(
         "the scrub finds the file and the node repairs it",
         60,
-        || {
-            p.status(victim)
-                .is_some_and(|s| s["repair"]["repairs_total"].as_u64().unwrap_or(0) >= 1)
-        },
+        || repairs(&p, victim) >= 1,
         || format!("{:?}\n{}", p.status(victim), p.log(victim)),
     );
     let (wrong, right) = watch.finish();
@@ -411,76 +408,64 @@ fn a_leader_whose_latest_snapshot_is_corrupt_restarts_and_serves() {
     }
 }
 
-#[test]
-fn a_backup_refuses_a_damaged_shard_file_and_the_node_repairs_it() {
+/// A 3-node cluster holding `batches` batches, saved on every node (so
+/// every node has live TSM files), with the first live TSM file of a
+/// follower damaged in a data block: (cluster, that follower, the file).
+fn damaged_follower(batches: u64) -> (Procs, u64, PathBuf) {
     let p = Procs::start(3, &["--snapshot-log-gap", "100000", "--trailing-logs", "0"]);
     let leader = p.leader();
     p.query(leader, "", "CREATE DATABASE db");
-    write_batches(&p, leader, 0..10);
+    write_batches(&p, leader, 0..batches);
     let victim = *p.nodes.keys().find(|i| **i != leader).unwrap();
     for id in 1..=3 {
         p.snapshot(id);
     }
     let live = live_tsm(&p, victim);
-    assert!(!live.is_empty());
+    assert!(!live.is_empty(), "no live TSM file on node {victim}");
     flip(&live[0]);
-    let out = tempfile::tempdir().unwrap();
+    (p, victim, live[0].clone())
+}
+
+fn repairs(p: &Procs, id: u64) -> u64 {
+    p.status(id)
+        .map_or(0, |s| s["repair"]["repairs_total"].as_u64().unwrap_or(0))
+}
+
+/// `tsnode backup --db db` of node `id` into `dir`: (success, output).
+fn backup(p: &Procs, id: u64, dir: &Path) -> (bool, String) {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_tsnode"))
-        .args([
-            "backup",
-            "--host",
-            &p.nodes[&victim].snapshotter,
-            "--db",
-            "db",
-        ])
-        .arg(out.path().join("bk"))
+        .args(["backup", "--host", &p.nodes[&id].snapshotter, "--db", "db"])
+        .arg(dir)
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success(),
-        "the backup of a damaged shard succeeded: {text}"
-    );
-    let name = live[0].file_name().unwrap().to_string_lossy().into_owned();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn a_backup_refuses_a_damaged_shard_file_and_the_node_repairs_it() {
+    let (p, victim, file) = damaged_follower(10);
+    let out = tempfile::tempdir().unwrap();
+    let (ok, text) = backup(&p, victim, &out.path().join("bk"));
+    assert!(!ok, "the backup of a damaged shard succeeded: {text}");
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
     wait_for(
         "the node names the damaged file and repairs it",
         30,
-        || {
-            p.log(victim).contains(&name)
-                && p.status(victim)
-                    .is_some_and(|s| s["repair"]["repairs_total"].as_u64().unwrap_or(0) >= 1)
-        },
+        || p.log(victim).contains(&name) && repairs(&p, victim) >= 1,
         || format!("{text}\n{:?}\n{}", p.status(victim), p.log(victim)),
     );
     // Once repaired, the same backup works and holds every point.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tsnode"))
-        .args([
-            "backup",
-            "--host",
-            &p.nodes[&victim].snapshotter,
-            "--db",
-            "db",
-        ])
-        .arg(out.path().join("bk2"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (ok, text) = backup(&p, victim, &out.path().join("bk2"));
+    assert!(ok, "{text}");
     assert_eq!(count_sum(&p, victim), Ok(expected(10)));
 }
 
 #[test]
 fn a_query_that_meets_a_damaged_block_answers_an_error_and_the_node_repairs_it() {
-    let p = Procs::start(3, &["--snapshot-log-gap", "100000", "--trailing-logs", "0"]);
-    let leader = p.leader();
-    p.query(leader, "", "CREATE DATABASE db");
-    write_batches(&p, leader, 0..10);
-    let victim = *p.nodes.keys().find(|i| **i != leader).unwrap();
-    for id in 1..=3 {
-        p.snapshot(id);
-    }
-    let live = live_tsm(&p, victim);
-    flip(&live[0]);
+    let (p, victim, _) = damaged_follower(10);
     let first = count_sum(&p, victim);
     assert!(
         first.as_ref().is_err_and(|e| e.contains("CRC")),
@@ -489,10 +474,7 @@ fn a_query_that_meets_a_damaged_block_answers_an_error_and_the_node_repairs_it()
     wait_for(
         "the node repairs itself after the failed query",
         30,
-        || {
-            p.status(victim)
-                .is_some_and(|s| s["repair"]["repairs_total"].as_u64().unwrap_or(0) >= 1)
-        },
+        || repairs(&p, victim) >= 1,
         || format!("{:?}\n{}", p.status(victim), p.log(victim)),
     );
     assert_eq!(count_sum(&p, victim), Ok(expected(10)));
