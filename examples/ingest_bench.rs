@@ -14,7 +14,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::query;
 
@@ -34,11 +34,7 @@ fn ingest(http: &str, db: &str, bodies: &Arc<Vec<String>>, conns: usize) -> (f64
             let (bodies, next, failed) = (bodies.clone(), next.clone(), failed.clone());
             let url = format!("http://{http}/write?db={db}");
             std::thread::spawn(move || {
-                let agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(60)))
-                    .build()
-                    .new_agent();
+                let agent = common::keep_alive_agent();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(b) = bodies.get(i) else { break };

@@ -114,11 +114,7 @@ fn main() {
                 format!("http://{http}/write?db=db"),
             );
             std::thread::spawn(move || {
-                let agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(60)))
-                    .build()
-                    .new_agent();
+                let agent = common::keep_alive_agent();
                 let mut ts = 1u64;
                 while !stop.load(Ordering::Relaxed) {
                     let body: String = (0..1000)

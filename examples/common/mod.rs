@@ -172,3 +172,13 @@ pub fn leader_of(http: &[String]) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A keep-alive HTTP client that returns every status as an answer (no
+/// error) and gives a request 60 s.
+pub fn keep_alive_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
