@@ -124,6 +124,10 @@ mod tests {
         for _ in 0..100 {
             y.log_synced(Duration::from_millis(50));
         }
-        assert_eq!(y.rate(), MIN_RATE, "slow syncs hold sends at the floor, not below");
+        assert_eq!(
+            y.rate(),
+            MIN_RATE,
+            "slow syncs hold sends at the floor, not below"
+        );
     }
 }
