@@ -18,7 +18,10 @@ use crate::raft::fsm::{NodeFsm, ReplicatedStateMachine};
 use crate::raft::log_store::{LogStore, WalLogStore};
 use crate::raft::ready_loop::{Inbound, LoopTx};
 use crate::raft::snapshot_source::set_membership;
-use crate::snapshot::{ApplyError, SaveOutcome, SnapshotError, SnapshotExecutor, SnapshotReader};
+use crate::snapshot::{
+    ApplyError, SaveOutcome, SnapshotError, SnapshotExecutor, SnapshotReader, StagingArea,
+};
+use tokio_util::sync::CancellationToken;
 
 /// The answer to a proposal: the entry's index and the state machine's answer.
 pub type Reply = oneshot::Sender<Result<(u64, Vec<u8>), RaftError>>;
@@ -56,12 +59,19 @@ pub(crate) struct ApplyWorker<S: ReplicatedStateMachine> {
     pub log_bytes: u64,
     pub saving: Arc<AtomicBool>,
     pub log: Arc<WalLogStore>,
+    /// Staged files commands need (bulk data by file), if the state machine has any.
+    pub staging: Option<Arc<StagingArea>>,
+    pub shutdown: CancellationToken,
 }
+
+/// How often ended staging leases are looked for.
+const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<S: ReplicatedStateMachine> ApplyWorker<S> {
     /// Runs until the task channel closes.
     pub(crate) fn run(self, rx: std::sync::mpsc::Receiver<ApplyTask>) {
         let mut bytes_since = 0u64;
+        let mut released = std::time::Instant::now();
         while let Ok(task) = rx.recv() {
             match task {
                 ApplyTask::Committed(entries) => {
@@ -69,6 +79,14 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                         .iter()
                         .map(|c| c.entry.data.len() as u64)
                         .sum::<u64>();
+                    let staged = match self.obtain_staged(&entries) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            error!(error = %e, "staged files a command needs cannot be obtained; stopping the node");
+                            let _ = self.to_loop.send(Inbound::Fatal(e));
+                            return;
+                        }
+                    };
                     let applied = match self.apply(entries) {
                         Ok(a) => a,
                         Err(e) => {
@@ -77,6 +95,17 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                             return;
                         }
                     };
+                    if let Some(staging) = &self.staging {
+                        for (id, index) in staged {
+                            if let Err(e) = staging.mark_applied(id, index) {
+                                warn!(error = %e, "could not record a staged set's lease");
+                            }
+                        }
+                        if released.elapsed() >= RELEASE_EVERY {
+                            released = std::time::Instant::now();
+                            staging.release(self.log.first_index());
+                        }
+                    }
                     if let Some(last) = applied {
                         let _ = self.applied_tx.send(last);
                         let _ = self.to_loop.send(Inbound::Applied(last));
@@ -134,6 +163,41 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                 },
             }
         }
+    }
+
+    /// Obtains the staged sets that these entries' commands need (and that
+    /// are not in the loaded state already) before the apply lock is
+    /// taken: fetching them never blocks readers. Returns (set, index).
+    fn obtain_staged(&self, entries: &[Committed]) -> Result<Vec<(u64, u64)>, String> {
+        let Some(staging) = &self.staging else {
+            return Ok(Vec::new());
+        };
+        let needs: Vec<(u64, crate::snapshot::StagedNeed)> = entries
+            .iter()
+            .filter(|c| c.entry.get_entry_type() == EntryType::EntryNormal)
+            .filter_map(|c| S::staged_need(&c.entry.data).map(|n| (c.entry.index, n)))
+            .collect();
+        if needs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let applied = self
+            .exec
+            .state_machine()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .applied
+            .last_included_index;
+        let mut out = Vec::new();
+        for (index, need) in needs {
+            if index <= applied {
+                continue;
+            }
+            staging
+                .obtain(&need, &self.shutdown)
+                .map_err(|e| format!("entry {index}: {e}"))?;
+            out.push((need.id, index));
+        }
+        Ok(out)
     }
 
     /// Loads `reader`'s snapshot and re-applies the log after it up to the

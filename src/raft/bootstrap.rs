@@ -24,7 +24,8 @@ use crate::raft::ready_loop::{Fault, Loop, RaftCounters};
 use crate::raft::snapshot_source::{SnapshotSource, conf_state_of, set_membership};
 use crate::raft::transport::{Transport, learn_peer};
 use crate::snapshot::{
-    CopierOptions, ExecutorOptions, LocalFileLookup, LocalSnapshotStorage, ReaderRegistry,
+    StateMachine as _,
+    CopierOptions, ExecutorOptions, RemoteFileCopier, LocalFileLookup, LocalSnapshotStorage, ReaderRegistry,
     SnapshotError, SnapshotExecutor, SnapshotFileService, SnapshotThrottle, StorageOptions,
     ThrottleOptions, shared,
 };
@@ -306,7 +307,6 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         },
         &crate::raft::slog_bridge::logger(id),
     )?;
-    let shutdown = CancellationToken::new();
     let fault: Fault = Arc::new(Mutex::new(None));
     let (applied_tx, applied_rx) = watch::channel(applied);
     let proposals: Proposals = Arc::new(Mutex::new(HashMap::new()));
@@ -314,6 +314,32 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
     let saving = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
 
+    let shutdown = CancellationToken::new();
+    let staging = exec
+        .state_machine()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .state_machine
+        .staging();
+    if let Some(st) = &staging {
+        let copier = Arc::new(RemoteFileCopier::new(
+            exec.storage().clone(),
+            CopierOptions {
+                parallel_files: cfg.install_parallel_files,
+                chunk_bytes: cfg.install_chunk_bytes,
+                ..Default::default()
+            },
+            throttle.clone(),
+        ));
+        let members = peers.clone();
+        st.attach(
+            copier,
+            tokio::runtime::Handle::current(),
+            id,
+            Box::new(move || members.read().map(|p| p.clone()).unwrap_or_default()),
+        );
+        registry.serve_staging(st.clone());
+    }
     let worker = ApplyWorker {
         exec: exec.clone(),
         proposals: proposals.clone(),
@@ -323,6 +349,8 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         log_bytes: cfg.snapshot_log_bytes,
         saving: saving.clone(),
         log: log.clone(),
+        staging: staging.clone(),
+        shutdown: shutdown.clone(),
     };
     let sp = span.clone();
     threads.push(spawn_thread(format!("apply-{id}"), move || {
@@ -414,6 +442,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
     })?);
 
     tasks.push(registry.spawn_sweeper(Duration::from_secs(5)));
+    let handle_peers = peers.clone();
     let service = crate::raft::service::RaftRpc {
         id,
         to_loop: to_loop.clone(),
@@ -422,6 +451,8 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         applied_rx: applied_rx.clone(),
         proposal_timeout: cfg.proposal_timeout,
         source: source.clone(),
+        staging: staging.clone(),
+        shutdown: shutdown.clone(),
     };
     listener
         .set_nonblocking(true)
@@ -464,6 +495,8 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
             tasks: Mutex::new(tasks),
             threads: Mutex::new(threads),
             findings: findings_tx,
+            staging,
+            peers: handle_peers,
         }),
     })
 }

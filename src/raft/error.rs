@@ -73,6 +73,20 @@ pub enum RaftError {
     /// Something inside this node failed (not the request's fault).
     #[error("internal error: {0}")]
     Internal(String),
+    /// Too few voters hold a staged set for the command naming it to be
+    /// proposed (a committed command must stay applicable without its
+    /// proposer).
+    #[error("only {held} of {voters} voters hold staged set {id:016x}, a majority must: {errors}")]
+    NotStaged {
+        /// The staging id.
+        id: u64,
+        /// Voters holding it (this node included).
+        held: usize,
+        /// Voters.
+        voters: usize,
+        /// Why the others do not.
+        errors: String,
+    },
     /// The leader's advertised address is not usable.
     #[error("the leader's address {0:?} is not a valid host:port")]
     BadLeaderAddress(String),
@@ -100,6 +114,7 @@ impl From<RaftError> for tonic::Status {
             RaftError::Shutdown
             | RaftError::Fenced(_)
             | RaftError::NoQuorum(_)
+            | RaftError::NotStaged { .. }
             | RaftError::BadLeaderAddress(_) => tonic::Status::unavailable(e.to_string()),
             RaftError::Snapshot(SnapshotError::Busy(_) | SnapshotError::Throttled { .. }) => {
                 tonic::Status::resource_exhausted(e.to_string())

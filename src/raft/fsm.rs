@@ -65,4 +65,8 @@ impl<S: StateMachine> StateMachine for NodeFsm<S> {
     fn live_files(&self) -> Vec<LiveFile> {
         self.inner.live_files()
     }
+
+    fn staging(&self) -> Option<Arc<crate::snapshot::StagingArea>> {
+        self.inner.staging()
+    }
 }

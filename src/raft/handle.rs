@@ -74,6 +74,9 @@ pub(crate) struct HandleInner<S: ReplicatedStateMachine> {
     pub threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Where damaged files found outside the node (a backup) are reported.
     pub findings: tokio::sync::mpsc::UnboundedSender<crate::raft::repair::Finding>,
+    /// The state machine's staged files, if it has any.
+    pub staging: Option<Arc<crate::snapshot::StagingArea>>,
+    pub peers: crate::raft::fsm::Peers,
 }
 
 impl<S: ReplicatedStateMachine> std::fmt::Debug for NodeHandle<S> {
@@ -139,6 +142,84 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
             .inner
             .findings
             .send(crate::raft::repair::Finding::Damaged { found_by, files });
+    }
+
+    /// The state machine's staged files (bulk data by file), if it has any.
+    pub fn staging(&self) -> Option<&Arc<crate::snapshot::StagingArea>> {
+        self.inner.staging.as_ref()
+    }
+
+    /// Has every other member fetch staged set `set` from this node, at
+    /// once; returns the ids of the members that hold it now (this node
+    /// first). Fails unless a majority of the voters holds it: a command
+    /// naming the set must stay applicable if this node dies right after
+    /// it commits.
+    pub async fn stage_on_members(
+        &self,
+        set: &crate::snapshot::StagedSet,
+    ) -> Result<Vec<u64>, RaftError> {
+        let voters: Vec<u64> = {
+            let fsm = self
+                .inner
+                .exec
+                .state_machine()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            fsm.applied.voters.clone()
+        };
+        let others: Vec<(u64, String)> = self
+            .inner
+            .peers
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(id, _)| *id != self.inner.id)
+            .collect();
+        let manifest = set.meta_bytes();
+        let bytes: u64 = set.files().iter().map(|f| f.size).sum();
+        // Generous: the slowest install rate the node accepts, plus a floor.
+        let deadline = Duration::from_secs(30)
+            + Duration::from_secs(bytes / self.inner.cfg.install_min_rate.max(1));
+        let asks = others.into_iter().map(|(peer, addr)| {
+            let req = crate::proto::raft::StageRequest {
+                from: self.inner.id,
+                id: set.id,
+                manifest: manifest.as_ref().clone(),
+            };
+            async move {
+                let Some(mut c) = crate::raft::transport::client(&addr) else {
+                    return (peer, Err(format!("node {peer}: bad address {addr}")));
+                };
+                match tokio::time::timeout(deadline, c.stage(req)).await {
+                    Ok(Ok(_)) => (peer, Ok(())),
+                    Ok(Err(s)) => (peer, Err(format!("node {peer}: {}", s.message()))),
+                    Err(_) => (peer, Err(format!("node {peer}: no answer in {deadline:?}"))),
+                }
+            }
+        });
+        let answers = futures::future::join_all(asks).await;
+        let mut holders = vec![self.inner.id];
+        let mut errors = Vec::new();
+        for (peer, r) in answers {
+            match r {
+                Ok(()) => holders.push(peer),
+                Err(e) => errors.push(e),
+            }
+        }
+        let held = voters.iter().filter(|v| holders.contains(v)).count();
+        if !voters.is_empty() && held * 2 <= voters.len() {
+            return Err(RaftError::NotStaged {
+                id: set.id,
+                held,
+                voters: voters.len(),
+                errors: errors.join("; "),
+            });
+        }
+        if !errors.is_empty() {
+            tracing::warn!(staging_id = %format!("{:016x}", set.id), errors = %errors.join("; "), "some members did not stage the files; they fetch them when they apply");
+        }
+        Ok(holders)
     }
 
     /// Counters of the snapshot executor since the process started.

@@ -16,7 +16,7 @@ use crate::proto::raft::raft_server::{Raft, RaftServer};
 use crate::proto::raft::{
     Ack, InstallFailure, InstallSnapshotRequest, InstallSnapshotResponse, MembershipRequest,
     MembershipResponse, OfferSnapshotRequest, OfferSnapshotResponse, ProposeRequest,
-    ProposeResponse, RaftBatch,
+    ProposeResponse, RaftBatch, StageRequest, StageResponse,
 };
 use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
 use crate::raft::membership::MembershipChange;
@@ -33,6 +33,8 @@ pub(crate) struct RaftRpc<S: ReplicatedStateMachine> {
     pub applied_rx: watch::Receiver<u64>,
     pub proposal_timeout: Duration,
     pub source: Arc<SnapshotSource>,
+    pub staging: Option<Arc<crate::snapshot::StagingArea>>,
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl<S: ReplicatedStateMachine> RaftRpc<S> {
@@ -209,5 +211,37 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         })
         .await?;
         Ok(Response::new(MembershipResponse { index }))
+    }
+
+    async fn stage(&self, req: Request<StageRequest>) -> Result<Response<StageResponse>, Status> {
+        let r = req.into_inner();
+        let Some(staging) = &self.staging else {
+            return Err(Status::unimplemented("this node keeps no staged files"));
+        };
+        if !crate::snapshot::staging::is_staging_id(r.id) {
+            return Err(bad(r.from, format!("{:#x} is not a staging id", r.id)));
+        }
+        // Fetched only from a member's known address, never from one the
+        // request names.
+        let addr = self
+            .peers
+            .read()
+            .ok()
+            .and_then(|p| p.get(&r.from).cloned())
+            .filter(|_| r.from != self.id)
+            .ok_or_else(|| Status::permission_denied(format!("node {} is not a member", r.from)))?;
+        let table = meta_table::decode(&r.manifest).map_err(|e| bad(r.from, e))?;
+        let uri = crate::snapshot::SnapshotUri {
+            addr,
+            reader_id: r.id,
+        };
+        staging
+            .fetch(r.id, &table.files, &[uri], &self.shutdown.child_token())
+            .await
+            .map_err(|e| match e {
+                SnapshotError::Checksum { .. } => Status::data_loss(e.to_string()),
+                e => Status::unavailable(e.to_string()),
+            })?;
+        Ok(Response::new(StageResponse {}))
     }
 }

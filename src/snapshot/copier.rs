@@ -585,6 +585,158 @@ impl RemoteFileCopier {
     }
 }
 
+impl RemoteFileCopier {
+    /// Fetches `files` into `dir` (a flat set of staged files, not a
+    /// snapshot) from any of `sources`, each serving them under its own
+    /// id. Files are spread over the sources, the least loaded first; a
+    /// file that fails on one source (after its transport retries) is
+    /// resumed on the next. A partial file left in `dir` is resumed when
+    /// its prefix still matches; every file is checked against its crc32c
+    /// and fsynced. Returns the bytes fetched.
+    pub async fn fetch_files(
+        &self,
+        sources: &[SnapshotUri],
+        files: &[FileMeta],
+        dir: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<u64, SnapshotError> {
+        if sources.is_empty() && !files.is_empty() {
+            return Err(SnapshotError::Protocol {
+                peer: String::new(),
+                file: files[0].name.clone(),
+                reason: "no source holds these files".into(),
+            });
+        }
+        let progress = Arc::new(InstallProgress::default());
+        let (d, fs2) = (dir.to_path_buf(), files.to_vec());
+        let plans = blocking(move || plan_flat(&d, &fs2)).await?;
+        // Clients connect lazily; a source that cannot be reached is
+        // skipped by every file after its first failure.
+        let clients: Vec<tokio::sync::OnceCell<Option<FileServiceClient<Channel>>>> =
+            sources.iter().map(|_| tokio::sync::OnceCell::new()).collect();
+        let load: Vec<AtomicU64> = sources.iter().map(|_| AtomicU64::new(0)).collect();
+        let jobs = plans.into_iter().filter_map(|(fm, plan)| match plan {
+            Plan::Ready => None,
+            Plan::Fetch { offset, crc } => Some((fm, offset, crc)),
+        });
+        let fail_fast = cancel.child_token();
+        let mut results = futures::stream::iter(jobs.map(|(fm, mut offset, mut crc)| {
+            let (clients, load, progress, fail_fast) = (&clients, &load, &progress, &fail_fast);
+            let path = dir.join(&fm.name);
+            async move {
+                let mut order: Vec<usize> = (0..sources.len()).collect();
+                order.sort_by_key(|i| load[*i].load(Ordering::Relaxed));
+                let mut last = None;
+                for i in order {
+                    let uri = &sources[i];
+                    let client = clients[i]
+                        .get_or_init(|| async { self.connect(uri).await.ok() })
+                        .await
+                        .clone();
+                    let Some(client) = client else {
+                        last = Some(SnapshotError::Protocol {
+                            peer: uri.addr.clone(),
+                            file: fm.name.clone(),
+                            reason: "cannot connect".into(),
+                        });
+                        continue;
+                    };
+                    let left = fm.size - offset;
+                    load[i].fetch_add(left, Ordering::Relaxed);
+                    let r = self
+                        .fetch_file(
+                            client, uri, 0, &fm, &path, offset, crc, progress, fail_fast,
+                        )
+                        .await;
+                    load[i].fetch_sub(left, Ordering::Relaxed);
+                    match r {
+                        Ok(()) => return Ok(()),
+                        Err(e @ SnapshotError::Cancelled { .. }) => return Err(e),
+                        Err(e) => {
+                            warn!(file = %fm.name, peer = %uri.addr, error = %e, "fetch failed; trying the next source");
+                            last = Some(e);
+                            // Resume what this source delivered, if it is sound.
+                            let (p, size) = (path.clone(), fm.size);
+                            (offset, crc) = match blocking(move || resume_point(&p, size)).await {
+                                Ok(x) => x,
+                                Err(_) => (0, 0),
+                            };
+                        }
+                    }
+                }
+                fail_fast.cancel();
+                Err(last.unwrap_or(SnapshotError::Cancelled { index: 0 }))
+            }
+        }))
+        .buffer_unordered(self.opts.parallel_files.max(1));
+        let mut first_err = None;
+        while let Some(r) = results.next().await {
+            if let Err(e) = r {
+                let replace = match &first_err {
+                    None => true,
+                    Some(SnapshotError::Cancelled { .. }) => {
+                        !matches!(e, SnapshotError::Cancelled { .. })
+                    }
+                    Some(_) => false,
+                };
+                if replace {
+                    first_err = Some(e);
+                }
+            }
+        }
+        drop(results);
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let d = dir.to_path_buf();
+        blocking(move || fsync_dir(&d)).await?;
+        Ok(progress.fetched_bytes.load(Ordering::Relaxed))
+    }
+}
+
+/// Where to resume a partial file: its length and the crc32c of its bytes
+/// (from zero if it is longer than the file should be).
+fn resume_point(path: &Path, size: u64) -> Result<(u64, u32), SnapshotError> {
+    match fs::metadata(path) {
+        Ok(m) if m.len() <= size => Ok((m.len(), crc_prefix(path, m.len())?)),
+        Ok(_) => {
+            fs::remove_file(path).at("remove bad partial file", path)?;
+            Ok((0, 0))
+        }
+        Err(_) => Ok((0, 0)),
+    }
+}
+
+/// Plans a flat fetch into `dir`: a complete file with the right crc32c is
+/// ready, a shorter one is resumed, anything else starts over.
+fn plan_flat(dir: &Path, files: &[FileMeta]) -> Result<Vec<(FileMeta, Plan)>, SnapshotError> {
+    fs::create_dir_all(dir).at("create directory", dir)?;
+    let mut out = Vec::with_capacity(files.len());
+    for fm in files {
+        meta_table::validate_file_name(&fm.name).map_err(|source| SnapshotError::RemoteMeta {
+            peer: String::new(),
+            source,
+        })?;
+        let dst = dir.join(&fm.name);
+        let (len, crc) = resume_point(&dst, fm.size)?;
+        let plan = if len == fm.size && crc == fm.crc32c {
+            Plan::Ready
+        } else if len == fm.size {
+            fs::remove_file(&dst).at("remove bad partial file", &dst)?;
+            Plan::Fetch { offset: 0, crc: 0 }
+        } else {
+            Plan::Fetch { offset: len, crc }
+        };
+        if fm.size == 0 {
+            File::create(&dst).at("create", &dst)?;
+            out.push((fm.clone(), Plan::Ready));
+            continue;
+        }
+        out.push((fm.clone(), plan));
+    }
+    Ok(out)
+}
+
 /// Lists files under `dir` as relative `/`-separated names.
 fn list_files(dir: &Path) -> Result<Vec<String>, SnapshotError> {
     let mut out = Vec::new();

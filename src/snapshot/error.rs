@@ -314,6 +314,14 @@ pub enum SnapshotError {
         /// The error of the install.
         reason: String,
     },
+    /// A set of staged files (bulk data by file) is missing or unusable.
+    #[error("staged files {id:016x}: {reason}")]
+    Staged {
+        /// The staging id.
+        id: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// A failpoint injected this error (tests only).
     #[error("injected failure at {0}")]
     Injected(&'static str),

@@ -54,6 +54,13 @@ pub trait StateMachine: Send + 'static {
     fn live_files(&self) -> Vec<LiveFile> {
         Vec::new()
     }
+
+    /// Where this state machine keeps staged files (bulk data that travels
+    /// by file): the node serves them to other replicas and fetches the
+    /// ones a command needs before applying it. `None`: no bulk data.
+    fn staging(&self) -> Option<std::sync::Arc<crate::snapshot::StagingArea>> {
+        None
+    }
 }
 
 /// An immutable file of the live state, as [`StateMachine::live_files`]

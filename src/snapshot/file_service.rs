@@ -21,6 +21,7 @@ use crate::proto::file::file_service_server::{FileService, FileServiceServer};
 use crate::proto::file::{FileChunk, GetFileRequest, GetMetaRequest, GetMetaResponse};
 use crate::snapshot::meta_table;
 use crate::snapshot::reader::SnapshotReader;
+use crate::snapshot::staging::{StagedSet, StagingArea, is_staging_id};
 use crate::snapshot::throttle::SnapshotThrottle;
 
 /// Smallest chunk served.
@@ -54,6 +55,8 @@ pub struct ReaderRegistry {
     inner: Mutex<Registry>,
     lease: Duration,
     throttle: Arc<SnapshotThrottle>,
+    /// Staged sets, served under their staging ids.
+    staging: std::sync::OnceLock<Arc<StagingArea>>,
 }
 
 impl std::fmt::Debug for ReaderRegistry {
@@ -82,7 +85,26 @@ impl ReaderRegistry {
             }),
             lease,
             throttle,
+            staging: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Also serves the complete sets of `staging` (under their ids).
+    pub fn serve_staging(&self, staging: Arc<StagingArea>) {
+        let _ = self.staging.set(staging);
+    }
+
+    /// The staged set `id`, when `id` is a staging id.
+    fn staged(&self, id: u64) -> Option<Result<StagedSet, Status>> {
+        if !is_staging_id(id) {
+            return None;
+        }
+        Some(
+            self.staging
+                .get()
+                .and_then(|s| s.get(id))
+                .ok_or_else(|| Status::not_found(format!("staged set {id:016x} is not held here"))),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -189,6 +211,9 @@ impl ReaderRegistry {
     }
 
     fn meta(&self, id: u64) -> Result<Arc<Vec<u8>>, Status> {
+        if let Some(set) = self.staged(id) {
+            return Ok(set?.meta_bytes());
+        }
         let mut r = self.lock();
         match r.readers.get_mut(&id) {
             Some(e) => {
@@ -295,14 +320,33 @@ impl FileService for SnapshotFileService {
         let req = req.into_inner();
         meta_table::validate_file_name(&req.filename)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let guard = self.registry.begin_stream(req.reader_id)?;
-        let reader = guard.reader.clone();
-        let Some(fm) = reader.file(&req.filename).cloned() else {
-            return Err(Status::not_found(format!(
-                "{:?} is not a file of snapshot {}",
-                req.filename,
-                reader.index()
-            )));
+        let (fm, path, guard) = match self.registry.staged(req.reader_id) {
+            Some(set) => {
+                let set = set?;
+                let Some(fm) = set.file(&req.filename).cloned() else {
+                    return Err(Status::not_found(format!(
+                        "{:?} is not a file of staged set {:016x}",
+                        req.filename, set.id
+                    )));
+                };
+                let path = set.path_of(&fm.name);
+                (fm, path, None)
+            }
+            None => {
+                let guard = self.registry.begin_stream(req.reader_id)?;
+                let reader = guard.reader.clone();
+                let Some(fm) = reader.file(&req.filename).cloned() else {
+                    return Err(Status::not_found(format!(
+                        "{:?} is not a file of snapshot {}",
+                        req.filename,
+                        reader.index()
+                    )));
+                };
+                let path = reader
+                    .path_of(&fm.name)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                (fm, path, Some(guard))
+            }
         };
         if req.offset > fm.size {
             return Err(Status::out_of_range(format!(
@@ -311,9 +355,6 @@ impl FileService for SnapshotFileService {
             )));
         }
         let chunk = req.chunk_bytes.clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES) as u64;
-        let path = reader
-            .path_of(&fm.name)
-            .map_err(|e| Status::internal(e.to_string()))?;
         let file = std::fs::File::open(&path)
             .map_err(|e| Status::data_loss(format!("open {}: {e}", fm.name)))?;
         let file = Arc::new(file);
@@ -348,7 +389,9 @@ impl FileService for SnapshotFileService {
                     }
                 };
                 throttle.sent(n as u64).await;
-                guard.registry.touch(guard.id);
+                if let Some(g) = &guard {
+                    g.registry.touch(g.id);
+                }
                 let crc32c = crc32c::crc32c(&data);
                 let data = data.into();
                 if tx

@@ -63,6 +63,14 @@ pub trait ReplicatedStateMachine: StateMachine {
     /// a copy of the data.
     fn view(&mut self) -> Self::View;
 
+    /// The staged set an encoded command needs before it can apply (see
+    /// [`crate::snapshot::staging`]), found without decoding the whole
+    /// command when it needs none. The node obtains the set (locally, or
+    /// from a holder) before taking the apply lock.
+    fn staged_need(_command: &[u8]) -> Option<crate::snapshot::StagedNeed> {
+        None
+    }
+
     /// The answer for a command that was not applied (it did not decode,
     /// or `apply` rejected it), naming why.
     fn rejected(reason: String) -> Self::Answer;

@@ -1,7 +1,7 @@
 //! The restore side of the snapshotter service: type 6 (MetaStoreUpdate,
 //! imported through raft, answered with the shard ID map) and type 7
-//! (ShardUpdate: the tar's TSM files decoded and their values replicated
-//! into the new shard through raft in bounded batches).
+//! (ShardUpdate: the tar's TSM files staged, checked whole, fetched by the
+//! other members and linked into the shard by one `IngestFiles` command).
 
 use std::io::Read;
 use std::path::{Component, Path};
@@ -12,12 +12,15 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::server::{Limits, with_tsdb};
+use crate::snapshot::StageWriter;
+use crate::tsdb::ingest::{self, CheckedFile};
 use super::wire::{BACKUP_MAGIC, Request, encode_id_map};
 use crate::proto::meta as meta_pb;
 use crate::proto::tsdb::{self as pb, CommandResult, command::Cmd};
 use crate::raft::NodeHandle;
 use crate::tsdb::fsm::{Tsdb, command};
-use crate::tsdb::tsm::{TsmReader, Values};
+#[cfg(test)]
+use crate::tsdb::tsm::Values;
 
 /// Largest metastore import proposed through raft (it must fit one raft
 /// message with room to spare).
@@ -26,10 +29,6 @@ pub const MAX_IMPORT_PROPOSAL: usize = 32 << 20;
 pub const UPLOAD_ERROR_MAGIC: u64 = 0x5959_0102;
 /// Largest TSM file accepted in an upload (InfluxDB writes at most 2 GiB).
 pub const MAX_UPLOAD_TSM: u64 = 4 << 30;
-/// Values per replicated batch of a shard upload.
-pub const BATCH_VALUES: usize = 65_536;
-/// Approximate bytes per replicated batch of a shard upload.
-pub const BATCH_BYTES: usize = 2 << 20;
 
 async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, String> {
     let (_, answer) = node
@@ -161,116 +160,26 @@ fn check_index_size(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Collects values into bounded `WriteShard` batches.
-struct Batcher {
-    /// The batch being filled (db, rp and shard set; series added).
-    cur: pb::WriteShard,
-    values: usize,
-    bytes: usize,
-}
-
-impl Batcher {
-    fn new(db: String, rp: String, shard_id: u64) -> Self {
-        Self {
-            cur: pb::WriteShard {
-                db,
-                rp,
-                shard_id,
-                series: Vec::new(),
-            },
-            values: 0,
-            bytes: 0,
-        }
-    }
-
-    /// Adds a block; returns a full batch to send, if any.
-    fn push(&mut self, key: &str, ts: Vec<i64>, v: Values) -> Option<pb::WriteShard> {
-        self.values += ts.len();
-        self.bytes += key.len() + 16 * ts.len();
-        let mut s = pb::SeriesValues {
-            key: key.to_string(),
-            timestamps: ts,
-            ..Default::default()
-        };
-        match v {
-            Values::Float(v) => s.floats = v,
-            Values::Integer(v) => s.integers = v,
-            Values::Unsigned(v) => s.unsigneds = v,
-            Values::Boolean(v) => s.booleans = v,
-            Values::String(v) => {
-                self.bytes += v.iter().map(String::len).sum::<usize>();
-                s.strings = v
-            }
-        }
-        self.cur.series.push(s);
-        (self.values >= BATCH_VALUES || self.bytes >= BATCH_BYTES).then(|| self.take())
-    }
-
-    fn take(&mut self) -> pb::WriteShard {
-        self.values = 0;
-        self.bytes = 0;
-        let series = std::mem::take(&mut self.cur.series);
-        pb::WriteShard {
-            series,
-            ..self.cur.clone()
-        }
-    }
-}
-
-/// Proposals of one upload in flight at once.
-const PIPELINE: usize = 3;
-
-/// Sums the answers to an upload's proposals; the first failure stops it.
-#[derive(Default)]
-struct Tally {
-    written: u64,
-    dropped: u64,
-    failed: Option<String>,
-}
-
-impl Tally {
-    fn absorb(&mut self, r: Option<Result<Result<CommandResult, String>, tokio::task::JoinError>>) {
-        match r {
-            None => {}
-            Some(Ok(Ok(res))) => {
-                self.written += res.written;
-                self.dropped += res.dropped;
-                if res.written == 0 && res.dropped == 0 && !res.error.is_empty() {
-                    self.failed.get_or_insert(res.error);
-                }
-            }
-            Some(Ok(Err(e))) => {
-                self.failed.get_or_insert(e);
-            }
-            Some(Err(e)) => {
-                self.failed.get_or_insert(e.to_string());
-            }
-        }
-    }
-}
-
 /// What an upload held.
 #[derive(Debug, Default)]
 struct UploadStats {
     files: u64,
     skipped: u64,
+    bytes: u64,
 }
 
 /// Reads the tar from `input`, keeping `db/rp/id/*.tsm` entries: each is
-/// written to `tmp`, decoded (every block CRC-checked) and sent as batches.
+/// copied into the staged set `stage` (crc32c computed on the way,
+/// fsynced) and read whole ([`ingest::check_tsm`]: index, every block's CRC
+/// and encoding, keys). Returns what was found per file, in tar order.
 fn read_upload(
     input: &mut dyn Read,
     prefix: &str,
-    tmp: &Path,
-    mut batcher: Batcher,
-    tx: &tokio::sync::mpsc::Sender<Option<pb::WriteShard>>,
-) -> Result<UploadStats, String> {
+    stage: &mut StageWriter,
+) -> Result<(UploadStats, Vec<CheckedFile>), String> {
     let mut stats = UploadStats::default();
+    let mut checked = Vec::new();
     let mut ar = tar::Archive::new(input);
-    let send = |b: Option<pb::WriteShard>| {
-        tx.blocking_send(b)
-            .map_err(|_| "upload aborted: the replication stopped".to_string())
-    };
     for entry in ar.entries().map_err(|e| format!("reading the tar: {e}"))? {
         let mut entry = entry.map_err(|e| format!("reading the tar: {e}"))?;
         let path = entry
@@ -294,47 +203,74 @@ fn read_upload(
                 entry.size()
             ));
         }
-        let copied = (|| -> std::io::Result<u64> {
-            let mut f = std::fs::File::create(tmp)?;
-            std::io::copy(&mut entry, &mut f)
-        })()
-        .map_err(|e| format!("tar entry {name}: {e}"))?;
-        check_index_size(tmp).map_err(|e| format!("tar entry {name}: {e}"))?;
-        let reader = TsmReader::open(tmp).map_err(|e| format!("tar entry {name}: {e}"))?;
-        let keys: Vec<String> = reader.keys().map(|(k, _)| k.to_string()).collect();
-        for key in keys {
-            for e in reader.entries(&key).unwrap_or_default() {
-                let (ts, v) = reader
-                    .read_block(e)
-                    .map_err(|e| format!("tar entry {name}: {e}"))?;
-                if let Some(b) = batcher.push(&key, ts, v) {
-                    send(Some(b))?;
-                }
-            }
-        }
-        drop(reader);
-        let _ = std::fs::remove_file(tmp);
-        debug!(entry = %name, bytes = copied, "TSM file of the upload decoded");
-        // A file's values may apply in any order (each key and time is
-        // once in a file); the next file's only after them (it may
-        // overwrite them).
-        if batcher.values > 0 {
-            send(Some(batcher.take()))?;
-        }
-        send(None)?;
+        // Staged names keep the tar's order (later files win).
+        let staged = format!("{:06}.tsm", stats.files);
+        let fm = stage
+            .add(&staged, &mut entry)
+            .map_err(|e| format!("tar entry {name}: {e}"))?;
+        let file = stage
+            .path_for_checking(&staged)
+            .map_err(|e| format!("tar entry {name}: {e}"))?;
+        check_index_size(&file).map_err(|e| format!("tar entry {name}: {e}"))?;
+        let c = ingest::check_tsm(&file).map_err(|e| format!("tar entry {name}: {e}"))?;
+        debug!(entry = %name, bytes = fm.size, values = c.values, "TSM file of the upload staged");
         stats.files += 1;
+        stats.bytes += fm.size;
+        checked.push(c);
     }
-    Ok(stats)
+    Ok((stats, checked))
+}
+
+/// Stages the upload's files, has the members fetch them, and proposes
+/// one `IngestFiles` command; returns the values ingested.
+async fn ingest_upload(
+    node: &NodeHandle<Tsdb>,
+    id: u64,
+    db: &str,
+    rp: &str,
+    stage: StageWriter,
+    checked: Vec<CheckedFile>,
+) -> Result<u64, String> {
+    if checked.is_empty() {
+        stage.abort();
+        return Ok(0);
+    }
+    let conflict = with_tsdb(node, |t, _, _| {
+        ingest::check_types(checked.iter().map(|c| c.keys.as_slice()), |k| {
+            t.stored_type(id, k)
+        })
+    });
+    if let Err(e) = conflict {
+        stage.abort();
+        return Err(e);
+    }
+    let set = tokio::task::spawn_blocking(move || stage.commit())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let holders = node
+        .stage_on_members(&set)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cmd = ingest::command(&set, &checked, db, rp, id, holders);
+    let (_, res) = node
+        .propose(&cmd)
+        .await
+        .map_err(|e| format!("proposal failed: {e}"))?;
+    if !res.error.is_empty() {
+        return Err(res.error);
+    }
+    Ok(res.written)
 }
 
 /// Type 7: `u64` shard ID, then a tar. The shard must exist (created by a
 /// type-6 import). Entries with absolute or `..` names close the connection;
-/// entries other than `db/rp/id/*.tsm` of that shard are skipped. Values
-/// are replicated through raft in batches of at most [`BATCH_VALUES`]
-/// values; the uploaded files only ever live in the node's scratch
-/// directory. Finally writes `u64 magic, u64 written, u64 dropped`, or on
-/// failure `u64 0x59590102, u64 len, message` (tsnode's client reads it;
-/// InfluxDB's has closed).
+/// entries other than `db/rp/id/*.tsm` of that shard are skipped. The TSM
+/// files travel by file (DESIGN §3 "Bulk data by file"): staged here and
+/// checked whole, fetched by the other members, then linked into the shard
+/// on every replica by one `IngestFiles` command. Finally writes `u64 magic,
+/// u64 written, u64 dropped`, or on failure `u64 0x59590102, u64 len,
+/// message` (tsnode's client reads it; InfluxDB's has closed).
 pub(crate) async fn shard_update(
     mut r: BufReader<TcpStream>,
     node: &NodeHandle<Tsdb>,
@@ -346,11 +282,16 @@ pub(crate) async fn shard_update(
         .map_err(|_| "no shard ID within the timeout".to_string())?
         .map_err(|e| format!("reading the shard ID: {e}"))?;
     let id = u64::from_be_bytes(id);
-    let (db, rp, tmp) = with_tsdb(node, |t, _, _| {
+    let (db, rp) = with_tsdb(node, |t, _, _| {
         let s = t.meta().shards().into_iter().find(|s| s.2 == id);
-        s.map(|s| (s.0, s.1, t.scratch_path(&format!("upload-{id}"))))
+        s.map(|s| (s.0, s.1))
     })
     .ok_or_else(|| format!("shard {id} not found (restore the metastore first)"))?;
+    let staging = node
+        .staging()
+        .cloned()
+        .ok_or("this node keeps no staged files")?;
+    let stage = staging.begin().map_err(|e| e.to_string())?;
     let span = tracing::info_span!("shard_update", shard = id, %db, %rp);
     let _e = span.enter();
     let leftover = r.buffer().to_vec();
@@ -362,66 +303,43 @@ pub(crate) async fn shard_update(
         .and_then(|_| conn.set_read_timeout(Some(limits.header_timeout)))
         .and_then(|_| conn.set_write_timeout(Some(limits.header_timeout)))
         .map_err(|e| format!("socket: {e}"))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<pb::WriteShard>>(PIPELINE);
     let prefix = format!("{db}/{rp}/{id}/");
-    let batcher = Batcher::new(db.clone(), rp.clone(), id);
     let reading = tokio::task::spawn_blocking(move || {
+        let mut stage = stage;
         let input = Read::chain(std::io::Cursor::new(leftover), &conn);
         let mut input = input;
-        let r = read_upload(&mut input, &prefix, &tmp, batcher, &tx);
-        let _ = std::fs::remove_file(&tmp);
+        let r = read_upload(&mut input, &prefix, &mut stage);
         // Read what follows the tar's end (the rest of its trailer) up to
         // the client's EOF, so closing does not reset the connection and
         // lose the answer. Bounded: 1 MiB, and the socket's read timeout.
         let _ = std::io::copy(&mut input.take(1 << 20), &mut std::io::sink());
-        (r, conn)
+        (r, stage, conn)
     });
     drop(_e);
-    let mut tally = Tally::default();
-    let mut inflight = tokio::task::JoinSet::new();
-    while tally.failed.is_none() {
-        match rx.recv().await {
-            Some(Some(batch)) => {
-                while inflight.len() >= PIPELINE {
-                    tally.absorb(inflight.join_next().await);
-                }
-                let node = node.clone();
-                inflight.spawn(async move { propose(&node, Cmd::WriteShard(batch)).await });
-            }
-            end => {
-                while !inflight.is_empty() {
-                    tally.absorb(inflight.join_next().await);
-                }
-                if end.is_none() {
-                    break;
-                }
-            }
+    let (read, stage, conn) = reading.await.map_err(|e| e.to_string())?;
+    let outcome = match read {
+        Ok((stats, checked)) => ingest_upload(node, id, &db, &rp, stage, checked)
+            .await
+            .map(|written| (stats, written)),
+        Err(e) => {
+            stage.abort();
+            Err(e)
         }
     }
-    let Tally {
-        written,
-        dropped,
-        failed,
-    } = tally;
-    drop(rx);
-    let (stats, conn) = reading.await.map_err(|e| e.to_string())?;
-    let outcome = match (failed, stats) {
-        (Some(e), _) | (None, Err(e)) => Err(format!("shard {id}: {e} (after {written} values)")),
-        (None, Ok(stats)) => Ok(stats),
-    };
+    .map_err(|e| format!("shard {id}: {e}"));
     let reply = match &outcome {
-        Ok(stats) => {
+        Ok((stats, written)) => {
             info!(
                 shard = id,
                 files = stats.files,
+                bytes = stats.bytes,
                 skipped = stats.skipped,
                 written,
-                dropped,
-                "shard upload applied"
+                "shard upload ingested"
             );
             let mut ack = BACKUP_MAGIC.to_be_bytes().to_vec();
             ack.extend(written.to_be_bytes());
-            ack.extend(dropped.to_be_bytes());
+            ack.extend(0u64.to_be_bytes());
             ack
         }
         Err(e) => {
@@ -450,23 +368,6 @@ mod tests {
         assert!(check_entry_name(Path::new("..")).is_err());
     }
 
-    #[test]
-    fn batches_are_bounded() {
-        let mut b = Batcher::new("db".into(), "rp".into(), 3);
-        let mut full = 0;
-        for i in 0..1000 {
-            let ts: Vec<i64> = (0..1000).map(|t| i * 1000 + t).collect();
-            if let Some(w) = b.push("m#!~#v", ts, Values::Integer(vec![1; 1000])) {
-                let n: usize = w.series.iter().map(|s| s.timestamps.len()).sum();
-                assert!(n <= BATCH_VALUES + 1000);
-                assert_eq!(w.shard_id, 3);
-                full += 1;
-            }
-        }
-        assert!(full >= 5);
-        assert!(!b.take().series.is_empty());
-    }
-
     /// A valid upload tar: one TSM file of `n` values at `db/rp/7/`.
     fn upload_tar(dir: &Path, n: i64) -> Vec<u8> {
         let f = dir.join("src.tsm");
@@ -488,20 +389,18 @@ mod tests {
     }
 
     fn read(bytes: &[u8], tmp: &Path) -> (Result<UploadStats, String>, u64) {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
-        let b = Batcher::new("db".into(), "rp".into(), 7);
-        let r = read_upload(&mut &bytes[..], "db/rp/7/", tmp, b, &tx);
-        drop(tx);
-        let mut values = 0u64;
-        while let Ok(w) = rx.try_recv() {
-            let Some(w) = w else { continue };
-            values += w
-                .series
-                .iter()
-                .map(|s| s.timestamps.len() as u64)
-                .sum::<u64>();
+        let area = crate::snapshot::StagingArea::open(
+            tmp,
+            crate::snapshot::staging::DEFAULT_ORPHAN_TTL,
+        )
+        .unwrap();
+        let mut stage = area.begin().unwrap();
+        let r = read_upload(&mut &bytes[..], "db/rp/7/", &mut stage);
+        stage.abort();
+        match r {
+            Ok((stats, checked)) => (Ok(stats), checked.iter().map(|c| c.values).sum()),
+            Err(e) => (Err(e), 0),
         }
-        (r, values)
     }
 
     #[test]
@@ -511,10 +410,8 @@ mod tests {
         let (r, values) = read(&tar, &t.path().join("tmp"));
         let stats = r.unwrap();
         assert_eq!((stats.files, stats.skipped, values), (1, 1, 100_000));
-        assert!(
-            !t.path().join("tmp").exists(),
-            "the scratch copy is removed"
-        );
+        let left: Vec<_> = std::fs::read_dir(t.path().join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "the aborted stage is removed");
     }
 
     #[test]
@@ -537,7 +434,7 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
-        /// Mangled uploads never panic and never write outside `tmp`.
+        /// Mangled uploads never panic and never write outside the staging area.
         #[test]
         fn mangled_uploads_fail_cleanly(
             flips in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 1..8),

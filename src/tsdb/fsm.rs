@@ -20,7 +20,9 @@ use super::tsm::KEY_FIELD_SEPARATOR;
 use crate::proto::tsdb::{
     self as pb, Command, CommandResult, command::Cmd, field::Value as PbValue,
 };
+use crate::snapshot::staging::DEFAULT_ORPHAN_TTL;
 use crate::snapshot::{
+    StagingArea,
     ApplyError, BoxError, LiveFile, ReplicatedStateMachine, SnapshotMeta, SnapshotReader,
     SnapshotWriter, StateMachine,
 };
@@ -76,6 +78,8 @@ pub struct Tsdb {
     flush_bytes: u64,
     merge_files: usize,
     merger: Merger,
+    /// Staged TSM files (bulk data by file), in `<root>.staging`.
+    staging: Option<Arc<StagingArea>>,
 }
 
 /// A point as a raft command carries it.
@@ -120,13 +124,19 @@ impl Tsdb {
     /// Its scratch directory (`<root>.scratch`, for exports and uploads in
     /// flight) is emptied too.
     pub fn open(root: PathBuf) -> std::io::Result<Self> {
-        Self::emptied(root, true)
+        let staging = StagingArea::open(root.with_extension("staging"), DEFAULT_ORPHAN_TTL)
+            .map_err(std::io::Error::other)?;
+        Self::emptied(root, true, Some(staging))
     }
 
     /// An empty state machine over `root`; the scratch directory is
     /// emptied only at startup (a snapshot load leaves the files of exports
     /// and uploads in flight alone).
-    fn emptied(root: PathBuf, clear_scratch: bool) -> std::io::Result<Self> {
+    fn emptied(
+        root: PathBuf,
+        clear_scratch: bool,
+        staging: Option<Arc<StagingArea>>,
+    ) -> std::io::Result<Self> {
         let scratch = root.with_extension("scratch");
         for (d, clear) in [(&root, true), (&scratch, clear_scratch)] {
             if clear && d.exists() {
@@ -142,6 +152,7 @@ impl Tsdb {
             flush_bytes: DEFAULT_FLUSH_BYTES,
             merge_files: DEFAULT_MERGE_FILES,
             merger: Merger::start()?,
+            staging,
         })
     }
 
@@ -276,6 +287,7 @@ impl Tsdb {
         match cmd {
             Cmd::Write(w) => return self.write(w),
             Cmd::WriteSeries(w) => return self.write_series_rows(w),
+            Cmd::IngestFiles(c) => return self.ingest(c),
             Cmd::CreateDatabase(c) => {
                 if let Err(e) = self.meta_mut().create_database(&c.name) {
                     return Ok(err(e));
@@ -641,6 +653,100 @@ impl Tsdb {
         Ok(res)
     }
 
+    /// Links the TSM files of a staged set into a shard (see
+    /// [`super::ingest`]). The set must be held here (the node obtains it
+    /// before applying); refusals (no such shard, files outside the shard's
+    /// time range, a field type conflict) are decided alike everywhere.
+    fn ingest(&mut self, c: pb::IngestFiles) -> Result<CommandResult, BoxError> {
+        let refuse = |error: String| {
+            Ok(CommandResult {
+                error,
+                ..Default::default()
+            })
+        };
+        let Some(staging) = self.staging.clone() else {
+            return Err("this node keeps no staged files".into());
+        };
+        let files = super::ingest::files_of(&c);
+        let Some(set) = staging.get(c.staging_id) else {
+            return Err(format!("staged set {:016x} is not held here", c.staging_id).into());
+        };
+        if set.files() != files.as_slice() {
+            return Err(format!(
+                "staged set {:016x} holds other files than the command names",
+                c.staging_id
+            )
+            .into());
+        }
+        if c.files.is_empty() {
+            return refuse("an ingest of no files".into());
+        }
+        let min = c.files.iter().map(|f| f.min_time).min().unwrap_or(0);
+        let max = c.files.iter().map(|f| f.max_time).max().unwrap_or(0);
+        let (rp, shard_id) = if c.shard_id == 0 {
+            let rp = match self.write_rp(&c.db, &c.rp) {
+                Ok(rp) => rp,
+                Err(refused) => return Ok(refused),
+            };
+            match self.shard_for_write(&c.db, &rp, min)? {
+                Ok(id) => (rp, id),
+                Err(e) => return refuse(e),
+            }
+        } else {
+            (c.rp.clone(), c.shard_id)
+        };
+        let Some((_, _, _, start, end)) = self
+            .meta
+            .shards()
+            .into_iter()
+            .find(|s| s.0 == c.db && s.1 == rp && s.2 == shard_id)
+        else {
+            return refuse(format!("shard {shard_id} not found in {}/{rp}", c.db));
+        };
+        if c.shard_id == 0 && (min < start || max >= end) {
+            return refuse(format!(
+                "the files span {min}..={max}, beyond one shard group ({start}..{end})"
+            ));
+        }
+        if !self.shards.contains_key(&shard_id) {
+            let dir = self.shard_dir(&c.db, &rp, shard_id);
+            self.shards.insert(shard_id, Shard::create(shard_id, dir)?);
+        }
+        let Some(shard) = self.shards.get_mut(&shard_id) else {
+            return refuse(format!("shard {shard_id} not found"));
+        };
+        let mut readers = Vec::with_capacity(files.len());
+        for f in &files {
+            readers.push(super::tsm::TsmReader::open(&set.path_of(&f.name))?);
+        }
+        let keys: Vec<Vec<(String, super::tsm::BlockType)>> = readers
+            .iter()
+            .map(|r| r.keys().map(|(k, t)| (k.to_string(), t)).collect())
+            .collect();
+        if let Err(e) = super::ingest::check_types(keys.iter().map(Vec::as_slice), |k| {
+            shard.type_of(k)
+        }) {
+            return refuse(e);
+        }
+        drop(readers);
+        // Everything cached before is older than the ingested files.
+        shard.flush()?;
+        for f in &files {
+            shard.ingest_file(&set.path_of(&f.name), f.size, f.crc32c)?;
+        }
+        self.maybe_merge(shard_id);
+        Ok(CommandResult {
+            written: c.files.iter().map(|f| f.values).sum(),
+            shard_id,
+            ..Default::default()
+        })
+    }
+
+    /// The type `key` holds in shard `id`, if any.
+    pub fn stored_type(&self, id: u64, key: &str) -> Option<super::tsm::BlockType> {
+        self.shards.get(&id).and_then(|s| s.type_of(key))
+    }
+
     /// For a shard backup or export: flushes the shard's cache and returns
     /// its db, rp and TSM files (their open readers keep them readable after
     /// a merge removes them). `None` if the shard is not here.
@@ -783,6 +889,10 @@ impl ReplicatedStateMachine for Tsdb {
         Ok(self.execute(cmd)?)
     }
 
+    fn staged_need(command: &[u8]) -> Option<crate::snapshot::StagedNeed> {
+        super::ingest::staged_need(command)
+    }
+
     fn rejected(reason: String) -> CommandResult {
         CommandResult {
             error: reason,
@@ -822,7 +932,7 @@ impl StateMachine for Tsdb {
 
     fn on_snapshot_load(&mut self, r: &SnapshotReader) -> Result<(), BoxError> {
         let meta = Metastore::from_backup_blob(&std::fs::read(r.path_of(META_FILE)?)?)?;
-        let fresh = Tsdb::emptied(self.root.clone(), false)?;
+        let fresh = Tsdb::emptied(self.root.clone(), false, self.staging.clone())?;
         let mut shards: BTreeMap<u64, Shard> = BTreeMap::new();
         for f in r.files() {
             let Some(rest) = f.name.strip_prefix("data/") else {
@@ -849,9 +959,15 @@ impl StateMachine for Tsdb {
         *self = Tsdb {
             meta: Arc::new(meta),
             shards,
-            ..fresh.with_flush_bytes(self.flush_bytes)
+            ..fresh
+                .with_flush_bytes(self.flush_bytes)
+                .with_merge_files(self.merge_files)
         };
         Ok(())
+    }
+
+    fn staging(&self) -> Option<Arc<StagingArea>> {
+        self.staging.clone()
     }
 
     fn live_files(&self) -> Vec<LiveFile> {

@@ -2,6 +2,7 @@
 //! TSM file format, the metastore, shards, queries, and the write command.
 
 pub mod fsm;
+pub mod ingest;
 pub mod line_protocol;
 pub mod meta;
 pub mod query;
