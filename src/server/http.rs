@@ -36,6 +36,10 @@ pub fn router(node: NodeHandle<Tsdb>) -> Router {
         .route("/members", post(add_member))
         .route("/members/{id}", delete(remove_member))
         .route("/metrics", get(metrics))
+        .route(
+            "/import",
+            post(super::import::import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_WRITE_BYTES))
         .with_state(node)
 }

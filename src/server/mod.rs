@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod http;
+pub mod import;
 
 use std::future::Future;
 use std::time::Duration;

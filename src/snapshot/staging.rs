@@ -179,11 +179,7 @@ impl StageWriter {
 
     /// Writes the manifest and publishes the set under its id.
     pub fn commit(self) -> Result<StagedSet, SnapshotError> {
-        let table = SnapshotMetaTable {
-            meta: None,
-            files: self.files,
-        };
-        publish(&self.root, &self.part, self.id, table)
+        publish(&self.root, &self.part, self.id, manifest(self.files))
     }
 
     /// Drops what was written.
@@ -198,6 +194,19 @@ fn set_dir(root: &Path, id: u64) -> PathBuf {
 
 fn part_dir(root: &Path, id: u64) -> PathBuf {
     root.join(format!("{id:016x}.part"))
+}
+
+/// The manifest of a staged set: a meta table whose position is a
+/// placeholder (index 1; a staged set is not a snapshot), so that the
+/// snapshot tools' framing, crc32c and name checks apply unchanged.
+fn manifest(files: Vec<FileMeta>) -> SnapshotMetaTable {
+    SnapshotMetaTable {
+        meta: Some(crate::proto::snapshot::SnapshotMeta {
+            last_included_index: 1,
+            ..Default::default()
+        }),
+        files,
+    }
 }
 
 fn publish(
@@ -368,13 +377,7 @@ impl StagingArea {
         }
         let part = part_dir(&self.root, id);
         let bytes = f.copier.fetch_files(sources, files, &part, cancel).await?;
-        let (root, table) = (
-            self.root.clone(),
-            SnapshotMetaTable {
-                meta: None,
-                files: files.to_vec(),
-            },
-        );
+        let (root, table) = (self.root.clone(), manifest(files.to_vec()));
         let set = tokio::task::spawn_blocking(move || publish(&root, &part, id, table))
             .await
             .map_err(|e| SnapshotError::Staged {

@@ -221,9 +221,12 @@ fn read_upload(
     Ok((stats, checked))
 }
 
-/// Stages the upload's files, has the members fetch them, and proposes
-/// one `IngestFiles` command; returns the values ingested.
-async fn ingest_upload(
+/// Publishes a staged set of checked TSM files, has the members fetch
+/// it, and proposes one `IngestFiles` command into shard `id` (0: the
+/// shard of db/rp holding the files' time range); returns the values
+/// ingested. Field types are checked against the shard's first, so a
+/// conflict is refused before anything is proposed.
+pub(crate) async fn ingest_stage(
     node: &NodeHandle<Tsdb>,
     id: u64,
     db: &str,
@@ -235,9 +238,20 @@ async fn ingest_upload(
         stage.abort();
         return Ok(0);
     }
+    let min = checked.iter().map(|c| c.min_time).min().unwrap_or(0);
     let conflict = with_tsdb(node, |t, _, _| {
+        let target = if id != 0 {
+            Some(id)
+        } else {
+            let rp = t.meta().resolve_rp(db, rp).map(str::to_string).ok();
+            t.meta()
+                .shards()
+                .into_iter()
+                .find(|s| s.0 == db && Some(&s.1) == rp.as_ref() && s.3 <= min && min < s.4)
+                .map(|s| s.2)
+        };
         ingest::check_types(checked.iter().map(|c| c.keys.as_slice()), |k| {
-            t.stored_type(id, k)
+            target.and_then(|id| t.stored_type(id, k))
         })
     });
     if let Err(e) = conflict {
@@ -318,7 +332,7 @@ pub(crate) async fn shard_update(
     drop(_e);
     let (read, stage, conn) = reading.await.map_err(|e| e.to_string())?;
     let outcome = match read {
-        Ok((stats, checked)) => ingest_upload(node, id, &db, &rp, stage, checked)
+        Ok((stats, checked)) => ingest_stage(node, id, &db, &rp, stage, checked)
             .await
             .map(|written| (stats, written)),
         Err(e) => {

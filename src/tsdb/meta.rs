@@ -312,6 +312,7 @@ impl Metastore {
 
     /// The shard for a point at `ts`, creating its shard group if needed.
     pub fn shard_for(&mut self, db: &str, rp: &str, ts: i64) -> Result<u64, MetaError> {
+        let (start, end) = self.group_bounds(db, rp, ts)?;
         let rp = self.resolve_rp(db, rp)?.to_string();
         let (mut gid, mut sid) = (self.max_shard_group_id, self.max_shard_id);
         let d = self.db_mut(db)?;
@@ -326,14 +327,12 @@ impl Metastore {
         {
             return Ok(g.shards[0]);
         }
-        let sgd = p.shard_group_duration.max(1);
-        let start = ts.div_euclid(sgd).saturating_mul(sgd);
         gid += 1;
         sid += 1;
         p.shard_groups.push(ShardGroup {
             id: gid,
             start,
-            end: start.saturating_add(sgd),
+            end,
             deleted_at: 0,
             shards: vec![sid],
         });
@@ -341,6 +340,28 @@ impl Metastore {
         self.max_shard_group_id = gid;
         self.max_shard_id = sid;
         Ok(sid)
+    }
+
+    /// The time range `[start, end)` of the shard group of `db`/`rp` that
+    /// holds `ts`: the existing group's, or the one a write would create
+    /// (aligned to the shard group duration).
+    pub fn group_bounds(&self, db: &str, rp: &str, ts: i64) -> Result<(i64, i64), MetaError> {
+        let rp = self.resolve_rp(db, rp)?;
+        let p = self
+            .db(db)?
+            .rps
+            .get(rp)
+            .ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.to_string()))?;
+        if let Some(g) = p
+            .shard_groups
+            .iter()
+            .find(|g| g.deleted_at == 0 && g.start <= ts && ts < g.end)
+        {
+            return Ok((g.start, g.end));
+        }
+        let sgd = p.shard_group_duration.max(1);
+        let start = ts.div_euclid(sgd).saturating_mul(sgd);
+        Ok((start, start.saturating_add(sgd)))
     }
 
     /// Marks a shard group deleted at `at`; returns its shard ids.

@@ -156,6 +156,30 @@ fn from_values(ts: Vec<i64>, v: Values) -> Vec<(i64, FieldValue)> {
     }
 }
 
+impl ShardFile {
+    /// Opens a TSM file outside any shard (an import's input) whose
+    /// crc32c is known.
+    pub fn open(path: &Path, crc32c: u32) -> Result<Self, TsmError> {
+        let reader = Arc::new(TsmReader::open(path)?);
+        let size = std::fs::metadata(path)
+            .map_err(|e| TsmError::File {
+                path: path.to_path_buf(),
+                reason: format!("stat: {e}"),
+            })?
+            .len();
+        Ok(Self {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: path.to_path_buf(),
+            size,
+            crc32c,
+            reader,
+        })
+    }
+}
+
 impl Shard {
     /// An empty shard in `dir` (created).
     pub fn create(id: u64, dir: PathBuf) -> std::io::Result<Self> {
