@@ -1,6 +1,7 @@
 //! The `tsnode` command line: argument definitions and the commands.
 
 pub mod backup_cmd;
+pub mod import_cmd;
 pub mod snapshot_cmd;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ pub enum Command {
     Backup(backup_cmd::BackupArgs),
     /// Restore a portable backup into a node (or a real influxd).
     Restore(backup_cmd::RestoreArgs),
+    /// Import TSM files (a directory, or an InfluxDB data directory) by file.
+    Import(import_cmd::ImportArgs),
 }
 
 /// Arguments of `tsnode demo`.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Snapshot(cmd) => snapshot_cmd::run(cmd),
         Command::Backup(a) => backup_cmd::backup(&a),
         Command::Restore(a) => backup_cmd::restore(&a),
+        Command::Import(a) => import_cmd::import(&a),
         Command::Serve(args) => {
             let settings = match args.resolve() {
                 Ok(s) => s,

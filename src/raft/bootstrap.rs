@@ -24,10 +24,9 @@ use crate::raft::ready_loop::{Fault, Loop, RaftCounters};
 use crate::raft::snapshot_source::{SnapshotSource, conf_state_of, set_membership};
 use crate::raft::transport::{Transport, learn_peer};
 use crate::snapshot::{
-    StateMachine as _,
-    CopierOptions, ExecutorOptions, RemoteFileCopier, LocalFileLookup, LocalSnapshotStorage, ReaderRegistry,
-    SnapshotError, SnapshotExecutor, SnapshotFileService, SnapshotThrottle, StorageOptions,
-    ThrottleOptions, shared,
+    CopierOptions, ExecutorOptions, LocalFileLookup, LocalSnapshotStorage, ReaderRegistry,
+    RemoteFileCopier, SnapshotError, SnapshotExecutor, SnapshotFileService, SnapshotThrottle,
+    StateMachine as _, StorageOptions, ThrottleOptions, shared,
 };
 
 fn spawn_thread(

@@ -171,7 +171,10 @@ pub async fn import(
         Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
     };
     let Some(staging) = node.staging().cloned() else {
-        return error(StatusCode::NOT_IMPLEMENTED, "this node keeps no staged files");
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "this node keeps no staged files",
+        );
     };
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);

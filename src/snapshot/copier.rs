@@ -612,8 +612,10 @@ impl RemoteFileCopier {
         let plans = blocking(move || plan_flat(&d, &fs2)).await?;
         // Clients connect lazily; a source that cannot be reached is
         // skipped by every file after its first failure.
-        let clients: Vec<tokio::sync::OnceCell<Option<FileServiceClient<Channel>>>> =
-            sources.iter().map(|_| tokio::sync::OnceCell::new()).collect();
+        let clients: Vec<tokio::sync::OnceCell<Option<FileServiceClient<Channel>>>> = sources
+            .iter()
+            .map(|_| tokio::sync::OnceCell::new())
+            .collect();
         let load: Vec<AtomicU64> = sources.iter().map(|_| AtomicU64::new(0)).collect();
         let jobs = plans.into_iter().filter_map(|(fm, plan)| match plan {
             Plan::Ready => None,

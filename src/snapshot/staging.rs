@@ -178,13 +178,21 @@ impl StageWriter {
     }
 
     /// Writes the manifest and publishes the set under its id.
-    pub fn commit(self) -> Result<StagedSet, SnapshotError> {
-        publish(&self.root, &self.part, self.id, manifest(self.files))
+    pub fn commit(mut self) -> Result<StagedSet, SnapshotError> {
+        let files = std::mem::take(&mut self.files);
+        publish(&self.root, &self.part, self.id, manifest(files))
     }
 
-    /// Drops what was written.
-    pub fn abort(self) {
-        let _ = fs::remove_dir_all(&self.part);
+    /// Drops what was written (as dropping the writer does).
+    pub fn abort(self) {}
+}
+
+impl Drop for StageWriter {
+    /// An uncommitted set is removed (a committed one was renamed away).
+    fn drop(&mut self) {
+        if self.part.exists() {
+            let _ = fs::remove_dir_all(&self.part);
+        }
     }
 }
 
@@ -265,7 +273,10 @@ fn parse_id(name: &str) -> Option<u64> {
 impl StagingArea {
     /// Opens (creating) the staging directory: unfinished sets are dropped,
     /// the applied ones are remembered.
-    pub fn open(root: impl Into<PathBuf>, orphan_ttl: Duration) -> Result<Arc<Self>, SnapshotError> {
+    pub fn open(
+        root: impl Into<PathBuf>,
+        orphan_ttl: Duration,
+    ) -> Result<Arc<Self>, SnapshotError> {
         let root = root.into();
         fs::create_dir_all(&root).at("create directory", &root)?;
         let mut applied = BTreeMap::new();
@@ -478,7 +489,11 @@ impl StagingArea {
             }
             ids
         };
-        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let applied = self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if let Ok(rd) = fs::read_dir(&self.root) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -545,7 +560,10 @@ mod tests {
         let fm = w.add("a.tsm", &mut &b"hello"[..]).unwrap();
         assert_eq!((fm.size, fm.crc32c), (5, crc32c::crc32c(b"hello")));
         assert!(w.add("a.tsm", &mut &b"x"[..]).is_err(), "a name twice");
-        assert!(w.add("../x", &mut &b"x"[..]).is_err(), "a name leaving the set");
+        assert!(
+            w.add("../x", &mut &b"x"[..]).is_err(),
+            "a name leaving the set"
+        );
         assert!(area.get(id).is_none());
         let set = w.commit().unwrap();
         assert_eq!(set.files().len(), 1);

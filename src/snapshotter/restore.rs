@@ -12,13 +12,13 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use super::server::{Limits, with_tsdb};
-use crate::snapshot::StageWriter;
-use crate::tsdb::ingest::{self, CheckedFile};
 use super::wire::{BACKUP_MAGIC, Request, encode_id_map};
 use crate::proto::meta as meta_pb;
 use crate::proto::tsdb::{self as pb, CommandResult, command::Cmd};
 use crate::raft::NodeHandle;
+use crate::snapshot::StageWriter;
 use crate::tsdb::fsm::{Tsdb, command};
+use crate::tsdb::ingest::{self, CheckedFile};
 #[cfg(test)]
 use crate::tsdb::tsm::Values;
 
@@ -403,11 +403,9 @@ mod tests {
     }
 
     fn read(bytes: &[u8], tmp: &Path) -> (Result<UploadStats, String>, u64) {
-        let area = crate::snapshot::StagingArea::open(
-            tmp,
-            crate::snapshot::staging::DEFAULT_ORPHAN_TTL,
-        )
-        .unwrap();
+        let area =
+            crate::snapshot::StagingArea::open(tmp, crate::snapshot::staging::DEFAULT_ORPHAN_TTL)
+                .unwrap();
         let mut stage = area.begin().unwrap();
         let r = read_upload(&mut &bytes[..], "db/rp/7/", &mut stage);
         stage.abort();

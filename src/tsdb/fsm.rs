@@ -22,9 +22,8 @@ use crate::proto::tsdb::{
 };
 use crate::snapshot::staging::DEFAULT_ORPHAN_TTL;
 use crate::snapshot::{
-    StagingArea,
     ApplyError, BoxError, LiveFile, ReplicatedStateMachine, SnapshotMeta, SnapshotReader,
-    SnapshotWriter, StateMachine,
+    SnapshotWriter, StagingArea, StateMachine,
 };
 
 /// The snapshot file holding the metastore backup.
@@ -723,9 +722,9 @@ impl Tsdb {
             .iter()
             .map(|r| r.keys().map(|(k, t)| (k.to_string(), t)).collect())
             .collect();
-        if let Err(e) = super::ingest::check_types(keys.iter().map(Vec::as_slice), |k| {
-            shard.type_of(k)
-        }) {
+        if let Err(e) =
+            super::ingest::check_types(keys.iter().map(Vec::as_slice), |k| shard.type_of(k))
+        {
             return refuse(e);
         }
         drop(readers);

@@ -77,7 +77,10 @@ pub fn check_tsm(path: &Path) -> Result<CheckedFile, String> {
         for e in r.entries(key).unwrap_or_default() {
             let (ts, v) = r.read_block(e).map_err(|e| e.to_string())?;
             if v.block_type() != t {
-                return Err(format!("key {key:?}: a {:?} block in a {t:?} key", v.block_type()));
+                return Err(format!(
+                    "key {key:?}: a {:?} block in a {t:?} key",
+                    v.block_type()
+                ));
             }
             let (Some(first), Some(last)) = (ts.first(), ts.last()) else {
                 return Err(format!("key {key:?}: an empty block"));
@@ -213,7 +216,10 @@ mod tests {
         }))
         .encode_to_vec();
         let need = staged_need(&c).unwrap();
-        assert_eq!((need.id, need.holders.as_slice()), (1 << 63 | 5, &[2, 1][..]));
+        assert_eq!(
+            (need.id, need.holders.as_slice()),
+            (1 << 63 | 5, &[2, 1][..])
+        );
         assert_eq!((need.files[0].size, need.files[0].crc32c), (9, 7));
         let w = super::super::fsm::command(Cmd::CreateDatabase(pb::CreateDatabase {
             name: "x".into(),
@@ -228,9 +234,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("a.tsm");
         let mut w = TsmWriter::create(&p).unwrap();
-        w.write("m,h=a#!~#v", &[1, 2, 3], &Values::Float(vec![1.0, 2.0, 3.0]))
+        w.write(
+            "m,h=a#!~#v",
+            &[1, 2, 3],
+            &Values::Float(vec![1.0, 2.0, 3.0]),
+        )
+        .unwrap();
+        w.write("m,h=b#!~#n", &[5], &Values::Integer(vec![5]))
             .unwrap();
-        w.write("m,h=b#!~#n", &[5], &Values::Integer(vec![5])).unwrap();
         w.finish().unwrap();
         let c = check_tsm(&p).unwrap();
         assert_eq!((c.values, c.min_time, c.max_time), (4, 1, 5));
