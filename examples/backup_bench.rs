@@ -172,7 +172,14 @@ fn main() {
         run(
             &influxd,
             &[
-                "restore", "-portable", "-host", &ibind, "-db", "bench", "-newdb", &newdb,
+                "restore",
+                "-portable",
+                "-host",
+                &ibind,
+                "-db",
+                "bench",
+                "-newdb",
+                &newdb,
             ],
             &src,
         );
@@ -200,7 +207,9 @@ fn main() {
         let started = Instant::now();
         run(
             &tsnode,
-            &["restore", "--host", &tsnap, "--db", "bench", "--newdb", &newdb],
+            &[
+                "restore", "--host", &tsnap, "--db", "bench", "--newdb", &newdb,
+            ],
             &src,
         );
         // The receiving node answered once it applied every shard's ingest;
@@ -219,7 +228,10 @@ fn main() {
         let deadline = Instant::now() + Duration::from_secs(600);
         for h in &http {
             while applied(h) < target {
-                assert!(Instant::now() < deadline, "tsnode restore never applied on {h}");
+                assert!(
+                    Instant::now() < deadline,
+                    "tsnode restore never applied on {h}"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
         }

@@ -14,6 +14,8 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: logs sent to files stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // In a `failpoints` build, `FAILPOINTS=name=panic` crashes the whole
     // process at that point (whatever thread reaches it), as a power cut or

@@ -72,6 +72,36 @@ async fn a_stopped_follower_catches_up_by_snapshot_then_by_log() {
     c.check_acked();
 }
 
+/// Before any compaction the leader still holds its whole log, but the
+/// initial membership is in no entry: a new member must start from a
+/// snapshot, or it would apply the later membership changes to an empty
+/// configuration and never know the voters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_to_a_young_cluster_starts_from_a_snapshot_and_knows_the_voters() {
+    let mut c = Cluster::start(3, |_| {}).await;
+    let last = c.put_many("a", 20).await;
+    c.converge(last, 10).await;
+    let leader = c.leader().await;
+    assert_eq!(c.nodes[&leader].status().await.unwrap().first_log_index, 2);
+    c.add(4).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s4 = c.nodes[&4].status().await.unwrap();
+        if s4.voters == vec![1, 2, 3, 4] {
+            assert!(s4.snapshot.installs_total >= 1, "{s4:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 4 never saw itself a voter among the others: {s4:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = c.put_many("b", 20).await;
+    c.converge(last, 20).await;
+    c.check_acked();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_member_added_after_compaction_gets_state_by_snapshot_and_becomes_a_voter() {
     let mut c = Cluster::start(3, small_gaps).await;

@@ -120,6 +120,17 @@ pub fn tsnode_binary() -> std::path::PathBuf {
 /// A tsnode cluster of `n` processes under `dir`: (processes, HTTP
 /// addresses by id, snapshotter addresses by id). Waits for a leader.
 pub fn start_tsnodes(n: u64, dir: &Path, extra: &[&str]) -> (Vec<Kill>, Vec<String>, Vec<String>) {
+    let (procs, http, _, snap) = start_cluster(n, dir, extra);
+    (procs, http, snap)
+}
+
+/// Like [`start_tsnodes`], with the raft addresses too: (processes, HTTP,
+/// raft, snapshotter addresses by id).
+pub fn start_cluster(
+    n: u64,
+    dir: &Path,
+    extra: &[&str],
+) -> (Vec<Kill>, Vec<String>, Vec<String>, Vec<String>) {
     let ports = |_| format!("127.0.0.1:{}", free_port());
     let http: Vec<String> = (0..n).map(ports).collect();
     let raft: Vec<String> = (0..n).map(ports).collect();
@@ -151,7 +162,7 @@ pub fn start_tsnodes(n: u64, dir: &Path, extra: &[&str]) -> (Vec<Kill>, Vec<Stri
     for h in &http {
         wait_ping(h);
     }
-    (procs, http, snap)
+    (procs, http, raft, snap)
 }
 
 /// The HTTP address of the cluster's leader (waits up to 30 s).

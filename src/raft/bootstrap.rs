@@ -78,6 +78,10 @@ fn open_executor<S: ReplicatedStateMachine>(
     Ok((storage, Arc::new(exec)))
 }
 
+/// Where a new cluster's log starts: the initial membership stands at this
+/// index and term.
+pub const BOOTSTRAP_INDEX: u64 = 1;
+
 /// Loads the latest snapshot and brings the log in line with it; returns
 /// the applied index to start from.
 async fn load_state<S: ReplicatedStateMachine>(
@@ -92,7 +96,12 @@ async fn load_state<S: ReplicatedStateMachine>(
         && log.last_index() == 0;
     if fresh && !cfg.peers.is_empty() && storage.latest_index() == 0 {
         state.conf_state.voters = cfg.peers.keys().copied().collect();
-        log.set_conf_state(&state.conf_state)?;
+        // The initial membership is the log's starting point (index 1,
+        // term 1), as if a snapshot held it: it is in no entry, so a member
+        // added later must start from a snapshot (which carries it), never
+        // by replaying the log from its first entry (it would apply the
+        // membership changes to an empty configuration).
+        log.apply_snapshot(BOOTSTRAP_INDEX, BOOTSTRAP_INDEX, &state.conf_state)?;
         log.flush()?;
         info!(voters = ?state.conf_state.voters, "bootstrapped a new cluster");
     }
@@ -152,6 +161,16 @@ async fn load_sound_snapshot<S: ReplicatedStateMachine>(
     loop {
         let exec2 = exec.clone();
         let first = log.first_index();
+        // A log that starts right after the bootstrap point needs no
+        // snapshot: the membership it starts from is in its conf state.
+        let first = if first == BOOTSTRAP_INDEX + 1
+            && crate::raft::log_store::LogStore::term(log.as_ref(), BOOTSTRAP_INDEX).ok()
+                == Some(BOOTSTRAP_INDEX)
+        {
+            BOOTSTRAP_INDEX
+        } else {
+            first
+        };
         let res = tokio::task::spawn_blocking(move || exec2.load_latest(first))
             .await
             .map_err(|e| RaftError::Internal(format!("snapshot load task failed: {e}")))?;

@@ -1,0 +1,252 @@
+//! Join benchmark: a 3-node tsnode cluster holds `--mb` MB of TSM (random
+//! floats, imported by file) and a snapshot of it; a new `tsnode serve
+//! --join` process starts with an empty data directory. Timed, per round:
+//! from the process start to its first answer to a query of the leader's
+//! data (a marker point written before the snapshot), with the phases from
+//! its log (listening, joined as a learner, install started and finished,
+//! snapshot loaded). The new member is removed and its data deleted
+//! between rounds. Baseline in the same run: `cp -r` + `sync` of the
+//! leader's snapshot directory.
+//!
+//! `cargo run --release --example join_bench -- [--mb 1230] [--rounds 3] [--dir D]`
+
+mod common;
+use common::{arg, query};
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use raftsnap::tsdb::tsm::{TsmWriter, Values};
+
+/// Writes `files` TSM files of random floats (`per_file` values each, 10
+/// series per file, one point a second in one 7-day shard group).
+fn generate(dir: &Path, files: usize, per_file: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let base: i64 = 1_699_833_600_000_000_000; // a shard group start
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for f in 0..files {
+        let mut w = TsmWriter::create(&dir.join(format!("{f:04}.tsm"))).expect("create");
+        let per_series = per_file / 10;
+        for s in 0..10 {
+            let key = format!("big,f={f:04},s={s}#!~#v");
+            let ts: Vec<i64> = (0..per_series as i64)
+                .map(|i| base + i * 1_000_000_000)
+                .collect();
+            let vals: Vec<f64> = (0..per_series)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    f64::from_bits((x >> 12) | 0x3ff0_0000_0000_0000)
+                })
+                .collect();
+            w.write(&key, &ts, &Values::Float(vals)).expect("write");
+        }
+        w.finish().expect("finish");
+    }
+}
+
+fn dir_size(d: &Path) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![d.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(e.path()),
+                    Ok(_) => n += e.metadata().map_or(0, |m| m.len()),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    n
+}
+
+fn status(http: &str) -> serde_json::Value {
+    ureq::get(&format!("http://{http}/status"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Seconds since the process start of the first log line containing `what`.
+fn phase(log: &str, start: &chrono_free::Stamp, what: &str) -> Option<f64> {
+    log.lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| chrono_free::parse(l))
+        .map(|t| t - start.0)
+}
+
+/// RFC 3339 stamps of tracing's default format, without a date library.
+mod chrono_free {
+    /// Seconds of the day (UTC).
+    pub struct Stamp(pub f64);
+    pub fn now() -> Stamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Stamp((d.as_secs() % 86_400) as f64 + f64::from(d.subsec_nanos()) / 1e9)
+    }
+    /// `2026-12-02T13:14:15.123456Z ...` → seconds of the day.
+    pub fn parse(line: &str) -> Option<f64> {
+        let t = line.split_whitespace().next()?;
+        let t = t.split('T').nth(1)?.trim_end_matches('Z');
+        let mut p = t.split(':');
+        let h: f64 = p.next()?.parse().ok()?;
+        let m: f64 = p.next()?.parse().ok()?;
+        let s: f64 = p.next()?.parse().ok()?;
+        Some(h * 3600.0 + m * 60.0 + s)
+    }
+}
+
+fn main() {
+    let mb: u64 = arg("--mb").map_or(1230, |v| v.parse().expect("--mb N"));
+    let rounds: usize = arg("--rounds").map_or(3, |v| v.parse().expect("--rounds N"));
+    let tmp = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| "/tmp".into())).expect("tmp");
+    let w = tmp.path();
+    let files = 64;
+    // ~8.2 bytes per random float value in a TSM block.
+    let per_file = (mb * 1_000_000 / 8 / files as u64) as usize;
+    let t = Instant::now();
+    generate(&w.join("tsm"), files, per_file);
+    let tsm_bytes = dir_size(&w.join("tsm"));
+    println!(
+        "{files} TSM files, {:.0} MB, generated in {:.1} s",
+        tsm_bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let (mut procs, http, raft, _) =
+        common::start_cluster(3, &w.join("cluster"), &["--snapshot-interval", "0"]);
+    let leader = common::leader_of(&http);
+    let li = http.iter().position(|h| *h == leader).expect("leader");
+    query(&leader, "", "CREATE DATABASE bench");
+    let bin = common::tsnode_binary();
+    let t = Instant::now();
+    let o = Command::new(&bin)
+        .args(["import", "--host", &leader, "--db", "bench"])
+        .arg(w.join("tsm"))
+        .output()
+        .expect("import");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    println!(
+        "imported by file into 3 replicas in {:.2} s: {}",
+        t.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&o.stdout).trim()
+    );
+    let r = ureq::post(&format!("http://{leader}/write"))
+        .query("db", "bench")
+        .send("marker v=1 1699833600000000000\n");
+    assert!(r.is_ok(), "{r:?}");
+    let r = ureq::post(&format!("http://{leader}/snapshot")).send_empty();
+    assert!(r.is_ok(), "{r:?}");
+    let snaps = w.join(format!("cluster/node{}/snapshots", li + 1));
+    let snap_dir = std::fs::read_dir(&snaps)
+        .expect("snapshots")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("snapshot_"))
+        })
+        .expect("a snapshot");
+    let snap_bytes = dir_size(&snap_dir);
+    println!("leader snapshot: {:.0} MB", snap_bytes as f64 / 1e6);
+
+    let mut totals = Vec::new();
+    let mut cps = Vec::new();
+    for round in 0..rounds {
+        // Baseline: cp -r + sync of the leader's snapshot directory.
+        let dst = w.join(format!("cp{round}"));
+        cps.push(common::cp_sync(&[&snap_dir], &dst).as_secs_f64());
+        let _ = std::fs::remove_dir_all(&dst);
+
+        let data = w.join(format!("joiner{round}"));
+        let (h4, r4, s4) = (
+            format!("127.0.0.1:{}", common::free_port()),
+            format!("127.0.0.1:{}", common::free_port()),
+            format!("127.0.0.1:{}", common::free_port()),
+        );
+        let log = w.join(format!("joiner{round}.log"));
+        let start = chrono_free::now();
+        let t0 = Instant::now();
+        let child = Command::new(&bin)
+            .args(["serve", "--id", "4", "--raft-addr", &r4, "--http-addr", &h4])
+            .args(["--snapshotter-addr", &s4, "--join", &raft[li]])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn");
+        let k = common::Kill(child);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let v = ureq::get(&format!("http://{h4}/query"))
+                .query("db", "bench")
+                .query("q", "SELECT count(v) FROM marker")
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+            if v.is_some_and(|v| v["results"][0]["series"][0]["values"][0][1] == 1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node 4 never served the data");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let total = t0.elapsed().as_secs_f64();
+        totals.push(total);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let p =
+            |what: &str| phase(&text, &start, what).map_or("-".to_string(), |s| format!("{s:.3}"));
+        println!(
+            "round {round}: start → serving {total:.3} s | node started {} | joined {} | install started {} | installed {} | loaded {} | cp+sync {:.3} s",
+            p("node starting"),
+            p("joined the cluster"),
+            p("installing snapshot"),
+            p("snapshot installed"),
+            p("snapshot loaded"),
+            cps[round],
+        );
+        if arg("--verbose").is_some() || std::env::args().any(|a| a == "--verbose") {
+            for l in text.lines() {
+                if let Some(t) = chrono_free::parse(l) {
+                    let msg: String = l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+                    println!("    {:>7.3}  {}", t - start.0, &msg[..msg.len().min(160)]);
+                }
+            }
+        }
+        // Remove the member and its data for the next round.
+        let _ = ureq::delete(&format!("http://{leader}/members/4")).call();
+        drop(k);
+        let _ = std::fs::remove_dir_all(&data);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while status(&leader)["learners"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+            || status(&leader)["voters"]
+                .as_array()
+                .is_some_and(|v| v.len() > 3)
+        {
+            assert!(Instant::now() < deadline, "node 4 not removed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (tm, cm) = (med(&mut totals), med(&mut cps));
+    println!(
+        "median: start → serving {tm:.3} s; cp -r + sync of the snapshot {cm:.3} s ({:.0} MB)",
+        snap_bytes as f64 / 1e6
+    );
+    let _ = std::io::stdout().flush();
+    procs.clear();
+}
