@@ -3,7 +3,10 @@
 //! `sync` of the same files on the same disk, in the same run. Leader and
 //! follower are separate processes, so the follower's peak RSS is its own.
 //!
-//! `cargo run --release --example install_bench -- [--gib 1] [--files 64] [--dir D]`
+//! `cargo run --release --example install_bench -- [--gib 1 | --mib 256] [--files 64] [--rounds 3] [--dir D]`
+//!
+//! With several rounds, each round times `cp -r` + `sync` then an install
+//! into an empty follower (interleaved); medians are reported.
 
 mod common;
 use common::arg;
@@ -63,7 +66,7 @@ impl StateMachine for Sink {
     }
 }
 
-fn make_snapshot(root: &Path, gib: u64, files: u64) {
+fn make_snapshot(root: &Path, total: u64, files: u64) {
     let (storage, _) = LocalSnapshotStorage::open(root, StorageOptions::default()).unwrap();
     let mut w = storage
         .create_writer(SnapshotMeta {
@@ -73,7 +76,7 @@ fn make_snapshot(root: &Path, gib: u64, files: u64) {
             ..Default::default()
         })
         .unwrap();
-    let per = (gib << 30) / files;
+    let per = total / files;
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let mut block = vec![0u8; 1 << 20];
     for i in 0..files {
@@ -188,83 +191,88 @@ fn main() {
         // For profiling the two halves by hand.
         return make_snapshot(
             Path::new(&root),
-            arg("--gib").map_or(1, |v| v.parse().unwrap()),
+            arg("--gib").map_or(1, |v| v.parse::<u64>().unwrap()) << 30,
             64,
         );
     }
-    let gib: u64 = arg("--gib").map_or(1, |v| v.parse().expect("--gib N"));
+    let total: u64 = match arg("--mib") {
+        Some(m) => m.parse::<u64>().expect("--mib N") << 20,
+        None => arg("--gib").map_or(1, |v| v.parse::<u64>().expect("--gib N")) << 30,
+    };
     let files: u64 = arg("--files").map_or(64, |v| v.parse().expect("--files N"));
+    let rounds: usize = arg("--rounds").map_or(1, |v| v.parse().expect("--rounds N"));
     let tmp = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| "/tmp".into())).unwrap();
     let leader = tmp.path().join("leader");
     println!(
-        "install benchmark: {gib} GiB in {files} files over loopback gRPC, in {}",
+        "install benchmark: {} MiB in {files} files over loopback gRPC, {rounds} round(s), in {}",
+        total >> 20,
         tmp.path().display()
     );
-    make_snapshot(&leader, gib, files);
+    make_snapshot(&leader, total, files);
     let snap = std::fs::read_dir(&leader)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().contains("snapshot_"))
         .unwrap();
-    let bytes = (gib << 30) as f64;
-
-    // Baseline: cp + sync of the same files, before and after the install
-    // (the disk's speed drifts; the mean of both is the baseline).
-    let cp_sync = || common::cp_sync(&[&snap], &tmp.path().join("cp")).as_secs_f64();
-    let cp_before = cp_sync();
-
-    let exe = std::env::current_exe().unwrap();
-    let mut server = Command::new(&exe)
-        .arg("--serve")
-        .arg(&leader)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let uri = line.trim().to_string();
-    let out = Command::new(&exe)
-        .args(["--install", &uri, "--into"])
-        .arg(tmp.path().join("follower"))
-        .output()
-        .unwrap();
-    drop(server.stdin.take());
-    let _ = server.wait();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cp_after = cp_sync();
-    let cp = (cp_before + cp_after) / 2.0;
-    let f: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect();
-    let (secs, fetched, rss_ready, hwm, cpu_user, cpu_sys) = (f[0], f[1], f[2], f[3], f[5], f[6]);
-    assert_eq!(fetched as u64, gib << 30);
+    let per = total / files * files;
+    let bytes = per as f64;
     let mib = |s: f64| bytes / s / 1048576.0;
+    let exe = std::env::current_exe().unwrap();
+    let (mut cps, mut installs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let cp = common::cp_sync(&[&snap], &tmp.path().join("cp")).as_secs_f64();
+        let _ = std::fs::remove_dir_all(tmp.path().join("cp"));
+        let mut server = Command::new(&exe)
+            .arg("--serve")
+            .arg(&leader)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let uri = line.trim().to_string();
+        let follower = tmp.path().join(format!("follower{round}"));
+        let out = Command::new(&exe)
+            .args(["--install", &uri, "--into"])
+            .arg(&follower)
+            .output()
+            .unwrap();
+        drop(server.stdin.take());
+        let _ = server.wait();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_dir_all(&follower);
+        let f: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let (secs, fetched, rss_ready, hwm, cpu_user, cpu_sys) =
+            (f[0], f[1], f[2], f[3], f[5], f[6]);
+        assert_eq!(fetched as u64, per);
+        println!(
+            "  round {round}: cp + sync {cp:.3} s ({:.0} MiB/s), install {secs:.3} s ({:.0} MiB/s), ratio {:.2}; follower CPU {cpu_user:.2} s user {cpu_sys:.2} s sys, RSS +{:.1} MiB",
+            mib(cp),
+            mib(secs),
+            cp / secs,
+            (hwm - rss_ready) / 1024.0
+        );
+        cps.push(cp);
+        installs.push(secs);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (cp, secs) = (med(&mut cps), med(&mut installs));
     println!(
-        "  cp + sync baseline    {cp:>8.2} s  {:>7.0} MiB/s  (before {cp_before:.2} s, after {cp_after:.2} s)",
-        mib(cp)
-    );
-    println!(
-        "  install over gRPC     {secs:>8.2} s  {:>7.0} MiB/s",
-        mib(secs)
-    );
-    println!(
-        "  install / baseline    {:>8.2}  (throughput ratio; target >= 0.8)",
+        "  median: cp + sync {cp:.3} s, install {secs:.3} s, install / baseline (throughput) {:.2}",
         cp / secs
-    );
-    println!("  follower CPU          {cpu_user:>8.2} s user, {cpu_sys:.2} s system");
-    println!("  follower RSS before   {:>8.1} MiB", rss_ready / 1024.0);
-    println!(
-        "  follower peak RSS     {:>8.1} MiB  (+{:.1} MiB during the install; target <= 64)",
-        hwm / 1024.0,
-        (hwm - rss_ready) / 1024.0
     );
     std::io::stdout().flush().unwrap();
 }

@@ -11,8 +11,9 @@
 //!   typed commands and answers, a total `apply`, read views), and
 //!   [`snapshot::integrity`] (files re-read against their recorded crc32c,
 //!   at a paced rate), [`snapshot::direct_io`] (installs written past the
-//!   page cache) and [`snapshot::yield_to_log`] (sends paced while the raft
-//!   log syncs).
+//!   page cache), [`snapshot::yield_to_log`] (sends paced while the raft
+//!   log syncs) and [`snapshot::staging`] (bulk data that travels by file:
+//!   staged sets served to, and fetched from, any replica that holds them).
 //! - [`raft`]: raft-rs glue. [`raft::wal`] is the durable log (segments,
 //!   crc32c per record, `fdatasync` as the commit point); [`raft::handle`]
 //!   the one door to a node (`propose`, `read`); [`raft::ready_loop`] the
@@ -25,10 +26,13 @@
 //!   failing installs.
 //! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
 //!   metastore, shards (cache segments + immutable files), read views,
-//!   InfluxQL, and [`tsdb::write_batch`] (writes proposed grouped by series).
+//!   InfluxQL, [`tsdb::write_batch`] (writes proposed grouped by series) and
+//!   [`tsdb::ingest`] (TSM files checked whole and linked into a shard by
+//!   one `IngestFiles` command).
 //! - [`snapshotter`]: InfluxDB 1.x's backup protocol (server, client,
 //!   portable format) and restores through raft.
-//! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API, the CLI.
+//! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API (with
+//!   [`server::import`], TSM files imported by file), the CLI.
 #![deny(missing_docs)]
 
 pub mod batch_store;

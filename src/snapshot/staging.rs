@@ -40,6 +40,8 @@ use crate::snapshot::meta_table;
 pub const MANIFEST: &str = "MANIFEST";
 /// The raft index that applied a staged set.
 pub const APPLIED: &str = "APPLIED";
+/// Staged sets a node fetches at once.
+pub const FETCHES_AT_ONCE: usize = 1;
 /// How long a set that no command applied is kept (1 h).
 pub const DEFAULT_ORPHAN_TTL: Duration = Duration::from_secs(3600);
 
@@ -253,6 +255,9 @@ pub struct StagingArea {
     applied: Mutex<BTreeMap<u64, u64>>,
     /// One fetch or publish of a set at a time.
     busy: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sets fetched at once by this node (each streams several files):
+    /// bounds what a burst of ingests costs the holders that serve them.
+    fetch_slots: tokio::sync::Semaphore,
     fetcher: OnceLock<Fetcher>,
 }
 
@@ -299,6 +304,7 @@ impl StagingArea {
             orphan_ttl,
             applied: Mutex::new(applied),
             busy: Mutex::new(HashMap::new()),
+            fetch_slots: tokio::sync::Semaphore::new(FETCHES_AT_ONCE),
             fetcher: OnceLock::new(),
         }))
     }
@@ -386,6 +392,14 @@ impl StagingArea {
                 reason: "held here with other files than the command names".into(),
             });
         }
+        let _slot = self
+            .fetch_slots
+            .acquire()
+            .await
+            .map_err(|_| SnapshotError::Staged {
+                id,
+                reason: "the staging area is closing".into(),
+            })?;
         let part = part_dir(&self.root, id);
         let bytes = f.copier.fetch_files(sources, files, &part, cancel).await?;
         let (root, table) = (self.root.clone(), manifest(files.to_vec()));
