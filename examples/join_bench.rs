@@ -145,16 +145,22 @@ fn main() {
     let r = ureq::post(&format!("http://{leader}/snapshot")).send_empty();
     assert!(r.is_ok(), "{r:?}");
     let snaps = w.join(format!("cluster/node{}/snapshots", li + 1));
-    let snap_dir = std::fs::read_dir(&snaps)
-        .expect("snapshots")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("snapshot_"))
-        })
-        .expect("a snapshot");
-    let snap_bytes = dir_size(&snap_dir);
+    // The leader's newest snapshot (a membership change may replace it).
+    let latest = || {
+        std::fs::read_dir(&snaps)
+            .expect("snapshots")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with("snapshot_") && !n.ends_with(".broken")
+                })
+            })
+            .max()
+            .expect("a snapshot")
+    };
+    let snap_bytes = dir_size(&latest());
     println!("leader snapshot: {:.0} MB", snap_bytes as f64 / 1e6);
 
     let mut totals = Vec::new();
@@ -162,7 +168,7 @@ fn main() {
     for round in 0..rounds {
         // Baseline: cp -r + sync of the leader's snapshot directory.
         let dst = w.join(format!("cp{round}"));
-        cps.push(common::cp_sync(&[&snap_dir], &dst).as_secs_f64());
+        cps.push(common::cp_sync(&[&latest()], &dst).as_secs_f64());
         let _ = std::fs::remove_dir_all(&dst);
 
         let data = w.join(format!("joiner{round}"));

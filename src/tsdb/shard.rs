@@ -731,6 +731,40 @@ pub fn write_merged(
         .collect();
     let mut values = 0u64;
     for key in &keys {
+        // One file whose blocks of this key are in time order and do not
+        // overlap (as TSM files are written): blocks are sliced to the
+        // range and written as they come, no merge needed.
+        if let [only] = inputs
+            && let Some(entries) = only.reader.entries(key)
+            && entries.windows(2).all(|w| w[0].max_time < w[1].min_time)
+        {
+            let mut out: Option<(Vec<i64>, Values)> = None;
+            for e in entries
+                .iter()
+                .filter(|e| e.max_time >= min && e.min_time <= max)
+            {
+                let (ts, v) = only.reader.read_block(e)?;
+                let from = ts.partition_point(|t| *t < min);
+                let to = ts.partition_point(|t| *t <= max);
+                let (ts, v) = if from == 0 && to == ts.len() {
+                    (ts, v)
+                } else {
+                    (ts[from..to].to_vec(), v.slice(from..to))
+                };
+                match &mut out {
+                    None => out = Some((ts, v)),
+                    Some((ots, ov)) => {
+                        ots.extend(ts);
+                        ov.extend(v)?;
+                    }
+                }
+            }
+            if let Some((ts, v)) = out.filter(|(ts, _)| !ts.is_empty()) {
+                values += ts.len() as u64;
+                w.write(key, &ts, &v)?;
+            }
+            continue;
+        }
         let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
         read_files(inputs, key, min, max, &mut merged)?;
         if merged.is_empty() {
@@ -774,6 +808,35 @@ pub fn field_of(key: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_file_is_cut_to_the_range_block_by_block() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src.tsm");
+        let mut w = TsmWriter::create(&src).unwrap();
+        let ts: Vec<i64> = (0..2500).collect();
+        w.write(
+            "m#!~#a",
+            &ts,
+            &Values::Float(ts.iter().map(|t| *t as f64).collect()),
+        )
+        .unwrap();
+        w.write("m#!~#b", &[5, 3000], &Values::Integer(vec![5, 3000]))
+            .unwrap();
+        w.finish().unwrap();
+        let f = ShardFile::open(&src, 0).unwrap();
+        let out = t.path().join("out.tsm");
+        let m = write_merged(std::slice::from_ref(&f), &out, 100, 1599).unwrap();
+        assert_eq!(m.values, 1500);
+        let r = TsmReader::open(&out).unwrap();
+        let (ts, v) = r.read("m#!~#a").unwrap().unwrap();
+        assert_eq!((ts.len(), ts[0], ts[1499]), (1500, 100, 1599));
+        assert_eq!(v.slice(0..1), Values::Float(vec![100.0]));
+        assert!(
+            r.read("m#!~#b").unwrap().is_none(),
+            "no point of b in range"
+        );
+    }
 
     #[test]
     fn the_cache_takes_points_in_any_order_and_the_last_write_wins() {
