@@ -228,21 +228,22 @@ fn main() {
                 }
             }
         }
-        // Remove the member and its data for the next round.
-        let _ = ureq::delete(&format!("http://{leader}/members/4")).call();
+        // Remove the member (retried: a promotion may be in flight) and
+        // its data for the next round.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = status(&leader);
+            let gone = !st["voters"].as_array().is_some_and(|v| v.iter().any(|x| x == 4))
+                && !st["learners"].as_array().is_some_and(|v| v.iter().any(|x| x == 4));
+            if gone {
+                break;
+            }
+            let _ = ureq::delete(&format!("http://{leader}/members/4")).call();
+            assert!(Instant::now() < deadline, "node 4 not removed: {st}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
         drop(k);
         let _ = std::fs::remove_dir_all(&data);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while status(&leader)["learners"]
-            .as_array()
-            .is_some_and(|l| !l.is_empty())
-            || status(&leader)["voters"]
-                .as_array()
-                .is_some_and(|v| v.len() > 3)
-        {
-            assert!(Instant::now() < deadline, "node 4 not removed");
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
