@@ -215,15 +215,7 @@ fn main() {
         // The receiving node answered once it applied every shard's ingest;
         // the others are done once they applied as far (the ingest links the
         // files: the points are queryable from then on). Counted after.
-        let applied = |h: &str| -> u64 {
-            ureq::get(&format!("http://{h}/status"))
-                .call()
-                .ok()
-                .and_then(|mut r| r.body_mut().read_to_string().ok())
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["applied_index"].as_u64())
-                .unwrap_or(0)
-        };
+        let applied = |h: &str| common::status(h)["applied_index"].as_u64().unwrap_or(0);
         let target = applied(&thttp);
         let deadline = Instant::now() + Duration::from_secs(600);
         for h in &http {

@@ -11,6 +11,7 @@
 //! `cargo run --release --example join_bench -- [--mb 1230] [--rounds 3] [--dir D]`
 
 mod common;
+use common::status;
 use common::{arg, query};
 
 use std::io::Write;
@@ -65,20 +66,11 @@ fn dir_size(d: &Path) -> u64 {
     n
 }
 
-fn status(http: &str) -> serde_json::Value {
-    ureq::get(&format!("http://{http}/status"))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .and_then(|b| serde_json::from_str(&b).ok())
-        .unwrap_or_default()
-}
-
 /// Seconds since the process start of the first log line containing `what`.
 fn phase(log: &str, start: &chrono_free::Stamp, what: &str) -> Option<f64> {
     log.lines()
         .find(|l| l.contains(what))
-        .and_then(|l| chrono_free::parse(l))
+        .and_then(chrono_free::parse)
         .map(|t| t - start.0)
 }
 
@@ -233,8 +225,12 @@ fn main() {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let st = status(&leader);
-            let gone = !st["voters"].as_array().is_some_and(|v| v.iter().any(|x| x == 4))
-                && !st["learners"].as_array().is_some_and(|v| v.iter().any(|x| x == 4));
+            let gone = !st["voters"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x == 4))
+                && !st["learners"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|x| x == 4));
             if gone {
                 break;
             }

@@ -12,6 +12,7 @@
 //! ```
 
 mod common;
+use common::status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,15 +22,6 @@ fn num(name: &str, default: f64) -> f64 {
     common::arg(name)
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn status(http: &str) -> serde_json::Value {
-    ureq::get(&format!("http://{http}/status"))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .and_then(|b| serde_json::from_str(&b).ok())
-        .unwrap_or_default()
 }
 
 fn post(http: &str, path: &str, body: &str) -> u16 {

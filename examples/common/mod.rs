@@ -165,17 +165,22 @@ pub fn start_cluster(
     (procs, http, raft, snap)
 }
 
+/// GET /status of the node at `http` (null when it does not answer).
+pub fn status(http: &str) -> serde_json::Value {
+    ureq::get(&format!("http://{http}/status"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default()
+}
+
 /// The HTTP address of the cluster's leader (waits up to 30 s).
 pub fn leader_of(http: &[String]) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for h in http {
-            let st = ureq::get(&format!("http://{h}/status"))
-                .call()
-                .ok()
-                .and_then(|mut r| r.body_mut().read_to_string().ok())
-                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
-            if st.is_some_and(|s| s["role"] == "leader") {
+            if status(h)["role"] == "leader" {
                 return h.clone();
             }
         }

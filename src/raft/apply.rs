@@ -180,13 +180,7 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
         if needs.is_empty() {
             return Ok(Vec::new());
         }
-        let applied = self
-            .exec
-            .state_machine()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .applied
-            .last_included_index;
+        let applied = self.applied_index();
         let mut out = Vec::new();
         for (index, need) in needs {
             if index <= applied {
@@ -250,14 +244,17 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                 }
                 e => Reseed::NotStarted(e.to_string()),
             })?;
-        let applied = self
-            .exec
+        Ok(self.applied_index().max(meta.last_included_index))
+    }
+
+    /// The index the state machine has applied.
+    fn applied_index(&self) -> u64 {
+        self.exec
             .state_machine()
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .applied
-            .last_included_index;
-        Ok(applied.max(meta.last_included_index))
+            .last_included_index
     }
 
     /// Applies entries; returns the last index applied, or the error that

@@ -78,6 +78,9 @@ fn open_executor<S: ReplicatedStateMachine>(
     Ok((storage, Arc::new(exec)))
 }
 
+/// Files of a staged set a member fetches at once.
+pub const STAGED_PARALLEL_FILES: usize = 2;
+
 /// Where a new cluster's log starts: the initial membership stands at this
 /// index and term.
 pub const BOOTSTRAP_INDEX: u64 = 1;
@@ -343,7 +346,10 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         let copier = Arc::new(RemoteFileCopier::new(
             exec.storage().clone(),
             CopierOptions {
-                parallel_files: cfg.install_parallel_files,
+                // Every member fetches a staged set from the node that
+                // received it at once: fewer streams each bound what that
+                // node holds in flight.
+                parallel_files: STAGED_PARALLEL_FILES.min(cfg.install_parallel_files),
                 chunk_bytes: cfg.install_chunk_bytes,
                 ..Default::default()
             },

@@ -18,7 +18,7 @@ use tracing::info;
 
 use crate::raft::NodeHandle;
 use crate::snapshot::{StageWriter, StagingArea};
-use crate::snapshotter::restore::{MAX_UPLOAD_TSM, check_entry_name, ingest_stage};
+use crate::snapshotter::restore::{MAX_UPLOAD_TSM, checked_entry, ingest_stage};
 use crate::tsdb::fsm::Tsdb;
 use crate::tsdb::ingest::{self, CheckedFile};
 use crate::tsdb::shard::{ShardFile, write_merged};
@@ -67,13 +67,7 @@ fn stage_upload(
         let mut raw = raw;
         let mut ar = tar::Archive::new(input);
         for entry in ar.entries().map_err(|e| format!("reading the tar: {e}"))? {
-            let mut entry = entry.map_err(|e| format!("reading the tar: {e}"))?;
-            let path = entry
-                .path()
-                .map_err(|e| format!("tar entry name: {e}"))?
-                .into_owned();
-            check_entry_name(&path)?;
-            let name = path.to_string_lossy().into_owned();
+            let (mut entry, name) = checked_entry(entry)?;
             if !entry.header().entry_type().is_file() || !name.ends_with(".tsm") {
                 continue;
             }

@@ -381,22 +381,7 @@ impl RemoteFileCopier {
                 }
             }))
             .buffer_unordered(self.opts.parallel_files.max(1));
-            let mut first_err = None;
-            while let Some(r) = results.next().await {
-                if let Err(e) = r {
-                    // Keep the root cause, not the cancellations it caused.
-                    let replace = match &first_err {
-                        None => true,
-                        Some(SnapshotError::Cancelled { .. }) => {
-                            !matches!(e, SnapshotError::Cancelled { .. })
-                        }
-                        Some(_) => false,
-                    };
-                    if replace {
-                        first_err = Some(e);
-                    }
-                }
-            }
+            let first_err = root_error(&mut results).await;
             drop(results);
             if cancel.is_cancelled() {
                 return Err(SnapshotError::Cancelled { index });
@@ -659,10 +644,9 @@ impl RemoteFileCopier {
                             last = Some(e);
                             // Resume what this source delivered, if it is sound.
                             let (p, size) = (path.clone(), fm.size);
-                            (offset, crc) = match blocking(move || resume_point(&p, size)).await {
-                                Ok(x) => x,
-                                Err(_) => (0, 0),
-                            };
+                            (offset, crc) = blocking(move || resume_point(&p, size))
+                                .await
+                                .unwrap_or_default();
                         }
                     }
                 }
@@ -671,21 +655,7 @@ impl RemoteFileCopier {
             }
         }))
         .buffer_unordered(self.opts.parallel_files.max(1));
-        let mut first_err = None;
-        while let Some(r) = results.next().await {
-            if let Err(e) = r {
-                let replace = match &first_err {
-                    None => true,
-                    Some(SnapshotError::Cancelled { .. }) => {
-                        !matches!(e, SnapshotError::Cancelled { .. })
-                    }
-                    Some(_) => false,
-                };
-                if replace {
-                    first_err = Some(e);
-                }
-            }
-        }
+        let first_err = root_error(&mut results).await;
         drop(results);
         if let Some(e) = first_err {
             return Err(e);
@@ -694,6 +664,29 @@ impl RemoteFileCopier {
         blocking(move || fsync_dir(&d)).await?;
         Ok(progress.fetched_bytes.load(Ordering::Relaxed))
     }
+}
+
+/// Runs every fetch to its end; returns the first error that is a root
+/// cause, not a cancellation it caused in the others.
+async fn root_error(
+    results: &mut (impl futures::Stream<Item = Result<(), SnapshotError>> + Unpin),
+) -> Option<SnapshotError> {
+    let mut first = None;
+    while let Some(r) = results.next().await {
+        if let Err(e) = r {
+            let replace = match &first {
+                None => true,
+                Some(SnapshotError::Cancelled { .. }) => {
+                    !matches!(e, SnapshotError::Cancelled { .. })
+                }
+                Some(_) => false,
+            };
+            if replace {
+                first = Some(e);
+            }
+        }
+    }
+    first
 }
 
 /// Where to resume a partial file: its length and the crc32c of its bytes

@@ -138,6 +138,19 @@ pub fn check_entry_name(p: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A tar entry and its name, refused if the name leaves its directory.
+pub fn checked_entry<R: Read>(
+    entry: std::io::Result<tar::Entry<'_, R>>,
+) -> Result<(tar::Entry<'_, R>, String), String> {
+    let entry = entry.map_err(|e| format!("reading the tar: {e}"))?;
+    let path = entry
+        .path()
+        .map_err(|e| format!("tar entry name: {e}"))?
+        .into_owned();
+    check_entry_name(&path)?;
+    Ok((entry, path.to_string_lossy().into_owned()))
+}
+
 /// Largest TSM index accepted in an upload: the reader holds the index in
 /// memory (a real file's index is about 1/1000 of its points).
 pub const MAX_UPLOAD_INDEX: u64 = 256 << 20;
@@ -181,13 +194,7 @@ fn read_upload(
     let mut checked = Vec::new();
     let mut ar = tar::Archive::new(input);
     for entry in ar.entries().map_err(|e| format!("reading the tar: {e}"))? {
-        let mut entry = entry.map_err(|e| format!("reading the tar: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| format!("tar entry name: {e}"))?
-            .into_owned();
-        check_entry_name(&path)?;
-        let name = path.to_string_lossy().into_owned();
+        let (mut entry, name) = checked_entry(entry)?;
         let keep = entry.header().entry_type().is_file()
             && name
                 .strip_prefix(prefix)
