@@ -358,7 +358,11 @@ impl FileService for SnapshotFileService {
         let file = std::fs::File::open(&path)
             .map_err(|e| Status::data_loss(format!("open {}: {e}", fm.name)))?;
         let file = Arc::new(file);
-        let (tx, rx) = mpsc::channel(4);
+        // Chunks read ahead of the network: a snapshot install is one
+        // follower's stream; a staged set is fetched by every member at
+        // once, so each of its streams holds less.
+        let depth = if guard.is_some() { 4 } else { 2 };
+        let (tx, rx) = mpsc::channel(depth);
         let throttle = self.throttle.clone();
         tokio::spawn(async move {
             let guard = guard;
