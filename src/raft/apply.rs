@@ -81,6 +81,9 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                         .sum::<u64>();
                     let staged = match self.obtain_staged(&entries) {
                         Ok(s) => s,
+                        // Shutting down mid-fetch: nothing failed (a restart
+                        // fetches the set again before applying the entry).
+                        Err(_) if self.shutdown.is_cancelled() => return,
                         Err(e) => {
                             error!(error = %e, "staged files a command needs cannot be obtained; stopping the node");
                             let _ = self.to_loop.send(Inbound::Fatal(e));
