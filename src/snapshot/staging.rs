@@ -511,16 +511,30 @@ impl StagingArea {
         if let Ok(rd) = fs::read_dir(&self.root) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some(id) = parse_id(&name) else { continue };
-                if applied.contains_key(&id) || done.contains(&id) {
-                    continue;
-                }
                 let age = e
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| SystemTime::now().duration_since(t).ok())
                     .unwrap_or_default();
+                // A fetch or upload that failed leaves its `.part` (a retry
+                // resumes it); one untouched for the TTL is abandoned.
+                if let Some(id) = name.strip_suffix(".part").and_then(parse_id) {
+                    let idle = self
+                        .busy
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&id)
+                        .is_none_or(|l| l.try_lock().is_ok());
+                    if age > self.orphan_ttl && idle {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
+                    continue;
+                }
+                let Some(id) = parse_id(&name) else { continue };
+                if applied.contains_key(&id) || done.contains(&id) {
+                    continue;
+                }
                 if age > self.orphan_ttl && !e.path().join(APPLIED).exists() {
                     done.push(id);
                 }
@@ -609,8 +623,11 @@ mod tests {
         b[last] ^= 1;
         fs::write(&m, b).unwrap();
         assert!(area.get(set.id).is_none());
+        let abandoned = part_dir(area.root(), new_staging_id());
+        fs::create_dir_all(&abandoned).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(area.release(0), vec![set.id]);
+        assert!(!abandoned.exists(), "an abandoned .part is removed");
     }
 
     #[test]
