@@ -193,3 +193,58 @@ fn a_replica_fetches_staged_files_from_another_holder_when_the_proposer_dies() {
     p.wait_http(leader);
     wait_all(&p, &[leader, a, b], (5001, 15001.0));
 }
+
+#[test]
+fn a_new_member_fetches_the_files_every_replica_holds_from_all_of_them() {
+    let mut p = Procs::start(3, &[]);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    // Three files of random floats (about 0.7 MB each; a fourth would let
+    // each replica merge them at its own time): ingested, they are the
+    // same bytes on every replica.
+    let dir = tempfile::tempdir().unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut want = (0i64, 0f64);
+    for f in 0..3i64 {
+        let ts: Vec<i64> = (0..180_000).map(|i| (f * 180_000 + i + 1) * SEC).collect();
+        let vals: Vec<f64> = ts
+            .iter()
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f64
+            })
+            .collect();
+        want.0 += vals.len() as i64;
+        want.1 += vals.iter().sum::<f64>();
+        let mut w = TsmWriter::create(&dir.path().join(format!("{f}.tsm"))).unwrap();
+        w.write(&format!("m,h={f}#!~#v"), &ts, &Values::Float(vals))
+            .unwrap();
+        w.finish().unwrap();
+    }
+    let (ok, out) = import(&p.nodes[&leader].http, dir.path());
+    assert!(ok, "{out}");
+    let ids: Vec<u64> = p.nodes.keys().copied().collect();
+    wait_all(&p, &ids, want);
+    for id in &ids {
+        p.snapshot(*id);
+    }
+    let served = |p: &Procs| -> Vec<f64> {
+        ids.iter()
+            .map(|id| p.metric(*id, "raftsnap_snapshot_served_bytes_total"))
+            .collect()
+    };
+    let before = served(&p);
+    p.join(4, leader);
+    wait_all(&p, &[4], want);
+    let after = served(&p);
+    for (i, id) in ids.iter().enumerate() {
+        let mib = (after[i] - before[i]) / f64::from(1 << 20);
+        assert!(
+            mib >= 0.5,
+            "node {id} served {mib:.2} MiB of the new member's install (all: {before:?} → {after:?})\n{}",
+            p.log(4)
+        );
+    }
+}

@@ -534,3 +534,92 @@ async fn the_receive_rate_is_held_by_the_buckets_own_accounting() {
         s.granted_bytes
     );
 }
+
+/// A member holding `data`'s contents under its own names; with `damage`,
+/// every file is altered on its disk after its snapshot was saved.
+fn member_with(data: &[(String, Vec<u8>)], damage: bool) -> (Endpoint, Arc<SnapshotThrottle>) {
+    let throttle = Arc::new(SnapshotThrottle::default());
+    let m = Endpoint::start(throttle.clone(), lease());
+    let renamed: Vec<(String, Vec<u8>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, (_, d))| (format!("shards/{i}.tsm"), d.clone()))
+        .collect();
+    save(&m.storage, 8, &renamed);
+    if damage {
+        let r = m.storage.open_reader().unwrap();
+        for (name, _) in &renamed {
+            let p = r.path_of(name).unwrap();
+            let mut b = std::fs::read(&p).unwrap();
+            b[1000] ^= 0xff;
+            std::fs::write(&p, &b).unwrap();
+        }
+    }
+    (m, throttle)
+}
+
+fn alternate_of(m: &Endpoint) -> raftsnap::snapshot::AlternateSource {
+    let (uri, table) = m.offer_latest();
+    raftsnap::snapshot::AlternateSource {
+        uri: raftsnap::snapshot::SnapshotUri::parse(&uri).unwrap(),
+        table,
+    }
+}
+
+async fn fetch_verified(
+    uri: &str,
+    table: &raftsnap::snapshot::SnapshotMetaTable,
+    alternates: &[raftsnap::snapshot::AlternateSource],
+) {
+    let f = follower(ThrottleOptions::default(), CopierOptions::default());
+    match f.exec.fetch_from(uri, table, alternates).await.unwrap() {
+        Fetched::Downloaded { reader, .. } => {
+            assert_eq!(reader.table(), table);
+            reader.verify().unwrap();
+        }
+        other => panic!("expected a download, got {other:?}"),
+    }
+}
+
+/// Files another member holds (same size and crc32c, another name) come
+/// from it too; a member that serves wrong bytes, or cannot be reached,
+/// only sends its files back to the leader; every file ends verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_other_members_hold_come_from_them_and_a_bad_one_changes_nothing() {
+    let leader_throttle = Arc::new(SnapshotThrottle::default());
+    let leader = Endpoint::start(leader_throttle.clone(), lease());
+    let data = files("a", 6, MIB, 7);
+    save(&leader.storage, 10, &data);
+    let (uri, table) = leader.offer_latest();
+    let total: u64 = table.files.iter().map(|f| f.size).sum();
+
+    // A sound member: the second file (the first goes to the leader)
+    // starts on it, the least loaded source.
+    let (good, good_throttle) = member_with(&data, false);
+    fetch_verified(&uri, &table, &[alternate_of(&good)]).await;
+    let (from_leader, from_good) = (leader_throttle.served_bytes(), good_throttle.served_bytes());
+    assert!(
+        from_good >= MIB as u64 && from_leader < total,
+        "leader {from_leader}, other member {from_good} of {total} bytes"
+    );
+    assert_eq!(from_leader + from_good, total);
+
+    // A member whose copies are all damaged, and one that is gone: the
+    // files tried on them end up coming from the leader, verified.
+    let (bad, bad_throttle) = member_with(&data, true);
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_uri = format!("raftsnap://{}/1", gone.local_addr().unwrap());
+    drop(gone);
+    let gone = raftsnap::snapshot::AlternateSource {
+        uri: raftsnap::snapshot::SnapshotUri::parse(&gone_uri).unwrap(),
+        table: table.clone(),
+    };
+    let before = leader_throttle.served_bytes();
+    fetch_verified(&uri, &table, &[alternate_of(&bad), gone]).await;
+    let from_bad = bad_throttle.served_bytes();
+    assert!(
+        from_bad >= MIB as u64,
+        "the damaged member served {from_bad}"
+    );
+    assert_eq!(leader_throttle.served_bytes() - before, total);
+}

@@ -305,6 +305,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         storage,
         registry.clone(),
         cfg.advertise_addr.clone(),
+        peers.clone(),
         Box::new(move || {
             let _ = save_tx.send(ApplyTask::Save);
         }),

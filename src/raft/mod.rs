@@ -11,6 +11,7 @@ pub mod fsm;
 pub mod handle;
 pub mod log_store;
 pub mod membership;
+pub(crate) mod peer_sources;
 pub mod persist;
 pub(crate) mod read_index;
 pub mod ready_loop;

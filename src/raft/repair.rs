@@ -415,6 +415,7 @@ pub(crate) async fn fetch_from_member<S: ReplicatedStateMachine>(
             from: id,
             from_addr: advertise.to_string(),
             min_index: min,
+            as_source: false,
         };
         let resp = match tokio::time::timeout(Duration::from_secs(5), c.offer_snapshot(req)).await {
             Ok(Ok(r)) => r.into_inner(),

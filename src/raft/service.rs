@@ -101,7 +101,21 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
             )));
         }
         info!(snapshot_index = index, from = r.from, uri = %payload.uri, "installing snapshot");
-        match self.exec.fetch(&payload.uri, &table).await {
+        let have = self
+            .exec
+            .storage()
+            .latest_meta()
+            .is_some_and(|m| m.last_included_index >= index);
+        let alternates = if have {
+            Vec::new()
+        } else {
+            crate::raft::peer_sources::gather(self.id, &payload, &table).await
+        };
+        match self
+            .exec
+            .fetch_from(&payload.uri, &table, &alternates)
+            .await
+        {
             Ok(f) => drop(f),
             Err(e) => {
                 warn!(snapshot_index = index, error = %e, "snapshot fetch failed");
@@ -151,6 +165,14 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
     ) -> Result<Response<OfferSnapshotResponse>, Status> {
         let r = req.into_inner();
         learn_peer(&self.peers, r.from, &r.from_addr);
+        if r.as_source {
+            return match self.source.offer_as_source() {
+                Some(p) => Ok(Response::new(OfferSnapshotResponse {
+                    payload: p.encode_to_vec(),
+                })),
+                None => Err(Status::unavailable("no snapshot here yet")),
+            };
+        }
         match self.source.offer(r.min_index) {
             Some(p) => {
                 info!(

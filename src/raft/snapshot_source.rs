@@ -17,7 +17,8 @@ use raft::StorageError;
 use raft::prelude::{ConfState, Snapshot};
 use tracing::{debug, info};
 
-use crate::proto::file::InstallPayload;
+use crate::proto::file::{InstallPayload, Member};
+use crate::raft::fsm::Peers;
 use crate::raft::log_store::SnapshotProvider;
 use crate::snapshot::{LocalSnapshotStorage, ReaderRegistry, SnapshotMeta, meta_table};
 
@@ -109,6 +110,7 @@ pub struct SnapshotSource {
     storage: LocalSnapshotStorage,
     registry: Arc<ReaderRegistry>,
     advertise_addr: String,
+    peers: Peers,
     request_save: Box<dyn Fn() + Send + Sync>,
     inflight: Mutex<HashMap<u64, Inflight>>,
     failures: Mutex<BTreeMap<u64, PeerFailures>>,
@@ -117,17 +119,20 @@ pub struct SnapshotSource {
 
 impl SnapshotSource {
     /// A source over `storage`, registering readers in `registry`, reachable
-    /// at `advertise_addr`; `request_save` starts a save (asynchronously).
+    /// at `advertise_addr`; `peers` are the members a payload names as other
+    /// sources; `request_save` starts a save (asynchronously).
     pub fn new(
         storage: LocalSnapshotStorage,
         registry: Arc<ReaderRegistry>,
         advertise_addr: String,
+        peers: Peers,
         request_save: Box<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self {
             storage,
             registry,
             advertise_addr,
+            peers,
             request_save,
             inflight: Mutex::new(HashMap::new()),
             failures: Mutex::new(BTreeMap::new()),
@@ -230,17 +235,39 @@ impl SnapshotSource {
         self.register(meta.last_included_index).map(|(_, p)| p)
     }
 
+    /// The latest snapshot as it is, for a member installing another
+    /// snapshot that fetches the files both share from here too; no save
+    /// is started when there is none.
+    pub fn offer_as_source(&self) -> Option<InstallPayload> {
+        let meta = self.storage.latest_meta()?;
+        self.register(meta.last_included_index).map(|(_, p)| p)
+    }
+
     /// Registers a reader on snapshot `index` with the file service: its
     /// id and the payload a peer fetches the snapshot with.
     fn register(&self, index: u64) -> Option<(u64, InstallPayload)> {
         let reader = self.storage.open_reader_at(index).ok()?;
         let meta_table = meta_table::encode(reader.table());
         let reader_id = self.registry.register(reader);
+        let members = self
+            .peers
+            .read()
+            .map(|p| {
+                p.iter()
+                    .filter(|(_, addr)| **addr != self.advertise_addr)
+                    .map(|(&id, addr)| Member {
+                        id,
+                        addr: addr.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Some((
             reader_id,
             InstallPayload {
                 uri: format!("raftsnap://{}/{reader_id}", self.advertise_addr),
                 meta_table,
+                members,
             },
         ))
     }

@@ -393,6 +393,12 @@ async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
         x.install_bytes_total as f64,
     );
     put(
+        "raftsnap_snapshot_served_bytes_total",
+        "counter",
+        "Bytes this node served to members (snapshot and staged files).",
+        x.served_bytes_total as f64,
+    );
+    put(
         "raftsnap_snapshot_reused_bytes_total",
         "counter",
         "Bytes installs reused by hard link.",

@@ -331,6 +331,21 @@ impl RemoteFileCopier {
         progress: &Arc<InstallProgress>,
         cancel: &CancellationToken,
     ) -> Result<SnapshotReader, SnapshotError> {
+        self.copy_from(uri, expected, &[], progress, cancel).await
+    }
+
+    /// [`copy`](Self::copy), also fetching each file that one of
+    /// `alternates` holds (same size and crc32c, under any name) from it:
+    /// files go to the least loaded source first, and a file that fails on
+    /// one source resumes on the next. Every byte is checked as from `uri`.
+    pub async fn copy_from(
+        &self,
+        uri: &SnapshotUri,
+        expected: Option<&SnapshotMetaTable>,
+        alternates: &[AlternateSource],
+        progress: &Arc<InstallProgress>,
+        cancel: &CancellationToken,
+    ) -> Result<SnapshotReader, SnapshotError> {
         let mut client = self.connect(uri).await?;
         let table = self.get_meta(&mut client, uri).await?;
         let index = table.meta.as_ref().map_or(0, |m| m.last_included_index);
@@ -359,30 +374,31 @@ impl RemoteFileCopier {
             failpoint!("install_after_prepare");
             let dl = self.storage.root().join(DOWNLOAD_DIR);
 
-            let jobs = plans.into_iter().filter_map(|(fm, plan)| match plan {
-                Plan::Ready => None,
-                Plan::Fetch { offset, crc } => Some((fm, offset, crc)),
-            });
-            let fail_fast = cancel.child_token();
-            let mut results = futures::stream::iter(jobs.map(|(fm, offset, crc)| {
-                let client = client.clone();
-                let path = dl.join(&fm.name);
-                let fail_fast = fail_fast.clone();
-                async move {
-                    let r = self
-                        .fetch_file(
-                            client, uri, index, &fm, &path, offset, crc, progress, &fail_fast,
-                        )
-                        .await;
-                    if r.is_err() {
-                        fail_fast.cancel();
+            let mut sources = vec![uri.clone()];
+            sources.extend(alternates.iter().map(|a| a.uri.clone()));
+            let jobs: Vec<Job> = plans
+                .into_iter()
+                .filter_map(|(fm, plan)| match plan {
+                    Plan::Ready => None,
+                    Plan::Fetch { offset, crc } => {
+                        let mut holders = vec![(0, fm.name.clone())];
+                        holders.extend(alternates.iter().enumerate().filter_map(|(i, a)| {
+                            a.holds(&fm).map(|name| (i + 1, name.to_string()))
+                        }));
+                        Some(Job {
+                            fm,
+                            offset,
+                            crc,
+                            holders,
+                        })
                     }
-                    r
-                }
-            }))
-            .buffer_unordered(self.opts.parallel_files.max(1));
-            let first_err = root_error(&mut results).await;
-            drop(results);
+                })
+                .collect();
+            let mut clients = vec![tokio::sync::OnceCell::new_with(Some(Some(client)))];
+            clients.extend(alternates.iter().map(|_| tokio::sync::OnceCell::new()));
+            let first_err = self
+                .spread(&sources, &clients, jobs, &dl, index, progress, cancel)
+                .await;
             if cancel.is_cancelled() {
                 return Err(SnapshotError::Cancelled { index });
             }
@@ -406,6 +422,7 @@ impl RemoteFileCopier {
         &self,
         mut client: FileServiceClient<Channel>,
         uri: &SnapshotUri,
+        remote: &str,
         index: u64,
         fm: &FileMeta,
         path: &Path,
@@ -425,6 +442,7 @@ impl RemoteFileCopier {
                 self.stream(
                     &mut client,
                     uri,
+                    remote,
                     fm,
                     &file,
                     &mut offset,
@@ -485,6 +503,7 @@ impl RemoteFileCopier {
         &self,
         client: &mut FileServiceClient<Channel>,
         uri: &SnapshotUri,
+        remote: &str,
         fm: &FileMeta,
         file: &Arc<std::sync::Mutex<ChunkWriter>>,
         offset: &mut u64,
@@ -501,7 +520,7 @@ impl RemoteFileCopier {
         };
         let req = GetFileRequest {
             reader_id: uri.reader_id,
-            filename: fm.name.clone(),
+            filename: remote.to_string(),
             offset: *offset,
             chunk_bytes: self.opts.chunk_bytes,
         };
@@ -595,74 +614,168 @@ impl RemoteFileCopier {
         let progress = Arc::new(InstallProgress::default());
         let (d, fs2) = (dir.to_path_buf(), files.to_vec());
         let plans = blocking(move || plan_flat(&d, &fs2)).await?;
-        // Clients connect lazily; a source that cannot be reached is
-        // skipped by every file after its first failure.
-        let clients: Vec<tokio::sync::OnceCell<Option<FileServiceClient<Channel>>>> = sources
+        let jobs: Vec<Job> = plans
+            .into_iter()
+            .filter_map(|(fm, plan)| match plan {
+                Plan::Ready => None,
+                Plan::Fetch { offset, crc } => Some(Job {
+                    holders: (0..sources.len()).map(|i| (i, fm.name.clone())).collect(),
+                    fm,
+                    offset,
+                    crc,
+                }),
+            })
+            .collect();
+        let clients: Vec<_> = sources
             .iter()
             .map(|_| tokio::sync::OnceCell::new())
             .collect();
-        let load: Vec<AtomicU64> = sources.iter().map(|_| AtomicU64::new(0)).collect();
-        let jobs = plans.into_iter().filter_map(|(fm, plan)| match plan {
-            Plan::Ready => None,
-            Plan::Fetch { offset, crc } => Some((fm, offset, crc)),
-        });
-        let fail_fast = cancel.child_token();
-        let mut results = futures::stream::iter(jobs.map(|(fm, mut offset, mut crc)| {
-            let (clients, load, progress, fail_fast) = (&clients, &load, &progress, &fail_fast);
-            let path = dir.join(&fm.name);
-            async move {
-                let mut order: Vec<usize> = (0..sources.len()).collect();
-                order.sort_by_key(|i| load[*i].load(Ordering::Relaxed));
-                let mut last = None;
-                for i in order {
-                    let uri = &sources[i];
-                    let client = clients[i]
-                        .get_or_init(|| async { self.connect(uri).await.ok() })
-                        .await
-                        .clone();
-                    let Some(client) = client else {
-                        last = Some(SnapshotError::Protocol {
-                            peer: uri.addr.clone(),
-                            file: fm.name.clone(),
-                            reason: "cannot connect".into(),
-                        });
-                        continue;
-                    };
-                    let left = fm.size - offset;
-                    load[i].fetch_add(left, Ordering::Relaxed);
-                    let r = self
-                        .fetch_file(
-                            client, uri, 0, &fm, &path, offset, crc, progress, fail_fast,
-                        )
-                        .await;
-                    load[i].fetch_sub(left, Ordering::Relaxed);
-                    match r {
-                        Ok(()) => return Ok(()),
-                        Err(e @ SnapshotError::Cancelled { .. }) => return Err(e),
-                        Err(e) => {
-                            warn!(file = %fm.name, peer = %uri.addr, error = %e, "fetch failed; trying the next source");
-                            last = Some(e);
-                            // Resume what this source delivered, if it is sound.
-                            let (p, size) = (path.clone(), fm.size);
-                            (offset, crc) = blocking(move || resume_point(&p, size))
-                                .await
-                                .unwrap_or_default();
-                        }
-                    }
-                }
-                fail_fast.cancel();
-                Err(last.unwrap_or(SnapshotError::Cancelled { index: 0 }))
-            }
-        }))
-        .buffer_unordered(self.opts.parallel_files.max(1));
-        let first_err = root_error(&mut results).await;
-        drop(results);
-        if let Some(e) = first_err {
+        if let Some(e) = self
+            .spread(sources, &clients, jobs, dir, 0, &progress, cancel)
+            .await
+        {
             return Err(e);
         }
         let d = dir.to_path_buf();
         blocking(move || fsync_dir(&d)).await?;
         Ok(progress.fetched_bytes.load(Ordering::Relaxed))
+    }
+}
+
+impl RemoteFileCopier {
+    /// Fetches `jobs` into `dir`, several files at once, each from the
+    /// least loaded of its holders (ties go to the earlier holder); a file
+    /// that fails on one holder (after its transport retries) resumes on
+    /// the next from its verified prefix. Clients connect lazily; a source
+    /// that cannot be reached is skipped. Returns the root error, if any:
+    /// for a file every holder failed, the error of its first holder.
+    #[allow(clippy::too_many_arguments)]
+    async fn spread(
+        &self,
+        sources: &[SnapshotUri],
+        clients: &[tokio::sync::OnceCell<Option<FileServiceClient<Channel>>>],
+        jobs: Vec<Job>,
+        dir: &Path,
+        index: u64,
+        progress: &Arc<InstallProgress>,
+        cancel: &CancellationToken,
+    ) -> Option<SnapshotError> {
+        let load: Vec<AtomicU64> = sources.iter().map(|_| AtomicU64::new(0)).collect();
+        let fail_fast = cancel.child_token();
+        let mut results = futures::stream::iter(jobs.into_iter().map(|job| {
+            let (load, fail_fast) = (&load, &fail_fast);
+            let path = dir.join(&job.fm.name);
+            async move {
+                let Job {
+                    fm,
+                    mut offset,
+                    mut crc,
+                    mut holders,
+                } = job;
+                holders.sort_by_key(|(i, _)| load[*i].load(Ordering::Relaxed));
+                let mut failed: Vec<(usize, SnapshotError)> = Vec::new();
+                for (i, remote) in &holders {
+                    let uri = &sources[*i];
+                    // Counted before connecting, so the files that start
+                    // meanwhile see this source as busy.
+                    let left = fm.size - offset;
+                    load[*i].fetch_add(left, Ordering::Relaxed);
+                    let client = clients[*i]
+                        .get_or_init(|| async { self.connect(uri).await.ok() })
+                        .await
+                        .clone();
+                    let Some(client) = client else {
+                        load[*i].fetch_sub(left, Ordering::Relaxed);
+                        failed.push((
+                            *i,
+                            SnapshotError::Protocol {
+                                peer: uri.addr.clone(),
+                                file: fm.name.clone(),
+                                reason: "cannot connect".into(),
+                            },
+                        ));
+                        continue;
+                    };
+                    let r = self
+                        .fetch_file(
+                            client, uri, remote, index, &fm, &path, offset, crc, progress,
+                            fail_fast,
+                        )
+                        .await;
+                    load[*i].fetch_sub(left, Ordering::Relaxed);
+                    match r {
+                        Ok(()) => return Ok(()),
+                        Err(e @ SnapshotError::Cancelled { .. }) => return Err(e),
+                        Err(e) => {
+                            if holders.len() > 1 {
+                                warn!(file = %fm.name, peer = %uri.addr, error = %e, "fetch failed; trying the next source");
+                            }
+                            failed.push((*i, e));
+                            // Resume what this source delivered, if it is sound.
+                            let (p, size) = (path.clone(), fm.size);
+                            (offset, crc) = blocking(move || {
+                                let (len, crc) = resume_point(&p, size)?;
+                                if len == size {
+                                    // Whole but wrong: start over.
+                                    fs::remove_file(&p).at("remove bad partial file", &p)?;
+                                    return Ok((0, 0));
+                                }
+                                Ok((len, crc))
+                            })
+                            .await
+                            .unwrap_or_default();
+                        }
+                    }
+                }
+                fail_fast.cancel();
+                // The first source's word counts (the leader's, for an install).
+                failed.sort_by_key(|(i, _)| *i);
+                Err(failed
+                    .into_iter()
+                    .next()
+                    .map(|(_, e)| e)
+                    .unwrap_or(SnapshotError::Cancelled { index }))
+            }
+        }))
+        .buffer_unordered(self.opts.parallel_files.max(1));
+        let first_err = root_error(&mut results).await;
+        drop(results);
+        first_err
+    }
+}
+
+/// One file to fetch and where it can come from.
+struct Job {
+    fm: FileMeta,
+    /// Bytes already in place, verified, and their crc32c.
+    offset: u64,
+    crc: u32,
+    /// (source index, the file's name there); the preferred first.
+    holders: Vec<(usize, String)>,
+}
+
+/// Another member's snapshot that may hold some of the files being
+/// installed (the same size and crc32c; the name may differ).
+#[derive(Debug, Clone)]
+pub struct AlternateSource {
+    /// Where its files are served.
+    pub uri: SnapshotUri,
+    /// Its meta table.
+    pub table: SnapshotMetaTable,
+}
+
+impl AlternateSource {
+    /// The name under which this source holds `fm`'s content, if it does
+    /// (its own name first).
+    pub fn holds(&self, fm: &FileMeta) -> Option<&str> {
+        let same = |f: &&FileMeta| f.size == fm.size && f.crc32c == fm.crc32c;
+        self.table
+            .files
+            .iter()
+            .filter(same)
+            .find(|f| f.name == fm.name)
+            .or_else(|| self.table.files.iter().find(|f| same(f) && f.size > 0))
+            .map(|f| f.name.as_str())
     }
 }
 

@@ -18,8 +18,8 @@ use tracing::{info, info_span, warn};
 
 use crate::proto::snapshot::{SnapshotMeta, SnapshotMetaTable};
 use crate::snapshot::copier::{
-    CopierOptions, InstallProgress, LocalFileLookup, ProgressSnapshot, RemoteFileCopier,
-    SnapshotUri,
+    AlternateSource, CopierOptions, InstallProgress, LocalFileLookup, ProgressSnapshot,
+    RemoteFileCopier, SnapshotUri,
 };
 use crate::snapshot::error::{BoxError, SnapshotError};
 use crate::snapshot::meta_table;
@@ -234,6 +234,9 @@ pub struct ExecutorStats {
     pub save_seconds_total: f64,
     /// Seconds spent in installs (fetch and commit).
     pub install_seconds_total: f64,
+    /// Bytes this node's file service served to members (snapshots and
+    /// staged sets).
+    pub served_bytes_total: u64,
 }
 
 /// The last failed install on this node (the receiving side), for
@@ -359,7 +362,10 @@ impl<S: StateMachine> SnapshotExecutor<S> {
 
     /// Counters since creation.
     pub fn stats(&self) -> ExecutorStats {
-        lock(&self.state).stats
+        ExecutorStats {
+            served_bytes_total: self.throttle.served_bytes(),
+            ..lock(&self.state).stats
+        }
     }
 
     fn enter(&self, phase: Phase) -> Result<PhaseGuard<'_>, SnapshotError> {
@@ -562,6 +568,18 @@ impl<S: StateMachine> SnapshotExecutor<S> {
         uri: &str,
         table: &SnapshotMetaTable,
     ) -> Result<Fetched, SnapshotError> {
+        self.fetch_from(uri, table, &[]).await
+    }
+
+    /// [`fetch`](Self::fetch), also taking the files that `alternates`
+    /// (other members' snapshots) hold with the same size and crc32c from
+    /// them, so that installs at once do not all weigh on `uri`'s node.
+    pub async fn fetch_from(
+        &self,
+        uri: &str,
+        table: &SnapshotMetaTable,
+        alternates: &[AlternateSource],
+    ) -> Result<Fetched, SnapshotError> {
         let uri = SnapshotUri::parse(uri)?;
         meta_table::validate(table).map_err(|source| SnapshotError::RemoteMeta {
             peer: uri.addr.clone(),
@@ -690,7 +708,9 @@ impl<S: StateMachine> SnapshotExecutor<S> {
             }
         };
         let started = std::time::Instant::now();
-        let res = copier.copy(&uri, Some(table), &progress, &cancel).await;
+        let res = copier
+            .copy_from(&uri, Some(table), alternates, &progress, &cancel)
+            .await;
         let p = progress.snapshot();
         {
             let mut st = lock(&self.state);

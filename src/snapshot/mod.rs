@@ -20,8 +20,8 @@ pub mod yield_to_log;
 
 pub use crate::proto::snapshot::{FileMeta, FileSource, SnapshotMeta, SnapshotMetaTable};
 pub use copier::{
-    CopierOptions, InstallProgress, LocalFileLookup, ProgressSnapshot, RemoteFileCopier,
-    SnapshotUri,
+    AlternateSource, CopierOptions, InstallProgress, LocalFileLookup, ProgressSnapshot,
+    RemoteFileCopier, SnapshotUri,
 };
 pub use error::{BadFile, BoxError, FileProblem, MetaTableError, SnapshotError};
 pub use executor::{

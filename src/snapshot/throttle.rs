@@ -139,6 +139,7 @@ pub struct SnapshotThrottle {
     send: Option<RateLimiter>,
     recv: Option<RateLimiter>,
     sends: Arc<Semaphore>,
+    served: std::sync::atomic::AtomicU64,
     installs: Arc<Semaphore>,
     opts: ThrottleOptions,
     /// Sends yield to the raft log's syncs.
@@ -159,6 +160,7 @@ impl SnapshotThrottle {
             recv: opts.recv_rate.map(RateLimiter::new),
             sends: Arc::new(Semaphore::new(opts.max_concurrent_sends.max(1))),
             installs: Arc::new(Semaphore::new(opts.max_concurrent_installs.max(1))),
+            served: std::sync::atomic::AtomicU64::new(0),
             opts,
             log: Default::default(),
         }
@@ -166,6 +168,8 @@ impl SnapshotThrottle {
 
     /// Waits until `n` more bytes may be sent.
     pub async fn sent(&self, n: u64) {
+        self.served
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         if let Some(l) = &self.send {
             l.acquire(n).await;
         }
@@ -173,6 +177,11 @@ impl SnapshotThrottle {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Bytes the file service has served (snapshots and staged sets).
+    pub fn served_bytes(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until `n` more bytes may be received.

@@ -15,6 +15,9 @@ pub struct Proc {
     pub raft: String,
     pub snapshotter: String,
     pub child: Option<Child>,
+    /// The raft address it joined through (`--join`), if it was added to
+    /// the running cluster rather than started with it.
+    pub join: Option<String>,
 }
 
 /// A cluster of `tsnode` processes.
@@ -89,6 +92,7 @@ impl Procs {
                         raft: format!("127.0.0.1:{}", free_port()),
                         snapshotter: format!("127.0.0.1:{}", free_port()),
                         child: None,
+                        join: None,
                     },
                 )
             })
@@ -142,6 +146,7 @@ impl Procs {
     fn peers(&self) -> String {
         self.nodes
             .values()
+            .filter(|n| n.join.is_none())
             .map(|n| format!("{}={}", n.id, n.raft))
             .collect::<Vec<_>>()
             .join(",")
@@ -183,9 +188,11 @@ impl Procs {
                 &n.raft,
                 "--http-addr",
                 &n.http,
-                "--peers",
-                &peers,
             ])
+            .args(match &n.join {
+                Some(via) => ["--join", via],
+                None => ["--peers", &peers],
+            })
             .args(["--snapshotter-addr", &n.snapshotter])
             .arg("--data-dir")
             .arg(&data)
@@ -199,6 +206,38 @@ impl Procs {
             .spawn()
             .expect("start tsnode");
         self.nodes.get_mut(&id).unwrap().child = Some(child);
+    }
+
+    /// Starts a new node `id` with an empty data directory that joins the
+    /// running cluster through node `via`; waits for its /ping.
+    pub fn join(&mut self, id: u64, via: u64) {
+        let join = Some(self.nodes[&via].raft.clone());
+        self.nodes.insert(
+            id,
+            Proc {
+                id,
+                http: format!("127.0.0.1:{}", free_port()),
+                raft: format!("127.0.0.1:{}", free_port()),
+                snapshotter: format!("127.0.0.1:{}", free_port()),
+                child: None,
+                join,
+            },
+        );
+        self.spawn(id);
+        self.wait_http(id);
+    }
+
+    /// A counter of node `id`'s /metrics (0 when absent).
+    pub fn metric(&self, id: u64, name: &str) -> f64 {
+        let body = ureq::get(&format!("http://{}/metrics", self.nodes[&id].http))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        body.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Waits until node `id` answers /ping.
