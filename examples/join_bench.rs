@@ -8,7 +8,13 @@
 //! between rounds. Baseline in the same run: `cp -r` + `sync` of the
 //! leader's snapshot directory.
 //!
-//! `cargo run --release --example join_bench -- [--mb 1230] [--rounds 3] [--dir D]`
+//! With `--two`, each round also starts two new members at once and reports
+//! the slower one's time against one member alone. `--send-rate R` limits
+//! what each existing node serves and `--recv-rate R` what each new member
+//! fetches (a per-node budget, as separate machines would have).
+//!
+//! `cargo run --release --example join_bench -- [--mb 1230] [--rounds 3]
+//! [--two] [--send-rate 200MiB] [--recv-rate 200MiB] [--dir D] [--verbose]`
 
 mod common;
 use common::status;
@@ -112,8 +118,17 @@ fn main() {
         tsm_bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let (mut procs, http, raft, _) =
-        common::start_cluster(3, &w.join("cluster"), &["--snapshot-interval", "0"]);
+    let two = std::env::args().any(|a| a == "--two");
+    let mut cluster_args = vec!["--snapshot-interval".to_string(), "0".to_string()];
+    if let Some(r) = arg("--send-rate") {
+        cluster_args.extend(["--snapshot-send-rate".to_string(), r]);
+    }
+    let mut joiner_args = Vec::new();
+    if let Some(r) = arg("--recv-rate") {
+        joiner_args.extend(["--snapshot-recv-rate".to_string(), r]);
+    }
+    let cluster_refs: Vec<&str> = cluster_args.iter().map(String::as_str).collect();
+    let (mut procs, http, raft, _) = common::start_cluster(3, &w.join("cluster"), &cluster_refs);
     let leader = common::leader_of(&http);
     let li = http.iter().position(|h| *h == leader).expect("leader");
     query(&leader, "", "CREATE DATABASE bench");
@@ -134,8 +149,12 @@ fn main() {
         .query("db", "bench")
         .send("marker v=1 1699833600000000000\n");
     assert!(r.is_ok(), "{r:?}");
-    let r = ureq::post(&format!("http://{leader}/snapshot")).send_empty();
-    assert!(r.is_ok(), "{r:?}");
+    // Every replica saves (each may then serve the files it shares with
+    // the leader's snapshot).
+    for h in &http {
+        let r = ureq::post(&format!("http://{h}/snapshot")).send_empty();
+        assert!(r.is_ok(), "{r:?}");
+    }
     let snaps = w.join(format!("cluster/node{}/snapshots", li + 1));
     // The leader's newest snapshot (a membership change may replace it).
     let latest = || {
@@ -155,7 +174,15 @@ fn main() {
     let snap_bytes = dir_size(&latest());
     println!("leader snapshot: {:.0} MB", snap_bytes as f64 / 1e6);
 
+    let ctx = Ctx {
+        bin: bin.clone(),
+        w: w.to_path_buf(),
+        leader: leader.clone(),
+        join_via: raft[li].clone(),
+        joiner_args: joiner_args.clone(),
+    };
     let mut totals = Vec::new();
+    let mut pairs = Vec::new();
     let mut cps = Vec::new();
     for round in 0..rounds {
         // Baseline: cp -r + sync of the leader's snapshot directory.
@@ -163,83 +190,20 @@ fn main() {
         cps.push(common::cp_sync(&[&latest()], &dst).as_secs_f64());
         let _ = std::fs::remove_dir_all(&dst);
 
-        let data = w.join(format!("joiner{round}"));
-        let (h4, r4, s4) = (
-            format!("127.0.0.1:{}", common::free_port()),
-            format!("127.0.0.1:{}", common::free_port()),
-            format!("127.0.0.1:{}", common::free_port()),
-        );
-        let log = w.join(format!("joiner{round}.log"));
-        let start = chrono_free::now();
-        let t0 = Instant::now();
-        let child = Command::new(&bin)
-            .args(["serve", "--id", "4", "--raft-addr", &r4, "--http-addr", &h4])
-            .args(["--snapshotter-addr", &s4, "--join", &raft[li]])
-            .arg("--data-dir")
-            .arg(&data)
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn");
-        let k = common::Kill(child);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let v = ureq::get(&format!("http://{h4}/query"))
-                .query("db", "bench")
-                .query("q", "SELECT count(v) FROM marker")
-                .call()
-                .ok()
-                .and_then(|mut r| r.body_mut().read_to_string().ok())
-                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
-            if v.is_some_and(|v| v["results"][0]["series"][0]["values"][0][1] == 1) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "node 4 never served the data");
-            std::thread::sleep(Duration::from_millis(5));
+        let one = ctx.join_members(&format!("r{round}"), &[4]);
+        totals.push(one[0]);
+        println!("round {round}: cp+sync {:.3} s", cps[round]);
+        if two {
+            let both = ctx.join_members(&format!("r{round}pair"), &[4, 5]);
+            let slowest = both.iter().copied().fold(0.0, f64::max);
+            println!(
+                "round {round}: two members at once: {:.3} s and {:.3} s; slowest ÷ one alone {:.2}",
+                both[0],
+                both[1],
+                slowest / one[0]
+            );
+            pairs.push(slowest);
         }
-        let total = t0.elapsed().as_secs_f64();
-        totals.push(total);
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let p =
-            |what: &str| phase(&text, &start, what).map_or("-".to_string(), |s| format!("{s:.3}"));
-        println!(
-            "round {round}: start → serving {total:.3} s | node started {} | joined {} | install started {} | installed {} | loaded {} | cp+sync {:.3} s",
-            p("node starting"),
-            p("joined the cluster"),
-            p("installing snapshot"),
-            p("snapshot installed"),
-            p("snapshot loaded"),
-            cps[round],
-        );
-        if arg("--verbose").is_some() || std::env::args().any(|a| a == "--verbose") {
-            for l in text.lines() {
-                if let Some(t) = chrono_free::parse(l) {
-                    let msg: String = l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
-                    println!("    {:>7.3}  {}", t - start.0, &msg[..msg.len().min(160)]);
-                }
-            }
-        }
-        // Remove the member (retried: a promotion may be in flight) and
-        // its data for the next round.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let st = status(&leader);
-            let gone = !st["voters"]
-                .as_array()
-                .is_some_and(|v| v.iter().any(|x| x == 4))
-                && !st["learners"]
-                    .as_array()
-                    .is_some_and(|v| v.iter().any(|x| x == 4));
-            if gone {
-                break;
-            }
-            let _ = ureq::delete(&format!("http://{leader}/members/4")).call();
-            assert!(Instant::now() < deadline, "node 4 not removed: {st}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        drop(k);
-        let _ = std::fs::remove_dir_all(&data);
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -250,6 +214,124 @@ fn main() {
         "median: start → serving {tm:.3} s; cp -r + sync of the snapshot {cm:.3} s ({:.0} MB)",
         snap_bytes as f64 / 1e6
     );
+    if two {
+        let pm = med(&mut pairs);
+        println!(
+            "median: two members at once, the slower {pm:.3} s: {:.2} × one alone",
+            pm / tm
+        );
+    }
     let _ = std::io::stdout().flush();
     procs.clear();
+}
+
+/// What starting new members needs.
+struct Ctx {
+    bin: std::path::PathBuf,
+    w: std::path::PathBuf,
+    leader: String,
+    join_via: String,
+    joiner_args: Vec<String>,
+}
+
+impl Ctx {
+    /// Starts a new member for each id at once (empty data directories),
+    /// waits until each answers the leader's data, prints its phases,
+    /// removes them again; returns each one's start → serving seconds.
+    fn join_members(&self, tag: &str, ids: &[u64]) -> Vec<f64> {
+        let start = chrono_free::now();
+        let t0 = Instant::now();
+        let mut nodes = Vec::new();
+        for id in ids {
+            let data = self.w.join(format!("joiner{tag}-{id}"));
+            let h = format!("127.0.0.1:{}", common::free_port());
+            let r = format!("127.0.0.1:{}", common::free_port());
+            let s = format!("127.0.0.1:{}", common::free_port());
+            let log = self.w.join(format!("joiner{tag}-{id}.log"));
+            let child = Command::new(&self.bin)
+                .args(["serve", "--id", &id.to_string(), "--raft-addr", &r])
+                .args(["--http-addr", &h, "--snapshotter-addr", &s])
+                .args(["--join", &self.join_via])
+                .args(&self.joiner_args)
+                .arg("--data-dir")
+                .arg(&data)
+                .env("RUST_LOG", "info")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("spawn");
+            nodes.push((*id, h, data, log, common::Kill(child)));
+        }
+        let mut times = vec![None; ids.len()];
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while times.iter().any(Option::is_none) {
+            for (i, (_, h, ..)) in nodes.iter().enumerate() {
+                if times[i].is_some() {
+                    continue;
+                }
+                let v = ureq::get(&format!("http://{h}/query"))
+                    .query("db", "bench")
+                    .query("q", "SELECT count(v) FROM marker")
+                    .call()
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_to_string().ok())
+                    .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+                if v.is_some_and(|v| v["results"][0]["series"][0]["values"][0][1] == 1) {
+                    times[i] = Some(t0.elapsed().as_secs_f64());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "new members never served the data"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let times: Vec<f64> = times.into_iter().flatten().collect();
+        let verbose = std::env::args().any(|a| a == "--verbose");
+        for (i, (id, _, _, log, _)) in nodes.iter().enumerate() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let p = |what: &str| {
+                phase(&text, &start, what).map_or("-".to_string(), |s| format!("{s:.3}"))
+            };
+            let sources = text.matches("fetching from it too").count();
+            println!(
+                "{tag} node {id}: start → serving {:.3} s | node started {} | joined {} | install started {} | installed {} | loaded {} | other members used as sources: {sources}",
+                times[i],
+                p("node starting"),
+                p("joined the cluster"),
+                p("installing snapshot"),
+                p("snapshot installed"),
+                p("snapshot loaded"),
+            );
+            if verbose {
+                for l in text.lines() {
+                    if let Some(t) = chrono_free::parse(l) {
+                        let msg: String =
+                            l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+                        println!("    {:>7.3}  {}", t - start.0, &msg[..msg.len().min(160)]);
+                    }
+                }
+            }
+        }
+        // Remove the members (retried: a promotion may be in flight) and
+        // their data.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (id, ..) in &nodes {
+            loop {
+                let st = status(&self.leader);
+                let listed = |k: &str| st[k].as_array().is_some_and(|v| v.iter().any(|x| x == *id));
+                if !listed("voters") && !listed("learners") {
+                    break;
+                }
+                let _ = ureq::delete(&format!("http://{}/members/{id}", self.leader)).call();
+                assert!(Instant::now() < deadline, "node {id} not removed: {st}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        for (_, _, data, _, k) in nodes {
+            drop(k);
+            let _ = std::fs::remove_dir_all(&data);
+        }
+        times
+    }
 }

@@ -153,6 +153,30 @@ async fn a_removed_member_leaves_the_configuration() {
     c.check_acked();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_membership_change_while_one_is_pending_is_refused_at_once() {
+    use raftsnap::raft::{MembershipChange, RaftError};
+    let c = Cluster::start(3, small_gaps).await;
+    let leader = c.leader().await;
+    let others: Vec<u64> = c.nodes.keys().copied().filter(|i| *i != leader).collect();
+    let h = &c.nodes[&leader];
+    // Both reach the raft loop before the first is applied: raft-rs would
+    // turn the second into an empty entry, and its caller would wait until
+    // the proposal timeout for a change that never happens.
+    let (a, b) = tokio::join!(
+        h.change_membership(MembershipChange::Remove { id: others[0] }),
+        h.change_membership(MembershipChange::Remove { id: others[1] }),
+    );
+    assert!(a.is_ok(), "{a:?}");
+    assert!(matches!(b, Err(RaftError::MembershipBusy(_))), "{b:?}");
+    // Once applied, the next change goes through.
+    let st = h.status().await.unwrap();
+    assert!(!st.voters.contains(&others[0]), "{st:?}");
+    h.change_membership(MembershipChange::Remove { id: others[1] })
+        .await
+        .unwrap();
+}
+
 fn slow_install(c: &mut NodeConfig) {
     small_gaps(c);
     c.snapshot_recv_rate = Some(2 << 20);

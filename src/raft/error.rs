@@ -90,6 +90,10 @@ pub enum RaftError {
     /// The leader's advertised address is not usable.
     #[error("the leader's address {0:?} is not a valid host:port")]
     BadLeaderAddress(String),
+    /// Another membership change is not applied yet (raft allows one at a
+    /// time and would silently drop a second); ask again shortly.
+    #[error("a membership change (index {0}) is still in progress; retry shortly")]
+    MembershipBusy(u64),
     /// A read-index round got no answer in time: no leader, or no quorum.
     #[error("no answer from a quorum within {0:?} (no leader, or a partition)")]
     NoQuorum(std::time::Duration),
@@ -115,6 +119,7 @@ impl From<RaftError> for tonic::Status {
             | RaftError::Fenced(_)
             | RaftError::NoQuorum(_)
             | RaftError::NotStaged { .. }
+            | RaftError::MembershipBusy(_)
             | RaftError::BadLeaderAddress(_) => tonic::Status::unavailable(e.to_string()),
             RaftError::Snapshot(SnapshotError::Busy(_) | SnapshotError::Throttled { .. }) => {
                 tonic::Status::resource_exhausted(e.to_string())

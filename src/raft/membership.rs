@@ -10,6 +10,7 @@ use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry};
 use tracing::{debug, info, warn};
 
 use crate::proto::raft::EntryContext;
+use crate::raft::RaftError;
 use crate::raft::apply::Reply;
 use crate::raft::fsm::ReplicatedStateMachine;
 use crate::raft::ready_loop::{Loop, lock};
@@ -37,6 +38,14 @@ impl<S: ReplicatedStateMachine> Loop<S> {
     pub(crate) fn propose_membership(&mut self, change: MembershipChange, reply: Reply) {
         if self.raw.raft.state != StateRole::Leader {
             let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        // raft-rs turns a conf change proposed while another is pending
+        // into an empty entry: its caller would wait for nothing.
+        if self.raw.raft.has_pending_conf() {
+            let _ = reply.send(Err(RaftError::MembershipBusy(
+                self.raw.raft.pending_conf_index,
+            )));
             return;
         }
         let (id, addr, kind) = match &change {

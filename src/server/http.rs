@@ -55,6 +55,7 @@ fn raft_error(e: RaftError) -> Response {
         | RaftError::Shutdown
         | RaftError::Fenced(_)
         | RaftError::NoQuorum(_)
+        | RaftError::MembershipBusy(_)
         | RaftError::BadLeaderAddress(_) => StatusCode::SERVICE_UNAVAILABLE,
         RaftError::Forward { status, .. } => match status.code() {
             tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
