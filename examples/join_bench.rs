@@ -178,6 +178,7 @@ fn main() {
         bin: bin.clone(),
         w: w.to_path_buf(),
         leader: leader.clone(),
+        http: http.clone(),
         join_via: raft[li].clone(),
         joiner_args: joiner_args.clone(),
     };
@@ -230,6 +231,7 @@ struct Ctx {
     bin: std::path::PathBuf,
     w: std::path::PathBuf,
     leader: String,
+    http: Vec<String>,
     join_via: String,
     joiner_args: Vec<String>,
 }
@@ -239,6 +241,13 @@ impl Ctx {
     /// waits until each answers the leader's data, prints its phases,
     /// removes them again; returns each one's start → serving seconds.
     fn join_members(&self, tag: &str, ids: &[u64]) -> Vec<f64> {
+        let served = || -> Vec<f64> {
+            self.http
+                .iter()
+                .map(|h| common::metric(h, "raftsnap_snapshot_served_bytes_total"))
+                .collect()
+        };
+        let served_before = served();
         let start = chrono_free::now();
         let t0 = Instant::now();
         let mut nodes = Vec::new();
@@ -287,6 +296,19 @@ impl Ctx {
             std::thread::sleep(Duration::from_millis(5));
         }
         let times: Vec<f64> = times.into_iter().flatten().collect();
+        let mb: Vec<String> = served()
+            .iter()
+            .zip(&served_before)
+            .map(|(a, b)| format!("{:.0}", (a - b) / 1e6))
+            .collect();
+        println!(
+            "{tag}: MB served by the existing nodes: {} (leader {})",
+            mb.join(" / "),
+            self.http
+                .iter()
+                .position(|h| *h == self.leader)
+                .map_or(0, |i| i + 1)
+        );
         let verbose = std::env::args().any(|a| a == "--verbose");
         for (i, (id, _, _, log, _)) in nodes.iter().enumerate() {
             let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -429,6 +429,48 @@ async fn send_concurrency_is_limited_with_a_retry_hint() {
     assert!(c.get_file(req(id(&uri2))).await.is_ok());
 }
 
+/// A snapshot offered as one source among several (nobody releases it)
+/// holds a send slot only while it streams; reader ids are not sequential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_offered_as_a_source_holds_a_send_slot_only_while_streaming() {
+    let leader = Endpoint::start(
+        Arc::new(SnapshotThrottle::new(ThrottleOptions {
+            max_concurrent_sends: 1,
+            ..Default::default()
+        })),
+        lease(),
+    );
+    save(&leader.storage, 3, &files("g", 1, 1000, 3));
+    let reader = || leader.storage.open_reader().unwrap();
+    let a = leader.registry.register_as_source(reader());
+    let b = leader.registry.register_as_source(reader());
+    assert!(a.abs_diff(b) > 1_000_000, "ids {a} and {b} look sequential");
+    let mut c = FileServiceClient::connect(format!("http://{}", leader.addr))
+        .await
+        .unwrap();
+    let req = |reader_id| GetFileRequest {
+        reader_id,
+        filename: "data/g000.tsm".into(),
+        offset: 0,
+        chunk_bytes: 0,
+    };
+    for id in [a, b, a] {
+        // The previous stream's slot is returned as its sender ends.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut s = loop {
+            match c.get_file(req(id)).await {
+                Ok(s) => break s.into_inner(),
+                Err(st) if st.code() == tonic::Code::ResourceExhausted => {
+                    assert!(std::time::Instant::now() < deadline, "{st:?}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(st) => panic!("{st:?}"),
+            }
+        };
+        while s.message().await.unwrap().is_some() {}
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_rules_join_same_reject_older_cancel_for_newer() {
     let leader = Endpoint::start(Arc::new(SnapshotThrottle::default()), lease());

@@ -175,6 +175,19 @@ pub fn status(http: &str) -> serde_json::Value {
         .unwrap_or_default()
 }
 
+/// A counter of the node at `http`'s /metrics (0 when absent).
+pub fn metric(http: &str, name: &str) -> f64 {
+    let body = ureq::get(&format!("http://{http}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    body.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The HTTP address of the cluster's leader (waits up to 30 s).
 pub fn leader_of(http: &[String]) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -240,15 +240,24 @@ impl SnapshotSource {
     /// is started when there is none.
     pub fn offer_as_source(&self) -> Option<InstallPayload> {
         let meta = self.storage.latest_meta()?;
-        self.register(meta.last_included_index).map(|(_, p)| p)
+        self.register_with(meta.last_included_index, true)
+            .map(|(_, p)| p)
     }
 
     /// Registers a reader on snapshot `index` with the file service: its
     /// id and the payload a peer fetches the snapshot with.
     fn register(&self, index: u64) -> Option<(u64, InstallPayload)> {
+        self.register_with(index, false)
+    }
+
+    fn register_with(&self, index: u64, as_source: bool) -> Option<(u64, InstallPayload)> {
         let reader = self.storage.open_reader_at(index).ok()?;
         let meta_table = meta_table::encode(reader.table());
-        let reader_id = self.registry.register(reader);
+        let reader_id = if as_source {
+            self.registry.register_as_source(reader)
+        } else {
+            self.registry.register(reader)
+        };
         let members = self
             .peers
             .read()

@@ -41,12 +41,14 @@ struct Entry {
     last_used: Instant,
     active_streams: usize,
     send_slot: Option<OwnedSemaphorePermit>,
+    /// The send slot is held only while a stream is open (a snapshot
+    /// offered as one source among several, which nobody releases).
+    slot_while_streaming: bool,
 }
 
 struct Registry {
     readers: HashMap<u64, Entry>,
     expired: VecDeque<u64>,
-    next_id: u64,
 }
 
 /// Snapshot readers being served, by id. Shared by the service and by the
@@ -71,17 +73,10 @@ impl std::fmt::Debug for ReaderRegistry {
 impl ReaderRegistry {
     /// A registry whose readers expire after `lease` without use.
     pub fn new(lease: Duration, throttle: Arc<SnapshotThrottle>) -> Arc<Self> {
-        // Ids start from the clock so that an id from an earlier run of the
-        // process is not mistaken for a live one.
-        let start = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64)
-            << 8;
         Arc::new(Self {
             inner: Mutex::new(Registry {
                 readers: HashMap::new(),
                 expired: VecDeque::new(),
-                next_id: start.max(1),
             }),
             lease,
             throttle,
@@ -112,12 +107,30 @@ impl ReaderRegistry {
     }
 
     /// Registers a reader; returns its id. The reader is held until
-    /// [`release`](Self::release) or lease expiry.
+    /// [`release`](Self::release) or lease expiry, and holds a send slot
+    /// from its first stream on.
     pub fn register(&self, reader: SnapshotReader) -> u64 {
+        self.insert(reader, false)
+    }
+
+    /// Registers a reader offered as one source among several: it holds a
+    /// send slot only while one of its streams is open, and is released by
+    /// lease expiry.
+    pub fn register_as_source(&self, reader: SnapshotReader) -> u64 {
+        self.insert(reader, true)
+    }
+
+    fn insert(&self, reader: SnapshotReader, slot_while_streaming: bool) -> u64 {
         let meta_bytes = Arc::new(meta_table::encode(reader.table()));
         let mut r = self.lock();
-        let id = r.next_id;
-        r.next_id += 1;
+        // Random, so that a reader cannot be guessed (nor one of an earlier
+        // run mistaken for a live one); never a staging id.
+        let id = loop {
+            let id = crate::snapshot::fsutil::random_u64() & !(1 << 63);
+            if id != 0 && !r.readers.contains_key(&id) && !r.expired.contains(&id) {
+                break id;
+            }
+        };
         info!(
             reader_id = id,
             snapshot_index = reader.index(),
@@ -131,6 +144,7 @@ impl ReaderRegistry {
                 last_used: Instant::now(),
                 active_streams: 0,
                 send_slot: None,
+                slot_while_streaming,
             },
         );
         id
@@ -273,6 +287,9 @@ impl Drop for StreamGuard {
         if let Some(e) = r.readers.get_mut(&self.id) {
             e.active_streams = e.active_streams.saturating_sub(1);
             e.last_used = Instant::now();
+            if e.slot_while_streaming && e.active_streams == 0 {
+                e.send_slot = None;
+            }
         }
     }
 }

@@ -52,19 +52,7 @@ pub fn is_staging_id(id: u64) -> bool {
 
 /// A fresh, unguessable staging id.
 pub fn new_staging_id() -> u64 {
-    let mut b = [0u8; 8];
-    let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    if random.is_err() {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        b = h.finish().to_be_bytes();
-    }
-    u64::from_be_bytes(b) | (1 << 63)
+    crate::snapshot::fsutil::random_u64() | (1 << 63)
 }
 
 /// A set's files, as the command that ingests them names them.
