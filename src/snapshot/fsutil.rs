@@ -135,6 +135,24 @@ pub(crate) fn write_file_atomically(
     fsync_dir(dir)
 }
 
+/// 64 random bits from the kernel (`/dev/urandom`), or, should it be
+/// unreadable, from a randomly keyed hash of the clock.
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if random.is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        b = h.finish().to_be_bytes();
+    }
+    u64::from_be_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,22 +191,4 @@ mod tests {
         assert_eq!(dirs.last().unwrap(), t.path());
         assert!(dirs[0].ends_with("a/b/c"));
     }
-}
-
-/// 64 random bits from the kernel (`/dev/urandom`), or, should it be
-/// unreadable, from a randomly keyed hash of the clock.
-pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    if random.is_err() {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        b = h.finish().to_be_bytes();
-    }
-    u64::from_be_bytes(b)
 }
