@@ -134,6 +134,20 @@ fn serve(root: PathBuf) {
     });
 }
 
+/// The copier's options; `INSTALL_PARALLEL_FILES` and `INSTALL_CHUNK_KIB`
+/// (environment) override the defaults, for trying other settings.
+fn copier_options() -> CopierOptions {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    let mut o = CopierOptions::default();
+    if let Some(n) = env("INSTALL_PARALLEL_FILES") {
+        o.parallel_files = n as usize;
+    }
+    if let Some(k) = env("INSTALL_CHUNK_KIB") {
+        o.chunk_bytes = k << 10;
+    }
+    o
+}
+
 /// Child: install from `uri` into `root`; print seconds and RSS figures.
 fn install(uri: String, root: PathBuf) {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -153,6 +167,7 @@ fn install(uri: String, root: PathBuf) {
                 shared(Sink),
                 ExecutorOptions {
                     verify_on_load: false,
+                    copier: copier_options(),
                     ..Default::default()
                 },
             )
