@@ -283,3 +283,92 @@ async fn the_raft_log_stays_bounded_under_continuous_writes() {
     assert!(compactions >= 24, "{compactions}");
     c.check_acked();
 }
+
+/// Without certificates the raft port cannot prove who sends, but it drops
+/// what no member would send: a non-member's heartbeat with a far higher
+/// term, a `MsgTimeoutNow` not from the leader; and it refuses proposals
+/// and membership changes from non-members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_raft_messages_and_requests_from_non_members_change_nothing() {
+    use protobuf::Message as _;
+    use raft::prelude::{Message, MessageType};
+    use raftsnap::proto::raft::{MembershipRequest, ProposeRequest, RaftBatch};
+    let mut c = Cluster::start(3, |_| {}).await;
+    let last = c.put_many("a", 10).await;
+    c.converge(last, 10).await;
+    let leader = c.leader().await;
+    let before = c.nodes[&leader].status().await.unwrap();
+    let follower = *c.nodes.keys().find(|i| **i != leader).unwrap();
+    let spoof = |to: u64, from: u64, t: MessageType, term: u64| {
+        let mut m = Message::default();
+        m.set_msg_type(t);
+        m.to = to;
+        m.from = from;
+        m.term = term;
+        m.write_to_bytes().unwrap()
+    };
+    for round in 0..20u64 {
+        for (&id, addr) in &c.addrs {
+            let mut cl = raftsnap::raft::transport_client(addr).unwrap();
+            let messages = vec![
+                spoof(id, 99, MessageType::MsgHeartbeat, before.term + 100 + round),
+                spoof(id, 99, MessageType::MsgAppend, before.term + 100 + round),
+                spoof(
+                    id,
+                    99,
+                    MessageType::MsgRequestVote,
+                    before.term + 100 + round,
+                ),
+                // From a member id, but not the leader this node follows.
+                spoof(id, follower, MessageType::MsgTimeoutNow, before.term),
+                spoof(id, 99, MessageType::MsgTimeoutNow, before.term),
+            ];
+            cl.send(RaftBatch {
+                from: 99,
+                from_addr: String::new(),
+                messages,
+            })
+            .await
+            .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = c.nodes[&leader].status().await.unwrap();
+    assert_eq!(
+        (after.role.as_str(), after.term),
+        ("leader", before.term),
+        "{after:?}"
+    );
+    for id in c.nodes.keys() {
+        let dropped = c.nodes[id].counters().dropped_messages_total;
+        assert!(dropped >= 20, "node {id} dropped {dropped}");
+    }
+    // Proposals and membership changes from a non-member are refused.
+    let mut cl = raftsnap::raft::transport_client(&c.addrs[&leader]).unwrap();
+    let p = cl
+        .propose(ProposeRequest {
+            command: b"x".to_vec(),
+            from: 99,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(p.code(), tonic::Code::PermissionDenied, "{p:?}");
+    for (op, id, addr) in [(1, follower, ""), (0, 7, "127.0.0.1:1")] {
+        let m = cl
+            .change_membership(MembershipRequest {
+                op,
+                id,
+                addr: addr.into(),
+                from: 99,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(m.code(), tonic::Code::PermissionDenied, "{m:?}");
+    }
+    let st = c.nodes[&leader].status().await.unwrap();
+    assert_eq!(st.voters, vec![1, 2, 3], "{st:?}");
+    assert!(st.learners.is_empty(), "{st:?}");
+    let last = c.put_many("b", 10).await;
+    c.converge(last, 10).await;
+    c.check_acked();
+}

@@ -308,7 +308,10 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
                 let t = self.inner.cfg.proposal_timeout;
                 let r = tokio::time::timeout(
                     t,
-                    c.propose(crate::proto::raft::ProposeRequest { command }),
+                    c.propose(crate::proto::raft::ProposeRequest {
+                        command,
+                        from: self.inner.id,
+                    }),
                 )
                 .await
                 .map_err(|_| RaftError::Timeout(t))?
@@ -409,13 +412,17 @@ impl<S: ReplicatedStateMachine> NodeHandle<S> {
                 let mut c = crate::raft::transport::client(&addr)
                     .ok_or_else(|| RaftError::BadLeaderAddress(addr.clone()))?;
                 let req = match change {
-                    MembershipChange::Add { id, addr } => {
-                        crate::proto::raft::MembershipRequest { op: 0, id, addr }
-                    }
+                    MembershipChange::Add { id, addr } => crate::proto::raft::MembershipRequest {
+                        op: 0,
+                        id,
+                        addr,
+                        from: self.inner.id,
+                    },
                     MembershipChange::Remove { id } => crate::proto::raft::MembershipRequest {
                         op: 1,
                         id,
                         addr: String::new(),
+                        from: self.inner.id,
                     },
                 };
                 let r = c

@@ -54,6 +54,12 @@ impl<S: ReplicatedStateMachine> Loop<S> {
             }
             MembershipChange::Remove { id } => (*id, String::new(), ConfChangeType::RemoveNode),
         };
+        // Adding a member again (a joining node restarted) changes nothing;
+        // as a conf change it would demote a voter to a learner.
+        if kind == ConfChangeType::AddLearnerNode && self.raw.raft.prs().get(id).is_some() {
+            let _ = reply.send(Ok((self.raw.raft.raft_log.applied, Vec::new())));
+            return;
+        }
         if kind == ConfChangeType::AddLearnerNode {
             learn_peer(&self.peers, id, &addr);
             self.promote.insert(id, addr.clone());

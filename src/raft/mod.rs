@@ -17,6 +17,7 @@ pub(crate) mod read_index;
 pub mod ready_loop;
 pub mod repair;
 pub mod scrub;
+pub(crate) mod sender_check;
 pub(crate) mod service;
 pub mod slog_bridge;
 pub mod snapshot_source;

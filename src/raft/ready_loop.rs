@@ -86,6 +86,9 @@ pub struct RaftCounters {
     pub read_index_rounds_total: u64,
     /// Reads served through a read-index round.
     pub read_index_reads_total: u64,
+    /// Raft messages dropped unstepped (not for this node, `MsgTimeoutNow`
+    /// not from the leader, or from a non-member while a leader is heard).
+    pub dropped_messages_total: u64,
 }
 
 /// The fatal error that stopped a node, if any (shared with its handle).
@@ -251,6 +254,17 @@ impl<S: ReplicatedStateMachine> Loop<S> {
     fn handle(&mut self, m: Inbound) -> Result<(), String> {
         match m {
             Inbound::Raft(msg) => {
+                if let Err(why) = crate::raft::sender_check::check(&self.raw.raft, &msg) {
+                    lock(&self.counters).dropped_messages_total += 1;
+                    debug!(
+                        from = msg.from,
+                        msg_type = ?msg.get_msg_type(),
+                        term = msg.term,
+                        reason = why.as_str(),
+                        "raft message dropped"
+                    );
+                    return Ok(());
+                }
                 if let Err(e) = self.raw.step(*msg) {
                     debug!(error = %e, "step refused a message");
                 }

@@ -49,6 +49,50 @@ fn bad(peer: u64, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("from node {peer}: {reason}"))
 }
 
+impl<S: ReplicatedStateMachine> RaftRpc<S> {
+    /// `Ok` when `from` is another member whose known address is on the
+    /// host the request came from.
+    fn member_at(&self, from: u64, remote: Option<std::net::SocketAddr>) -> Result<(), Status> {
+        let addr = self
+            .peers
+            .read()
+            .ok()
+            .and_then(|p| p.get(&from).cloned())
+            .filter(|_| from != 0 && from != self.id);
+        match addr {
+            Some(a) if same_host(remote, &a) => Ok(()),
+            Some(a) => Err(Status::permission_denied(format!(
+                "node {from} is at {a}, not at {}",
+                remote.map_or("?".to_string(), |r| r.ip().to_string())
+            ))),
+            None => Err(Status::permission_denied(format!(
+                "node {from} is not a member"
+            ))),
+        }
+    }
+}
+
+/// True unless `addr`'s host is an IP address other than `remote`'s (a
+/// host name is not resolved here; an unknown remote passes).
+pub(crate) fn same_host(remote: Option<std::net::SocketAddr>, addr: &str) -> bool {
+    let Some(remote) = remote else { return true };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let canon = |i: std::net::IpAddr| match i {
+                std::net::IpAddr::V6(v6) => v6
+                    .to_ipv4_mapped()
+                    .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            let r = canon(remote.ip());
+            canon(ip) == r || (ip.is_unspecified())
+        }
+        Err(_) => true,
+    }
+}
+
 #[tonic::async_trait]
 impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
     async fn send(&self, req: Request<RaftBatch>) -> Result<Response<Ack>, Status> {
@@ -195,7 +239,10 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         &self,
         req: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
-        let command = req.into_inner().command;
+        let remote = req.remote_addr();
+        let r = req.into_inner();
+        self.member_at(r.from, remote)?;
+        let command = r.command;
         let (index, result) = ask(&self.to_loop, self.proposal_timeout, |reply| {
             Inbound::Propose { command, reply }
         })
@@ -207,7 +254,18 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         &self,
         req: Request<MembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        let remote = req.remote_addr();
         let r = req.into_inner();
+        // A member may change the membership; a node not yet in it may
+        // only ask to add itself, from the host it names.
+        if self.member_at(r.from, remote).is_err()
+            && !(r.op == 0 && r.id == r.from && r.id != 0 && same_host(remote, &r.addr))
+        {
+            return Err(Status::permission_denied(format!(
+                "node {} may not change the membership: not a member (a joining node may only add itself, from its own host)",
+                r.from
+            )));
+        }
         let change = match r.op {
             0 if !r.addr.is_empty() => MembershipChange::Add {
                 id: r.id,

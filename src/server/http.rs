@@ -454,6 +454,12 @@ async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
         c.read_index_reads_total as f64,
     );
     put(
+        "raftsnap_raft_dropped_messages_total",
+        "counter",
+        "Raft messages dropped unstepped: not for this node, MsgTimeoutNow not from the leader, or from a non-member while a leader is heard.",
+        c.dropped_messages_total as f64,
+    );
+    put(
         "raftsnap_raft_term",
         "gauge",
         "Current term.",

@@ -96,6 +96,7 @@ async fn join_cluster(via: &str, id: u64, addr: &str) -> Result<(), String> {
             op: 0,
             id,
             addr: addr.to_string(),
+            from: id,
         };
         match c.change_membership(req).await {
             Ok(_) => {
@@ -114,6 +115,7 @@ async fn join_cluster(via: &str, id: u64, addr: &str) -> Result<(), String> {
                         op: 0,
                         id,
                         addr: addr.to_string(),
+                        from: id,
                     };
                     if let Some(mut lc) = crate::raft::transport_client(l)
                         && lc.change_membership(req).await.is_ok()
