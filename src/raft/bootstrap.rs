@@ -81,6 +81,11 @@ fn open_executor<S: ReplicatedStateMachine>(
 /// Files of a staged set a member fetches at once.
 pub const STAGED_PARALLEL_FILES: usize = 2;
 
+/// Largest chunk of a staged set's fetch: every member fetches from the
+/// node that received the set at once, and that node holds each stream's
+/// read-ahead chunks in memory.
+pub const STAGED_CHUNK_BYTES: u32 = 256 << 10;
+
 /// Where a new cluster's log starts: the initial membership stands at this
 /// index and term.
 pub const BOOTSTRAP_INDEX: u64 = 1;
@@ -284,6 +289,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         ..Default::default()
     }));
     let peers: Peers = Arc::new(RwLock::new(cfg.peers.clone()));
+    let members: crate::raft::fsm::Members = Arc::default();
     learn_peer(&peers, id, &cfg.advertise_addr);
     let (storage, exec) =
         open_executor(&cfg, state_machine, peers.clone(), throttle.clone(), lookup)?;
@@ -351,7 +357,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
                 // received it at once: fewer streams each bound what that
                 // node holds in flight.
                 parallel_files: STAGED_PARALLEL_FILES.min(cfg.install_parallel_files),
-                chunk_bytes: cfg.install_chunk_bytes,
+                chunk_bytes: cfg.install_chunk_bytes.min(STAGED_CHUNK_BYTES),
                 ..Default::default()
             },
             throttle.clone(),
@@ -445,6 +451,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
         exec: exec.clone(),
         proposals,
         peers: peers.clone(),
+        members: members.clone(),
         next_proposal: 0,
         promote: BTreeMap::new(),
         counters: counters.clone(),
@@ -470,6 +477,7 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
     let handle_peers = peers.clone();
     let service = crate::raft::service::RaftRpc {
         id,
+        members: members.clone(),
         to_loop: to_loop.clone(),
         exec: exec.clone(),
         peers,

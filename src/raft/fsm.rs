@@ -14,6 +14,11 @@ use crate::snapshot::{
 /// Addresses of the cluster's members, by id.
 pub type Peers = Arc<RwLock<BTreeMap<u64, String>>>;
 
+/// The ids in the node's current configuration (voters and learners, both
+/// halves of a joint one), as the raft loop last saw them; empty while a
+/// joining node has none.
+pub type Members = Arc<RwLock<std::collections::BTreeSet<u64>>>;
+
 /// The snapshot file holding the members' addresses (the `raft/` prefix is
 /// reserved for the node).
 pub const PEERS_FILE: &str = "raft/peers.json";

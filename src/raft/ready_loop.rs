@@ -107,6 +107,7 @@ pub(crate) struct Loop<S: ReplicatedStateMachine> {
     pub exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
     pub proposals: Proposals,
     pub peers: Peers,
+    pub members: crate::raft::fsm::Members,
     pub next_proposal: u64,
     pub promote: BTreeMap<u64, String>,
     pub counters: Arc<Mutex<RaftCounters>>,
@@ -196,12 +197,25 @@ impl<S: ReplicatedStateMachine> Loop<S> {
                 break Some(format!("raft ready processing failed: {e}"));
             }
             self.on_role_change();
+            self.publish_members();
         };
         if let Some(msg) = fatal {
             error!(error = %msg, "fatal error; the node stops serving (fenced)");
             *lock(&self.fault) = Some(msg);
         }
         self.stop();
+    }
+
+    /// Publishes the configuration's ids for the gRPC service when they
+    /// changed.
+    fn publish_members(&self) {
+        let prs = self.raw.raft.prs();
+        let same = self.members.read().is_ok_and(|m| {
+            m.len() == prs.iter().count() && prs.iter().all(|(id, _)| m.contains(id))
+        });
+        if !same && let Ok(mut m) = self.members.write() {
+            *m = prs.iter().map(|(id, _)| *id).collect();
+        }
     }
 
     fn stop(&mut self) {

@@ -22,7 +22,7 @@ use crate::raft::fsm::{NodeFsm, Peers, ReplicatedStateMachine};
 use crate::raft::membership::MembershipChange;
 use crate::raft::ready_loop::{Inbound, LoopTx, ask};
 use crate::raft::snapshot_source::{SnapshotSource, is_member};
-use crate::raft::transport::{MAX_RPC_BYTES, learn_peer};
+use crate::raft::transport::{MAX_RPC_BYTES, learn_unknown_peer};
 use crate::snapshot::{SnapshotError, SnapshotExecutor, meta_table};
 
 pub(crate) struct RaftRpc<S: ReplicatedStateMachine> {
@@ -30,6 +30,7 @@ pub(crate) struct RaftRpc<S: ReplicatedStateMachine> {
     pub to_loop: LoopTx,
     pub exec: Arc<SnapshotExecutor<NodeFsm<S>>>,
     pub peers: Peers,
+    pub members: crate::raft::fsm::Members,
     pub applied_rx: watch::Receiver<u64>,
     pub proposal_timeout: Duration,
     pub source: Arc<SnapshotSource>,
@@ -50,15 +51,29 @@ fn bad(peer: u64, reason: impl std::fmt::Display) -> Status {
 }
 
 impl<S: ReplicatedStateMachine> RaftRpc<S> {
+    /// Learns the address a request gives for its sender: only for a
+    /// member (or anyone while this node has no configuration, joining),
+    /// and never replacing an address already known.
+    fn learn(&self, from: u64, addr: &str) {
+        let ok = self
+            .members
+            .read()
+            .is_ok_and(|m| m.is_empty() || m.contains(&from));
+        if ok {
+            learn_unknown_peer(&self.peers, from, addr);
+        }
+    }
+
     /// `Ok` when `from` is another member whose known address is on the
     /// host the request came from.
     fn member_at(&self, from: u64, remote: Option<std::net::SocketAddr>) -> Result<(), Status> {
+        let member = self.members.read().is_ok_and(|m| m.contains(&from));
         let addr = self
             .peers
             .read()
             .ok()
             .and_then(|p| p.get(&from).cloned())
-            .filter(|_| from != 0 && from != self.id);
+            .filter(|_| member && from != 0 && from != self.id);
         match addr {
             Some(a) if same_host(remote, &a) => Ok(()),
             Some(a) => Err(Status::permission_denied(format!(
@@ -97,7 +112,7 @@ pub(crate) fn same_host(remote: Option<std::net::SocketAddr>, addr: &str) -> boo
 impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
     async fn send(&self, req: Request<RaftBatch>) -> Result<Response<Ack>, Status> {
         let b = req.into_inner();
-        learn_peer(&self.peers, b.from, &b.from_addr);
+        self.learn(b.from, &b.from_addr);
         for bytes in b.messages {
             let m = Message::parse_from_bytes(&bytes).map_err(|e| bad(b.from, e))?;
             if m.get_msg_type() == MessageType::MsgSnapshot {
@@ -115,7 +130,7 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         req: Request<InstallSnapshotRequest>,
     ) -> Result<Response<InstallSnapshotResponse>, Status> {
         let r = req.into_inner();
-        learn_peer(&self.peers, r.from, &r.from_addr);
+        self.learn(r.from, &r.from_addr);
         let msg = Message::parse_from_bytes(&r.message).map_err(|e| bad(r.from, e))?;
         if msg.get_msg_type() != MessageType::MsgSnapshot {
             return Err(bad(r.from, "not a MsgSnapshot"));
@@ -142,6 +157,19 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
             return Err(Status::failed_precondition(format!(
                 "snapshot {index} does not include node {} in its membership",
                 self.id
+            )));
+        }
+        // Fetched only from the sender's own address as this node knows
+        // it, never from another one the request names.
+        let known = self.peers.read().ok().and_then(|p| p.get(&r.from).cloned());
+        let from_uri =
+            crate::snapshot::SnapshotUri::parse(&payload.uri).map_err(|e| bad(r.from, e))?;
+        if known.as_deref() != Some(from_uri.addr.as_str()) || msg.from != r.from {
+            return Err(Status::permission_denied(format!(
+                "snapshot {index} is served from {}, not from node {}'s address ({})",
+                from_uri.addr,
+                r.from,
+                known.as_deref().unwrap_or("unknown")
             )));
         }
         info!(snapshot_index = index, from = r.from, uri = %payload.uri, "installing snapshot");
@@ -208,7 +236,7 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         req: Request<OfferSnapshotRequest>,
     ) -> Result<Response<OfferSnapshotResponse>, Status> {
         let r = req.into_inner();
-        learn_peer(&self.peers, r.from, &r.from_addr);
+        self.learn(r.from, &r.from_addr);
         if r.as_source {
             return match self.source.offer_as_source() {
                 Some(p) => Ok(Response::new(OfferSnapshotResponse {

@@ -236,7 +236,19 @@ async fn peer_sender(
     }
 }
 
-/// Shared so the gRPC service can learn peers' addresses.
+/// Learns `id`'s address from a request that cannot prove who sent it:
+/// only an id this node knows no address for yet is added (a member's
+/// known address, from the log or the initial peers, is never replaced).
+pub(crate) fn learn_unknown_peer(peers: &Peers, id: u64, addr: &str) {
+    if id == 0 || addr.is_empty() {
+        return;
+    }
+    if let Ok(mut p) = peers.write() {
+        p.entry(id).or_insert_with(|| addr.to_string());
+    }
+}
+
+/// Records `id`'s address (from the log: a membership change, a snapshot).
 pub(crate) fn learn_peer(peers: &Peers, id: u64, addr: &str) {
     if id == 0 || addr.is_empty() {
         return;

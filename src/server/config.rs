@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// Snapshotter: largest metastore upload of a restore (256MiB).
     #[arg(long)]
     pub snapshotter_max_upload: Option<String>,
+    /// Largest /write body, as influxd's `max-body-size` (25000000 bytes;
+    /// 0 = no limit); a larger one gets 413.
+    #[arg(long)]
+    pub max_body_size: Option<String>,
     /// Initial cluster: `1=host:port,2=host:port` (gRPC addresses).
     #[arg(long)]
     pub peers: Option<String>,
@@ -180,6 +184,7 @@ pub struct FileConfig {
     snapshotter_addr: Option<String>,
     snapshotter_timeout: Option<toml::Value>,
     snapshotter_max_upload: Option<toml::Value>,
+    max_body_size: Option<toml::Value>,
     peers: Option<String>,
     join: Option<String>,
     snapshot_log_gap: Option<u64>,
@@ -218,6 +223,8 @@ pub struct Settings {
     pub snapshotter_addr: String,
     /// Snapshotter limits.
     pub snapshotter_limits: crate::snapshotter::server::Limits,
+    /// HTTP API limits.
+    pub http_limits: crate::server::http::HttpLimits,
     /// Address to join through, if joining.
     pub join: Option<String>,
 }
@@ -322,6 +329,10 @@ impl ServeArgs {
         if let Some(v) = pick!(snapshotter_max_upload, text) {
             limits.max_upload = parse_size(&v)?;
         }
+        let mut http_limits = crate::server::http::HttpLimits::default();
+        if let Some(v) = pick!(max_body_size, text) {
+            http_limits.max_body_size = parse_size(&v)?;
+        }
         let port = |base: u64| base + 10 * (id - 1);
         Ok(Settings {
             node: n,
@@ -336,6 +347,7 @@ impl ServeArgs {
                 .or(file.snapshotter_addr)
                 .unwrap_or_else(|| format!("127.0.0.1:{}", port(8088))),
             snapshotter_limits: limits,
+            http_limits,
             join,
         })
     }

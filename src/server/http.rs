@@ -22,14 +22,37 @@ use crate::tsdb::query;
 pub const INFLUX_VERSION: &str = "1.6.7-tsnode";
 /// Points per raft proposal of a write.
 const POINTS_PER_PROPOSAL: usize = 5_000;
-/// Largest accepted write body.
-pub const MAX_WRITE_BYTES: usize = 64 << 20;
+/// influxd's default `max-body-size`: the largest /write body, in bytes.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 25_000_000;
+/// Largest body of the other endpoints (a /query form, a membership
+/// change).
+const MAX_OTHER_BODY: usize = 64 << 20;
+
+/// Limits of the HTTP API.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest /write body (0 = no limit), as influxd's `max-body-size`.
+    pub max_body_size: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+        }
+    }
+}
 
 /// The router for a node.
-pub fn router(node: NodeHandle<Tsdb>) -> Router {
+pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits) -> Router {
+    let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
     Router::new()
         .route("/ping", get(ping).head(ping))
-        .route("/write", post(write))
+        .route(
+            "/write",
+            post(move |node, q, headers, body| write(node, q, headers, body, max_body))
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/query", get(query_handler).post(query_handler))
         .route("/status", get(status))
         .route("/snapshot", post(snapshot))
@@ -40,7 +63,7 @@ pub fn router(node: NodeHandle<Tsdb>) -> Router {
             "/import",
             post(super::import::import).layer(axum::extract::DefaultBodyLimit::disable()),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_WRITE_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_OTHER_BODY))
         .with_state(node)
 }
 
@@ -93,6 +116,37 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// Reads a request body of at most `max` bytes (0 = no limit), as influxd
+/// does: a declared `Content-Length` over the limit is refused at once
+/// (413, before any byte is read); a chunked body is read up to the limit,
+/// then refused.
+async fn read_limited(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    max: usize,
+) -> Result<Bytes, Response> {
+    use futures::StreamExt;
+    let max = if max == 0 { usize::MAX } else { max };
+    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("read body: {e}")))?;
+        if buf.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
 async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, Response> {
     let (_, answer) = node.propose(&command(cmd)).await.map_err(raft_error)?;
     Ok(answer)
@@ -101,8 +155,14 @@ async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, Res
 async fn write(
     State(node): State<NodeHandle<Tsdb>>,
     Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+    max_body: usize,
 ) -> Response {
+    let body = match read_limited(&headers, body, max_body).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
     let db = q.get("db").cloned().unwrap_or_default();
     if db.is_empty() {
         return error(StatusCode::BAD_REQUEST, "database is required");

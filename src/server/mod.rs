@@ -4,6 +4,7 @@
 pub mod config;
 pub mod http;
 pub mod import;
+pub mod process;
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub async fn run(
     s: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    process::raise_open_files_limit();
+    process::limit_malloc_arenas();
     std::fs::create_dir_all(&s.node.data_dir)
         .map_err(|e| format!("create {}: {e}", s.node.data_dir.display()))?;
     let raft_listener = std::net::TcpListener::bind(&s.node.advertise_addr)
@@ -50,7 +53,7 @@ pub async fn run(
         s.snapshotter_addr,
         s.node.data_dir.display()
     );
-    let app = http::router(node.clone());
+    let app = http::router(node.clone(), s.http_limits);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(http_listener, app)
