@@ -23,7 +23,9 @@
 //!   verification); [`raft::repair`] heals damaged snapshots and live files
 //!   from sound snapshots, found by installs, [`raft::scrub`], backups and
 //!   queries; [`raft::snapshot_source`] offers snapshots and backs off
-//!   failing installs.
+//!   failing installs; `raft::peer_sources` finds the other members'
+//!   snapshots an install also fetches from; `raft::sender_check` decides
+//!   which raft messages are stepped, by sender.
 //! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
 //!   metastore, shards (cache segments + immutable files), read views,
 //!   InfluxQL, [`tsdb::write_batch`] (writes proposed grouped by series) and
@@ -32,7 +34,8 @@
 //! - [`snapshotter`]: InfluxDB 1.x's backup protocol (server, client,
 //!   portable format) and restores through raft.
 //! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API (with
-//!   [`server::import`], TSM files imported by file), the CLI.
+//!   [`server::import`], TSM files imported by file, and
+//!   [`server::process`], the open-file limit and malloc arenas), the CLI.
 #![deny(missing_docs)]
 
 pub mod batch_store;
