@@ -117,6 +117,11 @@ pub struct ServeArgs {
     /// 0 = no limit); a larger one gets 413.
     #[arg(long)]
     pub max_body_size: Option<String>,
+    /// HTTP connections held at once, as influxd's `max-connection-limit`
+    /// (0 = bounded only by the open-file limit less a reserve for raft);
+    /// one over it is closed at once.
+    #[arg(long)]
+    pub max_connection_limit: Option<u64>,
     /// Initial cluster: `1=host:port,2=host:port` (gRPC addresses).
     #[arg(long)]
     pub peers: Option<String>,
@@ -185,6 +190,7 @@ pub struct FileConfig {
     snapshotter_timeout: Option<toml::Value>,
     snapshotter_max_upload: Option<toml::Value>,
     max_body_size: Option<toml::Value>,
+    max_connection_limit: Option<u64>,
     peers: Option<String>,
     join: Option<String>,
     snapshot_log_gap: Option<u64>,
@@ -332,6 +338,9 @@ impl ServeArgs {
         let mut http_limits = crate::server::http::HttpLimits::default();
         if let Some(v) = pick!(max_body_size, text) {
             http_limits.max_body_size = parse_size(&v)?;
+        }
+        if let Some(v) = pick!(max_connection_limit) {
+            http_limits.max_connection_limit = v;
         }
         let port = |base: u64| base + 10 * (id - 1);
         Ok(Settings {

@@ -33,12 +33,16 @@ const MAX_OTHER_BODY: usize = 64 << 20;
 pub struct HttpLimits {
     /// Largest /write body (0 = no limit), as influxd's `max-body-size`.
     pub max_body_size: u64,
+    /// Connections held at once (0 = only the open-file budget), as
+    /// influxd's `max-connection-limit`.
+    pub max_connection_limit: u64,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_connection_limit: 0,
         }
     }
 }

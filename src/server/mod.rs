@@ -2,6 +2,7 @@
 //! node with its gRPC server, and the HTTP API — and runs it until shutdown.
 
 pub mod config;
+pub mod conn_budget;
 pub mod http;
 pub mod import;
 pub mod process;
@@ -20,7 +21,7 @@ pub async fn run(
     s: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    process::raise_open_files_limit();
+    let nofile = process::raise_open_files_limit();
     process::limit_malloc_arenas();
     std::fs::create_dir_all(&s.node.data_dir)
         .map_err(|e| format!("create {}: {e}", s.node.data_dir.display()))?;
@@ -54,6 +55,9 @@ pub async fn run(
         s.node.data_dir.display()
     );
     let app = http::router(node.clone(), s.http_limits);
+    let budget = conn_budget::budget(s.http_limits.max_connection_limit, nofile);
+    info!(budget, open_file_limit = nofile, "HTTP connection budget");
+    let http_listener = conn_budget::BudgetedListener::new(http_listener, budget);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(http_listener, app)

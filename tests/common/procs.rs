@@ -30,6 +30,8 @@ pub struct Procs {
     /// When set, nodes run under `strace` with these options, writing
     /// `<dir>/strace.<id>` (tests that watch the real syscalls).
     pub strace: Option<Vec<String>>,
+    /// When set, every node runs with this open-file limit (soft and hard).
+    pub nofile: Option<u64>,
 }
 
 impl Procs {
@@ -43,7 +45,13 @@ impl Procs {
 
     /// Like [`start`](Self::start), with environment variables for every node.
     pub fn start_env(n: u64, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_with(n, extra, env, None)
+        Self::start_with(n, extra, env, None, None)
+    }
+
+    /// Like [`start`](Self::start), every node limited to `nofile` open
+    /// files (soft and hard).
+    pub fn start_nofile(n: u64, extra: &[&str], nofile: u64) -> Self {
+        Self::start_with(n, extra, &[], None, Some(nofile))
     }
 
     /// Like [`start`](Self::start), every node under `strace` with `opts`.
@@ -53,6 +61,7 @@ impl Procs {
             extra,
             &[],
             Some(opts.iter().map(|s| s.to_string()).collect()),
+            None,
         )
     }
 
@@ -61,9 +70,10 @@ impl Procs {
         extra: &[&str],
         env: &[(&str, &str)],
         strace: Option<Vec<String>>,
+        nofile: Option<u64>,
     ) -> Self {
         for attempt in 1..=5 {
-            let mut p = Self::spawn_all(n, extra, env, strace.clone());
+            let mut p = Self::spawn_all(n, extra, env, strace.clone(), nofile);
             if p.wait_all_or_port_race() {
                 return p;
             }
@@ -80,6 +90,7 @@ impl Procs {
         extra: &[&str],
         env: &[(&str, &str)],
         strace: Option<Vec<String>>,
+        nofile: Option<u64>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nodes: BTreeMap<u64, Proc> = (1..=n)
@@ -106,6 +117,7 @@ impl Procs {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             strace,
+            nofile,
         };
         for id in 1..=n {
             p.spawn(id);
@@ -179,6 +191,24 @@ impl Procs {
                 c
             }
         };
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit (async-signal-safe) runs in the child
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let child = cmd
             .args([
                 "serve",

@@ -1,0 +1,71 @@
+//! Idle HTTP connections cannot take the descriptors raft needs: with the
+//! open-file limit at 512, 600 idle connections to the leader's HTTP port
+//! leave writes through the followers (forwarded over the raft port) and a
+//! restarted follower's catch-up working.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::procs::Procs;
+
+#[test]
+fn idle_http_connections_do_not_starve_the_raft_port() {
+    let mut p = Procs::start_nofile(3, &[], 512);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let followers: Vec<u64> = p.nodes.keys().copied().filter(|i| *i != leader).collect();
+    // Idle clients: connected, never sending a request.
+    let http = p.nodes[&leader].http.clone();
+    let idle: Vec<TcpStream> = (0..600)
+        .filter_map(|_| TcpStream::connect(&http).ok())
+        .collect();
+    assert!(idle.len() > 300, "only {} connections opened", idle.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let mut n = 0;
+    for (k, f) in followers.iter().enumerate() {
+        for i in 0..10 {
+            let t = 1_600_000_000_000_000_000i64 + (k * 100 + i) as i64;
+            let (status, body) = p.write_answer(*f, "db", &format!("m v=1 {t}\n"));
+            assert_eq!(
+                status,
+                204,
+                "write through node {f}: {body}\n{}",
+                p.log(leader)
+            );
+            n += 1;
+        }
+    }
+    // A follower restarted meanwhile reconnects to the leader and catches up.
+    let f = followers[0];
+    p.kill(f);
+    p.spawn(f);
+    p.wait_http(f);
+    // (It answers 503 until it hears from the leader.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = p.write_answer(f, "db", "m v=1 1600000000000001000\n");
+        if status == 204 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}\n{}", p.log(f));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    n += 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = p.query(f, "db", "SELECT count(v) FROM m");
+        if v["results"][0]["series"][0]["values"][0][1] == n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        p.log(leader).contains("HTTP connection budget spent"),
+        "{}",
+        p.log(leader)
+    );
+    drop(idle);
+}
