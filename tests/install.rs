@@ -396,8 +396,9 @@ async fn a_reader_held_by_the_service_keeps_its_snapshot_until_released() {
     assert!(!old.exists(), "released and superseded");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_concurrency_is_limited_with_a_retry_hint() {
+/// A leader that serves one snapshot at a time, holding one small file
+/// (`data/g000.tsm`) at index 3.
+fn one_send_slot_leader() -> Endpoint {
     let leader = Endpoint::start(
         Arc::new(SnapshotThrottle::new(ThrottleOptions {
             max_concurrent_sends: 1,
@@ -406,18 +407,29 @@ async fn send_concurrency_is_limited_with_a_retry_hint() {
         lease(),
     );
     save(&leader.storage, 3, &files("g", 1, 1000, 3));
+    leader
+}
+
+/// The whole of `data/g000.tsm` from reader `reader_id`.
+fn g000(reader_id: u64) -> GetFileRequest {
+    GetFileRequest {
+        reader_id,
+        filename: "data/g000.tsm".into(),
+        offset: 0,
+        chunk_bytes: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_concurrency_is_limited_with_a_retry_hint() {
+    let leader = one_send_slot_leader();
     let (uri1, _) = leader.offer_latest();
     let (uri2, _) = leader.offer_latest();
     let id = |u: &str| -> u64 { u.rsplit('/').next().unwrap().parse().unwrap() };
     let mut c = FileServiceClient::connect(format!("http://{}", leader.addr))
         .await
         .unwrap();
-    let req = |reader_id| GetFileRequest {
-        reader_id,
-        filename: "data/g000.tsm".into(),
-        offset: 0,
-        chunk_bytes: 0,
-    };
+    let req = g000;
     let mut s = c.get_file(req(id(&uri1))).await.unwrap().into_inner();
     while s.message().await.unwrap().is_some() {}
     let st = c.get_file(req(id(&uri2))).await.unwrap_err();
@@ -433,14 +445,7 @@ async fn send_concurrency_is_limited_with_a_retry_hint() {
 /// holds a send slot only while it streams; reader ids are not sequential.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_offered_as_a_source_holds_a_send_slot_only_while_streaming() {
-    let leader = Endpoint::start(
-        Arc::new(SnapshotThrottle::new(ThrottleOptions {
-            max_concurrent_sends: 1,
-            ..Default::default()
-        })),
-        lease(),
-    );
-    save(&leader.storage, 3, &files("g", 1, 1000, 3));
+    let leader = one_send_slot_leader();
     let reader = || leader.storage.open_reader().unwrap();
     let a = leader.registry.register_as_source(reader());
     let b = leader.registry.register_as_source(reader());
@@ -448,12 +453,7 @@ async fn a_reader_offered_as_a_source_holds_a_send_slot_only_while_streaming() {
     let mut c = FileServiceClient::connect(format!("http://{}", leader.addr))
         .await
         .unwrap();
-    let req = |reader_id| GetFileRequest {
-        reader_id,
-        filename: "data/g000.tsm".into(),
-        offset: 0,
-        chunk_bytes: 0,
-    };
+    let req = g000;
     for id in [a, b, a] {
         // The previous stream's slot is returned as its sender ends.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -20,6 +20,21 @@ pub struct Proc {
     pub join: Option<String>,
 }
 
+impl Proc {
+    /// Node `id` on free loopback ports, not started; `join` is the raft
+    /// address it joins through, if it is added to a running cluster.
+    fn new(id: u64, join: Option<String>) -> Self {
+        Proc {
+            id,
+            http: format!("127.0.0.1:{}", free_port()),
+            raft: format!("127.0.0.1:{}", free_port()),
+            snapshotter: format!("127.0.0.1:{}", free_port()),
+            child: None,
+            join,
+        }
+    }
+}
+
 /// A cluster of `tsnode` processes.
 pub struct Procs {
     pub nodes: BTreeMap<u64, Proc>,
@@ -93,21 +108,7 @@ impl Procs {
         nofile: Option<u64>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let nodes: BTreeMap<u64, Proc> = (1..=n)
-            .map(|id| {
-                (
-                    id,
-                    Proc {
-                        id,
-                        http: format!("127.0.0.1:{}", free_port()),
-                        raft: format!("127.0.0.1:{}", free_port()),
-                        snapshotter: format!("127.0.0.1:{}", free_port()),
-                        child: None,
-                        join: None,
-                    },
-                )
-            })
-            .collect();
+        let nodes: BTreeMap<u64, Proc> = (1..=n).map(|id| (id, Proc::new(id, None))).collect();
         let mut p = Procs {
             nodes,
             dir,
@@ -242,17 +243,7 @@ impl Procs {
     /// running cluster through node `via`; waits for its /ping.
     pub fn join(&mut self, id: u64, via: u64) {
         let join = Some(self.nodes[&via].raft.clone());
-        self.nodes.insert(
-            id,
-            Proc {
-                id,
-                http: format!("127.0.0.1:{}", free_port()),
-                raft: format!("127.0.0.1:{}", free_port()),
-                snapshotter: format!("127.0.0.1:{}", free_port()),
-                child: None,
-                join,
-            },
-        );
+        self.nodes.insert(id, Proc::new(id, join));
         self.spawn(id);
         self.wait_http(id);
     }
