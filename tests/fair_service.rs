@@ -1,0 +1,133 @@
+//! One client cannot take the service from the others:
+//! - idle HTTP connections cannot take the descriptors raft needs: with the
+//!   open-file limit at 512, 600 idle connections to the leader's HTTP port
+//!   leave writes through the followers (forwarded over the raft port) and
+//!   a restarted follower's catch-up working;
+//! - a request of 2 000 `CREATE DATABASE` statements finishes, every
+//!   statement answered, while another client's writes go on;
+//! - a request of 50 000 statements stops being worked on when its client
+//!   goes away.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::procs::Procs;
+
+#[test]
+fn idle_http_connections_do_not_starve_the_raft_port() {
+    let mut p = Procs::start_nofile(3, &[], 512);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let followers: Vec<u64> = p.nodes.keys().copied().filter(|i| *i != leader).collect();
+    // Idle clients: connected, never sending a request.
+    let http = p.nodes[&leader].http.clone();
+    let idle: Vec<TcpStream> = (0..600)
+        .filter_map(|_| TcpStream::connect(&http).ok())
+        .collect();
+    assert!(idle.len() > 300, "only {} connections opened", idle.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let mut n = 0;
+    for (k, f) in followers.iter().enumerate() {
+        for i in 0..10 {
+            let t = 1_600_000_000_000_000_000i64 + (k * 100 + i) as i64;
+            let (status, body) = p.write_answer(*f, "db", &format!("m v=1 {t}\n"));
+            assert_eq!(
+                status,
+                204,
+                "write through node {f}: {body}\n{}",
+                p.log(leader)
+            );
+            n += 1;
+        }
+    }
+    // A follower restarted meanwhile reconnects to the leader and catches up.
+    let f = followers[0];
+    p.kill(f);
+    p.spawn(f);
+    p.wait_http(f);
+    // (It answers 503 until it hears from the leader.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = p.write_answer(f, "db", "m v=1 1600000000000001000\n");
+        if status == 204 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}\n{}", p.log(f));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    n += 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = p.query(f, "db", "SELECT count(v) FROM m");
+        if v["results"][0]["series"][0]["values"][0][1] == n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        p.log(leader).contains("HTTP connection budget spent"),
+        "{}",
+        p.log(leader)
+    );
+    drop(idle);
+}
+
+#[test]
+fn two_thousand_ddl_statements_finish_while_other_clients_write() {
+    let p = Procs::start(3, &[]);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let http = p.nodes[&leader].http.clone();
+    let q: Vec<String> = (0..2000).map(|i| format!("CREATE DATABASE d{i}")).collect();
+    let ddl = std::thread::spawn(move || {
+        let mut r = ureq::post(&format!("http://{http}/query"))
+            .send_form([("q", q.join(";"))])
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&r.body_mut().read_to_string().unwrap()).unwrap()
+    });
+    for i in 0..20 {
+        let (status, body) = p.write_answer(
+            leader,
+            "db",
+            &format!("m v={i} {}\n", 1_600_000_000_000_000_000i64 + i),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+    let v = ddl.join().unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2000);
+    assert!(results.iter().all(|r| r.get("error").is_none()), "{v}");
+    let dbs = p.query(leader, "", "SHOW DATABASES");
+    assert_eq!(
+        dbs["results"][0]["series"][0]["values"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2001,
+        "{dbs}"
+    );
+}
+
+#[test]
+fn a_long_request_stops_when_its_client_goes_away() {
+    let p = Procs::start(1, &[]);
+    let leader = p.leader();
+    let http = p.nodes[&leader].http.clone();
+    let q = vec!["SHOW DATABASES"; 50_000].join(";");
+    let r = ureq::post(&format!("http://{http}/query"))
+        .config()
+        .timeout_global(Some(Duration::from_secs(1)))
+        .build()
+        .send_form([("q", q.as_str())]);
+    assert!(r.is_err(), "50 000 statements took under a second here");
+    let rounds = || p.metric(leader, "raftsnap_read_index_rounds_total");
+    std::thread::sleep(Duration::from_millis(500));
+    let a = rounds();
+    std::thread::sleep(Duration::from_secs(1));
+    let b = rounds();
+    assert!(a > 0.0);
+    assert_eq!(a, b, "statements still executed after the client left");
+}
