@@ -35,7 +35,7 @@
 //!   portable format) and restores through raft.
 //! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API (with
 //!   [`server::import`], TSM files imported by file, and
-//!   [`server::process`], the open-file limit and malloc arenas), the CLI.
+//!   [`server::process`], the open-file limit), the CLI.
 #![deny(missing_docs)]
 
 pub mod batch_store;

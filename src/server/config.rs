@@ -122,6 +122,15 @@ pub struct ServeArgs {
     /// one over it is closed at once.
     #[arg(long)]
     pub max_connection_limit: Option<u64>,
+    /// Serve the HTTP API over TLS (HTTPS), as influxd's `https-enabled`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub https_enabled: Option<bool>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long)]
+    pub https_certificate: Option<PathBuf>,
+    /// PEM private key for HTTPS (default: read from the certificate file).
+    #[arg(long)]
+    pub https_private_key: Option<PathBuf>,
     /// Initial cluster: `1=host:port,2=host:port` (gRPC addresses).
     #[arg(long)]
     pub peers: Option<String>,
@@ -191,6 +200,9 @@ pub struct FileConfig {
     snapshotter_max_upload: Option<toml::Value>,
     max_body_size: Option<toml::Value>,
     max_connection_limit: Option<u64>,
+    https_enabled: Option<bool>,
+    https_certificate: Option<PathBuf>,
+    https_private_key: Option<PathBuf>,
     peers: Option<String>,
     join: Option<String>,
     snapshot_log_gap: Option<u64>,
@@ -231,6 +243,10 @@ pub struct Settings {
     pub snapshotter_limits: crate::snapshotter::server::Limits,
     /// HTTP API limits.
     pub http_limits: crate::server::http::HttpLimits,
+    /// HTTPS certificate (PEM chain), when HTTPS is enabled.
+    pub https_certificate: Option<PathBuf>,
+    /// HTTPS private key (PEM), when not in the certificate's file.
+    pub https_private_key: Option<PathBuf>,
     /// Address to join through, if joining.
     pub join: Option<String>,
 }
@@ -342,6 +358,14 @@ impl ServeArgs {
         if let Some(v) = pick!(max_connection_limit) {
             http_limits.max_connection_limit = v;
         }
+        let https_certificate = match pick!(https_enabled).unwrap_or(false) {
+            false => None,
+            true => Some(
+                pick!(https_certificate)
+                    .ok_or("https_enabled needs https_certificate (a PEM file)")?,
+            ),
+        };
+        let https_private_key = pick!(https_private_key);
         let port = |base: u64| base + 10 * (id - 1);
         Ok(Settings {
             node: n,
@@ -357,6 +381,8 @@ impl ServeArgs {
                 .unwrap_or_else(|| format!("127.0.0.1:{}", port(8088))),
             snapshotter_limits: limits,
             http_limits,
+            https_certificate,
+            https_private_key,
             join,
         })
     }

@@ -40,11 +40,20 @@ pub fn budget(limit: u64, nofile: u64) -> usize {
 }
 
 /// A TCP listener that holds at most a budget of open connections.
-#[derive(Debug)]
 pub struct BudgetedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     refused: Arc<AtomicU64>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for BudgetedListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetedListener")
+            .field("available", &self.permits.available_permits())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl BudgetedListener {
@@ -54,7 +63,15 @@ impl BudgetedListener {
             inner,
             permits: Arc::new(Semaphore::new(budget.clamp(1, Semaphore::MAX_PERMITS))),
             refused: Arc::new(AtomicU64::new(0)),
+            tls: None,
         }
+    }
+
+    /// Serves TLS (HTTPS) on every connection, the handshake on the
+    /// connection's own task.
+    pub fn with_tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// Connections closed at once because the budget was spent (shared).
@@ -88,9 +105,13 @@ impl axum::serve::Listener for BudgetedListener {
             };
             match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
+                    let io = match &self.tls {
+                        Some(a) => Conn::Tls(crate::server::tls::TlsConn::new(a, stream)),
+                        None => Conn::Plain(stream),
+                    };
                     return (
                         Budgeted {
-                            io: stream,
+                            io,
                             _permit: permit,
                         },
                         addr,
@@ -115,8 +136,29 @@ impl axum::serve::Listener for BudgetedListener {
 /// A connection counted against the budget until it is dropped.
 #[derive(Debug)]
 pub struct Budgeted {
-    io: TcpStream,
+    io: Conn,
     _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Debug)]
+enum Conn {
+    Plain(TcpStream),
+    Tls(crate::server::tls::TlsConn),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.io {
+            Conn::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Conn::Tls($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+        }
+    };
 }
 
 impl AsyncRead for Budgeted {
@@ -125,7 +167,7 @@ impl AsyncRead for Budgeted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        delegate!(self, s => s.poll_read(cx, buf))
     }
 }
 
@@ -135,27 +177,15 @@ impl AsyncWrite for Budgeted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        delegate!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        delegate!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        delegate!(self, s => s.poll_shutdown(cx))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod conn_budget;
 pub mod http;
 pub mod import;
 pub mod process;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,7 +23,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let nofile = process::raise_open_files_limit();
-    process::limit_malloc_arenas();
     std::fs::create_dir_all(&s.node.data_dir)
         .map_err(|e| format!("create {}: {e}", s.node.data_dir.display()))?;
     let raft_listener = std::net::TcpListener::bind(&s.node.advertise_addr)
@@ -57,7 +57,12 @@ pub async fn run(
     let app = http::router(node.clone(), s.http_limits);
     let budget = conn_budget::budget(s.http_limits.max_connection_limit, nofile);
     info!(budget, open_file_limit = nofile, "HTTP connection budget");
-    let http_listener = conn_budget::BudgetedListener::new(http_listener, budget);
+    let mut http_listener = conn_budget::BudgetedListener::new(http_listener, budget);
+    if let Some(cert) = &s.https_certificate {
+        let acceptor =
+            tls::acceptor(cert, s.https_private_key.as_deref()).map_err(|e| e.to_string())?;
+        http_listener = http_listener.with_tls(acceptor);
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(http_listener, app)

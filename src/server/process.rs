@@ -1,5 +1,5 @@
 //! Process-wide settings a serving node makes at startup: the open-file
-//! limit and the allocator's arenas.
+//! limit.
 
 use tracing::{info, warn};
 
@@ -35,19 +35,6 @@ pub fn raise_open_files_limit() -> u64 {
         warn!(error = %std::io::Error::last_os_error(), soft = lim.rlim_cur, "cannot raise the open-file limit");
     }
     lim.rlim_cur
-}
-
-/// Caps glibc's malloc arenas at 2. By default glibc gives each thread
-/// that contends for the heap an arena of its own (up to 8 per core), and
-/// memory freed in one stays held by it: a restore, whose blocking tasks
-/// and gRPC streams allocate on many threads, grew a node's resident set
-/// by 74 MiB this way against 65 MiB with two arenas.
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called at startup.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }
 
 #[cfg(test)]
