@@ -3,6 +3,9 @@
 //! bytes by default) gets 413 and writes nothing, whether its length is
 //! declared (refused before the body is sent, with `Expect:
 //! 100-continue`) or it comes chunked; one of exactly that size is taken.
+//! With influxd's write throttle on (one write at a time, one waiting, for
+//! at most 3 s), a write that finds the queue full and one that waits too
+//! long get influxd's two 503 answers.
 
 mod common;
 
@@ -115,4 +118,75 @@ fn a_write_body_over_max_body_size_is_refused_as_influxd_refuses_it() {
         assert_eq!(status, 204, "{http}: {text}");
     }
     assert_eq!(count(&ts), count(&real.http));
+}
+
+/// POST /write of one point; (status, body), whatever the status.
+fn small_write(http: &str) -> (u16, String) {
+    post_write(http, b"m,h=b v=1 1600000000000000000\n", false)
+}
+
+#[test]
+fn the_write_throttle_answers_as_influxd() {
+    let Some(real) = Influxd::start_with(
+        "  max-concurrent-write-limit = 1\n  max-enqueued-write-limit = 1\n  enqueued-write-timeout = \"3s\"",
+    ) else {
+        return;
+    };
+    let p = Procs::start(
+        1,
+        &[
+            "--max-concurrent-write-limit",
+            "1",
+            "--max-enqueued-write-limit",
+            "1",
+            "--enqueued-write-timeout",
+            "3s",
+        ],
+    );
+    p.leader();
+    let ts = p.nodes[&1].http.clone();
+    p.query(1, "", "CREATE DATABASE db");
+    real.query("", "CREATE DATABASE db");
+    let mut answers = Vec::new();
+    for http in [real.http.clone(), ts.clone()] {
+        // The one slot: a write whose chunked body never comes.
+        use std::io::Write;
+        let mut holder = std::net::TcpStream::connect(&http).unwrap();
+        write!(
+            holder,
+            "POST /write?db=db HTTP/1.1\r\nHost: {http}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // One waits (and gives up after 3 s) ...
+        let h = http.clone();
+        let waiting = std::thread::spawn(move || small_write(&h));
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        // ... so the next finds the queue full.
+        let full = small_write(&http);
+        let late = waiting.join().unwrap();
+        drop(holder);
+        // Once the slot is free, writes go through.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let after = loop {
+            let a = small_write(&http);
+            if a.0 == 204 || std::time::Instant::now() > deadline {
+                break a;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        answers.push((full, late, after.0));
+    }
+    assert_eq!(
+        answers[0].0,
+        (503, "request throttled, queue full\n".to_string()),
+        "influxd"
+    );
+    assert_eq!(
+        answers[0].1,
+        (503, "request throttled, exceeds timeout\n".to_string()),
+        "influxd"
+    );
+    assert_eq!(answers[0].2, 204);
+    assert_eq!(answers[1], answers[0], "tsnode answered otherwise");
 }

@@ -122,6 +122,18 @@ pub struct ServeArgs {
     /// one over it is closed at once.
     #[arg(long)]
     pub max_connection_limit: Option<u64>,
+    /// Writes served at once, as influxd's `max-concurrent-write-limit`
+    /// (0 = no throttle).
+    #[arg(long)]
+    pub max_concurrent_write_limit: Option<usize>,
+    /// Writes that may wait for a slot, as influxd's
+    /// `max-enqueued-write-limit`; beyond it, 503 "queue full".
+    #[arg(long)]
+    pub max_enqueued_write_limit: Option<usize>,
+    /// The longest a write waits for a slot (30s), as influxd's
+    /// `enqueued-write-timeout`.
+    #[arg(long)]
+    pub enqueued_write_timeout: Option<String>,
     /// Serve the HTTP API over TLS (HTTPS), as influxd's `https-enabled`.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub https_enabled: Option<bool>,
@@ -200,6 +212,9 @@ pub struct FileConfig {
     snapshotter_max_upload: Option<toml::Value>,
     max_body_size: Option<toml::Value>,
     max_connection_limit: Option<u64>,
+    max_concurrent_write_limit: Option<usize>,
+    max_enqueued_write_limit: Option<usize>,
+    enqueued_write_timeout: Option<toml::Value>,
     https_enabled: Option<bool>,
     https_certificate: Option<PathBuf>,
     https_private_key: Option<PathBuf>,
@@ -357,6 +372,15 @@ impl ServeArgs {
         }
         if let Some(v) = pick!(max_connection_limit) {
             http_limits.max_connection_limit = v;
+        }
+        if let Some(v) = pick!(max_concurrent_write_limit) {
+            http_limits.writes.max_concurrent = v;
+        }
+        if let Some(v) = pick!(max_enqueued_write_limit) {
+            http_limits.writes.max_enqueued = v;
+        }
+        if let Some(v) = pick!(enqueued_write_timeout, text) {
+            http_limits.writes.enqueued_timeout = parse_duration(&v)?;
         }
         let https_certificate = match pick!(https_enabled).unwrap_or(false) {
             false => None,

@@ -36,6 +36,8 @@ pub struct HttpLimits {
     /// Connections held at once (0 = only the open-file budget), as
     /// influxd's `max-connection-limit`.
     pub max_connection_limit: u64,
+    /// influxd's write throttle.
+    pub writes: crate::server::write_throttle::WriteLimits,
 }
 
 impl Default for HttpLimits {
@@ -43,6 +45,7 @@ impl Default for HttpLimits {
         Self {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_connection_limit: 0,
+            writes: Default::default(),
         }
     }
 }
@@ -50,12 +53,21 @@ impl Default for HttpLimits {
 /// The router for a node.
 pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits) -> Router {
     let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
+    let throttle = std::sync::Arc::new(crate::server::write_throttle::WriteThrottle::new(
+        limits.writes,
+    ));
     Router::new()
         .route("/ping", get(ping).head(ping))
         .route(
             "/write",
-            post(move |node, q, headers, body| write(node, q, headers, body, max_body))
-                .layer(axum::extract::DefaultBodyLimit::disable()),
+            post(move |node, q, headers, body| async move {
+                // Admitted (or refused) before the body is read, as influxd.
+                match throttle.admit().await {
+                    Ok(_admitted) => write(node, q, headers, body, max_body).await,
+                    Err(refused) => refused,
+                }
+            })
+            .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/query", get(query_handler).post(query_handler))
         .route("/status", get(status))

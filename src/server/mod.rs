@@ -7,6 +7,7 @@ pub mod http;
 pub mod import;
 pub mod process;
 pub mod tls;
+pub mod write_throttle;
 
 use std::future::Future;
 use std::time::Duration;

@@ -59,9 +59,14 @@ impl Influxd {
     /// If another process took a port between [`free_port`] and influxd's
     /// bind, it starts again on new ports (up to 5 times).
     pub fn start() -> Option<Self> {
+        Self::start_with("")
+    }
+
+    /// Like [`start`](Self::start), with more keys for its `[http]` section.
+    pub fn start_with(http_extra: &str) -> Option<Self> {
         let exe = binary("influxd")?;
         for _ in 0..5 {
-            if let Some(me) = Self::try_start(&exe) {
+            if let Some(me) = Self::try_start(&exe, http_extra) {
                 return Some(me);
             }
             eprintln!("influxd lost a port race; retrying on new ports");
@@ -69,7 +74,7 @@ impl Influxd {
         panic!("influxd could not start on free ports in 5 attempts");
     }
 
-    fn try_start(exe: &Path) -> Option<Self> {
+    fn try_start(exe: &Path, http_extra: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let (http, bind) = (
             format!("127.0.0.1:{}", free_port()),
@@ -80,7 +85,7 @@ impl Influxd {
             "reporting-disabled = true\nbind-address = \"{bind}\"\n\
              [meta]\n  dir = \"{d}/meta\"\n  logging-enabled = false\n\
              [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
-             [http]\n  bind-address = \"{http}\"\n  log-enabled = false\n\
+             [http]\n  bind-address = \"{http}\"\n  log-enabled = false\n{http_extra}\n\
              [monitor]\n  store-enabled = false\n\
              [continuous_queries]\n  enabled = false\n"
         );
