@@ -310,7 +310,7 @@ fn the_influxql_subset_answers_like_influxdb_and_identically_after_a_load() {
             "SELECT mean(usage) FROM cpu WHERE host != 'h1' AND host != 'h2'",
             true
         )["series"][0]["values"][0][1],
-        json!(149.0)
+        json!(149)
     );
     assert_eq!(
         q(&exec, "SELECT count(*) FROM cpu", true)["series"][0]["columns"],
@@ -439,14 +439,11 @@ fn small_files_are_merged_in_the_background_without_changing_answers() {
         serde_json::json!(distinct)
     );
     let last = q("SELECT last(v) FROM m");
-    assert_eq!(
-        last["series"][0]["values"][0][1],
-        serde_json::json!(39_499.0)
-    );
+    assert_eq!(last["series"][0]["values"][0][1], serde_json::json!(39_499));
     let early = q("SELECT v FROM m WHERE time = 250000000000");
     assert_eq!(
         early["series"][0]["values"][0][1],
-        serde_json::json!(1000.0),
+        serde_json::json!(1000),
         "batch 1 rewrote t=250 s over batch 0"
     );
 }

@@ -610,9 +610,20 @@ fn time_value(ns: i64, epoch: Option<Precision>) -> Value {
     }
 }
 
+/// A float as influxd's JSON writes it (Go's encoding/json): a whole
+/// value without a fraction (`17835`, not `17835.0`).
+fn float_json(f: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if f.fract() == 0.0 && f.abs() <= EXACT {
+        json!(f as i64)
+    } else {
+        json!(f)
+    }
+}
+
 fn to_json(v: &FieldValue) -> Value {
     match v {
-        FieldValue::Float(f) => json!(f),
+        FieldValue::Float(f) => float_json(*f),
         FieldValue::Integer(i) => json!(i),
         FieldValue::Unsigned(u) => json!(u),
         FieldValue::String(s) => json!(s),
@@ -824,7 +835,7 @@ fn select_exec(
                                 })
                                 .fold(0i64, i64::wrapping_add)
                         ),
-                        _ => json!(nums.iter().sum::<f64>()),
+                        _ => float_json(nums.iter().sum::<f64>()),
                     },
                     "min" | "max" => {
                         let pick = pts
@@ -843,7 +854,7 @@ fn select_exec(
                         }
                         pick.map_or(Value::Null, |p| p.1)
                     }
-                    "mean" => json!(nums.iter().sum::<f64>() / nums.len() as f64),
+                    "mean" => float_json(nums.iter().sum::<f64>() / nums.len() as f64),
                     _ => Value::Null,
                 };
                 row.push(v);
