@@ -49,3 +49,56 @@ fn whole_and_fractional_floats_are_written_as_influxd_writes_them() {
         assert_eq!(ts, real.query("db", q), "{q}");
     }
 }
+
+/// gzip bodies (Telegraf's default, `InfluxDBClient(gzip=True)`) and
+/// influxd's answers to bad ones, compared with a real influxd.
+#[test]
+fn gzip_write_bodies_are_taken_and_bad_ones_refused_as_influxd_does() {
+    use std::io::Write;
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    p.leader();
+    p.query(1, "", "CREATE DATABASE db");
+    real.query("", "CREATE DATABASE db");
+    let gz = |b: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    let good = gz(b"m v=1 1600000000000000000\nm v=2 1600000000000000001\n");
+    let mut bad_crc = gz(b"m v=3 1600000000000000002\n");
+    let n = bad_crc.len();
+    bad_crc[n - 8] ^= 0xff;
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("good", good.clone()),
+        ("short", b"not gzip".to_vec()),
+        ("not gzip", vec![b'x'; 100]),
+        ("truncated", good[..20].to_vec()),
+        ("bad checksum", bad_crc),
+    ];
+    let post = |http: &str, body: &[u8]| -> (u16, serde_json::Value) {
+        let mut r = ureq::post(&format!("http://{http}/write"))
+            .query("db", "db")
+            .header("Content-Encoding", "gzip")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body)
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    };
+    for (what, body) in &bodies {
+        let want = post(&real.http, body);
+        let got = post(&p.nodes[&1].http, body);
+        assert_eq!(got, want, "{what}");
+    }
+    let q = "SELECT count(v) FROM m";
+    let ts = p.query(1, "db", q);
+    assert_eq!(ts["results"][0]["series"][0]["values"][0][1], 2, "{ts}");
+    assert_eq!(
+        ts["results"][0]["series"][0]["values"][0][1],
+        real.query("db", q)["results"][0]["series"][0]["values"][0][1]
+    );
+}

@@ -163,6 +163,41 @@ async fn read_limited(
     Ok(Bytes::from(buf))
 }
 
+/// A gzip body may inflate to this many times `max_body_size` (influxd
+/// sets no bound; one keeps a small body from inflating without end).
+const GZIP_EXPANSION_CAP: usize = 16;
+
+/// Inflates a gzip body (Telegraf's default), with influxd's messages for a
+/// bad one (Go's `compress/gzip`): `unexpected EOF`, `gzip: invalid
+/// header`, `gzip: invalid checksum`. Over `cap` bytes inflated: 413.
+fn gunzip(body: &[u8], cap: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+    use std::io::Read;
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_string());
+    if body.len() < 10 {
+        return Err(bad("unexpected EOF"));
+    }
+    if body[..3] != [0x1f, 0x8b, 8] {
+        return Err(bad("gzip: invalid header"));
+    }
+    let mut out = Vec::new();
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::MultiGzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => bad("unexpected EOF"),
+            _ if e.to_string().contains("checksum") => bad("gzip: invalid checksum"),
+            _ => bad(&format!("gzip: {e}")),
+        })?;
+    if out.len() > cap {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request Entity Too Large".to_string(),
+        ));
+    }
+    Ok(out)
+}
+
 async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, Response> {
     let (_, answer) = node.propose(&command(cmd)).await.map_err(raft_error)?;
     Ok(answer)
@@ -186,6 +221,22 @@ async fn write(
     let precision = match Precision::parse(q.get("precision").map_or("", String::as_str)) {
         Some(p) => p,
         None => return error(StatusCode::BAD_REQUEST, "invalid precision"),
+    };
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let body = if gzipped {
+        let cap = match max_body {
+            0 => usize::MAX,
+            n => n.saturating_mul(GZIP_EXPANSION_CAP),
+        };
+        match gunzip(&body, cap) {
+            Ok(b) => Bytes::from(b),
+            Err((code, msg)) => return error(code, msg),
+        }
+    } else {
+        body
     };
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
@@ -597,4 +648,21 @@ async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
         out.push_str(&format!("{name}{{kind=\"{kind}\"}} {v}\n"));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gzip_body_that_inflates_past_the_cap_is_refused() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![b'\n'; 1 << 20]).unwrap();
+        let small = e.finish().unwrap();
+        assert!(small.len() < 4096);
+        assert_eq!(gunzip(&small, 1 << 20).unwrap().len(), 1 << 20);
+        let (code, _) = gunzip(&small, (1 << 20) - 1).unwrap_err();
+        assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE);
+    }
 }
