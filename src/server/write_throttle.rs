@@ -43,7 +43,9 @@ pub struct WriteThrottle {
 
 /// A write's place: held until its answer is ready.
 #[derive(Debug)]
-pub struct Admitted(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct Admitted {
+    _slot: Option<OwnedSemaphorePermit>,
+}
 
 impl WriteThrottle {
     /// A throttle with these limits.
@@ -61,10 +63,10 @@ impl WriteThrottle {
     /// influxd's 503.
     pub async fn admit(&self) -> Result<Admitted, Response> {
         if self.limits.max_concurrent == 0 {
-            return Ok(Admitted(None));
+            return Ok(Admitted { _slot: None });
         }
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
-            return Ok(Admitted(Some(p)));
+            return Ok(Admitted { _slot: Some(p) });
         }
         let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
         struct Leave<'a>(&'a AtomicUsize);
@@ -83,7 +85,7 @@ impl WriteThrottle {
         )
         .await
         {
-            Ok(Ok(p)) => Ok(Admitted(Some(p))),
+            Ok(Ok(p)) => Ok(Admitted { _slot: Some(p) }),
             Ok(Err(_)) | Err(_) => Err(throttled("request throttled, exceeds timeout")),
         }
     }
