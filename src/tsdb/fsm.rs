@@ -337,6 +337,35 @@ impl Tsdb {
                 }
             }
             Cmd::WriteShard(w) => return self.write_shard(w),
+            Cmd::CreateUser(c) => {
+                if let Err(e) = self.meta_mut().create_user(&c.name, &c.hash, c.admin) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::DropUser(c) => {
+                if let Err(e) = self.meta_mut().drop_user(&c.name) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::SetPassword(c) => {
+                if let Err(e) = self.meta_mut().set_password(&c.name, &c.hash) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::SetPrivilege(c) => {
+                let Some(p) = super::users::Privilege::from_i32(c.privilege) else {
+                    res.error = format!("privilege {} is not one of 0..=3", c.privilege);
+                    return Ok(res);
+                };
+                if let Err(e) = self.meta_mut().set_privilege(&c.name, &c.db, p, c.revoke) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::SetAdmin(c) => {
+                if let Err(e) = self.meta_mut().set_admin(&c.name, c.admin) {
+                    return Ok(err(e));
+                }
+            }
             Cmd::ImportMetastore(c) => {
                 let src = match crate::proto::meta::Data::decode(&c.data[..]) {
                     Ok(d) => match Metastore::from_proto(&d) {

@@ -48,6 +48,15 @@ pub enum MetaError {
     /// A metastore blob does not decode.
     #[error("metastore blob: {0}")]
     Decode(String),
+    /// A user of that name exists (influxd's message).
+    #[error("user already exists")]
+    UserExists,
+    /// No such user (influxd's message).
+    #[error("user not found")]
+    UserNotFound,
+    /// A user needs a name (influxd's message).
+    #[error("username required")]
+    UsernameRequired,
 }
 
 /// A shard group: one time range of a retention policy, one shard here.
@@ -100,6 +109,9 @@ pub struct Metastore {
     pub max_shard_group_id: u64,
     /// Last shard id given out.
     pub max_shard_id: u64,
+    /// Users, in creation order (see [`super::users`]).
+    #[serde(default)]
+    pub users: Vec<super::users::User>,
 }
 
 /// Checks a database or retention policy name: it becomes a path component.
@@ -178,6 +190,7 @@ impl Metastore {
 
     /// Drops a database; returns the shard ids it held.
     pub fn drop_database(&mut self, name: &str) -> Vec<u64> {
+        self.drop_privileges_on(name);
         self.databases
             .remove(name)
             .map(|d| {
@@ -453,6 +466,23 @@ impl Metastore {
                     continuous_queries: Vec::new(),
                 })
                 .collect(),
+            users: self
+                .users
+                .iter()
+                .map(|u| pb::UserInfo {
+                    name: u.name.clone(),
+                    hash: u.hash.clone(),
+                    admin: u.admin,
+                    privileges: u
+                        .privileges
+                        .iter()
+                        .map(|(db, p)| pb::UserPrivilege {
+                            database: db.clone(),
+                            privilege: *p as i32,
+                        })
+                        .collect(),
+                })
+                .collect(),
             ..Default::default()
         }
     }
@@ -498,6 +528,30 @@ impl Metastore {
                     rps,
                 },
             );
+        }
+        for u in &d.users {
+            let mut privileges = BTreeMap::new();
+            for p in &u.privileges {
+                let privilege = super::users::Privilege::from_i32(p.privilege).ok_or_else(|| {
+                    MetaError::Decode(format!(
+                        "user {:?}: privilege {} on {:?} is not one of 0..=3",
+                        u.name, p.privilege, p.database
+                    ))
+                })?;
+                privileges.insert(p.database.clone(), privilege);
+            }
+            if u.name.is_empty() || m.users.iter().any(|x| x.name == u.name) {
+                return Err(MetaError::Decode(format!(
+                    "user name {:?} is empty or repeated",
+                    u.name
+                )));
+            }
+            m.users.push(super::users::User {
+                name: u.name.clone(),
+                hash: u.hash.clone(),
+                admin: u.admin,
+                privileges,
+            });
         }
         Ok(m)
     }
@@ -562,6 +616,7 @@ impl Metastore {
         }
         let mut staged = self.clone();
         let mut map = Vec::new();
+        let mut renamed = BTreeMap::new();
         for d in pick {
             let target = if !newdb.is_empty() {
                 newdb.to_string()
@@ -618,8 +673,10 @@ impl Metastore {
                     .cloned()
                     .unwrap_or_else(|| DEFAULT_RP.into());
             }
+            renamed.insert(d.name.clone(), target.clone());
             staged.databases.insert(target, nd);
         }
+        staged.import_users(src, &renamed);
         *self = staged;
         Ok(map)
     }

@@ -1,6 +1,7 @@
 //! The time-series state machine (DESIGN §4): line protocol, InfluxDB 1.x's
 //! TSM file format, the metastore, shards, queries, and the write command.
 
+pub mod authorize;
 pub mod fsm;
 pub mod ingest;
 pub mod line_protocol;
@@ -9,4 +10,5 @@ pub mod query;
 pub mod shard;
 pub mod timefmt;
 pub mod tsm;
+pub mod users;
 pub mod write_batch;

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::fsm::TsdbView;
 use super::line_protocol::{FieldValue, Precision};
 use super::timefmt::{go_duration, parse_rfc3339, rfc3339_nano};
+use super::users::{Privilege, User};
 use crate::proto::tsdb::{self as pb, command::Cmd};
 
 /// A parsed statement.
@@ -64,6 +65,47 @@ pub enum Statement {
     ShowMeasurements(Option<String>),
     /// `SELECT …`
     Select(Select),
+    /// `CREATE USER name WITH PASSWORD 'pw' [WITH ALL PRIVILEGES]`
+    CreateUser {
+        /// Name.
+        name: String,
+        /// Password (hashed by the node before it becomes a command).
+        password: String,
+        /// Admin.
+        admin: bool,
+    },
+    /// `DROP USER name`
+    DropUser(String),
+    /// `SET PASSWORD FOR name = 'pw'`
+    SetPassword {
+        /// Name.
+        name: String,
+        /// Password.
+        password: String,
+    },
+    /// `GRANT READ|WRITE|ALL ON db TO user`, or `GRANT ALL PRIVILEGES TO
+    /// user` (`on` is `None`: admin).
+    Grant {
+        /// The privilege.
+        privilege: Privilege,
+        /// The database (`None`: admin).
+        on: Option<String>,
+        /// The user.
+        user: String,
+    },
+    /// `REVOKE … FROM user`, as [`Statement::Grant`].
+    Revoke {
+        /// The privilege.
+        privilege: Privilege,
+        /// The database (`None`: admin).
+        on: Option<String>,
+        /// The user.
+        user: String,
+    },
+    /// `SHOW USERS`
+    ShowUsers,
+    /// `SHOW GRANTS FOR user`
+    ShowGrants(String),
 }
 
 /// What a SELECT returns.
@@ -119,9 +161,11 @@ enum Tok {
     Sym(String),
 }
 
-fn lex(q: &str) -> Result<Vec<Tok>, String> {
+/// Tokens, each with whether it was a double-quoted identifier (for
+/// [`canonical`]).
+fn lex_marked(q: &str) -> Result<Vec<(Tok, bool)>, String> {
     let c: Vec<char> = q.chars().collect();
-    let mut out = Vec::new();
+    let mut out: Vec<(Tok, bool)> = Vec::new();
     let mut i = 0;
     while i < c.len() {
         let ch = c[i];
@@ -148,9 +192,9 @@ fn lex(q: &str) -> Result<Vec<Tok>, String> {
                 }
             }
             out.push(if ch == '\'' {
-                Tok::Str(s)
+                (Tok::Str(s), false)
             } else {
-                Tok::Ident(s)
+                (Tok::Ident(s), true)
             });
         } else if ch.is_ascii_digit() {
             let start = i;
@@ -160,20 +204,20 @@ fn lex(q: &str) -> Result<Vec<Tok>, String> {
             {
                 i += 1;
             }
-            out.push(Tok::Num(c[start..i].iter().collect()));
+            out.push((Tok::Num(c[start..i].iter().collect()), false));
         } else if ch.is_alphabetic() || ch == '_' {
             let start = i;
             while c.get(i).is_some_and(|x| x.is_alphanumeric() || *x == '_') {
                 i += 1;
             }
-            out.push(Tok::Ident(c[start..i].iter().collect()));
+            out.push((Tok::Ident(c[start..i].iter().collect()), false));
         } else {
             let two: String = c[i..(i + 2).min(c.len())].iter().collect();
             if ["<=", ">=", "!=", "<>"].contains(&two.as_str()) {
-                out.push(Tok::Sym(two));
+                out.push((Tok::Sym(two), false));
                 i += 2;
             } else if "(),*;=<>.+-".contains(ch) {
-                out.push(Tok::Sym(ch.to_string()));
+                out.push((Tok::Sym(ch.to_string()), false));
                 i += 1;
             } else {
                 return Err(format!("unexpected character {ch:?}"));
@@ -240,6 +284,15 @@ impl P {
             _ => Err(format!("expected number, found {}", self.found())),
         }
     }
+    fn string(&mut self) -> Result<String, String> {
+        match self.peek().cloned() {
+            Some(Tok::Str(s)) => {
+                self.i += 1;
+                Ok(s)
+            }
+            _ => Err(format!("found {}, expected string", self.found())),
+        }
+    }
     fn duration(&mut self) -> Result<i64, String> {
         if self.kw("INF") {
             return Ok(0);
@@ -272,13 +325,33 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 
 /// Parses `;`-separated statements. `now` (ns) resolves `now()`.
 pub fn parse(q: &str, now: i64) -> Result<Vec<Statement>, String> {
-    let mut p = P { t: lex(q)?, i: 0 };
+    Ok(parse_with_text(q, now)?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect())
+}
+
+/// Parses a query into statements, each with its text as influxd prints a
+/// statement in its messages (keywords upper case, identifiers quoted only
+/// where needed, passwords `[REDACTED]`).
+pub fn parse_with_text(q: &str, now: i64) -> Result<Vec<(Statement, String)>, String> {
+    let marked = lex_marked(q)?;
+    let mut p = P {
+        t: marked.iter().map(|(t, _)| t.clone()).collect(),
+        i: 0,
+    };
     let mut out = Vec::new();
     while p.peek().is_some() {
         if p.sym(";") {
             continue;
         }
-        out.push(statement(&mut p, now)?);
+        let from = p.i;
+        let stmt = statement(&mut p, now)?;
+        let text = match user_statement_text(&stmt) {
+            Some(t) => t,
+            None => canonical(&marked[from..p.i]),
+        };
+        out.push((stmt, text));
         if p.peek().is_some() && !p.sym(";") {
             return Err(format!("unexpected {} after the statement", p.found()));
         }
@@ -289,8 +362,136 @@ pub fn parse(q: &str, now: i64) -> Result<Vec<Statement>, String> {
     Ok(out)
 }
 
+/// InfluxQL's keywords (printed upper case; quoted when an identifier).
+const KEYWORDS: &[&str] = &[
+    "ALL", "ALTER", "AND", "ANY", "AS", "ASC", "BEGIN", "BY", "CARDINALITY", "CREATE",
+    "CONTINUOUS", "DATABASE", "DATABASES", "DEFAULT", "DELETE", "DESC", "DESTINATIONS",
+    "DIAGNOSTICS", "DISTINCT", "DROP", "DURATION", "END", "EVERY", "EXACT", "EXPLAIN", "FIELD",
+    "FOR", "FROM", "GRANT", "GRANTS", "GROUP", "GROUPS", "IN", "INF", "INSERT", "INTO", "KEY",
+    "KEYS", "KILL", "LIMIT", "MEASUREMENT", "MEASUREMENTS", "NAME", "OFFSET", "ON", "OR", "ORDER",
+    "PASSWORD", "POLICIES", "POLICY", "PRIVILEGES", "QUERIES", "QUERY", "READ", "REPLICATION",
+    "RESAMPLE", "RETENTION", "REVOKE", "SELECT", "SERIES", "SET", "SHARD", "SHARDS", "SLIMIT",
+    "SOFFSET", "STATS", "SUBSCRIPTION", "SUBSCRIPTIONS", "TAG", "TO", "USER", "USERS", "VALUES",
+    "WHERE", "WITH", "WRITE",
+];
+
+fn is_keyword(s: &str) -> bool {
+    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(s))
+}
+
+/// An identifier as influxd prints it: bare when it can be, else quoted.
+fn quote_ident(s: &str) -> String {
+    let bare = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !is_keyword(s);
+    if bare {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// Tokens printed as influxd prints a statement.
+fn canonical(toks: &[(Tok, bool)]) -> String {
+    let mut out = String::new();
+    let mut prev: Option<&Tok> = None;
+    for (i, (t, quoted)) in toks.iter().enumerate() {
+        let glue = match (prev, t) {
+            (None, _) => true,
+            (_, Tok::Sym(s)) if [",", ")", "."].contains(&s.as_str()) => true,
+            (Some(Tok::Sym(s)), _) if ["(", "."].contains(&s.as_str()) => true,
+            (Some(Tok::Ident(_)), Tok::Sym(s)) if s == "(" => true,
+            _ => false,
+        };
+        if !glue {
+            out.push(' ');
+        }
+        let call = matches!(toks.get(i + 1), Some((Tok::Sym(s), _)) if s == "(");
+        match t {
+            Tok::Ident(s) if !*quoted && is_keyword(s) => out.push_str(&s.to_ascii_uppercase()),
+            Tok::Ident(s) if !*quoted && call => out.push_str(s),
+            Tok::Ident(s) => out.push_str(&quote_ident(s)),
+            Tok::Str(s) => {
+                out.push('\'');
+                out.push_str(&s.replace('\\', "\\\\").replace('\'', "\\'"));
+                out.push('\'');
+            }
+            Tok::Num(s) | Tok::Sym(s) => out.push_str(s),
+        }
+        prev = Some(t);
+    }
+    out
+}
+
+/// The text of a user statement, as influxd prints it (passwords hidden).
+fn user_statement_text(s: &Statement) -> Option<String> {
+    let on = |p: &Privilege, on: &Option<String>| match on {
+        Some(db) => format!("{} ON {}", p.as_str(), quote_ident(db)),
+        None => "ALL PRIVILEGES".to_string(),
+    };
+    Some(match s {
+        Statement::CreateUser { name, admin, .. } => format!(
+            "CREATE USER {} WITH PASSWORD [REDACTED]{}",
+            quote_ident(name),
+            if *admin { " WITH ALL PRIVILEGES" } else { "" }
+        ),
+        Statement::DropUser(name) => format!("DROP USER {}", quote_ident(name)),
+        Statement::SetPassword { name, .. } => {
+            format!("SET PASSWORD FOR {} = [REDACTED]", quote_ident(name))
+        }
+        Statement::Grant {
+            privilege,
+            on: o,
+            user,
+        } => format!("GRANT {} TO {}", on(privilege, o), quote_ident(user)),
+        Statement::Revoke {
+            privilege,
+            on: o,
+            user,
+        } => format!("REVOKE {} FROM {}", on(privilege, o), quote_ident(user)),
+        Statement::ShowUsers => "SHOW USERS".into(),
+        Statement::ShowGrants(user) => format!("SHOW GRANTS FOR {}", quote_ident(user)),
+        _ => return None,
+    })
+}
+
 fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
+    if p.kw("GRANT") {
+        return grant(p, false);
+    }
+    if p.kw("REVOKE") {
+        return grant(p, true);
+    }
+    if p.kw("SET") {
+        p.expect_kw("PASSWORD")?;
+        p.expect_kw("FOR")?;
+        let name = p.ident()?;
+        if !p.sym("=") {
+            return Err(format!("expected =, found {}", p.found()));
+        }
+        let password = p.string()?;
+        return Ok(Statement::SetPassword { name, password });
+    }
     if p.kw("CREATE") {
+        if p.kw("USER") {
+            let name = p.ident()?;
+            p.expect_kw("WITH")?;
+            p.expect_kw("PASSWORD")?;
+            let password = p.string()?;
+            let admin = p.kw("WITH");
+            if admin {
+                p.expect_kw("ALL")?;
+                p.expect_kw("PRIVILEGES")?;
+            }
+            return Ok(Statement::CreateUser {
+                name,
+                password,
+                admin,
+            });
+        }
         if p.kw("DATABASE") {
             return Ok(Statement::CreateDatabase(p.ident()?));
         }
@@ -320,6 +521,9 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         });
     }
     if p.kw("DROP") {
+        if p.kw("USER") {
+            return Ok(Statement::DropUser(p.ident()?));
+        }
         if p.kw("DATABASE") {
             return Ok(Statement::DropDatabase(p.ident()?));
         }
@@ -327,6 +531,13 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         return Ok(Statement::DropRetentionPolicy(name, db));
     }
     if p.kw("SHOW") {
+        if p.kw("USERS") {
+            return Ok(Statement::ShowUsers);
+        }
+        if p.kw("GRANTS") {
+            p.expect_kw("FOR")?;
+            return Ok(Statement::ShowGrants(p.ident()?));
+        }
         if p.kw("DATABASES") {
             return Ok(Statement::ShowDatabases);
         }
@@ -351,9 +562,47 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         return select(p, now).map(Statement::Select);
     }
     Err(format!(
-        "found {}, expected SELECT, CREATE, ALTER, DROP or SHOW",
+        "found {}, expected SELECT, SHOW, CREATE, DROP, GRANT, REVOKE, ALTER, SET",
         p.found()
     ))
+}
+
+/// `GRANT|REVOKE READ|WRITE|ALL [PRIVILEGES] ON db TO|FROM user`, or
+/// `… ALL [PRIVILEGES] TO|FROM user` (admin).
+fn grant(p: &mut P, revoke: bool) -> Result<Statement, String> {
+    let privilege = if p.kw("READ") {
+        Privilege::Read
+    } else if p.kw("WRITE") {
+        Privilege::Write
+    } else if p.kw("ALL") {
+        p.kw("PRIVILEGES");
+        Privilege::All
+    } else {
+        return Err(format!("expected READ, WRITE, ALL [PRIVILEGES], found {}", p.found()));
+    };
+    let to = if revoke { "FROM" } else { "TO" };
+    let on = if privilege == Privilege::All && p.kw(to) {
+        None
+    } else {
+        p.expect_kw("ON")?;
+        let db = p.ident()?;
+        p.expect_kw(to)?;
+        Some(db)
+    };
+    let user = p.ident()?;
+    Ok(if revoke {
+        Statement::Revoke {
+            privilege,
+            on,
+            user,
+        }
+    } else {
+        Statement::Grant {
+            privilege,
+            on,
+            user,
+        }
+    })
 }
 
 /// `RETENTION POLICY <name> ON <db>`.
@@ -438,6 +687,11 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
     p.expect_kw("FROM")?;
     let mut parts = vec![p.ident()?];
     while p.sym(".") {
+        // `db..m`: the database's default retention policy.
+        if p.peek() == Some(&Tok::Sym(".".into())) {
+            parts.push(String::new());
+            continue;
+        }
         parts.push(p.ident()?);
     }
     let (db, rp, measurement) = match parts.len() {
@@ -445,7 +699,7 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
         2 => (None, Some(parts.remove(0)), parts.remove(0)),
         3 => (
             Some(parts.remove(0)),
-            Some(parts.remove(0)),
+            Some(parts.remove(0)).filter(|rp| !rp.is_empty()),
             parts.remove(0),
         ),
         _ => return Err("FROM takes [db.][rp.]measurement".into()),
@@ -598,6 +852,59 @@ impl Statement {
             Statement::DropRetentionPolicy(name, db) => {
                 Cmd::DropRetentionPolicy(pb::DropRetentionPolicy { db, name })
             }
+            Statement::DropUser(name) => Cmd::DropUser(pb::DropUser { name }),
+            Statement::Grant {
+                privilege,
+                on,
+                user,
+            }
+            | Statement::Revoke {
+                privilege,
+                on,
+                user,
+            } => {
+                let revoke = matches!(self, Statement::Revoke { .. });
+                match on {
+                    Some(db) => Cmd::SetPrivilege(pb::SetPrivilege {
+                        name: user,
+                        db,
+                        privilege: privilege as i32,
+                        revoke,
+                    }),
+                    None => Cmd::SetAdmin(pb::SetAdmin {
+                        name: user,
+                        admin: !revoke,
+                    }),
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// The password a statement sets (`CREATE USER`, `SET PASSWORD`): the
+    /// node hashes it, then [`Statement::password_command`] makes the
+    /// command.
+    pub fn password(&self) -> Option<&str> {
+        match self {
+            Statement::CreateUser { password, .. } | Statement::SetPassword { password, .. } => {
+                Some(password)
+            }
+            _ => None,
+        }
+    }
+
+    /// The command of a statement that sets a password, given its hash.
+    pub fn password_command(&self, hash: String) -> Option<Cmd> {
+        Some(match self {
+            Statement::CreateUser { name, admin, .. } => Cmd::CreateUser(pb::CreateUser {
+                name: name.clone(),
+                hash,
+                admin: *admin,
+            }),
+            Statement::SetPassword { name, .. } => Cmd::SetPassword(pb::SetPassword {
+                name: name.clone(),
+                hash,
+            }),
             _ => return None,
         })
     }
@@ -689,11 +996,59 @@ fn series_tags(series: &str) -> Vec<(String, String)> {
 /// Runs a read statement against local state; the InfluxDB result object
 /// (without `statement_id`). `db` is the request's `db` parameter.
 pub fn execute_read(t: &TsdbView, db: &str, stmt: &Statement, epoch: Option<Precision>) -> Value {
+    execute_read_as(t, db, stmt, epoch, None)
+}
+
+/// [`execute_read`] for a user (authentication on): `SHOW DATABASES` lists
+/// only the databases the user may read or write, as influxd's.
+pub fn execute_read_as(
+    t: &TsdbView,
+    db: &str,
+    stmt: &Statement,
+    epoch: Option<Precision>,
+    user: Option<&User>,
+) -> Value {
     let err = |e: String| json!({ "error": e });
     match stmt {
         Statement::ShowDatabases => {
-            let vals: Vec<Value> = t.meta().databases.keys().map(|d| json!([d])).collect();
+            let vals: Vec<Value> = t
+                .meta()
+                .databases
+                .keys()
+                .filter(|d| {
+                    user.is_none_or(|u| u.may(Privilege::Read, d) || u.may(Privilege::Write, d))
+                })
+                .map(|d| json!([d]))
+                .collect();
             json!({"series": [{"name": "databases", "columns": ["name"], "values": vals}]})
+        }
+        Statement::ShowUsers => {
+            let vals: Vec<Value> = t
+                .meta()
+                .users
+                .iter()
+                .map(|u| json!([u.name, u.admin]))
+                .collect();
+            let mut s = json!({"columns": ["user", "admin"]});
+            if !vals.is_empty() {
+                s["values"] = json!(vals);
+            }
+            json!({ "series": [s] })
+        }
+        Statement::ShowGrants(name) => {
+            let Some(u) = t.meta().user(name) else {
+                return err(super::meta::MetaError::UserNotFound.to_string());
+            };
+            let vals: Vec<Value> = u
+                .privileges
+                .iter()
+                .map(|(d, p)| json!([d, p.as_str()]))
+                .collect();
+            let mut s = json!({"columns": ["database", "privilege"]});
+            if !vals.is_empty() {
+                s["values"] = json!(vals);
+            }
+            json!({ "series": [s] })
         }
         Statement::ShowRetentionPolicies(on) => {
             let name = on.as_deref().unwrap_or(db);
