@@ -134,6 +134,19 @@ pub struct ServeArgs {
     /// `enqueued-write-timeout`.
     #[arg(long)]
     pub enqueued_write_timeout: Option<String>,
+    /// Ask for credentials and check users' privileges, as influxd's
+    /// `auth-enabled` (users are created with InfluxQL; the first must be
+    /// an admin).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub auth_enabled: Option<bool>,
+    /// The secret that signs JWT bearer tokens, as influxd's
+    /// `shared-secret` (unset: bearer tokens are refused).
+    #[arg(long)]
+    pub shared_secret: Option<String>,
+    /// With authentication on, let snapshotter (backup/restore) clients
+    /// connect from other hosts than this one (default: loopback only).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub snapshotter_allow_remote: Option<bool>,
     /// Serve the HTTP API over TLS (HTTPS), as influxd's `https-enabled`.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub https_enabled: Option<bool>,
@@ -215,6 +228,9 @@ pub struct FileConfig {
     max_concurrent_write_limit: Option<usize>,
     max_enqueued_write_limit: Option<usize>,
     enqueued_write_timeout: Option<toml::Value>,
+    auth_enabled: Option<bool>,
+    shared_secret: Option<String>,
+    snapshotter_allow_remote: Option<bool>,
     https_enabled: Option<bool>,
     https_certificate: Option<PathBuf>,
     https_private_key: Option<PathBuf>,
@@ -258,6 +274,8 @@ pub struct Settings {
     pub snapshotter_limits: crate::snapshotter::server::Limits,
     /// HTTP API limits.
     pub http_limits: crate::server::http::HttpLimits,
+    /// Authentication.
+    pub auth: crate::server::auth::AuthConfig,
     /// HTTPS certificate (PEM chain), when HTTPS is enabled.
     pub https_certificate: Option<PathBuf>,
     /// HTTPS private key (PEM), when not in the certificate's file.
@@ -390,6 +408,13 @@ impl ServeArgs {
             ),
         };
         let https_private_key = pick!(https_private_key);
+        let auth = crate::server::auth::AuthConfig {
+            enabled: pick!(auth_enabled).unwrap_or(false),
+            shared_secret: pick!(shared_secret).unwrap_or_default(),
+        };
+        let snapshotter_allow_remote =
+            !auth.enabled || pick!(snapshotter_allow_remote).unwrap_or(false);
+        limits.remote_allowed = snapshotter_allow_remote;
         let port = |base: u64| base + 10 * (id - 1);
         Ok(Settings {
             node: n,
@@ -405,6 +430,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| format!("127.0.0.1:{}", port(8088))),
             snapshotter_limits: limits,
             http_limits,
+            auth,
             https_certificate,
             https_private_key,
             join,

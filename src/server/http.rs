@@ -2,9 +2,11 @@
 //! Errors are InfluxDB-shaped JSON (`{"error": "…"}`) with matching codes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +18,8 @@ use crate::proto::tsdb::{CommandResult, command::Cmd};
 use crate::raft::{MembershipChange, NodeHandle, RaftError, ReadConsistency};
 use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::line_protocol::{self, Precision};
+use crate::server::auth::{Authenticator, Caller, UrlCredentials};
+use crate::tsdb::authorize::{authorize_query, authorize_write};
 use crate::tsdb::query;
 
 /// The version reported in `X-Influxdb-Version` (the InfluxDB API we follow).
@@ -51,25 +55,13 @@ impl Default for HttpLimits {
 }
 
 /// The router for a node.
-pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits) -> Router {
+pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticator>) -> Router {
     let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
-    let throttle = std::sync::Arc::new(crate::server::write_throttle::WriteThrottle::new(
+    let throttle = Arc::new(crate::server::write_throttle::WriteThrottle::new(
         limits.writes,
     ));
-    Router::new()
-        .route("/ping", get(ping).head(ping))
-        .route(
-            "/write",
-            post(move |node, q, headers, body| async move {
-                // Admitted (or refused) before the body is read, as influxd.
-                match throttle.admit().await {
-                    Ok(_admitted) => write(node, q, headers, body, max_body).await,
-                    Err(refused) => refused,
-                }
-            })
-            .layer(axum::extract::DefaultBodyLimit::disable()),
-        )
-        .route("/query", get(query_handler).post(query_handler))
+    // The node's own endpoints: admins only when authentication is on.
+    let admin = Router::new()
         .route("/status", get(status))
         .route("/snapshot", post(snapshot))
         .route("/members", post(add_member))
@@ -79,15 +71,50 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits) -> Router {
             "/import",
             post(super::import::import).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            (node.clone(), auth.clone()),
+            admin_only,
+        ));
+    Router::new()
+        .route("/ping", get(ping).head(ping))
+        .route(
+            "/write",
+            post(move |node, auth, url, q, headers, body| async move {
+                // Admitted (or refused) before the body is read, as influxd.
+                match throttle.admit().await {
+                    Ok(_admitted) => write(node, auth, url, q, headers, body, max_body).await,
+                    Err(refused) => refused,
+                }
+            })
+            .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/query", get(query_handler).post(query_handler))
+        .merge(admin)
+        .layer(axum::Extension(auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_OTHER_BODY))
         .with_state(node)
+}
+
+/// Lets only admins through when authentication is on.
+async fn admin_only(
+    State((node, auth)): State<(NodeHandle<Tsdb>, Arc<Authenticator>)>,
+    Query(url): Query<UrlCredentials>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let what = req.uri().path().to_string();
+    match auth.admin(&node, &url, req.headers(), &what).await {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
+    }
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({ "error": msg.into() }))).into_response()
 }
 
-fn raft_error(e: RaftError) -> Response {
+/// The HTTP answer to a raft error.
+pub(crate) fn raft_error(e: RaftError) -> Response {
     let code = match &e {
         RaftError::NotLeader { .. }
         | RaftError::LeadershipLost
@@ -205,19 +232,38 @@ async fn propose(node: &NodeHandle<Tsdb>, cmd: Cmd) -> Result<CommandResult, Res
 
 async fn write(
     State(node): State<NodeHandle<Tsdb>>,
+    Extension(auth): Extension<Arc<Authenticator>>,
+    Query(url): Query<UrlCredentials>,
     Query(q): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
     max_body: usize,
 ) -> Response {
-    let body = match read_limited(&headers, body, max_body).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
+    // As influxd: credentials, then the database, then the privilege,
+    // before a byte of the body is read.
+    let caller = match auth.caller(&node, &url, &headers).await {
+        Ok(c) => c,
+        Err(refused) => return refused,
     };
     let db = q.get("db").cloned().unwrap_or_default();
     if db.is_empty() {
         return error(StatusCode::BAD_REQUEST, "database is required");
     }
+    if let Some(Caller { user, meta }) = &caller {
+        if !meta.has_database(&db) {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("database not found: \"{db}\""),
+            );
+        }
+        if let Err(e) = authorize_write(user.as_ref(), &db) {
+            return error(StatusCode::FORBIDDEN, e);
+        }
+    }
+    let body = match read_limited(&headers, body, max_body).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
     let precision = match Precision::parse(q.get("precision").map_or("", String::as_str)) {
         Some(p) => p,
         None => return error(StatusCode::BAD_REQUEST, "invalid precision"),
@@ -293,10 +339,16 @@ async fn write(
 
 async fn query_handler(
     State(node): State<NodeHandle<Tsdb>>,
+    Extension(auth): Extension<Arc<Authenticator>>,
+    Query(url): Query<UrlCredentials>,
     Query(mut q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let caller = match auth.caller(&node, &url, &headers).await {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -329,23 +381,37 @@ async fn query_handler(
             );
         }
     };
-    let stmts = match query::parse(text, now_ns()) {
+    let stmts = match query::parse_with_text(text, now_ns()) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("error parsing query: {e}")),
     };
+    if let Some(Caller { user, meta }) = &caller
+        && let Err(e) = authorize_query(meta, user.as_ref(), &stmts, &db)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("error authorizing query: {e}"),
+        );
+    }
+    let user = caller.and_then(|c| c.user);
     let mut results = Vec::new();
-    for (i, stmt) in stmts.iter().enumerate() {
-        let mut r = if let Some(cmd) = stmt.command() {
+    for (i, (stmt, _)) in stmts.iter().enumerate() {
+        let mut r = if stmt.password().is_some() {
+            match password_statement(&node, &auth, stmt).await {
+                Ok(v) => v,
+                Err(resp) => return resp,
+            }
+        } else if let Some(cmd) = stmt.command() {
             match propose(&node, cmd).await {
                 Ok(res) if res.error.is_empty() => json!({}),
                 Ok(res) => json!({ "error": res.error }),
                 Err(resp) => return resp,
             }
         } else {
-            let (db, stmt) = (db.clone(), stmt.clone());
+            let (db, stmt, user) = (db.clone(), stmt.clone(), user.clone());
             match node
                 .read(consistency, move |t, _| {
-                    query::execute_read(t, &db, &stmt, epoch)
+                    query::execute_read_as(t, &db, &stmt, epoch, user.as_ref())
                 })
                 .await
             {
@@ -370,6 +436,48 @@ async fn query_handler(
         results.push(r);
     }
     Json(json!({ "results": results })).into_response()
+}
+
+/// `CREATE USER` and `SET PASSWORD`: the password is hashed here (the
+/// command carries only the hash). As influxd, creating a user that exists
+/// with the same password and admin flag changes nothing and succeeds.
+async fn password_statement(
+    node: &NodeHandle<Tsdb>,
+    auth: &Arc<Authenticator>,
+    stmt: &query::Statement,
+) -> Result<Value, Response> {
+    let password = stmt.password().unwrap_or_default().to_string();
+    if let query::Statement::CreateUser { name, admin, .. } = stmt {
+        let (name, admin) = (name.clone(), *admin);
+        let existing = node
+            .read(ReadConsistency::Stale, move |t, _| t.meta().user(&name).cloned())
+            .await
+            .map_err(raft_error)?;
+        if let Some(u) = existing {
+            let (auth, pw) = (auth.clone(), password.clone());
+            let same = u.admin == admin
+                && tokio::task::spawn_blocking(move || auth.password_matches(&u, &pw))
+                    .await
+                    .unwrap_or(false);
+            return Ok(if same {
+                json!({})
+            } else {
+                json!({ "error": crate::tsdb::meta::MetaError::UserExists.to_string() })
+            });
+        }
+    }
+    let hash = match tokio::task::spawn_blocking(move || crate::server::auth::password::hash(&password)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return Ok(json!({ "error": e })),
+        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    };
+    let Some(cmd) = stmt.password_command(hash) else {
+        return Ok(json!({ "error": "not a password statement" }));
+    };
+    Ok(match propose(node, cmd).await? {
+        r if r.error.is_empty() => json!({}),
+        r => json!({ "error": r.error }),
+    })
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body.

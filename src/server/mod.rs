@@ -1,6 +1,7 @@
 //! `tsnode serve`: assembles a node — the time-series state machine, the raft
 //! node with its gRPC server, and the HTTP API — and runs it until shutdown.
 
+pub mod auth;
 pub mod config;
 pub mod conn_budget;
 pub mod http;
@@ -55,7 +56,11 @@ pub async fn run(
         s.snapshotter_addr,
         s.node.data_dir.display()
     );
-    let app = http::router(node.clone(), s.http_limits);
+    let app = http::router(
+        node.clone(),
+        s.http_limits,
+        std::sync::Arc::new(auth::Authenticator::new(s.auth.clone())),
+    );
     let budget = conn_budget::budget(s.http_limits.max_connection_limit, nofile);
     info!(budget, open_file_limit = nofile, "HTTP connection budget");
     let mut http_listener = conn_budget::BudgetedListener::new(http_listener, budget);

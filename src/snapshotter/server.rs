@@ -37,6 +37,10 @@ pub struct Limits {
     pub max_json: usize,
     /// Largest type-6 metastore upload (256 MiB).
     pub max_upload: u64,
+    /// Clients from other hosts are served (with authentication on, only
+    /// loopback clients are, unless `snapshotter_allow_remote`: the
+    /// snapshotter protocol has no credentials, as influxd's).
+    pub remote_allowed: bool,
 }
 
 impl Default for Limits {
@@ -45,6 +49,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(30),
             max_json: 64 << 10,
             max_upload: 256 << 20,
+            remote_allowed: true,
         }
     }
 }
@@ -63,6 +68,12 @@ pub async fn serve(listener: TcpListener, node: NodeHandle<Tsdb>, limits: Limits
                 }
             },
         };
+        if !limits.remote_allowed && !peer.ip().is_loopback() {
+            warn!(%peer, "snapshotter client from another host refused (authentication is on; \
+                          set snapshotter_allow_remote to serve it)");
+            drop(conn);
+            continue;
+        }
         let (node, limits) = (node.clone(), limits.clone());
         let span = info_span!("snapshotter", %peer, node = node.id());
         tokio::spawn(

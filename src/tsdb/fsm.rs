@@ -821,6 +821,11 @@ impl TsdbView {
         &self.meta
     }
 
+    /// The metastore, shared (no copy).
+    pub fn meta_arc(&self) -> Arc<Metastore> {
+        self.meta.clone()
+    }
+
     /// The points of every series of `measurement` in shards of `db`/`rp`
     /// within `[min, max]`: series key → field → points.
     pub fn scan(

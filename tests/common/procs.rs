@@ -47,6 +47,9 @@ pub struct Procs {
     pub strace: Option<Vec<String>>,
     /// When set, every node runs with this open-file limit (soft and hard).
     pub nofile: Option<u64>,
+    /// The `Authorization` header the helpers send (a cluster with
+    /// authentication on): see [`Procs::login`].
+    pub auth: Option<String>,
 }
 
 impl Procs {
@@ -119,6 +122,7 @@ impl Procs {
                 .collect(),
             strace,
             nofile,
+            auth: None,
         };
         for id in 1..=n {
             p.spawn(id);
@@ -239,6 +243,20 @@ impl Procs {
         self.nodes.get_mut(&id).unwrap().child = Some(child);
     }
 
+    /// The helpers send `user`'s credentials (HTTP Basic) from now on.
+    pub fn login(&mut self, user: &str, password: &str) {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.auth = Some(format!("Basic {b}"));
+    }
+
+    fn authed<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(a) => r.header("Authorization", a),
+            None => r,
+        }
+    }
+
     /// Starts a new node `id` with an empty data directory that joins the
     /// running cluster through node `via`; waits for its /ping.
     pub fn join(&mut self, id: u64, via: u64) {
@@ -250,7 +268,8 @@ impl Procs {
 
     /// A counter of node `id`'s /metrics (0 when absent).
     pub fn metric(&self, id: u64, name: &str) -> f64 {
-        let body = ureq::get(&format!("http://{}/metrics", self.nodes[&id].http))
+        let body = self
+            .authed(ureq::get(&format!("http://{}/metrics", self.nodes[&id].http)))
             .call()
             .ok()
             .and_then(|mut r| r.body_mut().read_to_string().ok())
@@ -315,7 +334,8 @@ impl Procs {
 
     /// GET /status of node `id`.
     pub fn status(&self, id: u64) -> Option<serde_json::Value> {
-        let mut r = ureq::get(&format!("http://{}/status", self.nodes[&id].http))
+        let mut r = self
+            .authed(ureq::get(&format!("http://{}/status", self.nodes[&id].http)))
             .call()
             .ok()?;
         serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
@@ -353,7 +373,8 @@ impl Procs {
 
     /// POST /query through node `id`; the JSON answer.
     pub fn query(&self, id: u64, db: &str, q: &str) -> serde_json::Value {
-        let mut r = ureq::post(&format!("http://{}/query", self.nodes[&id].http))
+        let mut r = self
+            .authed(ureq::post(&format!("http://{}/query", self.nodes[&id].http)))
             .query("db", db)
             .query("q", q)
             .send_empty()
@@ -364,7 +385,8 @@ impl Procs {
     /// POST /write through node `id`; the status and body (status 0 when
     /// the request failed without an answer).
     pub fn write_answer(&self, id: u64, db: &str, body: &str) -> (u16, String) {
-        let r = ureq::post(&format!("http://{}/write", self.nodes[&id].http))
+        let r = self
+            .authed(ureq::post(&format!("http://{}/write", self.nodes[&id].http)))
             .query("db", db)
             .config()
             .http_status_as_error(false)
@@ -382,7 +404,7 @@ impl Procs {
 
     /// POST /write through node `id`; true on 204.
     pub fn write(&self, id: u64, db: &str, body: &str) -> bool {
-        ureq::post(&format!("http://{}/write", self.nodes[&id].http))
+        self.authed(ureq::post(&format!("http://{}/write", self.nodes[&id].http)))
             .query("db", db)
             .config()
             .timeout_global(Some(Duration::from_secs(15)))
@@ -394,7 +416,8 @@ impl Procs {
 
     /// POST /snapshot on node `id`.
     pub fn snapshot(&self, id: u64) -> serde_json::Value {
-        let mut r = ureq::post(&format!("http://{}/snapshot", self.nodes[&id].http))
+        let mut r = self
+            .authed(ureq::post(&format!("http://{}/snapshot", self.nodes[&id].http)))
             .send_empty()
             .unwrap();
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
