@@ -116,7 +116,8 @@ fn now() -> u64 {
 fn steps() -> Vec<Step> {
     use Cred::*;
     let root = Basic("root", "r");
-    let token = |user: &str, exp: u64, secret: &str| Bearer(jwt::sign(user, exp, secret.as_bytes()));
+    let token =
+        |user: &str, exp: u64, secret: &str| Bearer(jwt::sign(user, exp, secret.as_bytes()));
     vec![
         // Before any user: only the first admin may be created.
         q(None, "", "SHOW DATABASES"),
@@ -176,27 +177,51 @@ fn steps() -> Vec<Step> {
         q(Basic("rd", "p"), "x", "SELECT * FROM m"),
         q(Basic("rw", "p"), "x", "SELECT * FROM m"),
         q(Basic("wr", "p"), "x", "SELECT * FROM m"),
-        q(Basic("rd", "p"), "x", "select mean(v), count(\"v\") from y..m where time > 0"),
+        q(
+            Basic("rd", "p"),
+            "x",
+            "select mean(v), count(\"v\") from y..m where time > 0",
+        ),
         q(Basic("rd", "p"), "x", "SHOW DATABASES"),
         q(Basic("wr", "p"), "x", "SHOW DATABASES"),
-        q(Basic("rd", "p"), "x", "SHOW MEASUREMENTS; SHOW RETENTION POLICIES"),
+        q(
+            Basic("rd", "p"),
+            "x",
+            "SHOW MEASUREMENTS; SHOW RETENTION POLICIES",
+        ),
         q(Basic("wr", "p"), "x", "SHOW MEASUREMENTS"),
         q(Basic("rd", "p"), "x", "SHOW RETENTION POLICIES ON y"),
         q(Basic("rd", "p"), "x", "SELECT * FROM m; CREATE DATABASE z"),
         q(Basic("rd", "p"), "x", "SET PASSWORD FOR rd = 'q'"),
         q(Basic("rd", "p"), "x", "DROP RETENTION POLICY autogen ON x"),
-        q(Basic("rd", "p"), "x", "CREATE RETENTION POLICY r1 ON x DURATION 1h REPLICATION 1"),
+        q(
+            Basic("rd", "p"),
+            "x",
+            "CREATE RETENTION POLICY r1 ON x DURATION 1h REPLICATION 1",
+        ),
         q(Basic("rd", "p"), "x", "SHOW USERS"),
         q(Basic("rd", "p"), "x", "GRANT ALL PRIVILEGES TO rd"),
         // Revokes clear bits; ALL PRIVILEGES is the admin flag.
-        q(root.clone(), "", "REVOKE READ ON x FROM rw; SHOW GRANTS FOR rw"),
+        q(
+            root.clone(),
+            "",
+            "REVOKE READ ON x FROM rw; SHOW GRANTS FOR rw",
+        ),
         q(Basic("rw", "p"), "x", "SELECT * FROM m"),
         w(Basic("rw", "p"), "x", "m v=5 5"),
-        q(root.clone(), "", "REVOKE ALL ON x FROM rw; SHOW GRANTS FOR rw"),
+        q(
+            root.clone(),
+            "",
+            "REVOKE ALL ON x FROM rw; SHOW GRANTS FOR rw",
+        ),
         w(Basic("rw", "p"), "x", "m v=6 6"),
         q(root.clone(), "", "GRANT ALL PRIVILEGES TO rd; SHOW USERS"),
         q(Basic("rd", "p"), "", "CREATE DATABASE z; SHOW DATABASES"),
-        q(root.clone(), "", "REVOKE ALL PRIVILEGES FROM rd; SHOW USERS"),
+        q(
+            root.clone(),
+            "",
+            "REVOKE ALL PRIVILEGES FROM rd; SHOW USERS",
+        ),
         q(Basic("rd", "p"), "", "DROP DATABASE z"),
         // Passwords change; dropped users and databases are gone.
         q(root.clone(), "", "SET PASSWORD FOR wr = 'new'"),
@@ -205,7 +230,11 @@ fn steps() -> Vec<Step> {
         q(root.clone(), "", "SET PASSWORD FOR ghost = 'x'"),
         q(root.clone(), "", "DROP USER wr; DROP USER ghost"),
         w(Basic("wr", "new"), "x", "m v=9 9"),
-        q(root.clone(), "", "GRANT WRITE ON y TO rd; DROP DATABASE y; SHOW GRANTS FOR rd"),
+        q(
+            root.clone(),
+            "",
+            "GRANT WRITE ON y TO rd; DROP DATABASE y; SHOW GRANTS FOR rd",
+        ),
         q(root.clone(), "", "SHOW USERS"),
         // Nothing a refused request asked for happened.
         q(root.clone(), "x", "SELECT * FROM m"),
@@ -259,7 +288,9 @@ fn authentication_and_privileges_answer_as_influxd() {
             std::thread::sleep(std::time::Duration::from_millis(100));
             mine = ask(&ours, s);
         }
-        if matches!(s.cred, Cred::Basic("root", _)) && s.params.contains(&("q", "SELECT * FROM m".into())) {
+        if matches!(s.cred, Cred::Basic("root", _))
+            && s.params.contains(&("q", "SELECT * FROM m".into()))
+        {
             points = Some(mine.1.clone());
         }
         if theirs != mine {

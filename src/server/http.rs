@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 
 use crate::proto::tsdb::{CommandResult, command::Cmd};
 use crate::raft::{MembershipChange, NodeHandle, RaftError, ReadConsistency};
-use crate::tsdb::fsm::{Tsdb, command};
-use crate::tsdb::line_protocol::{self, Precision};
 use crate::server::auth::{Authenticator, Caller, UrlCredentials};
 use crate::tsdb::authorize::{authorize_query, authorize_write};
+use crate::tsdb::fsm::{Tsdb, command};
+use crate::tsdb::line_protocol::{self, Precision};
 use crate::tsdb::query;
 
 /// The version reported in `X-Influxdb-Version` (the InfluxDB API we follow).
@@ -450,7 +450,9 @@ async fn password_statement(
     if let query::Statement::CreateUser { name, admin, .. } = stmt {
         let (name, admin) = (name.clone(), *admin);
         let existing = node
-            .read(ReadConsistency::Stale, move |t, _| t.meta().user(&name).cloned())
+            .read(ReadConsistency::Stale, move |t, _| {
+                t.meta().user(&name).cloned()
+            })
             .await
             .map_err(raft_error)?;
         if let Some(u) = existing {
@@ -466,11 +468,14 @@ async fn password_statement(
             });
         }
     }
-    let hash = match tokio::task::spawn_blocking(move || crate::server::auth::password::hash(&password)).await {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => return Ok(json!({ "error": e })),
-        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    };
+    let hash =
+        match tokio::task::spawn_blocking(move || crate::server::auth::password::hash(&password))
+            .await
+        {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Ok(json!({ "error": e })),
+            Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        };
     let Some(cmd) = stmt.password_command(hash) else {
         return Ok(json!({ "error": "not a password statement" }));
     };

@@ -99,7 +99,13 @@ async fn import(
     d.databases.retain(|db| {
         db.name != "_internal" && (req.BackupDatabase.is_empty() || db.name == req.BackupDatabase)
     });
-    d.users.clear();
+    // Users go along (the import keeps those it restores: see
+    // `Metastore::import_users`), with their privileges on these only.
+    let kept: std::collections::BTreeSet<String> =
+        d.databases.iter().map(|db| db.name.clone()).collect();
+    for u in &mut d.users {
+        u.privileges.retain(|p| kept.contains(&p.database));
+    }
     let cmd = pb::ImportMetastore {
         data: d.encode_to_vec(),
         db: req.BackupDatabase.clone(),

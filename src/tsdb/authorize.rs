@@ -123,10 +123,17 @@ mod tests {
         assert_eq!(check(&m, Some("rd"), "SELECT * FROM m", "x"), Ok(()));
         assert_eq!(check(&m, Some("rd"), "show databases", ""), Ok(()));
         assert_eq!(
-            check(&m, Some("rd"), "select mean(v), count(\"v\") from y..m where time > now() - 1h", "x"),
-            Err("rd not authorized to execute statement 'SELECT mean(v), count(v) FROM y..m \
+            check(
+                &m,
+                Some("rd"),
+                "select mean(v), count(\"v\") from y..m where time > now() - 1h",
+                "x"
+            ),
+            Err(
+                "rd not authorized to execute statement 'SELECT mean(v), count(v) FROM y..m \
                  WHERE time > now() - 1h', requires READ on y"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(
             check(&m, Some("rd"), "SELECT * FROM m; create database z", "x"),
@@ -134,15 +141,19 @@ mod tests {
         );
         assert_eq!(
             check(&m, Some("rd"), "set password for rd = 'q'", "x"),
-            Err("rd not authorized to execute statement 'SET PASSWORD FOR rd = [REDACTED]', \
+            Err(
+                "rd not authorized to execute statement 'SET PASSWORD FOR rd = [REDACTED]', \
                  requires admin privilege"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(
             check(&m, Some("rd"), "DROP RETENTION POLICY autogen ON x", "x"),
-            Err("rd not authorized to execute statement 'DROP RETENTION POLICY autogen ON x', \
+            Err(
+                "rd not authorized to execute statement 'DROP RETENTION POLICY autogen ON x', \
                  requires WRITE on x"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(check(&m, Some("root"), "DROP DATABASE x", ""), Ok(()));
         assert_eq!(
@@ -155,7 +166,12 @@ mod tests {
     fn before_any_user_only_an_admin_may_be_created() {
         let m = Metastore::default();
         assert_eq!(
-            check(&m, None, "CREATE USER a WITH PASSWORD 'p' WITH ALL PRIVILEGES; CREATE DATABASE d", ""),
+            check(
+                &m,
+                None,
+                "CREATE USER a WITH PASSWORD 'p' WITH ALL PRIVILEGES; CREATE DATABASE d",
+                ""
+            ),
             Ok(())
         );
         for q in ["CREATE USER a WITH PASSWORD 'p'", "SHOW DATABASES"] {

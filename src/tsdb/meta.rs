@@ -532,12 +532,13 @@ impl Metastore {
         for u in &d.users {
             let mut privileges = BTreeMap::new();
             for p in &u.privileges {
-                let privilege = super::users::Privilege::from_i32(p.privilege).ok_or_else(|| {
-                    MetaError::Decode(format!(
-                        "user {:?}: privilege {} on {:?} is not one of 0..=3",
-                        u.name, p.privilege, p.database
-                    ))
-                })?;
+                let privilege =
+                    super::users::Privilege::from_i32(p.privilege).ok_or_else(|| {
+                        MetaError::Decode(format!(
+                            "user {:?}: privilege {} on {:?} is not one of 0..=3",
+                            u.name, p.privilege, p.database
+                        ))
+                    })?;
                 privileges.insert(p.database.clone(), privilege);
             }
             if u.name.is_empty() || m.users.iter().any(|x| x.name == u.name) {
@@ -676,7 +677,7 @@ impl Metastore {
             renamed.insert(d.name.clone(), target.clone());
             staged.databases.insert(target, nd);
         }
-        staged.import_users(src, &renamed);
+        staged.import_users(src, &renamed, db.is_empty());
         *self = staged;
         Ok(map)
     }

@@ -15,7 +15,9 @@ use super::meta::{MetaError, Metastore};
 
 /// A privilege on a database, numbered as InfluxQL's (and as the metastore
 /// protobuf stores it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Privilege {
     /// Nothing (what a full `REVOKE` leaves).
     None = 0,
@@ -172,14 +174,25 @@ impl Metastore {
         }
     }
 
-    /// A restore's users: each user of `src` absent here is added (hash and
-    /// admin flag as backed up), and every user of `src` gets its
-    /// privileges on the restored databases (`renamed`: source name →
-    /// restored name). A user present here keeps its password and flag.
-    /// (influxd's restore drops users and grants; restoring them is what
-    /// its users ask for.)
-    pub(crate) fn import_users(&mut self, src: &Metastore, renamed: &BTreeMap<String, String>) {
+    /// A restore's users: the users of `src` with a privilege on a restored
+    /// database (`renamed`: source name → restored name), and on a restore
+    /// of every database (`whole`) its admins too. Each one absent here is
+    /// added (hash and admin flag as backed up); each gets its privileges
+    /// on the restored databases. A user present here keeps its password
+    /// and flag. (influxd's restore drops users and grants; restoring them
+    /// is what its users ask for.)
+    pub(crate) fn import_users(
+        &mut self,
+        src: &Metastore,
+        renamed: &BTreeMap<String, String>,
+        whole: bool,
+    ) {
         for su in &src.users {
+            let concerned =
+                (whole && su.admin) || su.privileges.keys().any(|db| renamed.contains_key(db));
+            if !concerned {
+                continue;
+            }
             if self.user(&su.name).is_none() {
                 self.users.push(User {
                     privileges: BTreeMap::new(),
@@ -208,7 +221,10 @@ mod tests {
         m.create_database("x").unwrap();
         m.create_user("rd", "h", false).unwrap();
         assert_eq!(m.create_user("rd", "h2", false), Err(MetaError::UserExists));
-        assert_eq!(m.create_user("", "h", false), Err(MetaError::UsernameRequired));
+        assert_eq!(
+            m.create_user("", "h", false),
+            Err(MetaError::UsernameRequired)
+        );
         m.set_privilege("rd", "x", Privilege::All, false).unwrap();
         m.set_privilege("rd", "x", Privilege::Read, true).unwrap();
         assert_eq!(m.user("rd").unwrap().privileges["x"], Privilege::Write);
@@ -228,7 +244,10 @@ mod tests {
         m.set_admin("rd", true).unwrap();
         assert!(m.admin_exists());
         m.drop_database("x");
-        assert!(m.user("rd").unwrap().privileges.is_empty(), "dropped with the db");
+        assert!(
+            m.user("rd").unwrap().privileges.is_empty(),
+            "dropped with the db"
+        );
         m.drop_user("rd").unwrap();
         assert_eq!(m.drop_user("rd"), Err(MetaError::UserNotFound));
     }
@@ -239,7 +258,8 @@ mod tests {
         m.create_database("x").unwrap();
         m.create_user("zed", "$2b$04$abc", true).unwrap();
         m.create_user("amy", "$2b$04$def", false).unwrap();
-        m.set_privilege("amy", "x", Privilege::Write, false).unwrap();
+        m.set_privilege("amy", "x", Privilege::Write, false)
+            .unwrap();
         let back = Metastore::from_backup_blob(&m.backup_blob(1, 2)).unwrap();
         assert_eq!(back, m);
         let names: Vec<&str> = back.users.iter().map(|u| u.name.as_str()).collect();
@@ -252,13 +272,23 @@ mod tests {
         src.create_database("a").unwrap();
         src.create_database("b").unwrap();
         src.create_user("amy", "src-hash", false).unwrap();
-        src.set_privilege("amy", "a", Privilege::Read, false).unwrap();
-        src.set_privilege("amy", "b", Privilege::Write, false).unwrap();
+        src.set_privilege("amy", "a", Privilege::Read, false)
+            .unwrap();
+        src.set_privilege("amy", "b", Privilege::Write, false)
+            .unwrap();
         src.create_user("root", "src-root", true).unwrap();
+        src.create_user("bob", "src-bob", false).unwrap();
+        src.set_privilege("bob", "b", Privilege::Read, false)
+            .unwrap();
         let mut dst = Metastore::default();
         dst.create_user("root", "dst-root", true).unwrap();
         let renamed = [("a".to_string(), "a2".to_string())].into();
-        dst.import_users(&src, &renamed);
+        dst.import_users(&src, &renamed, false);
+        assert!(
+            dst.user("bob").is_none(),
+            "nothing on the restored database"
+        );
+        dst.import_users(&src, &renamed, true);
         assert_eq!(dst.user("root").unwrap().hash, "dst-root", "kept");
         let amy = dst.user("amy").unwrap();
         assert_eq!(amy.hash, "src-hash");

@@ -269,7 +269,10 @@ impl Procs {
     /// A counter of node `id`'s /metrics (0 when absent).
     pub fn metric(&self, id: u64, name: &str) -> f64 {
         let body = self
-            .authed(ureq::get(&format!("http://{}/metrics", self.nodes[&id].http)))
+            .authed(ureq::get(&format!(
+                "http://{}/metrics",
+                self.nodes[&id].http
+            )))
             .call()
             .ok()
             .and_then(|mut r| r.body_mut().read_to_string().ok())
@@ -335,7 +338,10 @@ impl Procs {
     /// GET /status of node `id`.
     pub fn status(&self, id: u64) -> Option<serde_json::Value> {
         let mut r = self
-            .authed(ureq::get(&format!("http://{}/status", self.nodes[&id].http)))
+            .authed(ureq::get(&format!(
+                "http://{}/status",
+                self.nodes[&id].http
+            )))
             .call()
             .ok()?;
         serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
@@ -374,7 +380,10 @@ impl Procs {
     /// POST /query through node `id`; the JSON answer.
     pub fn query(&self, id: u64, db: &str, q: &str) -> serde_json::Value {
         let mut r = self
-            .authed(ureq::post(&format!("http://{}/query", self.nodes[&id].http)))
+            .authed(ureq::post(&format!(
+                "http://{}/query",
+                self.nodes[&id].http
+            )))
             .query("db", db)
             .query("q", q)
             .send_empty()
@@ -386,7 +395,10 @@ impl Procs {
     /// the request failed without an answer).
     pub fn write_answer(&self, id: u64, db: &str, body: &str) -> (u16, String) {
         let r = self
-            .authed(ureq::post(&format!("http://{}/write", self.nodes[&id].http)))
+            .authed(ureq::post(&format!(
+                "http://{}/write",
+                self.nodes[&id].http
+            )))
             .query("db", db)
             .config()
             .http_status_as_error(false)
@@ -404,20 +416,26 @@ impl Procs {
 
     /// POST /write through node `id`; true on 204.
     pub fn write(&self, id: u64, db: &str, body: &str) -> bool {
-        self.authed(ureq::post(&format!("http://{}/write", self.nodes[&id].http)))
-            .query("db", db)
-            .config()
-            .timeout_global(Some(Duration::from_secs(15)))
-            .build()
-            .send(body)
-            .map(|r| r.status() == 204)
-            .unwrap_or(false)
+        self.authed(ureq::post(&format!(
+            "http://{}/write",
+            self.nodes[&id].http
+        )))
+        .query("db", db)
+        .config()
+        .timeout_global(Some(Duration::from_secs(15)))
+        .build()
+        .send(body)
+        .map(|r| r.status() == 204)
+        .unwrap_or(false)
     }
 
     /// POST /snapshot on node `id`.
     pub fn snapshot(&self, id: u64) -> serde_json::Value {
         let mut r = self
-            .authed(ureq::post(&format!("http://{}/snapshot", self.nodes[&id].http)))
+            .authed(ureq::post(&format!(
+                "http://{}/snapshot",
+                self.nodes[&id].http
+            )))
             .send_empty()
             .unwrap();
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()

@@ -24,7 +24,11 @@ pub const UNPARSABLE: &str = "unable to parse authentication credentials";
 
 /// The credentials of a request with URL parameters `u`, `p` (as given)
 /// and `headers`.
-pub fn parse(u: Option<&str>, p: Option<&str>, headers: &HeaderMap) -> Result<Credentials, &'static str> {
+pub fn parse(
+    u: Option<&str>,
+    p: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Credentials, &'static str> {
     if let (Some(user), Some(password)) = (u, p)
         && !user.is_empty()
         && !password.is_empty()
@@ -80,10 +84,17 @@ mod tests {
         assert_eq!(parse(Some("a"), Some("b"), &HeaderMap::new()), pw("a", "b"));
         // One URL parameter alone is not credentials; the header is asked.
         assert_eq!(parse(Some("a"), None, &HeaderMap::new()), Err(UNPARSABLE));
-        assert_eq!(parse(Some("a"), Some(""), &with("Basic cm9vdDpy")), pw("root", "r"));
+        assert_eq!(
+            parse(Some("a"), Some(""), &with("Basic cm9vdDpy")),
+            pw("root", "r")
+        );
         assert_eq!(parse(None, None, &with("Basic cm9vdDo=")), pw("root", ""));
         assert_eq!(parse(None, None, &with("Basic !!!")), Err(UNPARSABLE));
-        assert_eq!(parse(None, None, &with("Basic cm9vdA==")), Err(UNPARSABLE), "no colon");
+        assert_eq!(
+            parse(None, None, &with("Basic cm9vdA==")),
+            Err(UNPARSABLE),
+            "no colon"
+        );
         assert_eq!(
             parse(None, None, &with("Bearer abc.def")),
             Ok(Credentials::Bearer("abc.def".into()))

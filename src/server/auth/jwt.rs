@@ -43,8 +43,8 @@ pub fn verify(token: &str, secret: &[u8], now: f64) -> Result<String, TokenError
         "HS256" => ring::hmac::HMAC_SHA256,
         "HS384" => ring::hmac::HMAC_SHA384,
         "HS512" => ring::hmac::HMAC_SHA512,
-        "none" | "RS256" | "RS384" | "RS512" | "ES256" | "ES384" | "ES512" | "PS256"
-        | "PS384" | "PS512" => {
+        "none" | "RS256" | "RS384" | "RS512" | "ES256" | "ES384" | "ES512" | "PS256" | "PS384"
+        | "PS512" => {
             return Err(refuse(format!("unexpected signing method: {alg}")));
         }
         _ => return Err(refuse("signing method (alg) is unavailable.")),
@@ -88,7 +88,9 @@ pub fn verify(token: &str, secret: &[u8], now: f64) -> Result<String, TokenError
 pub fn sign(user: &str, exp: u64, secret: &[u8]) -> String {
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = b64(serde_json::json!({ "username": user, "exp": exp }).to_string().as_bytes());
+    let claims = b64(serde_json::json!({ "username": user, "exp": exp })
+        .to_string()
+        .as_bytes());
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     let tag = ring::hmac::sign(&key, format!("{header}.{claims}").as_bytes());
     format!("{header}.{claims}.{}", b64(tag.as_ref()))
@@ -113,8 +115,14 @@ mod tests {
         let ok = |t: &str| verify(t, b"s3cret", now);
         let err = |m: &str| Err(TokenError(m.into()));
         assert_eq!(ok(&sign("root", 1_000_100, b"s3cret")), Ok("root".into()));
-        assert_eq!(ok(&sign("root", 999_000, b"s3cret")), err("Token is expired"));
-        assert_eq!(ok(&sign("root", 1_000_100, b"other")), err("signature is invalid"));
+        assert_eq!(
+            ok(&sign("root", 999_000, b"s3cret")),
+            err("Token is expired")
+        );
+        assert_eq!(
+            ok(&sign("root", 1_000_100, b"other")),
+            err("signature is invalid")
+        );
         assert_eq!(
             ok(&sign("root", 999_000, b"other")),
             err("signature is invalid"),
@@ -124,7 +132,11 @@ mod tests {
         assert_eq!(ok(&t), err("token expiration required"));
         let t = token(hs, serde_json::json!({"exp": 1_000_100}), b"s3cret");
         assert_eq!(ok(&t), err("username in token must be a string"));
-        let t = token(hs, serde_json::json!({"username": "", "exp": 1_000_100}), b"s3cret");
+        let t = token(
+            hs,
+            serde_json::json!({"username": "", "exp": 1_000_100}),
+            b"s3cret",
+        );
         assert_eq!(ok(&t), err("token must contain a username"));
         let t = token(
             hs,
@@ -134,7 +146,10 @@ mod tests {
         assert_eq!(ok(&t), err("Token is not valid yet"));
         let t = token(r#"{"alg":"none"}"#, serde_json::json!({}), b"s3cret");
         assert_eq!(ok(&t), err("unexpected signing method: none"));
-        assert_eq!(ok("abc.def"), err("token contains an invalid number of segments"));
+        assert_eq!(
+            ok("abc.def"),
+            err("token contains an invalid number of segments")
+        );
         assert!(ok("!!.??.**").is_err());
     }
 }

@@ -162,16 +162,12 @@ impl Authenticator {
     ) -> Result<(), Response> {
         match self.caller(node, url, headers).await? {
             None => Ok(()),
-            Some(Caller {
-                user: Some(u), ..
-            }) if u.admin => Ok(()),
+            Some(Caller { user: Some(u), .. }) if u.admin => Ok(()),
             Some(Caller { user: None, .. }) => Err(error(
                 StatusCode::FORBIDDEN,
                 "create admin user first or disable authentication",
             )),
-            Some(Caller {
-                user: Some(u), ..
-            }) => Err(error(
+            Some(Caller { user: Some(u), .. }) => Err(error(
                 StatusCode::FORBIDDEN,
                 format!("{} not authorized: {what} requires admin privilege", u.name),
             )),

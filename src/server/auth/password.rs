@@ -57,7 +57,11 @@ impl PasswordChecker {
     /// a blocking thread.
     pub fn check(&self, user: &str, stored: &str, password: &str) -> bool {
         let d = self.digest(password);
-        if let Some((h, cached)) = self.passed.lock().unwrap_or_else(|p| p.into_inner()).get(user)
+        if let Some((h, cached)) = self
+            .passed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
             && h == stored
         {
             // Compared in constant time.
@@ -85,12 +89,20 @@ mod tests {
         let h1 = bcrypt::hash("pw", 4).unwrap();
         assert!(c.check("u", &h1, "pw"));
         assert!(c.check("u", &h1, "pw"), "from the cache");
-        assert!(!c.check("u", &h1, "other"), "the cache does not pass another password");
+        assert!(
+            !c.check("u", &h1, "other"),
+            "the cache does not pass another password"
+        );
         let h2 = bcrypt::hash("new", 4).unwrap();
-        assert!(!c.check("u", &h2, "pw"), "a changed password is checked again");
+        assert!(
+            !c.check("u", &h2, "pw"),
+            "a changed password is checked again"
+        );
         assert!(c.check("u", &h2, "new"));
         // influxd's (Go) hashes verify too.
-        let go = bcrypt::hash_with_result("x", 4).unwrap().format_for_version(bcrypt::Version::TwoA);
+        let go = bcrypt::hash_with_result("x", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoA);
         assert!(c.check("g", &go, "x"));
     }
 }
