@@ -501,7 +501,17 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
                     return;
                 }
             };
-            let res = tonic::transport::Server::builder()
+            let mut server = tonic::transport::Server::builder();
+            if let Some(tls) = crate::raft::peer_tls::current() {
+                server = match server.tls_config(tls.server()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        error!(error = %e, "cannot serve gRPC over TLS");
+                        return;
+                    }
+                };
+            }
+            let res = server
                 .add_service(service.into_server())
                 .add_service(files)
                 .serve_with_incoming_shutdown(incoming, sd.cancelled())

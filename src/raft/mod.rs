@@ -12,6 +12,7 @@ pub mod handle;
 pub mod log_store;
 pub mod membership;
 pub(crate) mod peer_sources;
+pub mod peer_tls;
 pub mod persist;
 pub(crate) mod read_index;
 pub mod ready_loop;

@@ -1,6 +1,7 @@
 //! The node's gRPC service: raft message batches, snapshot installs (fetched
 //! here, off the raft loop), forwarded proposals and membership changes.
 
+use crate::raft::peer_tls;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,12 +112,21 @@ pub(crate) fn same_host(remote: Option<std::net::SocketAddr>, addr: &str) -> boo
 #[tonic::async_trait]
 impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
     async fn send(&self, req: Request<RaftBatch>) -> Result<Response<Ack>, Status> {
+        peer_tls::check_sender(&req, req.get_ref().from)?;
         let b = req.into_inner();
         self.learn(b.from, &b.from_addr);
         for bytes in b.messages {
             let m = Message::parse_from_bytes(&bytes).map_err(|e| bad(b.from, e))?;
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 return Err(bad(b.from, "snapshots go through InstallSnapshot"));
+            }
+            // With certificates the batch's sender is proven: a message in
+            // it from another node is a forgery.
+            if m.from != b.from && peer_tls::current().is_some() {
+                return Err(Status::permission_denied(format!(
+                    "node {} sent a message from node {}",
+                    b.from, m.from
+                )));
             }
             self.to_loop
                 .send(Inbound::Raft(Box::new(m)))
@@ -129,6 +139,7 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         &self,
         req: Request<InstallSnapshotRequest>,
     ) -> Result<Response<InstallSnapshotResponse>, Status> {
+        peer_tls::check_sender(&req, req.get_ref().from)?;
         let r = req.into_inner();
         self.learn(r.from, &r.from_addr);
         let msg = Message::parse_from_bytes(&r.message).map_err(|e| bad(r.from, e))?;
@@ -235,6 +246,10 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         &self,
         req: Request<OfferSnapshotRequest>,
     ) -> Result<Response<OfferSnapshotResponse>, Status> {
+        peer_tls::check_sender(&req, req.get_ref().from)?;
+        // Snapshots are offered to members only (an installing learner is
+        // one).
+        self.member_at(req.get_ref().from, req.remote_addr())?;
         let r = req.into_inner();
         self.learn(r.from, &r.from_addr);
         if r.as_source {
@@ -267,6 +282,7 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         &self,
         req: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
+        peer_tls::check_sender(&req, req.get_ref().from)?;
         let remote = req.remote_addr();
         let r = req.into_inner();
         self.member_at(r.from, remote)?;
@@ -282,6 +298,7 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
         &self,
         req: Request<MembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        peer_tls::check_sender(&req, req.get_ref().from)?;
         let remote = req.remote_addr();
         let r = req.into_inner();
         // A member may change the membership; a node not yet in it may
@@ -322,6 +339,7 @@ impl<S: ReplicatedStateMachine> Raft for RaftRpc<S> {
     }
 
     async fn stage(&self, req: Request<StageRequest>) -> Result<Response<StageResponse>, Status> {
+        peer_tls::check_sender(&req, req.get_ref().from)?;
         let r = req.into_inner();
         let Some(staging) = &self.staging else {
             return Err(Status::unimplemented("this node keeps no staged files"));

@@ -27,11 +27,16 @@ const QUEUE: usize = 4096;
 const BATCH_MSGS: usize = 256;
 
 /// A lazily connecting client to `addr`.
+/// Over mutual TLS when this process has a peer identity
+/// ([`crate::raft::peer_tls`]).
 pub fn client(addr: &str) -> Option<RaftClient<Channel>> {
-    let ep = Endpoint::from_shared(format!("http://{addr}"))
+    let mut ep = Endpoint::from_shared(crate::raft::peer_tls::url(addr))
         .ok()?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true);
+    if let Some(tls) = crate::raft::peer_tls::current() {
+        ep = ep.tls_config(tls.client()).ok()?;
+    }
     Some(
         RaftClient::new(ep.connect_lazy())
             .max_decoding_message_size(MAX_RPC_BYTES)

@@ -147,6 +147,18 @@ pub struct ServeArgs {
     /// connect from other hosts than this one (default: loopback only).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub snapshotter_allow_remote: Option<bool>,
+    /// The cluster's CA (PEM): with `node_certificate` and
+    /// `node_private_key`, nodes talk mutual TLS on the raft (gRPC) port
+    /// and refuse peers whose certificate the CA did not sign.
+    #[arg(long)]
+    pub cluster_ca: Option<PathBuf>,
+    /// This node's certificate (PEM chain, signed by `cluster_ca`), naming
+    /// `tsnode` and `node-<id>` as DNS subject alternative names.
+    #[arg(long)]
+    pub node_certificate: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long)]
+    pub node_private_key: Option<PathBuf>,
     /// Serve the HTTP API over TLS (HTTPS), as influxd's `https-enabled`.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub https_enabled: Option<bool>,
@@ -231,6 +243,9 @@ pub struct FileConfig {
     auth_enabled: Option<bool>,
     shared_secret: Option<String>,
     snapshotter_allow_remote: Option<bool>,
+    cluster_ca: Option<PathBuf>,
+    node_certificate: Option<PathBuf>,
+    node_private_key: Option<PathBuf>,
     https_enabled: Option<bool>,
     https_certificate: Option<PathBuf>,
     https_private_key: Option<PathBuf>,
@@ -276,6 +291,8 @@ pub struct Settings {
     pub http_limits: crate::server::http::HttpLimits,
     /// Authentication.
     pub auth: crate::server::auth::AuthConfig,
+    /// Mutual TLS between nodes: (CA, certificate, key).
+    pub peer_tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// HTTPS certificate (PEM chain), when HTTPS is enabled.
     pub https_certificate: Option<PathBuf>,
     /// HTTPS private key (PEM), when not in the certificate's file.
@@ -415,6 +432,20 @@ impl ServeArgs {
         let snapshotter_allow_remote =
             !auth.enabled || pick!(snapshotter_allow_remote).unwrap_or(false);
         limits.remote_allowed = snapshotter_allow_remote;
+        let peer_tls = match (
+            pick!(cluster_ca),
+            pick!(node_certificate),
+            pick!(node_private_key),
+        ) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key)) => Some((ca, cert, key)),
+            _ => {
+                return Err(
+                    "TLS between nodes needs all of cluster_ca, node_certificate and node_private_key"
+                        .into(),
+                );
+            }
+        };
         let port = |base: u64| base + 10 * (id - 1);
         Ok(Settings {
             node: n,
@@ -431,6 +462,7 @@ impl ServeArgs {
             snapshotter_limits: limits,
             http_limits,
             auth,
+            peer_tls,
             https_certificate,
             https_private_key,
             join,

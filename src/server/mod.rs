@@ -25,6 +25,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let nofile = process::raise_open_files_limit();
+    if let Some((ca, cert, key)) = &s.peer_tls {
+        let tls = crate::raft::peer_tls::PeerTls::load(s.node.id, ca, cert, key)
+            .map_err(|e| e.to_string())?;
+        crate::raft::peer_tls::install(tls);
+    }
     std::fs::create_dir_all(&s.node.data_dir)
         .map_err(|e| format!("create {}: {e}", s.node.data_dir.display()))?;
     let raft_listener = std::net::TcpListener::bind(&s.node.advertise_addr)

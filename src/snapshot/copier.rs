@@ -271,7 +271,7 @@ impl RemoteFileCopier {
         &self,
         uri: &SnapshotUri,
     ) -> Result<FileServiceClient<Channel>, SnapshotError> {
-        let ep = Endpoint::from_shared(format!("http://{}", uri.addr))
+        let mut ep = Endpoint::from_shared(crate::raft::peer_tls::url(&uri.addr))
             .map_err(|_| SnapshotError::BadUri {
                 uri: uri.to_string(),
                 reason: "address is not a valid endpoint",
@@ -283,6 +283,14 @@ impl RemoteFileCopier {
             // Large frames: far fewer reads and wake-ups per chunk (the
             // default 16 KiB frame costs a syscall per 8-16 KiB).
             .max_frame_size(Some(1 << 20));
+        if let Some(tls) = crate::raft::peer_tls::current() {
+            ep = ep
+                .tls_config(tls.client())
+                .map_err(|source| SnapshotError::Connect {
+                    peer: uri.addr.clone(),
+                    source,
+                })?;
+        }
         let ch = ep
             .connect()
             .await

@@ -50,7 +50,12 @@ pub struct Procs {
     /// The `Authorization` header the helpers send (a cluster with
     /// authentication on): see [`Procs::login`].
     pub auth: Option<String>,
+    /// Flags for one node only (its certificate, say), by id.
+    pub per_node: Option<PerNode>,
 }
+
+/// Flags for node `id` only.
+pub type PerNode = Arc<dyn Fn(u64) -> Vec<String> + Send + Sync>;
 
 impl Procs {
     /// Starts `n` nodes; `extra` flags go to every node. Ports come from
@@ -63,13 +68,19 @@ impl Procs {
 
     /// Like [`start`](Self::start), with environment variables for every node.
     pub fn start_env(n: u64, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_with(n, extra, env, None, None)
+        Self::start_with(n, extra, env, None, None, None)
+    }
+
+    /// Like [`start`](Self::start), with `per_node(id)` flags for each
+    /// node (and for nodes that join later).
+    pub fn start_per_node(n: u64, extra: &[&str], per_node: PerNode) -> Self {
+        Self::start_with(n, extra, &[], None, None, Some(per_node))
     }
 
     /// Like [`start`](Self::start), every node limited to `nofile` open
     /// files (soft and hard).
     pub fn start_nofile(n: u64, extra: &[&str], nofile: u64) -> Self {
-        Self::start_with(n, extra, &[], None, Some(nofile))
+        Self::start_with(n, extra, &[], None, Some(nofile), None)
     }
 
     /// Like [`start`](Self::start), every node under `strace` with `opts`.
@@ -80,6 +91,7 @@ impl Procs {
             &[],
             Some(opts.iter().map(|s| s.to_string()).collect()),
             None,
+            None,
         )
     }
 
@@ -89,9 +101,10 @@ impl Procs {
         env: &[(&str, &str)],
         strace: Option<Vec<String>>,
         nofile: Option<u64>,
+        per_node: Option<PerNode>,
     ) -> Self {
         for attempt in 1..=5 {
-            let mut p = Self::spawn_all(n, extra, env, strace.clone(), nofile);
+            let mut p = Self::spawn_all(n, extra, env, strace.clone(), nofile, per_node.clone());
             if p.wait_all_or_port_race() {
                 return p;
             }
@@ -109,6 +122,7 @@ impl Procs {
         env: &[(&str, &str)],
         strace: Option<Vec<String>>,
         nofile: Option<u64>,
+        per_node: Option<PerNode>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nodes: BTreeMap<u64, Proc> = (1..=n).map(|id| (id, Proc::new(id, None))).collect();
@@ -123,6 +137,7 @@ impl Procs {
             strace,
             nofile,
             auth: None,
+            per_node,
         };
         for id in 1..=n {
             p.spawn(id);
@@ -233,6 +248,7 @@ impl Procs {
             .arg(&data)
             .args(["--snapshot-interval", "0"])
             .args(&self.extra)
+            .args(self.per_node.as_ref().map(|f| f(id)).unwrap_or_default())
             .env("RUST_LOG", "warn")
             .envs(common_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
