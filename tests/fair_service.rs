@@ -6,7 +6,10 @@
 //! - a request of 2 000 `CREATE DATABASE` statements finishes, every
 //!   statement answered, while another client's writes go on;
 //! - a request of 50 000 statements stops being worked on when its client
-//!   goes away.
+//!   goes away;
+//! - 500 slow clients holding half-sent requests (header or body) do not
+//!   slow other clients' writes, and are disconnected after
+//!   `http_read_timeout`.
 
 mod common;
 
@@ -130,4 +133,70 @@ fn a_long_request_stops_when_its_client_goes_away() {
     let b = rounds();
     assert!(a > 0.0);
     assert_eq!(a, b, "statements still executed after the client left");
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn slow_clients_do_not_delay_others_and_are_disconnected() {
+    use std::io::{Read, Write};
+    let p = Procs::start(3, &["--http-read-timeout", "3s"]);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let mut t = 1_600_000_000_000_000_000i64;
+    let mut timed_writes = |n: usize| -> Vec<Duration> {
+        (0..n)
+            .map(|_| {
+                t += 1;
+                let started = Instant::now();
+                let (status, body) = p.write_answer(leader, "db", &format!("m v=1 {t}\n"));
+                assert_eq!(status, 204, "{body}");
+                started.elapsed()
+            })
+            .collect()
+    };
+    timed_writes(10);
+    let alone = median(timed_writes(60));
+    let http = p.nodes[&leader].http.clone();
+    // Half a header, or a whole header and a tenth of the body.
+    let slow: Vec<TcpStream> = (0..500)
+        .map(|i| {
+            let mut s = TcpStream::connect(&http).unwrap();
+            let req: &[u8] = if i % 2 == 0 {
+                b"POST /write?db=db HTTP/1.1\r\nHost: x\r\nContent-Le"
+            } else {
+                b"POST /write?db=db HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nm v=1 1"
+            };
+            s.write_all(req).unwrap();
+            s
+        })
+        .collect();
+    let with_slow = median(timed_writes(60));
+    eprintln!(
+        "median write: {alone:?} alone, {with_slow:?} with 500 slow clients holding requests"
+    );
+    assert!(
+        with_slow <= alone * 2 + Duration::from_millis(10),
+        "writes took {with_slow:?} with 500 slow clients, {alone:?} without"
+    );
+    // After the read timeout every slow client has been disconnected.
+    let started = Instant::now();
+    let mut closed = 0;
+    for mut s in slow {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        match s.read_to_end(&mut buf) {
+            Ok(_) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            Err(e) => panic!(
+                "a slow client still connected after {:?}: {e}",
+                started.elapsed()
+            ),
+        }
+    }
+    assert_eq!(closed, 500);
+    assert!(timed_writes(5).len() == 5);
 }

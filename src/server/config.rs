@@ -122,6 +122,11 @@ pub struct ServeArgs {
     /// one over it is closed at once.
     #[arg(long)]
     pub max_connection_limit: Option<u64>,
+    /// The longest a client may take to send a request's header, and the
+    /// longest a body it is sending may stall (30s; 0 = no limit): slow
+    /// clients are disconnected instead of holding connections.
+    #[arg(long)]
+    pub http_read_timeout: Option<String>,
     /// Writes served at once, as influxd's `max-concurrent-write-limit`
     /// (0 = no throttle).
     #[arg(long)]
@@ -237,6 +242,7 @@ pub struct FileConfig {
     snapshotter_max_upload: Option<toml::Value>,
     max_body_size: Option<toml::Value>,
     max_connection_limit: Option<u64>,
+    http_read_timeout: Option<toml::Value>,
     max_concurrent_write_limit: Option<usize>,
     max_enqueued_write_limit: Option<usize>,
     enqueued_write_timeout: Option<toml::Value>,
@@ -407,6 +413,9 @@ impl ServeArgs {
         }
         if let Some(v) = pick!(max_connection_limit) {
             http_limits.max_connection_limit = v;
+        }
+        if let Some(v) = pick!(http_read_timeout, text) {
+            http_limits.read_timeout = parse_duration(&v)?;
         }
         if let Some(v) = pick!(max_concurrent_write_limit) {
             http_limits.writes.max_concurrent = v;

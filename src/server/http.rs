@@ -42,6 +42,9 @@ pub struct HttpLimits {
     pub max_connection_limit: u64,
     /// influxd's write throttle.
     pub writes: crate::server::write_throttle::WriteLimits,
+    /// The longest a request's header may take to arrive, and the longest
+    /// its body may stall (zero: no limit).
+    pub read_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -50,6 +53,7 @@ impl Default for HttpLimits {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_connection_limit: 0,
             writes: Default::default(),
+            read_timeout: crate::server::serve::DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -57,6 +61,7 @@ impl Default for HttpLimits {
 /// The router for a node.
 pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticator>) -> Router {
     let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
+    let read_timeout = limits.read_timeout;
     let throttle = Arc::new(crate::server::write_throttle::WriteThrottle::new(
         limits.writes,
     ));
@@ -82,7 +87,9 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
             post(move |node, auth, url, q, headers, body| async move {
                 // Admitted (or refused) before the body is read, as influxd.
                 match throttle.admit().await {
-                    Ok(_admitted) => write(node, auth, url, q, headers, body, max_body).await,
+                    Ok(_admitted) => {
+                        write(node, auth, url, q, headers, body, (max_body, read_timeout)).await
+                    }
                     Err(refused) => refused,
                 }
             })
@@ -163,10 +170,12 @@ fn now_ns() -> i64 {
 /// does: a declared `Content-Length` over the limit is refused at once
 /// (413, before any byte is read); a chunked body is read up to the limit,
 /// then refused.
+/// A body that stalls for `stall` (zero: never) is refused with 408.
 async fn read_limited(
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
     max: usize,
+    stall: Duration,
 ) -> Result<Bytes, Response> {
     use futures::StreamExt;
     let max = if max == 0 { usize::MAX } else { max };
@@ -180,7 +189,21 @@ async fn read_limited(
     }
     let mut stream = body.into_data_stream();
     let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = if stall.is_zero() {
+            stream.next().await
+        } else {
+            match tokio::time::timeout(stall, stream.next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    return Err(error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("request body stalled for {stall:?}"),
+                    ));
+                }
+            }
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("read body: {e}")))?;
         if buf.len() + chunk.len() > max {
             return Err(too_large());
@@ -237,7 +260,7 @@ async fn write(
     Query(q): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-    max_body: usize,
+    (max_body, read_timeout): (usize, Duration),
 ) -> Response {
     // As influxd: credentials, then the database, then the privilege,
     // before a byte of the body is read.
@@ -260,7 +283,7 @@ async fn write(
             return error(StatusCode::FORBIDDEN, e);
         }
     }
-    let body = match read_limited(&headers, body, max_body).await {
+    let body = match read_limited(&headers, body, max_body, read_timeout).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };

@@ -7,6 +7,7 @@ pub mod conn_budget;
 pub mod http;
 pub mod import;
 pub mod process;
+pub mod serve;
 pub mod tls;
 pub mod write_throttle;
 
@@ -75,13 +76,10 @@ pub async fn run(
         http_listener = http_listener.with_tls(acceptor);
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let read_timeout = s.http_limits.read_timeout;
+    let server = tokio::spawn(serve::serve(http_listener, app, read_timeout, async {
+        let _ = rx.await;
+    }));
     // Fail-stop: a node that hit a fatal error (its log cannot be written
     // or synced, its state machine cannot apply) exits non-zero with the
     // reason, for a supervisor to see, instead of lingering half-alive.
