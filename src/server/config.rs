@@ -122,6 +122,15 @@ pub struct ServeArgs {
     /// one over it is closed at once.
     #[arg(long)]
     pub max_connection_limit: Option<u64>,
+    /// Series a database may hold, as influxd's `max-series-per-database`
+    /// (1000000; 0 = no limit): a write's points of new series past it are
+    /// dropped with influxd's message.
+    #[arg(long)]
+    pub max_series_per_database: Option<u64>,
+    /// Values a tag key of a measurement may have, as influxd's
+    /// `max-values-per-tag` (100000; 0 = no limit).
+    #[arg(long)]
+    pub max_values_per_tag: Option<u64>,
     /// The longest a client may take to send a request's header, and the
     /// longest a body it is sending may stall (30s; 0 = no limit): slow
     /// clients are disconnected instead of holding connections.
@@ -243,6 +252,8 @@ pub struct FileConfig {
     max_body_size: Option<toml::Value>,
     max_connection_limit: Option<u64>,
     http_read_timeout: Option<toml::Value>,
+    max_series_per_database: Option<u64>,
+    max_values_per_tag: Option<u64>,
     max_concurrent_write_limit: Option<usize>,
     max_enqueued_write_limit: Option<usize>,
     enqueued_write_timeout: Option<toml::Value>,
@@ -413,6 +424,12 @@ impl ServeArgs {
         }
         if let Some(v) = pick!(max_connection_limit) {
             http_limits.max_connection_limit = v;
+        }
+        if let Some(v) = pick!(max_series_per_database) {
+            http_limits.series.max_series_per_database = v;
+        }
+        if let Some(v) = pick!(max_values_per_tag) {
+            http_limits.series.max_values_per_tag = v;
         }
         if let Some(v) = pick!(http_read_timeout, text) {
             http_limits.read_timeout = parse_duration(&v)?;

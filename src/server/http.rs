@@ -45,6 +45,8 @@ pub struct HttpLimits {
     /// The longest a request's header may take to arrive, and the longest
     /// its body may stall (zero: no limit).
     pub read_timeout: Duration,
+    /// influxd's cardinality limits.
+    pub series: crate::tsdb::series_index::SeriesLimits,
 }
 
 impl Default for HttpLimits {
@@ -54,6 +56,7 @@ impl Default for HttpLimits {
             max_connection_limit: 0,
             writes: Default::default(),
             read_timeout: crate::server::serve::DEFAULT_READ_TIMEOUT,
+            series: Default::default(),
         }
     }
 }
@@ -62,6 +65,7 @@ impl Default for HttpLimits {
 pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticator>) -> Router {
     let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
     let read_timeout = limits.read_timeout;
+    let series_limits = limits.series;
     let throttle = Arc::new(crate::server::write_throttle::WriteThrottle::new(
         limits.writes,
     ));
@@ -88,7 +92,8 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
                 // Admitted (or refused) before the body is read, as influxd.
                 match throttle.admit().await {
                     Ok(_admitted) => {
-                        write(node, auth, url, q, headers, body, (max_body, read_timeout)).await
+                        let limits = (max_body, read_timeout, series_limits);
+                        write(node, auth, url, q, headers, body, limits).await
                     }
                     Err(refused) => refused,
                 }
@@ -260,7 +265,11 @@ async fn write(
     Query(q): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-    (max_body, read_timeout): (usize, Duration),
+    (max_body, read_timeout, series_limits): (
+        usize,
+        Duration,
+        crate::tsdb::series_index::SeriesLimits,
+    ),
 ) -> Response {
     // As influxd: credentials, then the database, then the privilege,
     // before a byte of the body is read.
@@ -310,22 +319,50 @@ async fn write(
     } else {
         body
     };
-    let Ok(text) = std::str::from_utf8(&body) else {
+    if std::str::from_utf8(&body).is_err() {
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
-    };
-    let (points, errors) = line_protocol::parse(text, precision, now_ns());
+    }
     let rp = q.get("rp").cloned().unwrap_or_default();
-    let mut dropped = errors.len() as u64;
+    let now = now_ns();
+    // The body is parsed and proposed a chunk of lines at a time: a large
+    // body is never held as points all at once.
+    let check = match series_check(&node, &body, &db, &rp, precision, now, series_limits).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let text = std::str::from_utf8(&body).unwrap_or_default();
+    let mut errors: Vec<line_protocol::ParseError> = Vec::new();
+    let mut dropped = 0u64;
+    let mut limited: Option<String> = None;
     let mut conflict = String::new();
-    let mut points = points.into_iter().peekable();
+    let mut chunks = line_protocol::chunks(text, POINTS_PER_PROPOSAL).peekable();
     // At least one proposal: a body without a single point is still
     // checked against the database, as influxd answers 404 before parsing.
     loop {
-        let cmd = crate::tsdb::write_batch::write_command(
-            &db,
-            &rp,
-            points.by_ref().take(POINTS_PER_PROPOSAL).collect(),
-        );
+        let (first_line, chunk) = chunks.next().unwrap_or((0, ""));
+        let (mut points, errs) = line_protocol::parse(chunk, precision, now);
+        dropped += errs.len() as u64;
+        if errors.is_empty() {
+            errors.extend(errs.into_iter().take(1).map(|mut e| {
+                e.line += first_line;
+                e
+            }));
+        }
+        if let Some((check, index, group_of)) = &check {
+            let v = {
+                let ix = index.read().unwrap_or_else(|p| p.into_inner());
+                check.filter(&ix, &db, &points, group_of)
+            };
+            if v.dropped > 0 {
+                dropped += v.dropped;
+                if limited.is_none() {
+                    limited = v.reason;
+                }
+                let mut keep = v.drop.iter().map(|d| !d);
+                points.retain(|_| keep.next().unwrap_or(true));
+            }
+        }
+        let cmd = crate::tsdb::write_batch::write_command(&db, &rp, points);
         match propose(&node, cmd).await {
             Ok(r) if r.database_not_found => {
                 return error(
@@ -339,12 +376,14 @@ async fn write(
                     if r.written == 0 && r.dropped == 0 {
                         return error(StatusCode::BAD_REQUEST, r.error);
                     }
-                    conflict = r.error;
+                    if conflict.is_empty() {
+                        conflict = r.error;
+                    }
                 }
             }
             Err(resp) => return resp,
         }
-        if points.peek().is_none() {
+        if chunks.peek().is_none() {
             break;
         }
     }
@@ -352,6 +391,12 @@ async fn write(
         return error(
             StatusCode::BAD_REQUEST,
             format!("partial write: {first} dropped={dropped}"),
+        );
+    }
+    if let Some(why) = limited {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("partial write: {why} dropped={dropped}"),
         );
     }
     if !conflict.is_empty() {
@@ -459,6 +504,57 @@ async fn query_handler(
         results.push(r);
     }
     Json(json!({ "results": results })).into_response()
+}
+
+/// The cardinality check of a write (see `tsdb::series_index`), when the
+/// limits could be passed by it: the first pass over the body (counting
+/// new series per shard group, a chunk at a time, on a blocking thread),
+/// the index, and the write's map from time to shard group. `None` when no
+/// check is needed (or the database does not exist: the write says so).
+type SeriesCheck = (
+    crate::tsdb::series_index::WriteCheck,
+    Arc<std::sync::RwLock<crate::tsdb::series_index::SeriesIndex>>,
+    Box<dyn Fn(i64) -> i64 + Send + Sync>,
+);
+
+async fn series_check(
+    node: &NodeHandle<Tsdb>,
+    body: &Bytes,
+    db: &str,
+    rp: &str,
+    precision: Precision,
+    now: i64,
+    limits: crate::tsdb::series_index::SeriesLimits,
+) -> Result<Option<SeriesCheck>, Response> {
+    use crate::tsdb::series_index::WriteCheck;
+    if limits.max_series_per_database == 0 && limits.max_values_per_tag == 0 {
+        return Ok(None);
+    }
+    let (node, body, db, rp) = (node.clone(), body.clone(), db.to_string(), rp.to_string());
+    let run = move || -> Option<SeriesCheck> {
+        let (index, dur) = node.local(|t, _| (t.series_index(), t.shard_group_duration(&db, &rp)));
+        let dur = dur.filter(|d| *d > 0)?;
+        let text = std::str::from_utf8(&body).ok()?;
+        let lines = text.bytes().filter(|b| *b == b'\n').count() as u64 + 1;
+        let group_of = move |t: i64| t.div_euclid(dur);
+        let mut check = {
+            let ix = index.read().unwrap_or_else(|p| p.into_inner());
+            if !WriteCheck::needed(&ix, &db, limits, lines) {
+                return None;
+            }
+            WriteCheck::new(&ix, &db, limits)
+        };
+        for (_, chunk) in line_protocol::chunks(text, POINTS_PER_PROPOSAL) {
+            let (points, _) = line_protocol::parse(chunk, precision, now);
+            let ix = index.read().unwrap_or_else(|p| p.into_inner());
+            check.count(&ix, &db, &points, group_of);
+        }
+        check.decide();
+        Some((check, index, Box::new(group_of)))
+    };
+    tokio::task::spawn_blocking(run)
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// `CREATE USER` and `SET PASSWORD`: the password is hashed here (the

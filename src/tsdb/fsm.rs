@@ -9,12 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 
 use super::line_protocol::{FieldValue, Point, series_key};
 use super::meta::Metastore;
+use super::series_index::SeriesIndex;
 use super::shard::{MergeJob, Shard, ShardView};
 use super::tsm::KEY_FIELD_SEPARATOR;
 use crate::proto::tsdb::{
@@ -79,6 +80,8 @@ pub struct Tsdb {
     merger: Merger,
     /// Staged TSM files (bulk data by file), in `<root>.staging`.
     staging: Option<Arc<StagingArea>>,
+    /// Series and tag values per database (cardinality limits).
+    series: Arc<RwLock<SeriesIndex>>,
 }
 
 /// A point as a raft command carries it.
@@ -152,6 +155,7 @@ impl Tsdb {
             merge_files: DEFAULT_MERGE_FILES,
             merger: Merger::start()?,
             staging,
+            series: Arc::default(),
         })
     }
 
@@ -224,6 +228,31 @@ impl Tsdb {
         &self.meta
     }
 
+    /// The metastore, shared (no copy).
+    pub fn meta_arc(&self) -> Arc<Metastore> {
+        self.meta.clone()
+    }
+
+    /// The series index (the same one for the life of the state machine:
+    /// a snapshot load replaces its contents).
+    pub fn series_index(&self) -> Arc<RwLock<SeriesIndex>> {
+        self.series.clone()
+    }
+
+    /// The shard group duration of `db`/`rp` (`rp` empty: the default), if
+    /// they exist.
+    pub fn shard_group_duration(&self, db: &str, rp: &str) -> Option<i64> {
+        let rp = self.meta.resolve_rp(db, rp).ok()?;
+        Some(
+            self.meta
+                .databases
+                .get(db)?
+                .rps
+                .get(rp)?
+                .shard_group_duration,
+        )
+    }
+
     /// The metastore, to change (copied first if a read view shares it).
     fn meta_mut(&mut self) -> &mut Metastore {
         Arc::make_mut(&mut self.meta)
@@ -237,6 +266,7 @@ impl Tsdb {
         self.absorb_merges();
         TsdbView {
             meta: self.meta.clone(),
+            series: self.series.clone(),
             shards: self
                 .shards
                 .iter_mut()
@@ -295,6 +325,10 @@ impl Tsdb {
             Cmd::DropDatabase(c) => {
                 let ids = self.meta_mut().drop_database(&c.name);
                 self.drop_shards(&ids);
+                self.series
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .drop_database(&c.name);
                 let _ = std::fs::remove_dir_all(self.root.join(&c.name));
             }
             Cmd::CreateRetentionPolicy(c) => {
@@ -405,6 +439,8 @@ impl Tsdb {
         let mut touched = Vec::new();
         let mut refusal: Option<String> = None;
         let mut key = String::new();
+        let index = self.series.clone();
+        let mut index = index.write().unwrap_or_else(|p| p.into_inner());
         for p in w.points {
             let mut tags: Vec<(String, String)> =
                 p.tags.into_iter().map(|t| (t.key, t.value)).collect();
@@ -429,6 +465,7 @@ impl Tsdb {
             let Some(shard) = self.shards.get_mut(&shard_id) else {
                 continue;
             };
+            index.add(&w.db, &p.measurement, &tags);
             let mut ok = true;
             for f in p.fields {
                 let v = match f.value {
@@ -463,6 +500,7 @@ impl Tsdb {
                 res.dropped
             );
         }
+        drop(index);
         touched.dedup();
         self.flush_full(touched)?;
         Ok(res)
@@ -534,6 +572,13 @@ impl Tsdb {
                 touched.insert(id);
             }
             drop(names);
+            if shard_of.iter().any(Option::is_some) {
+                self.series.write().unwrap_or_else(|p| p.into_inner()).add(
+                    &w.db,
+                    &sr.measurement,
+                    &tags,
+                );
+            }
             for mut c in std::mem::take(&mut sr.fields) {
                 let values = super::write_batch::column_values(&mut c);
                 key.clear();
@@ -670,6 +715,10 @@ impl Tsdb {
                 .partition(|(_, v)| !matches!(v, FieldValue::Float(f) if !f.is_finite()));
             res.dropped += bad.len() as u64;
             let n = keep.len() as u64;
+            self.series
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .add_keys(&w.db, [s.key.as_str()]);
             let refused = shard.write_series(&s.key, keep) as u64;
             res.written += n - refused;
             res.dropped += refused;
@@ -762,6 +811,10 @@ impl Tsdb {
         for f in &files {
             shard.ingest_file(&set.path_of(&f.name), f.size, f.crc32c)?;
         }
+        self.series
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add_keys(&c.db, keys.iter().flatten().map(|(k, _)| k.as_str()));
         self.maybe_merge(shard_id);
         Ok(CommandResult {
             written: c.files.iter().map(|f| f.values).sum(),
@@ -812,6 +865,7 @@ impl Tsdb {
 #[derive(Debug, Clone)]
 pub struct TsdbView {
     meta: Arc<Metastore>,
+    series: Arc<RwLock<SeriesIndex>>,
     shards: BTreeMap<u64, ShardView>,
 }
 
@@ -824,6 +878,14 @@ impl TsdbView {
     /// The metastore, shared (no copy).
     pub fn meta_arc(&self) -> Arc<Metastore> {
         self.meta.clone()
+    }
+
+    /// Series in `db` (for `/metrics` and tests).
+    pub fn series_count(&self, db: &str) -> u64 {
+        self.series
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .series_count(db)
     }
 
     /// The points of every series of `measurement` in shards of `db`/`rp`
@@ -989,8 +1051,16 @@ impl StateMachine for Tsdb {
             std::fs::hard_link(r.path_of(&f.name)?, &dst)?;
             shard.add_file(name, dst, f.size, f.crc32c)?;
         }
+        let mut index = SeriesIndex::default();
+        for (db, _, id, ..) in meta.shards() {
+            if let Some(s) = shards.get(&id) {
+                index.add_keys(&db, s.keys().iter().map(String::as_str));
+            }
+        }
+        *self.series.write().unwrap_or_else(|p| p.into_inner()) = index;
         *self = Tsdb {
             meta: Arc::new(meta),
+            series: self.series.clone(),
             shards,
             ..fresh
                 .with_flush_bytes(self.flush_bytes)

@@ -224,6 +224,31 @@ pub fn series_key(measurement: &str, tags: &[(String, String)]) -> String {
     k
 }
 
+/// A body cut into pieces of `lines` lines (the last may be shorter), each
+/// with the number of lines before it (add it to a [`ParseError::line`]
+/// of the piece).
+pub fn chunks(body: &str, lines: usize) -> impl Iterator<Item = (usize, &str)> {
+    let lines = lines.max(1);
+    let mut rest = Some(body);
+    let mut before = 0;
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let cut = r.match_indices('\n').nth(lines - 1).map(|(i, _)| i + 1);
+        let at = before;
+        before += lines;
+        match cut {
+            Some(i) if i < r.len() => {
+                rest = Some(&r[i..]);
+                Some((at, &r[..i]))
+            }
+            _ => {
+                rest = None;
+                Some((at, r))
+            }
+        }
+    })
+}
+
 /// Parses a request body. Lines that are empty or start with `#` are
 /// skipped; a line without a timestamp gets `default_time` (ns).
 pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>, Vec<ParseError>) {
@@ -454,6 +479,26 @@ fn field_value(s: &mut Scanner<'_>) -> Result<FieldValue, String> {
 fn is_int(s: &str) -> bool {
     let d = s.strip_prefix('-').unwrap_or(s);
     !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cut_at_line_ends_and_number_their_lines() {
+        let c: Vec<(usize, &str)> = chunks("a\nb\nc\nd\ne", 2).collect();
+        assert_eq!(c, [(0, "a\nb\n"), (2, "c\nd\n"), (4, "e")]);
+        let c: Vec<(usize, &str)> = chunks("a\nb\n", 2).collect();
+        assert_eq!(c, [(0, "a\nb\n")]);
+        assert_eq!(chunks("", 5).collect::<Vec<_>>(), [(0, "")]);
+        let (_, errs) = parse(
+            chunks("m v=1\nbad\nm v=2", 2).next().unwrap().1,
+            Precision::Nanoseconds,
+            0,
+        );
+        assert_eq!(errs[0].line, 2);
+    }
 }
 
 #[cfg(test)]

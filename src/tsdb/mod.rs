@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod line_protocol;
 pub mod meta;
 pub mod query;
+pub mod series_index;
 pub mod shard;
 pub mod timefmt;
 pub mod tsm;

@@ -1024,7 +1024,7 @@ type TaggedSeries = (
 );
 
 /// Tags of a series key (`m,a=1,b=2`), unescaped.
-fn series_tags(series: &str) -> Vec<(String, String)> {
+pub(crate) fn series_tags(series: &str) -> Vec<(String, String)> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = series.chars().peekable();

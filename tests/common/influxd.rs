@@ -64,9 +64,15 @@ impl Influxd {
 
     /// Like [`start`](Self::start), with more keys for its `[http]` section.
     pub fn start_with(http_extra: &str) -> Option<Self> {
+        Self::start_sections(http_extra, "")
+    }
+
+    /// Like [`start_with`](Self::start_with), with more keys for its
+    /// `[data]` section too.
+    pub fn start_sections(http_extra: &str, data_extra: &str) -> Option<Self> {
         let exe = binary("influxd")?;
         for _ in 0..5 {
-            if let Some(me) = Self::try_start(&exe, http_extra) {
+            if let Some(me) = Self::try_start(&exe, http_extra, data_extra) {
                 return Some(me);
             }
             eprintln!("influxd lost a port race; retrying on new ports");
@@ -74,7 +80,7 @@ impl Influxd {
         panic!("influxd could not start on free ports in 5 attempts");
     }
 
-    fn try_start(exe: &Path, http_extra: &str) -> Option<Self> {
+    fn try_start(exe: &Path, http_extra: &str, data_extra: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let (http, bind) = (
             format!("127.0.0.1:{}", free_port()),
@@ -84,7 +90,7 @@ impl Influxd {
         let cfg = format!(
             "reporting-disabled = true\nbind-address = \"{bind}\"\n\
              [meta]\n  dir = \"{d}/meta\"\n  logging-enabled = false\n\
-             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n{data_extra}\n\
              [http]\n  bind-address = \"{http}\"\n  log-enabled = false\n{http_extra}\n\
              [monitor]\n  store-enabled = false\n\
              [continuous_queries]\n  enabled = false\n"

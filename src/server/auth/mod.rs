@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::raft::{NodeHandle, ReadConsistency};
+use crate::raft::NodeHandle;
 use crate::tsdb::fsm::Tsdb;
 use crate::tsdb::meta::Metastore;
 use crate::tsdb::users::User;
@@ -100,10 +100,12 @@ impl Authenticator {
         if !self.cfg.enabled {
             return Ok(None);
         }
-        let meta = node
-            .read(ReadConsistency::Stale, |v, _| v.meta_arc())
+        // The metastore as this node has it (no read view is taken: that
+        // would freeze the shards' caches on every request).
+        let n = node.clone();
+        let meta = tokio::task::spawn_blocking(move || n.local(|t, _| t.meta_arc()))
             .await
-            .map_err(crate::server::http::raft_error)?;
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if !meta.admin_exists() {
             return Ok(Some(Caller { user: None, meta }));
         }
