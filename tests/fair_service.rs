@@ -200,3 +200,72 @@ fn slow_clients_do_not_delay_others_and_are_disconnected() {
     assert_eq!(closed, 500);
     assert!(timed_writes(5).len() == 5);
 }
+
+/// VmRSS or VmHWM (peak) of process `pid`, in bytes.
+fn mem(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix(" kB")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn a_write_of_two_million_new_series_is_refused_and_memory_stays_bounded() {
+    use std::io::Write;
+    let p = Procs::start(1, &[]);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let mut body = String::with_capacity(40 << 20);
+    for i in 0..2_000_000u32 {
+        body.push_str(&format!("s,k={i} v=1 1\n"));
+    }
+    // Gzip (Telegraf's default): the 2 M lines are over max-body-size
+    // as they are.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(body.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    drop(body);
+    let pid = p.nodes[&leader].child.as_ref().unwrap().id();
+    let before = mem(pid, "VmRSS:");
+    let started = Instant::now();
+    let mut r = ureq::post(&format!("http://{}/write", p.nodes[&leader].http))
+        .query("db", "db")
+        .header("Content-Encoding", "gzip")
+        .config()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .send(&gz[..])
+        .unwrap();
+    let took = started.elapsed();
+    let status = r.status().as_u16();
+    let answer = r.body_mut().read_to_string().unwrap();
+    let peak = mem(pid, "VmHWM:");
+    eprintln!(
+        "2 M new series ({} bytes gzipped): {status} {answer} in {took:?}; RSS {} MiB before, peak {} MiB",
+        gz.len(),
+        before >> 20,
+        peak >> 20
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap(),
+        serde_json::json!({"error": "partial write: max-series-per-database limit exceeded: (1000000) dropped=2000000"})
+    );
+    assert!(
+        peak.saturating_sub(before) < 64 << 20,
+        "RSS grew from {} MiB to a peak of {} MiB",
+        before >> 20,
+        peak >> 20
+    );
+    let c = p.query(leader, "db", "SELECT count(v) FROM s");
+    assert_eq!(c["results"][0]["series"], serde_json::Value::Null, "{c}");
+}

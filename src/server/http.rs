@@ -66,6 +66,7 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
     let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
     let read_timeout = limits.read_timeout;
     let series_limits = limits.series;
+    let series_index: SeriesIndexCell = Arc::default();
     let throttle = Arc::new(crate::server::write_throttle::WriteThrottle::new(
         limits.writes,
     ));
@@ -92,7 +93,11 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
                 // Admitted (or refused) before the body is read, as influxd.
                 match throttle.admit().await {
                     Ok(_admitted) => {
-                        let limits = (max_body, read_timeout, series_limits);
+                        let limits = (
+                            max_body,
+                            read_timeout,
+                            (series_limits, series_index.clone()),
+                        );
                         write(node, auth, url, q, headers, body, limits).await
                     }
                     Err(refused) => refused,
@@ -234,7 +239,14 @@ fn gunzip(body: &[u8], cap: usize) -> Result<Vec<u8>, (StatusCode, String)> {
     if body[..3] != [0x1f, 0x8b, 8] {
         return Err(bad("gzip: invalid header"));
     }
-    let mut out = Vec::new();
+    // The trailer's size (mod 2^32) of the last member: one allocation of
+    // the right size, not doublings that briefly hold three times a large
+    // body (a wrong trailer only costs a regrowth).
+    let isize = body[body.len() - 4..]
+        .try_into()
+        .map(u32::from_le_bytes)
+        .unwrap_or(0) as usize;
+    let mut out = Vec::with_capacity(isize.min(cap).saturating_add(1));
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
     flate2::read::MultiGzDecoder::new(body)
         .take(limit)
@@ -265,10 +277,10 @@ async fn write(
     Query(q): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-    (max_body, read_timeout, series_limits): (
+    (max_body, read_timeout, (series_limits, series_index)): (
         usize,
         Duration,
-        crate::tsdb::series_index::SeriesLimits,
+        (crate::tsdb::series_index::SeriesLimits, SeriesIndexCell),
     ),
 ) -> Response {
     // As influxd: credentials, then the database, then the privilege,
@@ -326,7 +338,8 @@ async fn write(
     let now = now_ns();
     // The body is parsed and proposed a chunk of lines at a time: a large
     // body is never held as points all at once.
-    let check = match series_check(&node, &body, &db, &rp, precision, now, series_limits).await {
+    let limits = (series_limits, &series_index);
+    let check = match series_check(&node, &body, &db, &rp, precision, now, limits).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -506,6 +519,10 @@ async fn query_handler(
     Json(json!({ "results": results })).into_response()
 }
 
+/// The state machine's series index, fetched by the first write.
+type SeriesIndexCell =
+    Arc<std::sync::OnceLock<Arc<std::sync::RwLock<crate::tsdb::series_index::SeriesIndex>>>>;
+
 /// The cardinality check of a write (see `tsdb::series_index`), when the
 /// limits could be passed by it: the first pass over the body (counting
 /// new series per shard group, a chunk at a time, on a blocking thread),
@@ -524,25 +541,41 @@ async fn series_check(
     rp: &str,
     precision: Precision,
     now: i64,
-    limits: crate::tsdb::series_index::SeriesLimits,
+    (limits, cell): (crate::tsdb::series_index::SeriesLimits, &SeriesIndexCell),
 ) -> Result<Option<SeriesCheck>, Response> {
     use crate::tsdb::series_index::WriteCheck;
     if limits.max_series_per_database == 0 && limits.max_values_per_tag == 0 {
         return Ok(None);
     }
+    // The index is the state machine's for its whole life: fetched once
+    // (under the apply lock), then read under its own lock only.
+    let index = match cell.get() {
+        Some(i) => i.clone(),
+        None => {
+            let n = node.clone();
+            let i = tokio::task::spawn_blocking(move || n.local(|t, _| t.series_index()))
+                .await
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            cell.get_or_init(|| i).clone()
+        }
+    };
+    let lines = body.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let needed = {
+        let ix = index.read().unwrap_or_else(|p| p.into_inner());
+        WriteCheck::needed(&ix, db, limits, lines)
+    };
+    if !needed {
+        return Ok(None);
+    }
     let (node, body, db, rp) = (node.clone(), body.clone(), db.to_string(), rp.to_string());
     let run = move || -> Option<SeriesCheck> {
-        let (index, dur) = node.local(|t, _| (t.series_index(), t.shard_group_duration(&db, &rp)));
+        let dur = node.local(|t, _| t.shard_group_duration(&db, &rp));
         let dur = dur.filter(|d| *d > 0)?;
         let text = std::str::from_utf8(&body).ok()?;
-        let lines = text.bytes().filter(|b| *b == b'\n').count() as u64 + 1;
         let group_of = move |t: i64| t.div_euclid(dur);
         let mut check = {
             let ix = index.read().unwrap_or_else(|p| p.into_inner());
-            if !WriteCheck::needed(&ix, &db, limits, lines) {
-                return None;
-            }
-            WriteCheck::new(&ix, &db, limits)
+            WriteCheck::new(&ix, &db, limits, lines)
         };
         for (_, chunk) in line_protocol::chunks(text, POINTS_PER_PROPOSAL) {
             let (points, _) = line_protocol::parse(chunk, precision, now);

@@ -145,21 +145,27 @@ pub struct Verdict {
 #[derive(Debug)]
 pub struct WriteCheck {
     limits: SeriesLimits,
-    /// New series per shard group, in order of first appearance; a group
-    /// already past the limit stops collecting.
-    groups: Vec<(i64, HashSet<u64, Fx>, bool)>,
+    /// New series per shard group, in order of first appearance: their
+    /// hashes (deduplicated when the list grows past 1.25 times the room
+    /// left, so it never holds much more than the limit's worth), and
+    /// whether the group alone is past the room left (then it stops
+    /// collecting).
+    groups: Vec<(i64, Vec<u64>, bool)>,
     existing: u64,
     refused: HashSet<i64, Fx>,
+    /// Points the write holds at most (a group's list is sized once).
+    points: u64,
 }
 
 impl WriteCheck {
-    /// A check of a write into `db`.
-    pub fn new(index: &SeriesIndex, db: &str, limits: SeriesLimits) -> Self {
+    /// A check of a write of at most `points` points into `db`.
+    pub fn new(index: &SeriesIndex, db: &str, limits: SeriesLimits, points: u64) -> Self {
         Self {
             limits,
             groups: Vec::new(),
             existing: index.series_count(db),
             refused: HashSet::default(),
+            points,
         }
     }
 
@@ -213,6 +219,10 @@ impl WriteCheck {
             .limits
             .max_series_per_database
             .saturating_sub(self.existing);
+        let compact_at = usize::try_from(room + room / 4)
+            .unwrap_or(usize::MAX)
+            .max(1024);
+        let size = compact_at.min(usize::try_from(self.points).unwrap_or(usize::MAX));
         let empty = DbSeries::default();
         let d = index.dbs.get(db).unwrap_or(&empty);
         for p in points {
@@ -224,16 +234,26 @@ impl WriteCheck {
             let at = match self.groups.iter().position(|(x, ..)| *x == g) {
                 Some(at) => at,
                 None => {
-                    self.groups.push((g, HashSet::default(), false));
+                    self.groups.push((g, Vec::with_capacity(size), false));
                     self.groups.len() - 1
                 }
             };
-            let (_, set, over) = &mut self.groups[at];
-            if !*over {
-                set.insert(h);
-                // Past the room left even alone: no need to count on.
-                *over = set.len() as u64 > room;
+            let (_, list, over) = &mut self.groups[at];
+            if *over {
+                continue;
             }
+            if list.len() >= compact_at {
+                list.sort_unstable();
+                list.dedup();
+                // Past the room left even alone: no need to count on.
+                *over = list.len() as u64 > room;
+                if *over {
+                    *list = Vec::new();
+                    continue;
+                }
+                list.reserve_exact(compact_at.saturating_sub(list.len()));
+            }
+            list.push(h);
         }
     }
 
@@ -242,11 +262,13 @@ impl WriteCheck {
     /// left).
     pub fn decide(&mut self) {
         let mut count = self.existing;
-        for (g, set, over) in &self.groups {
-            if *over || count + set.len() as u64 > self.limits.max_series_per_database {
+        for (g, list, over) in &mut self.groups {
+            list.sort_unstable();
+            list.dedup();
+            if *over || count + list.len() as u64 > self.limits.max_series_per_database {
                 self.refused.insert(*g);
             } else {
-                count += set.len() as u64;
+                count += list.len() as u64;
             }
         }
         self.groups.clear();
@@ -301,7 +323,7 @@ pub fn check_write(
     limits: SeriesLimits,
     group_of: impl Fn(i64) -> i64 + Copy,
 ) -> Verdict {
-    let mut c = WriteCheck::new(index, db, limits);
+    let mut c = WriteCheck::new(index, db, limits, points.len() as u64);
     c.count(index, db, points, group_of);
     c.decide();
     c.filter(index, db, points, group_of)
