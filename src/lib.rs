@@ -25,17 +25,23 @@
 //!   queries; [`raft::snapshot_source`] offers snapshots and backs off
 //!   failing installs; `raft::peer_sources` finds the other members'
 //!   snapshots an install also fetches from; `raft::sender_check` decides
-//!   which raft messages are stepped, by sender.
+//!   which raft messages are stepped, by sender; [`raft::peer_tls`] is
+//!   mutual TLS between nodes (the certificate names the sender).
 //! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
 //!   metastore, shards (cache segments + immutable files), read views,
-//!   InfluxQL, [`tsdb::write_batch`] (writes proposed grouped by series) and
+//!   InfluxQL, [`tsdb::write_batch`] (writes proposed grouped by series),
 //!   [`tsdb::ingest`] (TSM files checked whole and linked into a shard by
-//!   one `IngestFiles` command).
+//!   one `IngestFiles` command), [`tsdb::users`] and [`tsdb::authorize`]
+//!   (users, privileges and what each statement requires, as influxd's),
+//!   and [`tsdb::series_index`] (series and tag values per database, for
+//!   influxd's cardinality limits).
 //! - [`snapshotter`]: InfluxDB 1.x's backup protocol (server, client,
 //!   portable format) and restores through raft.
 //! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API (with
-//!   [`server::import`], TSM files imported by file, and
-//!   [`server::process`], the open-file limit), the CLI.
+//!   [`server::auth`], credentials as influxd's; [`server::serve`], the
+//!   accept loop with its header deadline; [`server::import`], TSM files
+//!   imported by file; and [`server::process`], the open-file limit), the
+//!   CLI.
 #![deny(missing_docs)]
 
 pub mod batch_store;

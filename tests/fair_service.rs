@@ -269,3 +269,74 @@ fn a_write_of_two_million_new_series_is_refused_and_memory_stays_bounded() {
     let c = p.query(leader, "db", "SELECT count(v) FROM s");
     assert_eq!(c["results"][0]["series"], serde_json::Value::Null, "{c}");
 }
+
+fn post_query(http: &str, q: &str) -> serde_json::Value {
+    let mut r = ureq::post(&format!("http://{http}/query"))
+        .query("db", "db")
+        .config()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .send_form([("q", q)])
+        .unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+#[test]
+fn show_queries_kill_query_and_the_query_timeout() {
+    let p = Procs::start(1, &["--query-timeout", "2s"]);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let http = p.nodes[&leader].http.clone();
+    let long = vec!["SHOW DATABASES"; 50_000].join(";");
+    // The timeout: a query running past 2 s stops with influxd's error.
+    let started = Instant::now();
+    let v = post_query(&http, &long);
+    let took = started.elapsed();
+    let results = v["results"].as_array().unwrap();
+    let last = results.last().unwrap();
+    assert_eq!(last["error"], "query-timeout limit exceeded", "{last}");
+    assert!(results.len() < 50_000, "{} statements ran", results.len());
+    eprintln!("timed out after {took:?} and {} statements", results.len());
+    // SHOW QUERIES lists a running query; KILL QUERY stops it.
+    let h = http.clone();
+    let long2 = long.clone();
+    let runner = std::thread::spawn(move || post_query(&h, &long2));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let qid = loop {
+        let shown = post_query(&http, "SHOW QUERIES");
+        let s = &shown["results"][0]["series"][0];
+        assert_eq!(
+            s["columns"],
+            serde_json::json!(["qid", "query", "database", "duration", "status"])
+        );
+        let rows = s["values"].as_array().cloned().unwrap_or_default();
+        let me = rows.iter().find(|r| r[1] == "SHOW QUERIES").unwrap();
+        assert_eq!(
+            (&me[2], &me[4]),
+            (&serde_json::json!("db"), &serde_json::json!("running"))
+        );
+        if let Some(r) = rows.iter().find(|r| {
+            r[1].as_str()
+                .is_some_and(|q| q.starts_with("SHOW DATABASES;\nSHOW DATABASES"))
+        }) {
+            break r[0].as_u64().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the long query never showed: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        post_query(&http, &format!("KILL QUERY {qid}")),
+        serde_json::json!({"results": [{"statement_id": 0}]})
+    );
+    let v = runner.join().unwrap();
+    let last = v["results"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["error"], "query interrupted", "{last}");
+    // As influxd answers an unknown id.
+    assert_eq!(
+        post_query(&http, "KILL QUERY 999999"),
+        serde_json::json!({"results": [{"statement_id": 0, "error": "no such query id: 999999"}]})
+    );
+}

@@ -131,6 +131,10 @@ pub struct ServeArgs {
     /// `max-values-per-tag` (100000; 0 = no limit).
     #[arg(long)]
     pub max_values_per_tag: Option<u64>,
+    /// A query running longer is interrupted (`query-timeout limit
+    /// exceeded`), as influxd's `query-timeout` (0 = never).
+    #[arg(long)]
+    pub query_timeout: Option<String>,
     /// The longest a client may take to send a request's header, and the
     /// longest a body it is sending may stall (30s; 0 = no limit): slow
     /// clients are disconnected instead of holding connections.
@@ -252,6 +256,7 @@ pub struct FileConfig {
     max_body_size: Option<toml::Value>,
     max_connection_limit: Option<u64>,
     http_read_timeout: Option<toml::Value>,
+    query_timeout: Option<toml::Value>,
     max_series_per_database: Option<u64>,
     max_values_per_tag: Option<u64>,
     max_concurrent_write_limit: Option<usize>,
@@ -430,6 +435,9 @@ impl ServeArgs {
         }
         if let Some(v) = pick!(max_values_per_tag) {
             http_limits.series.max_values_per_tag = v;
+        }
+        if let Some(v) = pick!(query_timeout, text) {
+            http_limits.query_timeout = parse_duration(&v)?;
         }
         if let Some(v) = pick!(http_read_timeout, text) {
             http_limits.read_timeout = parse_duration(&v)?;

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::proto::tsdb::{CommandResult, command::Cmd};
 use crate::raft::{MembershipChange, NodeHandle, RaftError, ReadConsistency};
 use crate::server::auth::{Authenticator, Caller, UrlCredentials};
+use crate::server::queries::QueryRegistry;
 use crate::tsdb::authorize::{authorize_query, authorize_write};
 use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::line_protocol::{self, Precision};
@@ -47,6 +48,9 @@ pub struct HttpLimits {
     pub read_timeout: Duration,
     /// influxd's cardinality limits.
     pub series: crate::tsdb::series_index::SeriesLimits,
+    /// A query running longer is interrupted, as influxd's `query-timeout`
+    /// (zero: never).
+    pub query_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -57,6 +61,7 @@ impl Default for HttpLimits {
             writes: Default::default(),
             read_timeout: crate::server::serve::DEFAULT_READ_TIMEOUT,
             series: Default::default(),
+            query_timeout: Duration::ZERO,
         }
     }
 }
@@ -108,6 +113,9 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
         .route("/query", get(query_handler).post(query_handler))
         .merge(admin)
         .layer(axum::Extension(auth))
+        .layer(axum::Extension(Arc::new(QueryRegistry::new(
+            limits.query_timeout,
+        ))))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_OTHER_BODY))
         .with_state(node)
 }
@@ -421,6 +429,7 @@ async fn write(
 async fn query_handler(
     State(node): State<NodeHandle<Tsdb>>,
     Extension(auth): Extension<Arc<Authenticator>>,
+    Extension(queries): Extension<Arc<QueryRegistry>>,
     Query(url): Query<UrlCredentials>,
     Query(mut q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -475,38 +484,54 @@ async fn query_handler(
         );
     }
     let user = caller.and_then(|c| c.user);
+    let text: Vec<&str> = stmts.iter().map(|(_, t)| t.as_str()).collect();
+    let running = queries.register(text.join(";\n"), db.clone());
     let mut results = Vec::new();
     for (i, (stmt, _)) in stmts.iter().enumerate() {
-        let mut r = if stmt.password().is_some() {
-            match password_statement(&node, &auth, stmt).await {
-                Ok(v) => v,
-                Err(resp) => return resp,
-            }
-        } else if let Some(cmd) = stmt.command() {
-            match propose(&node, cmd).await {
-                Ok(res) if res.error.is_empty() => json!({}),
-                Ok(res) => json!({ "error": res.error }),
-                Err(resp) => return resp,
-            }
-        } else {
-            let (db, stmt, user) = (db.clone(), stmt.clone(), user.clone());
-            match node
-                .read(consistency, move |t, _| {
-                    query::execute_read_as(t, &db, &stmt, epoch, user.as_ref())
-                })
-                .await
-            {
-                Ok(v) => {
-                    // A damaged block is never answered; the node repairs it.
-                    if let Some(e) = v["error"].as_str()
-                        && e.contains(crate::tsdb::tsm::file::BLOCK_CRC_FAILURE)
-                    {
-                        node.report_damage("a query", vec![e.to_string()]);
-                    }
-                    v
+        if let Some(why) = running.interrupted() {
+            results.push(json!({ "statement_id": i, "error": why }));
+            break;
+        }
+        let exec = async {
+            Ok::<Value, Response>(if stmt.password().is_some() {
+                password_statement(&node, &auth, stmt).await?
+            } else if let Some(cmd) = stmt.command() {
+                match propose(&node, cmd).await? {
+                    res if res.error.is_empty() => json!({}),
+                    res => json!({ "error": res.error }),
                 }
-                Err(e) => return raft_error(e),
-            }
+            } else {
+                match stmt {
+                    query::Statement::ShowQueries => queries.show(),
+                    query::Statement::KillQuery(id) => match queries.kill(*id) {
+                        Ok(()) => json!({}),
+                        Err(e) => json!({ "error": e }),
+                    },
+                    _ => {
+                        let (db, stmt, user) = (db.clone(), stmt.clone(), user.clone());
+                        let v = node
+                            .read(consistency, move |t, _| {
+                                query::execute_read_as(t, &db, &stmt, epoch, user.as_ref())
+                            })
+                            .await
+                            .map_err(raft_error)?;
+                        // A damaged block is never answered; the node repairs it.
+                        if let Some(e) = v["error"].as_str()
+                            && e.contains(crate::tsdb::tsm::file::BLOCK_CRC_FAILURE)
+                        {
+                            node.report_damage("a query", vec![e.to_string()]);
+                        }
+                        v
+                    }
+                }
+            })
+        };
+        let (mut r, stop) = tokio::select! {
+            r = exec => match r {
+                Ok(v) => (v, false),
+                Err(resp) => return resp,
+            },
+            why = running.until_interrupted() => (json!({ "error": why }), true),
         };
         if let Value::Object(m) = &mut r {
             let mut o = serde_json::Map::new();
@@ -515,6 +540,9 @@ async fn query_handler(
             r = Value::Object(o);
         }
         results.push(r);
+        if stop {
+            break;
+        }
     }
     Json(json!({ "results": results })).into_response()
 }

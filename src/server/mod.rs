@@ -7,6 +7,7 @@ pub mod conn_budget;
 pub mod http;
 pub mod import;
 pub mod process;
+pub mod queries;
 pub mod serve;
 pub mod tls;
 pub mod write_throttle;

@@ -23,6 +23,7 @@ pub fn needed(stmt: &Statement) -> Needed {
     match stmt {
         Statement::Select(s) => Needed::On(Privilege::Read, s.db.clone()),
         Statement::ShowDatabases => Needed::Nothing,
+        Statement::ShowQueries => Needed::On(Privilege::Read, None),
         Statement::ShowMeasurements(on) | Statement::ShowRetentionPolicies(on) => {
             Needed::On(Privilege::Read, on.clone())
         }
@@ -38,7 +39,8 @@ pub fn needed(stmt: &Statement) -> Needed {
         | Statement::Grant { .. }
         | Statement::Revoke { .. }
         | Statement::ShowUsers
-        | Statement::ShowGrants(_) => Needed::Admin,
+        | Statement::ShowGrants(_)
+        | Statement::KillQuery(_) => Needed::Admin,
     }
 }
 

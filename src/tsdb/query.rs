@@ -106,6 +106,10 @@ pub enum Statement {
     ShowUsers,
     /// `SHOW GRANTS FOR user`
     ShowGrants(String),
+    /// `SHOW QUERIES` (answered by the HTTP layer, which runs them)
+    ShowQueries,
+    /// `KILL QUERY id [ON "host"]`
+    KillQuery(u64),
 }
 
 /// What a SELECT returns.
@@ -532,6 +536,25 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
     if p.kw("REVOKE") {
         return grant(p, true);
     }
+    if p.kw("KILL") {
+        p.expect_kw("QUERY")?;
+        let id = match p.peek().cloned() {
+            Some(Tok::Num(n)) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                p.i += 1;
+                n.parse::<u64>()
+                    .map_err(|_| format!("query id {n} is too large"))?
+            }
+            _ => return Err(format!("found {}, expected integer", p.found())),
+        };
+        // `ON "host"`: this node's queries are the only ones it can kill.
+        if p.kw("ON") {
+            match p.peek() {
+                Some(Tok::Ident(_) | Tok::Str(_)) => p.i += 1,
+                _ => return Err(format!("found {}, expected identifier", p.found())),
+            }
+        }
+        return Ok(Statement::KillQuery(id));
+    }
     if p.kw("SET") {
         p.expect_kw("PASSWORD")?;
         p.expect_kw("FOR")?;
@@ -601,6 +624,9 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         if p.kw("USERS") {
             return Ok(Statement::ShowUsers);
         }
+        if p.kw("QUERIES") {
+            return Ok(Statement::ShowQueries);
+        }
         if p.kw("GRANTS") {
             p.expect_kw("FOR")?;
             return Ok(Statement::ShowGrants(p.ident()?));
@@ -629,7 +655,7 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         return select(p, now).map(Statement::Select);
     }
     Err(format!(
-        "found {}, expected SELECT, SHOW, CREATE, DROP, GRANT, REVOKE, ALTER, SET",
+        "found {}, expected SELECT, SHOW, CREATE, DROP, GRANT, REVOKE, ALTER, SET, KILL",
         p.found()
     ))
 }
