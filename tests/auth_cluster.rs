@@ -3,7 +3,8 @@
 //! new member inside a snapshot install (the log holding their commands is
 //! compacted away) and another cluster through `tsnode backup` /
 //! `tsnode restore`; the real `influx` CLI works with `-username` /
-//! `-password` and is refused without.
+//! `-password` and is refused without; `tsnode import` needs an admin; the
+//! snapshotter serves only this host's clients.
 
 mod common;
 
@@ -328,4 +329,138 @@ fn the_real_influx_cli_with_username_and_password() {
     assert!(out.contains("requires READ on x"), "{out}");
     let (_, out) = influx(&exe, &fh, Some(("rd", "p")), "x", "INSERT m v=5 5");
     assert!(out.contains("not authorized to write"), "{out}");
+}
+
+/// This machine's address on its default route, if it has one other than
+/// loopback (nothing is sent: a UDP socket is only connected).
+fn outside_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+fn tsnode(args: &[&str], path: &std::path::Path) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_tsnode"))
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+struct Node(std::process::Child);
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `tsnode import` needs an admin's `--username`/`--password`; the
+/// snapshotter (no credentials in its protocol) serves only this host's
+/// clients while authentication is on.
+#[test]
+fn imports_need_an_admin_and_the_snapshotter_serves_only_this_host() {
+    use raftsnap::tsdb::tsm::{TsmWriter, Values};
+    let dir = tempfile::tempdir().unwrap();
+    let (http, raft, snap_port) = (
+        format!("127.0.0.1:{}", common::free_port()),
+        format!("127.0.0.1:{}", common::free_port()),
+        common::free_port(),
+    );
+    let _node = Node(
+        Command::new(env!("CARGO_BIN_EXE_tsnode"))
+            .args([
+                "serve",
+                "--id",
+                "1",
+                "--raft-addr",
+                &raft,
+                "--http-addr",
+                &http,
+            ])
+            .args([
+                "--snapshotter-addr",
+                &format!("0.0.0.0:{snap_port}"),
+                "--auth-enabled",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("http://{http}/ping")).call().is_err() {
+        assert!(Instant::now() < deadline, "no /ping");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, v) = query(
+        &http,
+        None,
+        "",
+        "CREATE USER root WITH PASSWORD 'r' WITH ALL PRIVILEGES",
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = query(
+        &http,
+        Some(("root", "r")),
+        "",
+        "CREATE DATABASE db; CREATE USER wr WITH PASSWORD 'p'; GRANT WRITE ON db TO wr",
+    );
+    assert_eq!(code, 200, "{v}");
+    let file = dir.path().join("1.tsm");
+    let mut w = TsmWriter::create(&file).unwrap();
+    w.write(
+        "m,h=a#!~#v",
+        &[1, 2, 3],
+        &Values::Float(vec![1.0, 2.0, 3.0]),
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let base = ["import", "--host", &http, "--db", "db"];
+    let (ok, out) = tsnode(&base, &file);
+    assert!(
+        !ok && out.contains("unable to parse authentication credentials"),
+        "{out}"
+    );
+    let (ok, out) = tsnode(
+        &[&base[..], &["--username", "wr", "--password", "p"]].concat(),
+        &file,
+    );
+    assert!(!ok && out.contains("requires admin privilege"), "{out}");
+    let (ok, out) = tsnode(
+        &[&base[..], &["--username", "root", "--password", "r"]].concat(),
+        &file,
+    );
+    assert!(ok, "{out}");
+    let (_, v) = query(&http, Some(("root", "r")), "db", "SELECT count(v) FROM m");
+    assert_eq!(values(&v), json!([["1970-01-01T00:00:00Z", 3]]));
+
+    // The snapshotter: this host's clients yes, others no.
+    let bk = dir.path().join("bk");
+    let (ok, out) = tsnode(
+        &["backup", "--host", &format!("127.0.0.1:{snap_port}")],
+        &bk,
+    );
+    assert!(ok, "{out}");
+    match outside_ip() {
+        Some(ip) => {
+            let bk2 = dir.path().join("bk2");
+            let (ok, out) = tsnode(&["backup", "--host", &format!("{ip}:{snap_port}")], &bk2);
+            assert!(!ok, "a backup from {ip} was served: {out}");
+            let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+            assert!(log.contains("from another host refused"), "{log}");
+        }
+        None => eprintln!("no address but loopback here: the refusal is not exercised"),
+    }
 }

@@ -29,6 +29,13 @@ pub struct ImportArgs {
     /// (needs --from-db).
     #[arg(long, requires = "from_db")]
     pub from_rp: Option<String>,
+    /// User to authenticate as (a node with authentication on needs an
+    /// admin for imports).
+    #[arg(long, requires = "password")]
+    pub username: Option<String>,
+    /// That user's password.
+    #[arg(long, requires = "username")]
+    pub password: Option<String>,
     /// A TSM file, a directory of them, or an InfluxDB data directory.
     pub path: PathBuf,
 }
@@ -124,18 +131,32 @@ fn run(a: &ImportArgs) -> Result<String, String> {
         .http_status_as_error(false)
         .build()
         .into();
-    // An empty import first: a refusal (no such database) is read before
-    // any file is sent.
-    let mut pre = agent
-        .post(&url)
+    let auth = match (&a.username, &a.password) {
+        (Some(u), Some(p)) => {
+            use base64::Engine;
+            let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            format!("Basic {b}")
+        }
+        _ => String::new(),
+    };
+    let post = |url: &str| {
+        let r = agent.post(url);
+        if auth.is_empty() {
+            r
+        } else {
+            r.header("Authorization", &auth)
+        }
+    };
+    // An empty import first: a refusal (no such database, no credentials)
+    // is read before any file is sent.
+    let mut pre = post(&url)
         .send_empty()
         .map_err(|e| format!("POST {url}: {e}"))?;
     if !pre.status().is_success() {
         let text = pre.body_mut().read_to_string().unwrap_or_default();
         return Err(refusal(pre.status(), &text));
     }
-    let sent = agent
-        .post(&url)
+    let sent = post(&url)
         .header("Content-Type", "application/x-tar")
         .send(ureq::SendBody::from_reader(&mut body));
     body.progress.finish();
