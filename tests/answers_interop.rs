@@ -77,17 +77,8 @@ fn gzip_write_bodies_are_taken_and_bad_ones_refused_as_influxd_does() {
         ("bad checksum", bad_crc),
     ];
     let post = |http: &str, body: &[u8]| -> (u16, serde_json::Value) {
-        let mut r = ureq::post(&format!("http://{http}/write"))
-            .query("db", "db")
-            .header("Content-Encoding", "gzip")
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send(body)
-            .unwrap();
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or_default())
+        let gzip = [("Content-Encoding", "gzip")];
+        common::http::request("POST", http, "/write", &[("db", "db")], &gzip, body)
     };
     for (what, body) in &bodies {
         let want = post(&real.http, body);

@@ -25,44 +25,9 @@ fn call(
     params: &[(&str, &str)],
     body: &str,
 ) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let url = format!("http://{http}{path}");
-    let header = cred.map(|(u, p)| {
-        use base64::Engine;
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-        )
-    });
-    let r = if method == "GET" {
-        let mut r = agent.get(&url);
-        for (k, v) in params {
-            r = r.query(k, v);
-        }
-        if let Some(h) = &header {
-            r = r.header("Authorization", h);
-        }
-        r.call()
-    } else {
-        let mut r = agent.post(&url);
-        for (k, v) in params {
-            r = r.query(k, v);
-        }
-        if let Some(h) = &header {
-            r = r.header("Authorization", h);
-        }
-        r.send(body)
-    };
-    let mut r = r.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let auth = cred.map(|(u, p)| common::http::basic(u, p));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    common::http::request(method, http, path, params, &headers, body.as_bytes())
 }
 
 /// Runs `q` as `cred` until the cluster has a leader (503 is asked again).
@@ -356,14 +321,6 @@ fn tsnode(args: &[&str], path: &std::path::Path) -> (bool, String) {
     )
 }
 
-struct Node(std::process::Child);
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `tsnode import` needs an admin's `--username`/`--password`; the
 /// snapshotter (no credentials in its protocol) serves only this host's
 /// clients while authentication is on.
@@ -376,7 +333,7 @@ fn imports_need_an_admin_and_the_snapshotter_serves_only_this_host() {
         format!("127.0.0.1:{}", common::free_port()),
         common::free_port(),
     );
-    let _node = Node(
+    let _node = common::http::Killed(
         Command::new(env!("CARGO_BIN_EXE_tsnode"))
             .args([
                 "serve",

@@ -56,54 +56,19 @@ fn w(cred: Cred, db: &'static str, body: &'static str) -> Step {
 }
 
 fn ask(http: &str, s: &Step) -> (u16, Value) {
-    let url = format!("http://{http}{}", s.path);
-    let mut params = s.params.clone();
-    let mut header = None;
-    match &s.cred {
-        Cred::None => {}
+    let mut params: Vec<(&str, &str)> = s.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let auth = match &s.cred {
+        Cred::None => None,
         Cred::Url(u, p) => {
-            params.push(("u", u.to_string()));
-            params.push(("p", p.to_string()));
+            params.push(("u", u));
+            params.push(("p", p));
+            None
         }
-        Cred::Basic(u, p) => {
-            use base64::Engine;
-            let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-            header = Some(format!("Basic {b}"));
-        }
-        Cred::Bearer(t) => header = Some(format!("Bearer {t}")),
-    }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let r = if s.method == "GET" {
-        let mut r = agent.get(&url);
-        for (k, v) in &params {
-            r = r.query(k, v);
-        }
-        if let Some(h) = &header {
-            r = r.header("Authorization", h);
-        }
-        r.call()
-    } else {
-        let mut r = agent.post(&url);
-        for (k, v) in &params {
-            r = r.query(k, v);
-        }
-        if let Some(h) = &header {
-            r = r.header("Authorization", h);
-        }
-        r.send(s.body)
+        Cred::Basic(u, p) => Some(common::http::basic(u, p)),
+        Cred::Bearer(t) => Some(format!("Bearer {t}")),
     };
-    let mut r = r.unwrap_or_else(|e| panic!("{} {url}: {e}", s.method));
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    let v = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, v)
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    common::http::request(s.method, http, s.path, &params, &headers, s.body.as_bytes())
 }
 
 fn now() -> u64 {

@@ -12,14 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::free_port;
 
-struct Node(std::process::Child);
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_api_over_https_with_the_real_influx_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,7 +26,7 @@ fn the_api_over_https_with_the_real_influx_cli() {
         format!("127.0.0.1:{}", free_port()),
     );
     let snap = format!("127.0.0.1:{}", free_port());
-    let _node = Node(
+    let _node = common::http::Killed(
         Command::new(env!("CARGO_BIN_EXE_tsnode"))
             .args([
                 "serve",

@@ -194,19 +194,7 @@ fn the_write_throttle_answers_as_influxd() {
 }
 
 fn write_to(http: &str, db: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut r = ureq::post(&format!("http://{http}/write"))
-        .query("db", db)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send(body)
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-    )
+    common::http::request("POST", http, "/write", &[("db", db)], &[], body.as_bytes())
 }
 
 fn query_on(http: &str, db: &str, q: &str) -> serde_json::Value {

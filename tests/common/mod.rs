@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod file_server;
+pub mod http;
 pub mod influxd;
 pub mod kv_fsm;
 pub mod procs;

@@ -261,9 +261,7 @@ impl Procs {
 
     /// The helpers send `user`'s credentials (HTTP Basic) from now on.
     pub fn login(&mut self, user: &str, password: &str) {
-        use base64::Engine;
-        let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        self.auth = Some(format!("Basic {b}"));
+        self.auth = Some(super::http::basic(user, password));
     }
 
     fn authed<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
