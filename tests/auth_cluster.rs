@@ -305,22 +305,6 @@ fn outside_ip() -> Option<std::net::IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
-fn tsnode(args: &[&str], path: &std::path::Path) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tsnode"))
-        .args(args)
-        .arg(path)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
-
 /// `tsnode import` needs an admin's `--username`/`--password`; the
 /// snapshotter (no credentials in its protocol) serves only this host's
 /// clients while authentication is on.
@@ -385,17 +369,17 @@ fn imports_need_an_admin_and_the_snapshotter_serves_only_this_host() {
     .unwrap();
     w.finish().unwrap();
     let base = ["import", "--host", &http, "--db", "db"];
-    let (ok, out) = tsnode(&base, &file);
+    let (ok, out) = common::tsnode(&base, &file);
     assert!(
         !ok && out.contains("unable to parse authentication credentials"),
         "{out}"
     );
-    let (ok, out) = tsnode(
+    let (ok, out) = common::tsnode(
         &[&base[..], &["--username", "wr", "--password", "p"]].concat(),
         &file,
     );
     assert!(!ok && out.contains("requires admin privilege"), "{out}");
-    let (ok, out) = tsnode(
+    let (ok, out) = common::tsnode(
         &[&base[..], &["--username", "root", "--password", "r"]].concat(),
         &file,
     );
@@ -405,7 +389,7 @@ fn imports_need_an_admin_and_the_snapshotter_serves_only_this_host() {
 
     // The snapshotter: this host's clients yes, others no.
     let bk = dir.path().join("bk");
-    let (ok, out) = tsnode(
+    let (ok, out) = common::tsnode(
         &["backup", "--host", &format!("127.0.0.1:{snap_port}")],
         &bk,
     );
@@ -413,7 +397,8 @@ fn imports_need_an_admin_and_the_snapshotter_serves_only_this_host() {
     match outside_ip() {
         Some(ip) => {
             let bk2 = dir.path().join("bk2");
-            let (ok, out) = tsnode(&["backup", "--host", &format!("{ip}:{snap_port}")], &bk2);
+            let (ok, out) =
+                common::tsnode(&["backup", "--host", &format!("{ip}:{snap_port}")], &bk2);
             assert!(!ok, "a backup from {ip} was served: {out}");
             let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
             assert!(log.contains("from another host refused"), "{log}");

@@ -54,19 +54,7 @@ fn tsm(path: &Path, tag: &str, ts: &[i64], f: impl Fn(i64) -> f64) {
 }
 
 fn import(http: &str, path: &Path) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tsnode"))
-        .args(["import", "--host", http, "--db", "db"])
-        .arg(path)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    common::tsnode(&["import", "--host", http, "--db", "db"], path)
 }
 
 fn staged_sets(p: &Procs, id: u64) -> usize {

@@ -26,3 +26,21 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs `tsnode <args> <path>`; whether it succeeded, and its stdout and
+/// stderr.
+pub fn tsnode(args: &[&str], path: &std::path::Path) -> (bool, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tsnode"))
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
