@@ -1,0 +1,112 @@
+//! `GROUP BY time(…)`, `fill(…)` and `GROUP BY <tags>` answered as a real
+//! influxd 1.6.7 answers them: the same points written to both, the same
+//! queries sent, the JSON answers compared exactly (the shapes Grafana's
+//! panels and the client libraries' `groups()` read).
+
+mod common;
+
+use common::influxd::Influxd;
+use common::procs::Procs;
+
+const POINTS: &str = "cpu,host=a,dc=x v=1,i=10i 0\n\
+cpu,host=a,dc=x v=2,i=20i 60000000000\n\
+cpu,host=b,dc=x v=3,i=30i 60000000000\n\
+cpu,host=a,dc=y v=5,i=50i 250000000000\n\
+cpu,host=b,dc=y v=7 400000000000\n\
+cpu,host=c v=-2.5,i=-4i 470000000000\n\
+mem,host=a used=100i 30000000000\n\
+mem,host=a used=300i 90000000000";
+
+fn ask(http: &str, q: &str, epoch: Option<&str>) -> (u16, serde_json::Value) {
+    let mut params = vec![("db", "g"), ("q", q)];
+    if let Some(e) = epoch {
+        params.push(("epoch", e));
+    }
+    common::http::request("POST", http, "/query", &params, &[], b"")
+}
+
+#[test]
+fn group_by_time_fill_and_tags_answer_as_influxd() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    for http in [&real.http, &ours] {
+        ask(http, "CREATE DATABASE g", None);
+        let (code, v) = common::http::request(
+            "POST",
+            http,
+            "/write",
+            &[("db", "g")],
+            &[],
+            POINTS.as_bytes(),
+        );
+        assert_eq!(code, 204, "{v}");
+    }
+    let range = "time >= 0 AND time < 600000000000";
+    let queries: Vec<(String, Option<&str>)> = [
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m)"),
+        format!("SELECT count(v) FROM cpu WHERE {range} GROUP BY time(2m)"),
+        format!("SELECT count(v) FROM cpu WHERE {range} GROUP BY time(2m) fill(none)"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m) fill(0)"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m) fill(-1)"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m) fill(previous)"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m) fill(linear)"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m) fill(null)"),
+        format!("SELECT max(v) FROM cpu WHERE {range} GROUP BY time(2m)"),
+        format!("SELECT min(v), max(v), sum(v) FROM cpu WHERE {range} GROUP BY time(2m)"),
+        format!("SELECT first(v), last(v) FROM cpu WHERE {range} GROUP BY time(5m)"),
+        format!("SELECT sum(i) FROM cpu WHERE {range} GROUP BY time(1m)"),
+        format!("SELECT count(*) FROM cpu WHERE {range} GROUP BY time(3m)"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m), host"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY host, time(2m) fill(none)"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m), * fill(0)"),
+        format!("SELECT mean(v) FROM cpu WHERE host = 'a' AND {range} GROUP BY time(2m) fill(none)"),
+        format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m) LIMIT 2"),
+        "SELECT mean(v) FROM cpu WHERE time >= 30000000000 AND time < 300000000000 GROUP BY time(2m, 30s)".into(),
+        "SELECT count(v) FROM cpu WHERE time >= 0 AND time < 120000000000 GROUP BY time(10s)".into(),
+        "SELECT max(v) FROM cpu WHERE time >= 0 AND time < 3600000000000 GROUP BY time(1h)".into(),
+        "SELECT mean(used) FROM mem WHERE time >= 0 AND time < 120000000000 GROUP BY time(1m), host".into(),
+        "SELECT mean(v) FROM cpu GROUP BY host".into(),
+        "SELECT mean(v) FROM cpu GROUP BY *".into(),
+        "SELECT mean(v) FROM cpu GROUP BY dc".into(),
+        "SELECT mean(v) FROM cpu GROUP BY nosuchtag".into(),
+        "SELECT last(v) FROM cpu GROUP BY dc, host".into(),
+        "SELECT first(v) FROM cpu GROUP BY host".into(),
+        "SELECT max(v) FROM cpu GROUP BY host".into(),
+        "SELECT count(*) FROM cpu GROUP BY host".into(),
+        "SELECT sum(i), count(i) FROM cpu GROUP BY dc".into(),
+        "SELECT * FROM cpu GROUP BY host".into(),
+        "SELECT * FROM cpu GROUP BY *".into(),
+        // (Not `SELECT v FROM cpu GROUP BY dc`: influxd orders the rows of
+        // two series at the same time in a way not derived here; tsnode by
+        // series key.)
+        "SELECT v FROM cpu GROUP BY host".into(),
+        "SELECT v, i FROM cpu WHERE host = 'a' GROUP BY dc".into(),
+        "SELECT * FROM cpu GROUP BY host LIMIT 1".into(),
+    ]
+    .into_iter()
+    .map(|q| (q, None))
+    .chain([
+        (format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m), host"), Some("s")),
+        ("SELECT * FROM cpu GROUP BY host".to_string(), Some("ms")),
+    ])
+    .collect();
+    let mut differ = Vec::new();
+    for (q, epoch) in &queries {
+        let theirs = ask(&real.http, q, *epoch);
+        let mine = ask(&ours, q, *epoch);
+        if theirs != mine {
+            differ.push(format!(
+                "{q} (epoch {epoch:?})\n  influxd {} {}\n  tsnode  {} {}",
+                theirs.0, theirs.1, mine.0, mine.1
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} answers differ:\n{}",
+        differ.len(),
+        queries.len(),
+        differ.join("\n")
+    );
+}
