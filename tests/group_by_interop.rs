@@ -1,7 +1,9 @@
 //! `GROUP BY time(…)`, `fill(…)` and `GROUP BY <tags>` answered as a real
 //! influxd 1.6.7 answers them: the same points written to both, the same
 //! queries sent, the JSON answers compared exactly (the shapes Grafana's
-//! panels and the client libraries' `groups()` read).
+//! panels and the client libraries' `groups()` read), regular expressions on
+//! tags, and the schema statements dashboards' editors ask (`SHOW TAG KEYS`,
+//! `SHOW TAG VALUES`, `SHOW FIELD KEYS`, `SHOW SERIES`).
 
 mod common;
 
@@ -83,6 +85,27 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         "SELECT v FROM cpu GROUP BY host".into(),
         "SELECT v, i FROM cpu WHERE host = 'a' GROUP BY dc".into(),
         "SELECT * FROM cpu GROUP BY host LIMIT 1".into(),
+        // Regular expressions on tags (Grafana's template variables).
+        "SELECT mean(v) FROM cpu WHERE host =~ /a|b/ GROUP BY host".into(),
+        "SELECT v FROM cpu WHERE host !~ /^a$/ AND dc = 'y'".into(),
+        "SELECT count(v) FROM cpu WHERE dc =~ /^$/".into(),
+        "SELECT * FROM cpu WHERE host =~ /^(a|c)$/ GROUP BY dc".into(),
+        // The schema: what dashboards' editors and autocomplete ask.
+        "SHOW TAG KEYS".into(),
+        "SHOW TAG KEYS FROM cpu".into(),
+        "SHOW TAG KEYS FROM nosuch".into(),
+        "SHOW TAG VALUES WITH KEY = host".into(),
+        "SHOW TAG VALUES FROM cpu WITH KEY = \"dc\"".into(),
+        "SHOW TAG VALUES WITH KEY IN (dc, host)".into(),
+        "SHOW TAG VALUES WITH KEY =~ /h.*/".into(),
+        "SHOW TAG VALUES FROM cpu WITH KEY = host WHERE dc = 'y'".into(),
+        "SHOW TAG VALUES FROM nosuch WITH KEY = host".into(),
+        "SHOW FIELD KEYS".into(),
+        "SHOW FIELD KEYS FROM cpu".into(),
+        "SHOW FIELD KEYS FROM nosuch".into(),
+        "SHOW SERIES".into(),
+        "SHOW SERIES FROM cpu WHERE host = 'a'".into(),
+        "SHOW SERIES WHERE host =~ /b|c/".into(),
     ]
     .into_iter()
     .map(|q| (q, None))

@@ -23,7 +23,11 @@ pub fn needed(stmt: &Statement) -> Needed {
     match stmt {
         Statement::Select(s) => Needed::On(Privilege::Read, s.db.clone()),
         Statement::ShowDatabases => Needed::Nothing,
-        Statement::ShowQueries => Needed::On(Privilege::Read, None),
+        Statement::ShowQueries
+        | Statement::ShowTagKeys(_)
+        | Statement::ShowTagValues { .. }
+        | Statement::ShowFieldKeys(_)
+        | Statement::ShowSeries { .. } => Needed::On(Privilege::Read, None),
         Statement::ShowMeasurements(on) | Statement::ShowRetentionPolicies(on) => {
             Needed::On(Privilege::Read, on.clone())
         }

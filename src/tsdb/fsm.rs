@@ -925,6 +925,21 @@ impl TsdbView {
         Ok(out)
     }
 
+    /// Every TSM key of `db` (all retention policies) with its type's name.
+    pub fn key_types(&self, db: &str) -> BTreeMap<String, &'static str> {
+        let mut out = BTreeMap::new();
+        for (sdb, _, id, _, _) in self.meta.shards() {
+            if sdb == db
+                && let Some(s) = self.shards.get(&id)
+            {
+                for (k, t) in s.key_types() {
+                    out.entry(k).or_insert(t);
+                }
+            }
+        }
+        out
+    }
+
     /// Measurements of `db`.
     pub fn measurements(&self, db: &str) -> Vec<String> {
         let mut out = BTreeSet::new();

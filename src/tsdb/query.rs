@@ -110,6 +110,37 @@ pub enum Statement {
     ShowQueries,
     /// `KILL QUERY id [ON "host"]`
     KillQuery(u64),
+    /// `SHOW TAG KEYS [FROM m]`
+    ShowTagKeys(Option<String>),
+    /// `SHOW TAG VALUES [FROM m] WITH KEY … [WHERE …]`
+    ShowTagValues {
+        /// Measurement.
+        from: Option<String>,
+        /// Which keys.
+        keys: KeyMatch,
+        /// Series conditions.
+        conds: Vec<TagCond>,
+    },
+    /// `SHOW FIELD KEYS [FROM m]`
+    ShowFieldKeys(Option<String>),
+    /// `SHOW SERIES [FROM m] [WHERE …]`
+    ShowSeries {
+        /// Measurement.
+        from: Option<String>,
+        /// Series conditions.
+        conds: Vec<TagCond>,
+    },
+}
+
+/// The keys of `SHOW TAG VALUES … WITH KEY`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyMatch {
+    /// `= key`
+    Eq(String),
+    /// `IN (k1, k2)`
+    In(Vec<String>),
+    /// `=~ /re/` (`true`) or `!~ /re/` (`false`).
+    Regex(String, bool),
 }
 
 /// What a SELECT returns.
@@ -128,10 +159,47 @@ pub enum Projection {
 pub struct TagCond {
     /// Tag key.
     pub key: String,
-    /// `=` (true) or `!=` (false).
+    /// `=` / `=~` (true) or `!=` / `!~` (false).
     pub eq: bool,
-    /// Value.
+    /// Value (a regular expression when `regex`).
     pub value: String,
+    /// `=~` / `!~`.
+    pub regex: bool,
+}
+
+/// Tag conditions, ready to test series (regular expressions compiled).
+struct TagFilter(Vec<(TagCond, Option<regex::Regex>)>);
+
+impl TagFilter {
+    fn new(conds: &[TagCond]) -> Result<Self, String> {
+        conds
+            .iter()
+            .map(|c| {
+                let re = c
+                    .regex
+                    .then(|| regex::Regex::new(&c.value).map_err(|e| e.to_string()))
+                    .transpose()?;
+                Ok((c.clone(), re))
+            })
+            .collect::<Result<_, String>>()
+            .map(TagFilter)
+    }
+
+    /// Whether a series with `tags` passes every condition (a missing tag
+    /// is "").
+    fn keep(&self, tags: &[(String, String)]) -> bool {
+        self.0.iter().all(|(c, re)| {
+            let v = tags
+                .iter()
+                .find(|(k, _)| k == &c.key)
+                .map_or("", |(_, v)| v.as_str());
+            let hit = match re {
+                Some(re) => re.is_match(v),
+                None => v == c.value,
+            };
+            hit == c.eq
+        })
+    }
 }
 
 /// A SELECT statement.
@@ -197,6 +265,7 @@ enum Tok {
     Str(String),
     Num(String),
     Sym(String),
+    Regex(String),
 }
 
 /// Tokens, each with whether it was a double-quoted identifier (for
@@ -251,9 +320,32 @@ fn lex_marked(q: &str) -> Result<Vec<(Tok, bool)>, String> {
             out.push((Tok::Ident(c[start..i].iter().collect()), false));
         } else {
             let two: String = c[i..(i + 2).min(c.len())].iter().collect();
-            if ["<=", ">=", "!=", "<>"].contains(&two.as_str()) {
+            if ["<=", ">=", "!=", "<>", "=~", "!~"].contains(&two.as_str()) {
                 out.push((Tok::Sym(two), false));
                 i += 2;
+            } else if ch == '/'
+                && matches!(out.last(), Some((Tok::Sym(s), _)) if s == "=~" || s == "!~")
+            {
+                let mut re = String::new();
+                i += 1;
+                loop {
+                    match c.get(i) {
+                        None => return Err("unterminated regular expression".into()),
+                        Some('\\') if c.get(i + 1) == Some(&'/') => {
+                            re.push('/');
+                            i += 2;
+                        }
+                        Some('/') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(x) => {
+                            re.push(*x);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push((Tok::Regex(re), false));
             } else if "(),*;=<>.+-".contains(ch) {
                 out.push((Tok::Sym(ch.to_string()), false));
                 i += 1;
@@ -302,6 +394,7 @@ impl P {
             None => "EOF".into(),
             Some(Tok::Ident(s) | Tok::Num(s) | Tok::Sym(s)) => s.clone(),
             Some(Tok::Str(s)) => format!("'{s}'"),
+            Some(Tok::Regex(s)) => format!("/{s}/"),
         }
     }
     fn ident(&mut self) -> Result<String, String> {
@@ -525,6 +618,11 @@ fn canonical(toks: &[(Tok, bool)]) -> String {
                 out.push('\'');
             }
             Tok::Num(s) | Tok::Sym(s) => out.push_str(s),
+            Tok::Regex(s) => {
+                out.push('/');
+                out.push_str(s);
+                out.push('/');
+            }
         }
         prev = Some(t);
     }
@@ -660,6 +758,49 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         }
         if p.kw("QUERIES") {
             return Ok(Statement::ShowQueries);
+        }
+        if p.kw("TAG") {
+            if p.kw("KEYS") {
+                return Ok(Statement::ShowTagKeys(show_from(p)?));
+            }
+            p.expect_kw("VALUES")?;
+            let from = show_from(p)?;
+            if !p.kw("WITH") {
+                return Err(format!("found {}, expected WITH", p.found()));
+            }
+            p.expect_kw("KEY")?;
+            let keys = if p.kw("IN") {
+                if !p.sym("(") {
+                    return Err(format!("found {}, expected (", p.found()));
+                }
+                let mut k = vec![p.ident()?];
+                while p.sym(",") {
+                    k.push(p.ident()?);
+                }
+                if !p.sym(")") {
+                    return Err(format!("found {}, expected )", p.found()));
+                }
+                KeyMatch::In(k)
+            } else if p.sym("=~") || p.sym("!~") {
+                let neg = matches!(p.t.get(p.i - 1), Some(Tok::Sym(o)) if o == "!~");
+                let c = regex_cond(p, String::new(), if neg { "!~" } else { "=~" })?;
+                KeyMatch::Regex(c.value, !neg)
+            } else if p.sym("=") {
+                KeyMatch::Eq(p.ident()?)
+            } else {
+                return Err(format!("found {}, expected =, =~ or IN", p.found()));
+            };
+            let conds = where_tags(p)?;
+            return Ok(Statement::ShowTagValues { from, keys, conds });
+        }
+        if p.kw("FIELD") {
+            p.expect_kw("KEYS")?;
+            return Ok(Statement::ShowFieldKeys(show_from(p)?));
+        }
+        if p.kw("SERIES") {
+            let from = show_from(p)?;
+            let conds = where_tags(p)?;
+            return Ok(Statement::ShowSeries { from, conds });
         }
         if p.kw("GRANTS") {
             p.expect_kw("FOR")?;
@@ -853,14 +994,17 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
             let lhs = p.ident()?;
             let op = match p.peek().cloned() {
                 Some(Tok::Sym(o))
-                    if ["=", "!=", "<>", "<", "<=", ">", ">="].contains(&o.as_str()) =>
+                    if ["=", "!=", "<>", "<", "<=", ">", ">=", "=~", "!~"]
+                        .contains(&o.as_str()) =>
                 {
                     p.i += 1;
                     o
                 }
                 _ => return Err(format!("expected a comparison, found {}", p.found())),
             };
-            if lhs.eq_ignore_ascii_case("time") {
+            if !lhs.eq_ignore_ascii_case("time") && (op == "=~" || op == "!~") {
+                s.tags.push(regex_cond(p, lhs, &op)?);
+            } else if lhs.eq_ignore_ascii_case("time") {
                 let t = time_literal(p, now)?;
                 match op.as_str() {
                     ">" => s.min = s.min.max(t.saturating_add(1)),
@@ -898,6 +1042,7 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
                     key: lhs,
                     eq,
                     value,
+                    regex: false,
                 });
             }
             if !p.kw("AND") {
@@ -974,6 +1119,65 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
         s.limit = p.num()?.parse().map_err(|_| "invalid LIMIT".to_string())?;
     }
     Ok(s)
+}
+
+/// `key =~ /re/` or `key !~ /re/` (the operator already read).
+fn regex_cond(p: &mut P, key: String, op: &str) -> Result<TagCond, String> {
+    match p.peek().cloned() {
+        Some(Tok::Regex(re)) => {
+            p.i += 1;
+            regex::Regex::new(&re)
+                .map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
+            Ok(TagCond {
+                key,
+                eq: op == "=~",
+                value: re,
+                regex: true,
+            })
+        }
+        _ => Err(format!("found {}, expected regex", p.found())),
+    }
+}
+
+/// `WHERE tag = 'v' [AND …]` of the SHOW statements (tags only).
+fn where_tags(p: &mut P) -> Result<Vec<TagCond>, String> {
+    let mut out = Vec::new();
+    if !p.kw("WHERE") {
+        return Ok(out);
+    }
+    loop {
+        let key = p.ident()?;
+        let op = match p.peek().cloned() {
+            Some(Tok::Sym(o)) if ["=", "!=", "<>", "=~", "!~"].contains(&o.as_str()) => {
+                p.i += 1;
+                o
+            }
+            _ => return Err(format!("expected a tag comparison, found {}", p.found())),
+        };
+        if op == "=~" || op == "!~" {
+            out.push(regex_cond(p, key, &op)?);
+        } else {
+            let value = p.string()?;
+            out.push(TagCond {
+                key,
+                eq: op == "=",
+                value,
+                regex: false,
+            });
+        }
+        if !p.kw("AND") {
+            return Ok(out);
+        }
+    }
+}
+
+/// `FROM m` of the SHOW statements, if given.
+fn show_from(p: &mut P) -> Result<Option<String>, String> {
+    if p.kw("FROM") {
+        Ok(Some(p.ident()?))
+    } else {
+        Ok(None)
+    }
 }
 
 fn aggs_only(fields: &[Projection]) -> bool {
@@ -1195,6 +1399,108 @@ pub(crate) fn series_tags(series: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The schema statements: tag keys, tag values, field keys, series.
+fn show_schema(t: &TsdbView, db: &str, stmt: &Statement) -> Result<Value, String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    if db.is_empty() {
+        return Err("database name required".into());
+    }
+    let (from, conds) = match stmt {
+        Statement::ShowTagKeys(f) | Statement::ShowFieldKeys(f) => (f.clone(), Vec::new()),
+        Statement::ShowTagValues { from, conds, .. } | Statement::ShowSeries { from, conds } => {
+            (from.clone(), conds.clone())
+        }
+        _ => return Err("not a schema statement".into()),
+    };
+    let filter = TagFilter::new(&conds)?;
+    let key_re = match stmt {
+        Statement::ShowTagValues {
+            keys: KeyMatch::Regex(re, _),
+            ..
+        } => Some(regex::Regex::new(re).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let key_wanted = |k: &str| match stmt {
+        Statement::ShowTagValues { keys, .. } => match keys {
+            KeyMatch::Eq(x) => x == k,
+            KeyMatch::In(xs) => xs.iter().any(|x| x == k),
+            KeyMatch::Regex(_, pos) => key_re.as_ref().is_some_and(|r| r.is_match(k)) == *pos,
+        },
+        _ => true,
+    };
+    // measurement → what the statement lists for it.
+    let mut per: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    let mut series: BTreeSet<String> = BTreeSet::new();
+    let mut last = String::new();
+    for (key, ty) in t.key_types(db) {
+        let (sk, field) = key
+            .split_once(super::tsm::KEY_FIELD_SEPARATOR)
+            .unwrap_or((key.as_str(), ""));
+        let m = super::shard::measurement_of(sk);
+        if from.as_deref().is_some_and(|f| f != m) {
+            continue;
+        }
+        if let Statement::ShowFieldKeys(_) = stmt {
+            let e = per.entry(m).or_default();
+            if !e.iter().any(|(f, _)| f == field) {
+                e.insert((field.to_string(), ty.to_string()));
+            }
+            continue;
+        }
+        if sk == last {
+            continue;
+        }
+        last = sk.to_string();
+        let tags = series_tags(sk);
+        if !filter.keep(&tags) {
+            continue;
+        }
+        match stmt {
+            Statement::ShowSeries { .. } => {
+                series.insert(sk.to_string());
+            }
+            Statement::ShowTagKeys(_) => {
+                let e = per.entry(m).or_default();
+                e.extend(tags.into_iter().map(|(k, _)| (k, String::new())));
+            }
+            _ => {
+                let e = per.entry(m).or_default();
+                e.extend(tags.into_iter().filter(|(k, _)| key_wanted(k)));
+            }
+        }
+    }
+    if let Statement::ShowSeries { .. } = stmt {
+        if series.is_empty() {
+            return Ok(json!({}));
+        }
+        let vals: Vec<Value> = series.into_iter().map(|k| json!([k])).collect();
+        return Ok(json!({"series": [{"columns": ["key"], "values": vals}]}));
+    }
+    let columns = match stmt {
+        Statement::ShowTagKeys(_) => json!(["tagKey"]),
+        Statement::ShowFieldKeys(_) => json!(["fieldKey", "fieldType"]),
+        _ => json!(["key", "value"]),
+    };
+    let out: Vec<Value> = per
+        .into_iter()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(m, rows)| {
+            let vals: Vec<Value> = rows
+                .into_iter()
+                .map(|(a, b)| match stmt {
+                    Statement::ShowTagKeys(_) => json!([a]),
+                    _ => json!([a, b]),
+                })
+                .collect();
+            json!({"name": m, "columns": columns, "values": vals})
+        })
+        .collect();
+    if out.is_empty() {
+        return Ok(json!({}));
+    }
+    Ok(json!({ "series": out }))
+}
+
 /// Runs a read statement against local state; the InfluxDB result object
 /// (without `statement_id`). `db` is the request's `db` parameter.
 pub fn execute_read(t: &TsdbView, db: &str, stmt: &Statement, epoch: Option<Precision>) -> Value {
@@ -1224,6 +1530,13 @@ pub fn execute_read_as(
                 .collect();
             json!({"series": [{"name": "databases", "columns": ["name"], "values": vals}]})
         }
+        Statement::ShowTagKeys(_)
+        | Statement::ShowTagValues { .. }
+        | Statement::ShowFieldKeys(_)
+        | Statement::ShowSeries { .. } => match show_schema(t, db, stmt) {
+            Ok(v) => v,
+            Err(e) => err(e),
+        },
         Statement::ShowUsers => {
             let vals: Vec<Value> = t
                 .meta()
@@ -1318,18 +1631,11 @@ fn select_exec(
         )
         .map_err(|e| e.to_string())?;
     // Keep series whose tags satisfy the conditions.
+    let filter = TagFilter::new(&s.tags)?;
     let data: Vec<TaggedSeries> = data
         .into_iter()
         .map(|(k, f)| (series_tags(&k), f))
-        .filter(|(tags, _)| {
-            s.tags.iter().all(|c| {
-                let v = tags
-                    .iter()
-                    .find(|(k, _)| k == &c.key)
-                    .map_or("", |(_, v)| v.as_str());
-                (v == c.value) == c.eq
-            })
-        })
+        .filter(|(tags, _)| filter.keep(tags))
         .collect();
     if data.is_empty() {
         return Ok(json!({}));
@@ -1727,7 +2033,8 @@ mod tests {
             vec![TagCond {
                 key: "host".into(),
                 eq: true,
-                value: "a".into()
+                value: "a".into(),
+                regex: false,
             }]
         );
         for (bad, want) in [
@@ -1737,7 +2044,12 @@ mod tests {
             ("SELECT v, count(v) FROM m", "mixing aggregate"),
             ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
             ("SELECT v FROM m WHERE host > 'a'", "tags support"),
-            ("SHOW SERIES", "unsupported SHOW"),
+            ("SHOW CONTINUOUS QUERIES", "unsupported SHOW"),
+            ("SHOW TAG VALUES", "expected WITH"),
+            (
+                "SELECT v FROM m WHERE host =~ /(/",
+                "invalid regular expression",
+            ),
             (
                 "CREATE RETENTION POLICY r ON db REPLICATION 1",
                 "needs DURATION",

@@ -532,6 +532,31 @@ impl ShardView {
     pub fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, TsmError> {
         read_key(&self.files, self.frozen.iter().map(|a| &**a), key, min, max)
     }
+
+    /// Every key with InfluxDB's name of its type (`float`, `integer`, …).
+    pub fn key_types(&self) -> BTreeMap<String, &'static str> {
+        let mut out = BTreeMap::new();
+        for f in &self.files {
+            for (k, t) in f.reader.keys() {
+                let name = match t {
+                    BlockType::Float => "float",
+                    BlockType::Integer => "integer",
+                    BlockType::Boolean => "boolean",
+                    BlockType::String => "string",
+                    BlockType::Unsigned => "unsigned",
+                };
+                out.entry(k.to_string()).or_insert(name);
+            }
+        }
+        for seg in &self.frozen {
+            for (k, c) in seg.iter() {
+                if let Some((_, v)) = c.points.first() {
+                    out.entry(k.clone()).or_insert(v.type_name());
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Cached points by key.
