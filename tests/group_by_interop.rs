@@ -106,12 +106,26 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         "SHOW SERIES".into(),
         "SHOW SERIES FROM cpu WHERE host = 'a'".into(),
         "SHOW SERIES WHERE host =~ /b|c/".into(),
+        "SHOW MEASUREMENTS WITH MEASUREMENT =~ /c.*/".into(),
+        "SHOW MEASUREMENTS WITH MEASUREMENT = mem".into(),
+        "SHOW MEASUREMENTS WITH MEASUREMENT =~ /nomatch/".into(),
+        "SHOW MEASUREMENTS LIMIT 1".into(),
+        "SHOW MEASUREMENTS LIMIT 1 OFFSET 1".into(),
+        // Time bounds as Grafana and people write them.
+        "SELECT mean(\"v\") FROM \"cpu\" WHERE time >= 0ms and time <= 600000ms GROUP BY time(2m) fill(null)".into(),
+        "SELECT count(v) FROM cpu WHERE time >= 0s AND time < 300s".into(),
+        "SELECT mean(v) FROM cpu WHERE time >= '1970-01-01 00:00:00' AND time < '1970-01-01 00:10:00' GROUP BY time(5m)".into(),
+        "SELECT max(v) FROM cpu WHERE time >= '1970-01-01' GROUP BY host".into(),
     ]
     .into_iter()
     .map(|q| (q, None))
     .chain([
         (format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m), host"), Some("s")),
         ("SELECT * FROM cpu GROUP BY host".to_string(), Some("ms")),
+        (
+            "SELECT mean(\"v\") FROM \"autogen\".\"cpu\" WHERE time >= 0ms and time <= 600000ms GROUP BY time(1m), \"host\" fill(none)".to_string(),
+            Some("ms"),
+        ),
     ])
     .collect();
     let mut differ = Vec::new();

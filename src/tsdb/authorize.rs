@@ -28,7 +28,7 @@ pub fn needed(stmt: &Statement) -> Needed {
         | Statement::ShowTagValues { .. }
         | Statement::ShowFieldKeys(_)
         | Statement::ShowSeries { .. } => Needed::On(Privilege::Read, None),
-        Statement::ShowMeasurements(on) | Statement::ShowRetentionPolicies(on) => {
+        Statement::ShowMeasurements { on, .. } | Statement::ShowRetentionPolicies(on) => {
             Needed::On(Privilege::Read, on.clone())
         }
         // influxd asks only WRITE on the database for this one.

@@ -62,7 +62,16 @@ pub enum Statement {
     /// `SHOW RETENTION POLICIES [ON db]`
     ShowRetentionPolicies(Option<String>),
     /// `SHOW MEASUREMENTS [ON db]`
-    ShowMeasurements(Option<String>),
+    ShowMeasurements {
+        /// `ON db`.
+        on: Option<String>,
+        /// `WITH MEASUREMENT = m | =~ /re/ | !~ /re/`.
+        with: Option<KeyMatch>,
+        /// `LIMIT n` (0 = none).
+        limit: usize,
+        /// `OFFSET n`.
+        offset: usize,
+    },
     /// `SELECT …`
     Select(Select),
     /// `CREATE USER name WITH PASSWORD 'pw' [WITH ALL PRIVILEGES]`
@@ -818,11 +827,35 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
             }));
         }
         if p.kw("MEASUREMENTS") {
-            return Ok(Statement::ShowMeasurements(if p.kw("ON") {
-                Some(p.ident()?)
+            let on = if p.kw("ON") { Some(p.ident()?) } else { None };
+            let with = if p.kw("WITH") {
+                p.expect_kw("MEASUREMENT")?;
+                if p.sym("=~") || p.sym("!~") {
+                    let neg = matches!(p.t.get(p.i - 1), Some(Tok::Sym(o)) if o == "!~");
+                    let c = regex_cond(p, String::new(), if neg { "!~" } else { "=~" })?;
+                    Some(KeyMatch::Regex(c.value, !neg))
+                } else if p.sym("=") {
+                    Some(KeyMatch::Eq(p.ident()?))
+                } else {
+                    return Err(format!("found {}, expected =, =~ or !~", p.found()));
+                }
             } else {
                 None
-            }));
+            };
+            let mut limit = 0;
+            let mut offset = 0;
+            if p.kw("LIMIT") {
+                limit = p.num()?.parse().map_err(|_| "invalid LIMIT".to_string())?;
+            }
+            if p.kw("OFFSET") {
+                offset = p.num()?.parse().map_err(|_| "invalid OFFSET".to_string())?;
+            }
+            return Ok(Statement::ShowMeasurements {
+                on,
+                with,
+                limit,
+                offset,
+            });
         }
         return Err(format!("unsupported SHOW {}", p.found()));
     }
@@ -1188,7 +1221,12 @@ fn time_literal(p: &mut P, now: i64) -> Result<i64, String> {
     match p.peek().cloned() {
         Some(Tok::Str(s)) => {
             p.i += 1;
-            parse_rfc3339(&s).ok_or_else(|| format!("invalid time {s:?}"))
+            // RFC3339, or influxd's `2006-01-02 15:04:05[.999]` and
+            // `2006-01-02` (UTC).
+            parse_rfc3339(&s)
+                .or_else(|| parse_rfc3339(&format!("{s}Z")))
+                .or_else(|| parse_rfc3339(&format!("{s}T00:00:00Z")))
+                .ok_or_else(|| format!("invalid time {s:?}"))
         }
         Some(Tok::Sym(m)) if m == "-" => {
             p.i += 1;
@@ -1199,7 +1237,11 @@ fn time_literal(p: &mut P, now: i64) -> Result<i64, String> {
         }
         Some(Tok::Num(n)) => {
             p.i += 1;
-            n.parse::<i64>().map_err(|_| format!("invalid time {n}"))
+            // An integer (ns), or a duration literal since the epoch
+            // (`1600000000000ms`, as Grafana sends).
+            n.parse::<i64>()
+                .or_else(|_| parse_duration(&n))
+                .map_err(|_| format!("invalid time {n}"))
         }
         Some(Tok::Ident(f)) if f.eq_ignore_ascii_case("now") => {
             p.i += 1;
@@ -1588,12 +1630,37 @@ pub fn execute_read_as(
                 .collect();
             json!({"series": [{"columns": ["name", "duration", "shardGroupDuration", "replicaN", "default"], "values": vals}]})
         }
-        Statement::ShowMeasurements(on) => {
+        Statement::ShowMeasurements {
+            on,
+            with,
+            limit,
+            offset,
+        } => {
             let name = on.as_deref().unwrap_or(db);
             if name.is_empty() {
                 return err("database name required".into());
             }
-            let ms = t.measurements(name);
+            let re = match with {
+                Some(KeyMatch::Regex(r, _)) => match regex::Regex::new(r) {
+                    Ok(r) => Some(r),
+                    Err(e) => return err(e.to_string()),
+                },
+                _ => None,
+            };
+            let ms: Vec<String> = t
+                .measurements(name)
+                .into_iter()
+                .filter(|m| match with {
+                    None => true,
+                    Some(KeyMatch::Eq(x)) => x == m,
+                    Some(KeyMatch::In(xs)) => xs.contains(m),
+                    Some(KeyMatch::Regex(_, pos)) => {
+                        re.as_ref().is_some_and(|r| r.is_match(m)) == *pos
+                    }
+                })
+                .skip(*offset)
+                .take(if *limit == 0 { usize::MAX } else { *limit })
+                .collect();
             if ms.is_empty() {
                 return json!({});
             }
