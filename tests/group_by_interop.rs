@@ -17,7 +17,10 @@ cpu,host=a,dc=y v=5,i=50i 250000000000\n\
 cpu,host=b,dc=y v=7 400000000000\n\
 cpu,host=c v=-2.5,i=-4i 470000000000\n\
 mem,host=a used=100i 30000000000\n\
-mem,host=a used=300i 90000000000";
+mem,host=a used=300i 90000000000\n\
+msg,host=a s=\"s1\",ok=true 1000000000\n\
+msg,host=a s=\"s2\",ok=false 2000000000\n\
+msg,host=b s=\"s1\" 3000000000";
 
 fn ask(http: &str, q: &str, epoch: Option<&str>) -> (u16, serde_json::Value) {
     let mut params = vec![("db", "g"), ("q", q)];
@@ -111,6 +114,20 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         "SHOW MEASUREMENTS WITH MEASUREMENT =~ /nomatch/".into(),
         "SHOW MEASUREMENTS LIMIT 1".into(),
         "SHOW MEASUREMENTS LIMIT 1 OFFSET 1".into(),
+        // Conditions on field values (a string field's too: once answered
+        // with nothing).
+        "SELECT * FROM cpu WHERE v > 2".into(),
+        "SELECT v FROM cpu WHERE v >= 2 AND v < 7".into(),
+        "SELECT * FROM cpu WHERE i = 20".into(),
+        "SELECT count(v) FROM cpu WHERE v > 2 GROUP BY host".into(),
+        "SELECT mean(v) FROM cpu WHERE v <= 3 AND time >= 0 AND time < 600000000000 GROUP BY time(2m) fill(none)".into(),
+        "SELECT * FROM cpu WHERE v < -1".into(),
+        "SELECT count(v) FROM cpu WHERE v > 100".into(),
+        "SELECT * FROM msg WHERE s = 's1'".into(),
+        "SELECT * FROM msg WHERE s != 's1'".into(),
+        "SELECT count(s) FROM msg WHERE s = 's2'".into(),
+        "SELECT * FROM msg WHERE ok = true".into(),
+        "SELECT * FROM msg WHERE host = 'a' AND s = 's1'".into(),
         // Time bounds as Grafana and people write them.
         "SELECT mean(\"v\") FROM \"cpu\" WHERE time >= 0ms and time <= 600000ms GROUP BY time(2m) fill(null)".into(),
         "SELECT count(v) FROM cpu WHERE time >= 0s AND time < 300s".into(),

@@ -238,6 +238,54 @@ pub struct Select {
     pub group_tags: GroupTags,
     /// `fill(…)` of empty time buckets.
     pub fill: Fill,
+    /// Conditions on field values (`v > 95`, `s = 'x'` on a string field).
+    pub field_conds: Vec<FieldCond>,
+}
+
+/// A literal a field is compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldLit {
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// A condition on a field's value: `key op value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldCond {
+    /// Field.
+    pub key: String,
+    /// `=`, `!=`, `<`, `<=`, `>`, `>=`.
+    pub op: String,
+    /// What it is compared with.
+    pub value: FieldLit,
+}
+
+impl FieldCond {
+    /// Whether `v` passes (a value of another kind than the literal never
+    /// does).
+    fn holds(&self, v: &FieldValue) -> bool {
+        use std::cmp::Ordering;
+        let ord = match (&self.value, v) {
+            (FieldLit::Num(x), v) => num(v).and_then(|n| n.partial_cmp(x)),
+            (FieldLit::Str(x), FieldValue::String(s)) => Some(s.as_str().cmp(x.as_str())),
+            (FieldLit::Bool(x), FieldValue::Boolean(b)) => Some(b.cmp(x)),
+            _ => None,
+        };
+        let Some(o) = ord else { return false };
+        match self.op.as_str() {
+            "=" => o == Ordering::Equal,
+            "!=" => o != Ordering::Equal,
+            "<" => o == Ordering::Less,
+            "<=" => o != Ordering::Greater,
+            ">" => o == Ordering::Greater,
+            ">=" => o != Ordering::Less,
+            _ => false,
+        }
+    }
 }
 
 /// The tags a SELECT groups by.
@@ -1021,6 +1069,7 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
         group_time: None,
         group_tags: GroupTags::None,
         fill: Fill::Null,
+        field_conds: Vec::new(),
     };
     if p.kw("WHERE") {
         loop {
@@ -1054,29 +1103,50 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
                     s.has_min = true;
                 }
             } else {
+                // A string compared with = or != is a tag condition (or a
+                // string field's, decided when the series are known); a
+                // number or boolean is a field condition.
+                let neg = p.sym("-");
                 let value = match p.peek().cloned() {
-                    Some(Tok::Str(v)) => {
+                    Some(Tok::Str(v)) if !neg => {
                         p.i += 1;
-                        v
+                        FieldLit::Str(v)
+                    }
+                    Some(Tok::Num(n)) => {
+                        p.i += 1;
+                        let x: f64 = n.parse().map_err(|_| format!("invalid number {n}"))?;
+                        FieldLit::Num(if neg { -x } else { x })
+                    }
+                    Some(Tok::Ident(b))
+                        if !neg
+                            && (b.eq_ignore_ascii_case("true")
+                                || b.eq_ignore_ascii_case("false")) =>
+                    {
+                        p.i += 1;
+                        FieldLit::Bool(b.eq_ignore_ascii_case("true"))
                     }
                     _ => {
                         return Err(format!(
-                            "expected a string after {lhs} {op}, found {}",
+                            "expected a string, number or boolean after {lhs} {op}, found {}",
                             p.found()
                         ));
                     }
                 };
-                let eq = match op.as_str() {
-                    "=" => true,
-                    "!=" | "<>" => false,
-                    _ => return Err(format!("tags support = and !=, not {op}")),
-                };
-                s.tags.push(TagCond {
-                    key: lhs,
-                    eq,
-                    value,
-                    regex: false,
-                });
+                match value {
+                    FieldLit::Str(v) if matches!(op.as_str(), "=" | "!=" | "<>") => {
+                        s.tags.push(TagCond {
+                            key: lhs,
+                            eq: op == "=",
+                            value: v,
+                            regex: false,
+                        });
+                    }
+                    value => s.field_conds.push(FieldCond {
+                        key: lhs,
+                        op: if op == "<>" { "!=".into() } else { op },
+                        value,
+                    }),
+                }
             }
             if !p.kw("AND") {
                 break;
@@ -1697,21 +1767,49 @@ fn select_exec(
             s.max,
         )
         .map_err(|e| e.to_string())?;
-    // Keep series whose tags satisfy the conditions.
-    let filter = TagFilter::new(&s.tags)?;
     let data: Vec<TaggedSeries> = data
         .into_iter()
         .map(|(k, f)| (series_tags(&k), f))
-        .filter(|(tags, _)| filter.keep(tags))
         .collect();
-    if data.is_empty() {
-        return Ok(json!({}));
-    }
+    // `*` is every field and tag of the measurement in the time range, as
+    // influxd expands it, whatever the conditions keep.
     let mut field_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut tag_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for (tags, fields) in &data {
         field_names.extend(fields.keys().cloned());
         tag_names.extend(tags.iter().map(|(k, _)| k.clone()));
+    }
+    // A `key = 'string'` on a field (no tag of that name) is a condition
+    // on the field's value, as influxd decides it.
+    let is_tag = |k: &str| {
+        data.iter()
+            .any(|(tags, _)| tags.iter().any(|(t, _)| t == k))
+    };
+    let is_field = |k: &str| data.iter().any(|(_, fs)| fs.contains_key(k));
+    let mut field_conds = s.field_conds.clone();
+    let mut tag_conds = Vec::new();
+    for c in &s.tags {
+        if !c.regex && !is_tag(&c.key) && is_field(&c.key) {
+            field_conds.push(FieldCond {
+                key: c.key.clone(),
+                op: if c.eq { "=" } else { "!=" }.into(),
+                value: FieldLit::Str(c.value.clone()),
+            });
+        } else {
+            tag_conds.push(c.clone());
+        }
+    }
+    // Keep series whose tags satisfy the conditions, and the points whose
+    // fields do.
+    let filter = TagFilter::new(&tag_conds)?;
+    let data: Vec<TaggedSeries> = data
+        .into_iter()
+        .filter(|(tags, _)| filter.keep(tags))
+        .map(|(tags, fields)| (tags, keep_rows(fields, &field_conds)))
+        .filter(|(_, fields)| !fields.is_empty())
+        .collect();
+    if data.is_empty() {
+        return Ok(json!({}));
     }
     // The groups: series by the values of the grouped tags (a missing tag
     // is ""), in order of those values.
@@ -1764,6 +1862,39 @@ fn select_exec(
         return Ok(json!({}));
     }
     Ok(json!({ "series": out }))
+}
+
+/// The points of a series' fields at the times where every field
+/// condition holds (a condition on a field the row lacks fails).
+fn keep_rows(
+    mut fields: std::collections::BTreeMap<String, Vec<(i64, FieldValue)>>,
+    conds: &[FieldCond],
+) -> std::collections::BTreeMap<String, Vec<(i64, FieldValue)>> {
+    if conds.is_empty() {
+        return fields;
+    }
+    let mut keep: Option<std::collections::BTreeSet<i64>> = None;
+    for c in conds {
+        let ok: std::collections::BTreeSet<i64> = fields
+            .get(&c.key)
+            .map(|pts| {
+                pts.iter()
+                    .filter(|(_, v)| c.holds(v))
+                    .map(|(t, _)| *t)
+                    .collect()
+            })
+            .unwrap_or_default();
+        keep = Some(match keep {
+            None => ok,
+            Some(k) => k.intersection(&ok).copied().collect(),
+        });
+    }
+    let keep = keep.unwrap_or_default();
+    for pts in fields.values_mut() {
+        pts.retain(|(t, _)| keep.contains(t));
+    }
+    fields.retain(|_, pts| !pts.is_empty());
+    fields
 }
 
 /// Most `GROUP BY time` buckets one query may ask for.
@@ -2110,7 +2241,10 @@ mod tests {
             ("SELECT median(v) FROM m", "unsupported function"),
             ("SELECT v, count(v) FROM m", "mixing aggregate"),
             ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
-            ("SELECT v FROM m WHERE host > 'a'", "tags support"),
+            (
+                "SELECT v FROM m WHERE v > x",
+                "expected a string, number or boolean",
+            ),
             ("SHOW CONTINUOUS QUERIES", "unsupported SHOW"),
             ("SHOW TAG VALUES", "expected WITH"),
             (
