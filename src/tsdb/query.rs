@@ -240,6 +240,16 @@ pub struct Select {
     pub fill: Fill,
     /// Conditions on field values (`v > 95`, `s = 'x'` on a string field).
     pub field_conds: Vec<FieldCond>,
+    /// `AS` names, by projection.
+    pub aliases: Vec<Option<String>>,
+    /// `ORDER BY time DESC`.
+    pub desc: bool,
+    /// `OFFSET n`: rows skipped (per series).
+    pub offset: usize,
+    /// `SLIMIT n`: series kept (0 = all).
+    pub slimit: usize,
+    /// `SOFFSET n`: series skipped.
+    pub soffset: usize,
 }
 
 /// A literal a field is compared with.
@@ -999,6 +1009,7 @@ fn rp_options(p: &mut P) -> Result<RpOptions, String> {
 
 fn select(p: &mut P, now: i64) -> Result<Select, String> {
     let mut fields = Vec::new();
+    let mut aliases: Vec<Option<String>> = Vec::new();
     loop {
         if p.sym("*") {
             fields.push(Projection::All);
@@ -1025,6 +1036,8 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
                 fields.push(Projection::Field(name));
             }
         }
+        aliases.resize(fields.len() - 1, None);
+        aliases.push(if p.kw("AS") { Some(p.ident()?) } else { None });
         if !p.sym(",") {
             break;
         }
@@ -1070,6 +1083,11 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
         group_tags: GroupTags::None,
         fill: Fill::Null,
         field_conds: Vec::new(),
+        aliases,
+        desc: false,
+        offset: 0,
+        slimit: 0,
+        soffset: 0,
     };
     if p.kw("WHERE") {
         loop {
@@ -1218,8 +1236,33 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
             return Err(format!("found {}, expected )", p.found()));
         }
     }
+    if p.kw("ORDER") {
+        p.expect_kw("BY")?;
+        if !p.kw("TIME") {
+            return Err(format!(
+                "only ORDER BY time supported at this time, found {}",
+                p.found()
+            ));
+        }
+        s.desc = p.kw("DESC");
+        if !s.desc {
+            p.kw("ASC");
+        }
+    }
+    let count = |p: &mut P, what: &str| -> Result<usize, String> {
+        p.num()?.parse().map_err(|_| format!("invalid {what}"))
+    };
     if p.kw("LIMIT") {
-        s.limit = p.num()?.parse().map_err(|_| "invalid LIMIT".to_string())?;
+        s.limit = count(p, "LIMIT")?;
+    }
+    if p.kw("OFFSET") {
+        s.offset = count(p, "OFFSET")?;
+    }
+    if p.kw("SLIMIT") {
+        s.slimit = count(p, "SLIMIT")?;
+    }
+    if p.kw("SOFFSET") {
+        s.soffset = count(p, "SOFFSET")?;
     }
     Ok(s)
 }
@@ -1838,7 +1881,14 @@ fn select_exec(
     }
     let grouped = !matches!(s.group_tags, GroupTags::None);
     let mut out = Vec::new();
-    for (vals, members) in &groups {
+    let slimit = if s.slimit == 0 { usize::MAX } else { s.slimit };
+    // `ORDER BY time DESC` reverses the series too, as influxd's.
+    let ordered: Vec<(&Vec<String>, &Vec<&TaggedSeries>)> = if s.desc {
+        groups.iter().rev().collect()
+    } else {
+        groups.iter().collect()
+    };
+    for (vals, members) in ordered.into_iter().skip(s.soffset).take(slimit) {
         let body = if aggs_only(&s.fields) {
             aggregate_rows(s, &members[..], &field_names, epoch)?
         } else {
@@ -1965,16 +2015,21 @@ fn aggregate_rows(
 ) -> Result<Rows, String> {
     // (function, field, column) per output column.
     let mut targets: Vec<(String, String, String)> = Vec::new();
-    for p in &s.fields {
+    for (i, p) in s.fields.iter().enumerate() {
         let Projection::Agg(f, field) = p else {
             continue;
         };
+        let alias = s.aliases.get(i).cloned().flatten();
         if field == "*" {
             for fld in field_names {
-                targets.push((f.clone(), fld.clone(), format!("{f}_{fld}")));
+                let col = match &alias {
+                    Some(a) => format!("{a}_{fld}"),
+                    None => format!("{f}_{fld}"),
+                };
+                targets.push((f.clone(), fld.clone(), col));
             }
         } else {
-            targets.push((f.clone(), field.clone(), f.clone()));
+            targets.push((f.clone(), field.clone(), alias.unwrap_or_else(|| f.clone())));
         }
     }
     let pts: Vec<Vec<(i64, FieldValue)>> = targets
@@ -2045,8 +2100,12 @@ fn aggregate_rows(
         rows.push((t0, cells));
     }
     fill(&mut rows, &s.fill);
+    if s.desc {
+        rows.reverse();
+    }
     let values: Vec<Value> = rows
         .into_iter()
+        .skip(s.offset)
         .map(|(t0, cells)| {
             let mut r = vec![time_value(t0, epoch)];
             r.extend(cells.into_iter().map(|c| c.0));
@@ -2170,6 +2229,10 @@ fn raw_rows(
         }
     }
     rows.sort_by_key(|r| (r.0, r.1));
+    if s.desc {
+        rows.sort_by_key(|r| (std::cmp::Reverse(r.0), r.1));
+    }
+    rows.drain(..s.offset.min(rows.len()));
     if s.limit > 0 {
         rows.truncate(s.limit);
     }
@@ -2177,7 +2240,20 @@ fn raw_rows(
         return None;
     }
     let mut columns = vec!["time".to_string()];
-    columns.extend(wanted);
+    if all {
+        columns.extend(wanted);
+    } else {
+        // The projections' names, or their `AS` names.
+        let named = s
+            .fields
+            .iter()
+            .zip(&s.aliases)
+            .filter_map(|(p, a)| match p {
+                Projection::Field(f) => Some(a.clone().unwrap_or_else(|| f.clone())),
+                _ => None,
+            });
+        columns.extend(named);
+    }
     let values = rows
         .into_iter()
         .map(|(ts, _, vals)| {
