@@ -20,7 +20,14 @@ mem,host=a used=100i 30000000000\n\
 mem,host=a used=300i 90000000000\n\
 msg,host=a s=\"s1\",ok=true 1000000000\n\
 msg,host=a s=\"s2\",ok=false 2000000000\n\
-msg,host=b s=\"s1\" 3000000000";
+msg,host=b s=\"s1\" 3000000000\n\
+st,h=a v=1,i=1i 1\n\
+st,h=a v=2,i=2i 2\n\
+st,h=a v=2,i=2i 3\n\
+st,h=a v=10,i=10i 4\n\
+st,h=b v=5,i=5i 5\n\
+st,h=b v=3,i=3i 6\n\
+st,h=c v=1,i=7i 7";
 
 fn ask(http: &str, q: &str, epoch: Option<&str>) -> (u16, serde_json::Value) {
     let mut params = vec![("db", "g"), ("q", q)];
@@ -128,6 +135,14 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         "SELECT count(s) FROM msg WHERE s = 's2'".into(),
         "SELECT * FROM msg WHERE ok = true".into(),
         "SELECT * FROM msg WHERE host = 'a' AND s = 's1'".into(),
+        // median, spread, stddev.
+        "SELECT median(v), spread(v), stddev(v) FROM st".into(),
+        "SELECT median(i), spread(i), stddev(i) FROM st".into(),
+        "SELECT median(v) FROM st GROUP BY h".into(),
+        "SELECT stddev(v) FROM st GROUP BY h".into(),
+        "SELECT spread(v), spread(i) FROM st GROUP BY h".into(),
+        "SELECT median(v) FROM st WHERE time >= 0 AND time < 10 GROUP BY time(4ns)".into(),
+        "SELECT stddev(v) FROM st WHERE time >= 0 AND time < 10 GROUP BY time(4ns) fill(none)".into(),
         // AS, ORDER BY time DESC, OFFSET, SLIMIT, SOFFSET.
         "SELECT mean(v) AS avg FROM cpu GROUP BY host".into(),
         "SELECT v AS value, i FROM cpu WHERE host = 'a'".into(),

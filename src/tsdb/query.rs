@@ -1017,7 +1017,12 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
             let name = p.ident()?;
             if p.sym("(") {
                 let f = name.to_ascii_lowercase();
-                if !["count", "sum", "min", "max", "mean", "first", "last"].contains(&f.as_str()) {
+                if ![
+                    "count", "sum", "min", "max", "mean", "first", "last", "median", "spread",
+                    "stddev",
+                ]
+                .contains(&f.as_str())
+                {
                     return Err(format!("unsupported function {name}()"));
                 }
                 let arg = if p.sym("*") {
@@ -1966,7 +1971,9 @@ fn aggregate(
             let l = &pts[pts.len() - 1];
             (to_json(&l.1), Some(l.0))
         }
-        "sum" | "min" | "max" | "mean" if nums.len() != pts.len() => {
+        "sum" | "min" | "max" | "mean" | "median" | "spread" | "stddev"
+            if nums.len() != pts.len() =>
+        {
             return Err(format!("{f}() needs a numeric field, {fld} is not"));
         }
         "sum" => match &pts[0].1 {
@@ -1999,6 +2006,44 @@ fn aggregate(
             float_json(nums.iter().sum::<f64>() / nums.len() as f64),
             None,
         ),
+        "median" => {
+            let mut v = nums.clone();
+            v.sort_by(f64::total_cmp);
+            let m = v.len() / 2;
+            let x = if v.len() % 2 == 1 {
+                v[m]
+            } else {
+                (v[m - 1] + v[m]) / 2.0
+            };
+            (float_json(x), None)
+        }
+        "spread" => match &pts[0].1 {
+            FieldValue::Integer(_) => {
+                let ints = pts.iter().filter_map(|p| match p.1 {
+                    FieldValue::Integer(i) => Some(i),
+                    _ => None,
+                });
+                let (lo, hi) =
+                    ints.fold((i64::MAX, i64::MIN), |(lo, hi), i| (lo.min(i), hi.max(i)));
+                (json!(hi.wrapping_sub(lo)), None)
+            }
+            _ => {
+                let lo = nums.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (float_json(hi - lo), None)
+            }
+        },
+        // The sample standard deviation; of one value: null, as influxd.
+        "stddev" if nums.len() < 2 => (Value::Null, None),
+        "stddev" => {
+            // influxd's arithmetic: a running mean, then the squares.
+            let mut mean = 0.0;
+            for (k, x) in nums.iter().enumerate() {
+                mean += (x - mean) / (k + 1) as f64;
+            }
+            let var = nums.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>();
+            (float_json((var / (nums.len() - 1) as f64).sqrt()), None)
+        }
         _ => (Value::Null, None),
     })
 }
@@ -2044,7 +2089,16 @@ fn aggregate_rows(
         })
         .collect();
     let mut columns = vec!["time".to_string()];
-    columns.extend(targets.iter().map(|t| t.2.clone()));
+    // A name used twice gets `_1`, `_2`, … as influxd names them.
+    for t in &targets {
+        let mut name = t.2.clone();
+        let mut n = 0;
+        while columns.contains(&name) {
+            n += 1;
+            name = format!("{}_{n}", t.2);
+        }
+        columns.push(name);
+    }
     let Some((iv, off)) = s.group_time else {
         let mut row = vec![time_value(if s.has_min { s.min } else { 0 }, epoch)];
         let mut selector_time = None;
