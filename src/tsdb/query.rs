@@ -2368,7 +2368,7 @@ mod tests {
         for (bad, want) in [
             ("", "empty query"),
             ("DELETE FROM x", "expected SELECT"),
-            ("SELECT median(v) FROM m", "unsupported function"),
+            ("SELECT holt_winters(v) FROM m", "unsupported function"),
             ("SELECT v, count(v) FROM m", "mixing aggregate"),
             ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
             (
