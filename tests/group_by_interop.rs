@@ -27,7 +27,13 @@ st,h=a v=2,i=2i 3\n\
 st,h=a v=10,i=10i 4\n\
 st,h=b v=5,i=5i 5\n\
 st,h=b v=3,i=3i 6\n\
-st,h=c v=1,i=7i 7";
+st,h=c v=1,i=7i 7\n\
+c,h=a n=10i,v=1 0\n\
+c,h=a n=20i,v=4 60000000000\n\
+c,h=a n=35i,v=2 120000000000\n\
+c,h=a n=5i,v=8 300000000000\n\
+c,h=b n=1i,v=1 60000000000\n\
+c,h=b n=2i,v=3 180000000000";
 
 fn ask(http: &str, q: &str, epoch: Option<&str>) -> (u16, serde_json::Value) {
     let mut params = vec![("db", "g"), ("q", q)];
@@ -143,6 +149,16 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         "SELECT spread(v), spread(i) FROM st GROUP BY h".into(),
         "SELECT median(v) FROM st WHERE time >= 0 AND time < 10 GROUP BY time(4ns)".into(),
         "SELECT stddev(v) FROM st WHERE time >= 0 AND time < 10 GROUP BY time(4ns) fill(none)".into(),
+        // Transformations of aggregates (counters' rates on dashboards).
+        "SELECT derivative(mean(v), 1s) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
+        "SELECT non_negative_derivative(max(n), 1s) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
+        "SELECT derivative(mean(v)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) fill(0)".into(),
+        "SELECT difference(sum(n)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(2m)".into(),
+        "SELECT cumulative_sum(mean(v)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
+        "SELECT non_negative_derivative(mean(v), 1m) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m), h".into(),
+        "SELECT derivative(mean(v), 1s) FROM c WHERE time >= 60000000000 AND time < 360000000000 GROUP BY time(1m)".into(),
+        "SELECT non_negative_difference(max(n)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
+        "SELECT cumulative_sum(sum(n)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(2m), h".into(),
         // AS, ORDER BY time DESC, OFFSET, SLIMIT, SOFFSET.
         "SELECT mean(v) AS avg FROM cpu GROUP BY host".into(),
         "SELECT v AS value, i FROM cpu WHERE host = 'a'".into(),

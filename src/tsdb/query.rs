@@ -161,7 +161,29 @@ pub enum Projection {
     Field(String),
     /// `func(field)`; field `*` for `count(*)`.
     Agg(String, String),
+    /// `transform(agg(field)[, unit])` over `GROUP BY time` buckets:
+    /// `derivative`, `non_negative_derivative`, `difference`,
+    /// `non_negative_difference`, `cumulative_sum`.
+    Nested {
+        /// The transformation.
+        outer: String,
+        /// The aggregate.
+        inner: String,
+        /// The field.
+        field: String,
+        /// The derivative's unit (ns; default: the bucket).
+        unit: Option<i64>,
+    },
 }
+
+/// The transformations [`Projection::Nested`] takes.
+const TRANSFORMS: &[&str] = &[
+    "derivative",
+    "non_negative_derivative",
+    "difference",
+    "non_negative_difference",
+    "cumulative_sum",
+];
 
 /// A tag condition.
 #[derive(Debug, Clone, PartialEq)]
@@ -1015,7 +1037,33 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
             fields.push(Projection::All);
         } else {
             let name = p.ident()?;
-            if p.sym("(") {
+            if p.sym("(") && TRANSFORMS.contains(&name.to_ascii_lowercase().as_str()) {
+                let outer = name.to_ascii_lowercase();
+                let inner = p.ident()?;
+                if !p.sym("(") {
+                    return Err(format!(
+                        "{outer}() of raw points is not supported: use {outer}(<aggregate>(field)) with GROUP BY time(…)"
+                    ));
+                }
+                let field = p.ident()?;
+                if !p.sym(")") {
+                    return Err(format!("expected ), found {}", p.found()));
+                }
+                let unit = if p.sym(",") {
+                    Some(p.duration()?)
+                } else {
+                    None
+                };
+                if !p.sym(")") {
+                    return Err(format!("expected ), found {}", p.found()));
+                }
+                fields.push(Projection::Nested {
+                    outer,
+                    inner: inner.to_ascii_lowercase(),
+                    field,
+                    unit,
+                });
+            } else if p.t.get(p.i.wrapping_sub(1)) == Some(&Tok::Sym("(".into())) {
                 let f = name.to_ascii_lowercase();
                 if ![
                     "count", "sum", "min", "max", "mean", "first", "last", "median", "spread",
@@ -1049,8 +1097,15 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
     }
     let aggs = fields
         .iter()
-        .filter(|f| matches!(f, Projection::Agg(..)))
+        .filter(|f| matches!(f, Projection::Agg(..) | Projection::Nested { .. }))
         .count();
+    let nested = fields
+        .iter()
+        .filter(|f| matches!(f, Projection::Nested { .. }))
+        .count();
+    if nested > 0 && nested != fields.len() {
+        return Err("mixing transformations with other projections is not supported".into());
+    }
     if aggs > 0 && aggs != fields.len() {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
     }
@@ -1217,6 +1272,13 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
             return Err("GROUP BY requires at least one aggregate function".into());
         }
     }
+    if s.group_time.is_none()
+        && s.fields
+            .iter()
+            .any(|f| matches!(f, Projection::Nested { .. }))
+    {
+        return Err("a transformation of an aggregate needs GROUP BY time(…)".into());
+    }
     if p.kw("FILL") {
         if !p.sym("(") {
             return Err(format!("found {}, expected (", p.found()));
@@ -1332,7 +1394,10 @@ fn show_from(p: &mut P) -> Result<Option<String>, String> {
 }
 
 fn aggs_only(fields: &[Projection]) -> bool {
-    !fields.is_empty() && fields.iter().all(|f| matches!(f, Projection::Agg(..)))
+    !fields.is_empty()
+        && fields
+            .iter()
+            .all(|f| matches!(f, Projection::Agg(..) | Projection::Nested { .. }))
 }
 
 fn time_literal(p: &mut P, now: i64) -> Result<i64, String> {
@@ -1811,7 +1876,7 @@ fn select_exec(
             db,
             s.rp.as_deref().unwrap_or(""),
             &s.measurement,
-            s.min,
+            scan_start(s),
             s.max,
         )
         .map_err(|e| e.to_string())?;
@@ -1952,6 +2017,80 @@ fn keep_rows(
     fields
 }
 
+/// Whether a SELECT transforms aggregates (then its buckets start one
+/// interval before the range, as influxd's, so that the first bucket of
+/// the range has one before it).
+fn transforms(s: &Select) -> bool {
+    s.fields
+        .iter()
+        .any(|f| matches!(f, Projection::Nested { .. }))
+}
+
+/// The first time a SELECT reads.
+fn scan_start(s: &Select) -> i64 {
+    match s.group_time {
+        Some((iv, _)) if transforms(s) && s.has_min => s.min.saturating_sub(iv),
+        _ => s.min,
+    }
+}
+
+/// `outer` over the non-null values of one column of buckets (time,
+/// value): the rows it produces.
+fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i64, Value)> {
+    let mut out = Vec::new();
+    let mut prev: Option<(i64, &Value)> = None;
+    let mut sum: Option<Value> = None;
+    for (t, v) in col.iter().filter(|(_, v)| !v.is_null()) {
+        match outer {
+            "cumulative_sum" => {
+                let next = match (&sum, v) {
+                    (Some(Value::Number(a)), Value::Number(b)) if a.is_i64() && b.is_i64() => {
+                        json!(
+                            a.as_i64()
+                                .unwrap_or(0)
+                                .wrapping_add(b.as_i64().unwrap_or(0))
+                        )
+                    }
+                    (Some(a), b) => {
+                        float_json(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0))
+                    }
+                    (None, b) => b.clone(),
+                };
+                sum = Some(next.clone());
+                out.push((*t, next));
+            }
+            _ => {
+                if let Some((t0, v0)) = prev {
+                    let r = match outer {
+                        "difference" | "non_negative_difference" => match (v0, v) {
+                            (Value::Number(a), Value::Number(b)) if a.is_i64() && b.is_i64() => {
+                                json!(
+                                    b.as_i64()
+                                        .unwrap_or(0)
+                                        .wrapping_sub(a.as_i64().unwrap_or(0))
+                                )
+                            }
+                            _ => float_json(v.as_f64().unwrap_or(0.0) - v0.as_f64().unwrap_or(0.0)),
+                        },
+                        _ => {
+                            let dt = (*t - t0) as f64 / unit as f64;
+                            float_json(
+                                (v.as_f64().unwrap_or(0.0) - v0.as_f64().unwrap_or(0.0)) / dt,
+                            )
+                        }
+                    };
+                    let negative = r.as_f64().is_some_and(|x| x < 0.0);
+                    if !(outer.starts_with("non_negative") && negative) {
+                        out.push((*t, r));
+                    }
+                }
+                prev = Some((*t, v));
+            }
+        }
+    }
+    out
+}
+
 /// Most `GROUP BY time` buckets one query may ask for.
 const MAX_BUCKETS: i64 = 1_000_000;
 
@@ -2060,10 +2199,29 @@ fn aggregate_rows(
 ) -> Result<Rows, String> {
     // (function, field, column) per output column.
     let mut targets: Vec<(String, String, String)> = Vec::new();
+    // Per column: the transformation over it and its unit, if any.
+    let mut outers: Vec<Option<(String, Option<i64>)>> = Vec::new();
     for (i, p) in s.fields.iter().enumerate() {
+        if let Projection::Nested {
+            outer,
+            inner,
+            field,
+            unit,
+        } = p
+        {
+            let alias = s.aliases.get(i).cloned().flatten();
+            targets.push((
+                inner.clone(),
+                field.clone(),
+                alias.unwrap_or_else(|| outer.clone()),
+            ));
+            outers.push(Some((outer.clone(), *unit)));
+            continue;
+        }
         let Projection::Agg(f, field) = p else {
             continue;
         };
+        outers.push(None);
         let alias = s.aliases.get(i).cloned().flatten();
         if field == "*" {
             for fld in field_names {
@@ -2121,8 +2279,13 @@ fn aggregate_rows(
     let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
     let first_point = pts.iter().filter_map(|p| p.first()).map(|p| p.0).min();
     let last_point = pts.iter().filter_map(|p| p.last()).map(|p| p.0).max();
+    outers.resize(targets.len(), None);
     let (Some(lo), Some(hi)) = (
-        if s.has_min { Some(s.min) } else { first_point },
+        if s.has_min {
+            Some(scan_start(s))
+        } else {
+            first_point
+        },
         if s.max != i64::MAX {
             Some(s.max)
         } else {
@@ -2154,6 +2317,25 @@ fn aggregate_rows(
         rows.push((t0, cells));
     }
     fill(&mut rows, &s.fill);
+    if outers.iter().any(Option::is_some) {
+        // The transformations, over each column's buckets; a row for each
+        // time one of them produced a value, from the range's first bucket.
+        let first = if s.has_min { bucket(s.min) } else { i64::MIN };
+        let mut by_time: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
+            std::collections::BTreeMap::new();
+        for (c, o) in outers.iter().enumerate() {
+            let Some((outer, unit)) = o else { continue };
+            let col: Vec<(i64, Value)> = rows.iter().map(|r| (r.0, r.1[c].0.clone())).collect();
+            for (t, v) in transform(outer, unit.unwrap_or(iv), &col) {
+                if t >= first {
+                    by_time
+                        .entry(t)
+                        .or_insert_with(|| vec![(Value::Null, true); outers.len()])[c] = (v, false);
+                }
+            }
+        }
+        rows = by_time.into_iter().collect();
+    }
     if s.desc {
         rows.reverse();
     }
