@@ -870,14 +870,8 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
                     return Err(format!("found {}, expected )", p.found()));
                 }
                 KeyMatch::In(k)
-            } else if p.sym("=~") || p.sym("!~") {
-                let neg = matches!(p.t.get(p.i - 1), Some(Tok::Sym(o)) if o == "!~");
-                let c = regex_cond(p, String::new(), if neg { "!~" } else { "=~" })?;
-                KeyMatch::Regex(c.value, !neg)
-            } else if p.sym("=") {
-                KeyMatch::Eq(p.ident()?)
             } else {
-                return Err(format!("found {}, expected =, =~ or IN", p.found()));
+                name_match(p)?
             };
             let conds = where_tags(p)?;
             return Ok(Statement::ShowTagValues { from, keys, conds });
@@ -910,15 +904,7 @@ fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
             let on = if p.kw("ON") { Some(p.ident()?) } else { None };
             let with = if p.kw("WITH") {
                 p.expect_kw("MEASUREMENT")?;
-                if p.sym("=~") || p.sym("!~") {
-                    let neg = matches!(p.t.get(p.i - 1), Some(Tok::Sym(o)) if o == "!~");
-                    let c = regex_cond(p, String::new(), if neg { "!~" } else { "=~" })?;
-                    Some(KeyMatch::Regex(c.value, !neg))
-                } else if p.sym("=") {
-                    Some(KeyMatch::Eq(p.ident()?))
-                } else {
-                    return Err(format!("found {}, expected =, =~ or !~", p.found()));
-                }
+                Some(name_match(p)?)
             } else {
                 None
             };
@@ -1352,6 +1338,20 @@ fn regex_cond(p: &mut P, key: String, op: &str) -> Result<TagCond, String> {
     }
 }
 
+/// `= name`, `=~ /re/` or `!~ /re/` (`WITH KEY`, `WITH MEASUREMENT`).
+fn name_match(p: &mut P) -> Result<KeyMatch, String> {
+    for (op, pos) in [("=~", true), ("!~", false)] {
+        if p.sym(op) {
+            let c = regex_cond(p, String::new(), op)?;
+            return Ok(KeyMatch::Regex(c.value, pos));
+        }
+    }
+    if p.sym("=") {
+        return Ok(KeyMatch::Eq(p.ident()?));
+    }
+    Err(format!("found {}, expected =, =~, !~ or IN", p.found()))
+}
+
 /// `WHERE tag = 'v' [AND …]` of the SHOW statements (tags only).
 fn where_tags(p: &mut P) -> Result<Vec<TagCond>, String> {
     let mut out = Vec::new();
@@ -1624,6 +1624,16 @@ pub(crate) fn series_tags(series: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One unnamed series of `columns`, with `values` only if there are any
+/// (as influxd lists users and grants).
+fn listing(columns: Value, values: Vec<Value>) -> Value {
+    let mut s = json!({ "columns": columns });
+    if !values.is_empty() {
+        s["values"] = json!(values);
+    }
+    json!({ "series": [s] })
+}
+
 /// The schema statements: tag keys, tag values, field keys, series.
 fn show_schema(t: &TsdbView, db: &str, stmt: &Statement) -> Result<Value, String> {
     use std::collections::{BTreeMap, BTreeSet};
@@ -1769,11 +1779,7 @@ pub fn execute_read_as(
                 .iter()
                 .map(|u| json!([u.name, u.admin]))
                 .collect();
-            let mut s = json!({"columns": ["user", "admin"]});
-            if !vals.is_empty() {
-                s["values"] = json!(vals);
-            }
-            json!({ "series": [s] })
+            listing(json!(["user", "admin"]), vals)
         }
         Statement::ShowGrants(name) => {
             let Some(u) = t.meta().user(name) else {
@@ -1784,11 +1790,7 @@ pub fn execute_read_as(
                 .iter()
                 .map(|(d, p)| json!([d, p.as_str()]))
                 .collect();
-            let mut s = json!({"columns": ["database", "privilege"]});
-            if !vals.is_empty() {
-                s["values"] = json!(vals);
-            }
-            json!({ "series": [s] })
+            listing(json!(["database", "privilege"]), vals)
         }
         Statement::ShowRetentionPolicies(on) => {
             let name = on.as_deref().unwrap_or(db);
