@@ -149,6 +149,12 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         "SELECT spread(v), spread(i) FROM st GROUP BY h".into(),
         "SELECT median(v) FROM st WHERE time >= 0 AND time < 10 GROUP BY time(4ns)".into(),
         "SELECT stddev(v) FROM st WHERE time >= 0 AND time < 10 GROUP BY time(4ns) fill(none)".into(),
+        // percentile (nearest rank, a selector).
+        "SELECT percentile(v, 50) FROM st".into(),
+        "SELECT percentile(v, 95) FROM st".into(),
+        "SELECT percentile(i, 90) FROM st GROUP BY h".into(),
+        "SELECT percentile(v, 50), max(v) FROM st".into(),
+        "SELECT percentile(v, 90) FROM cpu WHERE time >= 0 AND time < 600000000000 GROUP BY time(2m)".into(),
         // Transformations of aggregates (counters' rates on dashboards).
         "SELECT derivative(mean(v), 1s) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
         "SELECT non_negative_derivative(max(n), 1s) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),

@@ -1052,8 +1052,17 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
             } else if p.t.get(p.i.wrapping_sub(1)) == Some(&Tok::Sym("(".into())) {
                 let f = name.to_ascii_lowercase();
                 if ![
-                    "count", "sum", "min", "max", "mean", "first", "last", "median", "spread",
+                    "count",
+                    "sum",
+                    "min",
+                    "max",
+                    "mean",
+                    "first",
+                    "last",
+                    "median",
+                    "spread",
                     "stddev",
+                    "percentile",
                 ]
                 .contains(&f.as_str())
                 {
@@ -1067,6 +1076,19 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
                 if arg == "*" && f != "count" {
                     return Err(format!("{f}(*) is not supported"));
                 }
+                // percentile(field, N): N rides in the function's name.
+                let f = if f == "percentile" {
+                    if !p.sym(",") {
+                        return Err("percentile() takes a field and a number".into());
+                    }
+                    let n: f64 = p
+                        .num()?
+                        .parse()
+                        .map_err(|_| "percentile() takes a number".to_string())?;
+                    format!("percentile:{n}")
+                } else {
+                    f
+                };
                 if !p.sym(")") {
                     return Err(format!("expected ), found {}", p.found()));
                 }
@@ -2174,6 +2196,27 @@ fn aggregate(
                 (float_json(hi - lo), None)
             }
         },
+        // The nearest-rank percentile, a selector (influxd's rule).
+        _ if f.starts_with("percentile:") => {
+            let n: f64 = f["percentile:".len()..].parse().unwrap_or(0.0);
+            if nums.len() != pts.len() {
+                return Err(format!("percentile() needs a numeric field, {fld} is not"));
+            }
+            let i = (pts.len() as f64 * n / 100.0 + 0.5).floor() as i64 - 1;
+            let Ok(i) = usize::try_from(i) else {
+                return Ok((Value::Null, None));
+            };
+            let mut sorted: Vec<&(i64, FieldValue)> = pts.iter().collect();
+            sorted.sort_by(|a, b| {
+                num(&a.1)
+                    .unwrap_or(0.0)
+                    .total_cmp(&num(&b.1).unwrap_or(0.0))
+            });
+            match sorted.get(i) {
+                Some(p) => (to_json(&p.1), Some(p.0)),
+                None => (Value::Null, None),
+            }
+        }
         // The sample standard deviation; of one value: null, as influxd.
         "stddev" if nums.len() < 2 => (Value::Null, None),
         "stddev" => {
@@ -2234,7 +2277,8 @@ fn aggregate_rows(
                 targets.push((f.clone(), fld.clone(), col));
             }
         } else {
-            targets.push((f.clone(), field.clone(), alias.unwrap_or_else(|| f.clone())));
+            let name = f.split(':').next().unwrap_or(f).to_string();
+            targets.push((f.clone(), field.clone(), alias.unwrap_or(name)));
         }
     }
     let pts: Vec<Vec<(i64, FieldValue)>> = targets
