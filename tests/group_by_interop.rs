@@ -165,6 +165,11 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         "SELECT derivative(mean(v), 1s) FROM c WHERE time >= 60000000000 AND time < 360000000000 GROUP BY time(1m)".into(),
         "SELECT non_negative_difference(max(n)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
         "SELECT cumulative_sum(sum(n)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(2m), h".into(),
+        "SELECT moving_average(mean(v), 2) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
+        "SELECT moving_average(mean(v), 2) FROM c WHERE time >= 60000000000 AND time < 360000000000 GROUP BY time(1m)".into(),
+        "SELECT moving_average(max(n), 3) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) fill(0)".into(),
+        "SELECT elapsed(mean(v), 1s) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
+        "SELECT elapsed(mean(v)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m), h".into(),
         // AS, ORDER BY time DESC, OFFSET, SLIMIT, SOFFSET.
         "SELECT mean(v) AS avg FROM cpu GROUP BY host".into(),
         "SELECT v AS value, i FROM cpu WHERE host = 'a'".into(),

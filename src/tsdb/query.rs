@@ -183,6 +183,8 @@ const TRANSFORMS: &[&str] = &[
     "difference",
     "non_negative_difference",
     "cumulative_sum",
+    "moving_average",
+    "elapsed",
 ];
 
 /// A tag condition.
@@ -1035,11 +1037,24 @@ fn select(p: &mut P, now: i64) -> Result<Select, String> {
                 if !p.sym(")") {
                     return Err(format!("expected ), found {}", p.found()));
                 }
-                let unit = if p.sym(",") {
-                    Some(p.duration()?)
-                } else {
+                // A unit (derivative, elapsed) or a window (moving_average).
+                let unit = if !p.sym(",") {
                     None
+                } else if outer == "moving_average" {
+                    let n: i64 = p
+                        .num()?
+                        .parse()
+                        .map_err(|_| "moving_average() takes a number of points".to_string())?;
+                    if n < 1 {
+                        return Err("moving_average() window must be at least 1".into());
+                    }
+                    Some(n)
+                } else {
+                    Some(p.duration()?)
                 };
+                if outer == "moving_average" && unit.is_none() {
+                    return Err("moving_average() takes a number of points".into());
+                }
                 if !p.sym(")") {
                     return Err(format!("expected ), found {}", p.found()));
                 }
@@ -2064,6 +2079,25 @@ fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i64, Value)> 
     let mut out = Vec::new();
     let mut prev: Option<(i64, &Value)> = None;
     let mut sum: Option<Value> = None;
+    let values: Vec<(i64, &Value)> = col
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(t, v)| (*t, v))
+        .collect();
+    if outer == "moving_average" {
+        let n = usize::try_from(unit).unwrap_or(1).max(1);
+        for w in values.windows(n) {
+            let sum: f64 = w.iter().map(|(_, v)| v.as_f64().unwrap_or(0.0)).sum();
+            out.push((w[n - 1].0, float_json(sum / n as f64)));
+        }
+        return out;
+    }
+    if outer == "elapsed" {
+        for w in values.windows(2) {
+            out.push((w[1].0, json!((w[1].0 - w[0].0) / unit.max(1))));
+        }
+        return out;
+    }
     for (t, v) in col.iter().filter(|(_, v)| !v.is_null()) {
         match outer {
             "cumulative_sum" => {
@@ -2372,7 +2406,8 @@ fn aggregate_rows(
         for (c, o) in outers.iter().enumerate() {
             let Some((outer, unit)) = o else { continue };
             let col: Vec<(i64, Value)> = rows.iter().map(|r| (r.0, r.1[c].0.clone())).collect();
-            for (t, v) in transform(outer, unit.unwrap_or(iv), &col) {
+            let default = if outer == "elapsed" { 1 } else { iv };
+            for (t, v) in transform(outer, unit.unwrap_or(default), &col) {
                 if t >= first {
                     by_time
                         .entry(t)
