@@ -198,12 +198,10 @@ fn write_to(http: &str, db: &str, body: &str) -> (u16, serde_json::Value) {
 }
 
 fn query_on(http: &str, db: &str, q: &str) -> serde_json::Value {
-    let mut r = ureq::post(&format!("http://{http}/query"))
-        .query("db", db)
-        .query("q", q)
-        .send_empty()
-        .unwrap();
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    let (code, v) =
+        common::http::request("POST", http, "/query", &[("db", db), ("q", q)], &[], b"");
+    assert_eq!(code, 200, "{q}: {v}");
+    v
 }
 
 #[test]

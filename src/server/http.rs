@@ -339,9 +339,9 @@ async fn write(
     } else {
         body
     };
-    if std::str::from_utf8(&body).is_err() {
+    let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
-    }
+    };
     let rp = q.get("rp").cloned().unwrap_or_default();
     let now = now_ns();
     // The body is parsed and proposed a chunk of lines at a time: a large
@@ -351,7 +351,6 @@ async fn write(
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let text = std::str::from_utf8(&body).unwrap_or_default();
     let mut errors: Vec<line_protocol::ParseError> = Vec::new();
     let mut dropped = 0u64;
     let mut limited: Option<String> = None;

@@ -90,7 +90,13 @@ impl QueryRegistry {
                     RUNNING => "running",
                     _ => "killed",
                 };
-                json!([id, r.text, r.db, go_short_duration(took), status])
+                json!([
+                    id,
+                    r.text,
+                    r.db,
+                    crate::tsdb::timefmt::go_duration(took),
+                    status
+                ])
             })
             .collect();
         json!({"series": [{"columns": ["qid", "query", "database", "duration", "status"], "values": values}]})
@@ -145,40 +151,18 @@ impl Drop for QueryGuard {
     }
 }
 
-/// A duration as Go prints one (`140µs`, `1.5ms`, `2.25s`, `1m3s`).
-pub fn go_short_duration(ns: i64) -> String {
-    let abs = ns.unsigned_abs();
-    let frac = |v: u64, unit: u64, name: &str| {
-        let (w, f) = (v / unit, v % unit);
-        let digits = unit.to_string().len() - 1;
-        if f == 0 {
-            format!("{w}{name}")
-        } else {
-            let f = format!("{f:0digits$}");
-            format!("{w}.{}{name}", f.trim_end_matches('0'))
-        }
-    };
-    let sign = if ns < 0 { "-" } else { "" };
-    match abs {
-        0 => "0s".into(),
-        a if a < 1_000 => format!("{sign}{a}ns"),
-        a if a < 1_000_000 => format!("{sign}{}", frac(a, 1_000, "µs")),
-        a if a < 1_000_000_000 => format!("{sign}{}", frac(a, 1_000_000, "ms")),
-        _ => crate::tsdb::timefmt::go_duration(ns),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn durations_print_as_go_prints_them() {
-        assert_eq!(go_short_duration(140_000), "140µs");
-        assert_eq!(go_short_duration(1_500_000), "1.5ms");
-        assert_eq!(go_short_duration(999), "999ns");
-        assert_eq!(go_short_duration(2_250_000_000), "2.25s");
-        assert_eq!(go_short_duration(63_000_000_000), "1m3s");
+        use crate::tsdb::timefmt::go_duration;
+        assert_eq!(go_duration(140_000), "140µs");
+        assert_eq!(go_duration(1_500_000), "1.5ms");
+        assert_eq!(go_duration(999), "999ns");
+        assert_eq!(go_duration(2_250_000_000), "2.25s");
+        assert_eq!(go_duration(63_000_000_000), "1m3s");
     }
 
     #[test]

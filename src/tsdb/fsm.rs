@@ -266,7 +266,6 @@ impl Tsdb {
         self.absorb_merges();
         TsdbView {
             meta: self.meta.clone(),
-            series: self.series.clone(),
             shards: self
                 .shards
                 .iter_mut()
@@ -525,6 +524,8 @@ impl Tsdb {
             }
         };
         let mut key = String::new();
+        let index = self.series.clone();
+        let mut index = index.write().unwrap_or_else(|p| p.into_inner());
         for mut sr in w.series {
             let n = sr.timestamps.len();
             let mut tags: Vec<(String, String)> = std::mem::take(&mut sr.tags)
@@ -573,11 +574,7 @@ impl Tsdb {
             }
             drop(names);
             if shard_of.iter().any(Option::is_some) {
-                self.series.write().unwrap_or_else(|p| p.into_inner()).add(
-                    &w.db,
-                    &sr.measurement,
-                    &tags,
-                );
+                index.add(&w.db, &sr.measurement, &tags);
             }
             for mut c in std::mem::take(&mut sr.fields) {
                 let values = super::write_batch::column_values(&mut c);
@@ -621,6 +618,7 @@ impl Tsdb {
                 res.dropped
             );
         }
+        drop(index);
         self.flush_full(touched)?;
         Ok(res)
     }
@@ -865,7 +863,6 @@ impl Tsdb {
 #[derive(Debug, Clone)]
 pub struct TsdbView {
     meta: Arc<Metastore>,
-    series: Arc<RwLock<SeriesIndex>>,
     shards: BTreeMap<u64, ShardView>,
 }
 
@@ -873,19 +870,6 @@ impl TsdbView {
     /// The metastore.
     pub fn meta(&self) -> &Metastore {
         &self.meta
-    }
-
-    /// The metastore, shared (no copy).
-    pub fn meta_arc(&self) -> Arc<Metastore> {
-        self.meta.clone()
-    }
-
-    /// Series in `db` (for `/metrics` and tests).
-    pub fn series_count(&self, db: &str) -> u64 {
-        self.series
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .series_count(db)
     }
 
     /// The points of every series of `measurement` in shards of `db`/`rp`

@@ -136,9 +136,13 @@ pub struct Verdict {
     pub reason: Option<String>,
 }
 
-/// A write's check against the limits, made chunk by chunk so that a
-/// large body never has to be held as points (see [`check_write`] for the
-/// rule). First [`WriteCheck::count`] sees every chunk (the new series per
+/// A write's check against the limits, as influxd's in-memory index
+/// decides it: a point of a new series is dropped when one of its tags
+/// would get a value past `max-values-per-tag`; and per shard group, when
+/// the database's series plus the group's new ones would pass
+/// `max-series-per-database`, every point of the group's new series is
+/// dropped. Made chunk by chunk so that a large body never has to be held
+/// as points. First [`WriteCheck::count`] sees every chunk (the new series per
 /// shard group), then [`WriteCheck::filter`] says which points of each
 /// chunk to drop. Between the two the index may grow (the accepted chunks
 /// are applied one by one): a value a chunk adds counts for the next.
@@ -310,29 +314,29 @@ impl WriteCheck {
     }
 }
 
-/// Checks a write of `points` into `db` against `limits`, as influxd does
-/// (its in-memory index): a point of a new series is dropped when one of
-/// its tags would get a value past `max-values-per-tag`; and per shard
-/// group (`group_of` maps a time to its group), when the database's
-/// series plus the group's new ones would pass `max-series-per-database`,
-/// every point of the group's new series is dropped.
-pub fn check_write(
-    index: &SeriesIndex,
-    db: &str,
-    points: &[Point],
-    limits: SeriesLimits,
-    group_of: impl Fn(i64) -> i64 + Copy,
-) -> Verdict {
-    let mut c = WriteCheck::new(index, db, limits, points.len() as u64);
-    c.count(index, db, points, group_of);
-    c.decide();
-    c.filter(index, db, points, group_of)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tsdb::line_protocol::{Precision, parse};
+
+    /// Checks a write of `points` into `db` against `limits`, as influxd does
+    /// (its in-memory index): a point of a new series is dropped when one of
+    /// its tags would get a value past `max-values-per-tag`; and per shard
+    /// group (`group_of` maps a time to its group), when the database's
+    /// series plus the group's new ones would pass `max-series-per-database`,
+    /// every point of the group's new series is dropped.
+    fn check_write(
+        index: &SeriesIndex,
+        db: &str,
+        points: &[Point],
+        limits: SeriesLimits,
+        group_of: impl Fn(i64) -> i64 + Copy,
+    ) -> Verdict {
+        let mut c = WriteCheck::new(index, db, limits, points.len() as u64);
+        c.count(index, db, points, group_of);
+        c.decide();
+        c.filter(index, db, points, group_of)
+    }
 
     fn pts(body: &str) -> Vec<Point> {
         parse(body, Precision::Nanoseconds, 0).0

@@ -109,6 +109,24 @@ pub fn go_duration(ns: i64) -> String {
     }
     let neg = if ns < 0 { "-" } else { "" };
     let total = ns.unsigned_abs();
+    // Under a second Go uses the largest unit below it (`140µs`, `1.5ms`).
+    let frac = |unit: u64, name: &str| {
+        let (w, f) = (total / unit, total % unit);
+        let digits = unit.to_string().len() - 1;
+        match f {
+            0 => format!("{neg}{w}{name}"),
+            f => format!(
+                "{neg}{w}.{}{name}",
+                format!("{f:0digits$}").trim_end_matches('0')
+            ),
+        }
+    };
+    match total {
+        t if t < 1_000 => return format!("{neg}{t}ns"),
+        t if t < 1_000_000 => return frac(1_000, "µs"),
+        t if t < 1_000_000_000 => return frac(1_000_000, "ms"),
+        _ => {}
+    }
     let (secs, frac) = (total / 1_000_000_000, total % 1_000_000_000);
     let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
     let sec = if frac == 0 {

@@ -85,11 +85,6 @@ impl Authenticator {
         }
     }
 
-    /// Whether authentication is on.
-    pub fn enabled(&self) -> bool {
-        self.cfg.enabled
-    }
-
     /// Who is asking (`Ok(None)`: authentication is off), or the 401.
     pub async fn caller(
         self: &Arc<Self>,
