@@ -150,11 +150,11 @@ pub struct Verdict {
 pub struct WriteCheck {
     limits: SeriesLimits,
     /// New series per shard group, in order of first appearance: their
-    /// hashes (deduplicated when the list grows past 1.25 times the room
+    /// hashes (deduplicated when the list grows past 1.125 times the room
     /// left, so it never holds much more than the limit's worth), and
     /// whether the group alone is past the room left (then it stops
     /// collecting).
-    groups: Vec<(i64, Vec<u64>, bool)>,
+    groups: Vec<(i64, Vec<u32>, bool)>,
     existing: u64,
     refused: HashSet<i64, Fx>,
     /// Points the write holds at most (a group's list is sized once).
@@ -223,7 +223,7 @@ impl WriteCheck {
             .limits
             .max_series_per_database
             .saturating_sub(self.existing);
-        let compact_at = usize::try_from(room + room / 4)
+        let compact_at = usize::try_from(room + room / 8)
             .unwrap_or(usize::MAX)
             .max(1024);
         let size = compact_at.min(usize::try_from(self.points).unwrap_or(usize::MAX));
@@ -257,7 +257,9 @@ impl WriteCheck {
                 }
                 list.reserve_exact(compact_at.saturating_sub(list.len()));
             }
-            list.push(h);
+            // Half the hash: counting needs no more (a collision in a
+            // million lets one series more in), and the list is half the size.
+            list.push((h >> 32) as u32 ^ h as u32);
         }
     }
 
