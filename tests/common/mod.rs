@@ -18,13 +18,25 @@ pub fn failpoint_lock() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A port free on 127.0.0.1 right now (bound to port 0, then released).
+/// A port free on 127.0.0.1 right now, chosen at random below the
+/// kernel's ephemeral range (32768–60999): a node restarted on its port
+/// cannot then find it taken by some test's outgoing connection, which
+/// the kernel gives ephemeral ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 after 1000 tries");
 }
 
 /// Runs `tsnode <args> <path>`; whether it succeeded, and its stdout and

@@ -1,0 +1,135 @@
+//! Read statements run against a node's local state.
+
+use serde_json::{Value, json};
+
+use super::ast::*;
+use super::select_exec::select_exec;
+use super::show::{listing, show_schema};
+use crate::tsdb::fsm::TsdbView;
+use crate::tsdb::line_protocol::Precision;
+use crate::tsdb::timefmt::go_duration;
+use crate::tsdb::users::{Privilege, User};
+
+/// Runs a read statement against local state; the InfluxDB result object
+/// (without `statement_id`). `db` is the request's `db` parameter.
+pub fn execute_read(t: &TsdbView, db: &str, stmt: &Statement, epoch: Option<Precision>) -> Value {
+    execute_read_as(t, db, stmt, epoch, None)
+}
+
+/// [`execute_read`] for a user (authentication on): `SHOW DATABASES` lists
+/// only the databases the user may read or write, as influxd's.
+pub fn execute_read_as(
+    t: &TsdbView,
+    db: &str,
+    stmt: &Statement,
+    epoch: Option<Precision>,
+    user: Option<&User>,
+) -> Value {
+    let err = |e: String| json!({ "error": e });
+    match stmt {
+        Statement::ShowDatabases => {
+            let vals: Vec<Value> = t
+                .meta()
+                .databases
+                .keys()
+                .filter(|d| {
+                    user.is_none_or(|u| u.may(Privilege::Read, d) || u.may(Privilege::Write, d))
+                })
+                .map(|d| json!([d]))
+                .collect();
+            json!({"series": [{"name": "databases", "columns": ["name"], "values": vals}]})
+        }
+        Statement::ShowTagKeys(_)
+        | Statement::ShowTagValues { .. }
+        | Statement::ShowFieldKeys(_)
+        | Statement::ShowSeries { .. } => match show_schema(t, db, stmt) {
+            Ok(v) => v,
+            Err(e) => err(e),
+        },
+        Statement::ShowUsers => {
+            let vals: Vec<Value> = t
+                .meta()
+                .users
+                .iter()
+                .map(|u| json!([u.name, u.admin]))
+                .collect();
+            listing(json!(["user", "admin"]), vals)
+        }
+        Statement::ShowGrants(name) => {
+            let Some(u) = t.meta().user(name) else {
+                return err(crate::tsdb::meta::MetaError::UserNotFound.to_string());
+            };
+            let vals: Vec<Value> = u
+                .privileges
+                .iter()
+                .map(|(d, p)| json!([d, p.as_str()]))
+                .collect();
+            listing(json!(["database", "privilege"]), vals)
+        }
+        Statement::ShowRetentionPolicies(on) => {
+            let name = on.as_deref().unwrap_or(db);
+            if name.is_empty() {
+                return err("database name required".into());
+            }
+            let Some(d) = t.meta().databases.get(name) else {
+                return err(format!("database not found: {name}"));
+            };
+            let vals: Vec<Value> = d
+                .rps
+                .values()
+                .map(|r| {
+                    json!([
+                        r.name,
+                        go_duration(r.duration),
+                        go_duration(r.shard_group_duration),
+                        r.replica_n,
+                        r.name == d.default_rp
+                    ])
+                })
+                .collect();
+            json!({"series": [{"columns": ["name", "duration", "shardGroupDuration", "replicaN", "default"], "values": vals}]})
+        }
+        Statement::ShowMeasurements {
+            on,
+            with,
+            limit,
+            offset,
+        } => {
+            let name = on.as_deref().unwrap_or(db);
+            if name.is_empty() {
+                return err("database name required".into());
+            }
+            let re = match with {
+                Some(KeyMatch::Regex(r, _)) => match regex::Regex::new(r) {
+                    Ok(r) => Some(r),
+                    Err(e) => return err(e.to_string()),
+                },
+                _ => None,
+            };
+            let ms: Vec<String> = t
+                .measurements(name)
+                .into_iter()
+                .filter(|m| match with {
+                    None => true,
+                    Some(KeyMatch::Eq(x)) => x == m,
+                    Some(KeyMatch::In(xs)) => xs.contains(m),
+                    Some(KeyMatch::Regex(_, pos)) => {
+                        re.as_ref().is_some_and(|r| r.is_match(m)) == *pos
+                    }
+                })
+                .skip(*offset)
+                .take(if *limit == 0 { usize::MAX } else { *limit })
+                .collect();
+            if ms.is_empty() {
+                return json!({});
+            }
+            let vals: Vec<Value> = ms.iter().map(|m| json!([m])).collect();
+            json!({"series": [{"name": "measurements", "columns": ["name"], "values": vals}]})
+        }
+        Statement::Select(s) => match select_exec(t, db, s, epoch) {
+            Ok(v) => v,
+            Err(e) => err(e),
+        },
+        _ => err("not a read statement".into()),
+    }
+}

@@ -1,0 +1,196 @@
+//! InfluxQL's tokens and the cursor the parsers read them with.
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Tok {
+    Ident(String),
+    Str(String),
+    Num(String),
+    Sym(String),
+    Regex(String),
+}
+
+/// Tokens, each with whether it was a double-quoted identifier (for
+/// [`canonical`]).
+pub(super) fn lex_marked(q: &str) -> Result<Vec<(Tok, bool)>, String> {
+    let c: Vec<char> = q.chars().collect();
+    let mut out: Vec<(Tok, bool)> = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        let ch = c[i];
+        if ch.is_whitespace() {
+            i += 1;
+        } else if ch == '\'' || ch == '"' {
+            let mut s = String::new();
+            i += 1;
+            loop {
+                match c.get(i) {
+                    None => return Err(format!("unterminated {ch}quoted{ch} text")),
+                    Some('\\') if c.get(i + 1).is_some() => {
+                        s.push(c[i + 1]);
+                        i += 2;
+                    }
+                    Some(x) if *x == ch => {
+                        i += 1;
+                        break;
+                    }
+                    Some(x) => {
+                        s.push(*x);
+                        i += 1;
+                    }
+                }
+            }
+            out.push(if ch == '\'' {
+                (Tok::Str(s), false)
+            } else {
+                (Tok::Ident(s), true)
+            });
+        } else if ch.is_ascii_digit() {
+            let start = i;
+            while c
+                .get(i)
+                .is_some_and(|x| x.is_ascii_alphanumeric() || *x == '.')
+            {
+                i += 1;
+            }
+            out.push((Tok::Num(c[start..i].iter().collect()), false));
+        } else if ch.is_alphabetic() || ch == '_' {
+            let start = i;
+            while c.get(i).is_some_and(|x| x.is_alphanumeric() || *x == '_') {
+                i += 1;
+            }
+            out.push((Tok::Ident(c[start..i].iter().collect()), false));
+        } else {
+            let two: String = c[i..(i + 2).min(c.len())].iter().collect();
+            if ["<=", ">=", "!=", "<>", "=~", "!~"].contains(&two.as_str()) {
+                out.push((Tok::Sym(two), false));
+                i += 2;
+            } else if ch == '/'
+                && matches!(out.last(), Some((Tok::Sym(s), _)) if s == "=~" || s == "!~")
+            {
+                let mut re = String::new();
+                i += 1;
+                loop {
+                    match c.get(i) {
+                        None => return Err("unterminated regular expression".into()),
+                        Some('\\') if c.get(i + 1) == Some(&'/') => {
+                            re.push('/');
+                            i += 2;
+                        }
+                        Some('/') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(x) => {
+                            re.push(*x);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push((Tok::Regex(re), false));
+            } else if "(),*;=<>.+-".contains(ch) {
+                out.push((Tok::Sym(ch.to_string()), false));
+                i += 1;
+            } else {
+                return Err(format!("unexpected character {ch:?}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(super) struct P {
+    pub(super) t: Vec<Tok>,
+    pub(super) i: usize,
+}
+
+impl P {
+    pub(super) fn peek(&self) -> Option<&Tok> {
+        self.t.get(self.i)
+    }
+    pub(super) fn kw(&mut self, k: &str) -> bool {
+        if let Some(Tok::Ident(s)) = self.peek()
+            && s.eq_ignore_ascii_case(k)
+        {
+            self.i += 1;
+            return true;
+        }
+        false
+    }
+    pub(super) fn expect_kw(&mut self, k: &str) -> Result<(), String> {
+        if self.kw(k) {
+            Ok(())
+        } else {
+            Err(format!("expected {k}, found {}", self.found()))
+        }
+    }
+    pub(super) fn sym(&mut self, s: &str) -> bool {
+        if self.peek() == Some(&Tok::Sym(s.into())) {
+            self.i += 1;
+            return true;
+        }
+        false
+    }
+    pub(super) fn found(&self) -> String {
+        match self.peek() {
+            None => "EOF".into(),
+            Some(Tok::Ident(s) | Tok::Num(s) | Tok::Sym(s)) => s.clone(),
+            Some(Tok::Str(s)) => format!("'{s}'"),
+            Some(Tok::Regex(s)) => format!("/{s}/"),
+        }
+    }
+    pub(super) fn ident(&mut self) -> Result<String, String> {
+        match self.peek().cloned() {
+            Some(Tok::Ident(s)) => {
+                self.i += 1;
+                Ok(s)
+            }
+            _ => Err(format!("expected identifier, found {}", self.found())),
+        }
+    }
+    pub(super) fn num(&mut self) -> Result<String, String> {
+        match self.peek().cloned() {
+            Some(Tok::Num(s)) => {
+                self.i += 1;
+                Ok(s)
+            }
+            _ => Err(format!("expected number, found {}", self.found())),
+        }
+    }
+    pub(super) fn string(&mut self) -> Result<String, String> {
+        match self.peek().cloned() {
+            Some(Tok::Str(s)) => {
+                self.i += 1;
+                Ok(s)
+            }
+            _ => Err(format!("found {}, expected string", self.found())),
+        }
+    }
+    pub(super) fn duration(&mut self) -> Result<i64, String> {
+        if self.kw("INF") {
+            return Ok(0);
+        }
+        parse_duration(&self.num()?)
+    }
+}
+
+/// Parses an InfluxQL duration literal (`1h`, `30d`, `100ms`, `2w`).
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("invalid duration {s}"))?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().map_err(|_| format!("invalid duration {s}"))?;
+    let mult = match unit {
+        "ns" => 1,
+        "u" | "µ" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        "w" => 604_800_000_000_000,
+        _ => return Err(format!("invalid duration {s}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration {s} out of range"))
+}

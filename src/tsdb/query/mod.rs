@@ -1,0 +1,36 @@
+//! The InfluxQL subset of DESIGN §5, with InfluxDB's JSON result shape.
+//!
+//! Statements: `CREATE DATABASE`, `DROP DATABASE`, `SHOW DATABASES`,
+//! `CREATE | ALTER | DROP RETENTION POLICY`, `SHOW RETENTION POLICIES [ON db]`,
+//! `SHOW MEASUREMENTS [ON db]`, and `SELECT <proj>[, …] FROM [[db.]rp.]m
+//! [WHERE <cond> [AND …]] [LIMIT n]` where a projection is `*`, a field, or
+//! `count|sum|min|max|mean|first|last(field)` (`count(*)` too), and a
+//! condition compares `time` with an integer (ns), an RFC3339 string or
+//! `now() [± duration]`, or a tag with `=`/`!=` and a string. Statements that
+//! change state become raft commands ([`Statement::command`]); the rest read
+//! local state ([`execute_read`]).
+
+mod aggregate;
+mod ast;
+mod command;
+mod exec;
+mod fill;
+mod filter;
+mod lexer;
+mod parser;
+mod raw;
+mod select;
+mod select_exec;
+mod show;
+mod text;
+mod transform;
+mod values;
+
+pub use ast::*;
+pub use exec::{execute_read, execute_read_as};
+pub use lexer::parse_duration;
+pub use parser::{parse, parse_with_text};
+pub(crate) use values::series_tags;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,384 @@
+//! Statements from text: everything but the SELECT clause's details.
+
+use super::ast::*;
+use super::lexer::{P, Tok, lex_marked};
+use super::select::select;
+use super::text::{canonical, user_statement_text};
+use crate::tsdb::users::Privilege;
+
+/// Parses `;`-separated statements. `now` (ns) resolves `now()`.
+pub fn parse(q: &str, now: i64) -> Result<Vec<Statement>, String> {
+    Ok(parse_with_text(q, now)?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect())
+}
+
+/// Parses a query into statements, each with its text as influxd prints a
+/// statement in its messages (keywords upper case, identifiers quoted only
+/// where needed, passwords `[REDACTED]`).
+pub fn parse_with_text(q: &str, now: i64) -> Result<Vec<(Statement, String)>, String> {
+    let marked = lex_marked(q)?;
+    let mut p = P {
+        t: marked.iter().map(|(t, _)| t.clone()).collect(),
+        i: 0,
+    };
+    let mut out = Vec::new();
+    while p.peek().is_some() {
+        if p.sym(";") {
+            continue;
+        }
+        let from = p.i;
+        let stmt = statement(&mut p, now)?;
+        let text = match user_statement_text(&stmt) {
+            Some(t) => t,
+            None => canonical(&marked[from..p.i]),
+        };
+        out.push((stmt, text));
+        if p.peek().is_some() && !p.sym(";") {
+            return Err(format!("unexpected {} after the statement", p.found()));
+        }
+    }
+    if out.is_empty() {
+        return Err("empty query".into());
+    }
+    Ok(out)
+}
+
+pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
+    if p.kw("GRANT") {
+        return grant(p, false);
+    }
+    if p.kw("REVOKE") {
+        return grant(p, true);
+    }
+    if p.kw("KILL") {
+        p.expect_kw("QUERY")?;
+        let id = match p.peek().cloned() {
+            Some(Tok::Num(n)) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                p.i += 1;
+                n.parse::<u64>()
+                    .map_err(|_| format!("query id {n} is too large"))?
+            }
+            _ => return Err(format!("found {}, expected integer", p.found())),
+        };
+        // `ON "host"`: this node's queries are the only ones it can kill.
+        if p.kw("ON") {
+            match p.peek() {
+                Some(Tok::Ident(_) | Tok::Str(_)) => p.i += 1,
+                _ => return Err(format!("found {}, expected identifier", p.found())),
+            }
+        }
+        return Ok(Statement::KillQuery(id));
+    }
+    if p.kw("SET") {
+        p.expect_kw("PASSWORD")?;
+        p.expect_kw("FOR")?;
+        let name = p.ident()?;
+        if !p.sym("=") {
+            return Err(format!("expected =, found {}", p.found()));
+        }
+        let password = p.string()?;
+        return Ok(Statement::SetPassword { name, password });
+    }
+    if p.kw("CREATE") {
+        if p.kw("USER") {
+            let name = p.ident()?;
+            p.expect_kw("WITH")?;
+            p.expect_kw("PASSWORD")?;
+            let password = p.string()?;
+            let admin = p.kw("WITH");
+            if admin {
+                p.expect_kw("ALL")?;
+                p.expect_kw("PRIVILEGES")?;
+            }
+            return Ok(Statement::CreateUser {
+                name,
+                password,
+                admin,
+            });
+        }
+        if p.kw("DATABASE") {
+            return Ok(Statement::CreateDatabase(p.ident()?));
+        }
+        let (name, db) = rp_target(p)?;
+        let o = rp_options(p)?;
+        return Ok(Statement::CreateRetentionPolicy {
+            name,
+            db,
+            duration: o.duration.ok_or("CREATE RETENTION POLICY needs DURATION")?,
+            replication: o
+                .replication
+                .ok_or("CREATE RETENTION POLICY needs REPLICATION")?,
+            shard_duration: o.shard_duration.unwrap_or(0),
+            default: o.default,
+        });
+    }
+    if p.kw("ALTER") {
+        let (name, db) = rp_target(p)?;
+        let o = rp_options(p)?;
+        return Ok(Statement::AlterRetentionPolicy {
+            name,
+            db,
+            duration: o.duration,
+            replication: o.replication,
+            shard_duration: o.shard_duration,
+            default: o.default,
+        });
+    }
+    if p.kw("DROP") {
+        if p.kw("USER") {
+            return Ok(Statement::DropUser(p.ident()?));
+        }
+        if p.kw("DATABASE") {
+            return Ok(Statement::DropDatabase(p.ident()?));
+        }
+        let (name, db) = rp_target(p)?;
+        return Ok(Statement::DropRetentionPolicy(name, db));
+    }
+    if p.kw("SHOW") {
+        if p.kw("USERS") {
+            return Ok(Statement::ShowUsers);
+        }
+        if p.kw("QUERIES") {
+            return Ok(Statement::ShowQueries);
+        }
+        if p.kw("TAG") {
+            if p.kw("KEYS") {
+                return Ok(Statement::ShowTagKeys(show_from(p)?));
+            }
+            p.expect_kw("VALUES")?;
+            let from = show_from(p)?;
+            if !p.kw("WITH") {
+                return Err(format!("found {}, expected WITH", p.found()));
+            }
+            p.expect_kw("KEY")?;
+            let keys = if p.kw("IN") {
+                if !p.sym("(") {
+                    return Err(format!("found {}, expected (", p.found()));
+                }
+                let mut k = vec![p.ident()?];
+                while p.sym(",") {
+                    k.push(p.ident()?);
+                }
+                if !p.sym(")") {
+                    return Err(format!("found {}, expected )", p.found()));
+                }
+                KeyMatch::In(k)
+            } else {
+                name_match(p)?
+            };
+            let conds = where_tags(p)?;
+            return Ok(Statement::ShowTagValues { from, keys, conds });
+        }
+        if p.kw("FIELD") {
+            p.expect_kw("KEYS")?;
+            return Ok(Statement::ShowFieldKeys(show_from(p)?));
+        }
+        if p.kw("SERIES") {
+            let from = show_from(p)?;
+            let conds = where_tags(p)?;
+            return Ok(Statement::ShowSeries { from, conds });
+        }
+        if p.kw("GRANTS") {
+            p.expect_kw("FOR")?;
+            return Ok(Statement::ShowGrants(p.ident()?));
+        }
+        if p.kw("DATABASES") {
+            return Ok(Statement::ShowDatabases);
+        }
+        if p.kw("RETENTION") {
+            p.expect_kw("POLICIES")?;
+            return Ok(Statement::ShowRetentionPolicies(if p.kw("ON") {
+                Some(p.ident()?)
+            } else {
+                None
+            }));
+        }
+        if p.kw("MEASUREMENTS") {
+            let on = if p.kw("ON") { Some(p.ident()?) } else { None };
+            let with = if p.kw("WITH") {
+                p.expect_kw("MEASUREMENT")?;
+                Some(name_match(p)?)
+            } else {
+                None
+            };
+            let mut limit = 0;
+            let mut offset = 0;
+            if p.kw("LIMIT") {
+                limit = p.num()?.parse().map_err(|_| "invalid LIMIT".to_string())?;
+            }
+            if p.kw("OFFSET") {
+                offset = p.num()?.parse().map_err(|_| "invalid OFFSET".to_string())?;
+            }
+            return Ok(Statement::ShowMeasurements {
+                on,
+                with,
+                limit,
+                offset,
+            });
+        }
+        return Err(format!("unsupported SHOW {}", p.found()));
+    }
+    if p.kw("SELECT") {
+        return select(p, now).map(Statement::Select);
+    }
+    Err(format!(
+        "found {}, expected SELECT, SHOW, CREATE, DROP, GRANT, REVOKE, ALTER, SET, KILL",
+        p.found()
+    ))
+}
+
+/// `GRANT|REVOKE READ|WRITE|ALL [PRIVILEGES] ON db TO|FROM user`, or
+/// `… ALL [PRIVILEGES] TO|FROM user` (admin).
+pub(super) fn grant(p: &mut P, revoke: bool) -> Result<Statement, String> {
+    let privilege = if p.kw("READ") {
+        Privilege::Read
+    } else if p.kw("WRITE") {
+        Privilege::Write
+    } else if p.kw("ALL") {
+        p.kw("PRIVILEGES");
+        Privilege::All
+    } else {
+        return Err(format!(
+            "expected READ, WRITE, ALL [PRIVILEGES], found {}",
+            p.found()
+        ));
+    };
+    let to = if revoke { "FROM" } else { "TO" };
+    let on = if privilege == Privilege::All && p.kw(to) {
+        None
+    } else {
+        p.expect_kw("ON")?;
+        let db = p.ident()?;
+        p.expect_kw(to)?;
+        Some(db)
+    };
+    let user = p.ident()?;
+    Ok(if revoke {
+        Statement::Revoke {
+            privilege,
+            on,
+            user,
+        }
+    } else {
+        Statement::Grant {
+            privilege,
+            on,
+            user,
+        }
+    })
+}
+
+/// `RETENTION POLICY <name> ON <db>`.
+pub(super) fn rp_target(p: &mut P) -> Result<(String, String), String> {
+    p.expect_kw("RETENTION")?;
+    p.expect_kw("POLICY")?;
+    let name = p.ident()?;
+    p.expect_kw("ON")?;
+    Ok((name, p.ident()?))
+}
+
+/// The options of CREATE/ALTER RETENTION POLICY, in any order.
+#[derive(Default)]
+pub(super) struct RpOptions {
+    duration: Option<i64>,
+    replication: Option<u32>,
+    shard_duration: Option<i64>,
+    default: bool,
+}
+
+pub(super) fn rp_options(p: &mut P) -> Result<RpOptions, String> {
+    let mut o = RpOptions::default();
+    loop {
+        if p.kw("DURATION") {
+            o.duration = Some(p.duration()?);
+        } else if p.kw("REPLICATION") {
+            o.replication = Some(
+                p.num()?
+                    .parse()
+                    .map_err(|_| "invalid replication".to_string())?,
+            );
+        } else if p.kw("SHARD") {
+            p.expect_kw("DURATION")?;
+            o.shard_duration = Some(p.duration()?);
+        } else if p.kw("DEFAULT") {
+            o.default = true;
+        } else {
+            return Ok(o);
+        }
+    }
+}
+
+/// `key =~ /re/` or `key !~ /re/` (the operator already read).
+pub(super) fn regex_cond(p: &mut P, key: String, op: &str) -> Result<TagCond, String> {
+    match p.peek().cloned() {
+        Some(Tok::Regex(re)) => {
+            p.i += 1;
+            regex::Regex::new(&re)
+                .map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
+            Ok(TagCond {
+                key,
+                eq: op == "=~",
+                value: re,
+                regex: true,
+            })
+        }
+        _ => Err(format!("found {}, expected regex", p.found())),
+    }
+}
+
+/// `= name`, `=~ /re/` or `!~ /re/` (`WITH KEY`, `WITH MEASUREMENT`).
+pub(super) fn name_match(p: &mut P) -> Result<KeyMatch, String> {
+    for (op, pos) in [("=~", true), ("!~", false)] {
+        if p.sym(op) {
+            let c = regex_cond(p, String::new(), op)?;
+            return Ok(KeyMatch::Regex(c.value, pos));
+        }
+    }
+    if p.sym("=") {
+        return Ok(KeyMatch::Eq(p.ident()?));
+    }
+    Err(format!("found {}, expected =, =~, !~ or IN", p.found()))
+}
+
+/// `WHERE tag = 'v' [AND …]` of the SHOW statements (tags only).
+pub(super) fn where_tags(p: &mut P) -> Result<Vec<TagCond>, String> {
+    let mut out = Vec::new();
+    if !p.kw("WHERE") {
+        return Ok(out);
+    }
+    loop {
+        let key = p.ident()?;
+        let op = match p.peek().cloned() {
+            Some(Tok::Sym(o)) if ["=", "!=", "<>", "=~", "!~"].contains(&o.as_str()) => {
+                p.i += 1;
+                o
+            }
+            _ => return Err(format!("expected a tag comparison, found {}", p.found())),
+        };
+        if op == "=~" || op == "!~" {
+            out.push(regex_cond(p, key, &op)?);
+        } else {
+            let value = p.string()?;
+            out.push(TagCond {
+                key,
+                eq: op == "=",
+                value,
+                regex: false,
+            });
+        }
+        if !p.kw("AND") {
+            return Ok(out);
+        }
+    }
+}
+
+/// `FROM m` of the SHOW statements, if given.
+pub(super) fn show_from(p: &mut P) -> Result<Option<String>, String> {
+    if p.kw("FROM") {
+        Ok(Some(p.ident()?))
+    } else {
+        Ok(None)
+    }
+}

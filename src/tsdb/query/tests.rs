@@ -1,0 +1,72 @@
+//! Parser tests.
+
+use super::*;
+
+#[test]
+fn statements_parse() {
+    assert_eq!(
+        parse("create database x; SHOW DATABASES", 0).unwrap(),
+        vec![
+            Statement::CreateDatabase("x".into()),
+            Statement::ShowDatabases
+        ]
+    );
+    assert_eq!(
+            parse("CREATE RETENTION POLICY \"one week\" ON db DURATION 1w REPLICATION 1 SHARD DURATION 1d DEFAULT", 0).unwrap()[0],
+            Statement::CreateRetentionPolicy { name: "one week".into(), db: "db".into(), duration: 604_800_000_000_000, replication: 1, shard_duration: 86_400_000_000_000, default: true }
+        );
+    let Statement::Select(s) = &parse("SELECT count(v), mean(v) FROM db.autogen.cpu WHERE time >= '2023-11-14T22:13:20Z' AND time < now() - 1h AND host = 'a' LIMIT 5", 10_000_000_000_000).unwrap()[0] else { panic!() };
+    assert_eq!(
+        s.fields,
+        vec![
+            Projection::Agg("count".into(), "v".into()),
+            Projection::Agg("mean".into(), "v".into())
+        ]
+    );
+    assert_eq!(
+        (s.db.as_deref(), s.rp.as_deref(), s.measurement.as_str()),
+        (Some("db"), Some("autogen"), "cpu")
+    );
+    assert_eq!(
+        (s.min, s.max, s.limit),
+        (
+            1_700_000_000_000_000_000,
+            10_000_000_000_000 - 3_600_000_000_000 - 1,
+            5
+        )
+    );
+    assert_eq!(
+        s.tags,
+        vec![TagCond {
+            key: "host".into(),
+            eq: true,
+            value: "a".into(),
+            regex: false,
+        }]
+    );
+    for (bad, want) in [
+        ("", "empty query"),
+        ("DELETE FROM x", "expected SELECT"),
+        ("SELECT holt_winters(v) FROM m", "unsupported function"),
+        ("SELECT v, count(v) FROM m", "mixing aggregate"),
+        ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
+        (
+            "SELECT v FROM m WHERE v > x",
+            "expected a string, number or boolean",
+        ),
+        ("SHOW CONTINUOUS QUERIES", "unsupported SHOW"),
+        ("SHOW TAG VALUES", "expected WITH"),
+        (
+            "SELECT v FROM m WHERE host =~ /(/",
+            "invalid regular expression",
+        ),
+        (
+            "CREATE RETENTION POLICY r ON db REPLICATION 1",
+            "needs DURATION",
+        ),
+        ("SELECT 'x", "unterminated"),
+    ] {
+        let e = parse(bad, 0).unwrap_err();
+        assert!(e.contains(want), "{bad:?}: {e}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Statements printed as influxd prints them in its messages.
+
+use super::ast::Statement;
+use super::lexer::Tok;
+use crate::tsdb::users::Privilege;
+
+/// InfluxQL's keywords (printed upper case; quoted when an identifier).
+pub(super) const KEYWORDS: &[&str] = &[
+    "ALL",
+    "ALTER",
+    "AND",
+    "ANY",
+    "AS",
+    "ASC",
+    "BEGIN",
+    "BY",
+    "CARDINALITY",
+    "CREATE",
+    "CONTINUOUS",
+    "DATABASE",
+    "DATABASES",
+    "DEFAULT",
+    "DELETE",
+    "DESC",
+    "DESTINATIONS",
+    "DIAGNOSTICS",
+    "DISTINCT",
+    "DROP",
+    "DURATION",
+    "END",
+    "EVERY",
+    "EXACT",
+    "EXPLAIN",
+    "FIELD",
+    "FOR",
+    "FROM",
+    "GRANT",
+    "GRANTS",
+    "GROUP",
+    "GROUPS",
+    "IN",
+    "INF",
+    "INSERT",
+    "INTO",
+    "KEY",
+    "KEYS",
+    "KILL",
+    "LIMIT",
+    "MEASUREMENT",
+    "MEASUREMENTS",
+    "NAME",
+    "OFFSET",
+    "ON",
+    "OR",
+    "ORDER",
+    "PASSWORD",
+    "POLICIES",
+    "POLICY",
+    "PRIVILEGES",
+    "QUERIES",
+    "QUERY",
+    "READ",
+    "REPLICATION",
+    "RESAMPLE",
+    "RETENTION",
+    "REVOKE",
+    "SELECT",
+    "SERIES",
+    "SET",
+    "SHARD",
+    "SHARDS",
+    "SLIMIT",
+    "SOFFSET",
+    "STATS",
+    "SUBSCRIPTION",
+    "SUBSCRIPTIONS",
+    "TAG",
+    "TO",
+    "USER",
+    "USERS",
+    "VALUES",
+    "WHERE",
+    "WITH",
+    "WRITE",
+];
+
+pub(super) fn is_keyword(s: &str) -> bool {
+    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(s))
+}
+
+/// An identifier as influxd prints it: bare when it can be, else quoted.
+pub(super) fn quote_ident(s: &str) -> String {
+    let bare = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !is_keyword(s);
+    if bare {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// Tokens printed as influxd prints a statement.
+pub(super) fn canonical(toks: &[(Tok, bool)]) -> String {
+    let mut out = String::new();
+    let mut prev: Option<&Tok> = None;
+    for (i, (t, quoted)) in toks.iter().enumerate() {
+        let glue = match (prev, t) {
+            (None, _) => true,
+            (_, Tok::Sym(s)) if [",", ")", "."].contains(&s.as_str()) => true,
+            (Some(Tok::Sym(s)), _) if ["(", "."].contains(&s.as_str()) => true,
+            (Some(Tok::Ident(_)), Tok::Sym(s)) if s == "(" => true,
+            _ => false,
+        };
+        if !glue {
+            out.push(' ');
+        }
+        let call = matches!(toks.get(i + 1), Some((Tok::Sym(s), _)) if s == "(");
+        match t {
+            Tok::Ident(s) if !*quoted && is_keyword(s) => out.push_str(&s.to_ascii_uppercase()),
+            Tok::Ident(s) if !*quoted && call => out.push_str(s),
+            Tok::Ident(s) => out.push_str(&quote_ident(s)),
+            Tok::Str(s) => {
+                out.push('\'');
+                out.push_str(&s.replace('\\', "\\\\").replace('\'', "\\'"));
+                out.push('\'');
+            }
+            Tok::Num(s) | Tok::Sym(s) => out.push_str(s),
+            Tok::Regex(s) => {
+                out.push('/');
+                out.push_str(s);
+                out.push('/');
+            }
+        }
+        prev = Some(t);
+    }
+    out
+}
+
+/// The text of a user statement, as influxd prints it (passwords hidden).
+pub(super) fn user_statement_text(s: &Statement) -> Option<String> {
+    let on = |p: &Privilege, on: &Option<String>| match on {
+        Some(db) => format!("{} ON {}", p.as_str(), quote_ident(db)),
+        None => "ALL PRIVILEGES".to_string(),
+    };
+    Some(match s {
+        Statement::CreateUser { name, admin, .. } => format!(
+            "CREATE USER {} WITH PASSWORD [REDACTED]{}",
+            quote_ident(name),
+            if *admin { " WITH ALL PRIVILEGES" } else { "" }
+        ),
+        Statement::DropUser(name) => format!("DROP USER {}", quote_ident(name)),
+        Statement::SetPassword { name, .. } => {
+            format!("SET PASSWORD FOR {} = [REDACTED]", quote_ident(name))
+        }
+        Statement::Grant {
+            privilege,
+            on: o,
+            user,
+        } => format!("GRANT {} TO {}", on(privilege, o), quote_ident(user)),
+        Statement::Revoke {
+            privilege,
+            on: o,
+            user,
+        } => format!("REVOKE {} FROM {}", on(privilege, o), quote_ident(user)),
+        Statement::ShowUsers => "SHOW USERS".into(),
+        Statement::ShowGrants(user) => format!("SHOW GRANTS FOR {}", quote_ident(user)),
+        _ => return None,
+    })
+}

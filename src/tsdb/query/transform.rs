@@ -1,0 +1,81 @@
+//! Transformations over a column of buckets.
+
+use serde_json::{Value, json};
+
+use super::values::float_json;
+
+/// `outer` over the non-null values of one column of buckets (time,
+/// value): the rows it produces.
+pub(super) fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i64, Value)> {
+    let mut out = Vec::new();
+    let mut prev: Option<(i64, &Value)> = None;
+    let mut sum: Option<Value> = None;
+    let values: Vec<(i64, &Value)> = col
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(t, v)| (*t, v))
+        .collect();
+    if outer == "moving_average" {
+        let n = usize::try_from(unit).unwrap_or(1).max(1);
+        for w in values.windows(n) {
+            let sum: f64 = w.iter().map(|(_, v)| v.as_f64().unwrap_or(0.0)).sum();
+            out.push((w[n - 1].0, float_json(sum / n as f64)));
+        }
+        return out;
+    }
+    if outer == "elapsed" {
+        for w in values.windows(2) {
+            out.push((w[1].0, json!((w[1].0 - w[0].0) / unit.max(1))));
+        }
+        return out;
+    }
+    for (t, v) in col.iter().filter(|(_, v)| !v.is_null()) {
+        match outer {
+            "cumulative_sum" => {
+                let next = match (&sum, v) {
+                    (Some(Value::Number(a)), Value::Number(b)) if a.is_i64() && b.is_i64() => {
+                        json!(
+                            a.as_i64()
+                                .unwrap_or(0)
+                                .wrapping_add(b.as_i64().unwrap_or(0))
+                        )
+                    }
+                    (Some(a), b) => {
+                        float_json(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0))
+                    }
+                    (None, b) => b.clone(),
+                };
+                sum = Some(next.clone());
+                out.push((*t, next));
+            }
+            _ => {
+                if let Some((t0, v0)) = prev {
+                    let r = match outer {
+                        "difference" | "non_negative_difference" => match (v0, v) {
+                            (Value::Number(a), Value::Number(b)) if a.is_i64() && b.is_i64() => {
+                                json!(
+                                    b.as_i64()
+                                        .unwrap_or(0)
+                                        .wrapping_sub(a.as_i64().unwrap_or(0))
+                                )
+                            }
+                            _ => float_json(v.as_f64().unwrap_or(0.0) - v0.as_f64().unwrap_or(0.0)),
+                        },
+                        _ => {
+                            let dt = (*t - t0) as f64 / unit as f64;
+                            float_json(
+                                (v.as_f64().unwrap_or(0.0) - v0.as_f64().unwrap_or(0.0)) / dt,
+                            )
+                        }
+                    };
+                    let negative = r.as_f64().is_some_and(|x| x < 0.0);
+                    if !(outer.starts_with("non_negative") && negative) {
+                        out.push((*t, r));
+                    }
+                }
+                prev = Some((*t, v));
+            }
+        }
+    }
+    out
+}

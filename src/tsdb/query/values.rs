@@ -1,0 +1,89 @@
+//! Values as influxd's JSON writes them, and series keys read back.
+
+use serde_json::{Value, json};
+
+use crate::tsdb::line_protocol::{FieldValue, Precision};
+use crate::tsdb::timefmt::rfc3339_nano;
+
+pub(super) fn time_value(ns: i64, epoch: Option<Precision>) -> Value {
+    match epoch {
+        Some(p) => json!(ns.div_euclid(p.nanos())),
+        None => json!(rfc3339_nano(ns)),
+    }
+}
+
+/// A float as influxd's JSON writes it (Go's encoding/json): a whole
+/// value without a fraction (`17835`, not `17835.0`).
+pub(super) fn float_json(f: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if f.fract() == 0.0 && f.abs() <= EXACT {
+        json!(f as i64)
+    } else {
+        json!(f)
+    }
+}
+
+pub(super) fn to_json(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Float(f) => float_json(*f),
+        FieldValue::Integer(i) => json!(i),
+        FieldValue::Unsigned(u) => json!(u),
+        FieldValue::String(s) => json!(s),
+        FieldValue::Boolean(b) => json!(b),
+    }
+}
+
+pub(super) fn num(v: &FieldValue) -> Option<f64> {
+    match v {
+        FieldValue::Float(f) => Some(*f),
+        FieldValue::Integer(i) => Some(*i as f64),
+        FieldValue::Unsigned(u) => Some(*u as f64),
+        _ => None,
+    }
+}
+
+/// A series' tags and its points by field.
+pub(super) type TaggedSeries = (
+    Vec<(String, String)>,
+    std::collections::BTreeMap<String, Vec<(i64, FieldValue)>>,
+);
+
+/// Tags of a series key (`m,a=1,b=2`), unescaped.
+pub(crate) fn series_tags(series: &str) -> Vec<(String, String)> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = series.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push('\\');
+                    cur.push(n);
+                }
+            }
+            ',' => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    let unescape = |s: &str| {
+        s.replace("\\,", ",")
+            .replace("\\=", "=")
+            .replace("\\ ", " ")
+    };
+    parts
+        .iter()
+        .skip(1)
+        .filter_map(|kv| {
+            let mut split = None;
+            let b = kv.as_bytes();
+            for i in 0..b.len() {
+                if b[i] == b'=' && (i == 0 || b[i - 1] != b'\\') {
+                    split = Some(i);
+                    break;
+                }
+            }
+            split.map(|i| (unescape(&kv[..i]), unescape(&kv[i + 1..])))
+        })
+        .collect()
+}
