@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::ast::*;
 use super::fill::fill;
+use super::math::eval;
 use super::select_exec::scan_start;
 use super::transform::transform;
 use super::values::{TaggedSeries, float_json, num, time_value, to_json};
@@ -15,55 +16,55 @@ pub(super) const MAX_BUCKETS: i64 = 1_000_000;
 /// The value of `f` over `pts` (sorted by time), and the time of the point
 /// a selector picked. An empty set counts 0 and is null otherwise.
 pub(super) fn aggregate(
-    f: &str,
+    f: Func,
     fld: &str,
     pts: &[(i64, FieldValue)],
 ) -> Result<(Value, Option<i64>), String> {
+    if f == Func::Count {
+        return Ok((json!(pts.len()), None));
+    }
+    if pts.is_empty() {
+        return Ok((Value::Null, None));
+    }
     let nums: Vec<f64> = pts.iter().filter_map(|p| num(&p.1)).collect();
+    if f.numeric() && nums.len() != pts.len() {
+        return Err(format!(
+            "{}() needs a numeric field, {fld} is not",
+            f.name()
+        ));
+    }
+    let ints = || {
+        pts.iter().filter_map(|p| match p.1 {
+            FieldValue::Integer(i) => Some(i),
+            _ => None,
+        })
+    };
+    let integer = matches!(pts[0].1, FieldValue::Integer(_));
     Ok(match f {
-        "count" => (json!(pts.len()), None),
-        _ if pts.is_empty() => (Value::Null, None),
-        "first" => (to_json(&pts[0].1), Some(pts[0].0)),
-        "last" => {
+        Func::Count => (json!(pts.len()), None),
+        Func::First => (to_json(&pts[0].1), Some(pts[0].0)),
+        Func::Last => {
             let l = &pts[pts.len() - 1];
             (to_json(&l.1), Some(l.0))
         }
-        "sum" | "min" | "max" | "mean" | "median" | "spread" | "stddev"
-            if nums.len() != pts.len() =>
-        {
-            return Err(format!("{f}() needs a numeric field, {fld} is not"));
-        }
-        "sum" => match &pts[0].1 {
-            FieldValue::Integer(_) => (
-                json!(
-                    pts.iter()
-                        .map(|p| if let FieldValue::Integer(i) = p.1 {
-                            i
-                        } else {
-                            0
-                        })
-                        .fold(0i64, i64::wrapping_add)
-                ),
-                None,
-            ),
-            _ => (float_json(nums.iter().sum::<f64>()), None),
-        },
-        "min" | "max" => pts
+        Func::Sum if integer => (json!(ints().fold(0i64, i64::wrapping_add)), None),
+        Func::Sum => (float_json(nums.iter().sum::<f64>()), None),
+        Func::Min | Func::Max => pts
             .iter()
             .reduce(|a, b| {
                 let (x, y) = (num(&a.1).unwrap_or(0.0), num(&b.1).unwrap_or(0.0));
-                if (f == "min" && y < x) || (f == "max" && y > x) {
+                if (f == Func::Min && y < x) || (f == Func::Max && y > x) {
                     b
                 } else {
                     a
                 }
             })
             .map_or((Value::Null, None), |p| (to_json(&p.1), Some(p.0))),
-        "mean" => (
+        Func::Mean => (
             float_json(nums.iter().sum::<f64>() / nums.len() as f64),
             None,
         ),
-        "median" => {
+        Func::Median => {
             let mut v = nums.clone();
             v.sort_by(f64::total_cmp);
             let m = v.len() / 2;
@@ -74,28 +75,18 @@ pub(super) fn aggregate(
             };
             (float_json(x), None)
         }
-        "spread" => match &pts[0].1 {
-            FieldValue::Integer(_) => {
-                let ints = pts.iter().filter_map(|p| match p.1 {
-                    FieldValue::Integer(i) => Some(i),
-                    _ => None,
-                });
-                let (lo, hi) =
-                    ints.fold((i64::MAX, i64::MIN), |(lo, hi), i| (lo.min(i), hi.max(i)));
-                (json!(hi.wrapping_sub(lo)), None)
-            }
-            _ => {
-                let lo = nums.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                (float_json(hi - lo), None)
-            }
-        },
+        Func::Mode => (mode(pts), None),
+        Func::Spread if integer => {
+            let (lo, hi) = ints().fold((i64::MAX, i64::MIN), |(lo, hi), i| (lo.min(i), hi.max(i)));
+            (json!(hi.wrapping_sub(lo)), None)
+        }
+        Func::Spread => {
+            let lo = nums.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (float_json(hi - lo), None)
+        }
         // The nearest-rank percentile, a selector (influxd's rule).
-        _ if f.starts_with("percentile:") => {
-            let n: f64 = f["percentile:".len()..].parse().unwrap_or(0.0);
-            if nums.len() != pts.len() {
-                return Err(format!("percentile() needs a numeric field, {fld} is not"));
-            }
+        Func::Percentile(n) => {
             let i = (pts.len() as f64 * n / 100.0 + 0.5).floor() as i64 - 1;
             let Ok(i) = usize::try_from(i) else {
                 return Ok((Value::Null, None));
@@ -112,8 +103,8 @@ pub(super) fn aggregate(
             }
         }
         // The sample standard deviation; of one value: null, as influxd.
-        "stddev" if nums.len() < 2 => (Value::Null, None),
-        "stddev" => {
+        Func::Stddev if nums.len() < 2 => (Value::Null, None),
+        Func::Stddev => {
             // influxd's arithmetic: a running mean, then the squares.
             let mut mean = 0.0;
             for (k, x) in nums.iter().enumerate() {
@@ -122,8 +113,48 @@ pub(super) fn aggregate(
             let var = nums.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>();
             (float_json((var / (nums.len() - 1) as f64).sqrt()), None)
         }
-        _ => (Value::Null, None),
     })
+}
+
+/// The most frequent value, as influxd picks it: values sorted (stably,
+/// so equal values keep their time order) and counted in runs; a run
+/// longer than the best so far wins, and one as long wins if its value
+/// first appeared earlier. All values distinct: the smallest.
+fn mode(pts: &[(i64, FieldValue)]) -> Value {
+    fn rank(v: &FieldValue) -> (u8, f64, &str, bool) {
+        match v {
+            FieldValue::Float(f) => (0, *f, "", false),
+            FieldValue::Integer(i) => (0, *i as f64, "", false),
+            FieldValue::Unsigned(u) => (0, *u as f64, "", false),
+            FieldValue::String(s) => (1, 0.0, s.as_str(), false),
+            FieldValue::Boolean(b) => (2, 0.0, "", *b),
+        }
+    }
+    let mut sorted: Vec<&(i64, FieldValue)> = pts.iter().collect();
+    sorted.sort_by(|a, b| {
+        let (x, y) = (rank(&a.1), rank(&b.1));
+        x.0.cmp(&y.0)
+            .then(x.1.total_cmp(&y.1))
+            .then(x.2.cmp(y.2))
+            .then(x.3.cmp(&y.3))
+    });
+    let Some(first) = sorted.first() else {
+        return Value::Null;
+    };
+    let (mut best, mut best_n, mut best_t) = (&first.1, 0usize, first.0);
+    let (mut cur, mut cur_n, mut cur_t) = (&first.1, 0usize, first.0);
+    for p in &sorted {
+        if p.1 != *cur {
+            (cur, cur_n, cur_t) = (&p.1, 1, p.0);
+            continue;
+        }
+        cur_n += 1;
+        if best_n > cur_n || (best_n == cur_n && cur_t > best_t) {
+            continue;
+        }
+        (best, best_n, best_t) = (cur, cur_n, cur_t);
+    }
+    to_json(best)
 }
 
 pub(super) type Rows = Option<(Vec<String>, Vec<Value>)>;
@@ -136,43 +167,65 @@ pub(super) fn aggregate_rows(
     field_names: &std::collections::BTreeSet<String>,
     epoch: Option<Precision>,
 ) -> Result<Rows, String> {
-    // (function, field, column) per output column.
-    let mut targets: Vec<(String, String, String)> = Vec::new();
-    // Per column: the transformation over it and its unit, if any.
-    let mut outers: Vec<Option<(String, Option<i64>)>> = Vec::new();
+    // (function, field, column) per aggregate computed.
+    let mut targets: Vec<(Func, String, String)> = Vec::new();
+    // Per target: the transformation over it and its unit, if any.
+    let mut outers: Vec<Option<(Transform, Option<i64>)>> = Vec::new();
+    // Per output column: a target, or arithmetic over targets (their
+    // indices in the order of the expression's aggregates).
+    let mut outs: Vec<(Out, String)> = Vec::new();
     for (i, p) in s.fields.iter().enumerate() {
-        if let Projection::Nested {
-            outer,
-            inner,
-            field,
-            unit,
-        } = p
-        {
-            let alias = s.aliases.get(i).cloned().flatten();
-            targets.push((
-                inner.clone(),
-                field.clone(),
-                alias.unwrap_or_else(|| outer.clone()),
-            ));
-            outers.push(Some((outer.clone(), *unit)));
-            continue;
-        }
-        let Projection::Agg(f, field) = p else {
-            continue;
-        };
-        outers.push(None);
         let alias = s.aliases.get(i).cloned().flatten();
-        if field == "*" {
-            for fld in field_names {
-                let col = match &alias {
-                    Some(a) => format!("{a}_{fld}"),
-                    None => format!("{f}_{fld}"),
-                };
-                targets.push((f.clone(), fld.clone(), col));
+        match p {
+            Projection::Nested {
+                outer,
+                inner,
+                field,
+                unit,
+            } => {
+                outs.push((
+                    Out::Target(targets.len()),
+                    alias.unwrap_or_else(|| outer.name().into()),
+                ));
+                targets.push((*inner, field.clone(), String::new()));
+                outers.push(Some((*outer, *unit)));
             }
-        } else {
-            let name = f.split(':').next().unwrap_or(f).to_string();
-            targets.push((f.clone(), field.clone(), alias.unwrap_or(name)));
+            Projection::Agg(f, field) if field == "*" => {
+                for fld in field_names {
+                    let col = match &alias {
+                        Some(a) => format!("{a}_{fld}"),
+                        None => format!("{}_{fld}", f.name()),
+                    };
+                    outs.push((Out::Target(targets.len()), col));
+                    targets.push((*f, fld.clone(), String::new()));
+                    outers.push(None);
+                }
+            }
+            Projection::Agg(f, field) => {
+                outs.push((
+                    Out::Target(targets.len()),
+                    alias.unwrap_or_else(|| f.name().into()),
+                ));
+                targets.push((*f, field.clone(), String::new()));
+                outers.push(None);
+            }
+            Projection::Math(e) => {
+                let mut leaves = Vec::new();
+                e.leaves(&mut leaves);
+                let mut idx = Vec::new();
+                for l in leaves {
+                    if let Expr::Call(f, field) = l {
+                        idx.push(targets.len());
+                        targets.push((*f, field.clone(), String::new()));
+                        outers.push(None);
+                    }
+                }
+                outs.push((
+                    Out::Math(e.clone(), idx),
+                    alias.unwrap_or_else(|| e.column_name()),
+                ));
+            }
+            Projection::All | Projection::Field(_) => {}
         }
     }
     let pts: Vec<Vec<(i64, FieldValue)>> = targets
@@ -188,32 +241,33 @@ pub(super) fn aggregate_rows(
         .collect();
     let mut columns = vec!["time".to_string()];
     // A name used twice gets `_1`, `_2`, … as influxd names them.
-    for t in &targets {
-        let mut name = t.2.clone();
+    for (_, col) in &outs {
+        let mut name = col.clone();
         let mut n = 0;
         while columns.contains(&name) {
             n += 1;
-            name = format!("{}_{n}", t.2);
+            name = format!("{col}_{n}");
         }
         columns.push(name);
     }
     let Some((iv, off)) = s.group_time else {
-        let mut row = vec![time_value(if s.has_min { s.min } else { 0 }, epoch)];
-        let mut selector_time = None;
+        let mut time = time_value(if s.has_min { s.min } else { 0 }, epoch);
+        let mut cells = Vec::with_capacity(targets.len());
         for ((f, fld, _), p) in targets.iter().zip(&pts) {
-            let (v, t) = aggregate(f, fld, p)?;
-            if matches!(f.as_str(), "first" | "last") || (s.fields.len() == 1 && t.is_some()) {
-                selector_time = t;
+            let (v, t) = aggregate(*f, fld, p)?;
+            // A lone selector (in arithmetic too) reports its point's
+            // time, as InfluxDB does.
+            if let Some(t) = t
+                && s.fields.len() == 1
+                && outs.len() == 1
+                && targets.len() == 1
+            {
+                time = time_value(t, epoch);
             }
-            row.push(v);
+            cells.push(v);
         }
-        // A lone selector reports its point's time, as InfluxDB does.
-        if s.fields.len() == 1
-            && columns.len() == 2
-            && let Some(t0) = selector_time
-        {
-            row[0] = time_value(t0, epoch);
-        }
+        let mut row = vec![time];
+        row.extend(project(&outs, cells));
         return Ok(Some((columns, vec![Value::Array(row)])));
     };
     let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
@@ -251,7 +305,7 @@ pub(super) fn aggregate_rows(
             let from = p.partition_point(|x| x.0 < t0.max(lo));
             let to = p.partition_point(|x| x.0 < t0.saturating_add(iv) && x.0 <= hi);
             let slice = &p[from..to.max(from)];
-            let (v, _) = aggregate(f, fld, slice)?;
+            let (v, _) = aggregate(*f, fld, slice)?;
             cells.push((v, slice.is_empty()));
         }
         rows.push((t0, cells));
@@ -266,8 +320,8 @@ pub(super) fn aggregate_rows(
         for (c, o) in outers.iter().enumerate() {
             let Some((outer, unit)) = o else { continue };
             let col: Vec<(i64, Value)> = rows.iter().map(|r| (r.0, r.1[c].0.clone())).collect();
-            let default = if outer == "elapsed" { 1 } else { iv };
-            for (t, v) in transform(outer, unit.unwrap_or(default), &col) {
+            let default = if *outer == Transform::Elapsed { 1 } else { iv };
+            for (t, v) in transform(*outer, unit.unwrap_or(default), &col) {
                 if t >= first {
                     by_time
                         .entry(t)
@@ -285,7 +339,7 @@ pub(super) fn aggregate_rows(
         .skip(s.offset)
         .map(|(t0, cells)| {
             let mut r = vec![time_value(t0, epoch)];
-            r.extend(cells.into_iter().map(|c| c.0));
+            r.extend(project(&outs, cells.into_iter().map(|c| c.0).collect()));
             Value::Array(r)
         })
         .collect();
@@ -295,4 +349,34 @@ pub(super) fn aggregate_rows(
         values
     };
     Ok((!values.is_empty()).then_some((columns, values)))
+}
+
+/// An output column of aggregates.
+pub(super) enum Out {
+    /// One aggregate (by its index among the targets).
+    Target(usize),
+    /// Arithmetic over aggregates (their target indices, in the order of
+    /// the expression's aggregates).
+    Math(Expr, Vec<usize>),
+}
+
+/// The output columns of a row of aggregates.
+fn project(outs: &[(Out, String)], cells: Vec<Value>) -> Vec<Value> {
+    outs.iter()
+        .map(|(o, _)| match o {
+            Out::Target(i) => cells.get(*i).cloned().unwrap_or(Value::Null),
+            Out::Math(e, idx) => {
+                let mut k = 0;
+                eval(e, &mut |_| {
+                    let v = idx
+                        .get(k)
+                        .and_then(|i| cells.get(*i))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    k += 1;
+                    v
+                })
+            }
+        })
+        .collect()
 }

@@ -111,8 +111,8 @@ pub enum Statement {
         from: Option<String>,
         /// Which keys.
         keys: KeyMatch,
-        /// Series conditions.
-        conds: Vec<TagCond>,
+        /// The condition on tags.
+        cond: Option<Cond>,
     },
     /// `SHOW FIELD KEYS [FROM m]`
     ShowFieldKeys(Option<String>),
@@ -120,8 +120,8 @@ pub enum Statement {
     ShowSeries {
         /// Measurement.
         from: Option<String>,
-        /// Series conditions.
-        conds: Vec<TagCond>,
+        /// The condition on tags.
+        cond: Option<Cond>,
     },
 }
 
@@ -141,47 +141,309 @@ pub enum KeyMatch {
 pub enum Projection {
     /// `*`
     All,
-    /// A field.
+    /// A field (or tag).
     Field(String),
     /// `func(field)`; field `*` for `count(*)`.
-    Agg(String, String),
-    /// `transform(agg(field)[, unit])` over `GROUP BY time` buckets:
-    /// `derivative`, `non_negative_derivative`, `difference`,
-    /// `non_negative_difference`, `cumulative_sum`.
+    Agg(Func, String),
+    /// `transform(agg(field)[, unit])` over `GROUP BY time` buckets.
     Nested {
         /// The transformation.
-        outer: String,
+        outer: Transform,
         /// The aggregate.
-        inner: String,
+        inner: Func,
         /// The field.
         field: String,
-        /// The derivative's unit (ns; default: the bucket).
+        /// The unit (derivative, elapsed; ns) or window (moving_average).
         unit: Option<i64>,
+    },
+    /// Arithmetic over fields and numbers (raw), or over aggregates and
+    /// numbers.
+    Math(Expr),
+}
+
+/// An aggregate or selector function.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Func {
+    /// `count`
+    Count,
+    /// `sum`
+    Sum,
+    /// `min` (a selector)
+    Min,
+    /// `max` (a selector)
+    Max,
+    /// `mean`
+    Mean,
+    /// `first` (a selector)
+    First,
+    /// `last` (a selector)
+    Last,
+    /// `median`
+    Median,
+    /// `mode`: the most frequent value.
+    Mode,
+    /// `spread`: max − min.
+    Spread,
+    /// `stddev`: the sample standard deviation.
+    Stddev,
+    /// `percentile(field, N)` (a selector).
+    Percentile(f64),
+}
+
+impl Func {
+    /// The function of a name (`percentile` with N = 0 until its argument
+    /// is read).
+    pub fn from_name(name: &str) -> Option<Func> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "count" => Func::Count,
+            "sum" => Func::Sum,
+            "min" => Func::Min,
+            "max" => Func::Max,
+            "mean" => Func::Mean,
+            "first" => Func::First,
+            "last" => Func::Last,
+            "median" => Func::Median,
+            "mode" => Func::Mode,
+            "spread" => Func::Spread,
+            "stddev" => Func::Stddev,
+            "percentile" => Func::Percentile(0.0),
+            _ => return None,
+        })
+    }
+
+    /// Its name, as influxd names its column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Func::Count => "count",
+            Func::Sum => "sum",
+            Func::Min => "min",
+            Func::Max => "max",
+            Func::Mean => "mean",
+            Func::First => "first",
+            Func::Last => "last",
+            Func::Median => "median",
+            Func::Mode => "mode",
+            Func::Spread => "spread",
+            Func::Stddev => "stddev",
+            Func::Percentile(_) => "percentile",
+        }
+    }
+
+    /// Whether it needs a numeric field.
+    pub fn numeric(&self) -> bool {
+        matches!(
+            self,
+            Func::Sum
+                | Func::Min
+                | Func::Max
+                | Func::Mean
+                | Func::Median
+                | Func::Spread
+                | Func::Stddev
+                | Func::Percentile(_)
+        )
+    }
+}
+
+/// A transformation of the buckets of an aggregate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transform {
+    /// `derivative`
+    Derivative,
+    /// `non_negative_derivative`
+    NonNegativeDerivative,
+    /// `difference`
+    Difference,
+    /// `non_negative_difference`
+    NonNegativeDifference,
+    /// `cumulative_sum`
+    CumulativeSum,
+    /// `moving_average`
+    MovingAverage,
+    /// `elapsed`
+    Elapsed,
+}
+
+impl Transform {
+    /// The transformation of a name.
+    pub fn from_name(name: &str) -> Option<Transform> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "derivative" => Transform::Derivative,
+            "non_negative_derivative" => Transform::NonNegativeDerivative,
+            "difference" => Transform::Difference,
+            "non_negative_difference" => Transform::NonNegativeDifference,
+            "cumulative_sum" => Transform::CumulativeSum,
+            "moving_average" => Transform::MovingAverage,
+            "elapsed" => Transform::Elapsed,
+            _ => return None,
+        })
+    }
+
+    /// Its name, as influxd names its column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transform::Derivative => "derivative",
+            Transform::NonNegativeDerivative => "non_negative_derivative",
+            Transform::Difference => "difference",
+            Transform::NonNegativeDifference => "non_negative_difference",
+            Transform::CumulativeSum => "cumulative_sum",
+            Transform::MovingAverage => "moving_average",
+            Transform::Elapsed => "elapsed",
+        }
+    }
+}
+
+/// Arithmetic in a projection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A field.
+    Field(String),
+    /// An aggregate of a field.
+    Call(Func, String),
+    /// An integer literal.
+    Int(i64),
+    /// A float literal.
+    Float(f64),
+    /// `-e`
+    Neg(Box<Expr>),
+    /// `l op r`
+    Bin(Box<Expr>, Op, Box<Expr>),
+}
+
+/// An arithmetic operator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Op {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `%`
+    Rem,
+}
+
+impl Expr {
+    /// Whether it holds an aggregate.
+    pub fn has_call(&self) -> bool {
+        match self {
+            Expr::Call(..) => true,
+            Expr::Neg(e) => e.has_call(),
+            Expr::Bin(l, _, r) => l.has_call() || r.has_call(),
+            _ => false,
+        }
+    }
+
+    /// Whether it holds a field outside any aggregate.
+    pub fn has_field(&self) -> bool {
+        match self {
+            Expr::Field(_) => true,
+            Expr::Neg(e) => e.has_field(),
+            Expr::Bin(l, _, r) => l.has_field() || r.has_field(),
+            _ => false,
+        }
+    }
+
+    /// Its fields and aggregates, left to right.
+    pub fn leaves<'a>(&'a self, out: &mut Vec<&'a Expr>) {
+        match self {
+            Expr::Field(_) | Expr::Call(..) => out.push(self),
+            Expr::Neg(e) => e.leaves(out),
+            Expr::Bin(l, _, r) => {
+                l.leaves(out);
+                r.leaves(out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Its column name as influxd's: the names of its fields and functions
+    /// joined by `_`.
+    pub fn column_name(&self) -> String {
+        let mut leaves = Vec::new();
+        self.leaves(&mut leaves);
+        leaves
+            .iter()
+            .map(|l| match l {
+                Expr::Field(f) => f.clone(),
+                Expr::Call(f, _) => f.name().to_string(),
+                _ => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join("_")
+    }
+}
+
+/// A WHERE condition (time comparisons taken out into the bounds).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// Both.
+    And(Box<Cond>, Box<Cond>),
+    /// Either.
+    Or(Box<Cond>, Box<Cond>),
+    /// `key op value`: on a tag or on a field, decided when the series are
+    /// known.
+    Cmp {
+        /// Tag key or field.
+        key: String,
+        /// The comparison.
+        op: CmpOp,
+        /// What it is compared with.
+        value: Lit,
     },
 }
 
-/// The transformations [`Projection::Nested`] takes.
-pub(super) const TRANSFORMS: &[&str] = &[
-    "derivative",
-    "non_negative_derivative",
-    "difference",
-    "non_negative_difference",
-    "cumulative_sum",
-    "moving_average",
-    "elapsed",
-];
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `!=` or `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `=~`
+    Match,
+    /// `!~`
+    NotMatch,
+}
 
-/// A tag condition.
+impl CmpOp {
+    /// The operator of a symbol.
+    pub fn from_sym(s: &str) -> Option<CmpOp> {
+        Some(match s {
+            "=" => CmpOp::Eq,
+            "!=" | "<>" => CmpOp::Ne,
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            "=~" => CmpOp::Match,
+            "!~" => CmpOp::NotMatch,
+            _ => return None,
+        })
+    }
+}
+
+/// A literal a condition compares with.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TagCond {
-    /// Tag key.
-    pub key: String,
-    /// `=` / `=~` (true) or `!=` / `!~` (false).
-    pub eq: bool,
-    /// Value (a regular expression when `regex`).
-    pub value: String,
-    /// `=~` / `!~`.
-    pub regex: bool,
+pub enum Lit {
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+    /// A regular expression (checked when parsed).
+    Regex(String),
 }
 
 /// A SELECT statement.
@@ -201,8 +463,8 @@ pub struct Select {
     pub max: i64,
     /// Whether a lower bound was given (aggregates report it as their time).
     pub has_min: bool,
-    /// Tag conditions.
-    pub tags: Vec<TagCond>,
+    /// The condition on tags and fields, if any.
+    pub cond: Option<Cond>,
     /// Row limit (0 = none).
     pub limit: usize,
     /// `GROUP BY time(interval[, offset])`: (interval, offset) in ns.
@@ -211,8 +473,6 @@ pub struct Select {
     pub group_tags: GroupTags,
     /// `fill(…)` of empty time buckets.
     pub fill: Fill,
-    /// Conditions on field values (`v > 95`, `s = 'x'` on a string field).
-    pub field_conds: Vec<FieldCond>,
     /// `AS` names, by projection.
     pub aliases: Vec<Option<String>>,
     /// `ORDER BY time DESC`.
@@ -223,28 +483,6 @@ pub struct Select {
     pub slimit: usize,
     /// `SOFFSET n`: series skipped.
     pub soffset: usize,
-}
-
-/// A literal a field is compared with.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FieldLit {
-    /// A number.
-    Num(f64),
-    /// A string.
-    Str(String),
-    /// A boolean.
-    Bool(bool),
-}
-
-/// A condition on a field's value: `key op value`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldCond {
-    /// Field.
-    pub key: String,
-    /// `=`, `!=`, `<`, `<=`, `>`, `>=`.
-    pub op: String,
-    /// What it is compared with.
-    pub value: FieldLit,
 }
 
 /// The tags a SELECT groups by.

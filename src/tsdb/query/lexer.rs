@@ -87,7 +87,7 @@ pub(super) fn lex_marked(q: &str) -> Result<Vec<(Tok, bool)>, String> {
                     }
                 }
                 out.push((Tok::Regex(re), false));
-            } else if "(),*;=<>.+-".contains(ch) {
+            } else if "(),*;=<>.+-/%".contains(ch) {
                 out.push((Tok::Sym(ch.to_string()), false));
                 i += 1;
             } else {

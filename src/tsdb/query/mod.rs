@@ -13,10 +13,12 @@
 mod aggregate;
 mod ast;
 mod command;
+mod cond;
 mod exec;
 mod fill;
 mod filter;
 mod lexer;
+mod math;
 mod parser;
 mod raw;
 mod select;

@@ -1,6 +1,7 @@
 //! Statements from text: everything but the SELECT clause's details.
 
 use super::ast::*;
+use super::cond::{regex_literal, where_clause};
 use super::lexer::{P, Tok, lex_marked};
 use super::select::select;
 use super::text::{canonical, user_statement_text};
@@ -168,8 +169,8 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
             } else {
                 name_match(p)?
             };
-            let conds = where_tags(p)?;
-            return Ok(Statement::ShowTagValues { from, keys, conds });
+            let (cond, _) = where_clause(p, now)?;
+            return Ok(Statement::ShowTagValues { from, keys, cond });
         }
         if p.kw("FIELD") {
             p.expect_kw("KEYS")?;
@@ -177,8 +178,8 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         }
         if p.kw("SERIES") {
             let from = show_from(p)?;
-            let conds = where_tags(p)?;
-            return Ok(Statement::ShowSeries { from, conds });
+            let (cond, _) = where_clause(p, now)?;
+            return Ok(Statement::ShowSeries { from, cond });
         }
         if p.kw("GRANTS") {
             p.expect_kw("FOR")?;
@@ -310,68 +311,17 @@ pub(super) fn rp_options(p: &mut P) -> Result<RpOptions, String> {
     }
 }
 
-/// `key =~ /re/` or `key !~ /re/` (the operator already read).
-pub(super) fn regex_cond(p: &mut P, key: String, op: &str) -> Result<TagCond, String> {
-    match p.peek().cloned() {
-        Some(Tok::Regex(re)) => {
-            p.i += 1;
-            regex::Regex::new(&re)
-                .map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
-            Ok(TagCond {
-                key,
-                eq: op == "=~",
-                value: re,
-                regex: true,
-            })
-        }
-        _ => Err(format!("found {}, expected regex", p.found())),
-    }
-}
-
 /// `= name`, `=~ /re/` or `!~ /re/` (`WITH KEY`, `WITH MEASUREMENT`).
 pub(super) fn name_match(p: &mut P) -> Result<KeyMatch, String> {
     for (op, pos) in [("=~", true), ("!~", false)] {
         if p.sym(op) {
-            let c = regex_cond(p, String::new(), op)?;
-            return Ok(KeyMatch::Regex(c.value, pos));
+            return Ok(KeyMatch::Regex(regex_literal(p)?, pos));
         }
     }
     if p.sym("=") {
         return Ok(KeyMatch::Eq(p.ident()?));
     }
     Err(format!("found {}, expected =, =~, !~ or IN", p.found()))
-}
-
-/// `WHERE tag = 'v' [AND …]` of the SHOW statements (tags only).
-pub(super) fn where_tags(p: &mut P) -> Result<Vec<TagCond>, String> {
-    let mut out = Vec::new();
-    if !p.kw("WHERE") {
-        return Ok(out);
-    }
-    loop {
-        let key = p.ident()?;
-        let op = match p.peek().cloned() {
-            Some(Tok::Sym(o)) if ["=", "!=", "<>", "=~", "!~"].contains(&o.as_str()) => {
-                p.i += 1;
-                o
-            }
-            _ => return Err(format!("expected a tag comparison, found {}", p.found())),
-        };
-        if op == "=~" || op == "!~" {
-            out.push(regex_cond(p, key, &op)?);
-        } else {
-            let value = p.string()?;
-            out.push(TagCond {
-                key,
-                eq: op == "=",
-                value,
-                regex: false,
-            });
-        }
-        if !p.kw("AND") {
-            return Ok(out);
-        }
-    }
 }
 
 /// `FROM m` of the SHOW statements, if given.

@@ -1,72 +1,97 @@
 //! The rows of a SELECT of raw points.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{Value, json};
 
 use super::aggregate::Rows;
 use super::ast::*;
+use super::math::eval;
 use super::values::{TaggedSeries, time_value, to_json};
 use crate::tsdb::line_protocol::Precision;
 
-/// The raw rows of one group: one per (time, series), columns in
-/// InfluxDB's order (the grouped tags are the series' tags, not columns).
+/// A column of raw rows.
+enum Col<'a> {
+    /// A field or tag by name.
+    Name(String),
+    /// Arithmetic over fields.
+    Math(&'a Expr),
+}
+
+/// The raw rows of one group: one per (time, series) where a field the
+/// projections read has a value; columns in InfluxDB's order (the grouped
+/// tags are the series' tags, not columns).
 pub(super) fn raw_rows(
     s: &Select,
     members: &[&TaggedSeries],
-    field_names: &std::collections::BTreeSet<String>,
-    tag_names: &std::collections::BTreeSet<String>,
+    field_names: &BTreeSet<String>,
+    tag_names: &BTreeSet<String>,
     grouped: &[String],
     epoch: Option<Precision>,
 ) -> Rows {
     let all = s.fields.iter().any(|p| matches!(p, Projection::All));
-    let wanted: Vec<String> = if all {
-        let mut v: Vec<String> = field_names
+    let mut cols: Vec<(Col, String)> = Vec::new();
+    if all {
+        let mut v: Vec<&String> = field_names
             .iter()
             .chain(tag_names.iter().filter(|t| !grouped.contains(t)))
-            .cloned()
             .collect();
         v.sort();
         v.dedup();
-        v
+        cols.extend(v.into_iter().map(|n| (Col::Name(n.clone()), n.clone())));
     } else {
-        s.fields
-            .iter()
-            .filter_map(|p| {
-                if let Projection::Field(f) = p {
-                    Some(f.clone())
-                } else {
-                    None
-                }
-            })
-            .collect()
-    };
-    let mut rows: Vec<(i64, usize, Vec<Value>)> = Vec::new();
-    for (si, (tags, fields)) in members.iter().enumerate() {
-        let mut times: std::collections::BTreeMap<i64, Vec<Value>> =
-            std::collections::BTreeMap::new();
-        for (ci, col) in wanted.iter().enumerate() {
-            if let Some(pts) = fields.get(col) {
-                for (ts, v) in pts {
-                    times
-                        .entry(*ts)
-                        .or_insert_with(|| vec![Value::Null; wanted.len()])[ci] = to_json(v);
-                }
+        for (p, alias) in s.fields.iter().zip(&s.aliases) {
+            match p {
+                Projection::Field(f) => cols.push((
+                    Col::Name(f.clone()),
+                    alias.clone().unwrap_or_else(|| f.clone()),
+                )),
+                Projection::Math(e) => cols.push((
+                    Col::Math(e),
+                    alias.clone().unwrap_or_else(|| e.column_name()),
+                )),
+                _ => {}
             }
         }
-        for (ts, mut vals) in times {
-            if vals
+    }
+    // The fields the columns read.
+    let mut read: Vec<&str> = Vec::new();
+    for (c, _) in &cols {
+        match c {
+            Col::Name(n) => read.push(n),
+            Col::Math(e) => {
+                let mut leaves = Vec::new();
+                e.leaves(&mut leaves);
+                read.extend(leaves.into_iter().filter_map(|l| match l {
+                    Expr::Field(f) => Some(f.as_str()),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    read.sort_unstable();
+    read.dedup();
+    let mut rows: Vec<(i64, usize, Vec<Value>)> = Vec::new();
+    for (si, (tags, fields)) in members.iter().enumerate() {
+        let mut times: BTreeMap<i64, Vec<Option<Value>>> = BTreeMap::new();
+        for (ri, f) in read.iter().enumerate() {
+            for (ts, v) in fields.get(*f).into_iter().flatten() {
+                times.entry(*ts).or_insert_with(|| vec![None; read.len()])[ri] = Some(to_json(v));
+            }
+        }
+        let tag = |n: &str| tags.iter().find(|(k, _)| k == n).map(|(_, v)| json!(v));
+        for (ts, row) in times {
+            let at = |n: &str| read.binary_search(&n).ok().and_then(|i| row[i].clone());
+            let vals = cols
                 .iter()
-                .zip(&wanted)
-                .all(|(v, c)| v.is_null() || tag_names.contains(c) && !field_names.contains(c))
-            {
-                continue;
-            }
-            for (ci, col) in wanted.iter().enumerate() {
-                if vals[ci].is_null()
-                    && let Some((_, tv)) = tags.iter().find(|(k, _)| k == col)
-                {
-                    vals[ci] = json!(tv);
-                }
-            }
+                .map(|(c, _)| match c {
+                    Col::Name(n) => at(n).or_else(|| tag(n)).unwrap_or(Value::Null),
+                    Col::Math(e) => eval(e, &mut |l| match l {
+                        Expr::Field(f) => at(f).unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    }),
+                })
+                .collect();
             rows.push((ts, si, vals));
         }
     }
@@ -82,20 +107,7 @@ pub(super) fn raw_rows(
         return None;
     }
     let mut columns = vec!["time".to_string()];
-    if all {
-        columns.extend(wanted);
-    } else {
-        // The projections' names, or their `AS` names.
-        let named = s
-            .fields
-            .iter()
-            .zip(&s.aliases)
-            .filter_map(|(p, a)| match p {
-                Projection::Field(f) => Some(a.clone().unwrap_or_else(|| f.clone())),
-                _ => None,
-            });
-        columns.extend(named);
-    }
+    columns.extend(cols.into_iter().map(|(_, name)| name));
     let values = rows
         .into_iter()
         .map(|(ts, _, vals)| {

@@ -1,106 +1,18 @@
 //! The SELECT statement's clauses.
 
 use super::ast::*;
-use super::lexer::{P, Tok, parse_duration};
-use super::parser::regex_cond;
-use crate::tsdb::timefmt::parse_rfc3339;
+use super::cond::where_clause;
+use super::lexer::{P, Tok};
 
 pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
     let mut fields = Vec::new();
     let mut aliases: Vec<Option<String>> = Vec::new();
     loop {
-        if p.sym("*") {
-            fields.push(Projection::All);
+        fields.push(if p.sym("*") {
+            Projection::All
         } else {
-            let name = p.ident()?;
-            if p.sym("(") && TRANSFORMS.contains(&name.to_ascii_lowercase().as_str()) {
-                let outer = name.to_ascii_lowercase();
-                let inner = p.ident()?;
-                if !p.sym("(") {
-                    return Err(format!(
-                        "{outer}() of raw points is not supported: use {outer}(<aggregate>(field)) with GROUP BY time(…)"
-                    ));
-                }
-                let field = p.ident()?;
-                if !p.sym(")") {
-                    return Err(format!("expected ), found {}", p.found()));
-                }
-                // A unit (derivative, elapsed) or a window (moving_average).
-                let unit = if !p.sym(",") {
-                    None
-                } else if outer == "moving_average" {
-                    let n: i64 = p
-                        .num()?
-                        .parse()
-                        .map_err(|_| "moving_average() takes a number of points".to_string())?;
-                    if n < 1 {
-                        return Err("moving_average() window must be at least 1".into());
-                    }
-                    Some(n)
-                } else {
-                    Some(p.duration()?)
-                };
-                if outer == "moving_average" && unit.is_none() {
-                    return Err("moving_average() takes a number of points".into());
-                }
-                if !p.sym(")") {
-                    return Err(format!("expected ), found {}", p.found()));
-                }
-                fields.push(Projection::Nested {
-                    outer,
-                    inner: inner.to_ascii_lowercase(),
-                    field,
-                    unit,
-                });
-            } else if p.t.get(p.i.wrapping_sub(1)) == Some(&Tok::Sym("(".into())) {
-                let f = name.to_ascii_lowercase();
-                if ![
-                    "count",
-                    "sum",
-                    "min",
-                    "max",
-                    "mean",
-                    "first",
-                    "last",
-                    "median",
-                    "spread",
-                    "stddev",
-                    "percentile",
-                ]
-                .contains(&f.as_str())
-                {
-                    return Err(format!("unsupported function {name}()"));
-                }
-                let arg = if p.sym("*") {
-                    "*".to_string()
-                } else {
-                    p.ident()?
-                };
-                if arg == "*" && f != "count" {
-                    return Err(format!("{f}(*) is not supported"));
-                }
-                // percentile(field, N): N rides in the function's name.
-                let f = if f == "percentile" {
-                    if !p.sym(",") {
-                        return Err("percentile() takes a field and a number".into());
-                    }
-                    let n: f64 = p
-                        .num()?
-                        .parse()
-                        .map_err(|_| "percentile() takes a number".to_string())?;
-                    format!("percentile:{n}")
-                } else {
-                    f
-                };
-                if !p.sym(")") {
-                    return Err(format!("expected ), found {}", p.found()));
-                }
-                fields.push(Projection::Agg(f, arg));
-            } else {
-                fields.push(Projection::Field(name));
-            }
-        }
-        aliases.resize(fields.len() - 1, None);
+            projection(p)?
+        });
         aliases.push(if p.kw("AS") { Some(p.ident()?) } else { None });
         if !p.sym(",") {
             break;
@@ -108,7 +20,7 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
     }
     let aggs = fields
         .iter()
-        .filter(|f| matches!(f, Projection::Agg(..) | Projection::Nested { .. }))
+        .filter(|f| aggs_only(std::slice::from_ref(f)))
         .count();
     let nested = fields
         .iter()
@@ -117,7 +29,10 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
     if nested > 0 && nested != fields.len() {
         return Err("mixing transformations with other projections is not supported".into());
     }
-    if aggs > 0 && aggs != fields.len() {
+    let mixed = fields
+        .iter()
+        .any(|f| matches!(f, Projection::Math(e) if e.has_call() && e.has_field()));
+    if mixed || (aggs > 0 && aggs != fields.len()) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
     }
     p.expect_kw("FROM")?;
@@ -148,100 +63,20 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         min: i64::MIN,
         max: i64::MAX,
         has_min: false,
-        tags: Vec::new(),
+        cond: None,
         limit: 0,
         group_time: None,
         group_tags: GroupTags::None,
         fill: Fill::Null,
-        field_conds: Vec::new(),
         aliases,
         desc: false,
         offset: 0,
         slimit: 0,
         soffset: 0,
     };
-    if p.kw("WHERE") {
-        loop {
-            let lhs = p.ident()?;
-            let op = match p.peek().cloned() {
-                Some(Tok::Sym(o))
-                    if ["=", "!=", "<>", "<", "<=", ">", ">=", "=~", "!~"]
-                        .contains(&o.as_str()) =>
-                {
-                    p.i += 1;
-                    o
-                }
-                _ => return Err(format!("expected a comparison, found {}", p.found())),
-            };
-            if !lhs.eq_ignore_ascii_case("time") && (op == "=~" || op == "!~") {
-                s.tags.push(regex_cond(p, lhs, &op)?);
-            } else if lhs.eq_ignore_ascii_case("time") {
-                let t = time_literal(p, now)?;
-                match op.as_str() {
-                    ">" => s.min = s.min.max(t.saturating_add(1)),
-                    ">=" => s.min = s.min.max(t),
-                    "<" => s.max = s.max.min(t.saturating_sub(1)),
-                    "<=" => s.max = s.max.min(t),
-                    "=" => {
-                        s.min = s.min.max(t);
-                        s.max = s.max.min(t);
-                    }
-                    _ => return Err(format!("time does not support {op}")),
-                }
-                if matches!(op.as_str(), ">" | ">=" | "=") {
-                    s.has_min = true;
-                }
-            } else {
-                // A string compared with = or != is a tag condition (or a
-                // string field's, decided when the series are known); a
-                // number or boolean is a field condition.
-                let neg = p.sym("-");
-                let value = match p.peek().cloned() {
-                    Some(Tok::Str(v)) if !neg => {
-                        p.i += 1;
-                        FieldLit::Str(v)
-                    }
-                    Some(Tok::Num(n)) => {
-                        p.i += 1;
-                        let x: f64 = n.parse().map_err(|_| format!("invalid number {n}"))?;
-                        FieldLit::Num(if neg { -x } else { x })
-                    }
-                    Some(Tok::Ident(b))
-                        if !neg
-                            && (b.eq_ignore_ascii_case("true")
-                                || b.eq_ignore_ascii_case("false")) =>
-                    {
-                        p.i += 1;
-                        FieldLit::Bool(b.eq_ignore_ascii_case("true"))
-                    }
-                    _ => {
-                        return Err(format!(
-                            "expected a string, number or boolean after {lhs} {op}, found {}",
-                            p.found()
-                        ));
-                    }
-                };
-                match value {
-                    FieldLit::Str(v) if matches!(op.as_str(), "=" | "!=" | "<>") => {
-                        s.tags.push(TagCond {
-                            key: lhs,
-                            eq: op == "=",
-                            value: v,
-                            regex: false,
-                        });
-                    }
-                    value => s.field_conds.push(FieldCond {
-                        key: lhs,
-                        op: if op == "<>" { "!=".into() } else { op },
-                        value,
-                    }),
-                }
-            }
-            if !p.kw("AND") {
-                break;
-            }
-        }
-    }
+    let (cond, bounds) = where_clause(p, now)?;
+    s.cond = cond;
+    (s.min, s.max, s.has_min) = (bounds.min, bounds.max, bounds.has_min);
     if p.kw("GROUP") {
         p.expect_kw("BY")?;
         loop {
@@ -347,50 +182,166 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
 
 pub(super) fn aggs_only(fields: &[Projection]) -> bool {
     !fields.is_empty()
-        && fields
-            .iter()
-            .all(|f| matches!(f, Projection::Agg(..) | Projection::Nested { .. }))
+        && fields.iter().all(|f| match f {
+            Projection::Agg(..) | Projection::Nested { .. } => true,
+            Projection::Math(e) => e.has_call(),
+            _ => false,
+        })
 }
 
-pub(super) fn time_literal(p: &mut P, now: i64) -> Result<i64, String> {
-    match p.peek().cloned() {
-        Some(Tok::Str(s)) => {
-            p.i += 1;
-            // RFC3339, or influxd's `2006-01-02 15:04:05[.999]` and
-            // `2006-01-02` (UTC).
-            parse_rfc3339(&s)
-                .or_else(|| parse_rfc3339(&format!("{s}Z")))
-                .or_else(|| parse_rfc3339(&format!("{s}T00:00:00Z")))
-                .ok_or_else(|| format!("invalid time {s:?}"))
+/// One projection: a field, an aggregate, a transformation of an
+/// aggregate, or arithmetic over fields or aggregates.
+fn projection(p: &mut P) -> Result<Projection, String> {
+    let transform = match (p.peek(), p.t.get(p.i + 1)) {
+        (Some(Tok::Ident(name)), Some(Tok::Sym(paren))) if paren == "(" => {
+            Transform::from_name(name)
         }
-        Some(Tok::Sym(m)) if m == "-" => {
-            p.i += 1;
-            p.num()?
-                .parse::<i64>()
-                .map(|n| -n)
-                .map_err(|_| "invalid time".into())
+        _ => None,
+    };
+    if let Some(outer) = transform {
+        p.i += 2;
+        let n = nested(p, outer)?;
+        if matches!(p.peek(), Some(Tok::Sym(s)) if ["+", "-", "*", "/", "%"].contains(&s.as_str()))
+        {
+            return Err(format!("{}() cannot take part in arithmetic", outer.name()));
         }
-        Some(Tok::Num(n)) => {
-            p.i += 1;
-            // An integer (ns), or a duration literal since the epoch
-            // (`1600000000000ms`, as Grafana sends).
-            n.parse::<i64>()
-                .or_else(|_| parse_duration(&n))
-                .map_err(|_| format!("invalid time {n}"))
-        }
-        Some(Tok::Ident(f)) if f.eq_ignore_ascii_case("now") => {
-            p.i += 1;
-            if !(p.sym("(") && p.sym(")")) {
-                return Err("expected now()".into());
-            }
-            let mut t = now;
-            if p.sym("-") {
-                t = t.saturating_sub(parse_duration(&p.num()?)?);
-            } else if p.sym("+") {
-                t = t.saturating_add(parse_duration(&p.num()?)?);
-            }
-            Ok(t)
-        }
-        _ => Err(format!("expected a time, found {}", p.found())),
+        return Ok(n);
     }
+    Ok(match additive(p)? {
+        Expr::Field(f) => Projection::Field(f),
+        Expr::Call(f, field) => Projection::Agg(f, field),
+        e => Projection::Math(e),
+    })
+}
+
+fn additive(p: &mut P) -> Result<Expr, String> {
+    let mut e = multiplicative(p)?;
+    loop {
+        let op = if p.sym("+") {
+            Op::Add
+        } else if p.sym("-") {
+            Op::Sub
+        } else {
+            return Ok(e);
+        };
+        e = Expr::Bin(Box::new(e), op, Box::new(multiplicative(p)?));
+    }
+}
+
+fn multiplicative(p: &mut P) -> Result<Expr, String> {
+    let mut e = unary(p)?;
+    loop {
+        let op = if p.sym("*") {
+            Op::Mul
+        } else if p.sym("/") {
+            Op::Div
+        } else if p.sym("%") {
+            Op::Rem
+        } else {
+            return Ok(e);
+        };
+        e = Expr::Bin(Box::new(e), op, Box::new(unary(p)?));
+    }
+}
+
+fn unary(p: &mut P) -> Result<Expr, String> {
+    if p.sym("-") {
+        return Ok(match unary(p)? {
+            Expr::Int(i) => Expr::Int(i.wrapping_neg()),
+            Expr::Float(f) => Expr::Float(-f),
+            e => Expr::Neg(Box::new(e)),
+        });
+    }
+    if p.sym("(") {
+        let e = additive(p)?;
+        if !p.sym(")") {
+            return Err(format!("found {}, expected )", p.found()));
+        }
+        return Ok(e);
+    }
+    if let Some(Tok::Num(n)) = p.peek().cloned() {
+        p.i += 1;
+        return match n.parse::<i64>() {
+            Ok(i) => Ok(Expr::Int(i)),
+            Err(_) => n
+                .parse::<f64>()
+                .map(Expr::Float)
+                .map_err(|_| format!("invalid number {n}")),
+        };
+    }
+    let name = p.ident()?;
+    if !p.sym("(") {
+        return Ok(Expr::Field(name));
+    }
+    call(p, &name)
+}
+
+/// `func(field)` (the `(` already read): an aggregate or selector.
+fn call(p: &mut P, name: &str) -> Result<Expr, String> {
+    let Some(mut f) = Func::from_name(name) else {
+        return Err(format!("unsupported function {name}()"));
+    };
+    let arg = if p.sym("*") {
+        "*".to_string()
+    } else {
+        p.ident()?
+    };
+    if arg == "*" && f != Func::Count {
+        return Err(format!("{}(*) is not supported", f.name()));
+    }
+    if let Func::Percentile(_) = f {
+        if !p.sym(",") {
+            return Err("percentile() takes a field and a number".into());
+        }
+        let n: f64 = p
+            .num()?
+            .parse()
+            .map_err(|_| "percentile() takes a number".to_string())?;
+        f = Func::Percentile(n);
+    }
+    if !p.sym(")") {
+        return Err(format!("expected ), found {}", p.found()));
+    }
+    Ok(Expr::Call(f, arg))
+}
+
+/// `transform(agg(field)[, n])` (the `transform(` already read).
+fn nested(p: &mut P, outer: Transform) -> Result<Projection, String> {
+    let o = outer.name();
+    let inner = p.ident()?;
+    if !p.sym("(") {
+        return Err(format!(
+            "{o}() of raw points is not supported: use {o}(<aggregate>(field)) with GROUP BY time(…)"
+        ));
+    }
+    let Expr::Call(inner, field) = call(p, &inner)? else {
+        return Err(format!("{o}() takes an aggregate"));
+    };
+    // A unit (derivative, elapsed) or a window (moving_average).
+    let unit = if !p.sym(",") {
+        None
+    } else if outer == Transform::MovingAverage {
+        let n: i64 = p
+            .num()?
+            .parse()
+            .map_err(|_| "moving_average() takes a number of points".to_string())?;
+        if n < 1 {
+            return Err("moving_average() window must be at least 1".into());
+        }
+        Some(n)
+    } else {
+        Some(p.duration()?)
+    };
+    if outer == Transform::MovingAverage && unit.is_none() {
+        return Err("moving_average() takes a number of points".into());
+    }
+    if !p.sym(")") {
+        return Err(format!("expected ), found {}", p.found()));
+    }
+    Ok(Projection::Nested {
+        outer,
+        inner,
+        field,
+        unit,
+    })
 }

@@ -1,10 +1,12 @@
 //! A SELECT run: series chosen, grouped, and turned into rows.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{Value, json};
 
 use super::aggregate::aggregate_rows;
 use super::ast::*;
-use super::filter::TagFilter;
+use super::filter::{Filter, Keys};
 use super::raw::raw_rows;
 use super::select::aggs_only;
 use super::values::{TaggedSeries, series_tags};
@@ -45,33 +47,23 @@ pub(super) fn select_exec(
         field_names.extend(fields.keys().cloned());
         tag_names.extend(tags.iter().map(|(k, _)| k.clone()));
     }
-    // A `key = 'string'` on a field (no tag of that name) is a condition
-    // on the field's value, as influxd decides it.
-    let is_tag = |k: &str| {
-        data.iter()
-            .any(|(tags, _)| tags.iter().any(|(t, _)| t == k))
-    };
-    let is_field = |k: &str| data.iter().any(|(_, fs)| fs.contains_key(k));
-    let mut field_conds = s.field_conds.clone();
-    let mut tag_conds = Vec::new();
-    for c in &s.tags {
-        if !c.regex && !is_tag(&c.key) && is_field(&c.key) {
-            field_conds.push(FieldCond {
-                key: c.key.clone(),
-                op: if c.eq { "=" } else { "!=" }.into(),
-                value: FieldLit::Str(c.value.clone()),
-            });
-        } else {
-            tag_conds.push(c.clone());
-        }
-    }
-    // Keep series whose tags satisfy the conditions, and the points whose
+    // Keep series whose tags satisfy the condition, and the points whose
     // fields do.
-    let filter = TagFilter::new(&tag_conds)?;
+    let filter = Filter::new(s.cond.as_ref())?;
+    let keys = Keys::Known {
+        tags: &tag_names,
+        fields: &field_names,
+    };
     let data: Vec<TaggedSeries> = data
         .into_iter()
-        .filter(|(tags, _)| filter.keep(tags))
-        .map(|(tags, fields)| (tags, keep_rows(fields, &field_conds)))
+        .filter_map(|(tags, fields)| match filter.series(&tags, &keys) {
+            Some(true) => Some((tags, fields)),
+            Some(false) => None,
+            None => {
+                let fields = keep_rows(&tags, fields, &filter, &keys);
+                Some((tags, fields))
+            }
+        })
         .filter(|(_, fields)| !fields.is_empty())
         .collect();
     if data.is_empty() {
@@ -137,32 +129,35 @@ pub(super) fn select_exec(
     Ok(json!({ "series": out }))
 }
 
-/// The points of a series' fields at the times where every field
-/// condition holds (a condition on a field the row lacks fails).
-pub(super) fn keep_rows(
-    mut fields: std::collections::BTreeMap<String, Vec<(i64, FieldValue)>>,
-    conds: &[FieldCond],
-) -> std::collections::BTreeMap<String, Vec<(i64, FieldValue)>> {
-    if conds.is_empty() {
-        return fields;
+/// The points of a series' fields at the times where the condition
+/// holds on the row of fields there.
+fn keep_rows(
+    tags: &[(String, String)],
+    mut fields: BTreeMap<String, Vec<(i64, FieldValue)>>,
+    filter: &Filter,
+    keys: &Keys,
+) -> BTreeMap<String, Vec<(i64, FieldValue)>> {
+    // Only times where a field the condition reads has a value can pass
+    // (a missing field fails every comparison).
+    let read: Vec<&str> = filter.fields(keys).into_iter().collect();
+    let mut rows: BTreeMap<i64, Vec<Option<FieldValue>>> = BTreeMap::new();
+    for (i, f) in read.iter().enumerate() {
+        for (t, v) in fields.get(*f).into_iter().flatten() {
+            rows.entry(*t).or_insert_with(|| vec![None; read.len()])[i] = Some(v.clone());
+        }
     }
-    let mut keep: Option<std::collections::BTreeSet<i64>> = None;
-    for c in conds {
-        let ok: std::collections::BTreeSet<i64> = fields
-            .get(&c.key)
-            .map(|pts| {
-                pts.iter()
-                    .filter(|(_, v)| c.holds(v))
-                    .map(|(t, _)| *t)
-                    .collect()
-            })
-            .unwrap_or_default();
-        keep = Some(match keep {
-            None => ok,
-            Some(k) => k.intersection(&ok).copied().collect(),
-        });
-    }
-    let keep = keep.unwrap_or_default();
+    let keep: BTreeSet<i64> = rows
+        .into_iter()
+        .filter(|(_, row)| {
+            let lookup = |k: &str| {
+                read.iter()
+                    .position(|r| *r == k)
+                    .and_then(|i| row[i].clone())
+            };
+            filter.row(tags, keys, &lookup)
+        })
+        .map(|(t, _)| t)
+        .collect();
     for pts in fields.values_mut() {
         pts.retain(|(t, _)| keep.contains(t));
     }

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::ast::*;
-use super::filter::TagFilter;
+use super::filter::{Filter, Keys};
 use super::values::series_tags;
 use crate::tsdb::fsm::TsdbView;
 
@@ -23,14 +23,14 @@ pub(super) fn show_schema(t: &TsdbView, db: &str, stmt: &Statement) -> Result<Va
     if db.is_empty() {
         return Err("database name required".into());
     }
-    let (from, conds) = match stmt {
-        Statement::ShowTagKeys(f) | Statement::ShowFieldKeys(f) => (f.clone(), Vec::new()),
-        Statement::ShowTagValues { from, conds, .. } | Statement::ShowSeries { from, conds } => {
-            (from.clone(), conds.clone())
+    let (from, cond) = match stmt {
+        Statement::ShowTagKeys(f) | Statement::ShowFieldKeys(f) => (f.clone(), None),
+        Statement::ShowTagValues { from, cond, .. } | Statement::ShowSeries { from, cond } => {
+            (from.clone(), cond.as_ref())
         }
         _ => return Err("not a schema statement".into()),
     };
-    let filter = TagFilter::new(&conds)?;
+    let filter = Filter::new(cond)?;
     let key_re = match stmt {
         Statement::ShowTagValues {
             keys: KeyMatch::Regex(re, _),
@@ -70,7 +70,7 @@ pub(super) fn show_schema(t: &TsdbView, db: &str, stmt: &Statement) -> Result<Va
         }
         last = sk.to_string();
         let tags = series_tags(sk);
-        if !filter.keep(&tags) {
+        if filter.series(&tags, &Keys::AllTags) != Some(true) {
             continue;
         }
         match stmt {

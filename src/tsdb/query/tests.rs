@@ -19,8 +19,8 @@ fn statements_parse() {
     assert_eq!(
         s.fields,
         vec![
-            Projection::Agg("count".into(), "v".into()),
-            Projection::Agg("mean".into(), "v".into())
+            Projection::Agg(Func::Count, "v".into()),
+            Projection::Agg(Func::Mean, "v".into())
         ]
     );
     assert_eq!(
@@ -36,19 +36,55 @@ fn statements_parse() {
         )
     );
     assert_eq!(
-        s.tags,
-        vec![TagCond {
+        s.cond,
+        Some(Cond::Cmp {
             key: "host".into(),
-            eq: true,
-            value: "a".into(),
-            regex: false,
-        }]
+            op: CmpOp::Eq,
+            value: Lit::Str("a".into()),
+        })
+    );
+    // OR and parentheses; a time comparison leaves the condition (even
+    // from an OR, as influxd's) for the bounds.
+    let Statement::Select(s) = &parse(
+        "SELECT v * 2 + w FROM m WHERE (host = 'a' OR v > 1) AND time > 5 OR time < 9",
+        0,
+    )
+    .unwrap()[0] else {
+        panic!()
+    };
+    let cmp = |key: &str, op, value| Cond::Cmp {
+        key: key.into(),
+        op,
+        value,
+    };
+    assert_eq!(
+        s.cond,
+        Some(Cond::Or(
+            Box::new(cmp("host", CmpOp::Eq, Lit::Str("a".into()))),
+            Box::new(cmp("v", CmpOp::Gt, Lit::Num(1.0)))
+        ))
+    );
+    assert_eq!((s.min, s.max), (6, 8));
+    assert_eq!(
+        s.fields,
+        vec![Projection::Math(Expr::Bin(
+            Box::new(Expr::Bin(
+                Box::new(Expr::Field("v".into())),
+                Op::Mul,
+                Box::new(Expr::Int(2))
+            )),
+            Op::Add,
+            Box::new(Expr::Field("w".into()))
+        ))]
     );
     for (bad, want) in [
         ("", "empty query"),
         ("DELETE FROM x", "expected SELECT"),
         ("SELECT holt_winters(v) FROM m", "unsupported function"),
         ("SELECT v, count(v) FROM m", "mixing aggregate"),
+        ("SELECT v + count(v) FROM m", "mixing aggregate"),
+        ("SELECT derivative(mean(v)) * 2 FROM m", "arithmetic"),
+        ("SELECT v FROM m WHERE (host = 'a'", "expected )"),
         ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
         (
             "SELECT v FROM m WHERE v > x",

@@ -2,11 +2,12 @@
 
 use serde_json::{Value, json};
 
+use super::ast::Transform;
 use super::values::float_json;
 
 /// `outer` over the non-null values of one column of buckets (time,
 /// value): the rows it produces.
-pub(super) fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i64, Value)> {
+pub(super) fn transform(outer: Transform, unit: i64, col: &[(i64, Value)]) -> Vec<(i64, Value)> {
     let mut out = Vec::new();
     let mut prev: Option<(i64, &Value)> = None;
     let mut sum: Option<Value> = None;
@@ -15,7 +16,7 @@ pub(super) fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i6
         .filter(|(_, v)| !v.is_null())
         .map(|(t, v)| (*t, v))
         .collect();
-    if outer == "moving_average" {
+    if outer == Transform::MovingAverage {
         let n = usize::try_from(unit).unwrap_or(1).max(1);
         for w in values.windows(n) {
             let sum: f64 = w.iter().map(|(_, v)| v.as_f64().unwrap_or(0.0)).sum();
@@ -23,7 +24,7 @@ pub(super) fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i6
         }
         return out;
     }
-    if outer == "elapsed" {
+    if outer == Transform::Elapsed {
         for w in values.windows(2) {
             out.push((w[1].0, json!((w[1].0 - w[0].0) / unit.max(1))));
         }
@@ -31,7 +32,7 @@ pub(super) fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i6
     }
     for (t, v) in col.iter().filter(|(_, v)| !v.is_null()) {
         match outer {
-            "cumulative_sum" => {
+            Transform::CumulativeSum => {
                 let next = match (&sum, v) {
                     (Some(Value::Number(a)), Value::Number(b)) if a.is_i64() && b.is_i64() => {
                         json!(
@@ -51,7 +52,7 @@ pub(super) fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i6
             _ => {
                 if let Some((t0, v0)) = prev {
                     let r = match outer {
-                        "difference" | "non_negative_difference" => match (v0, v) {
+                        Transform::Difference | Transform::NonNegativeDifference => match (v0, v) {
                             (Value::Number(a), Value::Number(b)) if a.is_i64() && b.is_i64() => {
                                 json!(
                                     b.as_i64()
@@ -69,7 +70,11 @@ pub(super) fn transform(outer: &str, unit: i64, col: &[(i64, Value)]) -> Vec<(i6
                         }
                     };
                     let negative = r.as_f64().is_some_and(|x| x < 0.0);
-                    if !(outer.starts_with("non_negative") && negative) {
+                    let non_negative = matches!(
+                        outer,
+                        Transform::NonNegativeDerivative | Transform::NonNegativeDifference
+                    );
+                    if !(non_negative && negative) {
                         out.push((*t, r));
                     }
                 }

@@ -1,0 +1,198 @@
+//! The WHERE clause: a condition on tags and fields, with the time
+//! comparisons taken out into bounds wherever they stand (influxd drops a
+//! time comparison from an `OR` and applies it to the whole statement).
+
+use super::ast::{CmpOp, Cond, Lit};
+use super::lexer::{P, Tok, parse_duration};
+use crate::tsdb::timefmt::parse_rfc3339;
+
+/// Inclusive time bounds of a WHERE clause.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bounds {
+    /// First time (inclusive).
+    pub min: i64,
+    /// Last time (inclusive).
+    pub max: i64,
+    /// Whether a lower bound was given.
+    pub has_min: bool,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            min: i64::MIN,
+            max: i64::MAX,
+            has_min: false,
+        }
+    }
+}
+
+/// `WHERE <condition>` if present: the condition without its time
+/// comparisons, and their bounds.
+pub(super) fn where_clause(p: &mut P, now: i64) -> Result<(Option<Cond>, Bounds), String> {
+    let mut b = Bounds::default();
+    if !p.kw("WHERE") {
+        return Ok((None, b));
+    }
+    let c = or_expr(p, now, &mut b)?;
+    Ok((c, b))
+}
+
+fn or_expr(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
+    let mut left = and_expr(p, now, b)?;
+    while p.kw("OR") {
+        let right = and_expr(p, now, b)?;
+        left = join(left, right, |x, y| Cond::Or(Box::new(x), Box::new(y)));
+    }
+    Ok(left)
+}
+
+fn and_expr(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
+    let mut left = atom(p, now, b)?;
+    while p.kw("AND") {
+        let right = atom(p, now, b)?;
+        left = join(left, right, |x, y| Cond::And(Box::new(x), Box::new(y)));
+    }
+    Ok(left)
+}
+
+/// Two sides, either of which may have been a time comparison (gone).
+fn join(a: Option<Cond>, b: Option<Cond>, f: fn(Cond, Cond) -> Cond) -> Option<Cond> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
+    if p.sym("(") {
+        let c = or_expr(p, now, b)?;
+        if !p.sym(")") {
+            return Err(format!("found {}, expected )", p.found()));
+        }
+        return Ok(c);
+    }
+    let key = p.ident()?;
+    let op = match p.peek().cloned() {
+        Some(Tok::Sym(o)) => match CmpOp::from_sym(&o) {
+            Some(op) => {
+                p.i += 1;
+                (op, o)
+            }
+            None => return Err(format!("expected a comparison, found {o}")),
+        },
+        _ => return Err(format!("expected a comparison, found {}", p.found())),
+    };
+    if key.eq_ignore_ascii_case("time") {
+        let t = time_literal(p, now)?;
+        match op.0 {
+            CmpOp::Gt => b.min = b.min.max(t.saturating_add(1)),
+            CmpOp::Ge => b.min = b.min.max(t),
+            CmpOp::Lt => b.max = b.max.min(t.saturating_sub(1)),
+            CmpOp::Le => b.max = b.max.min(t),
+            CmpOp::Eq => {
+                b.min = b.min.max(t);
+                b.max = b.max.min(t);
+            }
+            _ => return Err(format!("time does not support {}", op.1)),
+        }
+        if matches!(op.0, CmpOp::Gt | CmpOp::Ge | CmpOp::Eq) {
+            b.has_min = true;
+        }
+        return Ok(None);
+    }
+    let value = if matches!(op.0, CmpOp::Match | CmpOp::NotMatch) {
+        Lit::Regex(regex_literal(p)?)
+    } else {
+        literal(p).map_err(|found| {
+            format!(
+                "expected a string, number or boolean after {key} {}, found {found}",
+                op.1
+            )
+        })?
+    };
+    Ok(Some(Cond::Cmp {
+        key,
+        op: op.0,
+        value,
+    }))
+}
+
+/// A string, number (optionally negative) or boolean; the token found
+/// otherwise.
+fn literal(p: &mut P) -> Result<Lit, String> {
+    let neg = p.sym("-");
+    let lit = match p.peek().cloned() {
+        Some(Tok::Str(v)) if !neg => Lit::Str(v),
+        Some(Tok::Num(n)) => {
+            let x: f64 = n.parse().map_err(|_| n.clone())?;
+            Lit::Num(if neg { -x } else { x })
+        }
+        Some(Tok::Ident(b))
+            if !neg && (b.eq_ignore_ascii_case("true") || b.eq_ignore_ascii_case("false")) =>
+        {
+            Lit::Bool(b.eq_ignore_ascii_case("true"))
+        }
+        _ => return Err(p.found()),
+    };
+    p.i += 1;
+    Ok(lit)
+}
+
+/// `/re/`, checked.
+pub(super) fn regex_literal(p: &mut P) -> Result<String, String> {
+    match p.peek().cloned() {
+        Some(Tok::Regex(re)) => {
+            p.i += 1;
+            regex::Regex::new(&re)
+                .map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
+            Ok(re)
+        }
+        _ => Err(format!("found {}, expected regex", p.found())),
+    }
+}
+
+/// A time: an RFC3339 string (or influxd's `2006-01-02 15:04:05` forms),
+/// an integer (ns), a duration literal since the epoch, or `now() [± d]`.
+fn time_literal(p: &mut P, now: i64) -> Result<i64, String> {
+    match p.peek().cloned() {
+        Some(Tok::Str(s)) => {
+            p.i += 1;
+            // RFC3339, or influxd's `2006-01-02 15:04:05[.999]` and
+            // `2006-01-02` (UTC).
+            parse_rfc3339(&s)
+                .or_else(|| parse_rfc3339(&format!("{s}Z")))
+                .or_else(|| parse_rfc3339(&format!("{s}T00:00:00Z")))
+                .ok_or_else(|| format!("invalid time {s:?}"))
+        }
+        Some(Tok::Sym(m)) if m == "-" => {
+            p.i += 1;
+            p.num()?
+                .parse::<i64>()
+                .map(|n| -n)
+                .map_err(|_| "invalid time".into())
+        }
+        Some(Tok::Num(n)) => {
+            p.i += 1;
+            // An integer (ns), or a duration literal since the epoch
+            // (`1600000000000ms`, as Grafana sends).
+            n.parse::<i64>()
+                .or_else(|_| parse_duration(&n))
+                .map_err(|_| format!("invalid time {n}"))
+        }
+        Some(Tok::Ident(f)) if f.eq_ignore_ascii_case("now") => {
+            p.i += 1;
+            if !(p.sym("(") && p.sym(")")) {
+                return Err("expected now()".into());
+            }
+            let mut t = now;
+            if p.sym("-") {
+                t = t.saturating_sub(parse_duration(&p.num()?)?);
+            } else if p.sym("+") {
+                t = t.saturating_add(parse_duration(&p.num()?)?);
+            }
+            Ok(t)
+        }
+        _ => Err(format!("expected a time, found {}", p.found())),
+    }
+}
