@@ -251,10 +251,19 @@ pub(super) fn aggregate_rows(
         columns.push(name);
     }
     let Some((iv, off)) = s.group_time else {
+        // No points for any aggregate: no row; none for one of them: null
+        // (a count too), as influxd's.
+        if pts.iter().all(Vec::is_empty) {
+            return Ok(None);
+        }
         let mut time = time_value(if s.has_min { s.min } else { 0 }, epoch);
         let mut cells = Vec::with_capacity(targets.len());
         for ((f, fld, _), p) in targets.iter().zip(&pts) {
-            let (v, t) = aggregate(*f, fld, p)?;
+            let (v, t) = if p.is_empty() {
+                (Value::Null, None)
+            } else {
+                aggregate(*f, fld, p)?
+            };
             // A lone selector (in arithmetic too) reports its point's
             // time, as InfluxDB does.
             if let Some(t) = t

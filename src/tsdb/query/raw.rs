@@ -71,8 +71,8 @@ pub(super) fn raw_rows(
     }
     read.sort_unstable();
     read.dedup();
-    let mut rows: Vec<(i64, usize, Vec<Value>)> = Vec::new();
-    for (si, (tags, fields)) in members.iter().enumerate() {
+    let mut per_series: Vec<Vec<(i64, Vec<Value>)>> = Vec::new();
+    for (tags, fields) in members {
         let mut times: BTreeMap<i64, Vec<Option<Value>>> = BTreeMap::new();
         for (ri, f) in read.iter().enumerate() {
             for (ts, v) in fields.get(*f).into_iter().flatten() {
@@ -80,6 +80,7 @@ pub(super) fn raw_rows(
             }
         }
         let tag = |n: &str| tags.iter().find(|(k, _)| k == n).map(|(_, v)| json!(v));
+        let mut rows = Vec::with_capacity(times.len());
         for (ts, row) in times {
             let at = |n: &str| read.binary_search(&n).ok().and_then(|i| row[i].clone());
             let vals = cols
@@ -92,13 +93,16 @@ pub(super) fn raw_rows(
                     }),
                 })
                 .collect();
-            rows.push((ts, si, vals));
+            rows.push((ts, vals));
+        }
+        if s.desc {
+            rows.reverse();
+        }
+        if !rows.is_empty() {
+            per_series.push(rows);
         }
     }
-    rows.sort_by_key(|r| (r.0, r.1));
-    if s.desc {
-        rows.sort_by_key(|r| (std::cmp::Reverse(r.0), r.1));
-    }
+    let mut rows = merge_as_influxd(per_series, s.desc);
     rows.drain(..s.offset.min(rows.len()));
     if s.limit > 0 {
         rows.truncate(s.limit);
@@ -107,14 +111,88 @@ pub(super) fn raw_rows(
         return None;
     }
     let mut columns = vec!["time".to_string()];
-    columns.extend(cols.into_iter().map(|(_, name)| name));
+    // A name used twice gets `_1`, `_2`, … as influxd names them.
+    for (_, col) in cols {
+        let mut name = col.clone();
+        let mut n = 0;
+        while columns.contains(&name) {
+            n += 1;
+            name = format!("{col}_{n}");
+        }
+        columns.push(name);
+    }
     let values = rows
         .into_iter()
-        .map(|(ts, _, vals)| {
+        .map(|(ts, vals)| {
             let mut r = vec![time_value(ts, epoch)];
             r.extend(vals);
             Value::Array(r)
         })
         .collect();
     Some((columns, values))
+}
+
+/// The rows of several series (each in time order) merged into one
+/// stream in the order influxd's sorted merge gives them: a binary heap
+/// of the series' next rows, built and popped exactly as Go's
+/// `container/heap` does, ordered by time alone, so rows at the same time
+/// come out in the heap's order, not the series' order.
+fn merge_as_influxd(series: Vec<Vec<(i64, Vec<Value>)>>, desc: bool) -> Vec<(i64, Vec<Value>)> {
+    let total = series.iter().map(Vec::len).sum();
+    let mut its: Vec<std::vec::IntoIter<(i64, Vec<Value>)>> =
+        series.into_iter().map(Vec::into_iter).collect();
+    // (the series' next row, which series)
+    let mut heap: Vec<((i64, Vec<Value>), usize)> = Vec::with_capacity(its.len());
+    for (i, it) in its.iter_mut().enumerate() {
+        if let Some(r) = it.next() {
+            heap.push((r, i));
+        }
+    }
+    let less = |h: &[((i64, Vec<Value>), usize)], i: usize, j: usize| {
+        let (x, y) = (h[i].0.0, h[j].0.0);
+        if desc { x > y } else { x < y }
+    };
+    let down = |h: &mut Vec<((i64, Vec<Value>), usize)>, i0: usize, n: usize| {
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && less(h, j1 + 1, j1) {
+                j = j1 + 1;
+            }
+            if !less(h, j, i) {
+                break;
+            }
+            h.swap(i, j);
+            i = j;
+        }
+    };
+    let n = heap.len();
+    for i in (0..n / 2).rev() {
+        down(&mut heap, i, n);
+    }
+    let mut out = Vec::with_capacity(total);
+    while !heap.is_empty() {
+        let last = heap.len() - 1;
+        heap.swap(0, last);
+        down(&mut heap, 0, last);
+        let Some((row, i)) = heap.pop() else { break };
+        out.push(row);
+        if let Some(next) = its[i].next() {
+            heap.push((next, i));
+            let mut j = heap.len() - 1;
+            while j > 0 {
+                let parent = (j - 1) / 2;
+                if !less(&heap, j, parent) {
+                    break;
+                }
+                heap.swap(parent, j);
+                j = parent;
+            }
+        }
+    }
+    out
 }

@@ -1,0 +1,143 @@
+//! Conditions and arithmetic answered as a real influxd 1.6.7 answers
+//! them: `OR` and parentheses in WHERE (on tags, fields and both), time
+//! comparisons wherever they stand, regular expressions on string fields,
+//! arithmetic in the select list over fields and over aggregates, and
+//! `mode()`. The same points are written to both and the JSON answers
+//! compared exactly.
+
+mod common;
+
+use common::influxd::Influxd;
+use common::procs::Procs;
+
+const POINTS: &str = "cpu,host=a,dc=x v=1,i=10i,s=\"up\" 0\n\
+cpu,host=a,dc=x v=2,i=20i,s=\"up\" 60000000000\n\
+cpu,host=b,dc=x v=3,i=30i,s=\"down\" 60000000000\n\
+cpu,host=a,dc=y v=5,i=50i 250000000000\n\
+cpu,host=b,dc=y v=7,s=\"degraded\" 400000000000\n\
+cpu,host=c v=-2.5,i=-4i 470000000000\n\
+cpu,host=c i=9i 500000000000\n\
+mem,host=a used=100i,free=50i 30000000000\n\
+mem,host=a used=300i,free=0i 90000000000\n\
+mem,host=b used=7i,free=3i 90000000000\n\
+md,h=a v=1,i=1i,s=\"x\",b=true 1\n\
+md,h=a v=2,i=2i,s=\"y\",b=false 2\n\
+md,h=a v=2,i=2i,s=\"y\",b=false 3\n\
+md,h=a v=10,i=10i,s=\"x\",b=true 4\n\
+md,h=b v=5,i=5i,s=\"z\",b=true 5\n\
+md,h=b v=3,i=3i,s=\"z\",b=true 6\n\
+md,h=b v=3,i=3i,s=\"z\",b=false 7";
+
+fn ask(http: &str, q: &str) -> (u16, serde_json::Value) {
+    common::http::request("POST", http, "/query", &[("db", "q"), ("q", q)], &[], b"")
+}
+
+#[test]
+fn conditions_and_arithmetic_answer_as_influxd() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    for http in [&real.http, &ours] {
+        ask(http, "CREATE DATABASE q");
+        let (code, v) = common::http::request(
+            "POST",
+            http,
+            "/write",
+            &[("db", "q")],
+            &[],
+            POINTS.as_bytes(),
+        );
+        assert_eq!(code, 204, "{v}");
+    }
+    let queries = [
+        // OR and parentheses.
+        "SELECT v FROM cpu WHERE host = 'a' OR host = 'c'",
+        "SELECT v FROM cpu WHERE (host = 'a' OR host = 'b') AND dc = 'y'",
+        "SELECT v FROM cpu WHERE host = 'a' OR (host = 'b' AND dc = 'x')",
+        "SELECT v FROM cpu WHERE host = 'a' OR v > 4",
+        "SELECT v FROM cpu WHERE v < 0 OR v > 4",
+        "SELECT v, i FROM cpu WHERE v > 2 OR i > 15",
+        "SELECT * FROM cpu WHERE (v > 2 AND host = 'b') OR i < 0",
+        "SELECT v FROM cpu WHERE ((host = 'a'))",
+        "SELECT v FROM cpu WHERE host =~ /a|b/ OR dc = 'y'",
+        "SELECT v FROM cpu WHERE host !~ /a/ AND (v > 0 OR i > 0)",
+        "SELECT v FROM cpu WHERE host != 'a' OR dc != 'x'",
+        "SELECT count(v) FROM cpu WHERE host = 'a' OR host = 'b'",
+        "SELECT mean(v) FROM cpu WHERE host = 'a' OR v > 4 GROUP BY host",
+        "SELECT sum(i) FROM cpu WHERE (host = 'a' OR host = 'c') AND i > 0",
+        "SELECT v FROM cpu WHERE i > 5",
+        "SELECT v, i FROM cpu WHERE i > 5 ORDER BY time DESC",
+        "SELECT * FROM cpu WHERE host = 'a' OR host = 'b' ORDER BY time DESC LIMIT 3",
+        "SELECT used FROM mem WHERE free = 0 OR free = 3",
+        // Time comparisons anywhere.
+        "SELECT v FROM cpu WHERE time > 0 OR v > 1",
+        "SELECT v FROM cpu WHERE host = 'a' AND (time >= 60s AND time < 300s)",
+        "SELECT v FROM cpu WHERE (time >= 60s OR host = 'a') AND time < 300s",
+        "SELECT v FROM cpu WHERE time > 100s OR host = 'a'",
+        // Strings and booleans.
+        "SELECT s FROM cpu WHERE s = 'up'",
+        "SELECT s FROM cpu WHERE s != 'up'",
+        "SELECT s FROM cpu WHERE s =~ /^d/",
+        "SELECT s FROM cpu WHERE s !~ /^d/",
+        "SELECT v, s FROM cpu WHERE s = 'up' OR v > 6",
+        "SELECT s FROM md WHERE b = true",
+        "SELECT s, b FROM md WHERE b = false OR s = 'x'",
+        "SELECT count(s) FROM md WHERE s =~ /x|z/",
+        // Arithmetic over fields.
+        "SELECT v * 2 FROM cpu",
+        "SELECT v + i FROM cpu",
+        "SELECT i / 2 FROM cpu",
+        "SELECT i / 0, v / 0 FROM cpu",
+        "SELECT i % 3, -v FROM cpu",
+        "SELECT (v + 1) * 2 FROM cpu",
+        "SELECT v + 1 * 2 FROM cpu",
+        "SELECT v - i - 1 FROM cpu",
+        "SELECT v * 1.5 AS scaled FROM cpu",
+        "SELECT used - free, used / (used + free) FROM mem",
+        "SELECT used * 100 / (used + free) AS pct FROM mem GROUP BY host",
+        "SELECT v * 2, v FROM cpu WHERE host = 'b'",
+        "SELECT i * -1 FROM cpu WHERE host = 'c'",
+        "SELECT 2 * v FROM cpu WHERE host = 'a'",
+        // Arithmetic over aggregates.
+        "SELECT max(v) * 2 FROM cpu",
+        "SELECT mean(v) + mean(i) FROM cpu",
+        "SELECT sum(i) / count(i) FROM cpu",
+        "SELECT max(v) - min(v) FROM cpu GROUP BY host",
+        "SELECT mean(v) * 10 FROM cpu WHERE time >= 0 AND time < 600s GROUP BY time(2m)",
+        "SELECT mean(v) * 10 FROM cpu WHERE time >= 0 AND time < 600s GROUP BY time(2m) fill(0)",
+        "SELECT mean(v) * 10 FROM cpu WHERE time >= 0 AND time < 600s GROUP BY time(2m) fill(none)",
+        "SELECT sum(used) / sum(free) FROM mem WHERE time >= 0 AND time < 2m GROUP BY time(1m)",
+        "SELECT count(v), count(s) FROM cpu GROUP BY host",
+        "SELECT count(s) FROM cpu WHERE host = 'c'",
+        "SELECT count(v) * 1.5 AS c FROM cpu GROUP BY host",
+        "SELECT last(v) - first(v) FROM cpu",
+        "SELECT mean(v) / 0 FROM cpu",
+        // mode() over numbers, strings and booleans.
+        "SELECT mode(v) FROM md",
+        "SELECT mode(i) FROM md",
+        "SELECT mode(s) FROM md",
+        "SELECT mode(b) FROM md",
+        "SELECT mode(v) FROM md GROUP BY h",
+        "SELECT mode(v) FROM cpu",
+        "SELECT mode(i), count(i) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(4ns)",
+        "SELECT mode(s) FROM cpu GROUP BY host",
+    ];
+    let mut differ = Vec::new();
+    for q in &queries {
+        let theirs = ask(&real.http, q);
+        let mine = ask(&ours, q);
+        if theirs != mine {
+            differ.push(format!(
+                "{q}\n  influxd {} {}\n  tsnode  {} {}",
+                theirs.0, theirs.1, mine.0, mine.1
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} answers differ:\n{}",
+        differ.len(),
+        queries.len(),
+        differ.join("\n")
+    );
+}
