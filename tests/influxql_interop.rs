@@ -112,6 +112,13 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT count(v) * 1.5 AS c FROM cpu GROUP BY host",
         "SELECT last(v) - first(v) FROM cpu",
         "SELECT mean(v) / 0 FROM cpu",
+        // Checked when the statement runs: its error, not the request's.
+        "SELECT v FROM cpu GROUP BY time(1m)",
+        "SELECT v, count(v) FROM cpu",
+        "SELECT v + count(v) FROM cpu",
+        "SELECT derivative(mean(v)) FROM cpu",
+        "SELECT holt(v) FROM cpu",
+        "SELECT mean(v) + nope(v) FROM cpu",
         // mode() over numbers, strings and booleans.
         "SELECT mode(v) FROM md",
         "SELECT mode(i) FROM md",

@@ -18,6 +18,7 @@ use crate::proto::tsdb::{CommandResult, command::Cmd};
 use crate::raft::{MembershipChange, NodeHandle, RaftError, ReadConsistency};
 use crate::server::auth::{Authenticator, Caller, UrlCredentials};
 use crate::server::queries::QueryRegistry;
+use crate::server::query_format::{Format, Outcome, render};
 use crate::tsdb::authorize::{authorize_query, authorize_write};
 use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::line_protocol::{self, Precision};
@@ -117,6 +118,7 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
             limits.query_timeout,
         ))))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_OTHER_BODY))
+        .layer(axum::middleware::from_fn(influx_headers))
         .with_state(node)
 }
 
@@ -135,7 +137,54 @@ async fn admin_only(
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": msg.into() }))).into_response()
+    let msg = msg.into();
+    let mut r = (code, Json(json!({ "error": msg }))).into_response();
+    // influxd repeats the error in a header (on one line).
+    if let Ok(v) = HeaderValue::from_str(&msg.replace(['\r', '\n'], " ")) {
+        r.headers_mut().insert("X-Influxdb-Error", v);
+    }
+    r
+}
+
+/// influxd's headers on every answer: its version and build, and a request
+/// id (the client's `Request-Id` / `X-Request-Id` if it sent one).
+async fn influx_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let given = ["Request-Id", "X-Request-Id"]
+        .iter()
+        .find_map(|h| req.headers().get(*h).cloned());
+    let mut r = next.run(req).await;
+    let id = given.unwrap_or_else(|| {
+        HeaderValue::from_str(&request_id()).unwrap_or(HeaderValue::from_static("0"))
+    });
+    let h = r.headers_mut();
+    h.insert(
+        "X-Influxdb-Version",
+        HeaderValue::from_static(INFLUX_VERSION),
+    );
+    h.insert("X-Influxdb-Build", HeaderValue::from_static("OSS"));
+    h.insert("Request-Id", id.clone());
+    h.insert("X-Request-Id", id);
+    r
+}
+
+/// A random UUID (version 4) for a request.
+fn request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_i64(now_ns());
+        h.finish()
+    };
+    let (a, b) = (word(), word());
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// The HTTP answer to a raft error.
@@ -161,21 +210,14 @@ pub(crate) fn raft_error(e: RaftError) -> Response {
 }
 
 async fn ping(State(node): State<NodeHandle<Tsdb>>) -> Response {
-    let mut r = match node.fault() {
+    match node.fault() {
         // A fenced node is not alive to a supervisor probing /ping.
         Some(f) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("node stopped after a fatal error: {f}"),
         ),
         None => StatusCode::NO_CONTENT.into_response(),
-    };
-    r.headers_mut().insert(
-        "X-Influxdb-Version",
-        HeaderValue::from_static(INFLUX_VERSION),
-    );
-    r.headers_mut()
-        .insert("X-Influxdb-Build", HeaderValue::from_static("OSS"));
-    r
+    }
 }
 
 fn now_ns() -> i64 {
@@ -426,6 +468,7 @@ async fn write(
 }
 
 async fn query_handler(
+    method: axum::http::Method,
     State(node): State<NodeHandle<Tsdb>>,
     Extension(auth): Extension<Arc<Authenticator>>,
     Extension(queries): Extension<Arc<QueryRegistry>>,
@@ -451,7 +494,10 @@ async fn query_handler(
         return error(StatusCode::BAD_REQUEST, "missing required parameter \"q\"");
     };
     let db = q.get("db").cloned().unwrap_or_default();
+    let format = Format::of(&q, &headers);
     let epoch = match q.get("epoch").map(String::as_str) {
+        // CSV writes times as nanoseconds unless asked otherwise.
+        None | Some("") if format.csv => Some(Precision::Nanoseconds),
         None | Some("") => None,
         Some(e) => match Precision::parse(e) {
             Some(p) => Some(p),
@@ -485,12 +531,18 @@ async fn query_handler(
     let user = caller.and_then(|c| c.user);
     let text: Vec<&str> = stmts.iter().map(|(_, t)| t.as_str()).collect();
     let running = queries.register(text.join(";\n"), db.clone());
-    let mut results = Vec::new();
-    for (i, (stmt, _)) in stmts.iter().enumerate() {
+    let mut results: Vec<Outcome> = Vec::new();
+    let mut cut_short = false;
+    for (i, (stmt, text)) in stmts.iter().enumerate() {
+        let select = matches!(stmt, query::Statement::Select(_));
         if let Some(why) = running.interrupted() {
-            results.push(json!({ "statement_id": i, "error": why }));
+            results.push(Outcome {
+                result: json!({ "statement_id": i, "error": why }),
+                select,
+            });
             break;
         }
+        let writes = stmt.password().is_some() || stmt.command().is_some();
         let exec = async {
             Ok::<Value, Response>(if stmt.password().is_some() {
                 password_statement(&node, &auth, stmt).await?
@@ -535,15 +587,28 @@ async fn query_handler(
         if let Value::Object(m) = &mut r {
             let mut o = serde_json::Map::new();
             o.insert("statement_id".into(), json!(i));
+            // influxd runs a statement that changes state from a GET, and
+            // warns.
+            if writes && method == axum::http::Method::GET && !m.contains_key("error") {
+                o.insert(
+                    "messages".into(),
+                    json!([{"level": "warning", "text": format!(
+                        "deprecated use of '{text}' in a read only context, please use a POST request instead"
+                    )}]),
+                );
+            }
             o.extend(std::mem::take(m));
             r = Value::Object(o);
         }
-        results.push(r);
-        if stop {
+        // influxd stops at the first statement that fails.
+        let failed = r.get("error").is_some();
+        results.push(Outcome { result: r, select });
+        if stop || failed {
+            cut_short = failed && !stop && i + 1 < stmts.len();
             break;
         }
     }
-    Json(json!({ "results": results })).into_response()
+    render(format, results, cut_short)
 }
 
 /// The state machine's series index, fetched by the first write.

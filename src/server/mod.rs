@@ -8,6 +8,7 @@ pub mod http;
 pub mod import;
 pub mod process;
 pub mod queries;
+pub(crate) mod query_format;
 pub mod serve;
 pub mod tls;
 pub mod write_throttle;

@@ -23,6 +23,25 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Value) {
+    let (status, _, text) = request_raw(method, http, path, params, headers, body);
+    let v = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, v)
+}
+
+/// Like [`request`]: the status, the answer's headers (names lower case)
+/// and its body as text.
+pub fn request_raw(
+    method: &str,
+    http: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -49,13 +68,18 @@ pub fn request(
     };
     let mut r = r.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = r.status().as_u16();
+    let names: Vec<(String, String)> = r
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
     let text = r.body_mut().read_to_string().unwrap_or_default();
-    let v = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, v)
+    (status, names, text)
 }
 
 /// A child process killed and reaped when dropped.

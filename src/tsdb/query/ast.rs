@@ -308,6 +308,9 @@ pub enum Expr {
     Neg(Box<Expr>),
     /// `l op r`
     Bin(Box<Expr>, Op, Box<Expr>),
+    /// A call of a function influxd does not know (an error when the
+    /// statement runs).
+    Undefined(String),
 }
 
 /// An arithmetic operator.
@@ -329,7 +332,7 @@ impl Expr {
     /// Whether it holds an aggregate.
     pub fn has_call(&self) -> bool {
         match self {
-            Expr::Call(..) => true,
+            Expr::Call(..) | Expr::Undefined(_) => true,
             Expr::Neg(e) => e.has_call(),
             Expr::Bin(l, _, r) => l.has_call() || r.has_call(),
             _ => false,
@@ -349,7 +352,7 @@ impl Expr {
     /// Its fields and aggregates, left to right.
     pub fn leaves<'a>(&'a self, out: &mut Vec<&'a Expr>) {
         match self {
-            Expr::Field(_) | Expr::Call(..) => out.push(self),
+            Expr::Field(_) | Expr::Call(..) | Expr::Undefined(_) => out.push(self),
             Expr::Neg(e) => e.leaves(out),
             Expr::Bin(l, _, r) => {
                 l.leaves(out);
@@ -369,6 +372,7 @@ impl Expr {
             .map(|l| match l {
                 Expr::Field(f) => f.clone(),
                 Expr::Call(f, _) => f.name().to_string(),
+                Expr::Undefined(name) => name.clone(),
                 _ => String::new(),
             })
             .collect::<Vec<_>>()

@@ -72,7 +72,15 @@ fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
         }
         return Ok(c);
     }
-    let key = p.ident()?;
+    let key = match p.peek() {
+        Some(Tok::Ident(_)) => p.ident()?,
+        _ => {
+            return Err(format!(
+                "found {}, expected identifier, string, number, bool",
+                p.found()
+            ));
+        }
+    };
     let op = match p.peek().cloned() {
         Some(Tok::Sym(o)) => match CmpOp::from_sym(&o) {
             Some(op) => {
@@ -104,12 +112,8 @@ fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
     let value = if matches!(op.0, CmpOp::Match | CmpOp::NotMatch) {
         Lit::Regex(regex_literal(p)?)
     } else {
-        literal(p).map_err(|found| {
-            format!(
-                "expected a string, number or boolean after {key} {}, found {found}",
-                op.1
-            )
-        })?
+        literal(p)
+            .map_err(|found| format!("found {found}, expected identifier, string, number, bool"))?
     };
     Ok(Some(Cond::Cmp {
         key,

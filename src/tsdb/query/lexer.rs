@@ -10,13 +10,22 @@ pub(super) enum Tok {
 }
 
 /// Tokens, each with whether it was a double-quoted identifier (for
-/// [`canonical`]).
-pub(super) fn lex_marked(q: &str) -> Result<Vec<(Tok, bool)>, String> {
+/// [`canonical`]), and where each starts (line and character, from 1, as
+/// influxd's messages give them).
+pub(super) fn lex_marked(q: &str) -> Result<(Vec<(Tok, bool)>, Vec<(usize, usize)>), String> {
     let c: Vec<char> = q.chars().collect();
     let mut out: Vec<(Tok, bool)> = Vec::new();
+    let mut starts = Vec::new();
+    let (mut line, mut line_start) = (1, 0);
     let mut i = 0;
     while i < c.len() {
         let ch = c[i];
+        let before = out.len();
+        let start = (line, i + 1 - line_start);
+        if ch == '\n' {
+            line += 1;
+            line_start = i + 1;
+        }
         if ch.is_whitespace() {
             i += 1;
         } else if ch == '\'' || ch == '"' {
@@ -94,8 +103,11 @@ pub(super) fn lex_marked(q: &str) -> Result<Vec<(Tok, bool)>, String> {
                 return Err(format!("unexpected character {ch:?}"));
             }
         }
+        if out.len() > before {
+            starts.push(start);
+        }
     }
-    Ok(out)
+    Ok((out, starts))
 }
 
 pub(super) struct P {
@@ -144,7 +156,7 @@ impl P {
                 self.i += 1;
                 Ok(s)
             }
-            _ => Err(format!("expected identifier, found {}", self.found())),
+            _ => Err(format!("found {}, expected identifier", self.found())),
         }
     }
     pub(super) fn num(&mut self) -> Result<String, String> {

@@ -23,6 +23,7 @@ fn number(v: &Value) -> Option<N> {
 pub(super) fn eval(e: &Expr, leaf: &mut dyn FnMut(&Expr) -> Value) -> Value {
     match e {
         Expr::Field(_) | Expr::Call(..) => leaf(e),
+        Expr::Undefined(_) => Value::Null,
         Expr::Int(i) => json!(i),
         Expr::Float(f) => float_json(*f),
         Expr::Neg(x) => match number(&eval(x, leaf)) {

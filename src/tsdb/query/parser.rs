@@ -19,7 +19,23 @@ pub fn parse(q: &str, now: i64) -> Result<Vec<Statement>, String> {
 /// statement in its messages (keywords upper case, identifiers quoted only
 /// where needed, passwords `[REDACTED]`).
 pub fn parse_with_text(q: &str, now: i64) -> Result<Vec<(Statement, String)>, String> {
-    let marked = lex_marked(q)?;
+    let (marked, starts) = lex_marked(q)?;
+    // Where the token an error stopped at starts (after the last line's
+    // end for EOF), as influxd ends its messages.
+    let at = |i: usize| {
+        let (line, ch) = starts.get(i).copied().unwrap_or_else(|| {
+            // EOF: influxd's scanner counts one character more after a
+            // bare word or number than after a symbol or quote.
+            let text = q.trim_end();
+            let last = text.rsplit('\n').next().unwrap_or("");
+            let word = matches!(marked.last(), Some((Tok::Ident(_) | Tok::Num(_), false)));
+            (
+                text.matches('\n').count() + 1,
+                last.chars().count() + if word { 2 } else { 1 },
+            )
+        });
+        format!(" at line {line}, char {ch}")
+    };
     let mut p = P {
         t: marked.iter().map(|(t, _)| t.clone()).collect(),
         i: 0,
@@ -30,14 +46,21 @@ pub fn parse_with_text(q: &str, now: i64) -> Result<Vec<(Statement, String)>, St
             continue;
         }
         let from = p.i;
-        let stmt = statement(&mut p, now)?;
+        // influxd places its "found …, expected …" errors.
+        let stmt = statement(&mut p, now).map_err(|e| {
+            if e.starts_with("found ") {
+                e + &at(p.i)
+            } else {
+                e
+            }
+        })?;
         let text = match user_statement_text(&stmt) {
             Some(t) => t,
             None => canonical(&marked[from..p.i]),
         };
         out.push((stmt, text));
         if p.peek().is_some() && !p.sym(";") {
-            return Err(format!("unexpected {} after the statement", p.found()));
+            return Err(format!("found {}, expected ;{}", p.found(), at(p.i)));
         }
     }
     if out.is_empty() {
@@ -134,6 +157,12 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         if p.kw("DATABASE") {
             return Ok(Statement::DropDatabase(p.ident()?));
         }
+        if !matches!(p.peek(), Some(Tok::Ident(k)) if k.eq_ignore_ascii_case("RETENTION")) {
+            return Err(format!(
+                "found {}, expected CONTINUOUS, DATABASE, MEASUREMENT, RETENTION, SERIES, SHARD, SUBSCRIPTION, USER",
+                p.found()
+            ));
+        }
         let (name, db) = rp_target(p)?;
         return Ok(Statement::DropRetentionPolicy(name, db));
     }
@@ -219,13 +248,16 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
                 offset,
             });
         }
-        return Err(format!("unsupported SHOW {}", p.found()));
+        return Err(format!(
+            "found {}, expected CONTINUOUS, DATABASES, DIAGNOSTICS, FIELD, GRANTS, MEASUREMENT, MEASUREMENTS, QUERIES, RETENTION, SERIES, SHARD, SHARDS, STATS, SUBSCRIPTIONS, TAG, USERS",
+            p.found()
+        ));
     }
     if p.kw("SELECT") {
         return select(p, now).map(Statement::Select);
     }
     Err(format!(
-        "found {}, expected SELECT, SHOW, CREATE, DROP, GRANT, REVOKE, ALTER, SET, KILL",
+        "found {}, expected SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL",
         p.found()
     ))
 }

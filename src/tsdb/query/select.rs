@@ -18,23 +18,6 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
             break;
         }
     }
-    let aggs = fields
-        .iter()
-        .filter(|f| aggs_only(std::slice::from_ref(f)))
-        .count();
-    let nested = fields
-        .iter()
-        .filter(|f| matches!(f, Projection::Nested { .. }))
-        .count();
-    if nested > 0 && nested != fields.len() {
-        return Err("mixing transformations with other projections is not supported".into());
-    }
-    let mixed = fields
-        .iter()
-        .any(|f| matches!(f, Projection::Math(e) if e.has_call() && e.has_field()));
-    if mixed || (aggs > 0 && aggs != fields.len()) {
-        return Err("mixing aggregate and non-aggregate queries is not supported".into());
-    }
     p.expect_kw("FROM")?;
     let mut parts = vec![p.ident()?];
     while p.sym(".") {
@@ -114,16 +97,6 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
                 break;
             }
         }
-        if s.group_time.is_some() && !aggs_only(&s.fields) {
-            return Err("GROUP BY requires at least one aggregate function".into());
-        }
-    }
-    if s.group_time.is_none()
-        && s.fields
-            .iter()
-            .any(|f| matches!(f, Projection::Nested { .. }))
-    {
-        return Err("a transformation of an aggregate needs GROUP BY time(…)".into());
     }
     if p.kw("FILL") {
         if !p.sym("(") {
@@ -140,9 +113,10 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         } else {
             let neg = p.sym("-");
             let n: f64 = p
-                .num()?
-                .parse()
-                .map_err(|_| "fill takes null, none, previous, linear or a number".to_string())?;
+                .num()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or("expected number argument in fill()")?;
             Fill::Value(if neg { -n } else { n })
         };
         if !p.sym(")") {
@@ -163,7 +137,10 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         }
     }
     let count = |p: &mut P, what: &str| -> Result<usize, String> {
-        p.num()?.parse().map_err(|_| format!("invalid {what}"))
+        match p.peek() {
+            Some(Tok::Num(_)) => p.num()?.parse().map_err(|_| format!("invalid {what}")),
+            _ => Err(format!("found {}, expected integer", p.found())),
+        }
     };
     if p.kw("LIMIT") {
         s.limit = count(p, "LIMIT")?;
@@ -279,7 +256,18 @@ fn unary(p: &mut P) -> Result<Expr, String> {
 /// `func(field)` (the `(` already read): an aggregate or selector.
 fn call(p: &mut P, name: &str) -> Result<Expr, String> {
     let Some(mut f) = Func::from_name(name) else {
-        return Err(format!("unsupported function {name}()"));
+        // Known to be undefined when the statement runs, as influxd's.
+        let mut depth = 1;
+        while depth > 0 {
+            match p.peek() {
+                None => return Err(format!("found EOF, expected )")),
+                Some(Tok::Sym(s)) if s == "(" => depth += 1,
+                Some(Tok::Sym(s)) if s == ")" => depth -= 1,
+                _ => {}
+            }
+            p.i += 1;
+        }
+        return Ok(Expr::Undefined(name.to_string()));
     };
     let arg = if p.sym("*") {
         "*".to_string()
@@ -344,4 +332,52 @@ fn nested(p: &mut P, outer: Transform) -> Result<Projection, String> {
         field,
         unit,
     })
+}
+
+/// The checks influxd makes when a SELECT runs (its errors are the
+/// statement's, not the request's).
+pub(super) fn check(s: &Select) -> Result<(), String> {
+    for f in &s.fields {
+        if let Projection::Math(e) = f {
+            let mut leaves = Vec::new();
+            e.leaves(&mut leaves);
+            if let Some(Expr::Undefined(name)) =
+                leaves.iter().find(|l| matches!(l, Expr::Undefined(_)))
+            {
+                return Err(format!("undefined function {name}()"));
+            }
+        }
+    }
+    let fields = &s.fields;
+    let aggs = fields
+        .iter()
+        .filter(|f| aggs_only(std::slice::from_ref(f)))
+        .count();
+    let nested = fields
+        .iter()
+        .filter(|f| matches!(f, Projection::Nested { .. }))
+        .count();
+    if nested > 0 && nested != fields.len() {
+        return Err("mixing transformations with other projections is not supported".into());
+    }
+    let mixed = fields
+        .iter()
+        .any(|f| matches!(f, Projection::Math(e) if e.has_call() && e.has_field()));
+    if mixed || (aggs > 0 && aggs != fields.len()) {
+        return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    if s.group_time.is_some() && !aggs_only(fields) {
+        return Err("GROUP BY requires at least one aggregate function".into());
+    }
+    if s.group_time.is_none()
+        && let Some(Projection::Nested { outer, .. }) = fields
+            .iter()
+            .find(|f| matches!(f, Projection::Nested { .. }))
+    {
+        return Err(format!(
+            "{} aggregate requires a GROUP BY interval",
+            outer.name()
+        ));
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use super::aggregate::aggregate_rows;
 use super::ast::*;
 use super::filter::{Filter, Keys};
 use super::raw::raw_rows;
-use super::select::aggs_only;
+use super::select::{aggs_only, check};
 use super::values::{TaggedSeries, series_tags};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::{FieldValue, Precision};
@@ -19,6 +19,7 @@ pub(super) fn select_exec(
     s: &Select,
     epoch: Option<Precision>,
 ) -> Result<Value, String> {
+    check(s)?;
     let db = s.db.as_deref().unwrap_or(db);
     if db.is_empty() {
         return Err("database name required".into());

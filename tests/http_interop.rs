@@ -1,0 +1,275 @@
+//! The /query answer's shapes compared with a real influxd 1.6.7:
+//! `chunked=true` with `chunk_size` (each chunk's JSON), CSV for
+//! `Accept: application/csv` (byte for byte), `pretty=true`, `epoch`,
+//! multi-statement requests that fail part-way, statements that change
+//! state sent with GET, and influxd's headers on every answer.
+
+mod common;
+
+use common::http::request_raw;
+use common::influxd::Influxd;
+use common::procs::Procs;
+use serde_json::Value;
+
+const POINTS: &str = "m,host=a v=1,w=2i,s=\"x\" 1000000000\n\
+m,host=a v=2.5,w=3i 2000000000\n\
+m,host=b v=4,w=5i,s=\"y\" 3000000000\n\
+m,host=b w=7i 4000000000\n\
+m,host=c v=-1 5000000000\n\
+m,host=c v=0.1 6000000000\n\
+t,a=1,b=x\\,y s=\"he,llo \\\"q\\\"\",v=1 1\n\
+t,a=2 v=2 2\n\
+t,a=3 v=1e21,s=\" lead\" 3";
+
+/// A /query answer reduced to what is compared: status, content type,
+/// and the body (chunks parsed one by one; CSV as text; else the JSON).
+fn answer(
+    http: &str,
+    method: &str,
+    params: &[(&str, &str)],
+    accept: Option<&str>,
+) -> (u16, String, Value) {
+    let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+    let (code, h, text) = request_raw(method, http, "/query", params, &headers, b"");
+    let ct = h
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.split(';').next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let body = if ct == "text/csv" {
+        Value::String(text)
+    } else if params.iter().any(|(k, v)| *k == "chunked" && *v == "true") {
+        Value::Array(
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.to_string())))
+                .collect(),
+        )
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (code, ct, body)
+}
+
+#[test]
+fn query_answer_shapes_and_headers_are_influxds() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    for http in [&real.http, &ours] {
+        answer(http, "POST", &[("q", "CREATE DATABASE h")], None);
+        let (code, _, body) = request_raw(
+            "POST",
+            http,
+            "/write",
+            &[("db", "h")],
+            &[],
+            POINTS.as_bytes(),
+        );
+        assert_eq!(code, 204, "{body}");
+    }
+    let q = |s: &'static str| vec![("db", "h"), ("q", s)];
+    let with = |s: &'static str, extra: &[(&'static str, &'static str)]| {
+        let mut v = vec![("db", "h"), ("q", s)];
+        v.extend_from_slice(extra);
+        v
+    };
+    let chunked =
+        |s: &'static str, size: &'static str| with(s, &[("chunked", "true"), ("chunk_size", size)]);
+    let cases: Vec<(&str, Vec<(&str, &str)>, Option<&str>)> = vec![
+        // Chunks.
+        ("POST", chunked("SELECT * FROM m", "2"), None),
+        ("POST", chunked("SELECT * FROM m GROUP BY host", "2"), None),
+        ("POST", chunked("SELECT * FROM m GROUP BY host", "10"), None),
+        (
+            "POST",
+            chunked(
+                "SELECT * FROM m GROUP BY host; SHOW MEASUREMENTS; SELECT count(v) FROM m GROUP BY host",
+                "10",
+            ),
+            None,
+        ),
+        (
+            "POST",
+            chunked("SHOW MEASUREMENTS; SHOW TAG VALUES WITH KEY = host", "1"),
+            None,
+        ),
+        (
+            "POST",
+            chunked("SELECT v FROM m WHERE host = 'c'", "1"),
+            None,
+        ),
+        (
+            "POST",
+            chunked("SELECT * FROM nope; SELECT count(v) FROM m", "1"),
+            None,
+        ),
+        (
+            "POST",
+            chunked(
+                "SELECT count(v) FROM m; SELECT count(v) FROM nope.autogen.m; SHOW DATABASES",
+                "1",
+            ),
+            None,
+        ),
+        (
+            "POST",
+            with("SELECT * FROM m", &[("chunked", "true")]),
+            None,
+        ),
+        (
+            "POST",
+            with(
+                "SELECT * FROM m",
+                &[("chunked", "false"), ("chunk_size", "1")],
+            ),
+            None,
+        ),
+        // CSV.
+        (
+            "POST",
+            q("SELECT * FROM m GROUP BY host; SELECT count(v) FROM m"),
+            Some("application/csv"),
+        ),
+        (
+            "POST",
+            q("SELECT * FROM t GROUP BY *"),
+            Some("application/csv"),
+        ),
+        ("POST", q("SELECT * FROM t"), Some("application/csv")),
+        ("POST", q("SELECT v / 3 FROM m"), Some("application/csv")),
+        (
+            "POST",
+            with("SELECT count(v) FROM m", &[("epoch", "s")]),
+            Some("application/csv"),
+        ),
+        (
+            "POST",
+            with("SELECT v FROM m", &[("epoch", "ms")]),
+            Some("application/csv"),
+        ),
+        (
+            "POST",
+            q("SHOW MEASUREMENTS; SHOW TAG KEYS; SHOW FIELD KEYS"),
+            Some("application/csv"),
+        ),
+        (
+            "POST",
+            q("SELECT count(v) FROM m; SELECT count(v) FROM nope.autogen.m"),
+            Some("application/csv"),
+        ),
+        ("POST", q("SHOW DATABASES"), Some("text/csv")),
+        // Pretty.
+        (
+            "POST",
+            with("SELECT * FROM m; SELECT * FROM nope", &[("pretty", "true")]),
+            None,
+        ),
+        ("POST", with("SHOW DATABASES", &[("pretty", "true")]), None),
+        // Epochs.
+        ("POST", with("SELECT v FROM m", &[("epoch", "h")]), None),
+        ("POST", with("SELECT v FROM m", &[("epoch", "m")]), None),
+        ("POST", with("SELECT v FROM m", &[("epoch", "s")]), None),
+        ("POST", with("SELECT v FROM m", &[("epoch", "ms")]), None),
+        ("POST", with("SELECT v FROM m", &[("epoch", "u")]), None),
+        ("POST", with("SELECT v FROM m", &[("epoch", "ns")]), None),
+        // Statements that fail part-way.
+        ("POST", vec![("q", "SELECT count(v) FROM m")], None),
+        (
+            "POST",
+            vec![("q", "SELECT count(v) FROM m; SHOW DATABASES")],
+            None,
+        ),
+        (
+            "POST",
+            q("SHOW DATABASES; SELECT count(v) FROM nope.autogen.m"),
+            None,
+        ),
+        (
+            "POST",
+            q("SELECT count(v) FROM m; SELECT count(v) FROM nope.autogen.m; SHOW DATABASES"),
+            None,
+        ),
+        ("POST", q("SHOW MEASUREMENTS ON nope; SHOW DATABASES"), None),
+        (
+            "POST",
+            q("SELECT * FROM nope; SELECT count(v) FROM m"),
+            None,
+        ),
+        // Parse errors: the whole request refused, the place named.
+        ("POST", q("SELEC nothing"), None),
+        ("POST", q("SHOW DATABASES; SELEC x"), None),
+        ("POST", q("SHOW DATABASES;\nSHOW FOO"), None),
+        ("POST", q("SELECT v FROM"), None),
+        ("POST", q("SELECT v FROM m WHERE"), None),
+        ("POST", q("SELECT v FROM m WHERE host = "), None),
+        (
+            "POST",
+            q("SELECT v FROM m GROUP BY time(1m) fill(foo)"),
+            None,
+        ),
+        ("POST", q("SELECT v FROM m LIMIT x"), None),
+        ("POST", q("CREATE DATABASE"), None),
+        ("POST", q("DROP"), None),
+        ("POST", q("SELECT v FROM m extra"), None),
+        // State changed with GET: done, with a warning.
+        (
+            "GET",
+            vec![(
+                "q",
+                "CREATE DATABASE g1; CREATE RETENTION POLICY r ON g1 DURATION 1d REPLICATION 1; SHOW RETENTION POLICIES ON g1",
+            )],
+            None,
+        ),
+        ("GET", vec![("q", "DROP DATABASE g1; SHOW DATABASES")], None),
+        (
+            "POST",
+            vec![("q", "CREATE DATABASE g2; DROP DATABASE g2")],
+            None,
+        ),
+        ("GET", q("SELECT count(v) FROM m"), None),
+    ];
+    let mut differ = Vec::new();
+    for (method, params, accept) in &cases {
+        let theirs = answer(&real.http, method, params, *accept);
+        let mine = answer(&ours, method, params, *accept);
+        if theirs != mine {
+            differ.push(format!(
+                "{method} {params:?} accept {accept:?}\n  influxd {theirs:?}\n  tsnode  {mine:?}"
+            ));
+        }
+    }
+    // Headers on every answer, and the error repeated in one.
+    for (method, path, params, body) in [
+        ("GET", "/ping", vec![], ""),
+        ("POST", "/query", vec![("q", "SHOW DATABASES")], ""),
+        ("POST", "/query", vec![("q", "SELEC nothing")], ""),
+        ("POST", "/write", vec![("db", "h")], "m v=1 1"),
+        ("POST", "/write", vec![("db", "nope")], "m v=1 1"),
+    ] {
+        let names = |http: &str| {
+            let (code, h, _) = request_raw(method, http, path, &params, &[], body.as_bytes());
+            let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            (
+                code,
+                get("x-influxdb-build"),
+                get("x-influxdb-version").is_some(),
+                get("request-id").is_some_and(|v| v.len() == 36),
+                get("request-id") == get("x-request-id"),
+                get("x-influxdb-error"),
+            )
+        };
+        let (theirs, mine) = (names(&real.http), names(&ours));
+        if theirs != mine {
+            differ.push(format!(
+                "headers of {method} {path} {params:?}\n  influxd {theirs:?}\n  tsnode  {mine:?}"
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} answers differ:\n{}",
+        differ.len(),
+        cases.len() + 5,
+        differ.join("\n")
+    );
+}
