@@ -50,6 +50,9 @@ fn answer(
     (code, ct, body)
 }
 
+/// A request: method, URL parameters, `Accept`.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
+
 #[test]
 fn query_answer_shapes_and_headers_are_influxds() {
     let Some(real) = Influxd::start() else { return };
@@ -75,7 +78,7 @@ fn query_answer_shapes_and_headers_are_influxds() {
     };
     let chunked =
         |s: &'static str, size: &'static str| with(s, &[("chunked", "true"), ("chunk_size", size)]);
-    let cases: Vec<(&str, Vec<(&str, &str)>, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         // Chunks.
         ("POST", chunked("SELECT * FROM m", "2"), None),
         ("POST", chunked("SELECT * FROM m GROUP BY host", "2"), None),

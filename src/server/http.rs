@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -468,15 +468,15 @@ async fn write(
 }
 
 async fn query_handler(
-    method: axum::http::Method,
     State(node): State<NodeHandle<Tsdb>>,
     Extension(auth): Extension<Arc<Authenticator>>,
     Extension(queries): Extension<Arc<QueryRegistry>>,
     Query(url): Query<UrlCredentials>,
     Query(mut q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    request: axum::http::request::Parts,
     body: Bytes,
 ) -> Response {
+    let (method, headers) = (request.method, request.headers);
     let caller = match auth.caller(&node, &url, &headers).await {
         Ok(c) => c,
         Err(refused) => return refused,

@@ -9,10 +9,13 @@ pub(super) enum Tok {
     Regex(String),
 }
 
+/// Tokens with their quoted flags, and the (line, char) of each.
+pub(super) type Lexed = (Vec<(Tok, bool)>, Vec<(usize, usize)>);
+
 /// Tokens, each with whether it was a double-quoted identifier (for
 /// [`canonical`]), and where each starts (line and character, from 1, as
 /// influxd's messages give them).
-pub(super) fn lex_marked(q: &str) -> Result<(Vec<(Tok, bool)>, Vec<(usize, usize)>), String> {
+pub(super) fn lex_marked(q: &str) -> Result<Lexed, String> {
     let c: Vec<char> = q.chars().collect();
     let mut out: Vec<(Tok, bool)> = Vec::new();
     let mut starts = Vec::new();

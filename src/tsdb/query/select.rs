@@ -260,7 +260,7 @@ fn call(p: &mut P, name: &str) -> Result<Expr, String> {
         let mut depth = 1;
         while depth > 0 {
             match p.peek() {
-                None => return Err(format!("found EOF, expected )")),
+                None => return Err("found EOF, expected )".into()),
                 Some(Tok::Sym(s)) if s == "(" => depth += 1,
                 Some(Tok::Sym(s)) if s == ")" => depth -= 1,
                 _ => {}
