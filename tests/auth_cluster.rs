@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::{check, wait};
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -44,19 +46,6 @@ fn query(http: &str, cred: Option<(&str, &str)>, db: &str, q: &str) -> (u16, Val
 
 fn values(v: &Value) -> Value {
     v["results"][0]["series"][0]["values"].clone()
-}
-
-/// Waits until `f` is `Ok` (up to 30 s); its last `Err` when it never is.
-fn wait(what: &str, mut f: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = f() {
-        assert!(Instant::now() < deadline, "{what}: {e}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn check(ok: bool, diag: impl FnOnce() -> String) -> Result<(), String> {
-    if ok { Ok(()) } else { Err(diag()) }
 }
 
 /// A cluster with auth on, an admin `root`/`r`, a READ user `rd`/`p` and

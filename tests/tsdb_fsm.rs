@@ -249,7 +249,7 @@ fn the_influxql_subset_answers_like_influxdb_and_identically_after_a_load() {
     .iter()
     .enumerate()
     {
-        let r = apply(&exec, i as u64 + 1, stmt.command().unwrap());
+        let r = apply(&exec, i as u64 + 1, stmt.command("").unwrap().unwrap());
         assert!(r.error.is_empty(), "{}", r.error);
     }
     let t0 = 1_700_000_000_000_000_000i64;

@@ -542,14 +542,17 @@ async fn query_handler(
             });
             break;
         }
-        let writes = stmt.password().is_some() || stmt.command().is_some();
+        let writes = stmt.password().is_some() || stmt.command(&db).is_some();
         let exec = async {
             Ok::<Value, Response>(if stmt.password().is_some() {
                 password_statement(&node, &auth, stmt).await?
-            } else if let Some(cmd) = stmt.command() {
-                match propose(&node, cmd).await? {
-                    res if res.error.is_empty() => json!({}),
-                    res => json!({ "error": res.error }),
+            } else if let Some(cmd) = stmt.command(&db) {
+                match cmd {
+                    Err(e) => json!({ "error": e }),
+                    Ok(cmd) => match propose(&node, cmd).await? {
+                        res if res.error.is_empty() => json!({}),
+                        res => json!({ "error": res.error }),
+                    },
                 }
             } else {
                 match stmt {

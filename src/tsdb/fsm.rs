@@ -370,6 +370,7 @@ impl Tsdb {
                 }
             }
             Cmd::WriteShard(w) => return self.write_shard(w),
+            Cmd::DeleteSeries(c) => return self.delete_series(c),
             Cmd::CreateUser(c) => {
                 if let Err(e) = self.meta_mut().create_user(&c.name, &c.hash, c.admin) {
                     return Ok(err(e));
@@ -427,6 +428,45 @@ impl Tsdb {
             }
         }
         Ok(res)
+    }
+
+    /// DELETE, DROP SERIES, DROP MEASUREMENT: the points of the series the
+    /// command reaches in its time range leave every shard of the database
+    /// whose group overlaps the range — from the cache, and from the TSM
+    /// files that hold any (rewritten without them), so that snapshots,
+    /// installs and backups carry the deletion.
+    fn delete_series(&mut self, c: pb::DeleteSeries) -> Result<CommandResult, BoxError> {
+        if !self.meta.databases.contains_key(&c.db) {
+            return Ok(Self::rejected(format!("database not found: {}", c.db)));
+        }
+        let ids: Vec<u64> = self
+            .meta
+            .shards()
+            .into_iter()
+            .filter(|(db, _, _, start, end)| {
+                db == &c.db && *end > c.min_time && *start <= c.max_time
+            })
+            .map(|(_, _, id, _, _)| id)
+            .collect();
+        // influxd refuses a condition it cannot apply shard by shard,
+        // naming the first shard.
+        let reach = match super::query::SeriesMatch::new(&c) {
+            Ok(m) => m,
+            Err(e) => match ids.first() {
+                Some(id) => return Ok(Self::rejected(format!("shard {id}: {e}"))),
+                None => return Ok(CommandResult::default()),
+            },
+        };
+        let matches = |key: &str| {
+            let series = key.split(KEY_FIELD_SEPARATOR).next().unwrap_or(key);
+            reach.matches(series)
+        };
+        for id in ids {
+            if let Some(shard) = self.shards.get_mut(&id) {
+                shard.delete(&matches, c.min_time, c.max_time)?;
+            }
+        }
+        Ok(CommandResult::default())
     }
 
     fn write(&mut self, w: pb::WritePoints) -> Result<CommandResult, BoxError> {

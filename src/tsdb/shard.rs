@@ -407,6 +407,99 @@ impl Shard {
         Ok(())
     }
 
+    /// Removes the points in `[min, max]` of every key whose series
+    /// `reach` says (it is given the TSM key): from the cache (frozen
+    /// segments are copied, so views keep their point in time) and from
+    /// the files that hold any, each rewritten without them under the next
+    /// sequence of its generation (it keeps its place among the files; a
+    /// file left empty goes). Returns the points removed.
+    pub fn delete(
+        &mut self,
+        reach: &dyn Fn(&str) -> bool,
+        min: i64,
+        max: i64,
+    ) -> Result<u64, TsmError> {
+        let mut removed = 0u64;
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        let cut = |map: &mut CacheMap, touched: &mut BTreeSet<String>| -> usize {
+            let mut n = 0;
+            map.retain(|k, c| {
+                if !reach(k) {
+                    return true;
+                }
+                let before = c.points.len();
+                c.points.retain(|(t, _)| *t < min || *t > max);
+                n += before - c.points.len();
+                if before != c.points.len() {
+                    touched.insert(k.clone());
+                }
+                !c.points.is_empty()
+            });
+            n
+        };
+        let n = cut(&mut self.cache, &mut touched);
+        self.cache_points = self.cache_points.saturating_sub(n);
+        removed += n as u64;
+        for seg in &mut self.frozen {
+            let hit = seg
+                .map
+                .iter()
+                .any(|(k, c)| reach(k) && c.points.iter().any(|(t, _)| *t >= min && *t <= max));
+            if hit {
+                let mut map = (*seg.map).clone();
+                let n = cut(&mut map, &mut touched);
+                seg.points = seg.points.saturating_sub(n);
+                seg.map = Arc::new(map);
+                removed += n as u64;
+            }
+        }
+        let mut files = Vec::with_capacity(self.files.len());
+        for f in std::mem::take(&mut self.files) {
+            let hit = f.reader.keys().any(|(k, _)| {
+                reach(k)
+                    && f.reader
+                        .entries(k)
+                        .is_some_and(|es| es.iter().any(|e| e.max_time >= min && e.min_time <= max))
+            });
+            if !hit {
+                files.push(f);
+                continue;
+            }
+            let (generation, seq) = f
+                .name
+                .trim_end_matches(".tsm")
+                .split_once('-')
+                .and_then(|(g, s)| Some((g.parse::<u64>().ok()?, s.parse::<u64>().ok()?)))
+                .unwrap_or((self.next_gen, 0));
+            let name = format!("{generation:09}-{:09}.tsm", seq + 1);
+            let path = self.dir.join(&name);
+            let (written, gone) = write_without(&f, &path, reach, min, max, &mut touched)?;
+            removed += gone;
+            // No file when no point is left.
+            if let Some(written) = written {
+                let reader = Arc::new(TsmReader::open(&path)?);
+                files.push(ShardFile {
+                    name,
+                    path,
+                    size: written.size,
+                    crc32c: written.crc32c,
+                    reader,
+                });
+            }
+            let _ = std::fs::remove_file(&f.path);
+        }
+        self.files = files;
+        // A key gone everywhere may take another type later.
+        for k in touched {
+            let cached = self.segments().any(|s| s.contains_key(&k));
+            let filed = self.files.iter().any(|f| f.reader.entries(&k).is_some());
+            if !cached && !filed {
+                self.types.remove(&k);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every key (files and cache).
     pub fn keys(&self) -> BTreeSet<String> {
         keys_of(&self.files, self.segments())
@@ -808,6 +901,62 @@ pub fn write_merged(
     })
 }
 
+/// Writes `input` again at `out` without the points in `[min, max]` of
+/// the keys `reach` says, noting each key that lost points in `touched`:
+/// what was written (`None`: nothing, no point was left) and how many
+/// points were removed.
+fn write_without(
+    input: &ShardFile,
+    out: &Path,
+    reach: &dyn Fn(&str) -> bool,
+    min: i64,
+    max: i64,
+    touched: &mut BTreeSet<String>,
+) -> Result<(Option<MergedFile>, u64), TsmError> {
+    let mut w: Option<TsmWriter> = None;
+    let (mut values, mut gone) = (0u64, 0u64);
+    let keys: Vec<String> = input.reader.keys().map(|(k, _)| k.to_string()).collect();
+    for key in &keys {
+        let Some(entries) = input.reader.entries(key) else {
+            continue;
+        };
+        let mut points: Vec<(i64, FieldValue)> = Vec::new();
+        for e in entries {
+            let (ts, v) = input.reader.read_block(e)?;
+            points.extend(from_values(ts, v));
+        }
+        if reach(key) {
+            let before = points.len();
+            points.retain(|(t, _)| *t < min || *t > max);
+            if points.len() != before {
+                gone += (before - points.len()) as u64;
+                touched.insert(key.clone());
+            }
+        }
+        if points.is_empty() {
+            continue;
+        }
+        let (ts, vals) = to_values(&points)?;
+        if w.is_none() {
+            w = Some(TsmWriter::create(out)?);
+        }
+        if let Some(w) = &mut w {
+            w.write(key, &ts, &vals)?;
+        }
+        values += ts.len() as u64;
+    }
+    let Some(w) = w else { return Ok((None, gone)) };
+    let f = w.finish()?;
+    Ok((
+        Some(MergedFile {
+            size: f.size,
+            crc32c: f.crc32c,
+            values,
+        }),
+        gone,
+    ))
+}
+
 /// The measurement of a TSM key (unescaped).
 pub fn measurement_of(key: &str) -> String {
     let series = key.split(KEY_FIELD_SEPARATOR).next().unwrap_or(key);
@@ -902,6 +1051,48 @@ mod tests {
         assert_eq!(f.reader.keys().count(), 1);
         assert_eq!(s.read(k, i64::MIN, i64::MAX).unwrap().len(), 15);
         assert!(s.flush().unwrap().is_none(), "the cache is empty now");
+    }
+
+    #[test]
+    fn a_delete_leaves_cache_and_files_but_not_views_or_later_writes() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Shard::create(1, t.path().join("1")).unwrap();
+        let (a, b) = ("cpu,host=a#!~#v", "cpu,host=b#!~#v");
+        for i in 0..10 {
+            assert!(s.write(a, i, FieldValue::Float(i as f64)));
+            assert!(s.write(b, i, FieldValue::Float(i as f64)));
+        }
+        s.flush().unwrap().unwrap();
+        let only_a = s.files()[0].name.clone();
+        for i in 10..15 {
+            assert!(s.write(a, i, FieldValue::Float(i as f64)));
+        }
+        let before = s.view();
+        assert!(s.write(a, 15, FieldValue::Float(15.0)));
+        let reach = |k: &str| k.starts_with("cpu,host=a#");
+        assert_eq!(s.delete(&reach, 3, 12).unwrap(), 10);
+        // The file was rewritten under the next sequence; b is whole.
+        assert_eq!(s.files().len(), 1);
+        assert_ne!(s.files()[0].name, only_a);
+        assert!(!s.dir().join(&only_a).exists());
+        let times = |pts: Vec<(i64, FieldValue)>| pts.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(
+            times(s.read(a, i64::MIN, i64::MAX).unwrap()),
+            vec![0, 1, 2, 13, 14, 15]
+        );
+        assert_eq!(s.read(b, i64::MIN, i64::MAX).unwrap().len(), 10);
+        // A view taken before keeps its point in time.
+        assert_eq!(before.read(a, i64::MIN, i64::MAX).unwrap().len(), 15);
+        // Writes after the delete stay.
+        assert!(s.write(a, 5, FieldValue::Float(5.5)));
+        assert_eq!(s.read(a, 5, 5).unwrap(), vec![(5, FieldValue::Float(5.5))]);
+        // Everything of a key gone: it may take another type.
+        assert!(s.write(b, 20, FieldValue::Float(1.0)));
+        s.flush().unwrap();
+        let reach_b = |k: &str| k.starts_with("cpu,host=b#");
+        assert_eq!(s.delete(&reach_b, i64::MIN, i64::MAX).unwrap(), 11);
+        assert!(s.keys().iter().all(|k| k != b));
+        assert!(s.write(b, 1, FieldValue::Integer(1)));
     }
 
     #[test]

@@ -56,3 +56,17 @@ pub fn tsnode(args: &[&str], path: &std::path::Path) -> (bool, String) {
         ),
     )
 }
+
+/// Waits until `f` is `Ok` (up to 30 s); its last `Err` when it never is.
+pub fn wait(what: &str, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Err(e) = f() {
+        assert!(std::time::Instant::now() < deadline, "{what}: {e}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `Ok` when `ok`, else `diag()`'s message (for [`wait`]).
+pub fn check(ok: bool, diag: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(diag()) }
+}

@@ -116,6 +116,31 @@ pub enum Statement {
     },
     /// `SHOW FIELD KEYS [FROM m]`
     ShowFieldKeys(Option<String>),
+    /// `DELETE [FROM m, /re/, …] [WHERE <tags and time>]`: the points of
+    /// the matching series in the time range.
+    Delete {
+        /// Measurements (empty: all).
+        from: Vec<Source>,
+        /// The condition on tags.
+        cond: Option<Cond>,
+        /// First time (inclusive).
+        min: i64,
+        /// Last time (inclusive).
+        max: i64,
+    },
+    /// `DROP SERIES [FROM …] [WHERE <tags>]`: the matching series, all
+    /// their points.
+    DropSeries {
+        /// Measurements (empty: all).
+        from: Vec<Source>,
+        /// The condition on tags.
+        cond: Option<Cond>,
+        /// Whether WHERE compared time (influxd refuses it when the
+        /// statement runs).
+        timed: bool,
+    },
+    /// `DROP MEASUREMENT m`
+    DropMeasurement(String),
     /// `SHOW SERIES [FROM m] [WHERE …]`
     ShowSeries {
         /// Measurement.
@@ -123,6 +148,15 @@ pub enum Statement {
         /// The condition on tags.
         cond: Option<Cond>,
     },
+}
+
+/// A measurement a statement names: by name or by regular expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// `m`
+    Name(String),
+    /// `/re/`
+    Regex(String),
 }
 
 /// The keys of `SHOW TAG VALUES … WITH KEY`.

@@ -5,9 +5,13 @@ use crate::proto::tsdb::{self as pb, command::Cmd};
 
 impl Statement {
     /// The raft command a state-changing statement becomes (`db` is the
-    /// request's database); `None` for reads.
-    pub fn command(&self) -> Option<Cmd> {
-        Some(match self.clone() {
+    /// request's database); `None` for reads; `Some(Err)` for one refused
+    /// as it runs (the statement's error).
+    pub fn command(&self, db: &str) -> Option<Result<Cmd, String>> {
+        if let Some(d) = super::delete::delete_command(self, db) {
+            return Some(d.map(Cmd::DeleteSeries));
+        }
+        Some(Ok(match self.clone() {
             Statement::CreateDatabase(name) => Cmd::CreateDatabase(pb::CreateDatabase { name }),
             Statement::DropDatabase(name) => Cmd::DropDatabase(pb::DropDatabase { name }),
             Statement::CreateRetentionPolicy {
@@ -69,7 +73,7 @@ impl Statement {
                 }
             }
             _ => return None,
-        })
+        }))
     }
 
     /// The password a statement sets (`CREATE USER`, `SET PASSWORD`): the

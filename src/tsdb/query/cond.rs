@@ -200,3 +200,21 @@ fn time_literal(p: &mut P, now: i64) -> Result<i64, String> {
         _ => Err(format!("expected a time, found {}", p.found())),
     }
 }
+
+/// A condition printed by [`super::text::cond_text`], read back.
+pub(crate) fn parse_condition(text: &str) -> Result<Option<Cond>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let (marked, _) = super::lexer::lex_marked(text)?;
+    let mut p = P {
+        t: marked.into_iter().map(|(t, _)| t).collect(),
+        i: 0,
+    };
+    let mut b = Bounds::default();
+    let c = or_expr(&mut p, 0, &mut b)?;
+    if p.peek().is_some() {
+        return Err(format!("found {} after the condition", p.found()));
+    }
+    Ok(c)
+}

@@ -77,7 +77,13 @@ pub(super) fn lex_marked(q: &str) -> Result<Lexed, String> {
                 out.push((Tok::Sym(two), false));
                 i += 2;
             } else if ch == '/'
-                && matches!(out.last(), Some((Tok::Sym(s), _)) if s == "=~" || s == "!~")
+                && match out.last() {
+                    // After a match operator, FROM, or a comma (where
+                    // a division cannot stand): a regular expression.
+                    Some((Tok::Sym(s), _)) => s == "=~" || s == "!~" || s == ",",
+                    Some((Tok::Ident(k), false)) => k.eq_ignore_ascii_case("FROM"),
+                    _ => false,
+                }
             {
                 let mut re = String::new();
                 i += 1;

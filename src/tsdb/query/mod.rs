@@ -14,6 +14,7 @@ mod aggregate;
 mod ast;
 mod command;
 mod cond;
+mod delete;
 mod exec;
 mod fill;
 mod filter;
@@ -29,6 +30,7 @@ mod transform;
 mod values;
 
 pub use ast::*;
+pub use delete::SeriesMatch;
 pub use exec::{execute_read, execute_read_as};
 pub use lexer::parse_duration;
 pub use parser::{parse, parse_with_text};

@@ -150,7 +150,34 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
             default: o.default,
         });
     }
+    if p.kw("DELETE") {
+        if !matches!(p.peek(), Some(Tok::Ident(k)) if k.eq_ignore_ascii_case("FROM") || k.eq_ignore_ascii_case("WHERE"))
+        {
+            return Err(format!("found {}, expected FROM, WHERE", p.found()));
+        }
+        let from = sources(p)?;
+        let (cond, b) = where_clause(p, now)?;
+        return Ok(Statement::Delete {
+            from,
+            cond,
+            min: b.min,
+            max: b.max,
+        });
+    }
     if p.kw("DROP") {
+        if p.kw("SERIES") {
+            if !matches!(p.peek(), Some(Tok::Ident(k)) if k.eq_ignore_ascii_case("FROM") || k.eq_ignore_ascii_case("WHERE"))
+            {
+                return Err(format!("found {}, expected FROM, WHERE", p.found()));
+            }
+            let from = sources(p)?;
+            let (cond, b) = where_clause(p, now)?;
+            let timed = b.min != i64::MIN || b.max != i64::MAX;
+            return Ok(Statement::DropSeries { from, cond, timed });
+        }
+        if p.kw("MEASUREMENT") {
+            return Ok(Statement::DropMeasurement(p.ident()?));
+        }
         if p.kw("USER") {
             return Ok(Statement::DropUser(p.ident()?));
         }
@@ -354,6 +381,28 @@ pub(super) fn name_match(p: &mut P) -> Result<KeyMatch, String> {
         return Ok(KeyMatch::Eq(p.ident()?));
     }
     Err(format!("found {}, expected =, =~, !~ or IN", p.found()))
+}
+
+/// `FROM m, /re/, …` of DELETE and DROP SERIES, if given.
+fn sources(p: &mut P) -> Result<Vec<Source>, String> {
+    let mut out = Vec::new();
+    if !p.kw("FROM") {
+        return Ok(out);
+    }
+    loop {
+        match p.peek().cloned() {
+            Some(Tok::Regex(re)) => {
+                p.i += 1;
+                regex::Regex::new(&re)
+                    .map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
+                out.push(Source::Regex(re));
+            }
+            _ => out.push(Source::Name(p.ident()?)),
+        }
+        if !p.sym(",") {
+            return Ok(out);
+        }
+    }
 }
 
 /// `FROM m` of the SHOW statements, if given.

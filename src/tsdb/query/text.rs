@@ -1,6 +1,6 @@
 //! Statements printed as influxd prints them in its messages.
 
-use super::ast::Statement;
+use super::ast::{CmpOp, Cond, Lit, Statement};
 use super::lexer::Tok;
 use crate::tsdb::users::Privilege;
 
@@ -170,4 +170,37 @@ pub(super) fn user_statement_text(s: &Statement) -> Option<String> {
         Statement::ShowGrants(user) => format!("SHOW GRANTS FOR {}", quote_ident(user)),
         _ => return None,
     })
+}
+
+/// A condition as InfluxQL text that [`super::cond::parse_condition`]
+/// reads back into the same condition (how a delete's condition travels
+/// in its raft command).
+pub(crate) fn cond_text(c: &Cond) -> String {
+    match c {
+        Cond::And(a, b) => format!("({}) AND ({})", cond_text(a), cond_text(b)),
+        Cond::Or(a, b) => format!("({}) OR ({})", cond_text(a), cond_text(b)),
+        Cond::Cmp { key, op, value } => {
+            let op = match op {
+                CmpOp::Eq => "=",
+                CmpOp::Ne => "!=",
+                CmpOp::Lt => "<",
+                CmpOp::Le => "<=",
+                CmpOp::Gt => ">",
+                CmpOp::Ge => ">=",
+                CmpOp::Match => "=~",
+                CmpOp::NotMatch => "!~",
+            };
+            let value = match value {
+                Lit::Num(n) => format!("{n}"),
+                Lit::Str(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+                Lit::Bool(b) => b.to_string(),
+                Lit::Regex(r) => format!("/{}/", r.replace('/', "\\/")),
+            };
+            // A quoted key: "time" or a keyword stays a key.
+            format!(
+                "\"{}\" {op} {value}",
+                key.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        }
+    }
 }
