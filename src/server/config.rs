@@ -135,6 +135,11 @@ pub struct ServeArgs {
     /// exceeded`), as influxd's `query-timeout` (0 = never).
     #[arg(long)]
     pub query_timeout: Option<String>,
+    /// How often the leader drops the shard groups its retention policies
+    /// no longer keep, as influxd's `[retention] check-interval` (30m;
+    /// 0 = never).
+    #[arg(long)]
+    pub retention_check_interval: Option<String>,
     /// The longest a client may take to send a request's header, and the
     /// longest a body it is sending may stall (30s; 0 = no limit): slow
     /// clients are disconnected instead of holding connections.
@@ -257,6 +262,7 @@ pub struct FileConfig {
     max_connection_limit: Option<u64>,
     http_read_timeout: Option<toml::Value>,
     query_timeout: Option<toml::Value>,
+    retention_check_interval: Option<toml::Value>,
     max_series_per_database: Option<u64>,
     max_values_per_tag: Option<u64>,
     max_concurrent_write_limit: Option<usize>,
@@ -321,6 +327,8 @@ pub struct Settings {
     pub https_private_key: Option<PathBuf>,
     /// Address to join through, if joining.
     pub join: Option<String>,
+    /// How often the leader enforces retention (zero: never).
+    pub retention_check_interval: std::time::Duration,
 }
 
 impl ServeArgs {
@@ -480,6 +488,10 @@ impl ServeArgs {
                 );
             }
         };
+        let retention_check_interval = match pick!(retention_check_interval, text) {
+            Some(v) => parse_duration(&v)?,
+            None => crate::server::retention::DEFAULT_CHECK_INTERVAL,
+        };
         let port = |base: u64| base + 10 * (id - 1);
         Ok(Settings {
             node: n,
@@ -500,6 +512,7 @@ impl ServeArgs {
             https_certificate,
             https_private_key,
             join,
+            retention_check_interval,
         })
     }
 }

@@ -393,6 +393,20 @@ async fn write(
         Ok(c) => c,
         Err(resp) => return resp,
     };
+    // Points older than the retention policy keeps are refused, as
+    // influxd's (by this node's clock, before they are proposed).
+    let retention = {
+        let (node, db, rp) = (node.clone(), db.clone(), rp.clone());
+        tokio::task::spawn_blocking(move || node.local(|t, _| t.retention_duration(&db, &rp)))
+            .await
+            .ok()
+            .flatten()
+    };
+    let oldest = match retention {
+        Some(d) if d > 0 => now.saturating_sub(d),
+        _ => i64::MIN,
+    };
+    let mut expired = 0u64;
     let mut errors: Vec<line_protocol::ParseError> = Vec::new();
     let mut dropped = 0u64;
     let mut limited: Option<String> = None;
@@ -409,6 +423,11 @@ async fn write(
                 e.line += first_line;
                 e
             }));
+        }
+        if oldest > i64::MIN {
+            let before = points.len();
+            points.retain(|p| p.timestamp >= oldest);
+            expired += (before - points.len()) as u64;
         }
         if let Some((check, index, group_of)) = &check {
             let v = {
@@ -448,6 +467,12 @@ async fn write(
         if chunks.peek().is_none() {
             break;
         }
+    }
+    if expired > 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("partial write: points beyond retention policy dropped={expired}"),
+        );
     }
     if let Some(first) = errors.first() {
         return error(

@@ -9,6 +9,7 @@ pub mod import;
 pub mod process;
 pub mod queries;
 pub(crate) mod query_format;
+pub mod retention;
 pub mod serve;
 pub mod tls;
 pub mod write_throttle;
@@ -51,6 +52,9 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     if let Some(join) = &s.join {
         join_cluster(join, id, &s.node.advertise_addr).await?;
+    }
+    if !s.retention_check_interval.is_zero() {
+        tokio::spawn(retention::run(node.clone(), s.retention_check_interval));
     }
     tokio::spawn(crate::snapshotter::server::serve(
         snap_listener,

@@ -241,6 +241,35 @@ impl Tsdb {
 
     /// The shard group duration of `db`/`rp` (`rp` empty: the default), if
     /// they exist.
+    /// The shard groups no retention policy keeps at `now` (ns): (db, rp,
+    /// group id) of each live group that ended before `now` less its
+    /// policy's duration, as influxd's retention service finds them.
+    pub fn expired_shard_groups(&self, now: i64) -> Vec<(String, String, u64)> {
+        let mut out = Vec::new();
+        for d in self.meta.databases.values() {
+            for p in d.rps.values().filter(|p| p.duration > 0) {
+                let oldest = now.saturating_sub(p.duration);
+                for g in p
+                    .shard_groups
+                    .iter()
+                    .filter(|g| g.deleted_at == 0 && g.end < oldest)
+                {
+                    out.push((d.name.clone(), p.name.clone(), g.id));
+                }
+            }
+        }
+        out
+    }
+
+    /// How long `db`'s retention policy `rp` (`""`: the default) keeps
+    /// points (0: forever), if both exist.
+    pub fn retention_duration(&self, db: &str, rp: &str) -> Option<i64> {
+        let rp = self.meta.resolve_rp(db, rp).ok()?;
+        Some(self.meta.databases.get(db)?.rps.get(rp)?.duration)
+    }
+
+    /// The shard group duration of `db`'s retention policy `rp` (`""`: the
+    /// default), if both exist.
     pub fn shard_group_duration(&self, db: &str, rp: &str) -> Option<i64> {
         let rp = self.meta.resolve_rp(db, rp).ok()?;
         Some(

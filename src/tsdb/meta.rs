@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
+
 use prost::Message;
 
 use crate::proto::meta as pb;
@@ -42,8 +44,8 @@ pub enum MetaError {
         /// Why.
         reason: &'static str,
     },
-    /// A duration is not acceptable.
-    #[error("invalid duration: {0}")]
+    /// A duration is not acceptable (influxd's message).
+    #[error("{0}")]
     InvalidDuration(String),
     /// A metastore blob does not decode.
     #[error("metastore blob: {0}")]
@@ -96,8 +98,9 @@ pub struct Database {
     pub name: String,
     /// Default retention policy.
     pub default_rp: String,
-    /// Retention policies by name.
-    pub rps: BTreeMap<String, RetentionPolicy>,
+    /// Retention policies by name, in creation order (as influxd lists
+    /// them).
+    pub rps: IndexMap<String, RetentionPolicy>,
 }
 
 /// The whole metastore.
@@ -144,6 +147,16 @@ pub fn default_shard_group_duration(duration: i64) -> i64 {
         d if d < 2 * 24 * HOUR => HOUR,
         d if d < 180 * 24 * HOUR => 24 * HOUR,
         _ => 168 * HOUR,
+    }
+}
+
+/// A shard group duration as influxd keeps it: none given, the default
+/// for the retention duration; at least an hour.
+pub fn normalised_shard_duration(shard_group_duration: i64, duration: i64) -> i64 {
+    match shard_group_duration {
+        0 => default_shard_group_duration(duration),
+        s if s < HOUR => HOUR,
+        s => s,
     }
 }
 
@@ -220,14 +233,15 @@ impl Metastore {
         }
         if duration != 0 && duration < HOUR {
             return Err(MetaError::InvalidDuration(
-                "retention policy duration must be at least 1h".into(),
+                "retention policy duration must be at least 1h0m0s".into(),
             ));
         }
-        let sgd = if shard_group_duration == 0 {
-            default_shard_group_duration(duration)
-        } else {
-            shard_group_duration
-        };
+        let sgd = normalised_shard_duration(shard_group_duration, duration);
+        if duration != 0 && duration < sgd {
+            return Err(MetaError::InvalidDuration(
+                "retention policy duration must be greater than the shard duration".into(),
+            ));
+        }
         let d = self.db_mut(db)?;
         if let Some(rp) = d.rps.get(name) {
             if rp.duration != duration
@@ -269,22 +283,28 @@ impl Metastore {
             .rps
             .get_mut(name)
             .ok_or_else(|| MetaError::RetentionPolicyNotFound(name.to_string()))?;
-        if let Some(du) = duration {
-            if du < 0 || (du != 0 && du < HOUR) {
+        let du = duration.unwrap_or(rp.duration);
+        if du < 0 || (du != 0 && du < HOUR) {
+            return Err(MetaError::InvalidDuration(
+                "retention policy duration must be at least 1h0m0s".into(),
+            ));
+        }
+        let sgd = match shard_group_duration {
+            Some(s) if s < 0 => {
                 return Err(MetaError::InvalidDuration(
-                    "retention policy duration must be 0 or at least 1h".into(),
+                    "durations cannot be negative".into(),
                 ));
             }
-            rp.duration = du;
+            Some(s) => normalised_shard_duration(s, du),
+            None => rp.shard_group_duration,
+        };
+        if du != 0 && du < sgd {
+            return Err(MetaError::InvalidDuration(
+                "retention policy duration must be greater than the shard duration".into(),
+            ));
         }
-        if let Some(s) = shard_group_duration {
-            if s <= 0 {
-                return Err(MetaError::InvalidDuration(
-                    "shard group duration must be positive".into(),
-                ));
-            }
-            rp.shard_group_duration = s;
-        }
+        rp.duration = du;
+        rp.shard_group_duration = sgd;
         if let Some(r) = replica_n {
             rp.replica_n = r.max(1);
         }
@@ -299,7 +319,7 @@ impl Metastore {
         let d = self.db_mut(db)?;
         let rp = d
             .rps
-            .remove(name)
+            .shift_remove(name)
             .ok_or_else(|| MetaError::RetentionPolicyNotFound(name.to_string()))?;
         Ok(rp
             .shard_groups
@@ -496,7 +516,7 @@ impl Metastore {
         };
         for db in &d.databases {
             validate_name(&db.name)?;
-            let mut rps = BTreeMap::new();
+            let mut rps = IndexMap::new();
             for p in &db.retention_policies {
                 validate_name(&p.name)?;
                 rps.insert(
@@ -631,7 +651,7 @@ impl Metastore {
             let mut nd = Database {
                 name: target.clone(),
                 default_rp: d.default_rp.clone(),
-                rps: BTreeMap::new(),
+                rps: IndexMap::new(),
             };
             for p in d.rps.values().filter(|p| rp.is_empty() || p.name == rp) {
                 let pname = if !rp.is_empty() && !newrp.is_empty() {
@@ -731,7 +751,12 @@ mod tests {
         for bad in ["", "..", "a/b", "a\\b", "x\0"] {
             assert!(m.create_database(bad).is_err(), "{bad:?}");
         }
-        m.alter_retention_policy("db", "autogen", Some(72 * HOUR), None, None, true)
+        // Shorter than its 168h shard groups: refused, as influxd.
+        assert!(
+            m.alter_retention_policy("db", "autogen", Some(72 * HOUR), None, None, true)
+                .is_err()
+        );
+        m.alter_retention_policy("db", "autogen", Some(172 * HOUR), None, None, true)
             .unwrap();
         assert_eq!(m.databases["db"].default_rp, "autogen");
         assert_eq!(

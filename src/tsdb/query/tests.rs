@@ -79,7 +79,8 @@ fn statements_parse() {
     );
     for (bad, want) in [
         ("", "empty query"),
-        ("DELETE FROM x", "expected SELECT"),
+        ("DELET FROM x", "expected SELECT"),
+        ("DELETE x", "expected FROM, WHERE"),
         ("SELECT derivative(mean(v)) * 2 FROM m", "arithmetic"),
         ("SELECT v FROM m WHERE (host = 'a'", "expected )"),
         ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
