@@ -19,6 +19,7 @@ use crate::raft::{MembershipChange, NodeHandle, RaftError, ReadConsistency};
 use crate::server::auth::{Authenticator, Caller, UrlCredentials};
 use crate::server::queries::QueryRegistry;
 use crate::server::query_format::{Format, Outcome, render};
+use crate::server::select_into::{IntoError, select_into};
 use crate::tsdb::authorize::{authorize_query, authorize_write};
 use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::line_protocol::{self, Precision};
@@ -581,6 +582,19 @@ async fn query_handler(
                 }
             } else {
                 match stmt {
+                    query::Statement::Select(s) if s.into.is_some() => {
+                        match select_into(&node, &db, s, consistency).await {
+                            Ok(n) => {
+                                let t = match epoch {
+                                    Some(_) => json!(0),
+                                    None => json!("1970-01-01T00:00:00Z"),
+                                };
+                                json!({"series": [{"name": "result", "columns": ["time", "written"], "values": [[t, n]]}]})
+                            }
+                            Err(IntoError::Raft(e)) => return Err(raft_error(e)),
+                            Err(e) => json!({ "error": e.to_string() }),
+                        }
+                    }
                     query::Statement::ShowQueries => queries.show(),
                     query::Statement::KillQuery(id) => match queries.kill(*id) {
                         Ok(()) => json!({}),

@@ -4,12 +4,14 @@
 pub mod auth;
 pub mod config;
 pub mod conn_budget;
+pub mod continuous_queries;
 pub mod http;
 pub mod import;
 pub mod process;
 pub mod queries;
 pub(crate) mod query_format;
 pub mod retention;
+pub mod select_into;
 pub mod serve;
 pub mod tls;
 pub mod write_throttle;
@@ -53,6 +55,7 @@ pub async fn run(
     if let Some(join) = &s.join {
         join_cluster(join, id, &s.node.advertise_addr).await?;
     }
+    tokio::spawn(continuous_queries::run(node.clone()));
     if !s.retention_check_interval.is_zero() {
         tokio::spawn(retention::run(node.clone(), s.retention_check_interval));
     }

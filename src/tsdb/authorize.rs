@@ -34,6 +34,10 @@ pub fn needed(stmt: &Statement) -> Needed {
         // influxd asks only WRITE on the database for this one.
         Statement::DropRetentionPolicy(_, db) => Needed::On(Privilege::Write, Some(db.clone())),
         Statement::Delete { .. } => Needed::On(Privilege::Write, None),
+        Statement::CreateContinuousQuery { db, .. } | Statement::DropContinuousQuery { db, .. } => {
+            Needed::On(Privilege::Write, Some(db.clone()))
+        }
+        Statement::ShowContinuousQueries => Needed::On(Privilege::Read, None),
         Statement::DropSeries { .. } | Statement::DropMeasurement(_) => {
             Needed::On(Privilege::All, None)
         }

@@ -400,6 +400,19 @@ impl Tsdb {
             }
             Cmd::WriteShard(w) => return self.write_shard(w),
             Cmd::DeleteSeries(c) => return self.delete_series(c),
+            Cmd::CreateContinuousQuery(c) => {
+                if let Err(e) = self
+                    .meta_mut()
+                    .create_continuous_query(&c.db, &c.name, &c.query)
+                {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::DropContinuousQuery(c) => {
+                if let Err(e) = self.meta_mut().drop_continuous_query(&c.db, &c.name) {
+                    return Ok(err(e));
+                }
+            }
             Cmd::CreateUser(c) => {
                 if let Err(e) = self.meta_mut().create_user(&c.name, &c.hash, c.admin) {
                     return Ok(err(e));

@@ -44,6 +44,9 @@ pub enum MetaError {
         /// Why.
         reason: &'static str,
     },
+    /// A continuous query of that name exists with another statement.
+    #[error("continuous query already exists")]
+    ContinuousQueryExists,
     /// A duration is not acceptable (influxd's message).
     #[error("{0}")]
     InvalidDuration(String),
@@ -101,13 +104,16 @@ pub struct Database {
     /// Retention policies by name, in creation order (as influxd lists
     /// them).
     pub rps: IndexMap<String, RetentionPolicy>,
+    /// Continuous queries: (name, statement as stored), in creation order.
+    #[serde(default)]
+    pub cqs: Vec<(String, String)>,
 }
 
 /// The whole metastore.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Metastore {
-    /// Databases by name.
-    pub databases: BTreeMap<String, Database>,
+    /// Databases by name, in creation order (as influxd lists them).
+    pub databases: IndexMap<String, Database>,
     /// Last shard group id given out.
     pub max_shard_group_id: u64,
     /// Last shard id given out.
@@ -197,7 +203,38 @@ impl Metastore {
                     },
                 )]
                 .into(),
+                cqs: Vec::new(),
             });
+        Ok(())
+    }
+
+    /// Creates a continuous query (its stored statement; the default
+    /// retention policy's mark replaced by the database's default). As
+    /// influxd: the same query again succeeds; another under the name is
+    /// refused.
+    pub fn create_continuous_query(
+        &mut self,
+        db: &str,
+        name: &str,
+        query: &str,
+    ) -> Result<(), MetaError> {
+        let d = self.db_mut(db)?;
+        let mark = super::query::quote_ident(super::query::DEFAULT_RP_MARK);
+        let query = query.replace(&mark, &super::query::quote_ident(&d.default_rp));
+        match d.cqs.iter().find(|(n, _)| n == name) {
+            Some((_, q)) if *q == query => Ok(()),
+            Some(_) => Err(MetaError::ContinuousQueryExists),
+            None => {
+                d.cqs.push((name.to_string(), query));
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops a continuous query (none of that name: nothing to do, as
+    /// influxd).
+    pub fn drop_continuous_query(&mut self, db: &str, name: &str) -> Result<(), MetaError> {
+        self.db_mut(db)?.cqs.retain(|(n, _)| n != name);
         Ok(())
     }
 
@@ -205,7 +242,7 @@ impl Metastore {
     pub fn drop_database(&mut self, name: &str) -> Vec<u64> {
         self.drop_privileges_on(name);
         self.databases
-            .remove(name)
+            .shift_remove(name)
             .map(|d| {
                 d.rps
                     .values()
@@ -483,7 +520,14 @@ impl Metastore {
                             subscriptions: Vec::new(),
                         })
                         .collect(),
-                    continuous_queries: Vec::new(),
+                    continuous_queries: d
+                        .cqs
+                        .iter()
+                        .map(|(name, query)| pb::ContinuousQueryInfo {
+                            name: name.clone(),
+                            query: query.clone(),
+                        })
+                        .collect(),
                 })
                 .collect(),
             users: self
@@ -546,6 +590,11 @@ impl Metastore {
                     name: db.name.clone(),
                     default_rp: db.default_retention_policy.clone(),
                     rps,
+                    cqs: db
+                        .continuous_queries
+                        .iter()
+                        .map(|c| (c.name.clone(), c.query.clone()))
+                        .collect(),
                 },
             );
         }
@@ -652,6 +701,7 @@ impl Metastore {
                 name: target.clone(),
                 default_rp: d.default_rp.clone(),
                 rps: IndexMap::new(),
+                cqs: Vec::new(),
             };
             for p in d.rps.values().filter(|p| rp.is_empty() || p.name == rp) {
                 let pname = if !rp.is_empty() && !newrp.is_empty() {

@@ -57,7 +57,7 @@ pub enum Statement {
         offset: usize,
     },
     /// `SELECT …`
-    Select(Select),
+    Select(Box<Select>),
     /// `CREATE USER name WITH PASSWORD 'pw' [WITH ALL PRIVILEGES]`
     CreateUser {
         /// Name.
@@ -141,6 +141,32 @@ pub enum Statement {
     },
     /// `DROP MEASUREMENT m`
     DropMeasurement(String),
+    /// `CREATE CONTINUOUS QUERY name ON db [RESAMPLE …] BEGIN SELECT … END`
+    CreateContinuousQuery {
+        /// Name.
+        name: String,
+        /// Database.
+        db: String,
+        /// The statement as influxd stores it, its INTO and FROM qualified
+        /// (an unnamed retention policy is [`DEFAULT_RP_MARK`], replaced by
+        /// the database's default when the command applies).
+        text: String,
+        /// `RESAMPLE EVERY` (ns).
+        every: Option<i64>,
+        /// `RESAMPLE FOR` (ns).
+        for_: Option<i64>,
+        /// The SELECT it runs.
+        select: Box<Select>,
+    },
+    /// `DROP CONTINUOUS QUERY name ON db`
+    DropContinuousQuery {
+        /// Name.
+        name: String,
+        /// Database.
+        db: String,
+    },
+    /// `SHOW CONTINUOUS QUERIES`
+    ShowContinuousQueries,
     /// `SHOW SERIES [FROM m] [WHERE …]`
     ShowSeries {
         /// Measurement.
@@ -149,6 +175,10 @@ pub enum Statement {
         cond: Option<Cond>,
     },
 }
+
+/// Stands for the database's default retention policy in a continuous
+/// query's stored text until its command applies (no name holds NUL).
+pub const DEFAULT_RP_MARK: &str = "\u{0}default\u{0}";
 
 /// A measurement a statement names: by name or by regular expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -521,6 +551,22 @@ pub struct Select {
     pub slimit: usize,
     /// `SOFFSET n`: series skipped.
     pub soffset: usize,
+    /// `INTO [[db.]rp.]measurement`: where the rows are written.
+    pub into: Option<Target>,
+    /// Token positions of the INTO target and of the FROM source (for the
+    /// text a continuous query is stored as).
+    pub spans: [(usize, usize); 2],
+}
+
+/// A measurement written or read, as `[[db.]rp.]m`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Target {
+    /// Database, if given.
+    pub db: Option<String>,
+    /// Retention policy, if given.
+    pub rp: Option<String>,
+    /// Measurement.
+    pub measurement: String,
 }
 
 /// The tags a SELECT groups by.

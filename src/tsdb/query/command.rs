@@ -48,6 +48,16 @@ impl Statement {
                 Cmd::DropRetentionPolicy(pb::DropRetentionPolicy { db, name })
             }
             Statement::DropUser(name) => Cmd::DropUser(pb::DropUser { name }),
+            Statement::CreateContinuousQuery { name, db, text, .. } => {
+                Cmd::CreateContinuousQuery(pb::CreateContinuousQuery {
+                    db,
+                    name,
+                    query: text,
+                })
+            }
+            Statement::DropContinuousQuery { name, db } => {
+                Cmd::DropContinuousQuery(pb::DropContinuousQuery { db, name })
+            }
             Statement::Grant {
                 privilege,
                 on,

@@ -46,6 +46,26 @@ pub fn execute_read_as(
             Ok(v) => v,
             Err(e) => err(e),
         },
+        Statement::ShowContinuousQueries => {
+            // Every database, in creation order, with its queries.
+            let series: Vec<Value> = t
+                .meta()
+                .databases
+                .values()
+                .map(|d| {
+                    let mut one = json!({"name": d.name, "columns": ["name", "query"]});
+                    if !d.cqs.is_empty() {
+                        one["values"] =
+                            json!(d.cqs.iter().map(|(n, q)| json!([n, q])).collect::<Vec<_>>());
+                    }
+                    one
+                })
+                .collect();
+            if series.is_empty() {
+                return json!({});
+            }
+            json!({ "series": series })
+        }
         Statement::ShowUsers => {
             let vals: Vec<Value> = t
                 .meta()

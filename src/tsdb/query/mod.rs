@@ -18,6 +18,7 @@ mod delete;
 mod exec;
 mod fill;
 mod filter;
+mod into;
 mod lexer;
 mod math;
 mod parser;
@@ -32,9 +33,12 @@ mod values;
 pub use ast::*;
 pub use delete::SeriesMatch;
 pub use exec::{execute_read, execute_read_as};
+pub use into::into_points;
 pub use lexer::parse_duration;
 pub use parser::{parse, parse_with_text};
+pub use text::quote_ident;
 pub(crate) use values::series_tags;
+pub use values::with_typed_floats;
 
 #[cfg(test)]
 mod tests;

@@ -54,9 +54,20 @@ pub fn parse_with_text(q: &str, now: i64) -> Result<Vec<(Statement, String)>, St
                 e
             }
         })?;
-        let text = match user_statement_text(&stmt) {
-            Some(t) => t,
-            None => canonical(&marked[from..p.i]),
+        let mut stmt = stmt;
+        let user_text = user_statement_text(&stmt);
+        let text = match (&mut stmt, user_text) {
+            (_, Some(t)) => t,
+            (
+                Statement::CreateContinuousQuery {
+                    db, text, select, ..
+                },
+                None,
+            ) => {
+                *text = cq_text(&marked[from..p.i], from, db, select);
+                text.clone()
+            }
+            _ => canonical(&marked[from..p.i]),
         };
         out.push((stmt, text));
         if p.peek().is_some() && !p.sym(";") {
@@ -106,6 +117,36 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         return Ok(Statement::SetPassword { name, password });
     }
     if p.kw("CREATE") {
+        if p.kw("CONTINUOUS") {
+            p.expect_kw("QUERY")?;
+            let name = p.ident()?;
+            p.expect_kw("ON")?;
+            let db = p.ident()?;
+            let (mut every, mut for_) = (None, None);
+            if p.kw("RESAMPLE") {
+                loop {
+                    if p.kw("EVERY") {
+                        every = Some(p.duration()?);
+                    } else if p.kw("FOR") {
+                        for_ = Some(p.duration()?);
+                    } else {
+                        break;
+                    }
+                }
+            }
+            p.expect_kw("BEGIN")?;
+            p.expect_kw("SELECT")?;
+            let select = select(p, now)?;
+            p.expect_kw("END")?;
+            return Ok(Statement::CreateContinuousQuery {
+                name,
+                db,
+                text: String::new(),
+                every,
+                for_,
+                select: Box::new(select),
+            });
+        }
         if p.kw("USER") {
             let name = p.ident()?;
             p.expect_kw("WITH")?;
@@ -165,6 +206,13 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         });
     }
     if p.kw("DROP") {
+        if p.kw("CONTINUOUS") {
+            p.expect_kw("QUERY")?;
+            let name = p.ident()?;
+            p.expect_kw("ON")?;
+            let db = p.ident()?;
+            return Ok(Statement::DropContinuousQuery { name, db });
+        }
         if p.kw("SERIES") {
             if !matches!(p.peek(), Some(Tok::Ident(k)) if k.eq_ignore_ascii_case("FROM") || k.eq_ignore_ascii_case("WHERE"))
             {
@@ -196,6 +244,10 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
     if p.kw("SHOW") {
         if p.kw("USERS") {
             return Ok(Statement::ShowUsers);
+        }
+        if p.kw("CONTINUOUS") {
+            p.expect_kw("QUERIES")?;
+            return Ok(Statement::ShowContinuousQueries);
         }
         if p.kw("QUERIES") {
             return Ok(Statement::ShowQueries);
@@ -281,7 +333,7 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         ));
     }
     if p.kw("SELECT") {
-        return select(p, now).map(Statement::Select);
+        return select(p, now).map(|s| Statement::Select(Box::new(s)));
     }
     Err(format!(
         "found {}, expected SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL",
@@ -381,6 +433,46 @@ pub(super) fn name_match(p: &mut P) -> Result<KeyMatch, String> {
         return Ok(KeyMatch::Eq(p.ident()?));
     }
     Err(format!("found {}, expected =, =~, !~ or IN", p.found()))
+}
+
+/// A continuous query's statement as influxd stores it: its tokens
+/// printed, the INTO target and the FROM source fully qualified (the
+/// database's default retention policy as [`DEFAULT_RP_MARK`]). `toks`
+/// start at token `at` of the query.
+fn cq_text(toks: &[(Tok, bool)], at: usize, db: &str, s: &Select) -> String {
+    let qualified = |t: &Target| {
+        let db = t.db.clone().unwrap_or_else(|| db.to_string());
+        let rp = t.rp.clone().unwrap_or_else(|| DEFAULT_RP_MARK.to_string());
+        vec![
+            (Tok::Ident(db), true),
+            (Tok::Sym(".".into()), false),
+            (Tok::Ident(rp), true),
+            (Tok::Sym(".".into()), false),
+            (Tok::Ident(t.measurement.clone()), true),
+        ]
+    };
+    let from = Target {
+        db: s.db.clone(),
+        rp: s.rp.clone(),
+        measurement: s.measurement.clone(),
+    };
+    let mut out: Vec<(Tok, bool)> = Vec::with_capacity(toks.len() + 8);
+    let [(ia, ib), (fa, fb)] = s.spans;
+    let mut i = 0;
+    while i < toks.len() {
+        let abs = at + i;
+        if s.into.is_some() && abs == ia {
+            out.extend(qualified(s.into.as_ref().unwrap_or(&from)));
+            i += ib - ia;
+        } else if abs == fa {
+            out.extend(qualified(&from));
+            i += fb - fa;
+        } else {
+            out.push(toks[i].clone());
+            i += 1;
+        }
+    }
+    canonical(&out)
 }
 
 /// `FROM m, /re/, …` of DELETE and DROP SERIES, if given.

@@ -18,26 +18,17 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
             break;
         }
     }
+    let into_at = p.i;
+    let into = if p.kw("INTO") { Some(target(p)?) } else { None };
+    let into_span = (into_at + 1, p.i);
     p.expect_kw("FROM")?;
-    let mut parts = vec![p.ident()?];
-    while p.sym(".") {
-        // `db..m`: the database's default retention policy.
-        if p.peek() == Some(&Tok::Sym(".".into())) {
-            parts.push(String::new());
-            continue;
-        }
-        parts.push(p.ident()?);
-    }
-    let (db, rp, measurement) = match parts.len() {
-        1 => (None, None, parts.remove(0)),
-        2 => (None, Some(parts.remove(0)), parts.remove(0)),
-        3 => (
-            Some(parts.remove(0)),
-            Some(parts.remove(0)).filter(|rp| !rp.is_empty()),
-            parts.remove(0),
-        ),
-        _ => return Err("FROM takes [db.][rp.]measurement".into()),
-    };
+    let from_at = p.i;
+    let Target {
+        db,
+        rp,
+        measurement,
+    } = target(p)?;
+    let spans = [into_span, (from_at, p.i)];
     let mut s = Select {
         fields,
         db,
@@ -56,6 +47,8 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         offset: 0,
         slimit: 0,
         soffset: 0,
+        into,
+        spans,
     };
     let (cond, bounds) = where_clause(p, now)?;
     s.cond = cond;
@@ -155,6 +148,35 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         s.soffset = count(p, "SOFFSET")?;
     }
     Ok(s)
+}
+
+/// `[[db.]rp.]measurement` (`db..m`: the default retention policy).
+fn target(p: &mut P) -> Result<Target, String> {
+    let mut parts = vec![p.ident()?];
+    while p.sym(".") {
+        if p.peek() == Some(&Tok::Sym(".".into())) {
+            parts.push(String::new());
+            continue;
+        }
+        parts.push(p.ident()?);
+    }
+    Ok(match parts.len() {
+        1 => Target {
+            measurement: parts.remove(0),
+            ..Default::default()
+        },
+        2 => Target {
+            db: None,
+            rp: Some(parts.remove(0)),
+            measurement: parts.remove(0),
+        },
+        3 => Target {
+            db: Some(parts.remove(0)),
+            rp: Some(parts.remove(0)).filter(|rp| !rp.is_empty()),
+            measurement: parts.remove(0),
+        },
+        _ => return Err("a measurement is [db.][rp.]measurement".into()),
+    })
 }
 
 pub(super) fn aggs_only(fields: &[Projection]) -> bool {

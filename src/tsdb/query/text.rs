@@ -89,7 +89,7 @@ pub(super) fn is_keyword(s: &str) -> bool {
 }
 
 /// An identifier as influxd prints it: bare when it can be, else quoted.
-pub(super) fn quote_ident(s: &str) -> String {
+pub fn quote_ident(s: &str) -> String {
     let bare = s
         .chars()
         .next()

@@ -12,10 +12,28 @@ pub(super) fn time_value(ns: i64, epoch: Option<Precision>) -> Value {
     }
 }
 
+thread_local! {
+    /// Set while a SELECT runs for `INTO`: floats stay floats in the JSON
+    /// rows, so that they are written back as floats.
+    static TYPED_FLOATS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (on this thread) with whole floats kept as floats in the rows
+/// it produces: the rows an `INTO` writes keep their fields' types.
+pub fn with_typed_floats<R>(f: impl FnOnce() -> R) -> R {
+    let before = TYPED_FLOATS.with(|t| t.replace(true));
+    let r = f();
+    TYPED_FLOATS.with(|t| t.set(before));
+    r
+}
+
 /// A float as influxd's JSON writes it (Go's encoding/json): a whole
 /// value without a fraction (`17835`, not `17835.0`).
 pub(super) fn float_json(f: f64) -> Value {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if TYPED_FLOATS.with(|t| t.get()) {
+        return serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
+    }
     if f.fract() == 0.0 && f.abs() <= EXACT {
         json!(f as i64)
     } else {
