@@ -148,3 +148,76 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         differ.join("\n")
     );
 }
+
+/// influxd's `max-select-series` and `max-select-buckets` (its
+/// `max-select-point` is checked every few milliseconds while a query
+/// runs, so a small one may pass it: not compared).
+#[test]
+fn select_limits_refuse_as_influxd() {
+    let coordinator = "\n[coordinator]\n  max-select-series = 2\n  max-select-buckets = 4\n";
+    let Some(real) = Influxd::start_sections("", coordinator) else {
+        return;
+    };
+    let p = Procs::start(
+        1,
+        &["--max-select-series", "2", "--max-select-buckets", "4"],
+    );
+    let ours = p.nodes[&p.leader()].http.clone();
+    let body = "m,h=a v=1 1\nm,h=a v=2 2\nm,h=b v=3 3\nm,h=c v=4 4\nm,h=c v=5 5\nn,h=a v=1 1\nn,h=a v=2 2000000000";
+    for http in [&real.http, &ours] {
+        ask(http, "CREATE DATABASE q");
+        let (code, v) =
+            common::http::request("POST", http, "/write", &[("db", "q")], &[], body.as_bytes());
+        assert_eq!(code, 204, "{v}");
+    }
+    let queries = [
+        "SELECT * FROM m",
+        "SELECT count(v) FROM m",
+        "SELECT v FROM m WHERE h = 'a' OR h = 'b'",
+        "SELECT count(v) FROM m GROUP BY h",
+        "SELECT * FROM n",
+        "SELECT count(v) FROM n WHERE time >= 0 AND time < 10s GROUP BY time(1s)",
+        "SELECT count(v) FROM n WHERE time >= 0 AND time < 4s GROUP BY time(1s)",
+        "SELECT count(v) FROM n WHERE time >= 0 AND time < 5s GROUP BY time(1s)",
+        "SELECT count(v) FROM m WHERE h = 'c' AND time >= 0 AND time < 2s GROUP BY time(500ms)",
+    ];
+    let mut differ = Vec::new();
+    for q in &queries {
+        let (theirs, mine) = (ask(&real.http, q), ask(&ours, q));
+        if theirs != mine {
+            differ.push(format!("{q}\n  influxd {theirs:?}\n  tsnode  {mine:?}"));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {} answers differ:\n{}",
+        differ.len(),
+        queries.len(),
+        differ.join("\n")
+    );
+    // tsnode checks max-select-point on the points a statement reads.
+    let p = Procs::start(1, &["--max-select-point", "3"]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    ask(&ours, "CREATE DATABASE q");
+    common::http::request(
+        "POST",
+        &ours,
+        "/write",
+        &[("db", "q")],
+        &[],
+        body.as_bytes(),
+    );
+    let (_, v) = ask(&ours, "SELECT * FROM m");
+    assert_eq!(
+        v["results"][0]["error"], "max-select-point limit exceeed: (5/3)",
+        "{v}"
+    );
+    let (_, v) = ask(&ours, "SELECT * FROM n");
+    assert_eq!(
+        v["results"][0]["series"][0]["values"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{v}"
+    );
+}

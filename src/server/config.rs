@@ -135,6 +135,18 @@ pub struct ServeArgs {
     /// exceeded`), as influxd's `query-timeout` (0 = never).
     #[arg(long)]
     pub query_timeout: Option<String>,
+    /// Most points one SELECT may read, as influxd's `max-select-point`
+    /// (0 = no limit).
+    #[arg(long)]
+    pub max_select_point: Option<u64>,
+    /// Most series one SELECT may read, as influxd's `max-select-series`
+    /// (0 = no limit).
+    #[arg(long)]
+    pub max_select_series: Option<u64>,
+    /// Most `GROUP BY time` buckets one SELECT may ask for, as influxd's
+    /// `max-select-buckets` (0 = no limit).
+    #[arg(long)]
+    pub max_select_buckets: Option<u64>,
     /// How often the leader drops the shard groups its retention policies
     /// no longer keep, as influxd's `[retention] check-interval` (30m;
     /// 0 = never).
@@ -263,6 +275,9 @@ pub struct FileConfig {
     http_read_timeout: Option<toml::Value>,
     query_timeout: Option<toml::Value>,
     retention_check_interval: Option<toml::Value>,
+    max_select_point: Option<u64>,
+    max_select_series: Option<u64>,
+    max_select_buckets: Option<u64>,
     max_series_per_database: Option<u64>,
     max_values_per_tag: Option<u64>,
     max_concurrent_write_limit: Option<usize>,
@@ -443,6 +458,15 @@ impl ServeArgs {
         }
         if let Some(v) = pick!(max_values_per_tag) {
             http_limits.series.max_values_per_tag = v;
+        }
+        if let Some(v) = pick!(max_select_point) {
+            http_limits.select.max_select_point = v;
+        }
+        if let Some(v) = pick!(max_select_series) {
+            http_limits.select.max_select_series = v;
+        }
+        if let Some(v) = pick!(max_select_buckets) {
+            http_limits.select.max_select_buckets = v;
         }
         if let Some(v) = pick!(query_timeout, text) {
             http_limits.query_timeout = parse_duration(&v)?;

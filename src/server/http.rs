@@ -53,6 +53,9 @@ pub struct HttpLimits {
     /// A query running longer is interrupted, as influxd's `query-timeout`
     /// (zero: never).
     pub query_timeout: Duration,
+    /// influxd's `max-select-point`, `max-select-series`,
+    /// `max-select-buckets`.
+    pub select: query::SelectLimits,
 }
 
 impl Default for HttpLimits {
@@ -64,6 +67,7 @@ impl Default for HttpLimits {
             read_timeout: crate::server::serve::DEFAULT_READ_TIMEOUT,
             series: Default::default(),
             query_timeout: Duration::ZERO,
+            select: query::SelectLimits::default(),
         }
     }
 }
@@ -118,6 +122,7 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
         .layer(axum::Extension(Arc::new(QueryRegistry::new(
             limits.query_timeout,
         ))))
+        .layer(axum::Extension(limits.select))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_OTHER_BODY))
         .layer(axum::middleware::from_fn(influx_headers))
         .with_state(node)
@@ -497,6 +502,7 @@ async fn query_handler(
     State(node): State<NodeHandle<Tsdb>>,
     Extension(auth): Extension<Arc<Authenticator>>,
     Extension(queries): Extension<Arc<QueryRegistry>>,
+    Extension(select_limits): Extension<query::SelectLimits>,
     Query(url): Query<UrlCredentials>,
     Query(mut q): Query<HashMap<String, String>>,
     request: axum::http::request::Parts,
@@ -604,7 +610,14 @@ async fn query_handler(
                         let (db, stmt, user) = (db.clone(), stmt.clone(), user.clone());
                         let v = node
                             .read(consistency, move |t, _| {
-                                query::execute_read_as(t, &db, &stmt, epoch, user.as_ref())
+                                query::execute_read_as(
+                                    t,
+                                    &db,
+                                    &stmt,
+                                    epoch,
+                                    user.as_ref(),
+                                    select_limits,
+                                )
                             })
                             .await
                             .map_err(raft_error)?;

@@ -166,6 +166,7 @@ pub(super) fn aggregate_rows(
     members: &[&TaggedSeries],
     field_names: &std::collections::BTreeSet<String>,
     epoch: Option<Precision>,
+    max_buckets: u64,
 ) -> Result<Rows, String> {
     // (function, field, column) per aggregate computed.
     let mut targets: Vec<(Func, String, String)> = Vec::new();
@@ -299,6 +300,11 @@ pub(super) fn aggregate_rows(
     };
     let (start, end) = (bucket(lo), bucket(hi));
     let n = end.saturating_sub(start) / iv + 1;
+    if max_buckets > 0 && u64::try_from(n).unwrap_or(u64::MAX) > max_buckets {
+        return Err(format!(
+            "max-select-buckets limit exceeded: ({n}/{max_buckets})"
+        ));
+    }
     if n > MAX_BUCKETS {
         return Err(format!(
             "GROUP BY time({}) over this range makes {n} buckets, more than {MAX_BUCKETS}",

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::ast::*;
-use super::select_exec::select_exec;
+use super::select_exec::{SelectLimits, select_exec};
 use super::show::{listing, show_schema};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::Precision;
@@ -13,7 +13,7 @@ use crate::tsdb::users::{Privilege, User};
 /// Runs a read statement against local state; the InfluxDB result object
 /// (without `statement_id`). `db` is the request's `db` parameter.
 pub fn execute_read(t: &TsdbView, db: &str, stmt: &Statement, epoch: Option<Precision>) -> Value {
-    execute_read_as(t, db, stmt, epoch, None)
+    execute_read_as(t, db, stmt, epoch, None, SelectLimits::default())
 }
 
 /// [`execute_read`] for a user (authentication on): `SHOW DATABASES` lists
@@ -24,6 +24,7 @@ pub fn execute_read_as(
     stmt: &Statement,
     epoch: Option<Precision>,
     user: Option<&User>,
+    limits: SelectLimits,
 ) -> Value {
     let err = |e: String| json!({ "error": e });
     match stmt {
@@ -146,7 +147,7 @@ pub fn execute_read_as(
             let vals: Vec<Value> = ms.iter().map(|m| json!([m])).collect();
             json!({"series": [{"name": "measurements", "columns": ["name"], "values": vals}]})
         }
-        Statement::Select(s) => match select_exec(t, db, s, epoch) {
+        Statement::Select(s) => match select_exec(t, db, s, epoch, limits) {
             Ok(v) => v,
             Err(e) => err(e),
         },

@@ -13,11 +13,23 @@ use super::values::{TaggedSeries, series_tags};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::{FieldValue, Precision};
 
+/// influxd's limits on what one SELECT may read (0: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelectLimits {
+    /// `max-select-point`: points read.
+    pub max_select_point: u64,
+    /// `max-select-series`: series read.
+    pub max_select_series: u64,
+    /// `max-select-buckets`: `GROUP BY time` buckets.
+    pub max_select_buckets: u64,
+}
+
 pub(super) fn select_exec(
     t: &TsdbView,
     db: &str,
     s: &Select,
     epoch: Option<Precision>,
+    limits: SelectLimits,
 ) -> Result<Value, String> {
     check(s)?;
     let db = s.db.as_deref().unwrap_or(db);
@@ -55,6 +67,26 @@ pub(super) fn select_exec(
         tags: &tag_names,
         fields: &field_names,
     };
+    // influxd's limits: series the condition on tags leaves, points read.
+    let limit = |what: &str, n: u64, max: u64, verb: &str| {
+        if max > 0 && n > max {
+            Err(format!("max-select-{what} limit {verb}: ({n}/{max})"))
+        } else {
+            Ok(())
+        }
+    };
+    let series = data
+        .iter()
+        .filter(|(tags, _)| filter.series(tags, &keys) != Some(false))
+        .count() as u64;
+    limit("series", series, limits.max_select_series, "exceeded")?;
+    let points: u64 = data
+        .iter()
+        .flat_map(|(_, f)| f.values())
+        .map(|v| v.len() as u64)
+        .sum();
+    // influxd spells this one so.
+    limit("point", points, limits.max_select_point, "exceeed")?;
     let data: Vec<TaggedSeries> = data
         .into_iter()
         .filter_map(|(tags, fields)| match filter.series(&tags, &keys) {
@@ -106,7 +138,13 @@ pub(super) fn select_exec(
     };
     for (vals, members) in ordered.into_iter().skip(s.soffset).take(slimit) {
         let body = if aggs_only(&s.fields) {
-            aggregate_rows(s, &members[..], &field_names, epoch)?
+            aggregate_rows(
+                s,
+                &members[..],
+                &field_names,
+                epoch,
+                limits.max_select_buckets,
+            )?
         } else {
             raw_rows(s, &members[..], &field_names, &tag_names, &keys, epoch)
         };
