@@ -502,12 +502,16 @@ async fn query_handler(
     State(node): State<NodeHandle<Tsdb>>,
     Extension(auth): Extension<Arc<Authenticator>>,
     Extension(queries): Extension<Arc<QueryRegistry>>,
-    Extension(select_limits): Extension<query::SelectLimits>,
     Query(url): Query<UrlCredentials>,
     Query(mut q): Query<HashMap<String, String>>,
     request: axum::http::request::Parts,
     body: Bytes,
 ) -> Response {
+    let select_limits = request
+        .extensions
+        .get::<query::SelectLimits>()
+        .copied()
+        .unwrap_or_default();
     let (method, headers) = (request.method, request.headers);
     let caller = match auth.caller(&node, &url, &headers).await {
         Ok(c) => c,
