@@ -131,27 +131,8 @@ fn node_endpoints_need_an_admin_and_users_travel_in_snapshots_and_backups() {
 
     // A snapshot covers the user commands and the log behind it goes: a
     // new member learns the users only from the snapshot it installs.
-    let snap = p.snapshot(leader)["index"].as_u64().unwrap();
-    wait("the leader's log is compacted past the snapshot", || {
-        let st = p.status(leader);
-        check(
-            st.as_ref()
-                .and_then(|s| s["first_log_index"].as_u64())
-                .is_some_and(|f| f > snap),
-            || format!("{st:?}"),
-        )
-    });
-    p.join(4, leader);
+    p.join_from_snapshot(4, leader);
     let h4 = p.nodes[&4].http.clone();
-    wait("the new member installs a snapshot", || {
-        let st = p.status(4);
-        check(
-            st.as_ref()
-                .and_then(|s| s["snapshot"]["installs_total"].as_u64())
-                .is_some_and(|n| n >= 1),
-            || format!("{st:?}\n{}", p.log(4)),
-        )
-    });
     wait(
         "the new member authenticates rd and answers its query",
         || {

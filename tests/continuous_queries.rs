@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::differential::assert_same;
 use common::http::request;
 use common::influxd::Influxd;
 use common::procs::Procs;
@@ -65,20 +66,8 @@ fn continuous_queries_and_select_into_answer_as_influxd() {
         "SELECT nope INTO m4 FROM m",
         "SHOW MEASUREMENTS",
     ];
-    let mut differ = Vec::new();
-    for q in steps {
-        let (theirs, mine) = (ask(&real.http, q), ask(&ours, q));
-        if theirs != mine {
-            differ.push(format!("{q}\n  influxd {theirs:?}\n  tsnode  {mine:?}"));
-        }
-    }
-    assert!(
-        differ.is_empty(),
-        "{} of {} answers differ:\n{}",
-        differ.len(),
-        steps.len(),
-        differ.join("\n")
-    );
+    // In order: each step changes what the next ones see.
+    assert_same(&steps, |q| ask(&real.http, q), |q| ask(&ours, q));
 }
 
 #[test]

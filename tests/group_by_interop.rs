@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::differential::assert_same;
 use common::influxd::Influxd;
 use common::procs::Procs;
 
@@ -201,22 +202,9 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         ),
     ])
     .collect();
-    let mut differ = Vec::new();
-    for (q, epoch) in &queries {
-        let theirs = ask(&real.http, q, *epoch);
-        let mine = ask(&ours, q, *epoch);
-        if theirs != mine {
-            differ.push(format!(
-                "{q} (epoch {epoch:?})\n  influxd {} {}\n  tsnode  {} {}",
-                theirs.0, theirs.1, mine.0, mine.1
-            ));
-        }
-    }
-    assert!(
-        differ.is_empty(),
-        "{} of {} answers differ:\n{}",
-        differ.len(),
-        queries.len(),
-        differ.join("\n")
+    assert_same(
+        &queries,
+        |(q, epoch)| ask(&real.http, q, *epoch),
+        |(q, epoch)| ask(&ours, q, *epoch),
     );
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::differential::assert_same;
 use common::influxd::Influxd;
 use common::procs::Procs;
 
@@ -129,24 +130,7 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT mode(i), count(i) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(4ns)",
         "SELECT mode(s) FROM cpu GROUP BY host",
     ];
-    let mut differ = Vec::new();
-    for q in &queries {
-        let theirs = ask(&real.http, q);
-        let mine = ask(&ours, q);
-        if theirs != mine {
-            differ.push(format!(
-                "{q}\n  influxd {} {}\n  tsnode  {} {}",
-                theirs.0, theirs.1, mine.0, mine.1
-            ));
-        }
-    }
-    assert!(
-        differ.is_empty(),
-        "{} of {} answers differ:\n{}",
-        differ.len(),
-        queries.len(),
-        differ.join("\n")
-    );
+    assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
 }
 
 /// influxd's `max-select-series` and `max-select-buckets` (its
@@ -181,20 +165,7 @@ fn select_limits_refuse_as_influxd() {
         "SELECT count(v) FROM n WHERE time >= 0 AND time < 5s GROUP BY time(1s)",
         "SELECT count(v) FROM m WHERE h = 'c' AND time >= 0 AND time < 2s GROUP BY time(500ms)",
     ];
-    let mut differ = Vec::new();
-    for q in &queries {
-        let (theirs, mine) = (ask(&real.http, q), ask(&ours, q));
-        if theirs != mine {
-            differ.push(format!("{q}\n  influxd {theirs:?}\n  tsnode  {mine:?}"));
-        }
-    }
-    assert!(
-        differ.is_empty(),
-        "{} of {} answers differ:\n{}",
-        differ.len(),
-        queries.len(),
-        differ.join("\n")
-    );
+    assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
     // tsnode checks max-select-point on the points a statement reads.
     let p = Procs::start(1, &["--max-select-point", "3"]);
     let ours = p.nodes[&p.leader()].http.clone();

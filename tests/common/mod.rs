@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod differential;
 pub mod file_server;
 pub mod http;
 pub mod influxd;

@@ -280,6 +280,33 @@ impl Procs {
         self.wait_http(id);
     }
 
+    /// Saves a snapshot on `leader`, waits until its log is compacted past
+    /// it (start the cluster with `--trailing-logs 0`), then starts node
+    /// `id` joining through `leader` and waits until it installed a
+    /// snapshot: the new member learns the state only from a snapshot.
+    pub fn join_from_snapshot(&mut self, id: u64, leader: u64) {
+        let snap = self.snapshot(leader)["index"].as_u64().unwrap_or(0);
+        super::wait("the leader's log is compacted past the snapshot", || {
+            let st = self.status(leader);
+            super::check(
+                st.as_ref()
+                    .and_then(|s| s["first_log_index"].as_u64())
+                    .is_some_and(|f| f > snap),
+                || format!("{st:?}"),
+            )
+        });
+        self.join(id, leader);
+        super::wait("the new member installs a snapshot", || {
+            let st = self.status(id);
+            super::check(
+                st.as_ref()
+                    .and_then(|s| s["snapshot"]["installs_total"].as_u64())
+                    .is_some_and(|n| n >= 1),
+                || format!("{st:?}\n{}", self.log(id)),
+            )
+        });
+    }
+
     /// A counter of node `id`'s /metrics (0 when absent).
     pub fn metric(&self, id: u64, name: &str) -> f64 {
         let body = self

@@ -7,7 +7,7 @@ use super::fill::fill;
 use super::math::eval;
 use super::select_exec::scan_start;
 use super::transform::transform;
-use super::values::{TaggedSeries, float_json, num, time_value, to_json};
+use super::values::{TaggedSeries, columns_named, float_json, num, time_value, to_json};
 use crate::tsdb::line_protocol::{FieldValue, Precision};
 
 /// Most `GROUP BY time` buckets one query may ask for.
@@ -240,17 +240,7 @@ pub(super) fn aggregate_rows(
             v
         })
         .collect();
-    let mut columns = vec!["time".to_string()];
-    // A name used twice gets `_1`, `_2`, … as influxd names them.
-    for (_, col) in &outs {
-        let mut name = col.clone();
-        let mut n = 0;
-        while columns.contains(&name) {
-            n += 1;
-            name = format!("{col}_{n}");
-        }
-        columns.push(name);
-    }
+    let columns = columns_named(outs.iter().map(|(_, c)| c.as_str()));
     let Some((iv, off)) = s.group_time else {
         // No points for any aggregate: no row; none for one of them: null
         // (a count too), as influxd's.

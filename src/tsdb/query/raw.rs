@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::aggregate::Rows;
 use super::ast::*;
 use super::math::eval;
-use super::values::{TaggedSeries, time_value, to_json};
+use super::values::{TaggedSeries, columns_named, time_value, to_json};
 use crate::tsdb::line_protocol::Precision;
 
 /// A column of raw rows.
@@ -110,17 +110,7 @@ pub(super) fn raw_rows(
     if rows.is_empty() {
         return None;
     }
-    let mut columns = vec!["time".to_string()];
-    // A name used twice gets `_1`, `_2`, … as influxd names them.
-    for (_, col) in cols {
-        let mut name = col.clone();
-        let mut n = 0;
-        while columns.contains(&name) {
-            n += 1;
-            name = format!("{col}_{n}");
-        }
-        columns.push(name);
-    }
+    let columns = columns_named(cols.iter().map(|(_, c)| c.as_str()));
     let values = rows
         .into_iter()
         .map(|(ts, vals)| {

@@ -105,3 +105,19 @@ pub(crate) fn series_tags(series: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A result's columns: `time`, then `names`, a name used again getting
+/// `_1`, `_2`, … as influxd names them.
+pub(super) fn columns_named<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut columns = vec!["time".to_string()];
+    for col in names {
+        let mut name = col.to_string();
+        let mut n = 0;
+        while columns.contains(&name) {
+            n += 1;
+            name = format!("{col}_{n}");
+        }
+        columns.push(name);
+    }
+    columns
+}
