@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::differential::assert_same;
+use common::differential::{assert_same, load};
 use common::http::request;
 use common::influxd::Influxd;
 use common::procs::Procs;
@@ -30,18 +30,9 @@ fn continuous_queries_and_select_into_answer_as_influxd() {
     let p = Procs::start(1, &[]);
     let ours = p.nodes[&p.leader()].http.clone();
     for http in [&real.http, &ours] {
-        ask(http, "CREATE DATABASE c");
         ask(http, "CREATE DATABASE c2");
-        let (code, v) = request(
-            "POST",
-            http,
-            "/write",
-            &[("db", "c")],
-            &[],
-            POINTS.as_bytes(),
-        );
-        assert_eq!(code, 204, "{v}");
     }
+    load(&[&real.http, &ours], "c", POINTS);
     let steps = [
         "SHOW CONTINUOUS QUERIES",
         "CREATE CONTINUOUS QUERY cq1 ON c BEGIN SELECT mean(v) INTO m_1m FROM m GROUP BY time(1m) END",

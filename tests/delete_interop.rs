@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::differential::load;
 use common::http::request;
 use common::influxd::Influxd;
 use common::procs::Procs;
@@ -51,18 +52,7 @@ fn deletes_answer_as_influxd_and_no_replica_brings_points_back() {
     let mut p = Procs::start(3, &["--snapshot-log-gap", "100000", "--trailing-logs", "0"]);
     let leader = p.leader();
     let ours = p.nodes[&leader].http.clone();
-    for http in [&real.http, &ours] {
-        ask(http, "CREATE DATABASE d");
-        let (code, v) = request(
-            "POST",
-            http,
-            "/write",
-            &[("db", "d")],
-            &[],
-            POINTS.as_bytes(),
-        );
-        assert_eq!(code, 204, "{v}");
-    }
+    load(&[&real.http, &ours], "d", POINTS);
     // Half the points in TSM files, the rest cached, on every node.
     p.snapshot(leader);
     let more = "cpu,host=a,dc=x v=11 120000000000\ncpu,host=b,dc=x v=13 120000000000\nmem,host=a used=7i 60000000000";

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::differential::assert_same;
+use common::differential::{assert_same, load};
 use common::influxd::Influxd;
 use common::procs::Procs;
 
@@ -49,18 +49,7 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
     let Some(real) = Influxd::start() else { return };
     let p = Procs::start(1, &[]);
     let ours = p.nodes[&p.leader()].http.clone();
-    for http in [&real.http, &ours] {
-        ask(http, "CREATE DATABASE g", None);
-        let (code, v) = common::http::request(
-            "POST",
-            http,
-            "/write",
-            &[("db", "g")],
-            &[],
-            POINTS.as_bytes(),
-        );
-        assert_eq!(code, 204, "{v}");
-    }
+    load(&[&real.http, &ours], "g", POINTS);
     let range = "time >= 0 AND time < 600000000000";
     let queries: Vec<(String, Option<&str>)> = [
         format!("SELECT mean(v) FROM cpu WHERE {range} GROUP BY time(2m)"),

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::differential::assert_same;
+use common::differential::{assert_same, load};
 use common::influxd::Influxd;
 use common::procs::Procs;
 
@@ -38,18 +38,7 @@ fn conditions_and_arithmetic_answer_as_influxd() {
     let Some(real) = Influxd::start() else { return };
     let p = Procs::start(1, &[]);
     let ours = p.nodes[&p.leader()].http.clone();
-    for http in [&real.http, &ours] {
-        ask(http, "CREATE DATABASE q");
-        let (code, v) = common::http::request(
-            "POST",
-            http,
-            "/write",
-            &[("db", "q")],
-            &[],
-            POINTS.as_bytes(),
-        );
-        assert_eq!(code, 204, "{v}");
-    }
+    load(&[&real.http, &ours], "q", POINTS);
     let queries = [
         // OR and parentheses.
         "SELECT v FROM cpu WHERE host = 'a' OR host = 'c'",
@@ -148,12 +137,7 @@ fn select_limits_refuse_as_influxd() {
     );
     let ours = p.nodes[&p.leader()].http.clone();
     let body = "m,h=a v=1 1\nm,h=a v=2 2\nm,h=b v=3 3\nm,h=c v=4 4\nm,h=c v=5 5\nn,h=a v=1 1\nn,h=a v=2 2000000000";
-    for http in [&real.http, &ours] {
-        ask(http, "CREATE DATABASE q");
-        let (code, v) =
-            common::http::request("POST", http, "/write", &[("db", "q")], &[], body.as_bytes());
-        assert_eq!(code, 204, "{v}");
-    }
+    load(&[&real.http, &ours], "q", body);
     let queries = [
         "SELECT * FROM m",
         "SELECT count(v) FROM m",

@@ -25,3 +25,22 @@ pub fn assert_same<C: Debug, A: PartialEq + Debug>(
         differ.join("\n")
     );
 }
+
+/// Creates database `db` on each server and writes `points` to it (204
+/// asserted): the same data on influxd and tsnode.
+pub fn load(servers: &[&str], db: &str, points: &str) {
+    for http in servers {
+        let q = format!("CREATE DATABASE {db}");
+        let (code, v) = super::http::request("POST", http, "/query", &[("q", &q)], &[], b"");
+        assert_eq!(code, 200, "{http}: {v}");
+        let (code, v) = super::http::request(
+            "POST",
+            http,
+            "/write",
+            &[("db", db)],
+            &[],
+            points.as_bytes(),
+        );
+        assert_eq!(code, 204, "{http}: {v}");
+    }
+}
