@@ -102,6 +102,14 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT count(v) * 1.5 AS c FROM cpu GROUP BY host",
         "SELECT last(v) - first(v) FROM cpu",
         "SELECT mean(v) / 0 FROM cpu",
+        // Several measurements, regular expressions.
+        "SELECT * FROM /c.u/",
+        "SELECT v FROM cpu, md",
+        "SELECT count(v) FROM /m/",
+        "SELECT mean(v) FROM /./ GROUP BY host",
+        "SELECT used FROM /^mem$/, cpu",
+        "SELECT * FROM /nomatch/",
+        "SELECT max(i) FROM cpu, md GROUP BY *",
         // Checked when the statement runs: its error, not the request's.
         "SELECT v FROM cpu GROUP BY time(1m)",
         "SELECT v, count(v) FROM cpu",

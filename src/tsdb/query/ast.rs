@@ -556,6 +556,9 @@ pub struct Select {
     /// Token positions of the INTO target and of the FROM source (for the
     /// text a continuous query is stored as).
     pub spans: [(usize, usize); 2],
+    /// `FROM a, /re/, …`: the measurements, when more than one or a regular
+    /// expression is named (empty: `measurement` alone).
+    pub sources: Vec<Source>,
 }
 
 /// A measurement written or read, as `[[db.]rp.]m`.

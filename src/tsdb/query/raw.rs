@@ -71,8 +71,21 @@ pub(super) fn raw_rows(
     }
     read.sort_unstable();
     read.dedup();
-    let mut per_series: Vec<Vec<(i64, Vec<Value>)>> = Vec::new();
+    // Per series: the values of the tags the columns show (rows at the same
+    // time come in their order), and its rows.
+    let mut per_series: Vec<(Vec<String>, Vec<(i64, Vec<Value>)>)> = Vec::new();
     for (tags, fields) in members {
+        let shown: Vec<String> = cols
+            .iter()
+            .filter_map(|(c, _)| match c {
+                Col::Name(n) if tag_names.contains(n) && !field_names.contains(n) => Some(
+                    tags.iter()
+                        .find(|(k, _)| k == n)
+                        .map_or(String::new(), |(_, v)| v.clone()),
+                ),
+                _ => None,
+            })
+            .collect();
         let mut times: BTreeMap<i64, Vec<Option<Value>>> = BTreeMap::new();
         for (ri, f) in read.iter().enumerate() {
             for (ts, v) in fields.get(*f).into_iter().flatten() {
@@ -99,7 +112,7 @@ pub(super) fn raw_rows(
             rows.reverse();
         }
         if !rows.is_empty() {
-            per_series.push(rows);
+            per_series.push((shown, rows));
         }
     }
     let mut rows = merge_as_influxd(per_series, s.desc);
@@ -125,10 +138,16 @@ pub(super) fn raw_rows(
 /// The rows of several series (each in time order) merged into one
 /// stream in the order influxd's sorted merge gives them: a binary heap
 /// of the series' next rows, built and popped exactly as Go's
-/// `container/heap` does, ordered by time alone, so rows at the same time
-/// come out in the heap's order, not the series' order.
-fn merge_as_influxd(series: Vec<Vec<(i64, Vec<Value>)>>, desc: bool) -> Vec<(i64, Vec<Value>)> {
-    let total = series.iter().map(Vec::len).sum();
+/// `container/heap` does, ordered by time, then by the values of the tags
+/// the columns show (both reversed for `ORDER BY time DESC`); rows equal in both come out in the heap's order, not
+/// the series' order.
+fn merge_as_influxd(
+    series: Vec<(Vec<String>, Vec<(i64, Vec<Value>)>)>,
+    desc: bool,
+) -> Vec<(i64, Vec<Value>)> {
+    let total = series.iter().map(|s| s.1.len()).sum();
+    let (shown, series): (Vec<Vec<String>>, Vec<Vec<(i64, Vec<Value>)>>) =
+        series.into_iter().unzip();
     let mut its: Vec<std::vec::IntoIter<(i64, Vec<Value>)>> =
         series.into_iter().map(Vec::into_iter).collect();
     // (the series' next row, which series)
@@ -140,7 +159,11 @@ fn merge_as_influxd(series: Vec<Vec<(i64, Vec<Value>)>>, desc: bool) -> Vec<(i64
     }
     let less = |h: &[((i64, Vec<Value>), usize)], i: usize, j: usize| {
         let (x, y) = (h[i].0.0, h[j].0.0);
-        if desc { x > y } else { x < y }
+        if x != y {
+            return if desc { x > y } else { x < y };
+        }
+        let (a, b) = (&shown[h[i].1], &shown[h[j].1]);
+        if desc { a > b } else { a < b }
     };
     let down = |h: &mut Vec<((i64, Vec<Value>), usize)>, i0: usize, n: usize| {
         let mut i = i0;

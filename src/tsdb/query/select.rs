@@ -23,12 +23,29 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
     let into_span = (into_at + 1, p.i);
     p.expect_kw("FROM")?;
     let from_at = p.i;
+    // `FROM m`, or several measurements and regular expressions.
+    let mut sources = Vec::new();
+    let first = from_source(p)?;
+    let from_end = p.i;
+    while p.sym(",") {
+        sources.push(match from_source(p)? {
+            (_, Some(re)) => Source::Regex(re),
+            (t, None) => Source::Name(t.measurement),
+        });
+    }
     let Target {
         db,
         rp,
         measurement,
-    } = target(p)?;
-    let spans = [into_span, (from_at, p.i)];
+    } = match first {
+        (t, None) if sources.is_empty() => t,
+        (t, re) => {
+            let first = re.map_or(Source::Name(t.measurement.clone()), Source::Regex);
+            sources.insert(0, first);
+            t
+        }
+    };
+    let spans = [into_span, (from_at, from_end)];
     let mut s = Select {
         fields,
         db,
@@ -49,6 +66,7 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         soffset: 0,
         into,
         spans,
+        sources,
     };
     let (cond, bounds) = where_clause(p, now)?;
     s.cond = cond;
@@ -148,6 +166,17 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         s.soffset = count(p, "SOFFSET")?;
     }
     Ok(s)
+}
+
+/// One measurement of FROM: `[[db.]rp.]m`, or `[[db.]rp.]/re/` (the
+/// target then names no measurement).
+fn from_source(p: &mut P) -> Result<(Target, Option<String>), String> {
+    if let Some(Tok::Regex(re)) = p.peek().cloned() {
+        p.i += 1;
+        regex::Regex::new(&re).map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
+        return Ok((Target::default(), Some(re)));
+    }
+    Ok((target(p)?, None))
 }
 
 /// `[[db.]rp.]measurement` (`db..m`: the default retention policy).

@@ -39,6 +39,63 @@ pub(super) fn select_exec(
     if !t.meta().databases.contains_key(db) {
         return Err(format!("database not found: {db}"));
     }
+    if s.sources.is_empty() {
+        return measurement_exec(t, db, s, epoch, limits);
+    }
+    // Several measurements: each answered as its own SELECT, their series
+    // in measurement order.
+    let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let all = t.measurements(db);
+    for src in &s.sources {
+        match src {
+            Source::Name(n) => {
+                names.insert(n.clone());
+            }
+            Source::Regex(r) => {
+                let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
+                names.extend(all.iter().filter(|m| re.is_match(m)).cloned());
+            }
+        }
+    }
+    let mut series = Vec::new();
+    for m in names {
+        let mut one = s.clone();
+        one.measurement = m;
+        one.sources = Vec::new();
+        let v = measurement_exec(t, db, &one, epoch, limits)?;
+        if let Some(Value::Array(s)) = v.get("series") {
+            series.extend(s.iter().cloned());
+        }
+    }
+    if series.is_empty() {
+        return Ok(json!({}));
+    }
+    // GROUP BY * groups by the tag keys of every measurement read.
+    if s.group_tags == GroupTags::All {
+        let keys: std::collections::BTreeSet<String> = series
+            .iter()
+            .filter_map(|one| one.get("tags").and_then(Value::as_object))
+            .flat_map(|t| t.keys().cloned())
+            .collect();
+        for one in &mut series {
+            if let Some(Value::Object(tags)) = one.get_mut("tags") {
+                for k in &keys {
+                    tags.entry(k.clone()).or_insert_with(|| json!(""));
+                }
+            }
+        }
+    }
+    Ok(json!({ "series": series }))
+}
+
+/// A SELECT of one measurement.
+fn measurement_exec(
+    t: &TsdbView,
+    db: &str,
+    s: &Select,
+    epoch: Option<Precision>,
+    limits: SelectLimits,
+) -> Result<Value, String> {
     let data = t
         .scan(
             db,
