@@ -10,6 +10,12 @@ use super::math::eval;
 use super::values::{TaggedSeries, columns_named, time_value, to_json};
 use crate::tsdb::line_protocol::Precision;
 
+/// A row: its time and its columns' values.
+type Row = (i64, Vec<Value>);
+
+/// A series' rows, with the values of the tags the columns show.
+type SeriesRows = (Vec<String>, Vec<Row>);
+
 /// A column of raw rows.
 enum Col<'a> {
     /// A field or tag by name.
@@ -73,7 +79,7 @@ pub(super) fn raw_rows(
     read.dedup();
     // Per series: the values of the tags the columns show (rows at the same
     // time come in their order), and its rows.
-    let mut per_series: Vec<(Vec<String>, Vec<(i64, Vec<Value>)>)> = Vec::new();
+    let mut per_series: Vec<SeriesRows> = Vec::new();
     for (tags, fields) in members {
         let shown: Vec<String> = cols
             .iter()
@@ -141,23 +147,18 @@ pub(super) fn raw_rows(
 /// `container/heap` does, ordered by time, then by the values of the tags
 /// the columns show (both reversed for `ORDER BY time DESC`); rows equal in both come out in the heap's order, not
 /// the series' order.
-fn merge_as_influxd(
-    series: Vec<(Vec<String>, Vec<(i64, Vec<Value>)>)>,
-    desc: bool,
-) -> Vec<(i64, Vec<Value>)> {
+fn merge_as_influxd(series: Vec<SeriesRows>, desc: bool) -> Vec<Row> {
     let total = series.iter().map(|s| s.1.len()).sum();
-    let (shown, series): (Vec<Vec<String>>, Vec<Vec<(i64, Vec<Value>)>>) =
-        series.into_iter().unzip();
-    let mut its: Vec<std::vec::IntoIter<(i64, Vec<Value>)>> =
-        series.into_iter().map(Vec::into_iter).collect();
+    let (shown, series): (Vec<Vec<String>>, Vec<Vec<Row>>) = series.into_iter().unzip();
+    let mut its: Vec<std::vec::IntoIter<Row>> = series.into_iter().map(Vec::into_iter).collect();
     // (the series' next row, which series)
-    let mut heap: Vec<((i64, Vec<Value>), usize)> = Vec::with_capacity(its.len());
+    let mut heap: Vec<(Row, usize)> = Vec::with_capacity(its.len());
     for (i, it) in its.iter_mut().enumerate() {
         if let Some(r) = it.next() {
             heap.push((r, i));
         }
     }
-    let less = |h: &[((i64, Vec<Value>), usize)], i: usize, j: usize| {
+    let less = |h: &[(Row, usize)], i: usize, j: usize| {
         let (x, y) = (h[i].0.0, h[j].0.0);
         if x != y {
             return if desc { x > y } else { x < y };
@@ -165,7 +166,7 @@ fn merge_as_influxd(
         let (a, b) = (&shown[h[i].1], &shown[h[j].1]);
         if desc { a > b } else { a < b }
     };
-    let down = |h: &mut Vec<((i64, Vec<Value>), usize)>, i0: usize, n: usize| {
+    let down = |h: &mut Vec<(Row, usize)>, i0: usize, n: usize| {
         let mut i = i0;
         loop {
             let j1 = 2 * i + 1;
