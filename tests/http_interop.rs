@@ -214,6 +214,40 @@ fn query_answer_shapes_and_headers_are_influxds() {
         ("POST", q("CREATE DATABASE"), None),
         ("POST", q("DROP"), None),
         ("POST", q("SELECT v FROM m extra"), None),
+        // Bound parameters.
+        (
+            "POST",
+            with(
+                "SELECT v FROM m WHERE host = $h AND v > $min",
+                &[("params", r#"{"h":"a","min":1}"#)],
+            ),
+            None,
+        ),
+        (
+            "POST",
+            with(
+                "SELECT v FROM m WHERE host = $h AND v > $min",
+                &[("params", r#"{"h":"a","min":1.5}"#)],
+            ),
+            None,
+        ),
+        (
+            "POST",
+            with(
+                "SELECT v FROM m WHERE host = $h AND v > $min",
+                &[("params", r#"{"h":true,"min":1}"#)],
+            ),
+            None,
+        ),
+        (
+            "POST",
+            with(
+                "SELECT v FROM m WHERE host = $h AND v > $min",
+                &[("params", r#"{"h":"a"}"#)],
+            ),
+            None,
+        ),
+        ("POST", q("SELECT v FROM m WHERE host = $h"), None),
         // State changed with GET: done, with a warning.
         (
             "GET",

@@ -552,7 +552,18 @@ async fn query_handler(
             );
         }
     };
-    let stmts = match query::parse_with_text(text, now_ns()) {
+    // `params`: values bound to the query's `$name`s (a JSON object).
+    let params = match q.get("params").map(|p| serde_json::from_str::<Value>(p)) {
+        None => None,
+        Some(Ok(Value::Object(m))) => Some(m),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "error parsing query parameters: not a JSON object",
+            );
+        }
+    };
+    let stmts = match query::parse_bound(text, now_ns(), params.as_ref()) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("error parsing query: {e}")),
     };

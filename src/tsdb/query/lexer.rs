@@ -65,8 +65,10 @@ pub(super) fn lex_marked(q: &str) -> Result<Lexed, String> {
                 i += 1;
             }
             out.push((Tok::Num(c[start..i].iter().collect()), false));
-        } else if ch.is_alphabetic() || ch == '_' {
+        } else if ch.is_alphabetic() || ch == '_' || ch == '$' {
+            // `$name`: a bound parameter, replaced before parsing.
             let start = i;
+            i += 1;
             while c.get(i).is_some_and(|x| x.is_alphanumeric() || *x == '_') {
                 i += 1;
             }

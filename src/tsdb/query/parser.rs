@@ -19,7 +19,33 @@ pub fn parse(q: &str, now: i64) -> Result<Vec<Statement>, String> {
 /// statement in its messages (keywords upper case, identifiers quoted only
 /// where needed, passwords `[REDACTED]`).
 pub fn parse_with_text(q: &str, now: i64) -> Result<Vec<(Statement, String)>, String> {
-    let (marked, starts) = lex_marked(q)?;
+    parse_bound(q, now, None)
+}
+
+/// [`parse_with_text`] with bound parameters (the `params` of a request,
+/// a JSON object): each `$name` becomes its value — a string, a number or
+/// a boolean literal, as influxd binds them.
+pub fn parse_bound(
+    q: &str,
+    now: i64,
+    params: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Vec<(Statement, String)>, String> {
+    let (mut marked, starts) = lex_marked(q)?;
+    for (t, quoted) in &mut marked {
+        let Tok::Ident(name) = t else { continue };
+        let Some(key) = name.strip_prefix('$').filter(|_| !*quoted) else {
+            continue;
+        };
+        let value = params
+            .and_then(|p| p.get(key))
+            .ok_or_else(|| format!("missing parameter: {key}"))?;
+        *t = match value {
+            serde_json::Value::String(s) => Tok::Str(s.clone()),
+            serde_json::Value::Number(n) => Tok::Num(n.to_string()),
+            serde_json::Value::Bool(b) => Tok::Ident(b.to_string()),
+            other => return Err(format!("unable to bind parameter {key} to {other}")),
+        };
+    }
     // Where the token an error stopped at starts (after the last line's
     // end for EOF), as influxd ends its messages.
     let at = |i: usize| {
