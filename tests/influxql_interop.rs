@@ -102,6 +102,17 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT count(v) * 1.5 AS c FROM cpu GROUP BY host",
         "SELECT last(v) - first(v) FROM cpu",
         "SELECT mean(v) / 0 FROM cpu",
+        // distinct(), count(distinct()), integral().
+        "SELECT distinct(v) FROM md",
+        "SELECT distinct(s) FROM md",
+        "SELECT count(distinct(v)) FROM md",
+        "SELECT distinct(v) FROM md GROUP BY h",
+        "SELECT distinct(i) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(3ns)",
+        "SELECT distinct(v), count(v) FROM md",
+        "SELECT count(distinct(s)) FROM md GROUP BY h",
+        "SELECT integral(v) FROM md",
+        "SELECT integral(v, 1ns) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(3ns)",
+        "SELECT integral(i, 2ns) FROM md",
         // Several measurements, regular expressions.
         "SELECT * FROM /c.u/",
         "SELECT v FROM cpu, md",

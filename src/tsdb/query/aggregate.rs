@@ -23,6 +23,9 @@ pub(super) fn aggregate(
     if f == Func::Count {
         return Ok((json!(pts.len()), None));
     }
+    if f == Func::CountDistinct {
+        return Ok((json!(distinct(pts).len()), None));
+    }
     if pts.is_empty() {
         return Ok((Value::Null, None));
     }
@@ -42,6 +45,10 @@ pub(super) fn aggregate(
     let integer = matches!(pts[0].1, FieldValue::Integer(_));
     Ok(match f {
         Func::Count => (json!(pts.len()), None),
+        Func::CountDistinct => (json!(distinct(pts).len()), None),
+        // Its rows are made by `aggregate_rows`.
+        Func::Distinct => (Value::Null, None),
+        Func::Integral(unit) => (float_json(integral(pts, None, unit)), None),
         Func::First => (to_json(&pts[0].1), Some(pts[0].0)),
         Func::Last => {
             let l = &pts[pts.len() - 1];
@@ -114,6 +121,37 @@ pub(super) fn aggregate(
             (float_json((var / (nums.len() - 1) as f64).sqrt()), None)
         }
     })
+}
+
+/// The first point of each value, in time order (`distinct`).
+fn distinct(pts: &[(i64, FieldValue)]) -> Vec<&(i64, FieldValue)> {
+    let mut seen: Vec<&(i64, FieldValue)> = Vec::new();
+    for p in pts {
+        if !seen.iter().any(|s| s.1 == p.1) {
+            seen.push(p);
+        }
+    }
+    seen
+}
+
+/// The area under `pts` (sorted by time) by trapezoids, per `unit` ns; with
+/// `next` = (bucket end, the first point after it), extended to the end
+/// along the line toward that point.
+fn integral(pts: &[(i64, FieldValue)], next: Option<(i64, &(i64, FieldValue))>, unit: i64) -> f64 {
+    let mut area = 0.0;
+    for w in pts.windows(2) {
+        let (a, b) = (num(&w[0].1).unwrap_or(0.0), num(&w[1].1).unwrap_or(0.0));
+        area += (a + b) / 2.0 * (w[1].0 - w[0].0) as f64;
+    }
+    if let (Some(last), Some((end, n))) = (pts.last(), next)
+        && n.0 > last.0
+        && end > last.0
+    {
+        let (a, b) = (num(&last.1).unwrap_or(0.0), num(&n.1).unwrap_or(0.0));
+        let at_end = a + (b - a) * (end - last.0) as f64 / (n.0 - last.0) as f64;
+        area += (a + at_end) / 2.0 * (end - last.0) as f64;
+    }
+    area / unit as f64
 }
 
 /// The most frequent value, as influxd picks it: values sorted (stably,
@@ -241,6 +279,9 @@ pub(super) fn aggregate_rows(
         })
         .collect();
     let columns = columns_named(outs.iter().map(|(_, c)| c.as_str()));
+    if let [Projection::Agg(Func::Distinct, _)] = &s.fields[..] {
+        return Ok(distinct_rows(s, columns, &pts[0], epoch));
+    }
     let Some((iv, off)) = s.group_time else {
         // No points for any aggregate: no row; none for one of them: null
         // (a count too), as influxd's.
@@ -310,7 +351,16 @@ pub(super) fn aggregate_rows(
             let from = p.partition_point(|x| x.0 < t0.max(lo));
             let to = p.partition_point(|x| x.0 < t0.saturating_add(iv) && x.0 <= hi);
             let slice = &p[from..to.max(from)];
-            let (v, _) = aggregate(*f, fld, slice)?;
+            let (v, _) = match f {
+                // The area reaches the bucket's end, interpolated toward the
+                // next point after it, as influxd's.
+                Func::Integral(unit) if !slice.is_empty() => {
+                    let end = t0.saturating_add(iv);
+                    let next = p.get(to).filter(|_| to > from).map(|n| (end, n));
+                    (float_json(integral(slice, next, *unit)), None)
+                }
+                _ => aggregate(*f, fld, slice)?,
+            };
             cells.push((v, slice.is_empty()));
         }
         rows.push((t0, cells));
@@ -354,6 +404,44 @@ pub(super) fn aggregate_rows(
         values
     };
     Ok((!values.is_empty()).then_some((columns, values)))
+}
+
+/// `distinct(field)`: a row per value of each `GROUP BY time` bucket (or
+/// of the range), first seen first, at the bucket's time.
+fn distinct_rows(
+    s: &Select,
+    columns: Vec<String>,
+    pts: &[(i64, FieldValue)],
+    epoch: Option<Precision>,
+) -> Rows {
+    let mut values = Vec::new();
+    let mut emit = |t0: i64, slice: &[(i64, FieldValue)]| {
+        for p in distinct(slice) {
+            values.push(json!([time_value(t0, epoch), to_json(&p.1)]));
+        }
+    };
+    match s.group_time {
+        None => emit(if s.has_min { s.min } else { 0 }, pts),
+        Some((iv, off)) => {
+            let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
+            let mut i = 0;
+            while i < pts.len() {
+                let t0 = bucket(pts[i].0);
+                let end = pts[i..].partition_point(|p| p.0 < t0.saturating_add(iv)) + i;
+                emit(t0, &pts[i..end.max(i + 1)]);
+                i = end.max(i + 1);
+            }
+        }
+    }
+    if s.desc {
+        values.reverse();
+    }
+    let values: Vec<Value> = values
+        .into_iter()
+        .skip(s.offset)
+        .take(if s.limit == 0 { usize::MAX } else { s.limit })
+        .collect();
+    (!values.is_empty()).then_some((columns, values))
 }
 
 /// An output column of aggregates.

@@ -252,6 +252,13 @@ pub enum Func {
     Stddev,
     /// `percentile(field, N)` (a selector).
     Percentile(f64),
+    /// `distinct(field)`: a row per value (alone in a SELECT).
+    Distinct,
+    /// `count(distinct(field))`: how many values.
+    CountDistinct,
+    /// `integral(field[, unit])`: the area under the points (trapezoids),
+    /// per unit (ns; default 1s).
+    Integral(i64),
 }
 
 impl Func {
@@ -271,6 +278,8 @@ impl Func {
             "spread" => Func::Spread,
             "stddev" => Func::Stddev,
             "percentile" => Func::Percentile(0.0),
+            "distinct" => Func::Distinct,
+            "integral" => Func::Integral(1_000_000_000),
             _ => return None,
         })
     }
@@ -290,6 +299,9 @@ impl Func {
             Func::Spread => "spread",
             Func::Stddev => "stddev",
             Func::Percentile(_) => "percentile",
+            Func::Distinct => "distinct",
+            Func::CountDistinct => "count",
+            Func::Integral(_) => "integral",
         }
     }
 
@@ -305,6 +317,7 @@ impl Func {
                 | Func::Spread
                 | Func::Stddev
                 | Func::Percentile(_)
+                | Func::Integral(_)
         )
     }
 }

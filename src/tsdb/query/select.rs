@@ -320,11 +320,28 @@ fn call(p: &mut P, name: &str) -> Result<Expr, String> {
         }
         return Ok(Expr::Undefined(name.to_string()));
     };
+    // count(distinct(field))
+    if f == Func::Count
+        && matches!(p.peek(), Some(Tok::Ident(d)) if d.eq_ignore_ascii_case("distinct"))
+        && p.t.get(p.i + 1) == Some(&Tok::Sym("(".into()))
+    {
+        p.i += 2;
+        let field = p.ident()?;
+        if !(p.sym(")") && p.sym(")")) {
+            return Err(format!("expected ), found {}", p.found()));
+        }
+        return Ok(Expr::Call(Func::CountDistinct, field));
+    }
     let arg = if p.sym("*") {
         "*".to_string()
     } else {
         p.ident()?
     };
+    if let Func::Integral(_) = f
+        && p.sym(",")
+    {
+        f = Func::Integral(p.duration()?.max(1));
+    }
     if arg == "*" && f != Func::Count {
         return Err(format!("{}(*) is not supported", f.name()));
     }
@@ -416,6 +433,15 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
         .any(|f| matches!(f, Projection::Math(e) if e.has_call() && e.has_field()));
     if mixed || (aggs > 0 && aggs != fields.len()) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    let distinct = fields
+        .iter()
+        .any(|f| matches!(f, Projection::Agg(Func::Distinct, _)));
+    if distinct && fields.len() > 1 {
+        return Err(
+            "aggregate function distinct() cannot be combined with other functions or fields"
+                .into(),
+        );
     }
     if s.group_time.is_some() && !aggs_only(fields) {
         return Err("GROUP BY requires at least one aggregate function".into());
