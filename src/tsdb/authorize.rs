@@ -38,6 +38,7 @@ pub fn needed(stmt: &Statement) -> Needed {
             Needed::On(Privilege::Write, Some(db.clone()))
         }
         Statement::ShowContinuousQueries => Needed::On(Privilege::Read, None),
+        Statement::ShowShards | Statement::ShowShardGroups => Needed::Admin,
         Statement::DropSeries { .. } | Statement::DropMeasurement(_) => {
             Needed::On(Privilege::All, None)
         }

@@ -167,6 +167,10 @@ pub enum Statement {
     },
     /// `SHOW CONTINUOUS QUERIES`
     ShowContinuousQueries,
+    /// `SHOW SHARDS`
+    ShowShards,
+    /// `SHOW SHARD GROUPS`
+    ShowShardGroups,
     /// `SHOW SERIES [FROM m] [WHERE …]`
     ShowSeries {
         /// Measurement.

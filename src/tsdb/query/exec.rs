@@ -67,6 +67,7 @@ pub fn execute_read_as(
             }
             json!({ "series": series })
         }
+        Statement::ShowShards | Statement::ShowShardGroups => show_shards(t, stmt),
         Statement::ShowUsers => {
             let vals: Vec<Value> = t
                 .meta()
@@ -153,4 +154,58 @@ pub fn execute_read_as(
         },
         _ => err("not a read statement".into()),
     }
+}
+
+/// `SHOW SHARDS` (a series per database, a row per shard) and `SHOW SHARD
+/// GROUPS` (one series), as influxd lists them: live groups, in database,
+/// retention policy and group order; a group expires at its end plus its
+/// policy's duration.
+fn show_shards(t: &TsdbView, stmt: &Statement) -> Value {
+    let time = |ns: i64| json!(crate::tsdb::timefmt::rfc3339_nano(ns));
+    let mut per_db = Vec::new();
+    let mut groups = Vec::new();
+    for d in t.meta().databases.values() {
+        let mut rows = Vec::new();
+        for p in d.rps.values() {
+            for g in p.shard_groups.iter().filter(|g| g.deleted_at == 0) {
+                let expiry = time(g.end.saturating_add(p.duration));
+                groups.push(json!([
+                    g.id,
+                    d.name,
+                    p.name,
+                    time(g.start),
+                    time(g.end),
+                    expiry
+                ]));
+                for s in &g.shards {
+                    rows.push(json!([
+                        s,
+                        d.name,
+                        p.name,
+                        g.id,
+                        time(g.start),
+                        time(g.end),
+                        expiry,
+                        ""
+                    ]));
+                }
+            }
+        }
+        let mut one = json!({"name": d.name, "columns": ["id", "database", "retention_policy", "shard_group", "start_time", "end_time", "expiry_time", "owners"]});
+        if !rows.is_empty() {
+            one["values"] = json!(rows);
+        }
+        per_db.push(one);
+    }
+    if let Statement::ShowShardGroups = stmt {
+        let mut one = json!({"name": "shard groups", "columns": ["id", "database", "retention_policy", "start_time", "end_time", "expiry_time"]});
+        if !groups.is_empty() {
+            one["values"] = json!(groups);
+        }
+        return json!({ "series": [one] });
+    }
+    if per_db.is_empty() {
+        return json!({});
+    }
+    json!({ "series": per_db })
 }

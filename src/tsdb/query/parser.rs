@@ -275,6 +275,13 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
             p.expect_kw("QUERIES")?;
             return Ok(Statement::ShowContinuousQueries);
         }
+        if p.kw("SHARDS") {
+            return Ok(Statement::ShowShards);
+        }
+        if p.kw("SHARD") {
+            p.expect_kw("GROUPS")?;
+            return Ok(Statement::ShowShardGroups);
+        }
         if p.kw("QUERIES") {
             return Ok(Statement::ShowQueries);
         }
