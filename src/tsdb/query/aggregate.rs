@@ -264,7 +264,7 @@ pub(super) fn aggregate_rows(
                     alias.unwrap_or_else(|| e.column_name()),
                 ));
             }
-            Projection::All | Projection::Field(_) => {}
+            Projection::All | Projection::Field(_) | Projection::TopBottom { .. } => {}
         }
     }
     let pts: Vec<Vec<(i64, FieldValue)>> = targets
@@ -281,6 +281,9 @@ pub(super) fn aggregate_rows(
     let columns = columns_named(outs.iter().map(|(_, c)| c.as_str()));
     if let [Projection::Agg(Func::Distinct, _)] = &s.fields[..] {
         return Ok(distinct_rows(s, columns, &pts[0], epoch));
+    }
+    if let [Projection::TopBottom { .. }] = &s.fields[..] {
+        return Ok(top_bottom_rows(s, members, epoch));
     }
     let Some((iv, off)) = s.group_time else {
         // No points for any aggregate: no row; none for one of them: null
@@ -440,6 +443,88 @@ fn distinct_rows(
         .into_iter()
         .skip(s.offset)
         .take(if s.limit == 0 { usize::MAX } else { s.limit })
+        .collect();
+    (!values.is_empty()).then_some((columns, values))
+}
+
+/// `top(field[, tag], N)` / `bottom(…)`: per `GROUP BY time` bucket (or
+/// over the range), the N points of the highest (lowest) values, the
+/// earlier point first among equal values, one per value of `tag` if
+/// given; listed in time order at their own times.
+fn top_bottom_rows(s: &Select, members: &[&TaggedSeries], epoch: Option<Precision>) -> Rows {
+    let [Projection::TopBottom { top, field, tag, n }] = &s.fields[..] else {
+        return None;
+    };
+    let n = usize::try_from(n.unwrap_or(1)).unwrap_or(1).max(1);
+    // (time, value, the tag's value), by time.
+    let mut pts: Vec<(i64, FieldValue, String)> = Vec::new();
+    for (tags, fields) in members {
+        let tv = tag
+            .as_ref()
+            .and_then(|k| tags.iter().find(|(t, _)| t == k))
+            .map_or(String::new(), |(_, v)| v.clone());
+        for (t, v) in fields.get(field).into_iter().flatten() {
+            pts.push((*t, v.clone(), tv.clone()));
+        }
+    }
+    pts.sort_by_key(|p| p.0);
+    let pick = |slice: &[(i64, FieldValue, String)]| -> Vec<(i64, FieldValue, String)> {
+        let mut order: Vec<&(i64, FieldValue, String)> = slice.iter().collect();
+        order.sort_by(|a, b| {
+            let (x, y) = (num(&a.1).unwrap_or(0.0), num(&b.1).unwrap_or(0.0));
+            let by_value = if *top {
+                y.total_cmp(&x)
+            } else {
+                x.total_cmp(&y)
+            };
+            by_value.then(a.0.cmp(&b.0))
+        });
+        let mut chosen: Vec<(i64, FieldValue, String)> = Vec::new();
+        for p in order {
+            if chosen.len() == n {
+                break;
+            }
+            if tag.is_some() && chosen.iter().any(|c| c.2 == p.2) {
+                continue;
+            }
+            chosen.push(p.clone());
+        }
+        chosen.sort_by_key(|c| c.0);
+        chosen
+    };
+    let mut rows: Vec<(i64, FieldValue, String)> = Vec::new();
+    match s.group_time {
+        None => rows = pick(&pts),
+        Some((iv, off)) => {
+            let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
+            let mut i = 0;
+            while i < pts.len() {
+                let t0 = bucket(pts[i].0);
+                let end = pts[i..].partition_point(|p| p.0 < t0.saturating_add(iv)) + i;
+                rows.extend(pick(&pts[i..end.max(i + 1)]));
+                i = end.max(i + 1);
+            }
+        }
+    }
+    if s.desc {
+        rows.reverse();
+    }
+    let name = if *top { "top" } else { "bottom" };
+    let mut columns = vec!["time".to_string(), name.to_string()];
+    if let Some(t) = tag {
+        columns.push(t.clone());
+    }
+    let values: Vec<Value> = rows
+        .into_iter()
+        .skip(s.offset)
+        .take(if s.limit == 0 { usize::MAX } else { s.limit })
+        .map(|(t, v, tv)| {
+            let mut r = vec![time_value(t, epoch), to_json(&v)];
+            if tag.is_some() {
+                r.push(json!(tv));
+            }
+            Value::Array(r)
+        })
         .collect();
     (!values.is_empty()).then_some((columns, values))
 }

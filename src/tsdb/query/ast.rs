@@ -227,6 +227,19 @@ pub enum Projection {
     /// Arithmetic over fields and numbers (raw), or over aggregates and
     /// numbers.
     Math(Expr),
+    /// `top(field[, tag], N)` / `bottom(…)`: the N points of the highest
+    /// (lowest) values, one per value of `tag` if given (alone in a
+    /// SELECT).
+    TopBottom {
+        /// `top` (else `bottom`).
+        top: bool,
+        /// The field.
+        field: String,
+        /// The tag whose values must differ.
+        tag: Option<String>,
+        /// N (checked when the statement runs: None when missing).
+        n: Option<i64>,
+    },
 }
 
 /// An aggregate or selector function.

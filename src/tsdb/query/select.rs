@@ -211,7 +211,7 @@ fn target(p: &mut P) -> Result<Target, String> {
 pub(super) fn aggs_only(fields: &[Projection]) -> bool {
     !fields.is_empty()
         && fields.iter().all(|f| match f {
-            Projection::Agg(..) | Projection::Nested { .. } => true,
+            Projection::Agg(..) | Projection::Nested { .. } | Projection::TopBottom { .. } => true,
             Projection::Math(e) => e.has_call(),
             _ => false,
         })
@@ -226,6 +226,38 @@ fn projection(p: &mut P) -> Result<Projection, String> {
         }
         _ => None,
     };
+    let selector = match (p.peek(), p.t.get(p.i + 1)) {
+        (Some(Tok::Ident(name)), Some(Tok::Sym(paren))) if paren == "(" => {
+            match name.to_ascii_lowercase().as_str() {
+                "top" => Some(true),
+                "bottom" => Some(false),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if let Some(top) = selector {
+        p.i += 2;
+        let field = p.ident()?;
+        let mut tag = None;
+        let mut n = None;
+        while p.sym(",") {
+            match p.peek().cloned() {
+                Some(Tok::Num(x)) => {
+                    p.i += 1;
+                    n = Some(
+                        x.parse::<i64>()
+                            .map_err(|_| format!("invalid number {x}"))?,
+                    );
+                }
+                _ => tag = Some(p.ident()?),
+            }
+        }
+        if !p.sym(")") {
+            return Err(format!("expected ), found {}", p.found()));
+        }
+        return Ok(Projection::TopBottom { top, field, tag, n });
+    }
     if let Some(outer) = transform {
         p.i += 2;
         let n = nested(p, outer)?;
@@ -433,6 +465,29 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
         .any(|f| matches!(f, Projection::Math(e) if e.has_call() && e.has_field()));
     if mixed || (aggs > 0 && aggs != fields.len()) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    if let Some(Projection::TopBottom { top, n, tag, .. }) = fields
+        .iter()
+        .find(|f| matches!(f, Projection::TopBottom { .. }))
+    {
+        let name = if *top { "top" } else { "bottom" };
+        if fields.len() > 1 {
+            return Err(format!(
+                "selector function {name}() cannot be combined with other functions"
+            ));
+        }
+        match n {
+            None => {
+                let got = 1 + usize::from(tag.is_some());
+                return Err(format!(
+                    "invalid number of arguments for {name}, expected at least 2, got {got}"
+                ));
+            }
+            Some(n) if *n < 1 => {
+                return Err(format!("limit ({n}) in {name} function must be at least 1"));
+            }
+            _ => {}
+        }
     }
     let distinct = fields
         .iter()
