@@ -49,6 +49,8 @@ pub(super) fn aggregate(
         // Its rows are made by `aggregate_rows`.
         Func::Distinct => (Value::Null, None),
         Func::Integral(unit) => (float_json(integral(pts, None, unit)), None),
+        // Raw points are transformed, not aggregated.
+        Func::Raw => (Value::Null, None),
         Func::First => (to_json(&pts[0].1), Some(pts[0].0)),
         Func::Last => {
             let l = &pts[pts.len() - 1];
@@ -285,6 +287,23 @@ pub(super) fn aggregate_rows(
     if let [Projection::TopBottom { .. }] = &s.fields[..] {
         return Ok(top_bottom_rows(s, members, epoch));
     }
+    // Transformations of the raw points: over every point, in time order.
+    if s.fields.iter().all(|f| {
+        matches!(
+            f,
+            Projection::Nested {
+                inner: Func::Raw,
+                ..
+            }
+        )
+    }) {
+        let cols: Vec<Vec<(i64, Value)>> = pts
+            .iter()
+            .map(|p| p.iter().map(|(t, v)| (*t, to_json(v))).collect())
+            .collect();
+        let rows = transformed(&outers, &cols, 1_000_000_000, i64::MIN);
+        return Ok(finish(s, rows, &outs, columns, epoch));
+    }
     let Some((iv, off)) = s.group_time else {
         // No points for any aggregate: no row; none for one of them: null
         // (a count too), as influxd's.
@@ -370,43 +389,69 @@ pub(super) fn aggregate_rows(
     }
     fill(&mut rows, &s.fill);
     if outers.iter().any(Option::is_some) {
-        // The transformations, over each column's buckets; a row for each
-        // time one of them produced a value, from the range's first bucket.
+        // The transformations, over each column's buckets, from the range's
+        // first bucket.
         let first = if s.has_min { bucket(s.min) } else { i64::MIN };
-        let mut by_time: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
-            std::collections::BTreeMap::new();
-        for (c, o) in outers.iter().enumerate() {
-            let Some((outer, unit)) = o else { continue };
-            let col: Vec<(i64, Value)> = rows.iter().map(|r| (r.0, r.1[c].0.clone())).collect();
-            let default = if *outer == Transform::Elapsed { 1 } else { iv };
-            for (t, v) in transform(*outer, unit.unwrap_or(default), &col) {
-                if t >= first {
-                    by_time
-                        .entry(t)
-                        .or_insert_with(|| vec![(Value::Null, true); outers.len()])[c] = (v, false);
-                }
+        let cols: Vec<Vec<(i64, Value)>> = (0..outers.len())
+            .map(|c| rows.iter().map(|r| (r.0, r.1[c].0.clone())).collect())
+            .collect();
+        rows = transformed(&outers, &cols, iv, first);
+    }
+    Ok(finish(s, rows, &outs, columns, epoch))
+}
+
+/// The transformations of `cols` (one per target, `None`: none): a row
+/// for each time one of them produced a value at or after `first`.
+/// `default_unit`: a derivative's unit when none is given.
+fn transformed(
+    outers: &[Option<(Transform, Option<i64>)>],
+    cols: &[Vec<(i64, Value)>],
+    default_unit: i64,
+    first: i64,
+) -> Vec<(i64, Vec<(Value, bool)>)> {
+    let mut by_time: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
+        std::collections::BTreeMap::new();
+    for (c, o) in outers.iter().enumerate() {
+        let Some((outer, unit)) = o else { continue };
+        let default = if *outer == Transform::Elapsed {
+            1
+        } else {
+            default_unit
+        };
+        for (t, v) in transform(*outer, unit.unwrap_or(default), &cols[c]) {
+            if t >= first {
+                by_time
+                    .entry(t)
+                    .or_insert_with(|| vec![(Value::Null, true); outers.len()])[c] = (v, false);
             }
         }
-        rows = by_time.into_iter().collect();
     }
+    by_time.into_iter().collect()
+}
+
+/// Rows of aggregates as the answer has them: ordered, offset, limited,
+/// projected onto the output columns.
+fn finish(
+    s: &Select,
+    mut rows: Vec<(i64, Vec<(Value, bool)>)>,
+    outs: &[(Out, String)],
+    columns: Vec<String>,
+    epoch: Option<Precision>,
+) -> Rows {
     if s.desc {
         rows.reverse();
     }
     let values: Vec<Value> = rows
         .into_iter()
         .skip(s.offset)
+        .take(if s.limit == 0 { usize::MAX } else { s.limit })
         .map(|(t0, cells)| {
             let mut r = vec![time_value(t0, epoch)];
-            r.extend(project(&outs, cells.into_iter().map(|c| c.0).collect()));
+            r.extend(project(outs, cells.into_iter().map(|c| c.0).collect()));
             Value::Array(r)
         })
         .collect();
-    let values = if s.limit > 0 {
-        values.into_iter().take(s.limit).collect()
-    } else {
-        values
-    };
-    Ok((!values.is_empty()).then_some((columns, values)))
+    (!values.is_empty()).then_some((columns, values))
 }
 
 /// `distinct(field)`: a row per value of each `GROUP BY time` bucket (or

@@ -276,6 +276,9 @@ pub enum Func {
     /// `integral(field[, unit])`: the area under the points (trapezoids),
     /// per unit (ns; default 1s).
     Integral(i64),
+    /// No aggregate: a transformation of the raw points
+    /// (`derivative(field)`).
+    Raw,
 }
 
 impl Func {
@@ -319,6 +322,7 @@ impl Func {
             Func::Distinct => "distinct",
             Func::CountDistinct => "count",
             Func::Integral(_) => "integral",
+            Func::Raw => "",
         }
     }
 

@@ -397,13 +397,14 @@ fn call(p: &mut P, name: &str) -> Result<Expr, String> {
 fn nested(p: &mut P, outer: Transform) -> Result<Projection, String> {
     let o = outer.name();
     let inner = p.ident()?;
-    if !p.sym("(") {
-        return Err(format!(
-            "{o}() of raw points is not supported: use {o}(<aggregate>(field)) with GROUP BY time(…)"
-        ));
-    }
-    let Expr::Call(inner, field) = call(p, &inner)? else {
-        return Err(format!("{o}() takes an aggregate"));
+    // `transform(field, …)`: of the raw points.
+    let (inner, field) = if p.sym("(") {
+        let Expr::Call(inner, field) = call(p, &inner)? else {
+            return Err(format!("{o}() takes an aggregate"));
+        };
+        (inner, field)
+    } else {
+        (Func::Raw, inner)
     };
     // A unit (derivative, elapsed) or a window (moving_average).
     let unit = if !p.sym(",") {
@@ -457,14 +458,14 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
         .iter()
         .filter(|f| matches!(f, Projection::Nested { .. }))
         .count();
-    if nested > 0 && nested != fields.len() {
-        return Err("mixing transformations with other projections is not supported".into());
-    }
     let mixed = fields
         .iter()
         .any(|f| matches!(f, Projection::Math(e) if e.has_call() && e.has_field()));
     if mixed || (aggs > 0 && aggs != fields.len()) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    if nested > 0 && nested != fields.len() {
+        return Err("mixing transformations with other projections is not supported".into());
     }
     if let Some(Projection::TopBottom { top, n, tag, .. }) = fields
         .iter()
@@ -501,15 +502,28 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
     if s.group_time.is_some() && !aggs_only(fields) {
         return Err("GROUP BY requires at least one aggregate function".into());
     }
-    if s.group_time.is_none()
-        && let Some(Projection::Nested { outer, .. }) = fields
-            .iter()
-            .find(|f| matches!(f, Projection::Nested { .. }))
-    {
-        return Err(format!(
-            "{} aggregate requires a GROUP BY interval",
-            outer.name()
-        ));
+    for f in fields {
+        match f {
+            Projection::Nested { outer, inner, .. }
+                if *inner != Func::Raw && s.group_time.is_none() =>
+            {
+                return Err(format!(
+                    "{} aggregate requires a GROUP BY interval",
+                    outer.name()
+                ));
+            }
+            Projection::Nested {
+                outer,
+                inner: Func::Raw,
+                ..
+            } if s.group_time.is_some() => {
+                return Err(format!(
+                    "aggregate function required inside the call to {}",
+                    outer.name()
+                ));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
