@@ -127,6 +127,15 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT derivative(v), v FROM md",
         "SELECT difference(v), cumulative_sum(v) FROM md",
         "SELECT derivative(v, 1m) FROM cpu WHERE host = 'a'",
+        // Subqueries.
+        "SELECT mean(max) FROM (SELECT max(v) FROM cpu GROUP BY host)",
+        "SELECT max FROM (SELECT max(v) FROM cpu GROUP BY host)",
+        "SELECT sum(m) FROM (SELECT mean(v) AS m FROM cpu WHERE time >= 0 AND time < 10m GROUP BY time(2m), host) WHERE time >= 0 AND time < 10m GROUP BY time(4m)",
+        "SELECT * FROM (SELECT v, i FROM cpu WHERE host = 'a')",
+        "SELECT count(v) FROM (SELECT v FROM cpu) WHERE v > 2",
+        "SELECT max(max) FROM (SELECT max(v) FROM cpu GROUP BY host) GROUP BY host",
+        "SELECT mean(d) FROM (SELECT difference(v) AS d FROM md)",
+        "SELECT top(n, 1) FROM (SELECT count(v) AS n FROM cpu GROUP BY host)",
         // top() and bottom().
         "SELECT top(v, 2) FROM md",
         "SELECT bottom(v, 2) FROM md",

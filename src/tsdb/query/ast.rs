@@ -593,6 +593,8 @@ pub struct Select {
     /// `FROM a, /re/, …`: the measurements, when more than one or a regular
     /// expression is named (empty: `measurement` alone).
     pub sources: Vec<Source>,
+    /// `FROM (SELECT …)`: the rows of a subquery, read as series.
+    pub subquery: Option<Box<Select>>,
 }
 
 /// A measurement written or read, as `[[db.]rp.]m`.

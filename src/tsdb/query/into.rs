@@ -66,7 +66,8 @@ pub fn into_points(result: &Value, measurement: &str) -> Vec<Point> {
     out
 }
 
-fn field(v: &Value) -> Option<FieldValue> {
+/// A value of a result row as a field value (null: none).
+pub(super) fn field(v: &Value) -> Option<FieldValue> {
     Some(match v {
         Value::Number(n) if n.is_f64() => FieldValue::Float(n.as_f64()?),
         Value::Number(n) if n.is_i64() => FieldValue::Integer(n.as_i64()?),

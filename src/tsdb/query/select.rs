@@ -25,7 +25,22 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
     let from_at = p.i;
     // `FROM m`, or several measurements and regular expressions.
     let mut sources = Vec::new();
-    let first = from_source(p)?;
+    // `FROM (SELECT …)`: a subquery.
+    let subquery = if p.sym("(") {
+        p.expect_kw("SELECT")?;
+        let inner = select(p, now)?;
+        if !p.sym(")") {
+            return Err(format!("found {}, expected )", p.found()));
+        }
+        Some(Box::new(inner))
+    } else {
+        None
+    };
+    let first = if subquery.is_some() {
+        (Target::default(), None)
+    } else {
+        from_source(p)?
+    };
     let from_end = p.i;
     while p.sym(",") {
         sources.push(match from_source(p)? {
@@ -67,6 +82,7 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         into,
         spans,
         sources,
+        subquery,
     };
     let (cond, bounds) = where_clause(p, now)?;
     s.cond = cond;

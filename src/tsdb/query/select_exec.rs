@@ -9,7 +9,7 @@ use super::ast::*;
 use super::filter::{Filter, Keys};
 use super::raw::raw_rows;
 use super::select::{aggs_only, check};
-use super::values::{TaggedSeries, series_tags};
+use super::values::{TaggedSeries, series_tags, with_typed_floats};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::{FieldValue, Precision};
 
@@ -96,19 +96,43 @@ fn measurement_exec(
     epoch: Option<Precision>,
     limits: SelectLimits,
 ) -> Result<Value, String> {
-    let data = t
-        .scan(
-            db,
-            s.rp.as_deref().unwrap_or(""),
-            &s.measurement,
-            scan_start(s),
-            s.max,
-        )
-        .map_err(|e| e.to_string())?;
-    let data: Vec<TaggedSeries> = data
-        .into_iter()
-        .map(|(k, f)| (series_tags(&k), f))
-        .collect();
+    let (data, outer);
+    let s = match &s.subquery {
+        None => {
+            let scanned = t
+                .scan(
+                    db,
+                    s.rp.as_deref().unwrap_or(""),
+                    &s.measurement,
+                    scan_start(s),
+                    s.max,
+                )
+                .map_err(|e| e.to_string())?;
+            data = scanned
+                .into_iter()
+                .map(|(k, f)| (series_tags(&k), f))
+                .collect::<Vec<TaggedSeries>>();
+            s
+        }
+        Some(inner) => {
+            // The subquery runs first (over the outer time range if it has
+            // none), its series read as the outer query's.
+            let mut inner = (**inner).clone();
+            if inner.min == i64::MIN && inner.max == i64::MAX {
+                (inner.min, inner.max, inner.has_min) = (s.min, s.max, s.has_min);
+            }
+            let v = with_typed_floats(|| {
+                select_exec(t, db, &inner, Some(Precision::Nanoseconds), limits)
+            })?;
+            let (name, rows) = subquery_series(&v);
+            data = rows;
+            let mut o = s.clone();
+            o.measurement = name;
+            o.subquery = None;
+            outer = o;
+            &outer
+        }
+    };
     // `*` is every field and tag of the measurement in the time range, as
     // influxd expands it, whatever the conditions keep.
     let mut field_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -276,4 +300,62 @@ pub(super) fn scan_start(s: &Select) -> i64 {
         Some((iv, _)) if transforms(s) && s.has_min => s.min.saturating_sub(iv),
         _ => s.min,
     }
+}
+
+/// A subquery's result as series: each series' GROUP BY tags, and its
+/// columns but time as fields (nulls left out); the measurement named.
+fn subquery_series(v: &Value) -> (String, Vec<TaggedSeries>) {
+    let mut name = String::new();
+    let mut out = Vec::new();
+    for one in v
+        .get("series")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if name.is_empty() {
+            name = one["name"].as_str().unwrap_or_default().to_string();
+        }
+        let mut tags: Vec<(String, String)> = one
+            .get("tags")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                v.as_str()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (k.clone(), v.to_string()))
+            })
+            .collect();
+        tags.sort();
+        let columns: Vec<&str> = one["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c.as_str().unwrap_or_default())
+            .collect();
+        // Rows at the same time (of several series merged) go to lanes of
+        // their own, so that none is lost: a series holds one point per
+        // field and time.
+        let mut lanes: Vec<BTreeMap<String, Vec<(i64, FieldValue)>>> = Vec::new();
+        let (mut last, mut lane) = (None, 0);
+        for row in one["values"].as_array().into_iter().flatten() {
+            let Some(row) = row.as_array() else { continue };
+            let Some(t) = row.first().and_then(Value::as_i64) else {
+                continue;
+            };
+            lane = if last == Some(t) { lane + 1 } else { 0 };
+            last = Some(t);
+            if lanes.len() <= lane {
+                lanes.push(BTreeMap::new());
+            }
+            for (c, v) in columns.iter().zip(row).skip(1) {
+                if let Some(f) = super::into::field(v) {
+                    lanes[lane].entry(c.to_string()).or_default().push((t, f));
+                }
+            }
+        }
+        out.extend(lanes.into_iter().map(|fields| (tags.clone(), fields)));
+    }
+    (name, out)
 }
