@@ -50,6 +50,50 @@ fn answer(
     (code, ct, body)
 }
 
+/// POST /query?db=h&q=… over raw HTTP/1.0 with `Accept-Encoding: gzip` if
+/// `gz`: the status, whether the answer came gzip-encoded, and its JSON
+/// (decompressed).
+fn gzip_answer(http: &str, q: &str, gz: bool) -> (String, bool, Value) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(http).unwrap();
+    let q: String = q
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let accept = if gz { "Accept-Encoding: gzip\r\n" } else { "" };
+    write!(
+        c,
+        "POST /query?db=h&q={q} HTTP/1.0\r\nHost: x\r\n{accept}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = raw.get(split + 4..).unwrap_or_default();
+    let status = head.split_whitespace().nth(1).unwrap_or("").to_string();
+    let gzipped = head.contains("content-encoding: gzip");
+    let mut text = String::new();
+    if gzipped {
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .unwrap();
+    } else {
+        text = String::from_utf8_lossy(body).into_owned();
+    }
+    (
+        status,
+        gzipped,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 /// A request: method, URL parameters, `Accept`.
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
 
@@ -272,6 +316,21 @@ fn query_answer_shapes_and_headers_are_influxds() {
         if theirs != mine {
             differ.push(format!(
                 "{method} {params:?} accept {accept:?}\n  influxd {theirs:?}\n  tsnode  {mine:?}"
+            ));
+        }
+    }
+    // Compressed answers: gzip when the client accepts it (raw HTTP/1.0, so
+    // that nothing decodes them on the way).
+    for (q, gz) in [
+        ("SHOW DATABASES", true),
+        ("SELECT * FROM m", true),
+        ("SELECT * FROM m", false),
+        ("SELEC x", true),
+    ] {
+        let (theirs, mine) = (gzip_answer(&real.http, q, gz), gzip_answer(&ours, q, gz));
+        if theirs != mine {
+            differ.push(format!(
+                "gzip {q}\n  influxd {theirs:?}\n  tsnode  {mine:?}"
             ));
         }
     }

@@ -21,6 +21,8 @@ pub(crate) struct Format {
     pub csv: bool,
     /// `pretty=true`.
     pub pretty: bool,
+    /// `Accept-Encoding: gzip`: the answer is compressed.
+    pub gzip: bool,
 }
 
 impl Format {
@@ -39,10 +41,15 @@ impl Format {
                 v.split(',')
                     .any(|t| matches!(t.trim(), "application/csv" | "text/csv"))
             });
+        let gzip = headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         Format {
             chunked: on("chunked").then_some(chunk_size),
             csv,
             pretty: on("pretty"),
+            gzip,
         }
     }
 }
@@ -65,7 +72,7 @@ pub(crate) fn render(format: Format, mut outcomes: Vec<Outcome>, cut_short: bool
             last.result["error"] = json!("not executed");
         }
         let results: Vec<&Value> = outcomes.iter().map(|o| &o.result).collect();
-        return with_type(csv(&results), "text/csv");
+        return with_type(csv(&results), "text/csv", format.gzip);
     }
     if let Some(size) = format.chunked {
         let mut body = String::new();
@@ -81,7 +88,7 @@ pub(crate) fn render(format: Format, mut outcomes: Vec<Outcome>, cut_short: bool
             body.push_str(&json_text(&r, format.pretty));
             body.push('\n');
         }
-        return with_type(body, "application/json");
+        return with_type(body, "application/json", format.gzip);
     }
     if cut_short && let Some(last) = outcomes.last_mut() {
         last.result["error"] = json!("not executed");
@@ -90,11 +97,30 @@ pub(crate) fn render(format: Format, mut outcomes: Vec<Outcome>, cut_short: bool
     with_type(
         json_text(&json!({ "results": results }), format.pretty),
         "application/json",
+        format.gzip,
     )
 }
 
-fn with_type(body: String, content_type: &'static str) -> Response {
-    let mut r = (StatusCode::OK, body).into_response();
+/// A 200 answer of `body`, gzip-compressed when the client accepts it (as
+/// influxd compresses its answers).
+fn with_type(body: String, content_type: &'static str, gzip: bool) -> Response {
+    use std::io::Write;
+    let compressed = gzip
+        .then(|| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(body.as_bytes()).ok()?;
+            e.finish().ok()
+        })
+        .flatten();
+    let mut r = match compressed {
+        Some(z) => {
+            let mut r = (StatusCode::OK, z).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
+        }
+        None => (StatusCode::OK, body).into_response(),
+    };
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
