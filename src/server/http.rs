@@ -27,6 +27,8 @@ use crate::tsdb::query;
 
 /// The version reported in `X-Influxdb-Version` (the InfluxDB API we follow).
 pub const INFLUX_VERSION: &str = "1.6.7-tsnode";
+/// Bad lines a /write answer names at most.
+const MAX_PARSE_ERRORS: usize = 1_000;
 /// Points per raft proposal of a write.
 const POINTS_PER_PROPOSAL: usize = 5_000;
 /// influxd's default `max-body-size`: the largest /write body, in bytes.
@@ -364,9 +366,11 @@ async fn write(
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let precision = match Precision::parse(q.get("precision").map_or("", String::as_str)) {
-        Some(p) => p,
-        None => return error(StatusCode::BAD_REQUEST, "invalid precision"),
+    // influxd's write precisions are n, u, ms, s, m and h; any other
+    // (`us` too) is nanoseconds.
+    let precision = match q.get("precision").map_or("", String::as_str) {
+        "us" | "µ" => Precision::Nanoseconds,
+        p => Precision::parse(p).unwrap_or(Precision::Nanoseconds),
     };
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
@@ -414,6 +418,7 @@ async fn write(
     };
     let mut expired = 0u64;
     let mut errors: Vec<line_protocol::ParseError> = Vec::new();
+    let mut parsed = 0u64;
     let mut dropped = 0u64;
     let mut limited: Option<String> = None;
     let mut conflict = String::new();
@@ -423,13 +428,13 @@ async fn write(
     loop {
         let (first_line, chunk) = chunks.next().unwrap_or((0, ""));
         let (mut points, errs) = line_protocol::parse(chunk, precision, now);
-        dropped += errs.len() as u64;
-        if errors.is_empty() {
-            errors.extend(errs.into_iter().take(1).map(|mut e| {
-                e.line += first_line;
-                e
-            }));
-        }
+        parsed += points.len() as u64;
+        // Every bad line is named, as influxd names them (up to a bound).
+        let room = MAX_PARSE_ERRORS.saturating_sub(errors.len());
+        errors.extend(errs.into_iter().take(room).map(|mut e| {
+            e.line += first_line;
+            e
+        }));
         if oldest > i64::MIN {
             let before = points.len();
             points.retain(|p| p.timestamp >= oldest);
@@ -480,10 +485,21 @@ async fn write(
             format!("partial write: points beyond retention policy dropped={expired}"),
         );
     }
-    if let Some(first) = errors.first() {
+    if !errors.is_empty() {
+        let all = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        // Nothing parsed: the lines' errors alone; else a partial write
+        // counting the points the write itself dropped.
         return error(
             StatusCode::BAD_REQUEST,
-            format!("partial write: {first} dropped={dropped}"),
+            if parsed == 0 {
+                all
+            } else {
+                format!("partial write: {all} dropped={dropped}")
+            },
         );
     }
     if let Some(why) = limited {

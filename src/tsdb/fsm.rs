@@ -548,6 +548,7 @@ impl Tsdb {
             };
             index.add(&w.db, &p.measurement, &tags);
             let mut ok = true;
+            let mut conflict: Option<String> = None;
             for f in p.fields {
                 let v = match f.value {
                     Some(PbValue::Float(x)) if x.is_finite() => FieldValue::Float(x),
@@ -564,19 +565,27 @@ impl Tsdb {
                 key.push_str(&series);
                 key.push_str(KEY_FIELD_SEPARATOR);
                 key.push_str(&f.key);
-                ok &= shard.write(&key, p.timestamp, v);
+                let old = shard.type_of(&key);
+                let new = value_type(&v);
+                if !shard.write(&key, p.timestamp, v) {
+                    ok = false;
+                    conflict.get_or_insert_with(|| type_conflict(&p.measurement, &f.key, new, old));
+                }
             }
             if ok {
                 res.written += 1;
             } else {
                 res.dropped += 1;
-                refusal.get_or_insert_with(|| "field type conflict".into());
+                let why = conflict
+                    .take()
+                    .unwrap_or_else(|| "field type conflict".into());
+                refusal.get_or_insert(why);
             }
             touched.push(shard_id);
         }
         if res.dropped > 0 {
             res.error = format!(
-                "partial write: {}: dropped={}",
+                "partial write: {} dropped={}",
                 refusal.unwrap_or_default(),
                 res.dropped
             );
@@ -637,6 +646,7 @@ impl Tsdb {
             }
             let mut shard_of: Vec<Option<u64>> = vec![None; n];
             let mut failed = vec![false; n];
+            let mut conflicts: Vec<Option<String>> = vec![None; n];
             for r in 0..n {
                 let (ts, order) = (sr.timestamps[r], sr.order[r]);
                 if let Err(why) = check_point(&sr.measurement, &tags, &names[r], ts, series.len()) {
@@ -673,11 +683,17 @@ impl Tsdb {
                 for (r, v) in c.rows.iter().zip(values) {
                     let r = *r as usize;
                     let Some(id) = shard_of[r] else { continue };
-                    let ok = !matches!(v, FieldValue::Float(x) if !x.is_finite())
-                        && self
-                            .shards
-                            .get_mut(&id)
-                            .is_some_and(|s| s.write(&key, sr.timestamps[r], v));
+                    let finite = !matches!(v, FieldValue::Float(x) if !x.is_finite());
+                    let new = value_type(&v);
+                    let Some(shard) = self.shards.get_mut(&id) else {
+                        failed[r] = true;
+                        continue;
+                    };
+                    let old = shard.type_of(&key);
+                    let ok = finite && shard.write(&key, sr.timestamps[r], v);
+                    if !ok && conflicts[r].is_none() && finite {
+                        conflicts[r] = Some(type_conflict(&sr.measurement, &c.key, new, old));
+                    }
                     failed[r] |= !ok;
                 }
             }
@@ -687,7 +703,10 @@ impl Tsdb {
                 }
                 if failed[r] {
                     res.dropped += 1;
-                    refuse(sr.order[r], &|| "field type conflict".into());
+                    let why = conflicts[r].take();
+                    refuse(sr.order[r], &|| {
+                        why.clone().unwrap_or_else(|| "field type conflict".into())
+                    });
                 } else {
                     res.written += 1;
                 }
@@ -695,7 +714,7 @@ impl Tsdb {
         }
         if res.dropped > 0 {
             res.error = format!(
-                "partial write: {}: dropped={}",
+                "partial write: {} dropped={}",
                 refusal.map(|(_, why)| why).unwrap_or_default(),
                 res.dropped
             );
@@ -1017,6 +1036,37 @@ impl TsdbView {
             }
         }
         out.into_iter().collect()
+    }
+}
+
+/// The block type a value is stored as.
+fn value_type(v: &FieldValue) -> super::tsm::BlockType {
+    use super::tsm::BlockType;
+    match v {
+        FieldValue::Float(_) => BlockType::Float,
+        FieldValue::Integer(_) => BlockType::Integer,
+        FieldValue::Unsigned(_) => BlockType::Unsigned,
+        FieldValue::String(_) => BlockType::String,
+        FieldValue::Boolean(_) => BlockType::Boolean,
+    }
+}
+
+/// influxd's message for a write whose field has another type than the one
+/// stored.
+fn type_conflict(
+    measurement: &str,
+    field: &str,
+    new: super::tsm::BlockType,
+    old: Option<super::tsm::BlockType>,
+) -> String {
+    use super::ingest::type_name;
+    match old {
+        Some(old) => format!(
+            "field type conflict: input field \"{field}\" on measurement \"{measurement}\" is type {}, already exists as type {}",
+            type_name(new),
+            type_name(old)
+        ),
+        None => "field type conflict".into(),
     }
 }
 

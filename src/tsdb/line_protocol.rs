@@ -147,11 +147,7 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unable to parse '{}' (line {}): {}",
-            self.text, self.line, self.reason
-        )
+        write!(f, "unable to parse '{}': {}", self.text, self.reason)
     }
 }
 
@@ -228,12 +224,12 @@ pub fn series_key(measurement: &str, tags: &[(String, String)]) -> String {
 /// with the number of lines before it (add it to a [`ParseError::line`]
 /// of the piece).
 pub fn chunks(body: &str, lines: usize) -> impl Iterator<Item = (usize, &str)> {
-    let lines = lines.max(1);
+    let n = lines.max(1);
     let mut rest = Some(body);
     let mut before = 0;
     std::iter::from_fn(move || {
         let r = rest?;
-        let cut = r.match_indices('\n').nth(lines - 1).map(|(i, _)| i + 1);
+        let cut = line_ends(r).nth(n - 1).map(|i| i + 1);
         let at = before;
         before += lines;
         match cut {
@@ -249,13 +245,63 @@ pub fn chunks(body: &str, lines: usize) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
+/// Where the lines of `body` end: each `\n` that is not inside a string
+/// field's quotes (a string may hold newlines, as influxd reads it). A
+/// quote counts once the line's fields have begun (after its first
+/// unescaped space).
+fn line_ends(body: &str) -> impl Iterator<Item = usize> + '_ {
+    let b = body.as_bytes();
+    let (mut i, mut in_fields, mut quoted) = (0, false, false);
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            let c = b[i];
+            i += 1;
+            match c {
+                b'\\' => i += 1,
+                b' ' if !quoted => in_fields = true,
+                b'"' if in_fields => quoted = !quoted,
+                b'\n' if !quoted => {
+                    in_fields = false;
+                    return Some(i - 1);
+                }
+                _ => {}
+            }
+        }
+        None
+    })
+}
+
+/// The lines of `body` (see [`line_ends`]).
+fn lines(body: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut ends = line_ends(body);
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match ends.next() {
+            Some(e) => {
+                let line = &body[start..e];
+                start = e + 1;
+                Some(line)
+            }
+            None => {
+                done = true;
+                Some(&body[start.min(body.len())..])
+            }
+        }
+    })
+}
+
 /// Parses a request body. Lines that are empty or start with `#` are
 /// skipped; a line without a timestamp gets `default_time` (ns).
 pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>, Vec<ParseError>) {
     let mut points = Vec::new();
     let mut errors = Vec::new();
-    for (i, raw) in body.split('\n').enumerate() {
-        let line = raw.trim_end_matches('\r').trim_start_matches([' ', '\t']);
+    for (i, raw) in lines(body).enumerate() {
+        // As influxd: a CR stays part of the line (and spoils it).
+        let line = raw.trim_start_matches([' ', '\t']);
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
@@ -364,7 +410,7 @@ fn parse_line(line: &str, precision: Precision, default_time: i64) -> Result<Poi
             return Err("missing field key".into());
         }
         if s.peek() != Some(b'=') {
-            return Err(format!("missing field value for {k:?}"));
+            return Err("invalid field format".into());
         }
         s.i += 1;
         let v = field_value(&mut s).map_err(|e| format!("field {k:?}: {e}"))?;
@@ -384,13 +430,18 @@ fn parse_line(line: &str, precision: Precision, default_time: i64) -> Result<Poi
         let t = s.token(b" \t", b"")?;
         s.skip_spaces();
         if s.peek().is_some() {
-            return Err("unexpected text after the timestamp".into());
+            return Err("point is invalid".into());
         }
-        let v: i64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
+        let v: i64 = t.parse().map_err(|_| "bad timestamp".to_string())?;
         let ns = v.checked_mul(precision.nanos()).unwrap_or(i64::MAX);
         check_time(ns)?;
         ns
     };
+    // influxd drops a field named `time` from a point that has others (a
+    // point of `time` alone is refused when it is written).
+    if fields.len() > 1 {
+        fields.retain(|(k, _)| k != "time");
+    }
     check_key_length(
         series_key_len(&measurement, &tags),
         fields.iter().map(|(k, _)| k.as_str()),
@@ -584,8 +635,14 @@ mod tests {
             String(std::string::String::new())
         );
         assert_eq!(one("m f=1,f=2").fields, vec![("f".into(), Float(2.0))]);
-        // Trailing spaces and CRLF.
-        assert_eq!(one("m f=1 10  \r").timestamp, 10);
+        // Trailing spaces; a string holding a newline; `time` beside
+        // other fields is dropped.
+        assert_eq!(one("m f=1 10  ").timestamp, 10);
+        assert_eq!(one("m s=\"a\nb\" 7").fields[0].1, String("a\nb".into()));
+        assert_eq!(
+            one("m f=1,time=2 3").fields,
+            vec![("f".into(), Float(2.0 - 1.0))]
+        );
     }
 
     #[test]
@@ -641,7 +698,8 @@ mod tests {
             ("m,t= f=1", "missing tag value"),
             ("m,=v f=1", "missing tag key"),
             ("m,a=1,a=2 f=1", "duplicate tags"),
-            ("m f", "missing field value"),
+            ("m f", "invalid field format"),
+            ("m f=1 10\r", "bad timestamp"),
             ("m =1", "missing field key"),
             ("m f=", "missing value"),
             ("m f=abc", "invalid field value"),
@@ -654,7 +712,7 @@ mod tests {
             ("m f=\"open", "unterminated string"),
             ("m f=\"s\"x", "unexpected text after a string"),
             ("m f=1 abc", "bad timestamp"),
-            ("m f=1 1 2", "unexpected text after the timestamp"),
+            ("m f=1 1 2", "point is invalid"),
         ] {
             let r = bad(line);
             assert!(r.contains(want), "{line:?}: got {r:?}, want {want:?}");
@@ -667,9 +725,9 @@ mod tests {
         let (p, e) = parse(body, Precision::Nanoseconds, 0);
         assert_eq!(p.len(), 2);
         assert_eq!(e.iter().map(|e| e.line).collect::<Vec<_>>(), vec![4, 6]);
-        assert!(
-            e[0].to_string()
-                .starts_with("unable to parse 'bad line' (line 4): ")
+        assert_eq!(
+            e[0].to_string(),
+            "unable to parse 'bad line': invalid field format"
         );
     }
 
