@@ -567,10 +567,12 @@ async fn the_receive_rate_is_held_by_the_buckets_own_accounting() {
     let p = installed(exec.install(&uri, &table).await.unwrap());
     let s = throttle.recv_limiter().unwrap().stats();
     assert_eq!(s.granted_bytes, p.fetched_bytes);
-    // Never faster than the rate (one 100 ms burst of slack).
+    // Never faster than the rate (one 100 ms burst of slack; 1 ms more for
+    // the rounding of the bucket's own clock arithmetic: CI once saw the
+    // span short of the floor by 3 ns).
     let floor = (s.granted_bytes as f64 - 0.1 * (32 * MIB) as f64) / (32 * MIB) as f64;
     assert!(
-        s.span.as_secs_f64() >= floor,
+        s.span.as_secs_f64() + 0.001 >= floor,
         "{:?} for {} bytes",
         s.span,
         s.granted_bytes
