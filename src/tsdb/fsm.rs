@@ -566,7 +566,7 @@ impl Tsdb {
                 key.push_str(KEY_FIELD_SEPARATOR);
                 key.push_str(&f.key);
                 let old = shard.type_of(&key);
-                let new = value_type(&v);
+                let new = super::shard::block_type(&v);
                 if !shard.write(&key, p.timestamp, v) {
                     ok = false;
                     conflict.get_or_insert_with(|| type_conflict(&p.measurement, &f.key, new, old));
@@ -684,7 +684,7 @@ impl Tsdb {
                     let r = *r as usize;
                     let Some(id) = shard_of[r] else { continue };
                     let finite = !matches!(v, FieldValue::Float(x) if !x.is_finite());
-                    let new = value_type(&v);
+                    let new = super::shard::block_type(&v);
                     let Some(shard) = self.shards.get_mut(&id) else {
                         failed[r] = true;
                         continue;
@@ -1036,18 +1036,6 @@ impl TsdbView {
             }
         }
         out.into_iter().collect()
-    }
-}
-
-/// The block type a value is stored as.
-fn value_type(v: &FieldValue) -> super::tsm::BlockType {
-    use super::tsm::BlockType;
-    match v {
-        FieldValue::Float(_) => BlockType::Float,
-        FieldValue::Integer(_) => BlockType::Integer,
-        FieldValue::Unsigned(_) => BlockType::Unsigned,
-        FieldValue::String(_) => BlockType::String,
-        FieldValue::Boolean(_) => BlockType::Boolean,
     }
 }
 

@@ -45,7 +45,8 @@ pub struct Shard {
     types: HashMap<String, BlockType>,
 }
 
-fn block_type(v: &FieldValue) -> BlockType {
+/// The block type a value is stored as.
+pub(crate) fn block_type(v: &FieldValue) -> BlockType {
     match v {
         FieldValue::Float(_) => BlockType::Float,
         FieldValue::Integer(_) => BlockType::Integer,

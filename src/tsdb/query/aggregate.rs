@@ -433,18 +433,13 @@ fn transformed(
 /// projected onto the output columns.
 fn finish(
     s: &Select,
-    mut rows: Vec<(i64, Vec<(Value, bool)>)>,
+    rows: Vec<(i64, Vec<(Value, bool)>)>,
     outs: &[(Out, String)],
     columns: Vec<String>,
     epoch: Option<Precision>,
 ) -> Rows {
-    if s.desc {
-        rows.reverse();
-    }
-    let values: Vec<Value> = rows
+    let values: Vec<Value> = page(s, rows)
         .into_iter()
-        .skip(s.offset)
-        .take(if s.limit == 0 { usize::MAX } else { s.limit })
         .map(|(t0, cells)| {
             let mut r = vec![time_value(t0, epoch)];
             r.extend(project(outs, cells.into_iter().map(|c| c.0).collect()));
@@ -452,6 +447,36 @@ fn finish(
         })
         .collect();
     (!values.is_empty()).then_some((columns, values))
+}
+
+/// Rows as a statement pages them: reversed for `ORDER BY time DESC`,
+/// then `OFFSET` and `LIMIT`.
+fn page<T>(s: &Select, mut rows: Vec<T>) -> Vec<T> {
+    if s.desc {
+        rows.reverse();
+    }
+    rows.into_iter()
+        .skip(s.offset)
+        .take(if s.limit == 0 { usize::MAX } else { s.limit })
+        .collect()
+}
+
+/// Calls `f` with each `GROUP BY time` bucket's start and points (`pts`
+/// sorted by time; empty buckets skipped), or once with the range's time
+/// and all of them.
+fn by_bucket<T>(s: &Select, pts: &[T], time: impl Fn(&T) -> i64, mut f: impl FnMut(i64, &[T])) {
+    let Some((iv, off)) = s.group_time else {
+        f(if s.has_min { s.min } else { 0 }, pts);
+        return;
+    };
+    let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
+    let mut i = 0;
+    while i < pts.len() {
+        let t0 = bucket(time(&pts[i]));
+        let end = pts[i..].partition_point(|p| time(p) < t0.saturating_add(iv)) + i;
+        f(t0, &pts[i..end.max(i + 1)]);
+        i = end.max(i + 1);
+    }
 }
 
 /// `distinct(field)`: a row per value of each `GROUP BY time` bucket (or
@@ -463,32 +488,17 @@ fn distinct_rows(
     epoch: Option<Precision>,
 ) -> Rows {
     let mut values = Vec::new();
-    let mut emit = |t0: i64, slice: &[(i64, FieldValue)]| {
-        for p in distinct(slice) {
-            values.push(json!([time_value(t0, epoch), to_json(&p.1)]));
-        }
-    };
-    match s.group_time {
-        None => emit(if s.has_min { s.min } else { 0 }, pts),
-        Some((iv, off)) => {
-            let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
-            let mut i = 0;
-            while i < pts.len() {
-                let t0 = bucket(pts[i].0);
-                let end = pts[i..].partition_point(|p| p.0 < t0.saturating_add(iv)) + i;
-                emit(t0, &pts[i..end.max(i + 1)]);
-                i = end.max(i + 1);
+    by_bucket(
+        s,
+        pts,
+        |p| p.0,
+        |t0, slice| {
+            for p in distinct(slice) {
+                values.push(json!([time_value(t0, epoch), to_json(&p.1)]));
             }
-        }
-    }
-    if s.desc {
-        values.reverse();
-    }
-    let values: Vec<Value> = values
-        .into_iter()
-        .skip(s.offset)
-        .take(if s.limit == 0 { usize::MAX } else { s.limit })
-        .collect();
+        },
+    );
+    let values = page(s, values);
     (!values.is_empty()).then_some((columns, values))
 }
 
@@ -538,31 +548,14 @@ fn top_bottom_rows(s: &Select, members: &[&TaggedSeries], epoch: Option<Precisio
         chosen
     };
     let mut rows: Vec<(i64, FieldValue, String)> = Vec::new();
-    match s.group_time {
-        None => rows = pick(&pts),
-        Some((iv, off)) => {
-            let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
-            let mut i = 0;
-            while i < pts.len() {
-                let t0 = bucket(pts[i].0);
-                let end = pts[i..].partition_point(|p| p.0 < t0.saturating_add(iv)) + i;
-                rows.extend(pick(&pts[i..end.max(i + 1)]));
-                i = end.max(i + 1);
-            }
-        }
-    }
-    if s.desc {
-        rows.reverse();
-    }
+    by_bucket(s, &pts, |p| p.0, |_, slice| rows.extend(pick(slice)));
     let name = if *top { "top" } else { "bottom" };
     let mut columns = vec!["time".to_string(), name.to_string()];
     if let Some(t) = tag {
         columns.push(t.clone());
     }
-    let values: Vec<Value> = rows
+    let values: Vec<Value> = page(s, rows)
         .into_iter()
-        .skip(s.offset)
-        .take(if s.limit == 0 { usize::MAX } else { s.limit })
         .map(|(t, v, tv)| {
             let mut r = vec![time_value(t, epoch), to_json(&v)];
             if tag.is_some() {

@@ -17,25 +17,7 @@ pub fn into_points(result: &Value, measurement: &str) -> Vec<Point> {
         .into_iter()
         .flatten()
     {
-        let mut tags: Vec<(String, String)> = s
-            .get("tags")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| {
-                v.as_str()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (k.clone(), v.to_string()))
-            })
-            .collect();
-        tags.sort();
-        let columns: Vec<&str> = s
-            .get("columns")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|c| c.as_str().unwrap_or_default())
-            .collect();
+        let (tags, columns) = tags_and_columns(s);
         for row in s
             .get("values")
             .and_then(Value::as_array)
@@ -64,6 +46,31 @@ pub fn into_points(result: &Value, measurement: &str) -> Vec<Point> {
         }
     }
     out
+}
+
+/// A result series' GROUP BY tags (sorted, empty values left out) and its
+/// column names.
+pub(super) fn tags_and_columns(series: &Value) -> (Vec<(String, String)>, Vec<&str>) {
+    let mut tags: Vec<(String, String)> = series
+        .get("tags")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            v.as_str()
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.clone(), v.to_string()))
+        })
+        .collect();
+    tags.sort();
+    let columns = series
+        .get("columns")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| c.as_str().unwrap_or_default())
+        .collect();
+    (tags, columns)
 }
 
 /// A value of a result row as a field value (null: none).

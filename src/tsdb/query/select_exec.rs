@@ -316,24 +316,7 @@ fn subquery_series(v: &Value) -> (String, Vec<TaggedSeries>) {
         if name.is_empty() {
             name = one["name"].as_str().unwrap_or_default().to_string();
         }
-        let mut tags: Vec<(String, String)> = one
-            .get("tags")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| {
-                v.as_str()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (k.clone(), v.to_string()))
-            })
-            .collect();
-        tags.sort();
-        let columns: Vec<&str> = one["columns"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| c.as_str().unwrap_or_default())
-            .collect();
+        let (tags, columns) = super::into::tags_and_columns(one);
         // Rows at the same time (of several series merged) go to lanes of
         // their own, so that none is lost: a series holds one point per
         // field and time.
