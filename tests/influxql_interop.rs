@@ -59,6 +59,17 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT v, i FROM cpu WHERE i > 5 ORDER BY time DESC",
         "SELECT * FROM cpu WHERE host = 'a' OR host = 'b' ORDER BY time DESC LIMIT 3",
         "SELECT used FROM mem WHERE free = 0 OR free = 3",
+        // Arithmetic and fields on both sides of a comparison.
+        "SELECT v FROM cpu WHERE v * 2 > 5",
+        "SELECT v, i FROM cpu WHERE i > v",
+        "SELECT v, i FROM cpu WHERE v + i >= 20",
+        "SELECT used FROM mem WHERE used > free",
+        "SELECT v FROM cpu WHERE v * 2 > 5 AND host = 'a'",
+        "SELECT v FROM cpu WHERE v - 1 = 1 OR host = 'c'",
+        "SELECT count(v) FROM cpu WHERE i / 10 > 2",
+        "SELECT v FROM cpu WHERE v < i - 15",
+        "SELECT v FROM cpu WHERE (v + 1) * 2 > 7",
+        "SELECT v FROM cpu WHERE (v > 2 AND host = 'b') OR (i - 40) > 0",
         // Time comparisons anywhere.
         "SELECT v FROM cpu WHERE time > 0 OR v > 1",
         "SELECT v FROM cpu WHERE host = 'a' AND (time >= 60s AND time < 300s)",

@@ -485,6 +485,16 @@ pub enum Cond {
     And(Box<Cond>, Box<Cond>),
     /// Either.
     Or(Box<Cond>, Box<Cond>),
+    /// `expr op expr` over fields (`v * 2 > 5`, `a > b`): tested row by
+    /// row.
+    Expr {
+        /// Left side.
+        left: Expr,
+        /// The comparison (not a regular expression's).
+        op: CmpOp,
+        /// Right side.
+        right: Expr,
+    },
     /// `key op value`: on a tag or on a field, decided when the series are
     /// known.
     Cmp {

@@ -2,7 +2,7 @@
 //! comparisons taken out into bounds wherever they stand (influxd drops a
 //! time comparison from an `OR` and applies it to the whole statement).
 
-use super::ast::{CmpOp, Cond, Lit};
+use super::ast::{CmpOp, Cond, Expr, Lit};
 use super::lexer::{P, Tok, parse_duration};
 use crate::tsdb::timefmt::parse_rfc3339;
 
@@ -65,12 +65,30 @@ fn join(a: Option<Cond>, b: Option<Cond>, f: fn(Cond, Cond) -> Cond) -> Option<C
 }
 
 fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
+    let start = p.i;
     if p.sym("(") {
-        let c = or_expr(p, now, b)?;
-        if !p.sym(")") {
-            return Err(format!("found {}, expected )", p.found()));
+        let saved = *b;
+        let grouped = or_expr(p, now, b).and_then(|c| {
+            if p.sym(")") {
+                Ok(c)
+            } else {
+                Err(format!("found {}, expected )", p.found()))
+            }
+        });
+        match grouped {
+            Ok(c) => return Ok(c),
+            // `(v + 1) * 2 > 5`: parenthesised arithmetic, not a group.
+            Err(e) => {
+                *b = saved;
+                p.i = start;
+                let Ok(left) = field_expr(p) else {
+                    return Err(e);
+                };
+                let op = comparison(p)?;
+                let right = field_expr(p)?;
+                return Ok(Some(Cond::Expr { left, op, right }));
+            }
         }
-        return Ok(c);
     }
     let key = match p.peek() {
         Some(Tok::Ident(_)) => p.ident()?,
@@ -81,6 +99,16 @@ fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
             ));
         }
     };
+    // Arithmetic on the left (`v * 2 > 5`): an expression comparison.
+    if !key.eq_ignore_ascii_case("time")
+        && matches!(p.peek(), Some(Tok::Sym(o)) if ["+", "-", "*", "/", "%"].contains(&o.as_str()))
+    {
+        p.i = start;
+        let left = field_expr(p)?;
+        let op = comparison(p)?;
+        let right = field_expr(p)?;
+        return Ok(Some(Cond::Expr { left, op, right }));
+    }
     let op = match p.peek().cloned() {
         Some(Tok::Sym(o)) => match CmpOp::from_sym(&o) {
             Some(op) => {
@@ -109,6 +137,19 @@ fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
         }
         return Ok(None);
     }
+    // A field (or arithmetic) on the right (`a > b`): an expression
+    // comparison.
+    let field_right = matches!(p.peek(), Some(Tok::Ident(r))
+        if !r.eq_ignore_ascii_case("true") && !r.eq_ignore_ascii_case("false"))
+        || matches!(p.t.get(p.i + 1), Some(Tok::Sym(o)) if ["+", "-", "*", "/", "%"].contains(&o.as_str()));
+    if field_right && !matches!(op.0, CmpOp::Match | CmpOp::NotMatch) {
+        let right = field_expr(p)?;
+        return Ok(Some(Cond::Expr {
+            left: Expr::Field(key),
+            op: op.0,
+            right,
+        }));
+    }
     let value = if matches!(op.0, CmpOp::Match | CmpOp::NotMatch) {
         Lit::Regex(regex_literal(p)?)
     } else {
@@ -120,6 +161,29 @@ fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
         op: op.0,
         value,
     }))
+}
+
+/// Arithmetic over fields and numbers in a condition (no aggregates).
+fn field_expr(p: &mut P) -> Result<Expr, String> {
+    let e = super::select::additive(p)?;
+    if e.has_call() {
+        return Err("aggregate functions are not allowed in a WHERE clause".into());
+    }
+    Ok(e)
+}
+
+/// A comparison operator (not a regular expression's).
+fn comparison(p: &mut P) -> Result<CmpOp, String> {
+    match p.peek().cloned() {
+        Some(Tok::Sym(o)) => match CmpOp::from_sym(&o) {
+            Some(op) if !matches!(op, CmpOp::Match | CmpOp::NotMatch) => {
+                p.i += 1;
+                Ok(op)
+            }
+            _ => Err(format!("expected a comparison, found {o}")),
+        },
+        _ => Err(format!("expected a comparison, found {}", p.found())),
+    }
 }
 
 /// A string, number (optionally negative) or boolean; the token found

@@ -98,6 +98,7 @@ impl SeriesMatch {
 fn tags_only(c: &Cond) -> bool {
     match c {
         Cond::And(a, b) | Cond::Or(a, b) => tags_only(a) && tags_only(b),
+        Cond::Expr { .. } => false,
         Cond::Cmp { value, .. } => {
             matches!(value, super::ast::Lit::Str(_) | super::ast::Lit::Regex(_))
         }
@@ -139,6 +140,15 @@ mod tests {
             .unwrap()
             .remove(0);
         assert!(delete_command(&s, "db").unwrap().is_err());
+        for q in [
+            "DELETE FROM m WHERE v * 2 > 1",
+            "DELETE FROM m WHERE (v + 1) * 2 > a - 1",
+        ] {
+            let Err(e) = SeriesMatch::new(&command(q)) else {
+                panic!("{q}: a condition on fields was taken")
+            };
+            assert!(e.contains("fields not supported"), "{q}: {e}");
+        }
         let fields = command("DELETE FROM m WHERE v > 1");
         let Err(e) = SeriesMatch::new(&fields) else {
             panic!("a condition on a field was taken")

@@ -3,8 +3,10 @@
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
-use super::ast::{CmpOp, Cond, Lit};
+use super::ast::{CmpOp, Cond, Expr, Lit};
+use super::math::eval;
 use super::values::num;
+use super::values::to_json;
 use crate::tsdb::line_protocol::FieldValue;
 
 /// Which keys of a condition are tags (the rest are fields), as influxd
@@ -41,6 +43,7 @@ pub(super) struct Filter(Option<Node>);
 enum Node {
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
+    Expr(Expr, CmpOp, Expr),
     Cmp {
         key: String,
         op: CmpOp,
@@ -54,6 +57,7 @@ impl Node {
         Ok(match c {
             Cond::And(a, b) => Node::And(Box::new(Node::new(a)?), Box::new(Node::new(b)?)),
             Cond::Or(a, b) => Node::Or(Box::new(Node::new(a)?), Box::new(Node::new(b)?)),
+            Cond::Expr { left, op, right } => Node::Expr(left.clone(), *op, right.clone()),
             Cond::Cmp { key, op, value } => Node::Cmp {
                 key: key.clone(),
                 op: *op,
@@ -82,6 +86,7 @@ impl Node {
                 (Some(false), x) | (x, Some(false)) => x,
                 _ => None,
             },
+            Node::Expr(..) => None,
             Node::Cmp { key, value, .. } if keys.is_tag(key, value) => {
                 let v = tags
                     .iter()
@@ -115,6 +120,22 @@ impl Node {
         match self {
             Node::And(a, b) => a.row(tags, keys, field) && b.row(tags, keys, field),
             Node::Or(a, b) => a.row(tags, keys, field) || b.row(tags, keys, field),
+            Node::Expr(l, op, r) => {
+                let mut leaf = |e: &Expr| match e {
+                    Expr::Field(f) => field(f).map_or(serde_json::Value::Null, |v| to_json(&v)),
+                    _ => serde_json::Value::Null,
+                };
+                let (a, b) = (eval(l, &mut leaf), eval(r, &mut leaf));
+                let ord = match (&a, &b) {
+                    (serde_json::Value::String(x), serde_json::Value::String(y)) => Some(x.cmp(y)),
+                    (serde_json::Value::Bool(x), serde_json::Value::Bool(y)) => Some(x.cmp(y)),
+                    _ => a
+                        .as_f64()
+                        .zip(b.as_f64())
+                        .and_then(|(x, y)| x.partial_cmp(&y)),
+                };
+                ord.is_some_and(|o| ordered(*op, o))
+            }
             Node::Cmp { key, value, .. } if keys.is_tag(key, value) => {
                 self.on_tags(tags, keys).unwrap_or(false)
             }
@@ -144,6 +165,15 @@ impl Node {
             Node::And(a, b) | Node::Or(a, b) => {
                 a.fields(keys, out);
                 b.fields(keys, out);
+            }
+            Node::Expr(l, _, r) => {
+                let mut leaves = Vec::new();
+                l.leaves(&mut leaves);
+                r.leaves(&mut leaves);
+                out.extend(leaves.into_iter().filter_map(|e| match e {
+                    Expr::Field(f) => Some(f.as_str()),
+                    _ => None,
+                }));
             }
             Node::Cmp { key, value, .. } if !keys.is_tag(key, value) => {
                 out.insert(key);

@@ -290,7 +290,7 @@ fn projection(p: &mut P) -> Result<Projection, String> {
     })
 }
 
-fn additive(p: &mut P) -> Result<Expr, String> {
+pub(super) fn additive(p: &mut P) -> Result<Expr, String> {
     let mut e = multiplicative(p)?;
     loop {
         let op = if p.sym("+") {

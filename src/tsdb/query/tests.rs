@@ -85,7 +85,7 @@ fn statements_parse() {
         ("SELECT v FROM m WHERE (host = 'a'", "expected )"),
         ("SELECT v FROM m WHERE time > 'yesterday'", "invalid time"),
         (
-            "SELECT v FROM m WHERE v > x",
+            "SELECT v FROM m WHERE v > ,",
             "expected identifier, string, number, bool",
         ),
         ("SHOW CONTINUOUS", "expected QUERIES"),

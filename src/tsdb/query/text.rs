@@ -179,17 +179,11 @@ pub(crate) fn cond_text(c: &Cond) -> String {
     match c {
         Cond::And(a, b) => format!("({}) AND ({})", cond_text(a), cond_text(b)),
         Cond::Or(a, b) => format!("({}) OR ({})", cond_text(a), cond_text(b)),
+        Cond::Expr { left, op, right } => {
+            format!("{} {} {}", expr_text(left), op_text(*op), expr_text(right))
+        }
         Cond::Cmp { key, op, value } => {
-            let op = match op {
-                CmpOp::Eq => "=",
-                CmpOp::Ne => "!=",
-                CmpOp::Lt => "<",
-                CmpOp::Le => "<=",
-                CmpOp::Gt => ">",
-                CmpOp::Ge => ">=",
-                CmpOp::Match => "=~",
-                CmpOp::NotMatch => "!~",
-            };
+            let op = op_text(*op);
             let value = match value {
                 Lit::Num(n) => format!("{n}"),
                 Lit::Str(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
@@ -202,5 +196,41 @@ pub(crate) fn cond_text(c: &Cond) -> String {
                 key.replace('\\', "\\\\").replace('"', "\\\"")
             )
         }
+    }
+}
+
+fn op_text(op: CmpOp) -> &'static str {
+    match op {
+        CmpOp::Eq => "=",
+        CmpOp::Ne => "!=",
+        CmpOp::Lt => "<",
+        CmpOp::Le => "<=",
+        CmpOp::Gt => ">",
+        CmpOp::Ge => ">=",
+        CmpOp::Match => "=~",
+        CmpOp::NotMatch => "!~",
+    }
+}
+
+/// Arithmetic over fields as InfluxQL text (parenthesised).
+fn expr_text(e: &super::ast::Expr) -> String {
+    use super::ast::{Expr, Op};
+    match e {
+        Expr::Field(f) => format!("\"{}\"", f.replace('\\', "\\\\").replace('"', "\\\"")),
+        Expr::Int(i) => i.to_string(),
+        Expr::Float(x) => format!("{x:?}"),
+        Expr::Neg(x) => format!("-({})", expr_text(x)),
+        Expr::Bin(l, op, r) => {
+            let op = match op {
+                Op::Add => "+",
+                Op::Sub => "-",
+                Op::Mul => "*",
+                Op::Div => "/",
+                Op::Rem => "%",
+            };
+            format!("({} {op} {})", expr_text(l), expr_text(r))
+        }
+        Expr::Call(f, field) => format!("{}(\"{field}\")", f.name()),
+        Expr::Undefined(name) => format!("{name}()"),
     }
 }
