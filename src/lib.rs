@@ -29,7 +29,8 @@
 //!   mutual TLS between nodes (the certificate names the sender).
 //! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
 //!   metastore, shards (cache segments + immutable files), read views,
-//!   InfluxQL, [`tsdb::write_batch`] (writes proposed grouped by series),
+//!   [`tsdb::query`] (InfluxQL: lexer, parser, AST, conditions,
+//!   aggregates, transformations, deletes, `INTO`), [`tsdb::write_batch`] (writes proposed grouped by series),
 //!   [`tsdb::ingest`] (TSM files checked whole and linked into a shard by
 //!   one `IngestFiles` command), [`tsdb::users`] and [`tsdb::authorize`]
 //!   (users, privileges and what each statement requires, as influxd's),
@@ -40,8 +41,9 @@
 //! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API (with
 //!   [`server::auth`], credentials as influxd's; [`server::serve`], the
 //!   accept loop with its header deadline; [`server::import`], TSM files
-//!   imported by file; and [`server::process`], the open-file limit), the
-//!   CLI.
+//!   imported by file; [`server::process`], the open-file limit;
+//!   [`server::retention`] and [`server::continuous_queries`], the leader's
+//!   services; [`server::select_into`], `SELECT … INTO`), the CLI.
 #![deny(missing_docs)]
 
 pub mod batch_store;
