@@ -9,7 +9,7 @@
 //! count as one: the limits may then let one series more in, never fewer.)
 //!
 //! The limits themselves are checked by the node that receives a write,
-//! before it proposes ([`check_write`]): nodes may be configured with
+//! before it proposes ([`WriteCheck`]): nodes may be configured with
 //! different limits, and every replica must apply what was proposed. Two
 //! writes racing through different nodes may pass the limit by what they
 //! add together, as a guard against runaway cardinality that is fine.
@@ -125,7 +125,7 @@ impl Default for SeriesLimits {
     }
 }
 
-/// What [`check_write`] decided: which points to drop and why.
+/// What [`WriteCheck::filter`] decided: which points to drop and why.
 #[derive(Debug, Default)]
 pub struct Verdict {
     /// Per point: dropped.
