@@ -10,6 +10,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::raft::{NodeHandle, ReadConsistency};
+use crate::server::http::now_ns;
 use crate::server::select_into::select_into;
 use crate::tsdb::fsm::Tsdb;
 use crate::tsdb::query::{self, Statement};
@@ -17,12 +18,6 @@ use crate::tsdb::query::{self, Statement};
 /// How often the leader looks for queries to run (influxd's
 /// `run-interval`).
 pub const RUN_INTERVAL: Duration = Duration::from_secs(1);
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
 
 /// One query's schedule: (its GROUP BY interval, offset, how often it
 /// runs, the span it covers).

@@ -228,7 +228,8 @@ async fn ping(State(node): State<NodeHandle<Tsdb>>) -> Response {
     }
 }
 
-fn now_ns() -> i64 {
+/// Now, in nanoseconds since the Unix epoch.
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

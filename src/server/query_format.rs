@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::tsdb::line_protocol::escape_key;
+
 /// influxd's default `chunk_size`.
 const DEFAULT_CHUNK_SIZE: usize = 10_000;
 
@@ -217,7 +219,7 @@ fn csv(results: &[&Value]) -> String {
                     t.iter()
                         .filter(|(_, v)| v.as_str().is_some_and(|v| !v.is_empty()))
                         .map(|(k, v)| {
-                            format!("{}={}", escape_tag(k), escape_tag(v.as_str().unwrap_or("")))
+                            format!("{}={}", escape_key(k), escape_key(v.as_str().unwrap_or("")))
                         })
                         .collect::<Vec<_>>()
                         .join(",")
@@ -236,17 +238,6 @@ fn csv(results: &[&Value]) -> String {
         }
     }
     out
-}
-
-fn escape_tag(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, ',' | ' ' | '=') {
-            o.push('\\');
-        }
-        o.push(c);
-    }
-    o
 }
 
 fn csv_value(v: &Value) -> String {

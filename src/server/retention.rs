@@ -36,9 +36,7 @@ pub async fn check(node: &NodeHandle<Tsdb>) -> Result<usize, String> {
     if status.role != "leader" {
         return Ok(0);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let now = crate::server::http::now_ns();
     let n = node.clone();
     let expired = tokio::task::spawn_blocking(move || n.local(|t, _| t.expired_shard_groups(now)))
         .await

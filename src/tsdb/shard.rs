@@ -454,8 +454,11 @@ impl Shard {
                 removed += n as u64;
             }
         }
+        // The new list is built aside: on an error the shard keeps its files
+        // (and the partial output goes), so nothing half-written is used.
         let mut files = Vec::with_capacity(self.files.len());
-        for f in std::mem::take(&mut self.files) {
+        let mut replaced = Vec::new();
+        for f in self.files.iter().cloned() {
             let hit = f.reader.keys().any(|(k, _)| {
                 reach(k)
                     && f.reader
@@ -474,11 +477,21 @@ impl Shard {
                 .unwrap_or((self.next_gen, 0));
             let name = format!("{generation:09}-{:09}.tsm", seq + 1);
             let path = self.dir.join(&name);
-            let (written, gone) = write_without(&f, &path, reach, min, max, &mut touched)?;
+            let (written, gone) = match write_without(&f, &path, reach, min, max, &mut touched) {
+                Ok(w) => w,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    for (_, new) in &replaced {
+                        let _ = std::fs::remove_file(new);
+                    }
+                    return Err(e);
+                }
+            };
             removed += gone;
             // No file when no point is left.
             if let Some(written) = written {
                 let reader = Arc::new(TsmReader::open(&path)?);
+                replaced.push((f.path.clone(), path.clone()));
                 files.push(ShardFile {
                     name,
                     path,
@@ -486,8 +499,13 @@ impl Shard {
                     crc32c: written.crc32c,
                     reader,
                 });
+            } else {
+                replaced.push((f.path.clone(), PathBuf::new()));
             }
-            let _ = std::fs::remove_file(&f.path);
+        }
+        // Only now the old files go (snapshots keep their own links).
+        for (old, _) in &replaced {
+            let _ = std::fs::remove_file(old);
         }
         self.files = files;
         // A key gone everywhere may take another type later.
