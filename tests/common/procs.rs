@@ -187,6 +187,34 @@ impl Procs {
     /// (Re)starts node `id` on its addresses and data.
     pub fn spawn(&mut self, id: u64) {
         self.spawn_env(id, &[]);
+        // A node restarted on its old port may find it held a moment
+        // longer (CI saw `Address already in use` twice): it is started
+        // again, up to 10 times, while that is why it exited.
+        for _ in 0..10 {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let exited = loop {
+                let up = ureq::get(&format!("http://{}/ping", self.nodes[&id].http))
+                    .call()
+                    .is_ok();
+                let gone = self
+                    .nodes
+                    .get_mut(&id)
+                    .and_then(|n| n.child.as_mut())
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+                if up || Instant::now() >= deadline {
+                    break false;
+                }
+                if gone {
+                    break true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if !(exited && self.log(id).contains("in use")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            self.spawn_env(id, &[]);
+        }
     }
 
     /// (Re)starts node `id` with extra environment variables.
