@@ -79,6 +79,11 @@ pub fn query(http: &str, db: &str, q: &str) -> serde_json::Value {
 /// A real influxd 1.6.7 (Debian's package) in `dir`: (process, HTTP
 /// address, bind address for backups).
 pub fn start_influxd(dir: &Path) -> (Kill, String, String) {
+    start_influxd_with(dir, "")
+}
+
+/// [`start_influxd`] with `data_extra` appended to its `[data]` section.
+pub fn start_influxd_with(dir: &Path, data_extra: &str) -> (Kill, String, String) {
     let influxd = Path::new("/usr/bin/influxd");
     assert!(influxd.exists(), "install Debian's influxdb package first");
     let (http, bind) = (
@@ -88,7 +93,7 @@ pub fn start_influxd(dir: &Path) -> (Kill, String, String) {
     std::fs::create_dir_all(dir).expect("dir");
     let cfg = format!(
         "reporting-disabled = true\nbind-address = \"{bind}\"\n[meta]\n  dir = \"{0}/meta\"\n  logging-enabled = false\n\
-         [data]\n  dir = \"{0}/data\"\n  wal-dir = \"{0}/wal\"\n  query-log-enabled = false\n\
+         [data]\n  dir = \"{0}/data\"\n  wal-dir = \"{0}/wal\"\n  query-log-enabled = false\n{data_extra}\n\
          [http]\n  bind-address = \"{http}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n",
         dir.display()
     );

@@ -983,31 +983,51 @@ impl TsdbView {
         min: i64,
         max: i64,
     ) -> Result<SeriesPoints, BoxError> {
-        let rp = self.meta.resolve_rp(db, rp)?.to_string();
+        let shards: Vec<&ShardView> = self
+            .shards_in(db, rp, min, max)?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        let mut series = BTreeMap::new();
+        for shard in &shards {
+            shard.series(measurement, &[], &mut series);
+        }
         let mut out = SeriesPoints::new();
-        for (sdb, srp, id, start, end) in self.meta.shards() {
-            if sdb != db || srp != rp || end <= min || start > max {
-                continue;
-            }
-            let Some(shard) = self.shards.get(&id) else {
-                continue;
-            };
-            for key in shard.keys() {
-                if super::shard::measurement_of(&key) != measurement {
-                    continue;
+        for (key, fields) in series {
+            let one = out.entry(key.clone()).or_default();
+            for field in fields {
+                let tsm_key = format!("{key}{KEY_FIELD_SEPARATOR}{field}");
+                let pts = one.entry(field).or_default();
+                for shard in &shards {
+                    pts.extend(shard.read(&tsm_key, min, max)?);
                 }
-                let Some((series, field)) = key.rsplit_once(KEY_FIELD_SEPARATOR) else {
-                    continue;
-                };
-                let pts = shard.read(&key, min, max)?;
-                out.entry(series.to_string())
-                    .or_default()
-                    .entry(field.to_string())
-                    .or_default()
-                    .extend(pts);
             }
         }
         Ok(out)
+    }
+
+    /// The shards of `db` and retention policy `rp` (its default when
+    /// empty) whose time range meets `[min, max]`, oldest first, each with
+    /// the time it starts at.
+    pub fn shards_in(
+        &self,
+        db: &str,
+        rp: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<Vec<(i64, &ShardView)>, BoxError> {
+        let rp = self.meta.resolve_rp(db, rp)?.to_string();
+        let mut shards: Vec<(i64, &ShardView)> = self
+            .meta
+            .shards()
+            .into_iter()
+            .filter(|(sdb, srp, _, start, end)| {
+                *sdb == db && *srp == rp && *end > min && *start <= max
+            })
+            .filter_map(|(_, _, id, start, _)| Some((start, self.shards.get(&id)?)))
+            .collect();
+        shards.sort_by_key(|(start, _)| *start);
+        Ok(shards)
     }
 
     /// Every TSM key of `db` (all retention policies) with its type's name.

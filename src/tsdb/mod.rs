@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod fsm;
 pub mod ingest;
+pub mod key_index;
 pub mod line_protocol;
 pub mod meta;
 pub mod query;

@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::key_index::{KeyIndex, MeasurementKeys};
 use super::line_protocol::FieldValue;
 use super::tsm::{BlockType, KEY_FIELD_SEPARATOR, TsmError, TsmReader, TsmWriter, Values};
 
@@ -444,13 +445,14 @@ impl Shard {
         for seg in &mut self.frozen {
             let hit = seg
                 .map
+                .map
                 .iter()
                 .any(|(k, c)| reach(k) && c.points.iter().any(|(t, _)| *t >= min && *t <= max));
             if hit {
-                let mut map = (*seg.map).clone();
+                let mut map = seg.map.map.clone();
                 let n = cut(&mut map, &mut touched);
                 seg.points = seg.points.saturating_sub(n);
-                seg.map = Arc::new(map);
+                seg.map = Arc::new(Segment::new(map));
                 removed += n as u64;
             }
         }
@@ -543,7 +545,7 @@ impl Shard {
     fn segments(&self) -> impl Iterator<Item = &CacheMap> {
         self.frozen
             .iter()
-            .map(|f| &*f.map)
+            .map(|f| &f.map.map)
             .chain(std::iter::once(&self.cache))
     }
 
@@ -554,7 +556,7 @@ impl Shard {
     pub fn view(&mut self) -> ShardView {
         if !self.cache.is_empty() {
             self.frozen.push(Frozen {
-                map: Arc::new(std::mem::take(&mut self.cache)),
+                map: Arc::new(Segment::new(std::mem::take(&mut self.cache))),
                 points: std::mem::take(&mut self.cache_points),
             });
             // Tiered: the newest segment is merged into the one before it
@@ -571,7 +573,7 @@ impl Shard {
                 let mut map = older.into_map();
                 merge_into(&mut map, newer.into_map());
                 self.frozen.push(Frozen {
-                    map: Arc::new(map),
+                    map: Arc::new(Segment::new(map)),
                     points,
                 });
             }
@@ -586,14 +588,41 @@ impl Shard {
 /// A frozen cache segment and how many values went into it.
 #[derive(Debug)]
 struct Frozen {
-    map: Arc<CacheMap>,
+    map: Arc<Segment>,
     points: usize,
 }
 
 impl Frozen {
     /// Its map, copied only if a view still shares it.
     fn into_map(self) -> CacheMap {
-        Arc::try_unwrap(self.map).unwrap_or_else(|a| (*a).clone())
+        Arc::try_unwrap(self.map).map_or_else(|a| a.map.clone(), |s| s.map)
+    }
+}
+
+/// A frozen cache segment: its points, and the series index of its keys
+/// (built when a query first reads it).
+#[derive(Debug)]
+struct Segment {
+    map: CacheMap,
+    index: std::sync::OnceLock<(Vec<String>, KeyIndex)>,
+}
+
+impl Segment {
+    fn new(map: CacheMap) -> Self {
+        Self {
+            map,
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Its keys in order, and their index.
+    fn index(&self) -> &(Vec<String>, KeyIndex) {
+        self.index.get_or_init(|| {
+            let mut keys: Vec<String> = self.map.keys().cloned().collect();
+            keys.sort_unstable();
+            let index = KeyIndex::build(keys.iter().map(String::as_str));
+            (keys, index)
+        })
     }
 }
 
@@ -626,23 +655,160 @@ fn write_cache_file(
 #[derive(Debug, Clone)]
 pub struct ShardView {
     files: Vec<ShardFile>,
-    frozen: Vec<Arc<CacheMap>>,
+    frozen: Vec<Arc<Segment>>,
 }
 
 impl ShardView {
     /// Every key (files and cache).
     pub fn keys(&self) -> BTreeSet<String> {
-        keys_of(&self.files, self.frozen.iter().map(|a| &**a))
+        keys_of(&self.files, self.frozen.iter().map(|a| &a.map))
     }
 
-    /// Every measurement (from keys).
+    /// Every measurement (from the series index of its files and cache).
     pub fn measurements(&self) -> BTreeSet<String> {
-        self.keys().iter().map(|k| measurement_of(k)).collect()
+        let mut out = BTreeSet::new();
+        for f in &self.files {
+            out.extend(f.reader.key_index().measurements().map(str::to_string));
+        }
+        for seg in &self.frozen {
+            out.extend(seg.index().1.measurements().map(str::to_string));
+        }
+        out
+    }
+
+    /// The index entries of measurement `m` in each file and cache segment
+    /// that has it, with the key at each ordinal.
+    fn pieces<'a>(&'a self, m: &'a str) -> impl Iterator<Item = Piece<'a>> + 'a {
+        let files = self.files.iter().filter_map(move |f| {
+            let r = &*f.reader;
+            let mk = r.key_index().measurement(m)?;
+            let key_at: KeyAt<'a> = Box::new(move |o| r.key_at(o));
+            Some((mk, key_at))
+        });
+        let segments = self.frozen.iter().filter_map(move |seg| {
+            let (keys, index) = seg.index();
+            let mk = index.measurement(m)?;
+            let key_at: KeyAt<'a> = Box::new(move |o| keys.get(o as usize).map(String::as_str));
+            Some((mk, key_at))
+        });
+        files.chain(segments)
+    }
+
+    /// Adds the field names and tag keys measurement `m` has here.
+    pub fn schema(&self, m: &str, fields: &mut BTreeSet<String>, tags: &mut BTreeSet<String>) {
+        for (mk, _) in self.pieces(m) {
+            fields.extend(mk.fields().iter().cloned());
+            tags.extend(mk.tag_keys().map(str::to_string));
+        }
+    }
+
+    /// Adds the series of measurement `m` that have every `(tag, value)`
+    /// of `eq` (all when empty), each with its field names: series key →
+    /// fields.
+    pub fn series(
+        &self,
+        m: &str,
+        eq: &[(&str, &str)],
+        out: &mut BTreeMap<String, BTreeSet<String>>,
+    ) {
+        for (mk, key_at) in self.pieces(m) {
+            for key in mk.matching(eq).into_iter().filter_map(&key_at) {
+                let (series, field) = key.rsplit_once(KEY_FIELD_SEPARATOR).unwrap_or((key, ""));
+                match out.get_mut(series) {
+                    Some(fields) => {
+                        if !fields.contains(field) {
+                            fields.insert(field.to_string());
+                        }
+                    }
+                    None => {
+                        out.insert(series.to_string(), BTreeSet::from([field.to_string()]));
+                    }
+                }
+            }
+        }
     }
 
     /// The points of `key` in `[min, max]`, last write winning.
     pub fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, TsmError> {
-        read_key(&self.files, self.frozen.iter().map(|a| &**a), key, min, max)
+        read_key(
+            &self.files,
+            self.frozen.iter().map(|a| &a.map),
+            key,
+            min,
+            max,
+        )
+    }
+
+    /// The first `n` points of `key` in `[min, max]` (the last `n` when
+    /// `last`), in time order, last write winning: only the blocks that
+    /// hold them are read.
+    pub fn read_n(
+        &self,
+        key: &str,
+        min: i64,
+        max: i64,
+        n: usize,
+        last: bool,
+    ) -> Result<Vec<(i64, FieldValue)>, TsmError> {
+        // A file's (or segment's) first n points hold every one of the
+        // first n of the union that it has, so later files still win.
+        let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
+        for f in &self.files {
+            let Some(entries) = f.reader.entries(key) else {
+                continue;
+            };
+            // Blocks that overlap each other are all read (a file written
+            // elsewhere may hold such).
+            let ordered = entries.windows(2).all(|w| w[0].max_time < w[1].min_time);
+            let n = if ordered { n } else { usize::MAX };
+            let mut taken: Vec<(i64, FieldValue)> = Vec::new();
+            let blocks = entries
+                .iter()
+                .filter(|e| e.max_time >= min && e.min_time <= max);
+            let blocks: Box<dyn Iterator<Item = _>> = if last {
+                Box::new(blocks.rev())
+            } else {
+                Box::new(blocks)
+            };
+            for e in blocks {
+                let (ts, v) = f.reader.read_block(e)?;
+                let pts = from_values(ts, v)
+                    .into_iter()
+                    .filter(|(t, _)| *t >= min && *t <= max);
+                if last {
+                    let mut block: Vec<_> = pts.collect();
+                    block.reverse();
+                    taken.extend(block);
+                } else {
+                    taken.extend(pts);
+                }
+                if taken.len() >= n {
+                    break;
+                }
+            }
+            if ordered {
+                taken.truncate(n);
+                merged.extend(taken);
+            } else {
+                for (t, v) in taken {
+                    merged.insert(t, v);
+                }
+            }
+        }
+        for seg in &self.frozen {
+            if let Some(c) = seg.map.get(key) {
+                let pts = c.range(min, max);
+                let keep = pts.len().min(n);
+                if last {
+                    merged.extend(pts.into_iter().rev().take(keep));
+                } else {
+                    merged.extend(pts.into_iter().take(keep));
+                }
+            }
+        }
+        let all: Vec<(i64, FieldValue)> = merged.into_iter().collect();
+        let skip = if last { all.len().saturating_sub(n) } else { 0 };
+        Ok(all.into_iter().skip(skip).take(n).collect())
     }
 
     /// Every key with InfluxDB's name of its type (`float`, `integer`, …).
@@ -661,7 +827,7 @@ impl ShardView {
             }
         }
         for seg in &self.frozen {
-            for (k, c) in seg.iter() {
+            for (k, c) in seg.map.iter() {
                 if let Some((_, v)) = c.points.first() {
                     out.entry(k.clone()).or_insert(v.type_name());
                 }
@@ -670,6 +836,13 @@ impl ShardView {
         out
     }
 }
+
+/// The key at an ordinal of a file or cache segment.
+type KeyAt<'a> = Box<dyn Fn(u32) -> Option<&'a str> + 'a>;
+
+/// A measurement's index entries in one file or cache segment, and the key
+/// at each ordinal.
+type Piece<'a> = (&'a MeasurementKeys, KeyAt<'a>);
 
 /// Cached points by key.
 type CacheMap = HashMap<String, CacheSeries>;

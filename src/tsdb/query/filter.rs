@@ -26,7 +26,7 @@ pub(super) enum Keys<'a> {
 }
 
 impl Keys<'_> {
-    fn is_tag(&self, key: &str, value: &Lit) -> bool {
+    pub(super) fn is_tag(&self, key: &str, value: &Lit) -> bool {
         match self {
             Keys::AllTags => true,
             Keys::Known { tags, fields } => {

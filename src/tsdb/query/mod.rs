@@ -23,6 +23,7 @@ mod lexer;
 mod math;
 mod parser;
 mod raw;
+mod scan;
 mod select;
 mod select_exec;
 mod show;

@@ -13,8 +13,13 @@ use crate::tsdb::line_protocol::Precision;
 /// A row: its time and its columns' values.
 type Row = (i64, Vec<Value>);
 
-/// A series' rows, with the values of the tags the columns show.
-type SeriesRows = (Vec<String>, Vec<Row>);
+/// What orders rows at the same time, as influxd's merge compares them:
+/// the row's value of each name the columns read (in name order), when it
+/// is a string (a tag, or a string field); None otherwise.
+type AuxKey = Vec<Option<String>>;
+
+/// A series' rows, each with its [`AuxKey`].
+type SeriesRows = Vec<(Row, AuxKey)>;
 
 /// A column of raw rows.
 enum Col<'a> {
@@ -30,9 +35,9 @@ enum Col<'a> {
 pub(super) fn raw_rows(
     s: &Select,
     members: &[&TaggedSeries],
-    field_names: &BTreeSet<String>,
-    tag_names: &BTreeSet<String>,
+    (field_names, tag_names): (&BTreeSet<String>, &BTreeSet<String>),
     grouped: &[String],
+    shard_starts: &[i64],
     epoch: Option<Precision>,
 ) -> Rows {
     let all = s.fields.iter().any(|p| matches!(p, Projection::All));
@@ -77,21 +82,10 @@ pub(super) fn raw_rows(
     }
     read.sort_unstable();
     read.dedup();
-    // Per series: the values of the tags the columns show (rows at the same
-    // time come in their order), and its rows.
+    // Per series: its rows, each with what orders it among rows at the
+    // same time.
     let mut per_series: Vec<SeriesRows> = Vec::new();
     for (tags, fields) in members {
-        let shown: Vec<String> = cols
-            .iter()
-            .filter_map(|(c, _)| match c {
-                Col::Name(n) if tag_names.contains(n) && !field_names.contains(n) => Some(
-                    tags.iter()
-                        .find(|(k, _)| k == n)
-                        .map_or(String::new(), |(_, v)| v.clone()),
-                ),
-                _ => None,
-            })
-            .collect();
         let mut times: BTreeMap<i64, Vec<Option<Value>>> = BTreeMap::new();
         for (ri, f) in read.iter().enumerate() {
             for (ts, v) in fields.get(*f).into_iter().flatten() {
@@ -102,6 +96,13 @@ pub(super) fn raw_rows(
         let mut rows = Vec::with_capacity(times.len());
         for (ts, row) in times {
             let at = |n: &str| read.binary_search(&n).ok().and_then(|i| row[i].clone());
+            let aux: AuxKey = read
+                .iter()
+                .map(|n| match at(n).or_else(|| tag(n)) {
+                    Some(Value::String(s)) => Some(s),
+                    _ => None,
+                })
+                .collect();
             let vals = cols
                 .iter()
                 .map(|(c, _)| match c {
@@ -112,16 +113,16 @@ pub(super) fn raw_rows(
                     }),
                 })
                 .collect();
-            rows.push((ts, vals));
+            rows.push(((ts, vals), aux));
         }
         if s.desc {
             rows.reverse();
         }
         if !rows.is_empty() {
-            per_series.push((shown, rows));
+            per_series.push(rows);
         }
     }
-    let mut rows = merge_as_influxd(per_series, s.desc);
+    let mut rows = merge_by_shard(per_series, shard_starts, s.desc);
     rows.drain(..s.offset.min(rows.len()));
     if s.limit > 0 {
         rows.truncate(s.limit);
@@ -141,32 +142,75 @@ pub(super) fn raw_rows(
     Some((columns, values))
 }
 
+/// The rows of several series merged shard by shard, as influxd merges
+/// each shard's series on its own (`shard_starts`: where each shard after
+/// the first starts).
+fn merge_by_shard(series: Vec<SeriesRows>, shard_starts: &[i64], desc: bool) -> Vec<Row> {
+    if shard_starts.is_empty() {
+        return merge_as_influxd(series, desc);
+    }
+    // Each series' rows cut at the shards' starts, in the order read.
+    let mut parts: Vec<Vec<SeriesRows>> = vec![Vec::new(); shard_starts.len() + 1];
+    for rows in series {
+        let mut cut: Vec<SeriesRows> = vec![Vec::new(); parts.len()];
+        for r in rows {
+            cut[shard_starts.partition_point(|s| *s <= r.0.0)].push(r);
+        }
+        for (i, rows) in cut.into_iter().enumerate() {
+            if !rows.is_empty() {
+                parts[i].push(rows);
+            }
+        }
+    }
+    if desc {
+        parts.reverse();
+    }
+    parts
+        .into_iter()
+        .flat_map(|p| merge_as_influxd(p, desc))
+        .collect()
+}
+
 /// The rows of several series (each in time order) merged into one
 /// stream in the order influxd's sorted merge gives them: a binary heap
 /// of the series' next rows, built and popped exactly as Go's
-/// `container/heap` does, ordered by time, then by the values of the tags
-/// the columns show (both reversed for `ORDER BY time DESC`); rows equal in both come out in the heap's order, not
-/// the series' order.
+/// `container/heap` does, ordered by time, then by their [`AuxKey`]s
+/// (both reversed for `ORDER BY time DESC`), where the first name whose
+/// value is not a string in either row ends the comparison as equal; rows
+/// equal in both come out in the heap's order, not the series' order
+/// (which is reversed for `DESC`).
 fn merge_as_influxd(series: Vec<SeriesRows>, desc: bool) -> Vec<Row> {
-    let total = series.iter().map(|s| s.1.len()).sum();
-    let (shown, series): (Vec<Vec<String>>, Vec<Vec<Row>>) = series.into_iter().unzip();
-    let mut its: Vec<std::vec::IntoIter<Row>> = series.into_iter().map(Vec::into_iter).collect();
-    // (the series' next row, which series)
-    let mut heap: Vec<(Row, usize)> = Vec::with_capacity(its.len());
+    let total = series.iter().map(Vec::len).sum();
+    // influxd reads the series in reverse order for `ORDER BY time DESC`.
+    let mut series = series;
+    if desc {
+        series.reverse();
+    }
+    let mut its: Vec<std::vec::IntoIter<(Row, AuxKey)>> =
+        series.into_iter().map(Vec::into_iter).collect();
+    // (the series' next row and its key, which series)
+    let mut heap: Vec<((Row, AuxKey), usize)> = Vec::with_capacity(its.len());
     for (i, it) in its.iter_mut().enumerate() {
         if let Some(r) = it.next() {
             heap.push((r, i));
         }
     }
-    let less = |h: &[(Row, usize)], i: usize, j: usize| {
-        let (x, y) = (h[i].0.0, h[j].0.0);
-        if x != y {
-            return if desc { x > y } else { x < y };
+    let less = |h: &[((Row, AuxKey), usize)], i: usize, j: usize| {
+        let ((x, a), (y, b)) = (&h[i].0, &h[j].0);
+        if x.0 != y.0 {
+            return if desc { x.0 > y.0 } else { x.0 < y.0 };
         }
-        let (a, b) = (&shown[h[i].1], &shown[h[j].1]);
-        if desc { a > b } else { a < b }
+        for (a, b) in a.iter().zip(b) {
+            let (Some(a), Some(b)) = (a, b) else {
+                return false;
+            };
+            if a != b {
+                return if desc { a > b } else { a < b };
+            }
+        }
+        false
     };
-    let down = |h: &mut Vec<(Row, usize)>, i0: usize, n: usize| {
+    let down = |h: &mut Vec<((Row, AuxKey), usize)>, i0: usize, n: usize| {
         let mut i = i0;
         loop {
             let j1 = 2 * i + 1;
@@ -193,7 +237,9 @@ fn merge_as_influxd(series: Vec<SeriesRows>, desc: bool) -> Vec<Row> {
         let last = heap.len() - 1;
         heap.swap(0, last);
         down(&mut heap, 0, last);
-        let Some((row, i)) = heap.pop() else { break };
+        let Some(((row, _), i)) = heap.pop() else {
+            break;
+        };
         out.push(row);
         if let Some(next) = its[i].next() {
             heap.push((next, i));

@@ -9,7 +9,7 @@ use super::ast::*;
 use super::filter::{Filter, Keys};
 use super::raw::raw_rows;
 use super::select::{aggs_only, check};
-use super::values::{TaggedSeries, series_tags, with_typed_floats};
+use super::values::{TaggedSeries, with_typed_floats};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::{FieldValue, Precision};
 
@@ -40,7 +40,7 @@ pub(super) fn select_exec(
         return Err(format!("database not found: {db}"));
     }
     if s.sources.is_empty() {
-        return measurement_exec(t, db, s, epoch, limits);
+        return measurement_exec(t, db, s, epoch, limits, None);
     }
     // Several measurements: each answered as its own SELECT, their series
     // in measurement order.
@@ -57,12 +57,28 @@ pub(super) fn select_exec(
             }
         }
     }
+    // `*` is every field and tag of all of them, as influxd expands it.
+    let mut union = (BTreeSet::new(), BTreeSet::new());
+    for (_, shard) in t
+        .shards_in(db, s.rp.as_deref().unwrap_or(""), scan_start(s), s.max)
+        .map_err(|e| e.to_string())?
+    {
+        for m in &names {
+            shard.schema(m, &mut union.0, &mut union.1);
+        }
+    }
     let mut series = Vec::new();
-    for m in names {
+    // `ORDER BY time DESC` lists the measurements in reverse too.
+    let ordered: Vec<String> = if s.desc {
+        names.into_iter().rev().collect()
+    } else {
+        names.into_iter().collect()
+    };
+    for m in ordered {
         let mut one = s.clone();
         one.measurement = m;
         one.sources = Vec::new();
-        let v = measurement_exec(t, db, &one, epoch, limits)?;
+        let v = measurement_exec(t, db, &one, epoch, limits, Some(&union))?;
         if let Some(Value::Array(s)) = v.get("series") {
             series.extend(s.iter().cloned());
         }
@@ -88,30 +104,27 @@ pub(super) fn select_exec(
     Ok(json!({ "series": series }))
 }
 
-/// A SELECT of one measurement.
+/// A SELECT of one measurement (`union`: the field names and tag keys of
+/// every measurement the statement reads, which `*` of raw points shows).
 fn measurement_exec(
     t: &TsdbView,
     db: &str,
     s: &Select,
     epoch: Option<Precision>,
     limits: SelectLimits,
+    union: Option<&(BTreeSet<String>, BTreeSet<String>)>,
 ) -> Result<Value, String> {
-    let (data, outer);
+    let (data, outer, field_names, tag_names, shard_starts);
     let s = match &s.subquery {
         None => {
-            let scanned = t
-                .scan(
-                    db,
-                    s.rp.as_deref().unwrap_or(""),
-                    &s.measurement,
-                    scan_start(s),
-                    s.max,
-                )
-                .map_err(|e| e.to_string())?;
-            data = scanned
-                .into_iter()
-                .map(|(k, f)| (series_tags(&k), f))
-                .collect::<Vec<TaggedSeries>>();
+            let scanned = super::scan::scan(t, db, s, scan_start(s))?;
+            (data, field_names, tag_names) = match union {
+                Some((f, t)) if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) => {
+                    (scanned.data, f.clone(), t.clone())
+                }
+                _ => (scanned.data, scanned.fields, scanned.tags),
+            };
+            shard_starts = scanned.shard_starts;
             s
         }
         Some(inner) => {
@@ -125,6 +138,8 @@ fn measurement_exec(
                 select_exec(t, db, &inner, Some(Precision::Nanoseconds), limits)
             })?;
             let (name, rows) = subquery_series(&v);
+            (field_names, tag_names) = names(&rows);
+            shard_starts = Vec::new();
             data = rows;
             let mut o = s.clone();
             o.measurement = name;
@@ -133,14 +148,6 @@ fn measurement_exec(
             &outer
         }
     };
-    // `*` is every field and tag of the measurement in the time range, as
-    // influxd expands it, whatever the conditions keep.
-    let mut field_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    let mut tag_names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for (tags, fields) in &data {
-        field_names.extend(fields.keys().cloned());
-        tag_names.extend(tags.iter().map(|(k, _)| k.clone()));
-    }
     // Keep series whose tags satisfy the condition, and the points whose
     // fields do.
     let filter = Filter::new(s.cond.as_ref())?;
@@ -227,7 +234,14 @@ fn measurement_exec(
                 limits.max_select_buckets,
             )?
         } else {
-            raw_rows(s, &members[..], &field_names, &tag_names, &keys, epoch)
+            raw_rows(
+                s,
+                &members[..],
+                (&field_names, &tag_names),
+                &keys,
+                &shard_starts,
+                epoch,
+            )
         };
         let Some((columns, values)) = body else {
             continue;
@@ -247,6 +261,17 @@ fn measurement_exec(
         return Ok(json!({}));
     }
     Ok(json!({ "series": out }))
+}
+
+/// The field names and tag keys of a subquery's series (`*` is every field
+/// and tag of what it answered, whatever the conditions keep).
+fn names(data: &[TaggedSeries]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut fields, mut tags) = (BTreeSet::new(), BTreeSet::new());
+    for (t, f) in data {
+        fields.extend(f.keys().cloned());
+        tags.extend(t.iter().map(|(k, _)| k.clone()));
+    }
+    (fields, tags)
 }
 
 /// The points of a series' fields at the times where the condition

@@ -204,6 +204,8 @@ pub struct TsmReader {
     path: PathBuf,
     file: File,
     index: Vec<(String, BlockType, Vec<IndexEntry>)>,
+    /// The series index of the keys, built on first use.
+    key_index: std::sync::OnceLock<crate::tsdb::key_index::KeyIndex>,
 }
 
 impl TsmReader {
@@ -297,12 +299,25 @@ impl TsmReader {
             path: path.to_path_buf(),
             file,
             index,
+            key_index: std::sync::OnceLock::new(),
         })
     }
 
     /// Every key with its type, in order.
     pub fn keys(&self) -> impl Iterator<Item = (&str, BlockType)> {
         self.index.iter().map(|(k, t, _)| (k.as_str(), *t))
+    }
+
+    /// The series index of the file's keys (built on the first call).
+    pub fn key_index(&self) -> &crate::tsdb::key_index::KeyIndex {
+        self.key_index.get_or_init(|| {
+            crate::tsdb::key_index::KeyIndex::build(self.index.iter().map(|(k, _, _)| k.as_str()))
+        })
+    }
+
+    /// The key at `ordinal` in the file's key order.
+    pub fn key_at(&self, ordinal: u32) -> Option<&str> {
+        self.index.get(ordinal as usize).map(|(k, _, _)| k.as_str())
     }
 
     /// The blocks of `key`.
