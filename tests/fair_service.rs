@@ -7,6 +7,8 @@
 //!   statement answered, while another client's writes go on;
 //! - a request of 50 000 statements stops being worked on when its client
 //!   goes away;
+//! - one long SELECT stops reading when its client goes away, and when it
+//!   is killed;
 //! - 500 slow clients holding half-sent requests (header or body) do not
 //!   slow other clients' writes, and are disconnected after
 //!   `http_read_timeout`.
@@ -133,6 +135,65 @@ fn a_long_request_stops_when_its_client_goes_away() {
     let b = rounds();
     assert!(a > 0.0);
     assert_eq!(a, b, "statements still executed after the client left");
+}
+
+#[test]
+fn a_long_select_stops_reading_when_its_client_goes_away_or_it_is_killed() {
+    let p = Procs::start(1, &[]);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE db");
+    let http = p.nodes[&leader].http.clone();
+    // 100 000 series: reading them all takes seconds here.
+    for chunk in 0..10 {
+        let body: String = (chunk * 10_000..(chunk + 1) * 10_000)
+            .map(|i| format!("big,host=h{i} v={i} {i}\n"))
+            .collect();
+        assert!(p.write(leader, "db", &body));
+    }
+    let stopped = || p.metric(leader, "raftsnap_query_reads_interrupted_total");
+    assert_eq!(stopped(), 0.0);
+    let wait_for = |n: f64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stopped() < n {
+            assert!(Instant::now() < deadline, "the read never stopped: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The client gives up after 0.3 s: the read stops at its next series.
+    let r = ureq::post(&format!("http://{http}/query"))
+        .query("db", "db")
+        .config()
+        .timeout_global(Some(Duration::from_millis(300)))
+        .build()
+        .send_form([("q", "SELECT * FROM big")]);
+    assert!(r.is_err(), "the SELECT took under 0.3 s here");
+    wait_for(1.0, "client gone");
+    // KILL QUERY stops the read as well.
+    let h = http.clone();
+    let runner = std::thread::spawn(move || post_query(&h, "SELECT * FROM big"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let qid = loop {
+        let shown = post_query(&http, "SHOW QUERIES");
+        let rows = shown["results"][0]["series"][0]["values"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(r) = rows.iter().find(|r| r[1] == "SELECT * FROM big") {
+            break r[0].as_u64().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the SELECT never showed: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    post_query(&http, &format!("KILL QUERY {qid}"));
+    let v = runner.join().unwrap();
+    assert_eq!(v["results"][0]["error"], "query interrupted", "{v}");
+    wait_for(2.0, "killed");
+    // A query that is left alone still answers in full.
+    let v = post_query(&http, "SELECT count(v) FROM big");
+    assert_eq!(v["results"][0]["series"][0]["values"][0][1], 100_000, "{v}");
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

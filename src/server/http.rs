@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 25_000_000;
 const MAX_OTHER_BODY: usize = 64 << 20;
 
 /// Limits of the HTTP API.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Largest /write body (0 = no limit), as influxd's `max-body-size`.
     pub max_body_size: u64,
@@ -527,7 +527,7 @@ async fn query_handler(
     let select_limits = request
         .extensions
         .get::<query::SelectLimits>()
-        .copied()
+        .cloned()
         .unwrap_or_default();
     let (method, headers) = (request.method, request.headers);
     let caller = match auth.caller(&node, &url, &headers).await {
@@ -640,16 +640,26 @@ async fn query_handler(
                     },
                     _ => {
                         let (db, stmt, user) = (db.clone(), stmt.clone(), user.clone());
+                        let limits = query::SelectLimits {
+                            interrupt: running.interrupt(),
+                            ..select_limits.clone()
+                        };
+                        let counts = queries.clone();
                         let v = node
                             .read(consistency, move |t, _| {
-                                query::execute_read_as(
+                                let stop = limits.interrupt.clone();
+                                let v = query::execute_read_as(
                                     t,
                                     &db,
                                     &stmt,
                                     epoch,
                                     user.as_ref(),
-                                    select_limits,
-                                )
+                                    limits,
+                                );
+                                if stop.is_set() && v["error"] == "query interrupted" {
+                                    counts.read_interrupted();
+                                }
+                                v
                             })
                             .await
                             .map_err(raft_error)?;
@@ -912,7 +922,10 @@ async fn remove_member(State(node): State<NodeHandle<Tsdb>>, Path(id): Path<Stri
     }
 }
 
-async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
+async fn metrics(
+    State(node): State<NodeHandle<Tsdb>>,
+    Extension(queries): Extension<Arc<QueryRegistry>>,
+) -> Response {
     let s = match tokio::time::timeout(Duration::from_secs(5), node.status()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return raft_error(e),
@@ -1015,6 +1028,12 @@ async fn metrics(State(node): State<NodeHandle<Tsdb>>) -> Response {
         "counter",
         "Entries removed by compaction.",
         c.compacted_entries_total as f64,
+    );
+    put(
+        "raftsnap_query_reads_interrupted_total",
+        "counter",
+        "Query reads stopped early: their query was killed, timed out, or its client went away.",
+        queries.reads_interrupted() as f64,
     );
     put(
         "raftsnap_read_index_rounds_total",

@@ -73,7 +73,7 @@ pub async fn run(
     );
     let app = http::router(
         node.clone(),
-        s.http_limits,
+        s.http_limits.clone(),
         std::sync::Arc::new(auth::Authenticator::new(s.auth.clone())),
     );
     let budget = conn_budget::budget(s.http_limits.max_connection_limit, nofile);

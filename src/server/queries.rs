@@ -6,8 +6,8 @@
 //! running, and runs no further statement.
 //!
 //! A statement is interrupted between statements and while it waits for
-//! its read (the read itself, on a blocking thread, runs to its end and
-//! its result is discarded).
+//! its read; the read itself, on a blocking thread, stops at its next
+//! series once the query is interrupted or its client has gone away.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -34,6 +34,8 @@ pub struct QueryRegistry {
     next: AtomicU64,
     running: Mutex<BTreeMap<u64, Running>>,
     timeout: Duration,
+    /// Reads that stopped early because their query was interrupted.
+    reads_interrupted: AtomicU64,
 }
 
 /// A registered query; dropped when it ends (or its client goes away).
@@ -77,6 +79,16 @@ impl QueryRegistry {
             state,
             deadline: (!self.timeout.is_zero()).then(|| Instant::now() + self.timeout),
         }
+    }
+
+    /// Counts a read that stopped early for an interrupted query.
+    pub fn read_interrupted(&self) {
+        self.reads_interrupted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads that stopped early for an interrupted query.
+    pub fn reads_interrupted(&self) -> u64 {
+        self.reads_interrupted.load(Ordering::Relaxed)
     }
 
     /// The `SHOW QUERIES` result.
@@ -134,6 +146,16 @@ impl QueryGuard {
         }
     }
 
+    /// The check a read running for this query makes (on its own thread):
+    /// set once the query is killed, times out, or ends (its client gone).
+    pub fn interrupt(&self) -> crate::tsdb::query::Interrupt {
+        let (state, deadline) = (self.state.clone(), self.deadline);
+        crate::tsdb::query::Interrupt::new(move || {
+            state.load(Ordering::Relaxed) != RUNNING
+                || deadline.is_some_and(|d| Instant::now() >= d)
+        })
+    }
+
     /// Resolves once the query must stop (polled every 20 ms).
     pub async fn until_interrupted(&self) -> &'static str {
         loop {
@@ -147,6 +169,8 @@ impl QueryGuard {
 
 impl Drop for QueryGuard {
     fn drop(&mut self) {
+        // A read still running for it (its client gone) stops.
+        self.state.store(KILLED, Ordering::Relaxed);
         self.registry.lock().remove(&self.id);
     }
 }

@@ -37,7 +37,7 @@ pub use exec::{execute_read, execute_read_as};
 pub use into::into_points;
 pub use lexer::parse_duration;
 pub use parser::{parse, parse_bound, parse_with_text};
-pub use select_exec::SelectLimits;
+pub use select_exec::{Interrupt, SelectLimits};
 pub use text::quote_ident;
 pub(crate) use values::series_tags;
 pub use values::with_typed_floats;

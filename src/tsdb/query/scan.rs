@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::ast::*;
 use super::filter::{Filter, Keys};
+use super::select_exec::Interrupt;
 use super::values::{TaggedSeries, series_tags};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::tsm::KEY_FIELD_SEPARATOR;
@@ -28,7 +29,14 @@ pub(super) struct Scanned {
 }
 
 /// Reads what `s` needs of its measurement from `[from, s.max]`.
-pub(super) fn scan(t: &TsdbView, db: &str, s: &Select, from: i64) -> Result<Scanned, String> {
+/// Stops with influxd's `query interrupted` once `interrupt` is set.
+pub(super) fn scan(
+    t: &TsdbView,
+    db: &str,
+    s: &Select,
+    from: i64,
+    interrupt: &Interrupt,
+) -> Result<Scanned, String> {
     let (starts, shards): (Vec<i64>, Vec<_>) = t
         .shards_in(db, s.rp.as_deref().unwrap_or(""), from, s.max)
         .map_err(|e| e.to_string())?
@@ -54,7 +62,10 @@ pub(super) fn scan(t: &TsdbView, db: &str, s: &Select, from: i64) -> Result<Scan
     let wanted = used_fields(s, &filter, &keys);
     let per_field = points_per_field(s, &filter, &keys);
     let mut data = Vec::new();
-    for (series, have) in candidates {
+    for (i, (series, have)) in candidates.into_iter().enumerate() {
+        if i % 256 == 0 && interrupt.is_set() {
+            return Err("query interrupted".into());
+        }
         let series_tags = series_tags(&series);
         if filter.series(&series_tags, &keys) == Some(false) {
             continue;

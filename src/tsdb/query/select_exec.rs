@@ -13,8 +13,9 @@ use super::values::{TaggedSeries, with_typed_floats};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::{FieldValue, Precision};
 
-/// influxd's limits on what one SELECT may read (0: no limit).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// influxd's limits on what one SELECT may read (0: no limit), and when
+/// to stop reading.
+#[derive(Debug, Clone, Default)]
 pub struct SelectLimits {
     /// `max-select-point`: points read.
     pub max_select_point: u64,
@@ -22,6 +23,36 @@ pub struct SelectLimits {
     pub max_select_series: u64,
     /// `max-select-buckets`: `GROUP BY time` buckets.
     pub max_select_buckets: u64,
+    /// Set once the query is interrupted (killed, timed out, or its client
+    /// gone): the reads stop.
+    pub interrupt: Interrupt,
+}
+
+/// A check a running read makes now and then: true once its query is
+/// interrupted (it then stops with influxd's `query interrupted`).
+#[derive(Clone, Default)]
+pub struct Interrupt(Option<std::sync::Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl Interrupt {
+    /// An interrupt that `check` says is set.
+    pub fn new(check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Some(std::sync::Arc::new(check)))
+    }
+
+    /// Whether the query is interrupted.
+    pub fn is_set(&self) -> bool {
+        self.0.as_ref().is_some_and(|c| c())
+    }
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Interrupt(set)"
+        } else {
+            "Interrupt(none)"
+        })
+    }
 }
 
 pub(super) fn select_exec(
@@ -40,7 +71,7 @@ pub(super) fn select_exec(
         return Err(format!("database not found: {db}"));
     }
     if s.sources.is_empty() {
-        return measurement_exec(t, db, s, epoch, limits, None);
+        return measurement_exec(t, db, s, epoch, &limits, None);
     }
     // Several measurements: each answered as its own SELECT, their series
     // in measurement order.
@@ -78,7 +109,7 @@ pub(super) fn select_exec(
         let mut one = s.clone();
         one.measurement = m;
         one.sources = Vec::new();
-        let v = measurement_exec(t, db, &one, epoch, limits, Some(&union))?;
+        let v = measurement_exec(t, db, &one, epoch, &limits, Some(&union))?;
         if let Some(Value::Array(s)) = v.get("series") {
             series.extend(s.iter().cloned());
         }
@@ -111,13 +142,13 @@ fn measurement_exec(
     db: &str,
     s: &Select,
     epoch: Option<Precision>,
-    limits: SelectLimits,
+    limits: &SelectLimits,
     union: Option<&(BTreeSet<String>, BTreeSet<String>)>,
 ) -> Result<Value, String> {
     let (data, outer, field_names, tag_names, shard_starts);
     let s = match &s.subquery {
         None => {
-            let scanned = super::scan::scan(t, db, s, scan_start(s))?;
+            let scanned = super::scan::scan(t, db, s, scan_start(s), &limits.interrupt)?;
             (data, field_names, tag_names) = match union {
                 Some((f, t)) if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) => {
                     (scanned.data, f.clone(), t.clone())
@@ -135,7 +166,7 @@ fn measurement_exec(
                 (inner.min, inner.max, inner.has_min) = (s.min, s.max, s.has_min);
             }
             let v = with_typed_floats(|| {
-                select_exec(t, db, &inner, Some(Precision::Nanoseconds), limits)
+                select_exec(t, db, &inner, Some(Precision::Nanoseconds), limits.clone())
             })?;
             let (name, rows) = subquery_series(&v);
             (field_names, tag_names) = names(&rows);
