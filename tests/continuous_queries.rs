@@ -56,6 +56,19 @@ fn continuous_queries_and_select_into_answer_as_influxd() {
         "SELECT mean(v) INTO nodb.autogen.x FROM m",
         "SELECT nope INTO m4 FROM m",
         "SHOW MEASUREMENTS",
+        // Downsampling every measurement into another database at once.
+        "CREATE CONTINUOUS QUERY cq6 ON c BEGIN SELECT mean(*) INTO c2.autogen.:MEASUREMENT FROM /.*/ GROUP BY time(1m), * END",
+        "CREATE CONTINUOUS QUERY cq7 ON c BEGIN SELECT max(v) INTO c2..:measurement FROM c../^m/ GROUP BY time(5m) END",
+        "SHOW CONTINUOUS QUERIES",
+        "SELECT mean(*) INTO c2.autogen.:MEASUREMENT FROM /.*/ WHERE time >= 0 AND time < 2m GROUP BY time(1m), *",
+        "SHOW MEASUREMENTS ON c2",
+        "SELECT * FROM c2.autogen.m GROUP BY *",
+        "SELECT * FROM c2.autogen.m3 GROUP BY *",
+        "SELECT count(v) INTO c2..:MEASUREMENT FROM c.autogen./^m$/",
+        "SELECT * FROM c2..m",
+        "SELECT * FROM c.autogen./^m/ LIMIT 2",
+        "SELECT * FROM c../^mm$/ LIMIT 2",
+        "SELECT v INTO :MEASUREMENT FROM /^zz/",
     ];
     // In order: each step changes what the next ones see.
     assert_same(&steps, |q| ask(&real.http, q), |q| ask(&ours, q));

@@ -50,7 +50,8 @@ pub async fn select_into(
     if let Some(e) = result.get("error").and_then(|e| e.as_str()) {
         return Err(IntoError::Statement(e.to_string()));
     }
-    let mut points = query::into_points(&result, &into.measurement);
+    let target = (!into.each_source).then_some(into.measurement.as_str());
+    let mut points = query::into_points(&result, target);
     let mut written = 0u64;
     while !points.is_empty() {
         let rest = points.split_off(points.len().min(POINTS_PER_PROPOSAL));

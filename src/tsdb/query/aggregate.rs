@@ -232,7 +232,17 @@ pub(super) fn aggregate_rows(
                 outers.push(Some((*outer, *unit)));
             }
             Projection::Agg(f, field) if field == "*" => {
-                for fld in field_names {
+                // A numeric function skips the fields holding other types.
+                let numeric = |fld: &String| {
+                    members
+                        .iter()
+                        .find_map(|(_, fs)| fs.get(fld).and_then(|p| p.first()))
+                        .is_none_or(|(_, v)| num(v).is_some())
+                };
+                for fld in field_names
+                    .iter()
+                    .filter(|fld| !f.numeric() || numeric(fld))
+                {
                     let col = match &alias {
                         Some(a) => format!("{a}_{fld}"),
                         None => format!("{}_{fld}", f.name()),

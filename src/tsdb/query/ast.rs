@@ -616,6 +616,9 @@ pub struct Target {
     pub rp: Option<String>,
     /// Measurement.
     pub measurement: String,
+    /// `:MEASUREMENT` (INTO): each row goes to the measurement it was
+    /// read from.
+    pub each_source: bool,
 }
 
 /// The tags a SELECT groups by.

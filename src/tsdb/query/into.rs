@@ -8,8 +8,9 @@ use serde_json::Value;
 use crate::tsdb::line_protocol::{FieldValue, Point};
 
 /// The points of a SELECT's result (run with epoch ns and
-/// [`super::values::with_typed_floats`]) for `measurement`.
-pub fn into_points(result: &Value, measurement: &str) -> Vec<Point> {
+/// [`super::values::with_typed_floats`]) for `measurement` (None: each
+/// series' own, as `INTO :MEASUREMENT`).
+pub fn into_points(result: &Value, measurement: Option<&str>) -> Vec<Point> {
     let mut out = Vec::new();
     for s in result
         .get("series")
@@ -18,6 +19,9 @@ pub fn into_points(result: &Value, measurement: &str) -> Vec<Point> {
         .flatten()
     {
         let (tags, columns) = tags_and_columns(s);
+        let name = measurement
+            .or_else(|| s.get("name").and_then(Value::as_str))
+            .unwrap_or_default();
         for row in s
             .get("values")
             .and_then(Value::as_array)
@@ -38,7 +42,7 @@ pub fn into_points(result: &Value, measurement: &str) -> Vec<Point> {
                 continue;
             }
             out.push(Point {
-                measurement: measurement.to_string(),
+                measurement: name.to_string(),
                 tags: tags.clone(),
                 fields,
                 timestamp: time,
@@ -95,7 +99,7 @@ mod tests {
         let r = json!({"series": [{"name": "m", "tags": {"host": "a", "dc": ""},
             "columns": ["time", "mean", "count", "s"],
             "values": [[60, 2.0, 3, "x"], [120, null, null, null]]}]});
-        let p = into_points(&r, "m_1m");
+        let p = into_points(&r, Some("m_1m"));
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].measurement, "m_1m");
         assert_eq!(p[0].tags, vec![("host".to_string(), "a".to_string())]);
@@ -108,5 +112,7 @@ mod tests {
                 ("s".to_string(), FieldValue::String("x".into()))
             ]
         );
+        // `INTO :MEASUREMENT`: the series' own name.
+        assert_eq!(into_points(&r, None)[0].measurement, "m");
     }
 }

@@ -82,7 +82,8 @@ pub(super) fn lex_marked(q: &str) -> Result<Lexed, String> {
                 && match out.last() {
                     // After a match operator, FROM, or a comma (where
                     // a division cannot stand): a regular expression.
-                    Some((Tok::Sym(s), _)) => s == "=~" || s == "!~" || s == ",",
+                    // (and after the `.` of `db.rp./re/`).
+                    Some((Tok::Sym(s), _)) => ["=~", "!~", ",", "."].contains(&s.as_str()),
                     Some((Tok::Ident(k), false)) => k.eq_ignore_ascii_case("FROM"),
                     _ => false,
                 }
@@ -107,7 +108,7 @@ pub(super) fn lex_marked(q: &str) -> Result<Lexed, String> {
                     }
                 }
                 out.push((Tok::Regex(re), false));
-            } else if "(),*;=<>.+-/%".contains(ch) {
+            } else if "(),*;=<>.+-/%:".contains(ch) {
                 out.push((Tok::Sym(ch.to_string()), false));
                 i += 1;
             } else {

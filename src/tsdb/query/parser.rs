@@ -473,21 +473,35 @@ pub(super) fn name_match(p: &mut P) -> Result<KeyMatch, String> {
 /// database's default retention policy as [`DEFAULT_RP_MARK`]). `toks`
 /// start at token `at` of the query.
 fn cq_text(toks: &[(Tok, bool)], at: usize, db: &str, s: &Select) -> String {
-    let qualified = |t: &Target| {
+    let qualified = |t: &Target, regex: Option<&String>| {
         let db = t.db.clone().unwrap_or_else(|| db.to_string());
         let rp = t.rp.clone().unwrap_or_else(|| DEFAULT_RP_MARK.to_string());
-        vec![
+        let mut out = vec![
             (Tok::Ident(db), true),
             (Tok::Sym(".".into()), false),
             (Tok::Ident(rp), true),
             (Tok::Sym(".".into()), false),
-            (Tok::Ident(t.measurement.clone()), true),
-        ]
+        ];
+        match regex {
+            Some(re) => out.push((Tok::Regex(re.clone()), false)),
+            None if t.each_source => out.extend([
+                (Tok::Sym(":".into()), false),
+                (Tok::Ident("MEASUREMENT".into()), false),
+            ]),
+            None => out.push((Tok::Ident(t.measurement.clone()), true)),
+        }
+        out
     };
     let from = Target {
         db: s.db.clone(),
         rp: s.rp.clone(),
         measurement: s.measurement.clone(),
+        each_source: false,
+    };
+    // The first source of FROM, when it is a regular expression.
+    let from_regex = match s.sources.first() {
+        Some(Source::Regex(re)) => Some(re),
+        _ => None,
     };
     let mut out: Vec<(Tok, bool)> = Vec::with_capacity(toks.len() + 8);
     let [(ia, ib), (fa, fb)] = s.spans;
@@ -495,10 +509,10 @@ fn cq_text(toks: &[(Tok, bool)], at: usize, db: &str, s: &Select) -> String {
     while i < toks.len() {
         let abs = at + i;
         if s.into.is_some() && abs == ia {
-            out.extend(qualified(s.into.as_ref().unwrap_or(&from)));
+            out.extend(qualified(s.into.as_ref().unwrap_or(&from), None));
             i += ib - ia;
         } else if abs == fa {
-            out.extend(qualified(&from));
+            out.extend(qualified(&from, from_regex));
             i += fb - fa;
         } else {
             out.push(toks[i].clone());

@@ -25,6 +25,10 @@ type SeriesRows = Vec<(Row, AuxKey)>;
 enum Col<'a> {
     /// A field or tag by name.
     Name(String),
+    /// A field, where a tag has its name too (`*` shows both).
+    Field(String),
+    /// A tag, where a field has its name too.
+    Tag(String),
     /// Arithmetic over fields.
     Math(&'a Expr),
 }
@@ -43,13 +47,28 @@ pub(super) fn raw_rows(
     let all = s.fields.iter().any(|p| matches!(p, Projection::All));
     let mut cols: Vec<(Col, String)> = Vec::new();
     if all {
-        let mut v: Vec<&String> = field_names
+        // By name, a field before a tag of the same name (both shown, the
+        // second named `name_1`, as influxd's).
+        let mut v: Vec<(&String, bool)> = field_names
             .iter()
-            .chain(tag_names.iter().filter(|t| !grouped.contains(t)))
+            .map(|f| (f, false))
+            .chain(
+                tag_names
+                    .iter()
+                    .filter(|t| !grouped.contains(t))
+                    .map(|t| (t, true)),
+            )
             .collect();
         v.sort();
-        v.dedup();
-        cols.extend(v.into_iter().map(|n| (Col::Name(n.clone()), n.clone())));
+        cols.extend(v.into_iter().map(|(n, is_tag)| {
+            let both = field_names.contains(n) && tag_names.contains(n);
+            let col = match (both, is_tag) {
+                (false, _) => Col::Name(n.clone()),
+                (true, false) => Col::Field(n.clone()),
+                (true, true) => Col::Tag(n.clone()),
+            };
+            (col, n.clone())
+        }));
     } else {
         for (p, alias) in s.fields.iter().zip(&s.aliases) {
             match p {
@@ -69,7 +88,7 @@ pub(super) fn raw_rows(
     let mut read: Vec<&str> = Vec::new();
     for (c, _) in &cols {
         match c {
-            Col::Name(n) => read.push(n),
+            Col::Name(n) | Col::Field(n) | Col::Tag(n) => read.push(n),
             Col::Math(e) => {
                 let mut leaves = Vec::new();
                 e.leaves(&mut leaves);
@@ -107,6 +126,8 @@ pub(super) fn raw_rows(
                 .iter()
                 .map(|(c, _)| match c {
                     Col::Name(n) => at(n).or_else(|| tag(n)).unwrap_or(Value::Null),
+                    Col::Field(n) => at(n).unwrap_or(Value::Null),
+                    Col::Tag(n) => tag(n).unwrap_or(Value::Null),
                     Col::Math(e) => eval(e, &mut |l| match l {
                         Expr::Field(f) => at(f).unwrap_or(Value::Null),
                         _ => Value::Null,

@@ -52,6 +52,7 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         db,
         rp,
         measurement,
+        ..
     } = match first {
         (t, None) if sources.is_empty() => t,
         (t, re) => {
@@ -187,24 +188,71 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
 /// One measurement of FROM: `[[db.]rp.]m`, or `[[db.]rp.]/re/` (the
 /// target then names no measurement).
 fn from_source(p: &mut P) -> Result<(Target, Option<String>), String> {
-    if let Some(Tok::Regex(re)) = p.peek().cloned() {
-        p.i += 1;
-        regex::Regex::new(&re).map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
-        return Ok((Target::default(), Some(re)));
+    let start = p.i;
+    // The qualifiers before a regular expression, if it is one.
+    let mut parts: Vec<String> = Vec::new();
+    loop {
+        if let Some(Tok::Regex(re)) = p.peek().cloned() {
+            p.i += 1;
+            regex::Regex::new(&re)
+                .map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
+            let (db, rp) = match &mut parts[..] {
+                [] => (None, None),
+                [rp] => (None, Some(std::mem::take(rp))),
+                [db, rp] => (Some(std::mem::take(db)), Some(std::mem::take(rp))),
+                _ => return Err("a measurement is [db.][rp.]measurement".into()),
+            };
+            let t = Target {
+                db,
+                rp: rp.filter(|rp| !rp.is_empty()),
+                ..Default::default()
+            };
+            return Ok((t, Some(re)));
+        }
+        match p.peek() {
+            Some(Tok::Ident(_)) => parts.push(p.ident()?),
+            Some(Tok::Sym(s)) if s == "." && !parts.is_empty() => parts.push(String::new()),
+            _ => break,
+        }
+        if !p.sym(".") {
+            break;
+        }
     }
+    p.i = start;
     Ok((target(p)?, None))
 }
 
-/// `[[db.]rp.]measurement` (`db..m`: the default retention policy).
+/// `[[db.]rp.]measurement` (`db..m`: the default retention policy), or
+/// `[[db.]rp.]:MEASUREMENT`.
 fn target(p: &mut P) -> Result<Target, String> {
-    let mut parts = vec![p.ident()?];
-    while p.sym(".") {
-        if p.peek() == Some(&Tok::Sym(".".into())) {
+    let mut parts = Vec::new();
+    let mut each_source = false;
+    loop {
+        // `:MEASUREMENT` ends a qualified target (alone it is no name).
+        if !parts.is_empty() && p.sym(":") {
+            match p.ident() {
+                Ok(m) if m.eq_ignore_ascii_case("MEASUREMENT") => each_source = true,
+                _ => return Err(format!("found {}, expected MEASUREMENT", p.found())),
+            }
             parts.push(String::new());
-            continue;
+            break;
         }
         parts.push(p.ident()?);
+        if !p.sym(".") {
+            break;
+        }
+        while p.peek() == Some(&Tok::Sym(".".into())) {
+            p.i += 1;
+            parts.push(String::new());
+        }
     }
+    let mut t = target_of(parts)?;
+    t.each_source = each_source;
+    Ok(t)
+}
+
+/// The target named by `[[db.]rp.]measurement`'s parts.
+fn target_of(mut parts: Vec<String>) -> Result<Target, String> {
     Ok(match parts.len() {
         1 => Target {
             measurement: parts.remove(0),
@@ -214,11 +262,13 @@ fn target(p: &mut P) -> Result<Target, String> {
             db: None,
             rp: Some(parts.remove(0)),
             measurement: parts.remove(0),
+            ..Default::default()
         },
         3 => Target {
             db: Some(parts.remove(0)),
             rp: Some(parts.remove(0)).filter(|rp| !rp.is_empty()),
             measurement: parts.remove(0),
+            ..Default::default()
         },
         _ => return Err("a measurement is [db.][rp.]measurement".into()),
     })
@@ -390,7 +440,23 @@ fn call(p: &mut P, name: &str) -> Result<Expr, String> {
     {
         f = Func::Integral(p.duration()?.max(1));
     }
-    if arg == "*" && f != Func::Count {
+    // `func(*)`: the function over every field (numeric ones for the
+    // numeric functions).
+    let over_all = matches!(
+        f,
+        Func::Count
+            | Func::Mean
+            | Func::Sum
+            | Func::Median
+            | Func::Spread
+            | Func::Stddev
+            | Func::Min
+            | Func::Max
+            | Func::First
+            | Func::Last
+            | Func::Mode
+    );
+    if arg == "*" && !over_all {
         return Err(format!("{}(*) is not supported", f.name()));
     }
     if let Func::Percentile(_) = f {

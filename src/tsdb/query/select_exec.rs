@@ -278,7 +278,7 @@ fn measurement_exec(
             continue;
         };
         let mut one = json!({"name": s.measurement, "columns": columns, "values": values});
-        if grouped {
+        if grouped && !keys.is_empty() {
             let tags: serde_json::Map<String, Value> = keys
                 .iter()
                 .zip(vals)

@@ -107,3 +107,42 @@ fn statements_parse() {
         assert!(e.contains(want), "{bad:?}: {e}");
     }
 }
+
+#[test]
+fn a_continuous_query_into_each_source_is_stored_as_text_that_parses_back() {
+    let q = "CREATE CONTINUOUS QUERY down ON db BEGIN SELECT mean(*) INTO db2.autogen.:MEASUREMENT FROM /^cpu/ GROUP BY time(1m), * END";
+    let Statement::CreateContinuousQuery { text, .. } = &parse(q, 0).unwrap()[0] else {
+        panic!("not a continuous query");
+    };
+    assert_eq!(
+        text,
+        &format!(
+            "CREATE CONTINUOUS QUERY down ON db BEGIN SELECT mean(*) INTO db2.autogen.:MEASUREMENT FROM db.\"{DEFAULT_RP_MARK}\"./^cpu/ GROUP BY time(1m), * END"
+        )
+    );
+    let stored = text.replace(&format!("\"{DEFAULT_RP_MARK}\""), "autogen");
+    let select = stored
+        .split_once(" BEGIN ")
+        .and_then(|(_, rest)| rest.strip_suffix(" END"))
+        .expect("BEGIN … END");
+    let Statement::Select(s) = &parse(select, 0).unwrap()[0] else {
+        panic!("not a SELECT: {select}");
+    };
+    let into = s.into.as_ref().expect("INTO");
+    assert!(into.each_source);
+    assert_eq!(
+        (into.db.as_deref(), into.rp.as_deref()),
+        (Some("db2"), Some("autogen"))
+    );
+    assert_eq!(
+        (s.db.as_deref(), s.rp.as_deref()),
+        (Some("db"), Some("autogen"))
+    );
+    assert_eq!(s.sources, vec![Source::Regex("^cpu".into())]);
+    // Alone, `:MEASUREMENT` names nothing (influxd's parse error).
+    assert!(
+        parse("SELECT v INTO :MEASUREMENT FROM m", 0)
+            .unwrap_err()
+            .contains("found :, expected identifier")
+    );
+}

@@ -111,7 +111,7 @@ pub(super) fn canonical(toks: &[(Tok, bool)]) -> String {
         let glue = match (prev, t) {
             (None, _) => true,
             (_, Tok::Sym(s)) if [",", ")", "."].contains(&s.as_str()) => true,
-            (Some(Tok::Sym(s)), _) if ["(", "."].contains(&s.as_str()) => true,
+            (Some(Tok::Sym(s)), _) if ["(", ".", ":"].contains(&s.as_str()) => true,
             (Some(Tok::Ident(_)), Tok::Sym(s)) if s == "(" => true,
             _ => false,
         };
