@@ -3,7 +3,8 @@
 //! early), answered as a real influxd 1.6.7 answers: the same points written
 //! to both, in two writes with a snapshot between them on tsnode (so the
 //! reads merge TSM files with the cache and the last write of a time wins),
-//! over three shard groups, then the same queries sent to both.
+//! over three shard groups, then the same queries sent to both (and the
+//! `SHOW … CARDINALITY` statements over the same data).
 
 mod common;
 
@@ -105,6 +106,20 @@ fn selects_planned_on_the_series_index_answer_as_influxd() {
         "SELECT * FROM s, s2 WHERE host = 'a' LIMIT 1".into(),
         "SELECT * FROM /^s/ WHERE host = 'a' ORDER BY time DESC LIMIT 1".into(),
         "SHOW MEASUREMENTS".into(),
+        "SHOW SERIES CARDINALITY".into(),
+        "SHOW SERIES EXACT CARDINALITY".into(),
+        "SHOW SERIES EXACT CARDINALITY FROM s".into(),
+        "SHOW SERIES CARDINALITY WHERE host = 'a'".into(),
+        "SHOW SERIES CARDINALITY ON sc FROM s2".into(),
+        "SHOW MEASUREMENT CARDINALITY".into(),
+        "SHOW MEASUREMENT EXACT CARDINALITY ON sc".into(),
+        "SHOW MEASUREMENT CARDINALITY ON nodb".into(),
+        "SHOW TAG KEY CARDINALITY".into(),
+        "SHOW TAG KEY EXACT CARDINALITY FROM s".into(),
+        "SHOW TAG VALUES CARDINALITY WITH KEY = \"host\"".into(),
+        "SHOW TAG VALUES EXACT CARDINALITY FROM s WITH KEY = \"dc\"".into(),
+        "SHOW FIELD KEY CARDINALITY".into(),
+        "SHOW FIELD KEY EXACT CARDINALITY FROM s".into(),
     ];
     let ask = |http: &str, q: &String| {
         common::http::request(

@@ -28,9 +28,9 @@ pub fn needed(stmt: &Statement) -> Needed {
         | Statement::ShowTagValues { .. }
         | Statement::ShowFieldKeys(_)
         | Statement::ShowSeries { .. } => Needed::On(Privilege::Read, None),
-        Statement::ShowMeasurements { on, .. } | Statement::ShowRetentionPolicies(on) => {
-            Needed::On(Privilege::Read, on.clone())
-        }
+        Statement::ShowMeasurements { on, .. }
+        | Statement::ShowRetentionPolicies(on)
+        | Statement::ShowCardinality { on, .. } => Needed::On(Privilege::Read, on.clone()),
         // influxd asks only WRITE on the database for this one.
         Statement::DropRetentionPolicy(_, db) => Needed::On(Privilege::Write, Some(db.clone())),
         Statement::Delete { .. } => Needed::On(Privilege::Write, None),

@@ -1006,6 +1006,16 @@ impl TsdbView {
         Ok(out)
     }
 
+    /// Every shard of `db` (all retention policies) held here.
+    pub fn shards_of(&self, db: &str) -> Vec<&ShardView> {
+        self.meta
+            .shards()
+            .into_iter()
+            .filter(|s| s.0 == db)
+            .filter_map(|s| self.shards.get(&s.2))
+            .collect()
+    }
+
     /// The shards of `db` and retention policy `rp` (its default when
     /// empty) whose time range meets `[min, max]`, oldest first, each with
     /// the time it starts at.

@@ -171,6 +171,17 @@ pub enum Statement {
     ShowShards,
     /// `SHOW SHARD GROUPS`
     ShowShardGroups,
+    /// `SHOW SERIES|MEASUREMENT|TAG KEY|TAG VALUES|FIELD KEY [EXACT]
+    /// CARDINALITY [ON db] …`: how many of what the listing statement
+    /// `of` lists.
+    ShowCardinality {
+        /// `EXACT` (else an estimation, exact here).
+        exact: bool,
+        /// The database, if not the request's.
+        on: Option<String>,
+        /// The listing counted.
+        of: Box<Statement>,
+    },
     /// `SHOW SERIES [FROM m] [WHERE …]`
     ShowSeries {
         /// Measurement.

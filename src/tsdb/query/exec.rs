@@ -148,12 +148,90 @@ pub fn execute_read_as(
             let vals: Vec<Value> = ms.iter().map(|m| json!([m])).collect();
             json!({"series": [{"name": "measurements", "columns": ["name"], "values": vals}]})
         }
+        Statement::ShowCardinality { exact, on, of } => {
+            let db = on.as_deref().unwrap_or(db);
+            let listed = execute_read_as(t, db, of, epoch, user, limits);
+            match cardinality(t, db, listed, *exact, of) {
+                Ok(v) => v,
+                Err(e) => err(e),
+            }
+        }
         Statement::Select(s) => match select_exec(t, db, s, epoch, limits) {
             Ok(v) => v,
             Err(e) => err(e),
         },
         _ => err("not a read statement".into()),
     }
+}
+
+/// A `SHOW … CARDINALITY` answer from the listing it counts, as influxd
+/// gives it: measurements and (without FROM or WHERE) series as one total
+/// (an "estimation" unless EXACT, exact here); the rest per measurement,
+/// series counted once in each shard that holds them.
+fn cardinality(
+    t: &TsdbView,
+    db: &str,
+    listed: Value,
+    exact: bool,
+    of: &Statement,
+) -> Result<Value, String> {
+    if listed.get("error").is_some() {
+        return Ok(listed);
+    }
+    let series = listed["series"].as_array().cloned().unwrap_or_default();
+    let rows = |s: &Value| s["values"].as_array().map_or(0, Vec::len);
+    let total_column = if exact {
+        "count"
+    } else {
+        "cardinality estimation"
+    };
+    let total = |n: usize| json!({"series": [{"columns": [total_column], "values": [[n]]}]});
+    Ok(match of {
+        Statement::ShowMeasurements { .. } => total(series.iter().map(rows).sum()),
+        Statement::ShowSeries { from, cond } => {
+            if !exact && from.is_none() && cond.is_none() {
+                return Ok(total(series.iter().map(rows).sum()));
+            }
+            let filter = super::filter::Filter::new(cond.as_ref())?;
+            let mut per: std::collections::BTreeMap<String, usize> = Default::default();
+            for shard in t.shards_of(db) {
+                for m in shard.measurements() {
+                    if from.as_ref().is_some_and(|f| *f != m) {
+                        continue;
+                    }
+                    let mut keys = std::collections::BTreeMap::new();
+                    shard.series(&m, &[], &mut keys);
+                    let n = keys
+                        .keys()
+                        .filter(|k| {
+                            let tags = super::values::series_tags(k);
+                            filter.series(&tags, &super::filter::Keys::AllTags) == Some(true)
+                        })
+                        .count();
+                    if n > 0 {
+                        *per.entry(m).or_default() += n;
+                    }
+                }
+            }
+            counted(per.into_iter())
+        }
+        _ => counted(
+            series
+                .iter()
+                .map(|s| (s["name"].as_str().unwrap_or_default().to_string(), rows(s))),
+        ),
+    })
+}
+
+/// One `count` series per measurement.
+fn counted(per: impl Iterator<Item = (String, usize)>) -> Value {
+    let series: Vec<Value> = per
+        .map(|(m, n)| json!({"name": m, "columns": ["count"], "values": [[n]]}))
+        .collect();
+    if series.is_empty() {
+        return json!({});
+    }
+    json!({ "series": series })
 }
 
 /// `SHOW SHARDS` (a series per database, a row per shard) and `SHOW SHARD

@@ -285,6 +285,9 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         if p.kw("QUERIES") {
             return Ok(Statement::ShowQueries);
         }
+        if let Some(c) = cardinality(p, now)? {
+            return Ok(c);
+        }
         if p.kw("TAG") {
             if p.kw("KEYS") {
                 return Ok(Statement::ShowTagKeys(show_from(p)?));
@@ -372,6 +375,64 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         "found {}, expected SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL",
         p.found()
     ))
+}
+
+/// `SHOW … [EXACT] CARDINALITY [ON db] [FROM m] [WITH KEY …] [WHERE …]`
+/// (after SHOW), if the statement is one; the tokens are left alone if
+/// not.
+fn cardinality(p: &mut P, now: i64) -> Result<Option<Statement>, String> {
+    let start = p.i;
+    let what: &[&str] = if p.kw("SERIES") {
+        &["SERIES"]
+    } else if p.kw("MEASUREMENT") {
+        &["MEASUREMENT"]
+    } else if p.kw("TAG") && (p.kw("KEY") || p.kw("VALUES")) {
+        if matches!(&p.t[p.i - 1], Tok::Ident(k) if k.eq_ignore_ascii_case("KEY")) {
+            &["TAG", "KEY"]
+        } else {
+            &["TAG", "VALUES"]
+        }
+    } else if p.kw("FIELD") && p.kw("KEY") {
+        &["FIELD", "KEY"]
+    } else {
+        p.i = start;
+        return Ok(None);
+    };
+    let exact = p.kw("EXACT");
+    if !p.kw("CARDINALITY") {
+        p.i = start;
+        return Ok(None);
+    }
+    let on = if p.kw("ON") { Some(p.ident()?) } else { None };
+    let from = show_from(p)?;
+    let of = match what {
+        ["SERIES"] => {
+            let (cond, _) = where_clause(p, now)?;
+            Statement::ShowSeries { from, cond }
+        }
+        ["MEASUREMENT"] => Statement::ShowMeasurements {
+            on: on.clone(),
+            with: None,
+            limit: 0,
+            offset: 0,
+        },
+        ["TAG", "KEY"] => Statement::ShowTagKeys(from),
+        ["TAG", "VALUES"] => {
+            if !p.kw("WITH") {
+                return Err(format!("found {}, expected WITH", p.found()));
+            }
+            p.expect_kw("KEY")?;
+            let keys = name_match(p)?;
+            let (cond, _) = where_clause(p, now)?;
+            Statement::ShowTagValues { from, keys, cond }
+        }
+        _ => Statement::ShowFieldKeys(from),
+    };
+    Ok(Some(Statement::ShowCardinality {
+        exact,
+        on,
+        of: Box::new(of),
+    }))
 }
 
 /// `GRANT|REVOKE READ|WRITE|ALL [PRIVILEGES] ON db TO|FROM user`, or
