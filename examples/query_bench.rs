@@ -6,7 +6,9 @@
 //! - 40 one-series queries (`WHERE host = … AND id = …`) on the big one;
 //! - `SELECT * … LIMIT 1` over all its series;
 //! - `count()` over all its series (and the node's peak RSS growth);
-//! - 10 one-hour `mean() … GROUP BY host` windows over the 30 days.
+//! - 10 one-hour `mean() … GROUP BY host` windows over the 30 days;
+//! - the schema statements a dashboard's editor sends (`SHOW MEASUREMENTS`,
+//!   `SHOW TAG KEYS`, `SHOW FIELD KEYS`, `SHOW TAG VALUES`).
 //!
 //! `cargo build --release && cargo run --release --example query_bench --
 //! [--series 1000000] [--rounds 3]` (needs Debian's `influxdb` package).
@@ -147,6 +149,16 @@ fn main() {
         ("SELECT * LIMIT 1", vec!["SELECT * FROM big LIMIT 1".into()]),
         ("count() over all", vec!["SELECT count(v) FROM big".into()]),
         ("10 one-hour windows", windows),
+        (
+            "schema (Grafana's SHOWs)",
+            vec![
+                "SHOW MEASUREMENTS".into(),
+                "SHOW TAG KEYS FROM big".into(),
+                "SHOW FIELD KEYS FROM big".into(),
+                "SHOW TAG VALUES FROM big WITH KEY = host".into(),
+                "SHOW TAG VALUES FROM long WITH KEY = host".into(),
+            ],
+        ),
     ];
     let pids = [("influxd", real.0.id()), ("tsnode", nodes[0].0.id())];
     let servers = [("influxd", ihttp.as_str()), ("tsnode", thttp.as_str())];

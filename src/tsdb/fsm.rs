@@ -1040,21 +1040,6 @@ impl TsdbView {
         Ok(shards)
     }
 
-    /// Every TSM key of `db` (all retention policies) with its type's name.
-    pub fn key_types(&self, db: &str) -> BTreeMap<String, &'static str> {
-        let mut out = BTreeMap::new();
-        for (sdb, _, id, _, _) in self.meta.shards() {
-            if sdb == db
-                && let Some(s) = self.shards.get(&id)
-            {
-                for (k, t) in s.key_types() {
-                    out.entry(k).or_insert(t);
-                }
-            }
-        }
-        out
-    }
-
     /// Measurements of `db`.
     pub fn measurements(&self, db: &str) -> Vec<String> {
         let mut out = BTreeSet::new();
@@ -1077,12 +1062,11 @@ fn type_conflict(
     new: super::tsm::BlockType,
     old: Option<super::tsm::BlockType>,
 ) -> String {
-    use super::ingest::type_name;
     match old {
         Some(old) => format!(
             "field type conflict: input field \"{field}\" on measurement \"{measurement}\" is type {}, already exists as type {}",
-            type_name(new),
-            type_name(old)
+            new.type_name(),
+            old.type_name()
         ),
         None => "field type conflict".into(),
     }

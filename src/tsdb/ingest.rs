@@ -32,24 +32,13 @@ pub struct CheckedFile {
     pub keys: Vec<(String, BlockType)>,
 }
 
-/// The name InfluxDB gives a block type in a field type conflict.
-pub fn type_name(t: BlockType) -> &'static str {
-    match t {
-        BlockType::Float => "float",
-        BlockType::Integer => "integer",
-        BlockType::Boolean => "boolean",
-        BlockType::String => "string",
-        BlockType::Unsigned => "unsigned",
-    }
-}
-
 /// InfluxDB's message for a field whose type differs from the one stored.
 pub fn type_conflict(key: &str, new: BlockType, old: BlockType) -> String {
     let (series, field) = key.rsplit_once(KEY_FIELD_SEPARATOR).unwrap_or((key, ""));
     format!(
         "field type conflict: input field \"{field}\" on series \"{series}\" is type {}, already exists as type {}",
-        type_name(new),
-        type_name(old)
+        new.type_name(),
+        old.type_name()
     )
 }
 

@@ -5,7 +5,7 @@
 //! holds each tag value once and no key twice. It is built once per piece,
 //! when a query first reads it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use super::query::series_tags;
 use super::shard::measurement_of;
@@ -25,21 +25,21 @@ pub struct KeyIndex {
 pub struct MeasurementKeys {
     /// Ordinals of every key, ascending.
     keys: Vec<u32>,
-    /// Field names.
-    fields: BTreeSet<String>,
+    /// Field names, each with the name of its type (`float`, …).
+    fields: BTreeMap<String, &'static str>,
     /// Tag key → tag value → ordinals of the keys whose series has it,
     /// ascending.
     tags: HashMap<String, HashMap<String, Vec<u32>>>,
 }
 
 impl KeyIndex {
-    /// Indexes `keys` (`series#!~#field`, in ascending order; a piece holds
-    /// fewer than 2³² keys).
-    pub fn build<'a>(keys: impl Iterator<Item = &'a str>) -> Self {
+    /// Indexes `keys` (`series#!~#field`, in ascending order, each with
+    /// its type's name; a piece holds fewer than 2³² keys).
+    pub fn build<'a>(keys: impl Iterator<Item = (&'a str, &'static str)>) -> Self {
         let mut measurements: HashMap<String, MeasurementKeys> = HashMap::new();
         // Keys of one series are adjacent: its tags are parsed once.
         let mut last: Option<ParsedSeries> = None;
-        for (i, key) in keys.enumerate() {
+        for (i, (key, type_name)) in keys.enumerate() {
             let Ok(ord) = u32::try_from(i) else { break };
             let (series, field) = key.rsplit_once(KEY_FIELD_SEPARATOR).unwrap_or((key, ""));
             if last.as_ref().is_none_or(|(s, ..)| *s != series) {
@@ -48,8 +48,8 @@ impl KeyIndex {
             let Some((_, m, tags)) = &last else { continue };
             let mk = measurements.entry(m.clone()).or_default();
             mk.keys.push(ord);
-            if !mk.fields.contains(field) {
-                mk.fields.insert(field.to_string());
+            if !mk.fields.contains_key(field) {
+                mk.fields.insert(field.to_string(), type_name);
             }
             for (k, v) in tags {
                 let values = mk.tags.entry(k.clone()).or_default();
@@ -76,9 +76,17 @@ impl KeyIndex {
 }
 
 impl MeasurementKeys {
-    /// Field names.
-    pub fn fields(&self) -> &BTreeSet<String> {
+    /// Field names, each with its type's name.
+    pub fn fields(&self) -> &BTreeMap<String, &'static str> {
         &self.fields
+    }
+
+    /// The values tag `key` takes.
+    pub fn tag_values(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.tags
+            .get(key)
+            .into_iter()
+            .flat_map(|values| values.keys().map(String::as_str))
     }
 
     /// Tag keys.
@@ -115,7 +123,7 @@ mod tests {
     fn index(keys: &[&str]) -> KeyIndex {
         let mut sorted = keys.to_vec();
         sorted.sort_unstable();
-        KeyIndex::build(sorted.into_iter())
+        KeyIndex::build(sorted.into_iter().map(|k| (k, "float")))
     }
 
     #[test]
@@ -128,7 +136,11 @@ mod tests {
             "mem#!~#free",
         ]);
         let cpu = ix.measurement("cpu").expect("cpu");
-        assert_eq!(cpu.fields().iter().collect::<Vec<_>>(), ["v", "w"]);
+        assert_eq!(cpu.fields().keys().collect::<Vec<_>>(), ["v", "w"]);
+        let mut hosts: Vec<&str> = cpu.tag_values("host").collect();
+        hosts.sort_unstable();
+        assert_eq!(hosts, ["a", "b"]);
+        assert_eq!(cpu.tag_values("dc").count(), 0);
         let mut tags: Vec<&str> = cpu.tag_keys().collect();
         tags.sort_unstable();
         assert_eq!(tags, ["host", "region"]);
@@ -150,6 +162,6 @@ mod tests {
         let ix = index(&[r"we\ ather,loc\,x=a\ b#!~#t emp"]);
         let m = ix.measurement("we ather").expect("measurement unescaped");
         assert_eq!(m.matching(&[("loc,x", "a b")]), [0]);
-        assert_eq!(m.fields().iter().collect::<Vec<_>>(), ["t emp"]);
+        assert_eq!(m.fields().keys().collect::<Vec<_>>(), ["t emp"]);
     }
 }

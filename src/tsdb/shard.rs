@@ -620,7 +620,14 @@ impl Segment {
         self.index.get_or_init(|| {
             let mut keys: Vec<String> = self.map.keys().cloned().collect();
             keys.sort_unstable();
-            let index = KeyIndex::build(keys.iter().map(String::as_str));
+            let index = KeyIndex::build(keys.iter().map(|k| {
+                let type_name = self
+                    .map
+                    .get(k)
+                    .and_then(|c| c.points.first())
+                    .map_or("float", |(_, v)| v.type_name());
+                (k.as_str(), type_name)
+            }));
             (keys, index)
         })
     }
@@ -697,8 +704,25 @@ impl ShardView {
     /// Adds the field names and tag keys measurement `m` has here.
     pub fn schema(&self, m: &str, fields: &mut BTreeSet<String>, tags: &mut BTreeSet<String>) {
         for (mk, _) in self.pieces(m) {
-            fields.extend(mk.fields().iter().cloned());
+            fields.extend(mk.fields().keys().cloned());
             tags.extend(mk.tag_keys().map(str::to_string));
+        }
+    }
+
+    /// Adds the fields of measurement `m` here with their types' names
+    /// (a field already in `out` keeps its type).
+    pub fn field_types(&self, m: &str, out: &mut BTreeMap<String, &'static str>) {
+        for (mk, _) in self.pieces(m) {
+            for (f, t) in mk.fields() {
+                out.entry(f.clone()).or_insert(t);
+            }
+        }
+    }
+
+    /// Adds the values tag `key` of measurement `m` takes here.
+    pub fn tag_values(&self, m: &str, key: &str, out: &mut BTreeSet<String>) {
+        for (mk, _) in self.pieces(m) {
+            out.extend(mk.tag_values(key).map(str::to_string));
         }
     }
 
@@ -809,31 +833,6 @@ impl ShardView {
         let all: Vec<(i64, FieldValue)> = merged.into_iter().collect();
         let skip = if last { all.len().saturating_sub(n) } else { 0 };
         Ok(all.into_iter().skip(skip).take(n).collect())
-    }
-
-    /// Every key with InfluxDB's name of its type (`float`, `integer`, …).
-    pub fn key_types(&self) -> BTreeMap<String, &'static str> {
-        let mut out = BTreeMap::new();
-        for f in &self.files {
-            for (k, t) in f.reader.keys() {
-                let name = match t {
-                    BlockType::Float => "float",
-                    BlockType::Integer => "integer",
-                    BlockType::Boolean => "boolean",
-                    BlockType::String => "string",
-                    BlockType::Unsigned => "unsigned",
-                };
-                out.entry(k.to_string()).or_insert(name);
-            }
-        }
-        for seg in &self.frozen {
-            for (k, c) in seg.map.iter() {
-                if let Some((_, v)) = c.points.first() {
-                    out.entry(k.clone()).or_insert(v.type_name());
-                }
-            }
-        }
-        out
     }
 }
 

@@ -49,41 +49,55 @@ pub(super) fn show_schema(t: &TsdbView, db: &str, stmt: &Statement) -> Result<Va
     // measurement → what the statement lists for it.
     let mut per: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     let mut series: BTreeSet<String> = BTreeSet::new();
-    let mut last = String::new();
-    for (key, ty) in t.key_types(db) {
-        let (sk, field) = key
-            .split_once(crate::tsdb::tsm::KEY_FIELD_SEPARATOR)
-            .unwrap_or((key.as_str(), ""));
-        let m = crate::tsdb::shard::measurement_of(sk);
-        if from.as_deref().is_some_and(|f| f != m) {
-            continue;
-        }
-        if let Statement::ShowFieldKeys(_) = stmt {
-            let e = per.entry(m).or_default();
-            if !e.iter().any(|(f, _)| f == field) {
-                e.insert((field.to_string(), ty.to_string()));
+    // From the series index of each shard of the database.
+    for shard in t.shards_of(db) {
+        for m in shard.measurements() {
+            if from.as_deref().is_some_and(|f| f != m) {
+                continue;
             }
-            continue;
-        }
-        if sk == last {
-            continue;
-        }
-        last = sk.to_string();
-        let tags = series_tags(sk);
-        if filter.series(&tags, &Keys::AllTags) != Some(true) {
-            continue;
-        }
-        match stmt {
-            Statement::ShowSeries { .. } => {
-                series.insert(sk.to_string());
-            }
-            Statement::ShowTagKeys(_) => {
-                let e = per.entry(m).or_default();
-                e.extend(tags.into_iter().map(|(k, _)| (k, String::new())));
-            }
-            _ => {
-                let e = per.entry(m).or_default();
-                e.extend(tags.into_iter().filter(|(k, _)| key_wanted(k)));
+            let (mut fields, mut tag_keys) = (BTreeSet::new(), BTreeSet::new());
+            match stmt {
+                Statement::ShowFieldKeys(_) => {
+                    let mut types = BTreeMap::new();
+                    shard.field_types(&m, &mut types);
+                    let e = per.entry(m).or_default();
+                    for (f, ty) in types {
+                        if !e.iter().any(|(x, _)| *x == f) {
+                            e.insert((f, ty.to_string()));
+                        }
+                    }
+                }
+                Statement::ShowTagKeys(_) => {
+                    shard.schema(&m, &mut fields, &mut tag_keys);
+                    let e = per.entry(m).or_default();
+                    e.extend(tag_keys.into_iter().map(|k| (k, String::new())));
+                }
+                Statement::ShowTagValues { cond: None, .. } => {
+                    shard.schema(&m, &mut fields, &mut tag_keys);
+                    let e = per.entry(m.clone()).or_default();
+                    for k in tag_keys.into_iter().filter(|k| key_wanted(k)) {
+                        let mut values = BTreeSet::new();
+                        shard.tag_values(&m, &k, &mut values);
+                        e.extend(values.into_iter().map(|v| (k.clone(), v)));
+                    }
+                }
+                _ => {
+                    // Series by series: the condition reads their tags.
+                    let mut keys = BTreeMap::new();
+                    shard.series(&m, &[], &mut keys);
+                    for sk in keys.into_keys() {
+                        let tags = series_tags(&sk);
+                        if filter.series(&tags, &Keys::AllTags) != Some(true) {
+                            continue;
+                        }
+                        if let Statement::ShowSeries { .. } = stmt {
+                            series.insert(sk);
+                        } else {
+                            let e = per.entry(m.clone()).or_default();
+                            e.extend(tags.into_iter().filter(|(k, _)| key_wanted(k)));
+                        }
+                    }
+                }
             }
         }
     }

@@ -311,7 +311,11 @@ impl TsmReader {
     /// The series index of the file's keys (built on the first call).
     pub fn key_index(&self) -> &crate::tsdb::key_index::KeyIndex {
         self.key_index.get_or_init(|| {
-            crate::tsdb::key_index::KeyIndex::build(self.index.iter().map(|(k, _, _)| k.as_str()))
+            crate::tsdb::key_index::KeyIndex::build(
+                self.index
+                    .iter()
+                    .map(|(k, t, _)| (k.as_str(), t.type_name())),
+            )
         })
     }
 

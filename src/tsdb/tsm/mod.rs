@@ -72,6 +72,17 @@ pub enum BlockType {
 }
 
 impl BlockType {
+    /// InfluxDB's name of the type (`float`, `integer`, …).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            BlockType::Float => "float",
+            BlockType::Integer => "integer",
+            BlockType::Boolean => "boolean",
+            BlockType::String => "string",
+            BlockType::Unsigned => "unsigned",
+        }
+    }
+
     /// From the type byte.
     pub fn from_u8(b: u8) -> Result<Self, TsmError> {
         Ok(match b {
