@@ -64,15 +64,7 @@ fn main() {
     let leader = common::leader_of(&http);
     let li = http.iter().position(|h| *h == leader).unwrap_or(0);
     let (thttp, tsnap) = (http[li].clone(), snap[li].clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::post(&format!("http://{thttp}/query"))
-        .query("q", "CREATE DATABASE bench")
-        .send_empty()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "tsnode never elected itself");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    common::create_database_when_elected(&thttp, "bench");
     query(&ihttp, "", "CREATE DATABASE bench");
 
     // The same points into both: 100 series, one point a second each.

@@ -110,8 +110,12 @@ pub fn start_influxd_with(dir: &Path, data_extra: &str) -> (Kill, String, String
     (k, http, bind)
 }
 
-/// The release `tsnode` binary beside this example.
+/// The release `tsnode` binary beside this example (`TSNODE_BIN` names
+/// another one, e.g. an older build to compare with).
 pub fn tsnode_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("TSNODE_BIN") {
+        return p.into();
+    }
     let p = std::env::current_exe()
         .expect("exe")
         .parent()
@@ -168,6 +172,20 @@ pub fn start_cluster(
         wait_ping(h);
     }
     (procs, http, raft, snap)
+}
+
+/// Creates database `db` through the tsnode at `http`, retrying for 30 s
+/// while its cluster elects a leader.
+pub fn create_database_when_elected(http: &str, db: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::post(&format!("http://{http}/query"))
+        .query("q", &format!("CREATE DATABASE {db}"))
+        .send_empty()
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "tsnode never elected itself");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// GET /status of the node at `http` (null when it does not answer).
