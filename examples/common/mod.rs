@@ -179,7 +179,7 @@ pub fn start_cluster(
 pub fn create_database_when_elected(http: &str, db: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while ureq::post(&format!("http://{http}/query"))
-        .query("q", &format!("CREATE DATABASE {db}"))
+        .query("q", format!("CREATE DATABASE {db}"))
         .send_empty()
         .is_err()
     {
