@@ -29,8 +29,11 @@
 //!   mutual TLS between nodes (the certificate names the sender).
 //! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
 //!   metastore, shards (cache segments + immutable files), read views,
-//!   [`tsdb::query`] (InfluxQL: lexer, parser, AST, conditions,
-//!   aggregates, transformations, deletes, `INTO`), [`tsdb::write_batch`] (writes proposed grouped by series),
+//!   [`tsdb::query`] (InfluxQL: lexer, parser, AST, conditions, the scan
+//!   planned on the series index, aggregates, transformations, deletes,
+//!   `INTO`), [`tsdb::key_index`] (the series index of one TSM file or
+//!   cache segment: measurement → fields, tag keys, tag value → keys),
+//!   [`tsdb::write_batch`] (writes proposed grouped by series),
 //!   [`tsdb::ingest`] (TSM files checked whole and linked into a shard by
 //!   one `IngestFiles` command), [`tsdb::users`] and [`tsdb::authorize`]
 //!   (users, privileges and what each statement requires, as influxd's),

@@ -1,14 +1,11 @@
-//! The InfluxQL subset of DESIGN §5, with InfluxDB's JSON result shape.
-//!
-//! Statements: `CREATE DATABASE`, `DROP DATABASE`, `SHOW DATABASES`,
-//! `CREATE | ALTER | DROP RETENTION POLICY`, `SHOW RETENTION POLICIES [ON db]`,
-//! `SHOW MEASUREMENTS [ON db]`, and `SELECT <proj>[, …] FROM [[db.]rp.]m
-//! [WHERE <cond> [AND …]] [LIMIT n]` where a projection is `*`, a field, or
-//! `count|sum|min|max|mean|first|last(field)` (`count(*)` too), and a
-//! condition compares `time` with an integer (ns), an RFC3339 string or
-//! `now() [± duration]`, or a tag with `=`/`!=` and a string. Statements that
-//! change state become raft commands ([`Statement::command`]); the rest read
-//! local state ([`execute_read`]).
+//! InfluxQL as influxd 1.6.7 answers it, with InfluxDB's JSON result
+//! shape: the lexer and parser, the AST, conditions, the scan of a
+//! SELECT planned on the series index ([`crate::tsdb::key_index`]),
+//! aggregates, `GROUP BY time` buckets and `fill`, transformations,
+//! arithmetic, the SHOW statements, deletes and `INTO`. Statements that
+//! change state become raft commands ([`Statement::command`]); the rest
+//! read a node's read view ([`execute_read`]). The README lists the
+//! statements and what still differs from influxd.
 
 mod aggregate;
 mod ast;
