@@ -26,16 +26,27 @@ pub(super) struct Scanned {
     /// The times where a shard after the first starts (influxd merges the
     /// series of each shard on its own).
     pub shard_starts: Vec<i64>,
+    /// Set when the series were merged into their groups as they were
+    /// read (see [`scan`]'s `groups`): `data` then holds one entry per
+    /// group, its conditions already applied, and these are the series
+    /// and points read, for influxd's limits.
+    pub merged: Option<(u64, u64)>,
 }
 
 /// Reads what `s` needs of its measurement from `[from, s.max]`.
 /// Stops with influxd's `query interrupted` once `interrupt` is set.
+///
+/// With `groups` (the tag keys an aggregate groups by), each series is
+/// tested against the whole condition and merged into its group's entry
+/// as it is read (fields appended in series order, as the aggregates
+/// concatenate them), so memory follows the points read, not the series.
 pub(super) fn scan(
     t: &TsdbView,
     db: &str,
     s: &Select,
     from: i64,
     interrupt: &Interrupt,
+    groups: Option<&[String]>,
 ) -> Result<Scanned, String> {
     let (starts, shards): (Vec<i64>, Vec<_>) = t
         .shards_in(db, s.rp.as_deref().unwrap_or(""), from, s.max)
@@ -62,12 +73,16 @@ pub(super) fn scan(
     let wanted = used_fields(s, &filter, &keys);
     let per_field = points_per_field(s, &filter, &keys);
     let mut data = Vec::new();
+    // Merged: group tag values → entry in `data`; series and points read.
+    let mut group_at: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    let (mut series_read, mut points_read) = (0u64, 0u64);
     for (i, (series, have)) in candidates.into_iter().enumerate() {
         if i % 256 == 0 && interrupt.is_set() {
             return Err("query interrupted".into());
         }
         let series_tags = series_tags(&series);
-        if filter.series(&series_tags, &keys) == Some(false) {
+        let on_tags = filter.series(&series_tags, &keys);
+        if on_tags == Some(false) {
             continue;
         }
         let mut points = BTreeMap::new();
@@ -97,13 +112,45 @@ pub(super) fn scan(
                 points.insert(field, pts);
             }
         }
-        data.push((series_tags, points));
+        let Some(group_keys) = groups else {
+            data.push((series_tags, points));
+            continue;
+        };
+        series_read += 1;
+        points_read += points.values().map(|p| p.len() as u64).sum::<u64>();
+        if on_tags.is_none() {
+            points = super::select_exec::keep_rows(&series_tags, points, &filter, &keys);
+        }
+        if points.is_empty() {
+            continue;
+        }
+        let value = |k: &String| {
+            series_tags
+                .iter()
+                .find(|(tk, _)| tk == k)
+                .map_or(String::new(), |(_, v)| v.clone())
+        };
+        let values: Vec<String> = group_keys.iter().map(value).collect();
+        let at = *group_at.entry(values.clone()).or_insert_with(|| {
+            let tags = group_keys
+                .iter()
+                .zip(values)
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.clone(), v))
+                .collect();
+            data.push((tags, BTreeMap::new()));
+            data.len() - 1
+        });
+        for (field, pts) in points {
+            data[at].1.entry(field).or_default().extend(pts);
+        }
     }
     Ok(Scanned {
         data,
         fields,
         tags,
         shard_starts: starts.into_iter().skip(1).collect(),
+        merged: groups.map(|_| (series_read, points_read)),
     })
 }
 

@@ -146,9 +146,39 @@ fn measurement_exec(
     union: Option<&(BTreeSet<String>, BTreeSet<String>)>,
 ) -> Result<Value, String> {
     let (data, outer, field_names, tag_names, shard_starts);
+    // Counted while scanning, when the series were merged into groups.
+    let mut merged = None;
     let s = match &s.subquery {
         None => {
-            let scanned = super::scan::scan(t, db, s, scan_start(s), &limits.interrupt)?;
+            // An aggregate's series are merged into their groups as they
+            // are read (not for top/bottom, which reads each series' tags,
+            // nor GROUP BY *, whose groups are the series).
+            let group_keys: Option<Vec<String>> = match &s.group_tags {
+                _ if !aggs_only(&s.fields)
+                    || s.fields
+                        .iter()
+                        .any(|p| matches!(p, Projection::TopBottom { .. })) =>
+                {
+                    None
+                }
+                GroupTags::None => Some(Vec::new()),
+                GroupTags::Keys(k) => {
+                    let mut k = k.clone();
+                    k.sort();
+                    k.dedup();
+                    Some(k)
+                }
+                GroupTags::All => None,
+            };
+            let scanned = super::scan::scan(
+                t,
+                db,
+                s,
+                scan_start(s),
+                &limits.interrupt,
+                group_keys.as_deref(),
+            )?;
+            merged = scanned.merged;
             (data, field_names, tag_names) = match union {
                 Some((f, t)) if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) => {
                     (scanned.data, f.clone(), t.clone())
@@ -194,30 +224,37 @@ fn measurement_exec(
             Ok(())
         }
     };
-    let series = data
-        .iter()
-        .filter(|(tags, _)| filter.series(tags, &keys) != Some(false))
-        .count() as u64;
+    let (series, points) = merged.unwrap_or_else(|| {
+        let series = data
+            .iter()
+            .filter(|(tags, _)| filter.series(tags, &keys) != Some(false))
+            .count() as u64;
+        let points: u64 = data
+            .iter()
+            .flat_map(|(_, f)| f.values())
+            .map(|v| v.len() as u64)
+            .sum();
+        (series, points)
+    });
     limit("series", series, limits.max_select_series, "exceeded")?;
-    let points: u64 = data
-        .iter()
-        .flat_map(|(_, f)| f.values())
-        .map(|v| v.len() as u64)
-        .sum();
     // influxd spells this one so.
     limit("point", points, limits.max_select_point, "exceeed")?;
-    let data: Vec<TaggedSeries> = data
-        .into_iter()
-        .filter_map(|(tags, fields)| match filter.series(&tags, &keys) {
-            Some(true) => Some((tags, fields)),
-            Some(false) => None,
-            None => {
-                let fields = keep_rows(&tags, fields, &filter, &keys);
-                Some((tags, fields))
-            }
-        })
-        .filter(|(_, fields)| !fields.is_empty())
-        .collect();
+    let data: Vec<TaggedSeries> = if merged.is_some() {
+        // The conditions were applied as the series were read.
+        data
+    } else {
+        data.into_iter()
+            .filter_map(|(tags, fields)| match filter.series(&tags, &keys) {
+                Some(true) => Some((tags, fields)),
+                Some(false) => None,
+                None => {
+                    let fields = keep_rows(&tags, fields, &filter, &keys);
+                    Some((tags, fields))
+                }
+            })
+            .filter(|(_, fields)| !fields.is_empty())
+            .collect()
+    };
     if data.is_empty() {
         return Ok(json!({}));
     }
@@ -307,7 +344,7 @@ fn names(data: &[TaggedSeries]) -> (BTreeSet<String>, BTreeSet<String>) {
 
 /// The points of a series' fields at the times where the condition
 /// holds on the row of fields there.
-fn keep_rows(
+pub(super) fn keep_rows(
     tags: &[(String, String)],
     mut fields: BTreeMap<String, Vec<(i64, FieldValue)>>,
     filter: &Filter,
