@@ -64,6 +64,70 @@ pub(super) fn eval(e: &Expr, leaf: &mut dyn FnMut(&Expr) -> Value) -> Value {
     }
 }
 
+/// The types of arithmetic over raw fields checked as influxd checks them
+/// before it runs a statement: the first operation (innermost first, left
+/// to right) with a string, boolean or tag operand is the statement's
+/// error, `type error: s::string + 1: incompatible types: string and
+/// integer`. `type_of` gives a name's type (`float`, …, `tag`; None when
+/// unknown, which is never an error). Returns the expression's text and
+/// type when it checks.
+pub(super) fn check_types(
+    e: &Expr,
+    type_of: &dyn Fn(&str) -> Option<&'static str>,
+) -> Result<(String, Option<&'static str>), String> {
+    let operand = |e: &Expr| -> Result<(String, Option<&'static str>), String> {
+        let (text, ty) = check_types(e, type_of)?;
+        Ok(match e {
+            Expr::Bin(..) | Expr::Neg(_) => (format!("({text})"), ty),
+            _ => (text, ty),
+        })
+    };
+    let binary = |l: (String, Option<&'static str>),
+                  op: &str,
+                  r: (String, Option<&'static str>)|
+     -> Result<(String, Option<&'static str>), String> {
+        let text = format!("{} {op} {}", l.0, r.0);
+        let ty = match (l.1, r.1) {
+            (Some(a), Some(b)) => {
+                let numeric = |t: &str| matches!(t, "float" | "integer" | "unsigned");
+                if !numeric(a) || !numeric(b) {
+                    return Err(format!(
+                        "type error: {text}: incompatible types: {a} and {b}"
+                    ));
+                }
+                Some(if a == "integer" && b == "integer" && op != "/" {
+                    "integer"
+                } else {
+                    "float"
+                })
+            }
+            _ => None,
+        };
+        Ok((text, ty))
+    };
+    match e {
+        Expr::Field(f) => Ok(match type_of(f) {
+            Some(t) => (format!("{}::{t}", super::text::quote_ident(f)), Some(t)),
+            None => (super::text::quote_ident(f), None),
+        }),
+        Expr::Int(i) => Ok((i.to_string(), Some("integer"))),
+        Expr::Float(f) => Ok((format!("{f:.3}"), Some("float"))),
+        // influxd reads `-x` as `-1 * x`.
+        Expr::Neg(x) => binary(("-1".into(), Some("integer")), "*", operand(x)?),
+        Expr::Bin(l, op, r) => {
+            let op = match op {
+                Op::Add => "+",
+                Op::Sub => "-",
+                Op::Mul => "*",
+                Op::Div => "/",
+                Op::Rem => "%",
+            };
+            binary(operand(l)?, op, operand(r)?)
+        }
+        Expr::Call(..) | Expr::Undefined(_) => Ok((String::new(), None)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +171,46 @@ mod tests {
             eval(&Expr::Neg(Box::new(Expr::Field("v".into()))), &mut v),
             json!(-1.5)
         );
+    }
+
+    #[test]
+    fn arithmetic_on_strings_booleans_and_tags_is_a_type_error_as_influxd_words_it() {
+        let types = |n: &str| match n {
+            "v" => Some("float"),
+            "i" => Some("integer"),
+            "s" => Some("string"),
+            "host" => Some("tag"),
+            _ => None,
+        };
+        let field = |n: &str| Box::new(Expr::Field(n.into()));
+        let bin = |l: Box<Expr>, op, r: Box<Expr>| Box::new(Expr::Bin(l, op, r));
+        let err = |e: &Expr| check_types(e, &types).unwrap_err();
+        assert_eq!(
+            err(&bin(field("s"), Op::Add, Box::new(Expr::Int(1)))),
+            "type error: s::string + 1: incompatible types: string and integer"
+        );
+        assert_eq!(
+            err(&bin(
+                bin(field("v"), Op::Add, Box::new(Expr::Int(1))),
+                Op::Mul,
+                field("s")
+            )),
+            "type error: (v::float + 1) * s::string: incompatible types: float and string"
+        );
+        assert_eq!(
+            err(&Expr::Neg(field("s"))),
+            "type error: -1 * s::string: incompatible types: integer and string"
+        );
+        assert_eq!(
+            err(&bin(field("s"), Op::Add, Box::new(Expr::Float(1.5)))),
+            "type error: s::string + 1.500: incompatible types: string and float"
+        );
+        assert_eq!(
+            err(&bin(field("v"), Op::Add, field("host"))),
+            "type error: v::float + host::tag: incompatible types: float and tag"
+        );
+        // Numbers pass; an unknown name is never an error.
+        assert!(check_types(&bin(field("i"), Op::Div, field("v")), &types).is_ok());
+        assert!(check_types(&bin(field("nosuch"), Op::Add, field("s")), &types).is_ok());
     }
 }

@@ -21,6 +21,8 @@ pub(super) struct Scanned {
     pub data: Vec<TaggedSeries>,
     /// Field names.
     pub fields: BTreeSet<String>,
+    /// Each field's type name.
+    pub types: BTreeMap<String, &'static str>,
     /// Tag keys.
     pub tags: BTreeSet<String>,
     /// The times where a shard after the first starts (influxd merges the
@@ -53,9 +55,10 @@ pub(super) fn scan(
         .map_err(|e| e.to_string())?
         .into_iter()
         .unzip();
-    let (mut fields, mut tags) = (BTreeSet::new(), BTreeSet::new());
+    let (mut fields, mut tags, mut types) = (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
     for shard in &shards {
         shard.schema(&s.measurement, &mut fields, &mut tags);
+        shard.field_types(&s.measurement, &mut types);
     }
     let filter = Filter::new(s.cond.as_ref())?;
     let keys = Keys::Known {
@@ -148,6 +151,7 @@ pub(super) fn scan(
     Ok(Scanned {
         data,
         fields,
+        types,
         tags,
         shard_starts: starts.into_iter().skip(1).collect(),
         merged: groups.map(|_| (series_read, points_read)),

@@ -179,6 +179,21 @@ fn measurement_exec(
                 group_keys.as_deref(),
             )?;
             merged = scanned.merged;
+            // Arithmetic over raw fields is type-checked first, as influxd's.
+            if !aggs_only(&s.fields) {
+                let type_of = |n: &str| {
+                    scanned
+                        .types
+                        .get(n)
+                        .copied()
+                        .or_else(|| scanned.tags.contains(n).then_some("tag"))
+                };
+                for p in &s.fields {
+                    if let Projection::Math(e) = p {
+                        super::math::check_types(e, &type_of)?;
+                    }
+                }
+            }
             (data, field_names, tag_names) = match union {
                 Some((f, t)) if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) => {
                     (scanned.data, f.clone(), t.clone())
