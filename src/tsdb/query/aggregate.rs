@@ -29,7 +29,17 @@ pub(super) fn aggregate(
     if pts.is_empty() {
         return Ok((Value::Null, None));
     }
-    let nums: Vec<f64> = pts.iter().filter_map(|p| num(&p.1)).collect();
+    // min() and max() of booleans: false before true.
+    let bools = pts.iter().all(|p| matches!(p.1, FieldValue::Boolean(_)));
+    let nums: Vec<f64> = pts
+        .iter()
+        .filter_map(|p| match p.1 {
+            FieldValue::Boolean(b) if bools && matches!(f, Func::Min | Func::Max) => {
+                Some(f64::from(u8::from(b)))
+            }
+            _ => num(&p.1),
+        })
+        .collect();
     if f.numeric() && nums.len() != pts.len() {
         return Err(format!(
             "{}() needs a numeric field, {fld} is not",
@@ -60,15 +70,15 @@ pub(super) fn aggregate(
         Func::Sum => (float_json(nums.iter().sum::<f64>()), None),
         Func::Min | Func::Max => pts
             .iter()
-            .reduce(|a, b| {
-                let (x, y) = (num(&a.1).unwrap_or(0.0), num(&b.1).unwrap_or(0.0));
+            .zip(&nums)
+            .reduce(|(a, x), (b, y)| {
                 if (f == Func::Min && y < x) || (f == Func::Max && y > x) {
-                    b
+                    (b, y)
                 } else {
-                    a
+                    (a, x)
                 }
             })
-            .map_or((Value::Null, None), |p| (to_json(&p.1), Some(p.0))),
+            .map_or((Value::Null, None), |(p, _)| (to_json(&p.1), Some(p.0))),
         Func::Mean => (
             float_json(nums.iter().sum::<f64>() / nums.len() as f64),
             None,

@@ -179,6 +179,23 @@ fn measurement_exec(
                 group_keys.as_deref(),
             )?;
             merged = scanned.merged;
+            // Functions that need numbers refuse other fields, as influxd's
+            // iterators do (min and max take booleans too).
+            let type_of = |f: &str| scanned.types.get(f).copied();
+            for (func, field) in s.fields.iter().flat_map(functions) {
+                let ty = type_of(field);
+                let refused = match ty {
+                    Some("string") => func.numeric(),
+                    Some("boolean") => func.numeric() && !matches!(func, Func::Min | Func::Max),
+                    _ => false,
+                };
+                if let (true, Some(ty)) = (refused, ty) {
+                    return Err(format!(
+                        "unsupported {} iterator type: *query.{ty}InterruptIterator",
+                        func.name()
+                    ));
+                }
+            }
             // Arithmetic over raw fields is type-checked first, as influxd's.
             if !aggs_only(&s.fields) {
                 let type_of = |n: &str| {
@@ -344,6 +361,26 @@ fn measurement_exec(
         return Ok(json!({}));
     }
     Ok(json!({ "series": out }))
+}
+
+/// The functions a projection calls, each with its field.
+fn functions(p: &Projection) -> Vec<(Func, &str)> {
+    match p {
+        Projection::Agg(f, field) => vec![(*f, field.as_str())],
+        Projection::Nested { inner, field, .. } => vec![(*inner, field.as_str())],
+        Projection::Math(e) => {
+            let mut leaves = Vec::new();
+            e.leaves(&mut leaves);
+            leaves
+                .into_iter()
+                .filter_map(|l| match l {
+                    Expr::Call(f, field) => Some((*f, field.as_str())),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The field names and tag keys of a subquery's series (`*` is every field
