@@ -437,6 +437,19 @@ pub enum Op {
     Rem,
 }
 
+impl Op {
+    /// The operator as InfluxQL writes it.
+    pub fn symbol(&self) -> &'static str {
+        match self {
+            Op::Add => "+",
+            Op::Sub => "-",
+            Op::Mul => "*",
+            Op::Div => "/",
+            Op::Rem => "%",
+        }
+    }
+}
+
 impl Expr {
     /// Whether it holds an aggregate.
     pub fn has_call(&self) -> bool {

@@ -114,16 +114,7 @@ pub(super) fn check_types(
         Expr::Float(f) => Ok((format!("{f:.3}"), Some("float"))),
         // influxd reads `-x` as `-1 * x`.
         Expr::Neg(x) => binary(("-1".into(), Some("integer")), "*", operand(x)?),
-        Expr::Bin(l, op, r) => {
-            let op = match op {
-                Op::Add => "+",
-                Op::Sub => "-",
-                Op::Mul => "*",
-                Op::Div => "/",
-                Op::Rem => "%",
-            };
-            binary(operand(l)?, op, operand(r)?)
-        }
+        Expr::Bin(l, op, r) => binary(operand(l)?, op.symbol(), operand(r)?),
         Expr::Call(..) | Expr::Undefined(_) => Ok((String::new(), None)),
     }
 }

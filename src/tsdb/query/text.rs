@@ -214,22 +214,13 @@ fn op_text(op: CmpOp) -> &'static str {
 
 /// Arithmetic over fields as InfluxQL text (parenthesised).
 fn expr_text(e: &super::ast::Expr) -> String {
-    use super::ast::{Expr, Op};
+    use super::ast::Expr;
     match e {
         Expr::Field(f) => format!("\"{}\"", f.replace('\\', "\\\\").replace('"', "\\\"")),
         Expr::Int(i) => i.to_string(),
         Expr::Float(x) => format!("{x:?}"),
         Expr::Neg(x) => format!("-({})", expr_text(x)),
-        Expr::Bin(l, op, r) => {
-            let op = match op {
-                Op::Add => "+",
-                Op::Sub => "-",
-                Op::Mul => "*",
-                Op::Div => "/",
-                Op::Rem => "%",
-            };
-            format!("({} {op} {})", expr_text(l), expr_text(r))
-        }
+        Expr::Bin(l, op, r) => format!("({} {} {})", expr_text(l), op.symbol(), expr_text(r)),
         Expr::Call(f, field) => format!("{}(\"{field}\")", f.name()),
         Expr::Undefined(name) => format!("{name}()"),
     }
