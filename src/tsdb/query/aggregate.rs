@@ -415,7 +415,23 @@ pub(super) fn aggregate_rows(
         let cols: Vec<Vec<(i64, Value)>> = (0..outers.len())
             .map(|c| rows.iter().map(|r| (r.0, r.1[c].0.clone())).collect())
             .collect();
-        rows = transformed(&outers, &cols, iv, first);
+        let done = transformed(&outers, &cols, iv, first);
+        if outers.iter().all(Option::is_some) {
+            rows = done;
+        } else {
+            // Beside plain aggregates every bucket of the range keeps its
+            // row; a transformed column holds its value there, or null.
+            let at: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
+                done.into_iter().collect();
+            rows.retain(|r| r.0 >= first);
+            for (t, cells) in rows.iter_mut() {
+                for (c, o) in outers.iter().enumerate() {
+                    if o.is_some() {
+                        cells[c] = at.get(t).map_or((Value::Null, true), |r| r[c].clone());
+                    }
+                }
+            }
+        }
     }
     Ok(finish(s, rows, &outs, columns, epoch))
 }

@@ -546,7 +546,21 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
     if mixed || (aggs > 0 && aggs != fields.len()) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
     }
-    if nested > 0 && nested != fields.len() {
+    // Transformations of aggregates may stand beside aggregates; those of
+    // raw points stand alone.
+    let of_raw = fields.iter().any(|f| {
+        matches!(
+            f,
+            Projection::Nested {
+                inner: Func::Raw,
+                ..
+            }
+        )
+    });
+    let beside = fields
+        .iter()
+        .any(|f| !matches!(f, Projection::Nested { .. } | Projection::Agg(..)));
+    if nested > 0 && nested != fields.len() && (of_raw || beside) {
         return Err("mixing transformations with other projections is not supported".into());
     }
     if let Some(Projection::TopBottom { top, n, tag, .. }) = fields
