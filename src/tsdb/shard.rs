@@ -526,11 +526,6 @@ impl Shard {
         keys_of(&self.files, self.segments())
     }
 
-    /// Every measurement (from keys).
-    pub fn measurements(&self) -> BTreeSet<String> {
-        self.keys().iter().map(|k| measurement_of(k)).collect()
-    }
-
     /// The points of `key` in `[min, max]`, last write winning.
     pub fn read(&self, key: &str, min: i64, max: i64) -> Result<Vec<(i64, FieldValue)>, TsmError> {
         read_key(&self.files, self.segments(), key, min, max)
@@ -666,11 +661,6 @@ pub struct ShardView {
 }
 
 impl ShardView {
-    /// Every key (files and cache).
-    pub fn keys(&self) -> BTreeSet<String> {
-        keys_of(&self.files, self.frozen.iter().map(|a| &a.map))
-    }
-
     /// Every measurement (from the series index of its files and cache).
     pub fn measurements(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
@@ -701,11 +691,10 @@ impl ShardView {
         files.chain(segments)
     }
 
-    /// Adds the field names and tag keys measurement `m` has here.
-    pub fn schema(&self, m: &str, fields: &mut BTreeSet<String>, tags: &mut BTreeSet<String>) {
+    /// Adds the tag keys measurement `m` has here.
+    pub fn tag_keys(&self, m: &str, out: &mut BTreeSet<String>) {
         for (mk, _) in self.pieces(m) {
-            fields.extend(mk.fields().keys().cloned());
-            tags.extend(mk.tag_keys().map(str::to_string));
+            out.extend(mk.tag_keys().map(str::to_string));
         }
     }
 

@@ -150,7 +150,7 @@ pub fn execute_read_as(
         }
         Statement::ShowCardinality { exact, on, of } => {
             let db = on.as_deref().unwrap_or(db);
-            let listed = execute_read_as(t, db, of, epoch, user, limits);
+            let listed = || execute_read_as(t, db, of, epoch, user, limits);
             match cardinality(t, db, listed, *exact, of) {
                 Ok(v) => v,
                 Err(e) => err(e),
@@ -171,10 +171,20 @@ pub fn execute_read_as(
 fn cardinality(
     t: &TsdbView,
     db: &str,
-    listed: Value,
+    listed: impl FnOnce() -> Value,
     exact: bool,
     of: &Statement,
 ) -> Result<Value, String> {
+    // Series counted per shard need no listing (it would be read twice).
+    if let Statement::ShowSeries { from, cond } = of
+        && (exact || from.is_some() || cond.is_some())
+    {
+        if db.is_empty() {
+            return Err("database name required".into());
+        }
+        return series_per_shard(t, db, from.as_deref(), cond.as_ref());
+    }
+    let listed = listed();
     if listed.get("error").is_some() {
         return Ok(listed);
     }
@@ -188,39 +198,46 @@ fn cardinality(
     let total = |n: usize| json!({"series": [{"columns": [total_column], "values": [[n]]}]});
     Ok(match of {
         Statement::ShowMeasurements { .. } => total(series.iter().map(rows).sum()),
-        Statement::ShowSeries { from, cond } => {
-            if !exact && from.is_none() && cond.is_none() {
-                return Ok(total(series.iter().map(rows).sum()));
-            }
-            let filter = super::filter::Filter::new(cond.as_ref())?;
-            let mut per: std::collections::BTreeMap<String, usize> = Default::default();
-            for shard in t.shards_of(db) {
-                for m in shard.measurements() {
-                    if from.as_ref().is_some_and(|f| *f != m) {
-                        continue;
-                    }
-                    let mut keys = std::collections::BTreeMap::new();
-                    shard.series(&m, &[], &mut keys);
-                    let n = keys
-                        .keys()
-                        .filter(|k| {
-                            let tags = super::values::series_tags(k);
-                            filter.series(&tags, &super::filter::Keys::AllTags) == Some(true)
-                        })
-                        .count();
-                    if n > 0 {
-                        *per.entry(m).or_default() += n;
-                    }
-                }
-            }
-            counted(per.into_iter())
-        }
+        Statement::ShowSeries { .. } => total(series.iter().map(rows).sum()),
         _ => counted(
             series
                 .iter()
                 .map(|s| (s["name"].as_str().unwrap_or_default().to_string(), rows(s))),
         ),
     })
+}
+
+/// `SHOW SERIES EXACT CARDINALITY` (or with FROM or WHERE): per
+/// measurement, each series counted once in every shard that holds it, as
+/// influxd counts them.
+fn series_per_shard(
+    t: &TsdbView,
+    db: &str,
+    from: Option<&str>,
+    cond: Option<&Cond>,
+) -> Result<Value, String> {
+    let filter = super::filter::Filter::new(cond)?;
+    let mut per: std::collections::BTreeMap<String, usize> = Default::default();
+    for shard in t.shards_of(db) {
+        for m in shard.measurements() {
+            if from.is_some_and(|f| f != m) {
+                continue;
+            }
+            let mut keys = std::collections::BTreeMap::new();
+            shard.series(&m, &[], &mut keys);
+            let n = keys
+                .keys()
+                .filter(|k| {
+                    let tags = super::values::series_tags(k);
+                    filter.series(&tags, &super::filter::Keys::AllTags) == Some(true)
+                })
+                .count();
+            if n > 0 {
+                *per.entry(m).or_default() += n;
+            }
+        }
+    }
+    Ok(counted(per.into_iter()))
 }
 
 /// One `count` series per measurement.

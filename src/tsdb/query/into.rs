@@ -12,12 +12,7 @@ use crate::tsdb::line_protocol::{FieldValue, Point};
 /// series' own, as `INTO :MEASUREMENT`).
 pub fn into_points(result: &Value, measurement: Option<&str>) -> Vec<Point> {
     let mut out = Vec::new();
-    for s in result
-        .get("series")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for s in result_series(result) {
         let (tags, columns) = tags_and_columns(s);
         let name = measurement
             .or_else(|| s.get("name").and_then(Value::as_str))
@@ -50,6 +45,15 @@ pub fn into_points(result: &Value, measurement: Option<&str>) -> Vec<Point> {
         }
     }
     out
+}
+
+/// The series of a SELECT's result.
+pub(super) fn result_series(result: &Value) -> impl Iterator<Item = &Value> {
+    result
+        .get("series")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 /// A result series' GROUP BY tags (sorted, empty values left out) and its

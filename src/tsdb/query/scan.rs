@@ -55,11 +55,12 @@ pub(super) fn scan(
         .map_err(|e| e.to_string())?
         .into_iter()
         .unzip();
-    let (mut fields, mut tags, mut types) = (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
+    let (mut tags, mut types) = (BTreeSet::new(), BTreeMap::new());
     for shard in &shards {
-        shard.schema(&s.measurement, &mut fields, &mut tags);
+        shard.tag_keys(&s.measurement, &mut tags);
         shard.field_types(&s.measurement, &mut types);
     }
+    let fields: BTreeSet<String> = types.keys().cloned().collect();
     let filter = Filter::new(s.cond.as_ref())?;
     let keys = Keys::Known {
         tags: &tags,

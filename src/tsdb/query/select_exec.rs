@@ -88,15 +88,21 @@ pub(super) fn select_exec(
             }
         }
     }
-    // `*` is every field and tag of all of them, as influxd expands it.
-    let mut union = (BTreeSet::new(), BTreeSet::new());
-    for (_, shard) in t
-        .shards_in(db, s.rp.as_deref().unwrap_or(""), scan_start(s), s.max)
-        .map_err(|e| e.to_string())?
-    {
-        for m in &names {
-            shard.schema(m, &mut union.0, &mut union.1);
+    // `*` of raw points is every field and tag of all of them, as influxd
+    // expands it (only that reads the union).
+    let mut union = None;
+    if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) {
+        let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
+        for (_, shard) in t
+            .shards_in(db, s.rp.as_deref().unwrap_or(""), scan_start(s), s.max)
+            .map_err(|e| e.to_string())?
+        {
+            for m in &names {
+                shard.field_types(m, &mut types);
+                shard.tag_keys(m, &mut tags);
+            }
         }
+        union = Some((types.into_keys().collect(), tags));
     }
     let mut series = Vec::new();
     // `ORDER BY time DESC` lists the measurements in reverse too.
@@ -109,7 +115,7 @@ pub(super) fn select_exec(
         let mut one = s.clone();
         one.measurement = m;
         one.sources = Vec::new();
-        let v = measurement_exec(t, db, &one, epoch, &limits, Some(&union))?;
+        let v = measurement_exec(t, db, &one, epoch, &limits, union.as_ref())?;
         if let Some(Value::Array(s)) = v.get("series") {
             series.extend(s.iter().cloned());
         }
@@ -135,8 +141,8 @@ pub(super) fn select_exec(
     Ok(json!({ "series": series }))
 }
 
-/// A SELECT of one measurement (`union`: the field names and tag keys of
-/// every measurement the statement reads, which `*` of raw points shows).
+/// A SELECT of one measurement (`union`: for `*` of raw points over
+/// several measurements, the field names and tag keys of all of them).
 fn measurement_exec(
     t: &TsdbView,
     db: &str,
@@ -212,9 +218,7 @@ fn measurement_exec(
                 }
             }
             (data, field_names, tag_names) = match union {
-                Some((f, t)) if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) => {
-                    (scanned.data, f.clone(), t.clone())
-                }
+                Some((f, t)) => (scanned.data, f.clone(), t.clone()),
                 _ => (scanned.data, scanned.fields, scanned.tags),
             };
             shard_starts = scanned.shard_starts;
@@ -452,12 +456,7 @@ pub(super) fn scan_start(s: &Select) -> i64 {
 fn subquery_series(v: &Value) -> (String, Vec<TaggedSeries>) {
     let mut name = String::new();
     let mut out = Vec::new();
-    for one in v
-        .get("series")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for one in super::into::result_series(v) {
         if name.is_empty() {
             name = one["name"].as_str().unwrap_or_default().to_string();
         }

@@ -55,7 +55,7 @@ pub(super) fn show_schema(t: &TsdbView, db: &str, stmt: &Statement) -> Result<Va
             if from.as_deref().is_some_and(|f| f != m) {
                 continue;
             }
-            let (mut fields, mut tag_keys) = (BTreeSet::new(), BTreeSet::new());
+            let mut tag_keys = BTreeSet::new();
             match stmt {
                 Statement::ShowFieldKeys(_) => {
                     let mut types = BTreeMap::new();
@@ -68,12 +68,12 @@ pub(super) fn show_schema(t: &TsdbView, db: &str, stmt: &Statement) -> Result<Va
                     }
                 }
                 Statement::ShowTagKeys(_) => {
-                    shard.schema(&m, &mut fields, &mut tag_keys);
+                    shard.tag_keys(&m, &mut tag_keys);
                     let e = per.entry(m).or_default();
                     e.extend(tag_keys.into_iter().map(|k| (k, String::new())));
                 }
                 Statement::ShowTagValues { cond: None, .. } => {
-                    shard.schema(&m, &mut fields, &mut tag_keys);
+                    shard.tag_keys(&m, &mut tag_keys);
                     let e = per.entry(m.clone()).or_default();
                     for k in tag_keys.into_iter().filter(|k| key_wanted(k)) {
                         let mut values = BTreeSet::new();
