@@ -43,6 +43,20 @@ pub fn rfc3339_nano(ns: i64) -> String {
     out
 }
 
+/// RFC3339 with nanoseconds, as Go writes it, of the wall-clock time at
+/// `offset` seconds from UTC (`Z` when 0, else `±hh:mm`).
+pub fn rfc3339_nano_at(ns: i64, offset: i64) -> String {
+    if offset == 0 {
+        return rfc3339_nano(ns);
+    }
+    let mut out = rfc3339_nano(ns.saturating_add(offset.saturating_mul(1_000_000_000)));
+    out.pop();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let m = offset.unsigned_abs() / 60;
+    out.push_str(&format!("{sign}{:02}:{:02}", m / 60, m % 60));
+    out
+}
+
 /// Parses RFC3339 (`2023-11-14T22:13:20Z`, fractions, `±hh:mm` offsets);
 /// instants outside the i64-nanosecond range clamp to its ends.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {

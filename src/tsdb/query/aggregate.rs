@@ -7,8 +7,9 @@ use super::fill::fill;
 use super::math::eval;
 use super::select_exec::scan_start;
 use super::transform::transform;
-use super::values::{TaggedSeries, columns_named, float_json, num, time_value, to_json};
-use crate::tsdb::line_protocol::{FieldValue, Precision};
+use super::values::{TaggedSeries, TimeFmt, columns_named, float_json, num, time_value, to_json};
+use super::window::Windows;
+use crate::tsdb::line_protocol::FieldValue;
 
 /// Most `GROUP BY time` buckets one query may ask for.
 pub(super) const MAX_BUCKETS: i64 = 1_000_000;
@@ -215,7 +216,7 @@ pub(super) fn aggregate_rows(
     s: &Select,
     members: &[&TaggedSeries],
     field_names: &std::collections::BTreeSet<String>,
-    epoch: Option<Precision>,
+    epoch: TimeFmt,
     max_buckets: u64,
 ) -> Result<Rows, String> {
     // (function, field, column) per aggregate computed.
@@ -353,7 +354,7 @@ pub(super) fn aggregate_rows(
         row.extend(project(&outs, cells));
         return Ok(Some((columns, vec![Value::Array(row)])));
     };
-    let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
+    let w = Windows::new(iv, off, s.tz);
     let first_point = pts.iter().filter_map(|p| p.first()).map(|p| p.0).min();
     let last_point = pts.iter().filter_map(|p| p.last()).map(|p| p.0).max();
     outers.resize(targets.len(), None);
@@ -371,8 +372,7 @@ pub(super) fn aggregate_rows(
     ) else {
         return Ok(None);
     };
-    let (start, end) = (bucket(lo), bucket(hi));
-    let n = end.saturating_sub(start) / iv + 1;
+    let n = w.count(lo, hi);
     if max_buckets > 0 && u64::try_from(n).unwrap_or(u64::MAX) > max_buckets {
         return Err(format!(
             "max-select-buckets limit exceeded: ({n}/{max_buckets})"
@@ -386,18 +386,31 @@ pub(super) fn aggregate_rows(
     }
     // Per bucket, per column: the value and whether the bucket was empty.
     let mut rows: Vec<(i64, Vec<(Value, bool)>)> = Vec::with_capacity(n.max(0) as usize);
-    for b in 0..n {
-        let t0 = start + b * iv;
+    // With a zone, the windows that hold points (influxd emits them even
+    // where its steps passed them by).
+    let mut held: Vec<i64> = Vec::new();
+    if s.tz.is_some() {
+        for p in &pts {
+            held.extend(
+                p.iter()
+                    .filter(|x| x.0 >= lo && x.0 <= hi)
+                    .map(|x| w.start(x.0)),
+            );
+        }
+        held.sort_unstable();
+        held.dedup();
+    }
+    for t0 in w.rows(lo, hi, &held) {
         let mut cells = Vec::with_capacity(targets.len());
         for ((f, fld, _), p) in targets.iter().zip(&pts) {
-            let from = p.partition_point(|x| x.0 < t0.max(lo));
-            let to = p.partition_point(|x| x.0 < t0.saturating_add(iv) && x.0 <= hi);
+            let from = p.partition_point(|x| x.0 < lo || w.start(x.0) < t0);
+            let to = p.partition_point(|x| x.0 <= hi && w.start(x.0) <= t0);
             let slice = &p[from..to.max(from)];
             let (v, _) = match f {
                 // The area reaches the bucket's end, interpolated toward the
                 // next point after it, as influxd's.
                 Func::Integral(unit) if !slice.is_empty() => {
-                    let end = t0.saturating_add(iv);
+                    let end = w.window(t0).1;
                     let next = p.get(to).filter(|_| to > from).map(|n| (end, n));
                     (float_json(integral(slice, next, *unit)), None)
                 }
@@ -411,7 +424,7 @@ pub(super) fn aggregate_rows(
     if outers.iter().any(Option::is_some) {
         // The transformations, over each column's buckets, from the range's
         // first bucket.
-        let first = if s.has_min { bucket(s.min) } else { i64::MIN };
+        let first = if s.has_min { w.start(s.min) } else { i64::MIN };
         let cols: Vec<Vec<(i64, Value)>> = (0..outers.len())
             .map(|c| rows.iter().map(|r| (r.0, r.1[c].0.clone())).collect())
             .collect();
@@ -472,7 +485,7 @@ fn finish(
     rows: Vec<(i64, Vec<(Value, bool)>)>,
     outs: &[(Out, String)],
     columns: Vec<String>,
-    epoch: Option<Precision>,
+    epoch: TimeFmt,
 ) -> Rows {
     let values: Vec<Value> = page(s, rows)
         .into_iter()
@@ -505,11 +518,11 @@ fn by_bucket<T>(s: &Select, pts: &[T], time: impl Fn(&T) -> i64, mut f: impl FnM
         f(if s.has_min { s.min } else { 0 }, pts);
         return;
     };
-    let bucket = |t: i64| (t - off).div_euclid(iv) * iv + off;
+    let w = Windows::new(iv, off, s.tz);
     let mut i = 0;
     while i < pts.len() {
-        let t0 = bucket(time(&pts[i]));
-        let end = pts[i..].partition_point(|p| time(p) < t0.saturating_add(iv)) + i;
+        let t0 = w.start(time(&pts[i]));
+        let end = pts[i..].partition_point(|p| w.start(time(p)) <= t0) + i;
         f(t0, &pts[i..end.max(i + 1)]);
         i = end.max(i + 1);
     }
@@ -521,7 +534,7 @@ fn distinct_rows(
     s: &Select,
     columns: Vec<String>,
     pts: &[(i64, FieldValue)],
-    epoch: Option<Precision>,
+    epoch: TimeFmt,
 ) -> Rows {
     let mut values = Vec::new();
     by_bucket(
@@ -542,7 +555,7 @@ fn distinct_rows(
 /// over the range), the N points of the highest (lowest) values, the
 /// earlier point first among equal values, one per value of `tag` if
 /// given; listed in time order at their own times.
-fn top_bottom_rows(s: &Select, members: &[&TaggedSeries], epoch: Option<Precision>) -> Rows {
+fn top_bottom_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Rows {
     let [Projection::TopBottom { top, field, tag, n }] = &s.fields[..] else {
         return None;
     };

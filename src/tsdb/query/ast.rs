@@ -629,6 +629,9 @@ pub struct Select {
     pub sources: Vec<Source>,
     /// `FROM (SELECT …)`: the rows of a subquery, read as series.
     pub subquery: Option<Box<Select>>,
+    /// `tz('…')`: the time zone of `GROUP BY time` windows, of the times
+    /// answered and of wall-clock times in the condition.
+    pub tz: Option<chrono_tz::Tz>,
 }
 
 /// A measurement written or read, as `[[db.]rp.]m`.

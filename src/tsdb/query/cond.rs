@@ -227,11 +227,17 @@ fn time_literal(p: &mut P, now: i64) -> Result<i64, String> {
         Some(Tok::Str(s)) => {
             p.i += 1;
             // RFC3339, or influxd's `2006-01-02 15:04:05[.999]` and
-            // `2006-01-02` (UTC).
-            parse_rfc3339(&s)
-                .or_else(|| parse_rfc3339(&format!("{s}Z")))
+            // `2006-01-02` (wall-clock times of the `tz()` zone, or UTC).
+            if let Some(t) = parse_rfc3339(&s) {
+                return Ok(t);
+            }
+            let local = parse_rfc3339(&format!("{s}Z"))
                 .or_else(|| parse_rfc3339(&format!("{s}T00:00:00Z")))
-                .ok_or_else(|| format!("invalid time {s:?}"))
+                .ok_or_else(|| format!("invalid time {s:?}"))?;
+            Ok(match p.tz {
+                Some(tz) => super::window::local_to_utc(tz, local),
+                None => local,
+            })
         }
         Some(Tok::Sym(m)) if m == "-" => {
             p.i += 1;
@@ -274,6 +280,7 @@ pub(crate) fn parse_condition(text: &str) -> Result<Option<Cond>, String> {
     let mut p = P {
         t: marked.into_iter().map(|(t, _)| t).collect(),
         i: 0,
+        tz: None,
     };
     let mut b = Bounds::default();
     let c = or_expr(&mut p, 0, &mut b)?;

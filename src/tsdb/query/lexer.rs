@@ -125,6 +125,8 @@ pub(super) fn lex_marked(q: &str) -> Result<Lexed, String> {
 pub(super) struct P {
     pub(super) t: Vec<Tok>,
     pub(super) i: usize,
+    /// The zone wall-clock time literals are read in (`tz()`; else UTC).
+    pub(super) tz: Option<chrono_tz::Tz>,
 }
 
 impl P {

@@ -27,6 +27,7 @@ mod show;
 mod text;
 mod transform;
 mod values;
+mod window;
 
 pub use ast::*;
 pub use delete::SeriesMatch;

@@ -65,6 +65,7 @@ pub fn parse_bound(
     let mut p = P {
         t: marked.iter().map(|(t, _)| t.clone()).collect(),
         i: 0,
+        tz: None,
     };
     let mut out = Vec::new();
     while p.peek().is_some() {

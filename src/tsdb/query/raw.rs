@@ -7,8 +7,7 @@ use serde_json::{Value, json};
 use super::aggregate::Rows;
 use super::ast::*;
 use super::math::eval;
-use super::values::{TaggedSeries, columns_named, time_value, to_json};
-use crate::tsdb::line_protocol::Precision;
+use super::values::{TaggedSeries, TimeFmt, columns_named, time_value, to_json};
 
 /// A row: its time and its columns' values.
 type Row = (i64, Vec<Value>);
@@ -42,7 +41,7 @@ pub(super) fn raw_rows(
     (field_names, tag_names): (&BTreeSet<String>, &BTreeSet<String>),
     grouped: &[String],
     shard_starts: &[i64],
-    epoch: Option<Precision>,
+    epoch: TimeFmt,
 ) -> Rows {
     let all = s.fields.iter().any(|p| matches!(p, Projection::All));
     let mut cols: Vec<(Col, String)> = Vec::new();

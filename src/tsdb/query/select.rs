@@ -84,7 +84,9 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         spans,
         sources,
         subquery,
+        tz: None,
     };
+    let where_at = p.i;
     let (cond, bounds) = where_clause(p, now)?;
     s.cond = cond;
     (s.min, s.max, s.has_min) = (bounds.min, bounds.max, bounds.has_min);
@@ -182,7 +184,61 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
     if p.kw("SOFFSET") {
         s.soffset = count(p, "SOFFSET")?;
     }
+    if p.peek()
+        .is_some_and(|t| matches!(t, Tok::Ident(x) if x.eq_ignore_ascii_case("tz")))
+    {
+        p.i += 1;
+        s.tz = Some(time_zone(p)?);
+        // Wall-clock times in the condition are the zone's.
+        let end = p.i;
+        (p.i, p.tz) = (where_at, s.tz);
+        let reread = where_clause(p, now);
+        (p.i, p.tz) = (end, None);
+        let (cond, bounds) = reread?;
+        s.cond = cond;
+        (s.min, s.max, s.has_min) = (bounds.min, bounds.max, bounds.has_min);
+    }
     Ok(s)
+}
+
+/// The argument of `tz('America/New_York')` (after `tz`), with influxd's
+/// errors.
+fn time_zone(p: &mut P) -> Result<chrono_tz::Tz, String> {
+    if !p.sym("(") {
+        return Err("tz must be a function call".into());
+    }
+    // The arguments' tokens, up to the closing parenthesis.
+    let mut args: Vec<Vec<Tok>> = Vec::new();
+    let mut depth = 0usize;
+    loop {
+        let Some(t) = p.peek().cloned() else {
+            return Err(format!("found {}, expected )", p.found()));
+        };
+        p.i += 1;
+        match &t {
+            Tok::Sym(x) if x == ")" && depth == 0 => break,
+            Tok::Sym(x) if x == "," && depth == 0 => {
+                args.push(Vec::new());
+                continue;
+            }
+            Tok::Sym(x) if x == ")" => depth -= 1,
+            Tok::Sym(x) if x == "(" => depth += 1,
+            _ => {}
+        }
+        match args.last_mut() {
+            Some(a) => a.push(t),
+            None => args.push(vec![t]),
+        }
+    }
+    match &args[..] {
+        [one] => match &one[..] {
+            [Tok::Str(name)] => name
+                .parse()
+                .map_err(|_| format!("unable to find time zone {name}")),
+            _ => Err("expected string argument in tz()".into()),
+        },
+        _ => Err("tz requires exactly one argument".into()),
+    }
 }
 
 /// One measurement of FROM: `[[db.]rp.]m`, or `[[db.]rp.]/re/` (the

@@ -9,7 +9,7 @@ use super::ast::*;
 use super::filter::{Filter, Keys};
 use super::raw::raw_rows;
 use super::select::{aggs_only, check};
-use super::values::{TaggedSeries, with_typed_floats};
+use super::values::{TaggedSeries, TimeFmt, with_typed_floats};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::{FieldValue, Precision};
 
@@ -328,13 +328,14 @@ fn measurement_exec(
     } else {
         groups.iter().collect()
     };
+    let times = TimeFmt { epoch, tz: s.tz };
     for (vals, members) in ordered.into_iter().skip(s.soffset).take(slimit) {
         let body = if aggs_only(&s.fields) {
             aggregate_rows(
                 s,
                 &members[..],
                 &field_names,
-                epoch,
+                times,
                 limits.max_select_buckets,
             )?
         } else {
@@ -344,7 +345,7 @@ fn measurement_exec(
                 (&field_names, &tag_names),
                 &keys,
                 &shard_starts,
-                epoch,
+                times,
             )
         };
         let Some((columns, values)) = body else {

@@ -3,12 +3,26 @@
 use serde_json::{Value, json};
 
 use crate::tsdb::line_protocol::{FieldValue, Precision};
-use crate::tsdb::timefmt::rfc3339_nano;
+use crate::tsdb::timefmt::{rfc3339_nano, rfc3339_nano_at};
 
-pub(super) fn time_value(ns: i64, epoch: Option<Precision>) -> Value {
-    match epoch {
-        Some(p) => json!(ns.div_euclid(p.nanos())),
-        None => json!(rfc3339_nano(ns)),
+/// How an answer writes its times: integers of `epoch` units, or RFC3339
+/// in the zone of `tz()` (UTC: `Z`), as influxd's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct TimeFmt {
+    /// The `epoch` of the request, if given.
+    pub(super) epoch: Option<Precision>,
+    /// The statement's `tz()`, if given.
+    pub(super) tz: Option<chrono_tz::Tz>,
+}
+
+pub(super) fn time_value(ns: i64, f: TimeFmt) -> Value {
+    match (f.epoch, f.tz) {
+        (Some(p), _) => json!(ns.div_euclid(p.nanos())),
+        (None, None) => json!(rfc3339_nano(ns)),
+        (None, Some(tz)) => {
+            let offset = super::window::zone_offset(tz, ns);
+            json!(rfc3339_nano_at(ns, offset / 1_000_000_000))
+        }
     }
 }
 
