@@ -62,10 +62,31 @@ pub(super) fn aggregate(
         Func::Integral(unit) => (float_json(integral(pts, None, unit)), None),
         // Raw points are transformed, not aggregated.
         Func::Raw => (Value::Null, None),
-        Func::First => (to_json(&pts[0].1), Some(pts[0].0)),
-        Func::Last => {
-            let l = &pts[pts.len() - 1];
-            (to_json(&l.1), Some(l.0))
+        // Of the points at the first (last) time, influxd's reducers keep
+        // the greatest value (of booleans: first false, last true).
+        Func::First | Func::Last => {
+            let t = if f == Func::First {
+                pts[0].0
+            } else {
+                pts[pts.len() - 1].0
+            };
+            let wanted = if f == Func::First && bools {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            };
+            let p = pts
+                .iter()
+                .filter(|p| p.0 == t)
+                .reduce(|a, b| {
+                    if value_order(&b.1, &a.1) == wanted {
+                        b
+                    } else {
+                        a
+                    }
+                })
+                .unwrap_or(&pts[0]);
+            (to_json(&p.1), Some(p.0))
         }
         Func::Sum if integer => (json!(ints().fold(0i64, i64::wrapping_add)), None),
         Func::Sum => (float_json(nums.iter().sum::<f64>()), None),
@@ -287,7 +308,10 @@ pub(super) fn aggregate_rows(
                     alias.unwrap_or_else(|| e.column_name()),
                 ));
             }
-            Projection::All | Projection::Field(_) | Projection::TopBottom { .. } => {}
+            Projection::All
+            | Projection::Field(_)
+            | Projection::Selector { .. }
+            | Projection::Invalid(_) => {}
         }
     }
     let pts: Vec<Vec<(i64, FieldValue)>> = targets
@@ -305,8 +329,8 @@ pub(super) fn aggregate_rows(
     if let [Projection::Agg(Func::Distinct, _)] = &s.fields[..] {
         return Ok(distinct_rows(s, columns, &pts[0], epoch));
     }
-    if let [Projection::TopBottom { .. }] = &s.fields[..] {
-        return Ok(top_bottom_rows(s, members, epoch));
+    if let [Projection::Selector { .. }] = &s.fields[..] {
+        return Ok(selector_rows(s, members, epoch));
     }
     // Transformations of the raw points: over every point, in time order.
     if s.fields.iter().all(|f| {
@@ -554,9 +578,19 @@ fn distinct_rows(
 /// `top(field[, tag], N)` / `bottom(…)`: per `GROUP BY time` bucket (or
 /// over the range), the N points of the highest (lowest) values, the
 /// earlier point first among equal values, one per value of `tag` if
-/// given; listed in time order at their own times.
-fn top_bottom_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Rows {
-    let [Projection::TopBottom { top, field, tag, n }] = &s.fields[..] else {
+/// given; `sample(field, N)`: N points of each bucket at random (all of
+/// them if it has no more). Listed in time order at their own times
+/// (a sample's equal times by value, as influxd sorts them).
+fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Rows {
+    let [
+        Projection::Selector {
+            pick,
+            field,
+            tag,
+            n,
+        },
+    ] = &s.fields[..]
+    else {
         return None;
     };
     let n = usize::try_from(n.unwrap_or(1)).unwrap_or(1).max(1);
@@ -572,11 +606,17 @@ fn top_bottom_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Row
         }
     }
     pts.sort_by_key(|p| p.0);
-    let pick = |slice: &[(i64, FieldValue, String)]| -> Vec<(i64, FieldValue, String)> {
+    let mut rng = Reservoir::seeded();
+    let mut pick_from = |slice: &[(i64, FieldValue, String)]| -> Vec<(i64, FieldValue, String)> {
+        if *pick == Pick::Sample {
+            let mut chosen = rng.sample(slice, n);
+            chosen.sort_by(|a, b| a.0.cmp(&b.0).then(value_order(&a.1, &b.1)));
+            return chosen;
+        }
         let mut order: Vec<&(i64, FieldValue, String)> = slice.iter().collect();
         order.sort_by(|a, b| {
             let (x, y) = (num(&a.1).unwrap_or(0.0), num(&b.1).unwrap_or(0.0));
-            let by_value = if *top {
+            let by_value = if *pick == Pick::Top {
                 y.total_cmp(&x)
             } else {
                 x.total_cmp(&y)
@@ -597,9 +637,12 @@ fn top_bottom_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Row
         chosen
     };
     let mut rows: Vec<(i64, FieldValue, String)> = Vec::new();
-    by_bucket(s, &pts, |p| p.0, |_, slice| rows.extend(pick(slice)));
-    let name = if *top { "top" } else { "bottom" };
-    let mut columns = vec!["time".to_string(), name.to_string()];
+    by_bucket(s, &pts, |p| p.0, |_, slice| rows.extend(pick_from(slice)));
+    let name = s.aliases.first().cloned().flatten();
+    let mut columns = vec![
+        "time".to_string(),
+        name.unwrap_or_else(|| pick.name().into()),
+    ];
     if let Some(t) = tag {
         columns.push(t.clone());
     }
@@ -614,6 +657,52 @@ fn top_bottom_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Row
         })
         .collect();
     (!values.is_empty()).then_some((columns, values))
+}
+
+/// Two values of one field in influxd's order of its points' values
+/// (numbers by value, strings by bytes, false before true).
+fn value_order(a: &FieldValue, b: &FieldValue) -> std::cmp::Ordering {
+    match (a, b) {
+        (FieldValue::String(x), FieldValue::String(y)) => x.cmp(y),
+        (FieldValue::Boolean(x), FieldValue::Boolean(y)) => x.cmp(y),
+        _ => num(a).unwrap_or(0.0).total_cmp(&num(b).unwrap_or(0.0)),
+    }
+}
+
+/// Reservoir sampling (`sample()`): the first N points fill the reservoir,
+/// then the k-th replaces a random one of them with probability N/k.
+struct Reservoir(u64);
+
+impl Reservoir {
+    /// Seeded from the clock, as influxd seeds each sample.
+    fn seeded() -> Reservoir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Reservoir(nanos | 1)
+    }
+
+    /// A number in `0..k` (splitmix64, scaled without modulo bias worth
+    /// noting).
+    fn below(&mut self, k: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((u128::from(z) * k as u128) >> 64) as usize
+    }
+
+    fn sample<T: Clone>(&mut self, items: &[T], n: usize) -> Vec<T> {
+        let mut kept: Vec<T> = items.iter().take(n).cloned().collect();
+        for (i, item) in items.iter().enumerate().skip(n) {
+            let r = self.below(i + 1);
+            if let Some(slot) = kept.get_mut(r) {
+                *slot = item.clone();
+            }
+        }
+        kept
+    }
 }
 
 /// An output column of aggregates.

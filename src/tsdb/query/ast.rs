@@ -238,12 +238,15 @@ pub enum Projection {
     /// Arithmetic over fields and numbers (raw), or over aggregates and
     /// numbers.
     Math(Expr),
+    /// A call influxd parses but refuses when the statement runs (bad
+    /// arguments): its error, reported then.
+    Invalid(String),
     /// `top(field[, tag], N)` / `bottom(…)`: the N points of the highest
-    /// (lowest) values, one per value of `tag` if given (alone in a
-    /// SELECT).
-    TopBottom {
-        /// `top` (else `bottom`).
-        top: bool,
+    /// (lowest) values, one per value of `tag` if given; `sample(field,
+    /// N)`: N points picked at random. Alone in a SELECT.
+    Selector {
+        /// Which points are picked.
+        pick: Pick,
         /// The field.
         field: String,
         /// The tag whose values must differ.
@@ -251,6 +254,28 @@ pub enum Projection {
         /// N (checked when the statement runs: None when missing).
         n: Option<i64>,
     },
+}
+
+/// The points a selector of several points picks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pick {
+    /// `top`: the highest values.
+    Top,
+    /// `bottom`: the lowest values.
+    Bottom,
+    /// `sample`: at random (reservoir sampling), every point equally likely.
+    Sample,
+}
+
+impl Pick {
+    /// Its name, as influxd names its column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pick::Top => "top",
+            Pick::Bottom => "bottom",
+            Pick::Sample => "sample",
+        }
+    }
 }
 
 /// An aggregate or selector function.
@@ -371,6 +396,17 @@ pub enum Transform {
     MovingAverage,
     /// `elapsed`
     Elapsed,
+    /// `holt_winters(agg, h, m)` / `holt_winters_with_fit(…)`: `h` buckets
+    /// forecast, a season of `m` buckets (below 2: none), the fitted
+    /// values too if `fit`.
+    HoltWinters {
+        /// Buckets forecast.
+        h: i64,
+        /// Buckets in a season.
+        m: i64,
+        /// `holt_winters_with_fit`.
+        fit: bool,
+    },
 }
 
 impl Transform {
@@ -384,6 +420,16 @@ impl Transform {
             "cumulative_sum" => Transform::CumulativeSum,
             "moving_average" => Transform::MovingAverage,
             "elapsed" => Transform::Elapsed,
+            "holt_winters" => Transform::HoltWinters {
+                h: 0,
+                m: 0,
+                fit: false,
+            },
+            "holt_winters_with_fit" => Transform::HoltWinters {
+                h: 0,
+                m: 0,
+                fit: true,
+            },
             _ => return None,
         })
     }
@@ -398,6 +444,8 @@ impl Transform {
             Transform::CumulativeSum => "cumulative_sum",
             Transform::MovingAverage => "moving_average",
             Transform::Elapsed => "elapsed",
+            Transform::HoltWinters { fit: false, .. } => "holt_winters",
+            Transform::HoltWinters { fit: true, .. } => "holt_winters_with_fit",
         }
     }
 }

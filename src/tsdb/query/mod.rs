@@ -15,6 +15,7 @@ mod delete;
 mod exec;
 mod fill;
 mod filter;
+mod holt_winters;
 mod into;
 mod lexer;
 mod math;

@@ -205,13 +205,14 @@ fn used_fields(s: &Select, filter: &Filter, keys: &Keys) -> Option<BTreeSet<Stri
                 }
                 out.insert(f.clone());
             }
-            Projection::Nested { field, .. } | Projection::TopBottom { field, .. } => {
+            Projection::Nested { field, .. } | Projection::Selector { field, .. } => {
                 if field == "*" {
                     return None;
                 }
                 out.insert(field.clone());
             }
             Projection::Math(e) => expr(e, &mut out),
+            Projection::Invalid(_) => {}
         }
     }
     Some(out)

@@ -333,7 +333,7 @@ fn target_of(mut parts: Vec<String>) -> Result<Target, String> {
 pub(super) fn aggs_only(fields: &[Projection]) -> bool {
     !fields.is_empty()
         && fields.iter().all(|f| match f {
-            Projection::Agg(..) | Projection::Nested { .. } | Projection::TopBottom { .. } => true,
+            Projection::Agg(..) | Projection::Nested { .. } | Projection::Selector { .. } => true,
             Projection::Math(e) => e.has_call(),
             _ => false,
         })
@@ -351,34 +351,60 @@ fn projection(p: &mut P) -> Result<Projection, String> {
     let selector = match (p.peek(), p.t.get(p.i + 1)) {
         (Some(Tok::Ident(name)), Some(Tok::Sym(paren))) if paren == "(" => {
             match name.to_ascii_lowercase().as_str() {
-                "top" => Some(true),
-                "bottom" => Some(false),
+                "top" => Some(Pick::Top),
+                "bottom" => Some(Pick::Bottom),
+                "sample" => Some(Pick::Sample),
                 _ => None,
             }
         }
         _ => None,
     };
-    if let Some(top) = selector {
+    if let Some(pick) = selector {
         p.i += 2;
+        let name = pick.name();
         let field = p.ident()?;
-        let mut tag = None;
-        let mut n = None;
+        // The arguments after the field: tag names and numbers.
+        let mut tags = Vec::new();
+        let mut nums: Vec<String> = Vec::new();
         while p.sym(",") {
+            let neg = p.sym("-");
             match p.peek().cloned() {
                 Some(Tok::Num(x)) => {
                     p.i += 1;
-                    n = Some(
-                        x.parse::<i64>()
-                            .map_err(|_| format!("invalid number {x}"))?,
-                    );
+                    nums.push(if neg { format!("-{x}") } else { x });
                 }
-                _ => tag = Some(p.ident()?),
+                _ => tags.push(p.ident()?),
             }
         }
         if !p.sym(")") {
             return Err(format!("expected ), found {}", p.found()));
         }
-        return Ok(Projection::TopBottom { top, field, tag, n });
+        let got = 1 + tags.len() + nums.len();
+        let n = nums.last().map(|x| x.parse::<i64>());
+        let invalid = match (pick, &n) {
+            (Pick::Sample, _) if got != 2 => Some(format!(
+                "invalid number of arguments for sample, expected 2, got {got}"
+            )),
+            (Pick::Sample, Some(Err(_)) | None) => {
+                Some("expected integer argument in sample()".to_string())
+            }
+            (_, Some(Err(_))) => Some(format!(
+                "expected integer as last argument in {name}(), found {:.3}",
+                nums.last()
+                    .and_then(|x| x.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            )),
+            _ => None,
+        };
+        if let Some(e) = invalid {
+            return Ok(Projection::Invalid(e));
+        }
+        return Ok(Projection::Selector {
+            pick,
+            field,
+            tag: tags.pop(),
+            n: n.and_then(Result::ok),
+        });
     }
     if let Some(outer) = transform {
         p.i += 2;
@@ -544,6 +570,55 @@ fn nested(p: &mut P, outer: Transform) -> Result<Projection, String> {
     } else {
         (Func::Raw, inner)
     };
+    if let Transform::HoltWinters { fit, .. } = outer {
+        // Both counts; influxd's errors are the statement's.
+        let mut args: Vec<Option<i64>> = Vec::new();
+        while p.sym(",") {
+            let neg = p.sym("-");
+            args.push(match p.peek().cloned() {
+                Some(Tok::Num(x)) => {
+                    p.i += 1;
+                    x.parse::<i64>().ok().map(|n| if neg { -n } else { n })
+                }
+                _ => {
+                    p.i += 1;
+                    None
+                }
+            });
+        }
+        if !p.sym(")") {
+            return Err(format!("expected ), found {}", p.found()));
+        }
+        let counts = || -> Result<(i64, i64), String> {
+            let [h, m] = args[..] else {
+                return Err(format!(
+                    "invalid number of arguments for {o}, expected 3, got {}",
+                    args.len() + 1
+                ));
+            };
+            let h = h.ok_or(format!("expected integer argument as second arg in {o}"))?;
+            if h <= 0 {
+                return Err(format!("second arg to {o} must be greater than 0, got {h}"));
+            }
+            let m = m.ok_or(format!("expected integer argument as third arg in {o}"))?;
+            if m < 0 {
+                return Err(format!("third arg to {o} cannot be negative, got {m}"));
+            }
+            if inner == Func::Raw {
+                return Err(format!("must use aggregate function with {o}"));
+            }
+            Ok((h, m))
+        };
+        return Ok(match counts() {
+            Ok((h, m)) => Projection::Nested {
+                outer: Transform::HoltWinters { h, m, fit },
+                inner,
+                field,
+                unit: None,
+            },
+            Err(e) => Projection::Invalid(e),
+        });
+    }
     // A unit (derivative, elapsed) or a window (moving_average).
     let unit = if !p.sym(",") {
         None
@@ -576,6 +651,13 @@ fn nested(p: &mut P, outer: Transform) -> Result<Projection, String> {
 /// The checks influxd makes when a SELECT runs (its errors are the
 /// statement's, not the request's).
 pub(super) fn check(s: &Select) -> Result<(), String> {
+    if let Some(Projection::Invalid(e)) = s
+        .fields
+        .iter()
+        .find(|f| matches!(f, Projection::Invalid(_)))
+    {
+        return Err(e.clone());
+    }
     for f in &s.fields {
         if let Projection::Math(e) = f {
             let mut leaves = Vec::new();
@@ -619,24 +701,27 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
     if nested > 0 && nested != fields.len() && (of_raw || beside) {
         return Err("mixing transformations with other projections is not supported".into());
     }
-    if let Some(Projection::TopBottom { top, n, tag, .. }) = fields
+    if let Some(Projection::Selector { pick, n, tag, .. }) = fields
         .iter()
-        .find(|f| matches!(f, Projection::TopBottom { .. }))
+        .find(|f| matches!(f, Projection::Selector { .. }))
     {
-        let name = if *top { "top" } else { "bottom" };
+        let name = pick.name();
         if fields.len() > 1 {
             return Err(format!(
                 "selector function {name}() cannot be combined with other functions"
             ));
         }
-        match n {
-            None => {
-                let got = 1 + usize::from(tag.is_some());
+        let got = 1 + usize::from(tag.is_some()) + usize::from(n.is_some());
+        match (pick, n) {
+            (Pick::Sample, Some(n)) if *n < 1 => {
+                return Err(format!("sample window must be greater than 1, got {n}"));
+            }
+            (_, None) => {
                 return Err(format!(
                     "invalid number of arguments for {name}, expected at least 2, got {got}"
                 ));
             }
-            Some(n) if *n < 1 => {
+            (_, Some(n)) if *n < 1 => {
                 return Err(format!("limit ({n}) in {name} function must be at least 1"));
             }
             _ => {}

@@ -163,7 +163,7 @@ fn measurement_exec(
                 _ if !aggs_only(&s.fields)
                     || s.fields
                         .iter()
-                        .any(|p| matches!(p, Projection::TopBottom { .. })) =>
+                        .any(|p| matches!(p, Projection::Selector { .. })) =>
                 {
                     None
                 }
@@ -437,11 +437,12 @@ pub(super) fn keep_rows(
 
 /// Whether a SELECT transforms aggregates (then its buckets start one
 /// interval before the range, as influxd's, so that the first bucket of
-/// the range has one before it).
+/// the range has one before it; a forecast reads the range alone).
 pub(super) fn transforms(s: &Select) -> bool {
-    s.fields
-        .iter()
-        .any(|f| matches!(f, Projection::Nested { .. }))
+    s.fields.iter().any(|f| {
+        matches!(f, Projection::Nested { outer, .. }
+            if !matches!(outer, Transform::HoltWinters { .. }))
+    })
 }
 
 /// The first time a SELECT reads.

@@ -6,7 +6,8 @@ use super::ast::Transform;
 use super::values::float_json;
 
 /// `outer` over the non-null values of one column of buckets (time,
-/// value): the rows it produces.
+/// value): the rows it produces. `unit`: a derivative's unit, a moving
+/// average's window, or (Holt-Winters) the buckets' interval.
 pub(super) fn transform(outer: Transform, unit: i64, col: &[(i64, Value)]) -> Vec<(i64, Value)> {
     let mut out = Vec::new();
     let mut prev: Option<(i64, &Value)> = None;
@@ -16,6 +17,20 @@ pub(super) fn transform(outer: Transform, unit: i64, col: &[(i64, Value)]) -> Ve
         .filter(|(_, v)| !v.is_null())
         .map(|(t, v)| (*t, v))
         .collect();
+    if let Transform::HoltWinters { h, m, fit } = outer {
+        let points: Vec<(i64, f64)> = values
+            .iter()
+            .filter_map(|(t, v)| v.as_f64().map(|x| (*t, x)))
+            .collect();
+        let (h, m) = (
+            usize::try_from(h).unwrap_or(0),
+            usize::try_from(m).unwrap_or(0),
+        );
+        return super::holt_winters::holt_winters(&points, unit, h, m, fit)
+            .into_iter()
+            .map(|(t, v)| (t, float_json(v)))
+            .collect();
+    }
     if outer == Transform::MovingAverage {
         let n = usize::try_from(unit).unwrap_or(1).max(1);
         for w in values.windows(n) {

@@ -1,0 +1,180 @@
+//! `holt_winters()`, `holt_winters_with_fit()` and `sample()` answered as a
+//! real influxd 1.6.7 answers: the same points written to both. Forecasts
+//! must be the same floats (the same fit, step for step). A sample that
+//! asks for at least as many points as a bucket holds is every point, so
+//! it is compared exactly; a smaller one is random, so tsnode's is checked
+//! to be that many of the bucket's real points.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::differential::{assert_same, load};
+use common::influxd::Influxd;
+use common::procs::Procs;
+use serde_json::Value;
+
+const MIN: i64 = 60_000_000_000;
+
+/// A daily-ish wave with a trend and noise (series `a`), a step series
+/// with gaps (`b`), integers (`c`), strings and booleans.
+fn points() -> String {
+    let mut out = String::new();
+    let mut noise = 7u64;
+    for i in 0..600i64 {
+        noise = noise
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        let jitter = (noise >> 40) as f64 / (1u64 << 24) as f64;
+        let wave = (i as f64 / 24.0 * std::f64::consts::TAU).sin() * 10.0;
+        let t = i * 5 * MIN;
+        out.push_str(&format!(
+            "m,h=a v={} {t}\n",
+            50.0 + i as f64 * 0.1 + wave + jitter
+        ));
+        if (i / 40) % 3 != 2 {
+            out.push_str(&format!("m,h=b v={} {t}\n", ((i / 12) % 5) as f64 * 2.5));
+        }
+        if i % 2 == 0 {
+            out.push_str(&format!("m,h=c n={}i {t}\n", (i * 7) % 23));
+        }
+        if i % 7 == 0 {
+            out.push_str(&format!("m,h=d s=\"s{}\",ok={} {t}\n", i % 5, i % 3 == 0));
+        }
+    }
+    out
+}
+
+fn ask(http: &str, q: &str) -> (u16, Value) {
+    common::http::request(
+        "POST",
+        http,
+        "/query",
+        &[("db", "fs"), ("q", q), ("epoch", "ns")],
+        &[],
+        b"",
+    )
+}
+
+#[test]
+fn forecasts_and_samples_answer_as_influxd() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    load(&[&real.http, &ours], "fs", &points());
+    let all = format!("time >= 0 AND time < {}", 600 * 5 * MIN);
+    let half = format!("time >= {} AND time < {}", 100 * 5 * MIN, 400 * 5 * MIN);
+    let queries: Vec<String> = vec![
+        // Forecasts: seasonal and not, with the fit, over gaps, filled.
+        format!(
+            "SELECT holt_winters(mean(v), 10, 4) FROM m WHERE h = 'a' AND {all} GROUP BY time(30m)"
+        ),
+        format!(
+            "SELECT holt_winters(mean(v), 5, 0) FROM m WHERE h = 'a' AND {all} GROUP BY time(1h)"
+        ),
+        format!(
+            "SELECT holt_winters(mean(v), 5, 1) FROM m WHERE h = 'a' AND {half} GROUP BY time(1h)"
+        ),
+        format!(
+            "SELECT holt_winters_with_fit(mean(v), 6, 6) FROM m WHERE h = 'a' AND {half} GROUP BY time(1h)"
+        ),
+        format!(
+            "SELECT holt_winters_with_fit(max(v), 3, 0) FROM m WHERE {half} GROUP BY time(2h), h"
+        ),
+        format!(
+            "SELECT holt_winters(mean(v), 4, 3) FROM m WHERE h = 'b' AND {all} GROUP BY time(1h)"
+        ),
+        format!(
+            "SELECT holt_winters_with_fit(mean(v), 4, 3) FROM m WHERE h = 'b' AND {all} GROUP BY time(1h)"
+        ),
+        format!(
+            "SELECT holt_winters(mean(v), 4, 3) FROM m WHERE h = 'b' AND {all} GROUP BY time(1h) fill(0)"
+        ),
+        format!("SELECT holt_winters(sum(n), 3, 2) FROM m WHERE {all} GROUP BY time(2h)"),
+        format!("SELECT holt_winters(count(v), 2, 0) FROM m WHERE {half} GROUP BY time(3h)"),
+        format!(
+            "SELECT holt_winters(mean(v), 3, 0) AS f FROM m WHERE {half} GROUP BY time(1h) LIMIT 2"
+        ),
+        format!(
+            "SELECT holt_winters(first(v), 2, 2), holt_winters(last(v), 2, 2) FROM m WHERE {half} GROUP BY time(4h)"
+        ),
+        format!(
+            "SELECT holt_winters(mean(v), 3, 0) FROM m WHERE h = 'a' AND time >= 0 AND time < {} GROUP BY time(1h)",
+            65 * MIN
+        ),
+        format!(
+            "SELECT holt_winters(mean(v), 3, 30) FROM m WHERE h = 'a' AND {half} GROUP BY time(1h)"
+        ),
+        // Their errors.
+        "SELECT holt_winters(mean(v), 3, 0) FROM m".into(),
+        "SELECT holt_winters(v, 3, 0) FROM m".into(),
+        "SELECT holt_winters(mean(v), 3) FROM m".into(),
+        "SELECT holt_winters(mean(v), 0, 0) FROM m GROUP BY time(1h)".into(),
+        "SELECT holt_winters(mean(v), 2, -1) FROM m GROUP BY time(1h)".into(),
+        "SELECT holt_winters(mean(v), 2.5, 1) FROM m GROUP BY time(1h)".into(),
+        "SELECT holt_winters_with_fit(mean(v), 2, 'x') FROM m GROUP BY time(1h)".into(),
+        // Samples of at least a bucket's points: all of them.
+        format!("SELECT sample(v, 1000) FROM m WHERE h = 'b' AND {half}"),
+        format!("SELECT sample(v, 100) FROM m WHERE {half} GROUP BY time(2h), h LIMIT 5"),
+        format!("SELECT sample(n, 50) FROM m WHERE {all} GROUP BY time(1h) LIMIT 7 OFFSET 3"),
+        format!("SELECT sample(s, 200) FROM m WHERE {all}"),
+        format!("SELECT sample(ok, 200) AS x FROM m WHERE {all} GROUP BY h"),
+        format!(
+            "SELECT sample(v, 500) FROM m WHERE time >= 0 AND time < {} GROUP BY time(10m)",
+            60 * MIN
+        ),
+        // Their errors.
+        "SELECT sample(v) FROM m".into(),
+        "SELECT sample(v, 0) FROM m".into(),
+        "SELECT sample(v, -3) FROM m".into(),
+        "SELECT sample(v, 1.5) FROM m".into(),
+        "SELECT sample(v, h, 2) FROM m".into(),
+        "SELECT sample(v, 2, 3) FROM m".into(),
+    ];
+    assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
+
+    // Fewer than a bucket holds: as many of its real points (time and
+    // value), in time order.
+    for (q, raw) in [
+        (
+            format!("SELECT sample(v, 7) FROM m WHERE h = 'a' AND {half}"),
+            format!("SELECT v FROM m WHERE h = 'a' AND {half}"),
+        ),
+        (
+            format!("SELECT sample(v, 3) FROM m WHERE {half} GROUP BY time(2h), h"),
+            format!("SELECT v FROM m WHERE {half} GROUP BY h"),
+        ),
+    ] {
+        let rows = |v: &Value| -> Vec<(i64, String)> {
+            let mut out = Vec::new();
+            for s in v["results"][0]["series"].as_array().into_iter().flatten() {
+                for r in s["values"].as_array().into_iter().flatten() {
+                    out.push((r[0].as_i64().unwrap_or(-1), r[1].to_string()));
+                }
+            }
+            out
+        };
+        let (code, theirs) = ask(&real.http, &q);
+        let (code2, mine) = ask(&ours, &q);
+        assert_eq!((code, code2), (200, 200), "{q}: {mine}");
+        let (t, m) = (rows(&theirs), rows(&mine));
+        assert_eq!(t.len(), m.len(), "{q}: influxd {theirs}, tsnode {mine}");
+        let real_points: BTreeSet<(i64, String)> =
+            rows(&ask(&real.http, &raw).1).into_iter().collect();
+        assert!(m.iter().all(|p| real_points.contains(p)), "{q}: {mine}");
+        // Each series' rows in time order.
+        for s in mine["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let times: Vec<i64> = s["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r[0].as_i64().unwrap_or(-1))
+                .collect();
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "{q}: {mine}");
+        }
+    }
+}
