@@ -178,3 +178,59 @@ fn forecasts_and_samples_answer_as_influxd() {
         }
     }
 }
+
+#[test]
+fn indicators_answer_as_influxd() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    load(&[&real.http, &ours], "fs", &points());
+    let half = format!("time >= {} AND time < {}", 100 * 5 * MIN, 300 * 5 * MIN);
+    let short = format!("time >= {} AND time < {}", 100 * 5 * MIN, 130 * 5 * MIN);
+    let mut queries: Vec<String> = Vec::new();
+    for f in [
+        "exponential_moving_average",
+        "double_exponential_moving_average",
+        "triple_exponential_moving_average",
+        "relative_strength_index",
+        "triple_exponential_derivative",
+        "kaufmans_efficiency_ratio",
+        "kaufmans_adaptive_moving_average",
+        "chande_momentum_oscillator",
+    ] {
+        queries.extend([
+            format!("SELECT {f}(v, 4) FROM m WHERE h = 'a' AND {short}"),
+            format!("SELECT {f}(v, 3) FROM m WHERE {short} GROUP BY h"),
+            format!("SELECT {f}(mean(v), 5) FROM m WHERE {half} GROUP BY time(1h), h"),
+            format!("SELECT {f}(mean(v), 3, 0) FROM m WHERE h = 'b' AND {half} GROUP BY time(1h)"),
+            format!("SELECT {f}(max(v), 2, 1) FROM m WHERE {half} GROUP BY time(2h) fill(0)"),
+            format!("SELECT {f}(n, 6, 2) FROM m WHERE {short}"),
+            format!("SELECT {f}(v, 0) FROM m"),
+            format!("SELECT {f}(v, 2.5) FROM m"),
+            format!("SELECT {f}(v) FROM m"),
+            format!("SELECT {f}(v, 2, -2) FROM m"),
+            format!("SELECT {f}(v, 2, 'x') FROM m"),
+            format!("SELECT {f}(mean(v), 2) FROM m"),
+            format!("SELECT {f}(v, 2) FROM m WHERE {short} GROUP BY time(1h)"),
+        ]);
+        if !f.starts_with("kaufmans") {
+            queries.extend([
+                format!("SELECT {f}(v, 4, -1, 'simple') FROM m WHERE h = 'a' AND {short}"),
+                format!(
+                    "SELECT {f}(mean(v), 3, 1, 'simple') FROM m WHERE {half} GROUP BY time(1h)"
+                ),
+                format!("SELECT {f}(v, 2, 0, 'none') FROM m WHERE h = 'a' AND {short}"),
+                format!("SELECT {f}(v, 2, 0, 3) FROM m"),
+            ]);
+        } else {
+            queries.push(format!("SELECT {f}(v, 2, 0, 'simple') FROM m"));
+        }
+    }
+    queries.push(format!(
+        "SELECT chande_momentum_oscillator(v, 5, -1, 'exponential') FROM m WHERE h = 'a' AND {short}"
+    ));
+    queries.push(format!(
+        "SELECT triple_exponential_derivative(v, 2, 0) FROM m WHERE {short}"
+    ));
+    assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
+}

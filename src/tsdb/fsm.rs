@@ -177,6 +177,7 @@ impl Tsdb {
         let done: Vec<MergeResult> =
             std::mem::take(&mut *self.merger.done.lock().unwrap_or_else(|p| p.into_inner()));
         let mut n = 0;
+        let mut touched = Vec::new();
         for (job, r) in done {
             self.merger.running.remove(&job.shard_id);
             match (r, self.shards.get_mut(&job.shard_id)) {
@@ -184,6 +185,7 @@ impl Tsdb {
                     let inputs: Vec<String> = job.inputs.iter().map(|f| f.name.clone()).collect();
                     if shard.install_merge(&inputs, out) {
                         n += 1;
+                        touched.push(job.shard_id);
                     }
                 }
                 (Ok(out), None) => {
@@ -194,6 +196,12 @@ impl Tsdb {
                     let _ = std::fs::remove_file(&job.out_path);
                 }
             }
+        }
+        // Flushes while a merge ran planned nothing for its shard: plan
+        // the next one now, so that files keep being merged after the
+        // writes stop (not after a failure, which would only repeat).
+        for shard_id in touched {
+            self.maybe_merge(shard_id);
         }
         n
     }

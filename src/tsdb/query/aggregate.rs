@@ -314,14 +314,24 @@ pub(super) fn aggregate_rows(
             | Projection::Invalid(_) => {}
         }
     }
+    let windows = s.group_time.map(|(iv, off)| Windows::new(iv, off, s.tz));
     let pts: Vec<Vec<(i64, FieldValue)>> = targets
         .iter()
-        .map(|(_, fld, _)| {
+        .map(|(f, fld, _)| {
             let mut v: Vec<(i64, FieldValue)> = members
                 .iter()
                 .flat_map(|(_, fs)| fs.get(fld).cloned().unwrap_or_default())
                 .collect();
-            v.sort_by_key(|p| p.0);
+            // Sums add a bucket's points series by series (each in time
+            // order), as influxd's reducers receive them, so that their
+            // floats round alike; the rest read a bucket in time order.
+            match (f, windows) {
+                (Func::Sum | Func::Mean | Func::Stddev, None) => {}
+                (Func::Sum | Func::Mean | Func::Stddev, Some(w)) => {
+                    v.sort_by_cached_key(|p| w.start(p.0));
+                }
+                _ => v.sort_by_key(|p| p.0),
+            }
             v
         })
         .collect();
@@ -378,9 +388,9 @@ pub(super) fn aggregate_rows(
         row.extend(project(&outs, cells));
         return Ok(Some((columns, vec![Value::Array(row)])));
     };
-    let w = Windows::new(iv, off, s.tz);
-    let first_point = pts.iter().filter_map(|p| p.first()).map(|p| p.0).min();
-    let last_point = pts.iter().filter_map(|p| p.last()).map(|p| p.0).max();
+    let w = windows.unwrap_or_else(|| Windows::new(iv, off, s.tz));
+    let first_point = pts.iter().flatten().map(|p| p.0).min();
+    let last_point = pts.iter().flatten().map(|p| p.0).max();
     outers.resize(targets.len(), None);
     let (Some(lo), Some(hi)) = (
         if s.has_min {
@@ -492,7 +502,9 @@ fn transformed(
             default_unit
         };
         for (t, v) in transform(*outer, unit.unwrap_or(default), &cols[c]) {
-            if t >= first {
+            // Indicators answer from the bucket before the range too
+            // once their hold period allows (as influxd's).
+            if t >= first || matches!(outer, Transform::Indicator(_)) {
                 by_time
                     .entry(t)
                     .or_insert_with(|| vec![(Value::Null, true); outers.len()])[c] = (v, false);

@@ -407,6 +407,9 @@ pub enum Transform {
         /// `holt_winters_with_fit`.
         fit: bool,
     },
+    /// An exponential average, a momentum or an efficiency indicator
+    /// (`exponential_moving_average(field, period[, hold[, warmup]])`, …).
+    Indicator(super::indicators::Indicator),
 }
 
 impl Transform {
@@ -420,6 +423,19 @@ impl Transform {
             "cumulative_sum" => Transform::CumulativeSum,
             "moving_average" => Transform::MovingAverage,
             "elapsed" => Transform::Elapsed,
+            n if super::indicators::IndicatorKind::from_name(n).is_some() => {
+                let kind = super::indicators::IndicatorKind::from_name(n)?;
+                Transform::Indicator(super::indicators::Indicator {
+                    kind,
+                    period: 0,
+                    hold: -1,
+                    warmup: if kind == super::indicators::IndicatorKind::Cmo {
+                        super::indicators::Warmup::None
+                    } else {
+                        super::indicators::Warmup::Exponential
+                    },
+                })
+            }
             "holt_winters" => Transform::HoltWinters {
                 h: 0,
                 m: 0,
@@ -446,6 +462,7 @@ impl Transform {
             Transform::Elapsed => "elapsed",
             Transform::HoltWinters { fit: false, .. } => "holt_winters",
             Transform::HoltWinters { fit: true, .. } => "holt_winters_with_fit",
+            Transform::Indicator(i) => i.kind.name(),
         }
     }
 }

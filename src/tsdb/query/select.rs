@@ -570,6 +570,9 @@ fn nested(p: &mut P, outer: Transform) -> Result<Projection, String> {
     } else {
         (Func::Raw, inner)
     };
+    if let Transform::Indicator(ind) = outer {
+        return indicator_args(p, ind, inner, field);
+    }
     if let Transform::HoltWinters { fit, .. } = outer {
         // Both counts; influxd's errors are the statement's.
         let mut args: Vec<Option<i64>> = Vec::new();
@@ -645,6 +648,105 @@ fn nested(p: &mut P, outer: Transform) -> Result<Projection, String> {
         inner,
         field,
         unit,
+    })
+}
+
+/// The arguments of an indicator after its column (`, period[, hold[,
+/// 'warmup']])`, through the closing parenthesis); influxd's errors for
+/// bad ones are the statement's.
+fn indicator_args(
+    p: &mut P,
+    mut ind: super::indicators::Indicator,
+    inner: Func,
+    field: String,
+) -> Result<Projection, String> {
+    use super::indicators::{IndicatorKind, Warmup};
+    enum Arg {
+        Int(i64),
+        Str(String),
+        Other,
+    }
+    let mut args = Vec::new();
+    while p.sym(",") {
+        let neg = p.sym("-");
+        let t = p.peek().cloned();
+        p.i += 1;
+        args.push(match t {
+            Some(Tok::Num(x)) => x
+                .parse::<i64>()
+                .map_or(Arg::Other, |n| Arg::Int(if neg { -n } else { n })),
+            Some(Tok::Str(x)) => Arg::Str(x),
+            _ => Arg::Other,
+        });
+    }
+    if !p.sym(")") {
+        return Err(format!("expected ), found {}", p.found()));
+    }
+    let name = ind.kind.name();
+    let got = args.len() + 1;
+    let max = ind.kind.max_args();
+    let mut checked = || -> Result<super::indicators::Indicator, String> {
+        if !(2..=max).contains(&got) {
+            return Err(format!(
+                "invalid number of arguments for {name}, expected at least 2 but no more than {max}, got {got}"
+            ));
+        }
+        match args[0] {
+            Arg::Int(n) if n < 1 => {
+                return Err(format!("{name} period must be greater than or equal to 1"));
+            }
+            Arg::Int(n) => ind.period = n,
+            _ => return Err(format!("{name} period must be an integer")),
+        }
+        match args.get(1) {
+            None => {}
+            Some(Arg::Int(h)) => {
+                if ind.kind == IndicatorKind::Trix && *h < 1 && *h != -1 {
+                    return Err(format!(
+                        "{name} hold period must be greater than or equal to 1"
+                    ));
+                }
+                if *h < 0 && *h != -1 {
+                    return Err(format!(
+                        "{name} hold period must be greater than or equal to 0"
+                    ));
+                }
+                ind.hold = *h;
+            }
+            Some(_) => return Err(format!("{name} hold period must be an integer")),
+        }
+        let cmo = ind.kind == IndicatorKind::Cmo;
+        match args.get(2) {
+            None => {}
+            Some(Arg::Str(w)) => {
+                ind.warmup = match w.as_str() {
+                    "exponential" => Warmup::Exponential,
+                    "simple" => Warmup::Simple,
+                    "none" if cmo => Warmup::None,
+                    _ if cmo => {
+                        return Err(format!(
+                            "{name} warmup type must be one of: 'none' 'exponential' 'simple'"
+                        ));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{name} warmup type must be one of: 'exponential' 'simple'"
+                        ));
+                    }
+                }
+            }
+            Some(_) => return Err(format!("{name} warmup type must be a string")),
+        }
+        Ok(ind)
+    };
+    Ok(match checked() {
+        Ok(ind) => Projection::Nested {
+            outer: Transform::Indicator(ind),
+            inner,
+            field,
+            unit: None,
+        },
+        Err(e) => Projection::Invalid(e),
     })
 }
 

@@ -17,6 +17,16 @@ pub(super) fn transform(outer: Transform, unit: i64, col: &[(i64, Value)]) -> Ve
         .filter(|(_, v)| !v.is_null())
         .map(|(t, v)| (*t, v))
         .collect();
+    if let Transform::Indicator(ind) = outer {
+        let points: Vec<(i64, f64)> = values
+            .iter()
+            .filter_map(|(t, v)| v.as_f64().map(|x| (*t, x)))
+            .collect();
+        return super::indicators::indicator(ind, &points)
+            .into_iter()
+            .map(|(t, v)| (t, float_json(v)))
+            .collect();
+    }
     if let Transform::HoltWinters { h, m, fit } = outer {
         let points: Vec<(i64, f64)> = values
             .iter()
