@@ -137,6 +137,14 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT derivative(v) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(4ns)",
         "SELECT derivative(v), v FROM md",
         "SELECT difference(v), cumulative_sum(v) FROM md",
+        // Transformations of raw points beside aggregates: one series, the
+        // aggregates' row at the range's start.
+        "SELECT derivative(v), mean(v) FROM md",
+        "SELECT difference(v), max(v), count(i) FROM md WHERE time >= 2 AND time < 9",
+        "SELECT cumulative_sum(i), sum(i) FROM md GROUP BY h",
+        "SELECT moving_average(v, 2), first(v) FROM md WHERE time >= 3",
+        "SELECT derivative(v), mean(v) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(4ns)",
+        "SELECT derivative(v), mean(v) * 2 FROM md",
         "SELECT derivative(v, 1m) FROM cpu WHERE host = 'a'",
         // Subqueries.
         "SELECT mean(max) FROM (SELECT max(v) FROM cpu GROUP BY host)",

@@ -342,8 +342,10 @@ pub(super) fn aggregate_rows(
     if let [Projection::Selector { .. }] = &s.fields[..] {
         return Ok(selector_rows(s, members, epoch));
     }
-    // Transformations of the raw points: over every point, in time order.
-    if s.fields.iter().all(|f| {
+    // Transformations of the raw points: over every point, in time order;
+    // beside aggregates (no GROUP BY time), the aggregates' row joins them
+    // at the range's start, as influxd's rows meet by time.
+    if s.fields.iter().any(|f| {
         matches!(
             f,
             Projection::Nested {
@@ -354,9 +356,29 @@ pub(super) fn aggregate_rows(
     }) {
         let cols: Vec<Vec<(i64, Value)>> = pts
             .iter()
-            .map(|p| p.iter().map(|(t, v)| (*t, to_json(v))).collect())
+            .zip(&targets)
+            .map(|(p, (f, ..))| match f {
+                Func::Raw => p.iter().map(|(t, v)| (*t, to_json(v))).collect(),
+                _ => Vec::new(),
+            })
             .collect();
-        let rows = transformed(&outers, &cols, 1_000_000_000, i64::MIN);
+        let mut rows = transformed(&outers, &cols, 1_000_000_000, i64::MIN);
+        let aggregated = targets
+            .iter()
+            .zip(&pts)
+            .any(|((f, ..), p)| *f != Func::Raw && !p.is_empty());
+        if aggregated {
+            let t = if s.has_min { s.min } else { 0 };
+            let at = rows.partition_point(|r| r.0 < t);
+            if rows.get(at).is_none_or(|r| r.0 != t) {
+                rows.insert(at, (t, vec![(Value::Null, true); targets.len()]));
+            }
+            for (c, ((f, fld, _), p)) in targets.iter().zip(&pts).enumerate() {
+                if *f != Func::Raw {
+                    rows[at].1[c] = (aggregate(*f, fld, p)?.0, p.is_empty());
+                }
+            }
+        }
         return Ok(finish(s, rows, &outs, columns, epoch));
     }
     let Some((iv, off)) = s.group_time else {

@@ -786,21 +786,14 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
     if mixed || (aggs > 0 && aggs != fields.len()) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
     }
-    // Transformations of aggregates may stand beside aggregates; those of
-    // raw points stand alone.
-    let of_raw = fields.iter().any(|f| {
-        matches!(
-            f,
-            Projection::Nested {
-                inner: Func::Raw,
-                ..
-            }
-        )
+    // Transformations (of raw points or of aggregates) may stand beside
+    // aggregates, nothing else.
+    let beside = fields.iter().any(|f| match f {
+        Projection::Nested { .. } | Projection::Agg(..) => false,
+        Projection::Math(e) => !e.has_call(),
+        _ => true,
     });
-    let beside = fields
-        .iter()
-        .any(|f| !matches!(f, Projection::Nested { .. } | Projection::Agg(..)));
-    if nested > 0 && nested != fields.len() && (of_raw || beside) {
+    if nested > 0 && nested != fields.len() && beside {
         return Err("mixing transformations with other projections is not supported".into());
     }
     if let Some(Projection::Selector { pick, n, tag, .. }) = fields
