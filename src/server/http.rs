@@ -76,6 +76,7 @@ impl Default for HttpLimits {
 
 /// The router for a node.
 pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticator>) -> Router {
+    super::stats::mark_started();
     let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
     let read_timeout = limits.read_timeout;
     let series_limits = limits.series;
@@ -90,6 +91,7 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
         .route("/members", post(add_member))
         .route("/members/{id}", delete(remove_member))
         .route("/metrics", get(metrics))
+        .route("/debug/vars", get(debug_vars))
         .route(
             "/import",
             post(super::import::import).layer(axum::extract::DefaultBodyLimit::disable()),
@@ -634,6 +636,15 @@ async fn query_handler(
                         }
                     }
                     query::Statement::ShowQueries => queries.show(),
+                    query::Statement::ShowStats(module) => {
+                        let stats = super::stats::statistics(&node, &queries)
+                            .await
+                            .map_err(raft_error)?;
+                        super::stats::show_stats(&stats, module.as_deref())
+                    }
+                    query::Statement::ShowDiagnostics => super::stats::show_diagnostics(&node)
+                        .await
+                        .map_err(raft_error)?,
                     query::Statement::KillQuery(id) => match queries.kill(*id) {
                         Ok(()) => json!({}),
                         Err(e) => json!({ "error": e }),
@@ -918,6 +929,18 @@ async fn remove_member(State(node): State<NodeHandle<Tsdb>>, Path(id): Path<Stri
         .await
     {
         Ok(index) => Json(json!({ "index": index })).into_response(),
+        Err(e) => raft_error(e),
+    }
+}
+
+/// `/debug/vars`: the node's statistics as influxd's expvar document
+/// (what Telegraf's `influxdb` input reads).
+async fn debug_vars(
+    State(node): State<NodeHandle<Tsdb>>,
+    Extension(queries): Extension<Arc<QueryRegistry>>,
+) -> Response {
+    match super::stats::statistics(&node, &queries).await {
+        Ok(stats) => Json(super::stats::debug_vars(&stats)).into_response(),
         Err(e) => raft_error(e),
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod query_format;
 pub mod retention;
 pub mod select_into;
 pub mod serve;
+pub mod stats;
 pub mod tls;
 pub mod write_throttle;
 

@@ -36,6 +36,10 @@ pub struct QueryRegistry {
     timeout: Duration,
     /// Reads that stopped early because their query was interrupted.
     reads_interrupted: AtomicU64,
+    /// Queries finished (their guard dropped).
+    finished: AtomicU64,
+    /// Their summed durations, ns.
+    duration_ns: AtomicU64,
 }
 
 /// A registered query; dropped when it ends (or its client goes away).
@@ -89,6 +93,18 @@ impl QueryRegistry {
     /// Reads that stopped early for an interrupted query.
     pub fn reads_interrupted(&self) -> u64 {
         self.reads_interrupted.load(Ordering::Relaxed)
+    }
+
+    /// (running, started, finished, summed duration in ns) of queries
+    /// since the node started, as influxd's `queryExecutor` statistics.
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        let running = self.lock().len() as u64;
+        (
+            running,
+            self.next.load(Ordering::Relaxed),
+            self.finished.load(Ordering::Relaxed),
+            self.duration_ns.load(Ordering::Relaxed),
+        )
     }
 
     /// The `SHOW QUERIES` result.
@@ -171,7 +187,11 @@ impl Drop for QueryGuard {
     fn drop(&mut self) {
         // A read still running for it (its client gone) stops.
         self.state.store(KILLED, Ordering::Relaxed);
-        self.registry.lock().remove(&self.id);
+        if let Some(r) = self.registry.lock().remove(&self.id) {
+            let ns = u64::try_from(r.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.registry.finished.fetch_add(1, Ordering::Relaxed);
+            self.registry.duration_ns.fetch_add(ns, Ordering::Relaxed);
+        }
     }
 }
 

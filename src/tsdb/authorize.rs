@@ -38,7 +38,11 @@ pub fn needed(stmt: &Statement) -> Needed {
             Needed::On(Privilege::Write, Some(db.clone()))
         }
         Statement::ShowContinuousQueries => Needed::On(Privilege::Read, None),
-        Statement::ShowShards | Statement::ShowShardGroups => Needed::Admin,
+        Statement::ShowShards
+        | Statement::ShowShardGroups
+        | Statement::ShowStats(_)
+        | Statement::ShowDiagnostics
+        | Statement::ShowSubscriptions => Needed::Admin,
         Statement::DropSeries { .. } | Statement::DropMeasurement(_) => {
             Needed::On(Privilege::All, None)
         }

@@ -17,6 +17,7 @@ use super::line_protocol::{FieldValue, Point, series_key};
 use super::meta::Metastore;
 use super::series_index::SeriesIndex;
 use super::shard::{MergeJob, Shard, ShardView};
+use super::statistics::Statistic;
 use super::tsm::KEY_FIELD_SEPARATOR;
 use crate::proto::tsdb::{
     self as pb, Command, CommandResult, command::Cmd, field::Value as PbValue,
@@ -1012,6 +1013,53 @@ impl TsdbView {
             }
         }
         Ok(out)
+    }
+
+    /// influxd's `database` statistics (measurements and series of each
+    /// database) and `shard` statistics (size on disk, files, series and
+    /// cached values of each shard) of this view.
+    pub fn statistics(&self) -> Vec<Statistic> {
+        let mut out = Vec::new();
+        for db in self.meta.databases.keys() {
+            let mut series: BTreeSet<String> = BTreeSet::new();
+            let mut shards = Vec::new();
+            for (sdb, rp, id, _, _) in self.meta.shards() {
+                let Some(shard) = self.shards.get(&id).filter(|_| &sdb == db) else {
+                    continue;
+                };
+                let mut here: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                for m in shard.measurements() {
+                    shard.series(&m, &[], &mut here);
+                }
+                let (disk, files, cached) = shard.sizes();
+                shards.push(Statistic::new(
+                    "shard",
+                    &[
+                        ("database", db),
+                        ("engine", "tsm1"),
+                        ("id", &id.to_string()),
+                        ("retentionPolicy", &rp),
+                    ],
+                    &[
+                        ("diskBytes", disk),
+                        ("numFiles", files as u64),
+                        ("numSeries", here.len() as u64),
+                        ("cachedValues", cached as u64),
+                    ],
+                ));
+                series.extend(here.into_keys());
+            }
+            out.push(Statistic::new(
+                "database",
+                &[("database", db)],
+                &[
+                    ("numMeasurements", self.measurements(db).len() as u64),
+                    ("numSeries", series.len() as u64),
+                ],
+            ));
+            out.extend(shards);
+        }
+        out
     }
 
     /// Every shard of `db` (all retention policies) held here.

@@ -10,6 +10,7 @@ pub mod meta;
 pub mod query;
 pub mod series_index;
 pub mod shard;
+pub mod statistics;
 pub mod timefmt;
 pub mod tsm;
 pub mod users;

@@ -661,6 +661,21 @@ pub struct ShardView {
 }
 
 impl ShardView {
+    /// (bytes of its TSM files, how many, values held in its cache).
+    pub fn sizes(&self) -> (u64, usize, usize) {
+        let cached = self
+            .frozen
+            .iter()
+            .flat_map(|seg| seg.map.values())
+            .map(|c| c.points.len())
+            .sum();
+        (
+            self.files.iter().map(|f| f.size).sum(),
+            self.files.len(),
+            cached,
+        )
+    }
+
     /// Every measurement (from the series index of its files and cache).
     pub fn measurements(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();

@@ -101,6 +101,14 @@ pub enum Statement {
     ShowGrants(String),
     /// `SHOW QUERIES` (answered by the HTTP layer, which runs them)
     ShowQueries,
+    /// `SHOW STATS [FOR 'module']`: the node's statistics (answered by the
+    /// server, which holds them).
+    ShowStats(Option<String>),
+    /// `SHOW DIAGNOSTICS`: what the node runs and how it is configured
+    /// (answered by the server).
+    ShowDiagnostics,
+    /// `SHOW SUBSCRIPTIONS`: none are kept (writes are not forwarded).
+    ShowSubscriptions,
     /// `KILL QUERY id [ON "host"]`
     KillQuery(u64),
     /// `SHOW TAG KEYS [FROM m]`

@@ -68,6 +68,8 @@ pub fn execute_read_as(
             json!({ "series": series })
         }
         Statement::ShowShards | Statement::ShowShardGroups => show_shards(t, stmt),
+        // No subscription is kept: writes are not forwarded anywhere.
+        Statement::ShowSubscriptions => json!({}),
         Statement::ShowUsers => {
             let vals: Vec<Value> = t
                 .meta()

@@ -286,6 +286,24 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         if p.kw("QUERIES") {
             return Ok(Statement::ShowQueries);
         }
+        if p.kw("DIAGNOSTICS") {
+            return Ok(Statement::ShowDiagnostics);
+        }
+        if p.kw("SUBSCRIPTIONS") {
+            return Ok(Statement::ShowSubscriptions);
+        }
+        if p.kw("STATS") {
+            if !p.kw("FOR") {
+                return Ok(Statement::ShowStats(None));
+            }
+            return match p.peek().cloned() {
+                Some(Tok::Str(m)) => {
+                    p.i += 1;
+                    Ok(Statement::ShowStats(Some(m)))
+                }
+                _ => Err(format!("found {}, expected string", p.found())),
+            };
+        }
         if let Some(c) = cardinality(p, now)? {
             return Ok(c);
         }

@@ -1,0 +1,163 @@
+//! `SHOW STATS`, `/debug/vars`, `SHOW DIAGNOSTICS` and `SHOW SUBSCRIPTIONS`
+//! beside a real influxd 1.6.7 with the same points: the `database`
+//! statistics (measurements and series of each database) are the same
+//! numbers, the shapes are influxd's (series per module with its tags,
+//! `/debug/vars` keyed `module:tag values` with `name`, `tags`, `values`),
+//! and the counters move as queries run.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::differential::load;
+use common::influxd::Influxd;
+use common::procs::Procs;
+use serde_json::Value;
+
+fn ask(http: &str, q: &str) -> (u16, Value) {
+    common::http::request("POST", http, "/query", &[("q", q)], &[], b"")
+}
+
+/// (database → (numMeasurements, numSeries)) from a `SHOW STATS FOR
+/// 'database'` answer (influxd lists databases in map order).
+fn per_database(v: &Value) -> BTreeMap<String, (i64, i64)> {
+    let mut out = BTreeMap::new();
+    for s in v["results"][0]["series"].as_array().into_iter().flatten() {
+        assert_eq!(s["name"], "database");
+        let cols: Vec<&str> = s["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(cols, ["numMeasurements", "numSeries"]);
+        let row = &s["values"][0];
+        out.insert(
+            s["tags"]["database"].as_str().unwrap_or("").to_string(),
+            (row[0].as_i64().unwrap_or(-1), row[1].as_i64().unwrap_or(-1)),
+        );
+    }
+    out
+}
+
+#[test]
+fn statistics_and_diagnostics_answer_in_influxds_shapes() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    load(
+        &[&real.http, &ours],
+        "st",
+        "cpu,host=a v=1 1\ncpu,host=b v=2 2\nmem,host=a,dc=x free=3i 3\nmem v=4i 700000000000000000\n",
+    );
+    load(&[&real.http, &ours], "st2", "disk,dev=sda used=1 1\n");
+
+    let theirs = per_database(&ask(&real.http, "SHOW STATS FOR 'database'").1);
+    let mine = per_database(&ask(&ours, "SHOW STATS FOR 'database'").1);
+    assert_eq!(mine.get("st"), Some(&(2, 4)), "{mine:?}");
+    for db in ["st", "st2"] {
+        assert_eq!(
+            theirs.get(db),
+            mine.get(db),
+            "{db}: influxd {theirs:?}, tsnode {mine:?}"
+        );
+    }
+
+    // Shards: one series per shard with influxd's tags, on disk once flushed.
+    p.snapshot(p.leader());
+    let (code, v) = ask(&ours, "SHOW STATS FOR 'shard'");
+    assert_eq!(code, 200, "{v}");
+    let shards = v["results"][0]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(shards.len() >= 3, "{v}");
+    for s in &shards {
+        for tag in ["database", "engine", "id", "retentionPolicy"] {
+            assert!(s["tags"][tag].is_string(), "{tag} missing: {s}");
+        }
+    }
+    let disk: i64 = shards
+        .iter()
+        .map(|s| {
+            let cols = s["columns"].as_array().cloned().unwrap_or_default();
+            let at = cols
+                .iter()
+                .position(|c| c == "diskBytes")
+                .unwrap_or(usize::MAX);
+            s["values"][0][at].as_i64().unwrap_or(0)
+        })
+        .sum();
+    assert!(disk > 0, "{v}");
+
+    // Query counters as influxd names them, moving as queries run.
+    let executed = |http: &str| {
+        let (_, v) = ask(http, "SHOW STATS FOR 'queryExecutor'");
+        let s = &v["results"][0]["series"][0];
+        let cols: Vec<String> = s["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect();
+        let at = cols.iter().position(|c| c == "queriesExecuted");
+        (
+            cols.clone(),
+            at.and_then(|i| s["values"][0][i].as_i64()).unwrap_or(-1),
+        )
+    };
+    let (their_cols, _) = executed(&real.http);
+    let (my_cols, before) = executed(&ours);
+    assert_eq!(their_cols, my_cols);
+    ask(&ours, "SHOW DATABASES");
+    assert!(executed(&ours).1 >= before + 2);
+
+    // An unknown module: no series, as influxd.
+    assert_eq!(
+        ask(&real.http, "SHOW STATS FOR 'nosuch'"),
+        ask(&ours, "SHOW STATS FOR 'nosuch'")
+    );
+    assert_eq!(
+        ask(&real.http, "SHOW SUBSCRIPTIONS"),
+        ask(&ours, "SHOW SUBSCRIPTIONS")
+    );
+
+    // /debug/vars: the same keys for the databases, the same numbers.
+    let vars = |http: &str| {
+        let (code, v) = common::http::request("GET", http, "/debug/vars", &[], &[], b"");
+        assert_eq!(code, 200, "{http}: {v}");
+        v
+    };
+    let (t, m) = (vars(&real.http), vars(&ours));
+    for key in ["database:st", "database:st2"] {
+        assert_eq!(t[key]["values"], m[key]["values"], "{key}");
+        assert_eq!(t[key]["tags"], m[key]["tags"], "{key}");
+    }
+    assert!(
+        m["system"]["uptime"].is_u64() && m["cmdline"].is_array(),
+        "{m}"
+    );
+    assert!(
+        m["queryExecutor"]["values"]["queriesExecuted"].is_u64(),
+        "{m}"
+    );
+
+    // Diagnostics: influxd's series for the build, the network and the
+    // system, with its columns.
+    let (code, d) = ask(&ours, "SHOW DIAGNOSTICS");
+    assert_eq!(code, 200, "{d}");
+    let (_, real_d) = ask(&real.http, "SHOW DIAGNOSTICS");
+    let series = |v: &Value| -> BTreeMap<String, Value> {
+        v["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| (s["name"].as_str().unwrap_or("").to_string(), s.clone()))
+            .collect()
+    };
+    let (theirs, mine) = (series(&real_d), series(&d));
+    for name in ["build", "network", "system"] {
+        assert_eq!(theirs[name]["columns"], mine[name]["columns"], "{name}");
+    }
+    assert_eq!(mine["raft"]["values"][0][3], "leader", "{d}");
+}
