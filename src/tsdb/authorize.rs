@@ -21,7 +21,9 @@ pub enum Needed {
 /// What `stmt` requires (InfluxQL's `RequiredPrivileges`).
 pub fn needed(stmt: &Statement) -> Needed {
     match stmt {
-        Statement::Select(s) => Needed::On(Privilege::Read, s.db.clone()),
+        Statement::Select(s) | Statement::Explain { select: s, .. } => {
+            Needed::On(Privilege::Read, s.db.clone())
+        }
         Statement::ShowDatabases => Needed::Nothing,
         Statement::ShowQueries
         | Statement::ShowTagKeys(_)

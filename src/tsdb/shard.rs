@@ -676,6 +676,44 @@ impl ShardView {
         )
     }
 
+    /// What reading `key` over `[min, max]` costs here, as influxd counts
+    /// it for `EXPLAIN`: (values cached in the range, files with a block
+    /// reaching into it, those blocks, their bytes). Like influxd's, a
+    /// file or block counts when it ends after `min` and starts before
+    /// `max`.
+    pub fn cost(&self, key: &str, min: i64, max: i64) -> (u64, u64, u64, u64) {
+        let cached = self
+            .frozen
+            .iter()
+            .filter_map(|seg| seg.map.get(key))
+            .map(|c| {
+                c.points
+                    .iter()
+                    .filter(|(t, _)| *t >= min && *t <= max)
+                    .count() as u64
+            })
+            .sum();
+        let (mut files, mut blocks, mut bytes) = (0, 0, 0);
+        for f in &self.files {
+            let Some((lo, hi)) = f.reader.time_range() else {
+                continue;
+            };
+            if !(hi > min && lo < max) {
+                continue;
+            }
+            let mut read = false;
+            for e in f.reader.entries(key).unwrap_or(&[]) {
+                if e.max_time > min && e.min_time < max {
+                    blocks += 1;
+                    bytes += u64::from(e.size);
+                    read = true;
+                }
+            }
+            files += u64::from(read);
+        }
+        (cached, files, blocks, bytes)
+    }
+
     /// Every measurement (from the series index of its files and cache).
     pub fn measurements(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();

@@ -104,6 +104,13 @@ pub enum Statement {
     /// `SHOW STATS [FOR 'module']`: the node's statistics (answered by the
     /// server, which holds them).
     ShowStats(Option<String>),
+    /// `EXPLAIN [ANALYZE] SELECT …`: the query plan (ANALYZE: refused).
+    Explain {
+        /// The statement explained.
+        select: Box<Select>,
+        /// `EXPLAIN ANALYZE`.
+        analyze: bool,
+    },
     /// `SHOW DIAGNOSTICS`: what the node runs and how it is configured
     /// (answered by the server).
     ShowDiagnostics,

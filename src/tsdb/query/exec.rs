@@ -68,6 +68,13 @@ pub fn execute_read_as(
             json!({ "series": series })
         }
         Statement::ShowShards | Statement::ShowShardGroups => show_shards(t, stmt),
+        Statement::Explain { analyze: true, .. } => {
+            err("EXPLAIN ANALYZE is not supported: use EXPLAIN for the plan".into())
+        }
+        Statement::Explain { select, .. } => match super::explain::explain(t, db, select) {
+            Ok(v) => v,
+            Err(e) => err(e),
+        },
         // No subscription is kept: writes are not forwarded anywhere.
         Statement::ShowSubscriptions => json!({}),
         Statement::ShowUsers => {

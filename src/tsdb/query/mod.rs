@@ -13,6 +13,7 @@ mod command;
 mod cond;
 mod delete;
 mod exec;
+mod explain;
 mod fill;
 mod filter;
 mod holt_winters;

@@ -390,6 +390,14 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
     if p.kw("SELECT") {
         return select(p, now).map(|s| Statement::Select(Box::new(s)));
     }
+    if p.kw("EXPLAIN") {
+        let analyze = p.kw("ANALYZE");
+        p.expect_kw("SELECT")?;
+        return select(p, now).map(|s| Statement::Explain {
+            select: Box::new(s),
+            analyze,
+        });
+    }
     Err(format!(
         "found {}, expected SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL",
         p.found()

@@ -324,6 +324,18 @@ impl TsmReader {
         self.index.get(ordinal as usize).map(|(k, _, _)| k.as_str())
     }
 
+    /// The first and last times of every block in the file (`None` when
+    /// it holds none).
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        self.index
+            .iter()
+            .flat_map(|(_, _, entries)| entries)
+            .fold(None, |acc, e| match acc {
+                None => Some((e.min_time, e.max_time)),
+                Some((lo, hi)) => Some((lo.min(e.min_time), hi.max(e.max_time))),
+            })
+    }
+
     /// The blocks of `key`.
     pub fn entries(&self, key: &str) -> Option<&[IndexEntry]> {
         self.index
