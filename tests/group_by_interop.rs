@@ -151,6 +151,18 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         "SELECT derivative(mean(v)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) fill(0)".into(),
         "SELECT difference(sum(n)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(2m)".into(),
         "SELECT cumulative_sum(mean(v)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m)".into(),
+        // Newest first: the buckets are transformed in that order, from the
+        // bucket after the range.
+        "SELECT derivative(mean(v), 1s) FROM c WHERE time >= 0 AND time < 300000000000 GROUP BY time(1m) ORDER BY time DESC".into(),
+        "SELECT difference(max(v)) FROM c WHERE time >= 60000000000 AND time < 300000000000 GROUP BY time(1m), h ORDER BY time DESC".into(),
+        "SELECT cumulative_sum(mean(v)), moving_average(mean(v), 2) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) ORDER BY time DESC".into(),
+        "SELECT non_negative_derivative(mean(v), 1m) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) fill(0) ORDER BY time DESC LIMIT 3".into(),
+        "SELECT elapsed(mean(v), 1s) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) ORDER BY time DESC".into(),
+        "SELECT exponential_moving_average(mean(v), 2) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) ORDER BY time DESC".into(),
+        "SELECT mean(v), derivative(mean(v), 1m) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) ORDER BY time DESC".into(),
+        "SELECT max(v), difference(max(v)) FROM c WHERE time >= 60000000000 AND time < 360000000000 GROUP BY time(1m) ORDER BY time DESC LIMIT 2".into(),
+        "SELECT mean(v), derivative(mean(v), 1m) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m) LIMIT 2 OFFSET 1".into(),
+        "SELECT max(v), difference(max(v)) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m), h LIMIT 3".into(),
         "SELECT non_negative_derivative(mean(v), 1m) FROM c WHERE time >= 0 AND time < 360000000000 GROUP BY time(1m), h".into(),
         "SELECT derivative(mean(v), 1s) FROM c WHERE time >= 60000000000 AND time < 360000000000 GROUP BY time(1m)".into(),
         // Transformations beside the aggregates they transform.

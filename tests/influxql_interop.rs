@@ -137,6 +137,13 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT derivative(v) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(4ns)",
         "SELECT derivative(v), v FROM md",
         "SELECT difference(v), cumulative_sum(v) FROM md",
+        // Newest first: the points are transformed in that order.
+        "SELECT derivative(v) FROM md ORDER BY time DESC",
+        "SELECT non_negative_derivative(v, 1ns) FROM md ORDER BY time DESC",
+        "SELECT difference(i), cumulative_sum(i) FROM md ORDER BY time DESC",
+        "SELECT moving_average(v, 2) FROM md ORDER BY time DESC LIMIT 3",
+        "SELECT elapsed(v, 1ns) FROM md GROUP BY h ORDER BY time DESC",
+        "SELECT relative_strength_index(v, 2) FROM md ORDER BY time DESC",
         // Transformations of raw points beside aggregates: one series, the
         // aggregates' row at the range's start.
         "SELECT derivative(v), mean(v) FROM md",

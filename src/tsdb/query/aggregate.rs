@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::ast::*;
 use super::fill::fill;
 use super::math::eval;
-use super::select_exec::scan_start;
+use super::select_exec::scan_range;
 use super::transform::transform;
 use super::values::{TaggedSeries, TimeFmt, columns_named, float_json, num, time_value, to_json};
 use super::window::Windows;
@@ -362,7 +362,7 @@ pub(super) fn aggregate_rows(
                 _ => Vec::new(),
             })
             .collect();
-        let mut rows = transformed(&outers, &cols, 1_000_000_000, i64::MIN);
+        let mut rows = transformed(&outers, &cols, 1_000_000_000, (i64::MIN, i64::MAX), s.desc);
         let aggregated = targets
             .iter()
             .zip(&pts)
@@ -414,14 +414,11 @@ pub(super) fn aggregate_rows(
     let first_point = pts.iter().flatten().map(|p| p.0).min();
     let last_point = pts.iter().flatten().map(|p| p.0).max();
     outers.resize(targets.len(), None);
+    let (from, to) = scan_range(s);
     let (Some(lo), Some(hi)) = (
-        if s.has_min {
-            Some(scan_start(s))
-        } else {
-            first_point
-        },
+        if s.has_min { Some(from) } else { first_point },
         if s.max != i64::MAX {
-            Some(s.max)
+            Some(to)
         } else {
             last_point
         },
@@ -478,13 +475,18 @@ pub(super) fn aggregate_rows(
     }
     fill(&mut rows, &s.fill);
     if outers.iter().any(Option::is_some) {
-        // The transformations, over each column's buckets, from the range's
-        // first bucket.
+        // The transformations, over each column's buckets, kept within the
+        // range's buckets.
         let first = if s.has_min { w.start(s.min) } else { i64::MIN };
+        let last = if s.max == i64::MAX {
+            i64::MAX
+        } else {
+            w.start(s.max)
+        };
         let cols: Vec<Vec<(i64, Value)>> = (0..outers.len())
             .map(|c| rows.iter().map(|r| (r.0, r.1[c].0.clone())).collect())
             .collect();
-        let done = transformed(&outers, &cols, iv, first);
+        let done = transformed(&outers, &cols, iv, (first, last), s.desc);
         if outers.iter().all(Option::is_some) {
             rows = done;
         } else {
@@ -492,7 +494,7 @@ pub(super) fn aggregate_rows(
             // row; a transformed column holds its value there, or null.
             let at: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
                 done.into_iter().collect();
-            rows.retain(|r| r.0 >= first);
+            rows.retain(|r| r.0 >= first && r.0 <= last);
             for (t, cells) in rows.iter_mut() {
                 for (c, o) in outers.iter().enumerate() {
                     if o.is_some() {
@@ -500,19 +502,70 @@ pub(super) fn aggregate_rows(
                     }
                 }
             }
+            if s.limit > 0 || s.offset > 0 {
+                limit_each_column(s, &mut rows, &outers);
+                let unpaged = Select {
+                    limit: 0,
+                    offset: 0,
+                    ..s.clone()
+                };
+                return Ok(finish(&unpaged, rows, &outs, columns, epoch));
+            }
         }
     }
     Ok(finish(s, rows, &outs, columns, epoch))
 }
 
-/// The transformations of `cols` (one per target, `None`: none): a row
-/// for each time one of them produced a value at or after `first`.
+/// `OFFSET` and `LIMIT` as influxd applies them to aggregates beside
+/// transformations: each column on its own (an aggregate's over every
+/// bucket, a transformation's over the buckets it has a value in, in the
+/// statement's order); a row stays if any column keeps it, with the
+/// cells no column kept emptied.
+fn limit_each_column(
+    s: &Select,
+    rows: &mut Vec<(i64, Vec<(Value, bool)>)>,
+    outers: &[Option<(Transform, Option<i64>)>],
+) {
+    let order: Vec<usize> = if s.desc {
+        (0..rows.len()).rev().collect()
+    } else {
+        (0..rows.len()).collect()
+    };
+    let limit = if s.limit == 0 { usize::MAX } else { s.limit };
+    let mut kept = vec![vec![false; outers.len()]; rows.len()];
+    for (c, o) in outers.iter().enumerate() {
+        for &i in order
+            .iter()
+            .filter(|&&i| o.is_none() || !rows[i].1[c].1)
+            .skip(s.offset)
+            .take(limit)
+        {
+            kept[i][c] = true;
+        }
+    }
+    let mut i = 0;
+    rows.retain_mut(|(_, cells)| {
+        let keep = &kept[i];
+        i += 1;
+        for (c, cell) in cells.iter_mut().enumerate() {
+            if !keep[c] {
+                *cell = (Value::Null, true);
+            }
+        }
+        keep.iter().any(|k| *k)
+    });
+}
+
+/// The transformations of `cols` (one per target, `None`: none; read
+/// newest first for `desc`): a row for each time in `first..=last` one of
+/// them produced a value at.
 /// `default_unit`: a derivative's unit when none is given.
 fn transformed(
     outers: &[Option<(Transform, Option<i64>)>],
     cols: &[Vec<(i64, Value)>],
     default_unit: i64,
-    first: i64,
+    (first, last): (i64, i64),
+    desc: bool,
 ) -> Vec<(i64, Vec<(Value, bool)>)> {
     let mut by_time: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
         std::collections::BTreeMap::new();
@@ -523,10 +576,16 @@ fn transformed(
         } else {
             default_unit
         };
-        for (t, v) in transform(*outer, unit.unwrap_or(default), &cols[c]) {
+        for (t, v) in transform(*outer, unit.unwrap_or(default), &cols[c], desc) {
             // Indicators answer from the bucket before the range too
-            // once their hold period allows (as influxd's).
-            if t >= first || matches!(outer, Transform::Indicator(_)) {
+            // once their hold period allows (as influxd's); forecasts are
+            // past it.
+            if (t >= first && t <= last)
+                || matches!(
+                    outer,
+                    Transform::Indicator(_) | Transform::HoltWinters { .. }
+                )
+            {
                 by_time
                     .entry(t)
                     .or_insert_with(|| vec![(Value::Null, true); outers.len()])[c] = (v, false);

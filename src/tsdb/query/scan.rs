@@ -35,7 +35,7 @@ pub(super) struct Scanned {
     pub merged: Option<(u64, u64)>,
 }
 
-/// Reads what `s` needs of its measurement from `[from, s.max]`.
+/// Reads what `s` needs of its measurement in `[from, to]`.
 /// Stops with influxd's `query interrupted` once `interrupt` is set.
 ///
 /// With `groups` (the tag keys an aggregate groups by), each series is
@@ -46,12 +46,12 @@ pub(super) fn scan(
     t: &TsdbView,
     db: &str,
     s: &Select,
-    from: i64,
+    (from, to): (i64, i64),
     interrupt: &Interrupt,
     groups: Option<&[String]>,
 ) -> Result<Scanned, String> {
     let (starts, shards): (Vec<i64>, Vec<_>) = t
-        .shards_in(db, s.rp.as_deref().unwrap_or(""), from, s.max)
+        .shards_in(db, s.rp.as_deref().unwrap_or(""), from, to)
         .map_err(|e| e.to_string())?
         .into_iter()
         .unzip();
@@ -98,8 +98,8 @@ pub(super) fn scan(
             let mut pts = Vec::new();
             for shard in &shards {
                 let read = match per_field {
-                    Some(n) => shard.read_n(&key, from, s.max, n, s.desc),
-                    None => shard.read(&key, from, s.max),
+                    Some(n) => shard.read_n(&key, from, to, n, s.desc),
+                    None => shard.read(&key, from, to),
                 };
                 pts.extend(read.map_err(|e| e.to_string())?);
             }

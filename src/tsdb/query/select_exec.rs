@@ -94,7 +94,12 @@ pub(super) fn select_exec(
     if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) {
         let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
         for (_, shard) in t
-            .shards_in(db, s.rp.as_deref().unwrap_or(""), scan_start(s), s.max)
+            .shards_in(
+                db,
+                s.rp.as_deref().unwrap_or(""),
+                scan_range(s).0,
+                scan_range(s).1,
+            )
             .map_err(|e| e.to_string())?
         {
             for m in &names {
@@ -180,7 +185,7 @@ fn measurement_exec(
                 t,
                 db,
                 s,
-                scan_start(s),
+                scan_range(s),
                 &limits.interrupt,
                 group_keys.as_deref(),
             )?;
@@ -445,11 +450,16 @@ pub(super) fn transforms(s: &Select) -> bool {
     })
 }
 
-/// The first time a SELECT reads.
-pub(super) fn scan_start(s: &Select) -> i64 {
+/// The times a SELECT reads: its range, with one more bucket where its
+/// transformations start (before the range; after it for `ORDER BY time
+/// DESC`, which transforms the buckets newest first).
+pub(super) fn scan_range(s: &Select) -> (i64, i64) {
     match s.group_time {
-        Some((iv, _)) if transforms(s) && s.has_min => s.min.saturating_sub(iv),
-        _ => s.min,
+        Some((iv, _)) if transforms(s) && s.desc && s.max != i64::MAX => {
+            (s.min, s.max.saturating_add(iv))
+        }
+        Some((iv, _)) if transforms(s) && !s.desc && s.has_min => (s.min.saturating_sub(iv), s.max),
+        _ => (s.min, s.max),
     }
 }
 

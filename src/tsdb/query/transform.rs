@@ -8,11 +8,23 @@ use super::values::float_json;
 /// `outer` over the non-null values of one column of buckets (time,
 /// value): the rows it produces. `unit`: a derivative's unit, a moving
 /// average's window, or (Holt-Winters) the buckets' interval.
-pub(super) fn transform(outer: Transform, unit: i64, col: &[(i64, Value)]) -> Vec<(i64, Value)> {
+pub(super) fn transform(
+    outer: Transform,
+    unit: i64,
+    col: &[(i64, Value)],
+    desc: bool,
+) -> Vec<(i64, Value)> {
     let mut out = Vec::new();
     let mut prev: Option<(i64, &Value)> = None;
     let mut sum: Option<Value> = None;
-    let values: Vec<(i64, &Value)> = col
+    // `ORDER BY time DESC` reads the values newest first (influxd's
+    // iterators run in the statement's order).
+    let ordered: Vec<&(i64, Value)> = if desc {
+        col.iter().rev().collect()
+    } else {
+        col.iter().collect()
+    };
+    let values: Vec<(i64, &Value)> = ordered
         .iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(t, v)| (*t, v))
@@ -55,7 +67,8 @@ pub(super) fn transform(outer: Transform, unit: i64, col: &[(i64, Value)]) -> Ve
         }
         return out;
     }
-    for (t, v) in col.iter().filter(|(_, v)| !v.is_null()) {
+    for &(t, v) in &values {
+        let t = &t;
         match outer {
             Transform::CumulativeSum => {
                 let next = match (&sum, v) {
@@ -88,7 +101,10 @@ pub(super) fn transform(outer: Transform, unit: i64, col: &[(i64, Value)]) -> Ve
                             _ => float_json(v.as_f64().unwrap_or(0.0) - v0.as_f64().unwrap_or(0.0)),
                         },
                         _ => {
-                            let dt = (*t - t0) as f64 / unit as f64;
+                            // Newest first, the time between is counted
+                            // forward all the same (influxd's rule).
+                            let elapsed = if desc { t0 - *t } else { *t - t0 };
+                            let dt = elapsed as f64 / unit as f64;
                             float_json(
                                 (v.as_f64().unwrap_or(0.0) - v0.as_f64().unwrap_or(0.0)) / dt,
                             )
