@@ -401,3 +401,69 @@ fn show_queries_kill_query_and_the_query_timeout() {
         serde_json::json!({"results": [{"statement_id": 0, "error": "no such query id: 999999"}]})
     );
 }
+
+#[test]
+fn an_aggregate_over_millions_of_points_keeps_memory_to_its_groups() {
+    use std::io::Write;
+    let p = Procs::start(1, &[]);
+    let leader = p.leader();
+    p.query(leader, "", "CREATE DATABASE agg");
+    let http = p.nodes[&leader].http.clone();
+    // 10 series × 200 000 points a second apart: 2 M points.
+    let (series, per) = (10u64, 200_000u64);
+    for k in 0..series {
+        let mut body = String::with_capacity(6 << 20);
+        for i in 0..per {
+            body.push_str(&format!("m,k={k} v={} {}\n", i % 100, i * 1_000_000_000));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(body.as_bytes()).unwrap();
+        let r = ureq::post(&format!("http://{http}/write"))
+            .query("db", "agg")
+            .header("Content-Encoding", "gzip")
+            .config()
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .send(&gz.finish().unwrap()[..])
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    // Into TSM files: the reads decode blocks, as on a long-running node.
+    p.snapshot(leader);
+    let pid = p.nodes[&leader].child.as_ref().unwrap().id();
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let before = mem(pid, "VmRSS:");
+    let all = post_query(
+        &http,
+        "SELECT count(v), sum(v), mean(v), max(v), first(v), last(v) FROM agg.autogen.m",
+    );
+    let hours = post_query(
+        &http,
+        "SELECT count(v), mean(v) FROM agg.autogen.m WHERE time >= 0 AND time < 200000s GROUP BY time(1h), k",
+    );
+    let peak = mem(pid, "VmHWM:");
+    eprintln!(
+        "2 M points aggregated: RSS {} MiB before, peak {} MiB",
+        before >> 20,
+        peak >> 20
+    );
+    let row = &all["results"][0]["series"][0]["values"][0];
+    let sum_per_series: u64 = (0..per).map(|i| i % 100).sum();
+    assert_eq!(row[1], serde_json::json!(series * per), "{all}");
+    assert_eq!(row[2], serde_json::json!(series * sum_per_series), "{all}");
+    assert_eq!(row[4], serde_json::json!(99), "{all}");
+    let groups = hours["results"][0]["series"].as_array().map_or(0, Vec::len);
+    assert_eq!(groups as u64, series, "{hours}");
+    assert_eq!(
+        hours["results"][0]["series"][0]["values"][0][1],
+        serde_json::json!(3600),
+        "{hours}"
+    );
+    // Every point held at once would be 2 M × 32 bytes per function read.
+    assert!(
+        peak.saturating_sub(before) < 64 << 20,
+        "RSS grew from {} MiB to a peak of {} MiB",
+        before >> 20,
+        peak >> 20
+    );
+}

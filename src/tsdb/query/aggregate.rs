@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::ast::*;
 use super::fill::fill;
+use super::fold::GroupAcc;
 use super::math::eval;
 use super::select_exec::scan_range;
 use super::transform::transform;
@@ -236,6 +237,7 @@ pub(super) type Rows = Option<(Vec<String>, Vec<Value>)>;
 pub(super) fn aggregate_rows(
     s: &Select,
     members: &[&TaggedSeries],
+    folded: Option<&GroupAcc>,
     field_names: &std::collections::BTreeSet<String>,
     epoch: TimeFmt,
     max_buckets: u64,
@@ -265,11 +267,12 @@ pub(super) fn aggregate_rows(
             }
             Projection::Agg(f, field) if field == "*" => {
                 // A numeric function skips the fields holding other types.
-                let numeric = |fld: &String| {
-                    members
+                let numeric = |fld: &String| match folded {
+                    Some(acc) => !acc.non_numeric(fld),
+                    None => members
                         .iter()
                         .find_map(|(_, fs)| fs.get(fld).and_then(|p| p.first()))
-                        .is_none_or(|(_, v)| num(v).is_some())
+                        .is_none_or(|(_, v)| num(v).is_some()),
                 };
                 for fld in field_names
                     .iter()
@@ -315,8 +318,10 @@ pub(super) fn aggregate_rows(
         }
     }
     let windows = s.group_time.map(|(iv, off)| Windows::new(iv, off, s.tz));
+    // The points of each target (none when they were folded as read).
     let pts: Vec<Vec<(i64, FieldValue)>> = targets
         .iter()
+        .filter(|_| folded.is_none())
         .map(|(f, fld, _)| {
             let mut v: Vec<(i64, FieldValue)> = members
                 .iter()
@@ -384,16 +389,23 @@ pub(super) fn aggregate_rows(
     let Some((iv, off)) = s.group_time else {
         // No points for any aggregate: no row; none for one of them: null
         // (a count too), as influxd's.
-        if pts.iter().all(Vec::is_empty) {
+        let nothing = match folded {
+            Some(acc) => acc.span().is_none(),
+            None => pts.iter().all(Vec::is_empty),
+        };
+        if nothing {
             return Ok(None);
         }
         let mut time = time_value(if s.has_min { s.min } else { 0 }, epoch);
         let mut cells = Vec::with_capacity(targets.len());
-        for ((f, fld, _), p) in targets.iter().zip(&pts) {
-            let (v, t) = if p.is_empty() {
-                (Value::Null, None)
-            } else {
-                aggregate(*f, fld, p)?
+        for (c, (f, fld, _)) in targets.iter().enumerate() {
+            let (v, t) = match (folded, pts.get(c)) {
+                (Some(acc), _) => {
+                    let (v, t, _) = acc.value(*f, fld, None);
+                    (v, t)
+                }
+                (None, Some(p)) if !p.is_empty() => aggregate(*f, fld, p)?,
+                _ => (Value::Null, None),
             };
             // A lone selector (in arithmetic too) reports its point's
             // time, as InfluxDB does.
@@ -411,8 +423,13 @@ pub(super) fn aggregate_rows(
         return Ok(Some((columns, vec![Value::Array(row)])));
     };
     let w = windows.unwrap_or_else(|| Windows::new(iv, off, s.tz));
-    let first_point = pts.iter().flatten().map(|p| p.0).min();
-    let last_point = pts.iter().flatten().map(|p| p.0).max();
+    let (first_point, last_point) = match folded {
+        Some(acc) => (acc.span().map(|s| s.0), acc.span().map(|s| s.1)),
+        None => (
+            pts.iter().flatten().map(|p| p.0).min(),
+            pts.iter().flatten().map(|p| p.0).max(),
+        ),
+    };
     outers.resize(targets.len(), None);
     let (from, to) = scan_range(s);
     let (Some(lo), Some(hi)) = (
@@ -442,7 +459,9 @@ pub(super) fn aggregate_rows(
     // With a zone, the windows that hold points (influxd emits them even
     // where its steps passed them by).
     let mut held: Vec<i64> = Vec::new();
-    if s.tz.is_some() {
+    if let (true, Some(acc)) = (s.tz.is_some(), folded) {
+        held = acc.buckets();
+    } else if s.tz.is_some() {
         for p in &pts {
             held.extend(
                 p.iter()
@@ -455,6 +474,14 @@ pub(super) fn aggregate_rows(
     }
     for t0 in w.rows(lo, hi, &held) {
         let mut cells = Vec::with_capacity(targets.len());
+        if let Some(acc) = folded {
+            for (f, fld, _) in &targets {
+                let (v, _, empty) = acc.value(*f, fld, Some(t0));
+                cells.push((v, empty));
+            }
+            rows.push((t0, cells));
+            continue;
+        }
         for ((f, fld, _), p) in targets.iter().zip(&pts) {
             let from = p.partition_point(|x| x.0 < lo || w.start(x.0) < t0);
             let to = p.partition_point(|x| x.0 <= hi && w.start(x.0) <= t0);
@@ -754,7 +781,7 @@ fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Rows 
 
 /// Two values of one field in influxd's order of its points' values
 /// (numbers by value, strings by bytes, false before true).
-fn value_order(a: &FieldValue, b: &FieldValue) -> std::cmp::Ordering {
+pub(super) fn value_order(a: &FieldValue, b: &FieldValue) -> std::cmp::Ordering {
     match (a, b) {
         (FieldValue::String(x), FieldValue::String(y)) => x.cmp(y),
         (FieldValue::Boolean(x), FieldValue::Boolean(y)) => x.cmp(y),

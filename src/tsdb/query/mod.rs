@@ -16,6 +16,7 @@ mod exec;
 mod explain;
 mod fill;
 mod filter;
+mod fold;
 mod holt_winters;
 mod indicators;
 mod into;

@@ -41,7 +41,9 @@ pub(super) struct Scanned {
 /// With `groups` (the tag keys an aggregate groups by), each series is
 /// tested against the whole condition and merged into its group's entry
 /// as it is read (fields appended in series order, as the aggregates
-/// concatenate them), so memory follows the points read, not the series.
+/// concatenate them), so memory follows the points read, not the series;
+/// with `fold` too, its points are folded into the group's accumulators
+/// and not kept, so memory follows the groups and buckets.
 pub(super) fn scan(
     t: &TsdbView,
     db: &str,
@@ -49,6 +51,7 @@ pub(super) fn scan(
     (from, to): (i64, i64),
     interrupt: &Interrupt,
     groups: Option<&[String]>,
+    mut fold: Option<&mut super::fold::Folder>,
 ) -> Result<Scanned, String> {
     let (starts, shards): (Vec<i64>, Vec<_>) = t
         .shards_in(db, s.rp.as_deref().unwrap_or(""), from, to)
@@ -146,7 +149,11 @@ pub(super) fn scan(
             data.len() - 1
         });
         for (field, pts) in points {
-            data[at].1.entry(field).or_default().extend(pts);
+            match fold.as_deref_mut() {
+                // Folded into the group's accumulators: nothing kept.
+                Some(f) => f.add(at, &field, &pts),
+                None => data[at].1.entry(field).or_default().extend(pts),
+            }
         }
     }
     Ok(Scanned {

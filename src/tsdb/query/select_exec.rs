@@ -159,6 +159,8 @@ fn measurement_exec(
     let (data, outer, field_names, tag_names, shard_starts);
     // Counted while scanning, when the series were merged into groups.
     let mut merged = None;
+    // The groups' accumulators, when the aggregates were folded as read.
+    let mut folder: Option<super::fold::Folder> = None;
     let s = match &s.subquery {
         None => {
             // An aggregate's series are merged into their groups as they
@@ -181,6 +183,9 @@ fn measurement_exec(
                 }
                 GroupTags::All => None,
             };
+            folder = group_keys
+                .as_ref()
+                .and_then(|_| super::fold::Folder::new(s));
             let scanned = super::scan::scan(
                 t,
                 db,
@@ -188,6 +193,7 @@ fn measurement_exec(
                 scan_range(s),
                 &limits.interrupt,
                 group_keys.as_deref(),
+                folder.as_mut(),
             )?;
             merged = scanned.merged;
             // Functions that need numbers refuse other fields, as influxd's
@@ -313,8 +319,11 @@ fn measurement_exec(
     };
     let mut groups: std::collections::BTreeMap<Vec<String>, Vec<&TaggedSeries>> =
         std::collections::BTreeMap::new();
-    for d in &data {
-        let vals = keys
+    // Folded: each entry of `data` is a group; its index is its folder's.
+    let mut folded_at: std::collections::BTreeMap<Vec<String>, usize> =
+        std::collections::BTreeMap::new();
+    for (i, d) in data.iter().enumerate() {
+        let vals: Vec<String> = keys
             .iter()
             .map(|k| {
                 d.0.iter()
@@ -322,6 +331,7 @@ fn measurement_exec(
                     .map_or(String::new(), |(_, v)| v.clone())
             })
             .collect();
+        folded_at.insert(vals.clone(), i);
         groups.entry(vals).or_default().push(d);
     }
     let grouped = !matches!(s.group_tags, GroupTags::None);
@@ -336,9 +346,14 @@ fn measurement_exec(
     let times = TimeFmt { epoch, tz: s.tz };
     for (vals, members) in ordered.into_iter().skip(s.soffset).take(slimit) {
         let body = if aggs_only(&s.fields) {
+            let acc = match (&mut folder, folded_at.get(vals)) {
+                (Some(f), Some(i)) => Some(f.take(*i)),
+                _ => None,
+            };
             aggregate_rows(
                 s,
                 &members[..],
+                acc.as_ref(),
                 &field_names,
                 times,
                 limits.max_select_buckets,
