@@ -8,10 +8,15 @@
 //! - `count()` over all its series (and the node's peak RSS growth);
 //! - 10 one-hour `mean() … GROUP BY host` windows over the 30 days;
 //! - the schema statements a dashboard's editor sends (`SHOW MEASUREMENTS`,
-//!   `SHOW TAG KEYS`, `SHOW FIELD KEYS`, `SHOW TAG VALUES`).
+//!   `SHOW TAG KEYS`, `SHOW FIELD KEYS`, `SHOW TAG VALUES`);
+//! - Grafana's panels over `--points` points (default 10 M: 100 hosts, a
+//!   point every 10 s): the mean by 10 s by host over the last hour, the
+//!   max by host over 7 days, `count(*)` over everything, the host
+//!   variable's `SHOW TAG VALUES`, the 95th percentile over a day.
 //!
 //! `cargo build --release && cargo run --release --example query_bench --
-//! [--series 1000000] [--rounds 3]` (needs Debian's `influxdb` package).
+//! [--series 1000000] [--points 10000000] [--rounds 3]` (needs Debian's
+//! `influxdb` package).
 
 mod common;
 
@@ -97,6 +102,30 @@ fn main() {
         took[1] += write(&thttp, &body);
         i += batch;
     }
+    // Grafana's data: 100 hosts, a point every 10 s, ending at BASE.
+    let points: i64 = arg("--points")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let per_host = points / 100;
+    let start = BASE - per_host * 10_000_000_000;
+    let mut k = 0;
+    while k < per_host {
+        let upto = (k + 200).min(per_host);
+        let body: String = (k..upto)
+            .flat_map(|i| {
+                (0..100).map(move |h| {
+                    format!(
+                        "cpu,host=web{h:02} usage={} {}\n",
+                        ((i * 37 + h * 11) % 1000) as f64 / 10.0,
+                        start + i * 10_000_000_000
+                    )
+                })
+            })
+            .collect();
+        took[0] += write(&ihttp, &body);
+        took[1] += write(&thttp, &body);
+        k = upto;
+    }
     let minutes = 30 * 24 * 60;
     for host in 0..20 {
         let body: String = (0..minutes)
@@ -112,7 +141,7 @@ fn main() {
         took[1] += write(&thttp, &body);
     }
     println!(
-        "{n} series + 20 × {minutes} points written: influxd {:.1} s, tsnode {:.1} s",
+        "{n} series + 20 × {minutes} points + {points} points of 100 hosts written: influxd {:.1} s, tsnode {:.1} s",
         took[0].as_secs_f64(),
         took[1].as_secs_f64()
     );
@@ -136,9 +165,38 @@ fn main() {
             )
         })
         .collect();
+    let hour = 3_600_000_000_000i64;
+    let grafana: Vec<(&str, String)> = vec![
+        (
+            "mean by 10s by host, 1h",
+            format!(
+                "SELECT mean(usage) FROM cpu WHERE time >= {} AND time < {BASE} GROUP BY time(10s), host",
+                BASE - hour
+            ),
+        ),
+        (
+            "max by host, 7 days",
+            format!(
+                "SELECT max(usage) FROM cpu WHERE time >= {} AND time < {BASE} GROUP BY time(1h), host",
+                BASE - 7 * DAY
+            ),
+        ),
+        ("count(*) over all", "SELECT count(*) FROM cpu".into()),
+        (
+            "SHOW TAG VALUES (host)",
+            "SHOW TAG VALUES FROM cpu WITH KEY = host".into(),
+        ),
+        (
+            "95th percentile, 1 day",
+            format!(
+                "SELECT percentile(usage, 95) FROM cpu WHERE time >= {} AND time < {BASE}",
+                BASE - DAY
+            ),
+        ),
+    ];
     // count() first: its RSS growth is measured in the first round, before
     // any other query grew the node.
-    let sets: Vec<(&str, Vec<String>)> = vec![
+    let mut sets: Vec<(&str, Vec<String>)> = vec![
         ("count() over all", vec!["SELECT count(v) FROM big".into()]),
         ("40 one-series queries", one_series),
         ("SELECT * LIMIT 1", vec!["SELECT * FROM big LIMIT 1".into()]),
@@ -154,6 +212,7 @@ fn main() {
             ],
         ),
     ];
+    sets.extend(grafana.into_iter().map(|(name, q)| (name, vec![q])));
     let pids = [("influxd", real.0.id()), ("tsnode", nodes[0].0.id())];
     let servers = [("influxd", ihttp.as_str()), ("tsnode", thttp.as_str())];
     let mut times = vec![[Vec::new(), Vec::new()]; sets.len()];

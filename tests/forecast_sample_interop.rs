@@ -234,3 +234,26 @@ fn indicators_answer_as_influxd() {
     ));
     assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
 }
+
+#[test]
+fn percentiles_pick_the_point_influxd_picks_among_equal_values() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    load(&[&real.http, &ours], "fs", &points());
+    let all = format!("time >= 0 AND time < {}", 600 * 5 * MIN);
+    let half = format!("time >= {} AND time < {}", 100 * 5 * MIN, 400 * 5 * MIN);
+    // Many equal values: the time answered is that of the point influxd's
+    // (unstable) sort leaves at the percentile's place.
+    let queries: Vec<String> = vec![
+        format!("SELECT percentile(v, 50) FROM m WHERE h = 'b' AND {all}"),
+        format!("SELECT percentile(v, 90) FROM m WHERE h = 'b' AND {half}"),
+        format!("SELECT percentile(n, 90) FROM m WHERE {all}"),
+        format!("SELECT percentile(n, 10) FROM m WHERE {half}"),
+        format!("SELECT percentile(v, 95) FROM m WHERE {all}"),
+        format!("SELECT percentile(v, 25) FROM m WHERE {half} GROUP BY h"),
+        format!("SELECT percentile(v, 75) FROM m WHERE {half} GROUP BY time(6h)"),
+        format!("SELECT percentile(n, 50) FROM m WHERE {all} GROUP BY time(12h)"),
+    ];
+    assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
+}

@@ -925,12 +925,54 @@ fn read_key<'a>(
     min: i64,
     max: i64,
 ) -> Result<Vec<(i64, FieldValue)>, TsmError> {
-    let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
-    read_files(files, key, min, max, &mut merged)?;
+    // Runs of points, each sorted with one point per time, in the order
+    // they win (later over earlier): blocks of older files first, then
+    // the cache segments.
+    let mut runs: Vec<Vec<(i64, FieldValue)>> = Vec::new();
+    for f in files {
+        let Some(entries) = f.reader.entries(key) else {
+            continue;
+        };
+        for e in entries
+            .iter()
+            .filter(|e| e.max_time >= min && e.min_time <= max)
+        {
+            let (ts, v) = f.reader.read_block(e)?;
+            let mut run = from_values(ts, v);
+            run.retain(|(t, _)| *t >= min && *t <= max);
+            if !run.is_empty() {
+                runs.push(run);
+            }
+        }
+    }
     for s in segments {
         if let Some(c) = s.get(key) {
-            merged.extend(c.range(min, max));
+            let run = c.range(min, max);
+            if !run.is_empty() {
+                runs.push(run);
+            }
         }
+    }
+    // Usually the runs do not overlap in time (blocks written in order,
+    // the cache newer than the files): put end to end, nothing to merge.
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by_key(|&i| runs[i][0].0);
+    let disjoint = order.windows(2).all(|w| {
+        runs[w[0]]
+            .last()
+            .zip(runs[w[1]].first())
+            .is_some_and(|(a, b)| a.0 < b.0)
+    });
+    if disjoint {
+        let mut out = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+        for i in order {
+            out.append(&mut runs[i]);
+        }
+        return Ok(out);
+    }
+    let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
+    for run in runs {
+        merged.extend(run);
     }
     Ok(merged.into_iter().collect())
 }

@@ -133,11 +133,12 @@ pub(super) fn aggregate(
             let Ok(i) = usize::try_from(i) else {
                 return Ok((Value::Null, None));
             };
+            // Sorted as influxd sorts them (Go's unstable sort.Sort, from
+            // the points in the order its reducer received them): which of
+            // several equal values is picked, and so the time, is its.
             let mut sorted: Vec<&(i64, FieldValue)> = pts.iter().collect();
-            sorted.sort_by(|a, b| {
-                num(&a.1)
-                    .unwrap_or(0.0)
-                    .total_cmp(&num(&b.1).unwrap_or(0.0))
+            super::go_sort::go_sort(&mut sorted, &|a, b| {
+                num(&a.1).unwrap_or(0.0) < num(&b.1).unwrap_or(0.0)
             });
             match sorted.get(i) {
                 Some(p) => (to_json(&p.1), Some(p.0)),
@@ -329,10 +330,11 @@ pub(super) fn aggregate_rows(
                 .collect();
             // Sums add a bucket's points series by series (each in time
             // order), as influxd's reducers receive them, so that their
-            // floats round alike; the rest read a bucket in time order.
+            // floats round alike, and percentiles sort them from that
+            // order; the rest read a bucket in time order.
             match (f, windows) {
-                (Func::Sum | Func::Mean | Func::Stddev, None) => {}
-                (Func::Sum | Func::Mean | Func::Stddev, Some(w)) => {
+                (Func::Sum | Func::Mean | Func::Stddev | Func::Percentile(_), None) => {}
+                (Func::Sum | Func::Mean | Func::Stddev | Func::Percentile(_), Some(w)) => {
                     v.sort_by_cached_key(|p| w.start(p.0));
                 }
                 _ => v.sort_by_key(|p| p.0),

@@ -17,6 +17,7 @@ mod explain;
 mod fill;
 mod filter;
 mod fold;
+mod go_sort;
 mod holt_winters;
 mod indicators;
 mod into;

@@ -142,7 +142,12 @@ pub(super) fn raw_rows(
             per_series.push(rows);
         }
     }
-    let mut rows = merge_by_shard(per_series, shard_starts, s.desc);
+    // Only the rows the page shows are merged out.
+    let wanted = match s.limit {
+        0 => usize::MAX,
+        n => s.offset.saturating_add(n),
+    };
+    let mut rows = merge_by_shard(per_series, shard_starts, s.desc, wanted);
     rows.drain(..s.offset.min(rows.len()));
     if s.limit > 0 {
         rows.truncate(s.limit);
@@ -162,12 +167,17 @@ pub(super) fn raw_rows(
     Some((columns, values))
 }
 
-/// The rows of several series merged shard by shard, as influxd merges
-/// each shard's series on its own (`shard_starts`: where each shard after
-/// the first starts).
-fn merge_by_shard(series: Vec<SeriesRows>, shard_starts: &[i64], desc: bool) -> Vec<Row> {
+/// The first `wanted` rows of several series merged shard by shard, as
+/// influxd merges each shard's series on its own (`shard_starts`: where
+/// each shard after the first starts).
+fn merge_by_shard(
+    series: Vec<SeriesRows>,
+    shard_starts: &[i64],
+    desc: bool,
+    wanted: usize,
+) -> Vec<Row> {
     if shard_starts.is_empty() {
-        return merge_as_influxd(series, desc);
+        return merge_as_influxd(series, desc, wanted);
     }
     // Each series' rows cut at the shards' starts, in the order read.
     let mut parts: Vec<Vec<SeriesRows>> = vec![Vec::new(); shard_starts.len() + 1];
@@ -185,10 +195,14 @@ fn merge_by_shard(series: Vec<SeriesRows>, shard_starts: &[i64], desc: bool) -> 
     if desc {
         parts.reverse();
     }
-    parts
-        .into_iter()
-        .flat_map(|p| merge_as_influxd(p, desc))
-        .collect()
+    let mut out = Vec::new();
+    for p in parts {
+        if out.len() >= wanted {
+            break;
+        }
+        out.extend(merge_as_influxd(p, desc, wanted - out.len()));
+    }
+    out
 }
 
 /// The rows of several series (each in time order) merged into one
@@ -198,9 +212,9 @@ fn merge_by_shard(series: Vec<SeriesRows>, shard_starts: &[i64], desc: bool) -> 
 /// (both reversed for `ORDER BY time DESC`), where the first name whose
 /// value is not a string in either row ends the comparison as equal; rows
 /// equal in both come out in the heap's order, not the series' order
-/// (which is reversed for `DESC`).
-fn merge_as_influxd(series: Vec<SeriesRows>, desc: bool) -> Vec<Row> {
-    let total = series.iter().map(Vec::len).sum();
+/// (which is reversed for `DESC`). Stops after `wanted` rows.
+fn merge_as_influxd(series: Vec<SeriesRows>, desc: bool, wanted: usize) -> Vec<Row> {
+    let total: usize = series.iter().map(Vec::len).sum();
     // influxd reads the series in reverse order for `ORDER BY time DESC`.
     let mut series = series;
     if desc {
@@ -252,8 +266,8 @@ fn merge_as_influxd(series: Vec<SeriesRows>, desc: bool) -> Vec<Row> {
     for i in (0..n / 2).rev() {
         down(&mut heap, i, n);
     }
-    let mut out = Vec::with_capacity(total);
-    while !heap.is_empty() {
+    let mut out = Vec::with_capacity(total.min(wanted));
+    while !heap.is_empty() && out.len() < wanted {
         let last = heap.len() - 1;
         heap.swap(0, last);
         down(&mut heap, 0, last);
