@@ -45,6 +45,16 @@ fn points() -> String {
     out
 }
 
+/// A real influxd and a one-node tsnode holding [`points`] in `fs`: the
+/// influxd, the tsnode processes and tsnode's HTTP address.
+fn start() -> Option<(Influxd, Procs, String)> {
+    let real = Influxd::start()?;
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    load(&[&real.http, &ours], "fs", &points());
+    Some((real, p, ours))
+}
+
 fn ask(http: &str, q: &str) -> (u16, Value) {
     common::http::request(
         "POST",
@@ -58,10 +68,9 @@ fn ask(http: &str, q: &str) -> (u16, Value) {
 
 #[test]
 fn forecasts_and_samples_answer_as_influxd() {
-    let Some(real) = Influxd::start() else { return };
-    let p = Procs::start(1, &[]);
-    let ours = p.nodes[&p.leader()].http.clone();
-    load(&[&real.http, &ours], "fs", &points());
+    let Some((real, _p, ours)) = start() else {
+        return;
+    };
     let all = format!("time >= 0 AND time < {}", 600 * 5 * MIN);
     let half = format!("time >= {} AND time < {}", 100 * 5 * MIN, 400 * 5 * MIN);
     let queries: Vec<String> = vec![
@@ -181,10 +190,9 @@ fn forecasts_and_samples_answer_as_influxd() {
 
 #[test]
 fn indicators_answer_as_influxd() {
-    let Some(real) = Influxd::start() else { return };
-    let p = Procs::start(1, &[]);
-    let ours = p.nodes[&p.leader()].http.clone();
-    load(&[&real.http, &ours], "fs", &points());
+    let Some((real, _p, ours)) = start() else {
+        return;
+    };
     let half = format!("time >= {} AND time < {}", 100 * 5 * MIN, 300 * 5 * MIN);
     let short = format!("time >= {} AND time < {}", 100 * 5 * MIN, 130 * 5 * MIN);
     let mut queries: Vec<String> = Vec::new();
@@ -237,10 +245,9 @@ fn indicators_answer_as_influxd() {
 
 #[test]
 fn percentiles_pick_the_point_influxd_picks_among_equal_values() {
-    let Some(real) = Influxd::start() else { return };
-    let p = Procs::start(1, &[]);
-    let ours = p.nodes[&p.leader()].http.clone();
-    load(&[&real.http, &ours], "fs", &points());
+    let Some((real, _p, ours)) = start() else {
+        return;
+    };
     let all = format!("time >= 0 AND time < {}", 600 * 5 * MIN);
     let half = format!("time >= {} AND time < {}", 100 * 5 * MIN, 400 * 5 * MIN);
     // Many equal values: the time answered is that of the point influxd's

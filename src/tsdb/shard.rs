@@ -1063,34 +1063,6 @@ impl MergeJob {
     }
 }
 
-/// Merges the points of `key` in `[min, max]` from `files` (oldest first,
-/// later files win) into `merged`, reading only the overlapping blocks.
-fn read_files(
-    files: &[ShardFile],
-    key: &str,
-    min: i64,
-    max: i64,
-    merged: &mut BTreeMap<i64, FieldValue>,
-) -> Result<(), TsmError> {
-    for f in files {
-        let Some(entries) = f.reader.entries(key) else {
-            continue;
-        };
-        for e in entries
-            .iter()
-            .filter(|e| e.max_time >= min && e.min_time <= max)
-        {
-            let (ts, v) = f.reader.read_block(e)?;
-            merged.extend(
-                from_values(ts, v)
-                    .into_iter()
-                    .filter(|(t, _)| *t >= min && *t <= max),
-            );
-        }
-    }
-    Ok(())
-}
-
 /// What [`write_merged`] wrote.
 #[derive(Debug, Clone, Copy)]
 pub struct MergedFile {
@@ -1158,13 +1130,11 @@ pub fn write_merged(
             }
             continue;
         }
-        let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
-        read_files(inputs, key, min, max, &mut merged)?;
-        if merged.is_empty() {
+        let points = read_key(inputs, std::iter::empty(), key, min, max)?;
+        if points.is_empty() {
             continue;
         }
-        values += merged.len() as u64;
-        let points: Vec<(i64, FieldValue)> = merged.into_iter().collect();
+        values += points.len() as u64;
         let (ts, vals) = to_values(&points)?;
         w.write(key, &ts, &vals)?;
     }

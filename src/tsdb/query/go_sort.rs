@@ -140,22 +140,11 @@ fn pdqsort<T>(d: &mut Data<'_, T>, mut a: usize, mut b: usize, mut limit: usize)
 
 fn partition<T>(d: &mut Data<'_, T>, a: usize, b: usize, pivot: usize) -> (usize, bool) {
     d.swap(a, pivot);
-    // i and j as Go's signed ints: j may pass below a.
+    // i and j as Go's signed ints.
     let (mut i, mut j) = (a as isize + 1, b as isize - 1);
     let at = |x: isize| x as usize;
-    while i <= j && d.less(at(i), a) {
-        i += 1;
-    }
-    while i <= j && !d.less(at(j), a) {
-        j -= 1;
-    }
-    if i > j {
-        d.swap(at(j), a);
-        return (at(j), true);
-    }
-    d.swap(at(i), at(j));
-    i += 1;
-    j -= 1;
+    // Already partitioned if the first pass finds nothing to swap.
+    let mut untouched = true;
     loop {
         while i <= j && d.less(at(i), a) {
             i += 1;
@@ -164,14 +153,14 @@ fn partition<T>(d: &mut Data<'_, T>, a: usize, b: usize, pivot: usize) -> (usize
             j -= 1;
         }
         if i > j {
-            break;
+            d.swap(at(j), a);
+            return (at(j), untouched);
         }
         d.swap(at(i), at(j));
         i += 1;
         j -= 1;
+        untouched = false;
     }
-    d.swap(at(j), a);
-    (at(j), false)
 }
 
 fn partition_equal<T>(d: &mut Data<'_, T>, a: usize, b: usize, pivot: usize) -> usize {
