@@ -1,5 +1,5 @@
 //! Aggregates folded as the scan reads each series: `count`, `sum`,
-//! `mean`, `min`, `max`, `first` and `last` keep one accumulator per group,
+//! `mean`, `spread`, `min`, `max`, `first` and `last` keep one accumulator per group,
 //! field and `GROUP BY time` bucket instead of every point read, so a
 //! query's memory follows its groups and buckets, not the points in its
 //! range. Each accumulator gives the value the same function computes
@@ -34,6 +34,15 @@ enum Acc {
         sum: f64,
         n: u64,
     },
+    /// The lowest and highest values (integers apart, as the points'
+    /// spread takes them when the first is one).
+    Spread {
+        lo: f64,
+        hi: f64,
+        ilo: i64,
+        ihi: i64,
+        integer: bool,
+    },
     /// The selected point: (time, value, its number).
     Min(Option<(i64, FieldValue, f64)>),
     Max(Option<(i64, FieldValue, f64)>),
@@ -51,6 +60,13 @@ impl Acc {
                 integer: matches!(first, FieldValue::Integer(_)),
             },
             Func::Mean => Acc::Mean { sum: 0.0, n: 0 },
+            Func::Spread => Acc::Spread {
+                lo: f64::INFINITY,
+                hi: f64::NEG_INFINITY,
+                ilo: i64::MAX,
+                ihi: i64::MIN,
+                integer: matches!(first, FieldValue::Integer(_)),
+            },
             Func::Min => Acc::Min(None),
             Func::Max => Acc::Max(None),
             Func::First => Acc::First(None),
@@ -90,6 +106,23 @@ impl Acc {
                 *sum += x;
                 *n += 1;
             }
+            Acc::Spread {
+                lo,
+                hi,
+                ilo,
+                ihi,
+                integer,
+            } => match v {
+                FieldValue::Integer(i) if *integer => {
+                    *ilo = (*ilo).min(*i);
+                    *ihi = (*ihi).max(*i);
+                }
+                _ if *integer => {}
+                _ => {
+                    *lo = lo.min(x);
+                    *hi = hi.max(x);
+                }
+            },
             Acc::Min(best) | Acc::Max(best) => {
                 let lower = f == Func::Min;
                 let better = best.as_ref().is_none_or(|(bt, _, bx)| {
@@ -127,6 +160,13 @@ impl Acc {
             } => (json!(int), None),
             Acc::Sum { float, .. } => (float_json(*float), None),
             Acc::Mean { sum, n } => (float_json(*sum / *n as f64), None),
+            Acc::Spread {
+                ilo,
+                ihi,
+                integer: true,
+                ..
+            } => (json!(ihi.wrapping_sub(*ilo)), None),
+            Acc::Spread { lo, hi, .. } => (float_json(hi - lo), None),
             Acc::Min(p) | Acc::Max(p) => p
                 .as_ref()
                 .map_or((Value::Null, None), |(t, v, _)| (to_json(v), Some(*t))),
@@ -212,6 +252,7 @@ impl Folder {
                 Func::Count
                     | Func::Sum
                     | Func::Mean
+                    | Func::Spread
                     | Func::Min
                     | Func::Max
                     | Func::First
@@ -332,6 +373,7 @@ mod tests {
             Func::Count,
             Func::Sum,
             Func::Mean,
+            Func::Spread,
             Func::Min,
             Func::Max,
             Func::First,
