@@ -37,8 +37,9 @@
 //!   [`tsdb::ingest`] (TSM files checked whole and linked into a shard by
 //!   one `IngestFiles` command), [`tsdb::users`] and [`tsdb::authorize`]
 //!   (users, privileges and what each statement requires, as influxd's),
-//!   and [`tsdb::series_index`] (series and tag values per database, for
-//!   influxd's cardinality limits).
+//!   [`tsdb::series_index`] (series and tag values per database, for
+//!   influxd's cardinality limits) and [`tsdb::statistics`] (influxd's
+//!   statistic: module, tags, values).
 //! - [`snapshotter`]: InfluxDB 1.x's backup protocol (server, client,
 //!   portable format) and restores through raft.
 //! - [`server`], [`cli`], [`demo`]: `tsnode serve`, the HTTP API (with
@@ -46,7 +47,9 @@
 //!   accept loop with its header deadline; [`server::import`], TSM files
 //!   imported by file; [`server::process`], the open-file limit;
 //!   [`server::retention`] and [`server::continuous_queries`], the leader's
-//!   services; [`server::select_into`], `SELECT … INTO`), the CLI.
+//!   services; [`server::select_into`], `SELECT … INTO`;
+//!   [`server::stats`], `SHOW STATS`, `/debug/vars` and `SHOW
+//!   DIAGNOSTICS`), the CLI.
 #![deny(missing_docs)]
 
 pub mod batch_store;

@@ -1,8 +1,12 @@
 //! InfluxQL as influxd 1.6.7 answers it, with InfluxDB's JSON result
 //! shape: the lexer and parser, the AST, conditions, the scan of a
 //! SELECT planned on the series index ([`crate::tsdb::key_index`]),
-//! aggregates, `GROUP BY time` buckets and `fill`, transformations,
-//! arithmetic, the SHOW statements, deletes and `INTO`. Statements that
+//! aggregates (folded as the scan reads where they can: `fold`),
+//! `GROUP BY time` windows in UTC or a `tz()` zone (`window`) and `fill`,
+//! transformations, the technical-analysis indicators (`indicators`),
+//! Holt-Winters forecasts (`holt_winters`), Go's sort where influxd's
+//! picks depend on it (`go_sort`), arithmetic, the SHOW statements,
+//! `EXPLAIN` (`explain`), deletes and `INTO`. Statements that
 //! change state become raft commands ([`Statement::command`]); the rest
 //! read a node's read view ([`execute_read`]). The README lists the
 //! statements and what still differs from influxd.
