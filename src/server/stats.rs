@@ -21,7 +21,7 @@ static STARTED: OnceLock<(Instant, i64)> = OnceLock::new();
 
 /// Notes the start (the first call wins).
 pub fn mark_started() {
-    STARTED.get_or_init(|| (Instant::now(), super::http::now_ns()));
+    started();
 }
 
 fn started() -> (Instant, i64) {

@@ -180,7 +180,9 @@ impl Acc {
 /// One group's accumulators: per (function, field), per bucket.
 #[derive(Debug, Default)]
 pub(super) struct GroupAcc {
-    accs: BTreeMap<(String, String), BTreeMap<i64, Acc>>,
+    /// Per (function, field) folded: its buckets (a statement has few,
+    /// so they are found by a scan, without building keys).
+    accs: Vec<(Func, String, BTreeMap<i64, Acc>)>,
     /// The first and last times of the points folded.
     span: Option<(i64, i64)>,
     /// Fields a numeric function over `*` left out (their points are not
@@ -199,11 +201,7 @@ impl GroupAcc {
         bucket: Option<i64>,
     ) -> (Value, Option<i64>, bool) {
         let at = bucket.unwrap_or(WHOLE);
-        match self
-            .accs
-            .get(&(f.name().to_string(), field.to_string()))
-            .and_then(|b| b.get(&at))
-        {
+        match self.of(f, field).and_then(|b| b.get(&at)) {
             Some(acc) => {
                 let (v, t) = acc.value();
                 (v, t, false)
@@ -218,6 +216,14 @@ impl GroupAcc {
         self.non_numeric.contains(field)
     }
 
+    /// The buckets of `f` over `field`, if any point was folded.
+    fn of(&self, f: Func, field: &str) -> Option<&BTreeMap<i64, Acc>> {
+        self.accs
+            .iter()
+            .find(|(g, fld, _)| *g == f && fld == field)
+            .map(|(_, _, b)| b)
+    }
+
     /// The first and last times of its points.
     pub(super) fn span(&self) -> Option<(i64, i64)> {
         self.span
@@ -225,7 +231,11 @@ impl GroupAcc {
 
     /// The buckets holding points, in order.
     pub(super) fn buckets(&self) -> Vec<i64> {
-        let mut out: Vec<i64> = self.accs.values().flat_map(|b| b.keys().copied()).collect();
+        let mut out: Vec<i64> = self
+            .accs
+            .iter()
+            .flat_map(|(_, _, b)| b.keys().copied())
+            .collect();
         out.sort_unstable();
         out.dedup();
         out
@@ -312,22 +322,39 @@ impl Folder {
                 g.non_numeric.insert(field.to_string());
                 continue;
             }
-            let buckets = g
-                .accs
-                .entry((f.name().to_string(), field.to_string()))
-                .or_default();
-            for (t, v) in pts {
-                let at = self.windows.map_or(WHOLE, |w| w.start(*t));
-                let acc = match buckets.entry(at) {
+            let at = match g.accs.iter().position(|(h, fld, _)| h == f && fld == field) {
+                Some(i) => i,
+                None => {
+                    g.accs.push((*f, field.to_string(), BTreeMap::new()));
+                    g.accs.len() - 1
+                }
+            };
+            let buckets = &mut g.accs[at].2;
+            // A series' points are in time order: each bucket's run is
+            // found in the map once.
+            let mut i = 0;
+            while i < pts.len() {
+                let (bucket, end) = match self.windows {
+                    None => (WHOLE, pts.len()),
+                    Some(w) => {
+                        let b = w.start(pts[i].0);
+                        let run = pts[i + 1..].iter().take_while(|p| w.start(p.0) == b);
+                        (b, i + 1 + run.count())
+                    }
+                };
+                let acc = match buckets.entry(bucket) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => match Acc::new(*f, &first.1) {
                         Some(a) => e.insert(a),
-                        None => continue,
+                        None => break,
                     },
                 };
-                if !acc.add(*f, *t, v) {
-                    g.non_numeric.insert(field.to_string());
+                for (t, v) in &pts[i..end] {
+                    if !acc.add(*f, *t, v) {
+                        g.non_numeric.insert(field.to_string());
+                    }
                 }
+                i = end;
             }
         }
         let (lo, hi) = pts.iter().fold(

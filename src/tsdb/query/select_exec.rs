@@ -93,13 +93,9 @@ pub(super) fn select_exec(
     let mut union = None;
     if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) {
         let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
+        let (from, to) = scan_range(s);
         for (_, shard) in t
-            .shards_in(
-                db,
-                s.rp.as_deref().unwrap_or(""),
-                scan_range(s).0,
-                scan_range(s).1,
-            )
+            .shards_in(db, s.rp.as_deref().unwrap_or(""), from, to)
             .map_err(|e| e.to_string())?
         {
             for m in &names {

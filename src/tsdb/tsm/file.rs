@@ -206,6 +206,8 @@ pub struct TsmReader {
     index: Vec<(String, BlockType, Vec<IndexEntry>)>,
     /// The series index of the keys, built on first use.
     key_index: std::sync::OnceLock<crate::tsdb::key_index::KeyIndex>,
+    /// The first and last times of every block, found as the index is read.
+    time_range: Option<(i64, i64)>,
 }
 
 impl TsmReader {
@@ -295,11 +297,20 @@ impl TsmReader {
             }
             index.push((key, typ, entries));
         }
+        let time_range =
+            index
+                .iter()
+                .flat_map(|(_, _, entries)| entries)
+                .fold(None, |acc, e: &IndexEntry| match acc {
+                    None => Some((e.min_time, e.max_time)),
+                    Some((lo, hi)) => Some((lo.min(e.min_time), hi.max(e.max_time))),
+                });
         Ok(Self {
             path: path.to_path_buf(),
             file,
             index,
             key_index: std::sync::OnceLock::new(),
+            time_range,
         })
     }
 
@@ -327,13 +338,7 @@ impl TsmReader {
     /// The first and last times of every block in the file (`None` when
     /// it holds none).
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        self.index
-            .iter()
-            .flat_map(|(_, _, entries)| entries)
-            .fold(None, |acc, e| match acc {
-                None => Some((e.min_time, e.max_time)),
-                Some((lo, hi)) => Some((lo.min(e.min_time), hi.max(e.max_time))),
-            })
+        self.time_range
     }
 
     /// The blocks of `key`.
