@@ -21,6 +21,7 @@ use raftsnap::snapshot::{
     BoxError, CopierOptions, ExecutorOptions, InstallOutcome, LocalSnapshotStorage, ReaderRegistry,
     RemoteFileCopier, SnapshotExecutor, SnapshotFileService, SnapshotMeta, SnapshotReader,
     SnapshotThrottle, SnapshotUri, SnapshotWriter, StateMachine, StorageOptions, shared,
+    split_incoming,
 };
 
 /// Peak and current resident set of this process, in KiB.
@@ -110,13 +111,15 @@ fn serve(root: PathBuf) {
         let id = registry.register(storage.open_reader().expect("a snapshot"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let svc = SnapshotFileService::new(registry, throttle).into_server();
+        let svc = SnapshotFileService::new(registry, throttle);
+        let bulk = Some(svc.bulk());
+        let svc = svc.into_server();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .initial_stream_window_size(Some(4 << 20))
                 .initial_connection_window_size(Some(16 << 20))
                 .add_service(svc)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .serve_with_incoming(split_incoming(listener, bulk))
                 .await
                 .unwrap();
         });
@@ -134,8 +137,9 @@ fn serve(root: PathBuf) {
     });
 }
 
-/// The copier's options; `INSTALL_PARALLEL_FILES` and `INSTALL_CHUNK_KIB`
-/// (environment) override the defaults, for trying other settings.
+/// The copier's options; `INSTALL_PARALLEL_FILES`, `INSTALL_CHUNK_KIB` and
+/// `INSTALL_GRPC=1` (gRPC messages instead of bulk streams) in the
+/// environment override the defaults, for trying other settings.
 fn copier_options() -> CopierOptions {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
     let mut o = CopierOptions::default();
@@ -144,6 +148,9 @@ fn copier_options() -> CopierOptions {
     }
     if let Some(k) = env("INSTALL_CHUNK_KIB") {
         o.chunk_bytes = k << 10;
+    }
+    if env("INSTALL_GRPC") == Some(1) {
+        o.bulk = false;
     }
     o
 }

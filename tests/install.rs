@@ -1,4 +1,4 @@
-//! Remote snapshot install over real gRPC on 127.0.0.1: full and incremental
+//! Remote snapshot install over real gRPC and bulk streams on 127.0.0.1: full and incremental
 //! installs, corruption, an endpoint killed mid-transfer, bad requests, the
 //! install rules (already have / join / newer cancels older / older rejected)
 //! and the throttle.
@@ -12,11 +12,14 @@ use common::file_server::{Endpoint, bytes, save};
 use common::kv_fsm::KvFsm;
 use raftsnap::proto::file::file_service_client::FileServiceClient;
 use raftsnap::proto::file::{GetFileRequest, GetMetaRequest};
+use raftsnap::snapshot::bulk::{BulkFailure, BulkFetch};
+use raftsnap::snapshot::direct_io::ChunkWriter;
 use raftsnap::snapshot::storage::{DOWNLOAD_DIR, snapshot_dir_name};
 use raftsnap::snapshot::{
     CopierOptions, ExecutorOptions, Fetched, InstallOutcome, LocalSnapshotStorage, SnapshotError,
     SnapshotExecutor, SnapshotThrottle, StorageOptions, ThrottleOptions, shared,
 };
+use tokio_util::sync::CancellationToken;
 
 const MIB: usize = 1 << 20;
 
@@ -136,10 +139,43 @@ async fn full_then_incremental_install_moves_only_new_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_bulk_streams_is_fetched_from_over_grpc() {
+    let leader = Endpoint::start_grpc_only(Arc::new(SnapshotThrottle::default()), lease());
+    save(&leader.storage, 4, &files("a", 3, MIB + 5, 4));
+    let f = follower(ThrottleOptions::default(), CopierOptions::default());
+    let (uri, table) = leader.offer_latest();
+    let total: u64 = table.files.iter().map(|f| f.size).sum();
+    let p = installed(f.exec.install(&uri, &table).await.unwrap());
+    assert_eq!((p.fetched_bytes, p.bytes_done), (total, total));
+    f.exec.storage().open_reader().unwrap().verify().unwrap();
+    // The bulk request itself was refused by closing the connection.
+    let id: u64 = uri.rsplit('/').next().unwrap().parse().unwrap();
+    let e = bulk_get(leader.addr, id, "data/a000.tsm", 0, MIB as u64 + 5)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BulkFailure::Unsupported), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_leader_file_is_fetched_twice_then_the_install_fails_naming_it() {
+    corrupt_leader_file(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_leader_file_fetched_over_grpc_fails_the_same_way() {
+    corrupt_leader_file(false).await;
+}
+
+async fn corrupt_leader_file(bulk: bool) {
     let leader = Endpoint::start(Arc::new(SnapshotThrottle::default()), lease());
     save(&leader.storage, 5, &files("a", 2, 2000, 7));
-    let f = follower(ThrottleOptions::default(), CopierOptions::default());
+    let f = follower(
+        ThrottleOptions::default(),
+        CopierOptions {
+            bulk,
+            ..Default::default()
+        },
+    );
     let (uri, table) = leader.offer_latest();
     installed(f.exec.install(&uri, &table).await.unwrap());
 
@@ -189,6 +225,15 @@ async fn a_corrupt_leader_file_is_fetched_twice_then_the_install_fails_naming_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_install_cut_mid_transfer_completes_from_a_second_endpoint_fetching_only_what_is_missing()
  {
+    cut_mid_transfer(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_over_grpc_cut_mid_transfer_completes_from_a_second_endpoint() {
+    cut_mid_transfer(false).await;
+}
+
+async fn cut_mid_transfer(bulk: bool) {
     let mut a = Endpoint::start(Arc::new(SnapshotThrottle::default()), lease());
     save(&a.storage, 30, &files("d", 6, 4 * MIB, 30));
     // B serves the same snapshot (a copy of A's directory, like a new leader).
@@ -210,6 +255,7 @@ async fn an_install_cut_mid_transfer_completes_from_a_second_endpoint_fetching_o
             ..Default::default()
         },
         CopierOptions {
+            bulk,
             parallel_files: 2,
             transport_retries: 1,
             idle_timeout: Duration::from_secs(5),
@@ -343,11 +389,40 @@ async fn bad_requests_get_clear_errors_and_nothing_outside_the_snapshot_is_read(
     ];
     for (req, code, text) in cases {
         let name = req.filename.clone();
+        // The same request as a bulk stream gets the same answer.
+        let bulk = bulk_get(leader.addr, req.reader_id, &name, req.offset, 1000)
+            .await
+            .unwrap_err();
+        let BulkFailure::Refused(bst) = bulk else {
+            panic!("{name}: bulk {bulk:?}");
+        };
         let st = c.get_file(req).await.unwrap_err();
         assert_eq!(st.code(), code, "{name}: {st:?}");
         assert!(st.message().contains(text), "{name}: {}", st.message());
         assert!(!st.message().contains("TOP SECRET"));
+        assert_eq!((bst.code(), bst.message()), (code, st.message()), "{name}");
     }
+    // Over bulk too: offset == size is an empty read, a middle offset the rest.
+    assert!(
+        bulk_get(leader.addr, id, "data/e000.tsm", 1000, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        bulk_get(leader.addr, id, "data/e000.tsm", 600, 1000)
+            .await
+            .unwrap(),
+        bytes(3, 1000)[600..]
+    );
+    // A size that does not match the served length is refused, not written.
+    let e = bulk_get(leader.addr, id, "data/e000.tsm", 0, 999)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, BulkFailure::Refused(st) if st.message().contains("listed as 999 bytes")),
+        "{e:?}"
+    );
     // offset == size is a valid, empty read; a middle offset reads the rest.
     let mut s = c
         .get_file(get("data/e000.tsm", 1000, id))
@@ -394,6 +469,43 @@ async fn a_reader_held_by_the_service_keeps_its_snapshot_until_released() {
     assert!(old.exists(), "held by the registry");
     assert!(leader.registry.release(id));
     assert!(!old.exists(), "released and superseded");
+}
+
+/// Fetches `name` of reader `id` at `addr` from `offset` as a bulk stream,
+/// expecting a file of `size` bytes; returns the bytes after `offset`.
+async fn bulk_get(
+    addr: std::net::SocketAddr,
+    id: u64,
+    name: &str,
+    offset: u64,
+    size: u64,
+) -> Result<Vec<u8>, BulkFailure> {
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut out = ChunkWriter::open(&path, offset).unwrap();
+        let cancel = CancellationToken::new();
+        let (mut at, mut crc) = (offset, 0);
+        BulkFetch {
+            addr: &addr.to_string(),
+            reader_id: id,
+            name: &name,
+            size,
+            chunk_bytes: 1 << 20,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+            cancel: &cancel,
+            throttle: None,
+        }
+        .run(&mut out, &mut at, &mut crc, &mut |_| {})?;
+        drop(out);
+        let all = std::fs::read(&path).unwrap();
+        assert_eq!(crc, crc32c::crc32c(&all[offset as usize..]));
+        Ok(all[offset as usize..].to_vec())
+    })
+    .await
+    .unwrap()
 }
 
 /// A leader that serves one snapshot at a time, holding one small file

@@ -490,12 +490,17 @@ pub(crate) async fn start<S: ReplicatedStateMachine>(
     listener
         .set_nonblocking(true)
         .map_err(|e| RaftError::Invalid(format!("listener: {e}")))?;
-    let files = SnapshotFileService::new(registry, throttle).into_server();
+    let files = SnapshotFileService::new(registry, throttle);
+    // Bulk file streams are plain TCP: only without TLS between nodes.
+    let bulk = crate::raft::peer_tls::current()
+        .is_none()
+        .then(|| files.bulk());
+    let files = files.into_server();
     let sd = shutdown.clone();
     tasks.push(tokio::spawn(
         async move {
             let incoming = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => tokio_stream::wrappers::TcpListenerStream::new(l),
+                Ok(l) => crate::snapshot::split_incoming(l, bulk),
                 Err(e) => {
                     error!(error = %e, "cannot serve gRPC");
                     return;

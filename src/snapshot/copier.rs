@@ -26,6 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::proto::file::file_service_client::FileServiceClient;
 use crate::proto::file::{GetFileRequest, GetMetaRequest};
 use crate::proto::snapshot::{FileMeta, SnapshotMetaTable};
+use crate::snapshot::bulk::{BulkFailure, BulkFetch};
 use crate::snapshot::direct_io::ChunkWriter;
 use crate::snapshot::error::{IoContext, SnapshotError};
 use crate::snapshot::file_service::MAX_MESSAGE_BYTES;
@@ -51,6 +52,9 @@ pub const INSTALL_FAILPOINTS: &[&str] = &[
 pub struct CopierOptions {
     /// Files streamed at once (`install_parallel_files`, default 4).
     pub parallel_files: usize,
+    /// Fetch files as bulk streams (plain TCP, `sendfile` on the sender)
+    /// when TLS between nodes is off, else over gRPC (default true).
+    pub bulk: bool,
     /// Requested chunk size (`install_chunk_bytes`, default 1 MiB).
     pub chunk_bytes: u32,
     /// A stream with no data for this long is abandoned (default 30 s).
@@ -66,6 +70,7 @@ impl Default for CopierOptions {
     fn default() -> Self {
         Self {
             parallel_files: 4,
+            bulk: true,
             chunk_bytes: 1 << 20,
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
@@ -447,18 +452,39 @@ impl RemoteFileCopier {
         ));
         loop {
             let r = if offset < fm.size {
-                self.stream(
-                    &mut client,
-                    uri,
-                    remote,
-                    fm,
-                    &file,
-                    &mut offset,
-                    &mut crc,
-                    progress,
-                    cancel,
-                )
-                .await
+                let bulk = if self.bulk_enabled() {
+                    self.stream_bulk(
+                        uri,
+                        remote,
+                        fm,
+                        &file,
+                        &mut offset,
+                        &mut crc,
+                        progress,
+                        cancel,
+                    )
+                    .await
+                } else {
+                    Ok(false)
+                };
+                match bulk {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        self.stream(
+                            &mut client,
+                            uri,
+                            remote,
+                            fm,
+                            &file,
+                            &mut offset,
+                            &mut crc,
+                            progress,
+                            cancel,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
             } else {
                 Ok(())
             };
@@ -502,6 +528,90 @@ impl RemoteFileCopier {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Whether files are fetched as bulk streams (plain TCP only).
+    fn bulk_enabled(&self) -> bool {
+        self.opts.bulk && crate::raft::peer_tls::current().is_none()
+    }
+
+    /// One bulk stream from `offset` to the end (or an error). `Ok(false)`
+    /// when the peer does not serve bulk streams: nothing was fetched.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_bulk(
+        &self,
+        uri: &SnapshotUri,
+        remote: &str,
+        fm: &FileMeta,
+        file: &Arc<std::sync::Mutex<ChunkWriter>>,
+        offset: &mut u64,
+        crc: &mut u32,
+        progress: &Arc<InstallProgress>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, SnapshotError> {
+        let index = progress.index.load(Ordering::Relaxed);
+        let (addr, name, reader_id, size) =
+            (uri.addr.clone(), remote.to_string(), uri.reader_id, fm.size);
+        let (file, progress, cancel) = (file.clone(), progress.clone(), cancel.clone());
+        let (throttle, handle) = (self.throttle.clone(), tokio::runtime::Handle::current());
+        let opts = self.opts.clone();
+        let (mut o, mut c) = (*offset, *crc);
+        let (o, c, r) = tokio::task::spawn_blocking(move || {
+            let mut out = file.lock().unwrap_or_else(|p| p.into_inner());
+            let fetch = BulkFetch {
+                addr: &addr,
+                reader_id,
+                name: &name,
+                size,
+                chunk_bytes: opts.chunk_bytes as usize,
+                connect_timeout: opts.connect_timeout,
+                idle_timeout: opts.idle_timeout,
+                cancel: &cancel,
+                throttle: Some((&throttle, handle)),
+            };
+            let r = fetch.run(&mut out, &mut o, &mut c, &mut |n| {
+                InstallProgress::add(&progress.bytes_done, n);
+                InstallProgress::add(&progress.fetched_bytes, n);
+            });
+            (o, c, r)
+        })
+        .await
+        .map_err(|e| SnapshotError::Io {
+            op: "join bulk fetch",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        *offset = o;
+        *crc = c;
+        let peer = || uri.addr.clone();
+        match r {
+            Ok(()) => Ok(true),
+            Err(BulkFailure::Unsupported) => {
+                debug!(peer = %uri.addr, "no bulk streams there; fetching over gRPC");
+                Ok(false)
+            }
+            Err(BulkFailure::Refused(status)) => Err(rpc_err(
+                &uri.addr,
+                format!("bulk fetch of {remote}"),
+                status,
+            )),
+            Err(BulkFailure::Interrupted(reason)) => Err(SnapshotError::Protocol {
+                peer: peer(),
+                file: fm.name.clone(),
+                reason: format!("transient: {reason}"),
+            }),
+            Err(BulkFailure::Idle(after)) => Err(SnapshotError::IdleTimeout {
+                peer: peer(),
+                file: fm.name.clone(),
+                after,
+            }),
+            Err(BulkFailure::Cancelled) => Err(SnapshotError::Cancelled { index }),
+            Err(BulkFailure::Write(source)) => Err(SnapshotError::Io {
+                op: "write",
+                path: PathBuf::from(&fm.name),
+                source,
+            }),
         }
     }
 

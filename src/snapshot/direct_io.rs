@@ -67,12 +67,18 @@ impl ChunkWriter {
         if aligned > 0
             && let Some(direct) = &self.direct
         {
-            self.buf.clear();
-            self.buf.reserve(aligned + ALIGN);
-            let pad = self.buf.as_ptr().align_offset(ALIGN);
-            self.buf.resize(pad, 0);
-            self.buf.extend_from_slice(&data[..aligned]);
-            match direct.write_all_at(&self.buf[pad..], at) {
+            // An aligned buffer goes as it is; any other is copied first.
+            let src = if data.as_ptr().align_offset(ALIGN) == 0 {
+                &data[..aligned]
+            } else {
+                self.buf.clear();
+                self.buf.reserve(aligned + ALIGN);
+                let pad = self.buf.as_ptr().align_offset(ALIGN);
+                self.buf.resize(pad, 0);
+                self.buf.extend_from_slice(&data[..aligned]);
+                &self.buf[pad..]
+            };
+            match direct.write_all_at(src, at) {
                 Ok(()) => {
                     return self
                         .buffered

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::proto::file::file_service_server::{FileService, FileServiceServer};
 use crate::proto::file::{FileChunk, GetFileRequest, GetMetaRequest, GetMetaResponse};
+use crate::proto::snapshot::FileMeta;
 use crate::snapshot::meta_table;
 use crate::snapshot::reader::SnapshotReader;
 use crate::snapshot::staging::{StagedSet, StagingArea, is_staging_id};
@@ -267,7 +268,55 @@ impl ReaderRegistry {
         })
     }
 
-    fn touch(&self, id: u64) {
+    /// Where file `name` of reader (or staged set) `id` is, from `offset`
+    /// on: its entry, its path, and for a snapshot reader the claim of an
+    /// open stream (a send slot), held until the stream ends.
+    pub(crate) fn open_stream(
+        self: &Arc<Self>,
+        id: u64,
+        name: &str,
+        offset: u64,
+    ) -> Result<(FileMeta, std::path::PathBuf, Option<StreamGuard>), Status> {
+        meta_table::validate_file_name(name)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (fm, path, guard) = match self.staged(id) {
+            Some(set) => {
+                let set = set?;
+                let Some(fm) = set.file(name).cloned() else {
+                    return Err(Status::not_found(format!(
+                        "{name:?} is not a file of staged set {:016x}",
+                        set.id
+                    )));
+                };
+                let path = set.path_of(&fm.name);
+                (fm, path, None)
+            }
+            None => {
+                let guard = self.begin_stream(id)?;
+                let reader = guard.reader.clone();
+                let Some(fm) = reader.file(name).cloned() else {
+                    return Err(Status::not_found(format!(
+                        "{name:?} is not a file of snapshot {}",
+                        reader.index()
+                    )));
+                };
+                let path = reader
+                    .path_of(&fm.name)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                (fm, path, Some(guard))
+            }
+        };
+        if offset > fm.size {
+            return Err(Status::out_of_range(format!(
+                "offset {} is past the end of {} ({} bytes)",
+                offset, fm.name, fm.size
+            )));
+        }
+        Ok((fm, path, guard))
+    }
+
+    /// Marks reader `id` as used now.
+    pub(crate) fn touch(&self, id: u64) {
         if let Some(e) = self.lock().readers.get_mut(&id) {
             e.last_used = Instant::now();
         }
@@ -275,9 +324,9 @@ impl ReaderRegistry {
 }
 
 /// One open stream on a reader; ends the stream's claim on drop.
-struct StreamGuard {
-    registry: Arc<ReaderRegistry>,
-    id: u64,
+pub(crate) struct StreamGuard {
+    pub(crate) registry: Arc<ReaderRegistry>,
+    pub(crate) id: u64,
     reader: Arc<SnapshotReader>,
 }
 
@@ -305,6 +354,11 @@ impl SnapshotFileService {
     /// A service serving the readers of `registry`, paced by `throttle`.
     pub fn new(registry: Arc<ReaderRegistry>, throttle: Arc<SnapshotThrottle>) -> Self {
         Self { registry, throttle }
+    }
+
+    /// The same readers served as bulk streams ([`crate::snapshot::bulk`]).
+    pub fn bulk(&self) -> crate::snapshot::bulk::BulkServer {
+        crate::snapshot::bulk::BulkServer::new(self.registry.clone(), self.throttle.clone())
     }
 
     /// The tonic server, with message limits sized for file chunks.
@@ -335,42 +389,9 @@ impl FileService for SnapshotFileService {
         req: Request<GetFileRequest>,
     ) -> Result<Response<Self::GetFileStream>, Status> {
         let req = req.into_inner();
-        meta_table::validate_file_name(&req.filename)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (fm, path, guard) = match self.registry.staged(req.reader_id) {
-            Some(set) => {
-                let set = set?;
-                let Some(fm) = set.file(&req.filename).cloned() else {
-                    return Err(Status::not_found(format!(
-                        "{:?} is not a file of staged set {:016x}",
-                        req.filename, set.id
-                    )));
-                };
-                let path = set.path_of(&fm.name);
-                (fm, path, None)
-            }
-            None => {
-                let guard = self.registry.begin_stream(req.reader_id)?;
-                let reader = guard.reader.clone();
-                let Some(fm) = reader.file(&req.filename).cloned() else {
-                    return Err(Status::not_found(format!(
-                        "{:?} is not a file of snapshot {}",
-                        req.filename,
-                        reader.index()
-                    )));
-                };
-                let path = reader
-                    .path_of(&fm.name)
-                    .map_err(|e| Status::internal(e.to_string()))?;
-                (fm, path, Some(guard))
-            }
-        };
-        if req.offset > fm.size {
-            return Err(Status::out_of_range(format!(
-                "offset {} is past the end of {} ({} bytes)",
-                req.offset, fm.name, fm.size
-            )));
-        }
+        let (fm, path, guard) =
+            self.registry
+                .open_stream(req.reader_id, &req.filename, req.offset)?;
         let chunk = req.chunk_bytes.clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES) as u64;
         let file = std::fs::File::open(&path)
             .map_err(|e| Status::data_loss(format!("open {}: {e}", fm.name)))?;

@@ -2,6 +2,7 @@
 //! refcounts, writer/reader, and the executor that drives save and load.
 //! It knows nothing of raft-rs or of time series.
 
+pub mod bulk;
 pub mod copier;
 pub mod direct_io;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod writer;
 pub mod yield_to_log;
 
 pub use crate::proto::snapshot::{FileMeta, FileSource, SnapshotMeta, SnapshotMetaTable};
+pub use bulk::{BulkServer, split_incoming};
 pub use copier::{
     AlternateSource, CopierOptions, InstallProgress, LocalFileLookup, ProgressSnapshot,
     RemoteFileCopier, SnapshotUri,

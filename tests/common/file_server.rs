@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use raftsnap::snapshot::{
     LocalSnapshotStorage, ReaderRegistry, SnapshotFileService, SnapshotMeta, SnapshotMetaTable,
-    SnapshotThrottle, StorageOptions,
+    SnapshotThrottle, StorageOptions, split_incoming,
 };
 
 /// A leader-like endpoint: a snapshot storage and a FileService serving it.
@@ -33,6 +33,21 @@ impl Endpoint {
         throttle: Arc<SnapshotThrottle>,
         lease: Duration,
     ) -> Self {
+        Self::start_with(dir, throttle, lease, true)
+    }
+
+    /// Starts serving over gRPC only, as a node that predates bulk streams.
+    #[allow(dead_code)]
+    pub fn start_grpc_only(throttle: Arc<SnapshotThrottle>, lease: Duration) -> Self {
+        Self::start_with(tempfile::tempdir().unwrap(), throttle, lease, false)
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        throttle: Arc<SnapshotThrottle>,
+        lease: Duration,
+        bulk: bool,
+    ) -> Self {
         let (storage, _) =
             LocalSnapshotStorage::open(dir.path().join("snapshots"), StorageOptions::default())
                 .unwrap();
@@ -48,9 +63,10 @@ impl Endpoint {
         let svc = SnapshotFileService::new(registry.clone(), throttle);
         rt.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let bulk = bulk.then(|| svc.bulk());
             let _ = tonic::transport::Server::builder()
                 .add_service(svc.into_server())
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .serve_with_incoming(split_incoming(listener, bulk))
                 .await;
         });
         Self {
