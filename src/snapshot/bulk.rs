@@ -54,6 +54,9 @@ const MAX_NAME: usize = 1024;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes handed to `sendfile` per call (and paced by the throttle).
 const SEND_STEP: u64 = 1 << 20;
+/// A receiver that takes nothing for this long is dropped (its send slot
+/// freed).
+const SEND_STALL: Duration = Duration::from_secs(60);
 /// How often a blocked receive looks at its cancellation token.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -251,7 +254,14 @@ impl BulkServer {
             }
             let end = offset + n;
             while offset < end {
-                s.writable().await?;
+                tokio::time::timeout(SEND_STALL, s.writable())
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the receiver took nothing for {SEND_STALL:?}"),
+                        )
+                    })??;
                 let left = (end - offset) as usize;
                 match s.try_io(Interest::WRITABLE, || sendfile(&s, &file, offset, left)) {
                     Ok(0) => {
