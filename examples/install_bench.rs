@@ -213,7 +213,10 @@ fn main() {
         // For profiling the two halves by hand.
         return make_snapshot(
             Path::new(&root),
-            arg("--gib").map_or(1, |v| v.parse::<u64>().unwrap()) << 30,
+            match arg("--mib") {
+                Some(m) => m.parse::<u64>().expect("--mib N") << 20,
+                None => arg("--gib").map_or(1, |v| v.parse::<u64>().expect("--gib N")) << 30,
+            },
             64,
         );
     }

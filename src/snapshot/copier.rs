@@ -31,7 +31,8 @@ use crate::snapshot::direct_io::ChunkWriter;
 use crate::snapshot::error::{IoContext, SnapshotError};
 use crate::snapshot::file_service::MAX_MESSAGE_BYTES;
 use crate::snapshot::fsutil::{
-    IO_BUF, dirs_bottom_up, fsync_dir, fsync_file, remove_dir_atomically, write_file_atomically,
+    IO_BUF, fsync_dir, fsync_dirs_bottom_up, fsync_file, remove_dir_atomically,
+    write_file_atomically,
 };
 use crate::snapshot::meta_table::{self, META_FILE};
 use crate::snapshot::reader::SnapshotReader;
@@ -1121,9 +1122,7 @@ fn commit(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at("remove", &dm),
         _ => {}
     }
-    for d in dirs_bottom_up(dl)? {
-        fsync_dir(&d)?;
-    }
+    fsync_dirs_bottom_up(dl)?;
     storage.publish(dl, index, table)
 }
 

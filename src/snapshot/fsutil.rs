@@ -42,6 +42,51 @@ pub(crate) fn dirs_bottom_up(root: &Path) -> Result<Vec<PathBuf>, SnapshotError>
     Ok(out)
 }
 
+/// fsyncs every directory under `root` (itself included), deepest first:
+/// the directories of one depth are synced at once, a few threads
+/// together, so that their journal commits are shared (64 directories one
+/// by one took 40 ms of a 0.3 s install).
+pub(crate) fn fsync_dirs_bottom_up(root: &Path) -> Result<(), SnapshotError> {
+    const THREADS: usize = 8;
+    let dirs = dirs_bottom_up(root)?;
+    for level in dirs.chunk_by(|a, b| a.components().count() == b.components().count()) {
+        if level.len() == 1 {
+            fsync_dir(&level[0])?;
+            continue;
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<(), SnapshotError>> = std::thread::scope(|sc| {
+            let workers: Vec<_> = (0..THREADS.min(level.len()))
+                .map(|_| {
+                    sc.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            match level.get(i) {
+                                Some(d) => fsync_dir(d)?,
+                                None => return Ok(()),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(SnapshotError::Io {
+                            op: "fsync directories",
+                            path: root.to_path_buf(),
+                            source: std::io::Error::other("a syncing thread panicked"),
+                        })
+                    })
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), _>>()?;
+    }
+    Ok(())
+}
+
 /// A writer that computes the crc32c and length of what passes through it
 /// (for state machines that record each file's crc32c as they write it).
 pub struct CrcWriter<W> {
@@ -180,6 +225,18 @@ mod tests {
         remove_dir_atomically(&d).unwrap();
         assert!(!d.exists());
         assert!(!t.path().join("snap.del").exists());
+    }
+
+    #[test]
+    fn every_directory_of_a_wide_tree_is_synced_and_a_missing_one_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            fs::create_dir_all(t.path().join(format!("data/db/rp/{i}"))).unwrap();
+        }
+        fsync_dirs_bottom_up(t.path()).unwrap();
+        let gone = t.path().join("gone");
+        let e = fsync_dirs_bottom_up(&gone).unwrap_err();
+        assert!(e.to_string().contains("gone"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::proto::snapshot::{SnapshotMeta, SnapshotMetaTable};
 use crate::snapshot::error::{IoContext, SnapshotError};
 use crate::snapshot::fsutil::{
-    dirs_bottom_up, fsync_dir, fsync_file, remove_dir_atomically, write_file_atomically,
+    fsync_dir, fsync_dirs_bottom_up, fsync_file, remove_dir_atomically, write_file_atomically,
 };
 use crate::snapshot::meta_table::{self, META_FILE};
 use crate::snapshot::reader::SnapshotReader;
@@ -462,9 +462,7 @@ impl LocalSnapshotStorage {
         failpoint!("save_after_meta_tmp");
         fs::rename(&tmp, dir.join(META_FILE)).at("rename meta table", &tmp)?;
         failpoint!("save_after_meta_rename");
-        for d in dirs_bottom_up(&dir)? {
-            fsync_dir(&d)?;
-        }
+        fsync_dirs_bottom_up(&dir)?;
         failpoint!("save_after_dir_fsync");
         self.publish(&dir, index, table)?;
         writer.mark_committed();
