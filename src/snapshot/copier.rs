@@ -31,7 +31,7 @@ use crate::snapshot::direct_io::ChunkWriter;
 use crate::snapshot::error::{IoContext, SnapshotError};
 use crate::snapshot::file_service::MAX_MESSAGE_BYTES;
 use crate::snapshot::fsutil::{
-    IO_BUF, fsync_dir, fsync_dirs_bottom_up, fsync_file, remove_dir_atomically,
+    IO_BUF, fsync_dir, fsync_dirs_bottom_up, fsync_files, remove_dir_atomically,
     write_file_atomically,
 };
 use crate::snapshot::meta_table::{self, META_FILE};
@@ -491,8 +491,7 @@ impl RemoteFileCopier {
             };
             match r {
                 Ok(()) => {
-                    let p = path.to_path_buf();
-                    blocking(move || fsync_file(&p)).await?;
+                    // Synced with the others once all are written.
                     if crc == fm.crc32c {
                         debug!(file = %fm.name, "file verified");
                         return Ok(());
@@ -756,7 +755,12 @@ impl RemoteFileCopier {
             return Err(e);
         }
         let d = dir.to_path_buf();
-        blocking(move || fsync_dir(&d)).await?;
+        let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(&f.name)).collect();
+        blocking(move || {
+            fsync_files(&paths)?;
+            fsync_dir(&d)
+        })
+        .await?;
         Ok(progress.fetched_bytes.load(Ordering::Relaxed))
     }
 }
@@ -1115,6 +1119,9 @@ fn commit(
             fs::remove_file(&p).at("remove stray file", &p)?;
         }
     }
+    // Every file durable before the meta table that vouches for them.
+    let paths: Vec<PathBuf> = table.files.iter().map(|f| dl.join(&f.name)).collect();
+    fsync_files(&paths)?;
     write_file_atomically(dl, META_FILE, &meta_table::encode(&table))?;
     failpoint!("install_after_meta");
     let dm = dl.join(DOWNLOAD_META_FILE);

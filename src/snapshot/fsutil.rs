@@ -47,44 +47,54 @@ pub(crate) fn dirs_bottom_up(root: &Path) -> Result<Vec<PathBuf>, SnapshotError>
 /// together, so that their journal commits are shared (64 directories one
 /// by one took 40 ms of a 0.3 s install).
 pub(crate) fn fsync_dirs_bottom_up(root: &Path) -> Result<(), SnapshotError> {
-    const THREADS: usize = 8;
     let dirs = dirs_bottom_up(root)?;
     for level in dirs.chunk_by(|a, b| a.components().count() == b.components().count()) {
-        if level.len() == 1 {
-            fsync_dir(&level[0])?;
-            continue;
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Result<(), SnapshotError>> = std::thread::scope(|sc| {
-            let workers: Vec<_> = (0..THREADS.min(level.len()))
-                .map(|_| {
-                    sc.spawn(|| {
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            match level.get(i) {
-                                Some(d) => fsync_dir(d)?,
-                                None => return Ok(()),
-                            }
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        Err(SnapshotError::Io {
-                            op: "fsync directories",
-                            path: root.to_path_buf(),
-                            source: std::io::Error::other("a syncing thread panicked"),
-                        })
-                    })
-                })
-                .collect()
-        });
-        results.into_iter().collect::<Result<(), _>>()?;
+        fsync_together(level, fsync_dir)?;
     }
     Ok(())
+}
+
+/// fsyncs the files at `paths`, a few threads together (an install's
+/// files are synced once all are written: one by one, each stream waited
+/// for a journal commit per file before it could start the next).
+pub(crate) fn fsync_files(paths: &[PathBuf]) -> Result<(), SnapshotError> {
+    fsync_together(paths, fsync_file)
+}
+
+/// Runs `sync` on every path, up to 8 at once; the first error wins.
+fn fsync_together(
+    paths: &[PathBuf],
+    sync: fn(&Path) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
+    const THREADS: usize = 8;
+    if paths.len() <= 1 {
+        return paths.iter().try_for_each(|p| sync(p));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..THREADS.min(paths.len()))
+            .map(|_| {
+                sc.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match paths.get(i) {
+                            Some(p) => sync(p)?,
+                            None => return Ok(()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join().unwrap_or_else(|_| {
+                Err(SnapshotError::Io {
+                    op: "fsync",
+                    path: paths[0].clone(),
+                    source: std::io::Error::other("a syncing thread panicked"),
+                })
+            })
+        })
+    })
 }
 
 /// A writer that computes the crc32c and length of what passes through it
