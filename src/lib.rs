@@ -6,7 +6,8 @@
 //!
 //! - [`snapshot`]: the meta table, refcounted local storage, writer/reader,
 //!   the executor that drives save, install and load, the remote file
-//!   copier and its gRPC service, the throttle, and the contract a
+//!   copier with its gRPC service and [`snapshot::bulk`] streams (files
+//!   sent with `sendfile` on the gRPC port), the throttle, and the contract a
 //!   replicated state machine implements ([`snapshot::ReplicatedStateMachine`]:
 //!   typed commands and answers, a total `apply`, read views), and
 //!   [`snapshot::integrity`] (files re-read against their recorded crc32c,

@@ -453,37 +453,22 @@ impl RemoteFileCopier {
         ));
         loop {
             let r = if offset < fm.size {
+                let t = Target {
+                    uri,
+                    remote,
+                    fm,
+                    file: &file,
+                    progress,
+                    cancel,
+                };
                 let bulk = if self.bulk_enabled() {
-                    self.stream_bulk(
-                        uri,
-                        remote,
-                        fm,
-                        &file,
-                        &mut offset,
-                        &mut crc,
-                        progress,
-                        cancel,
-                    )
-                    .await
+                    self.stream_bulk(t, &mut offset, &mut crc).await
                 } else {
                     Ok(false)
                 };
                 match bulk {
                     Ok(true) => Ok(()),
-                    Ok(false) => {
-                        self.stream(
-                            &mut client,
-                            uri,
-                            remote,
-                            fm,
-                            &file,
-                            &mut offset,
-                            &mut crc,
-                            progress,
-                            cancel,
-                        )
-                        .await
-                    }
+                    Ok(false) => self.stream(&mut client, t, &mut offset, &mut crc).await,
                     Err(e) => Err(e),
                 }
             } else {
@@ -538,18 +523,20 @@ impl RemoteFileCopier {
 
     /// One bulk stream from `offset` to the end (or an error). `Ok(false)`
     /// when the peer does not serve bulk streams: nothing was fetched.
-    #[allow(clippy::too_many_arguments)]
     async fn stream_bulk(
         &self,
-        uri: &SnapshotUri,
-        remote: &str,
-        fm: &FileMeta,
-        file: &Arc<std::sync::Mutex<ChunkWriter>>,
+        t: Target<'_>,
         offset: &mut u64,
         crc: &mut u32,
-        progress: &Arc<InstallProgress>,
-        cancel: &CancellationToken,
     ) -> Result<bool, SnapshotError> {
+        let Target {
+            uri,
+            remote,
+            fm,
+            file,
+            progress,
+            cancel,
+        } = t;
         let index = progress.index.load(Ordering::Relaxed);
         let (addr, name, reader_id, size) =
             (uri.addr.clone(), remote.to_string(), uri.reader_id, fm.size);
@@ -616,19 +603,21 @@ impl RemoteFileCopier {
     }
 
     /// One GetFile stream from `offset` to the end (or an error).
-    #[allow(clippy::too_many_arguments)]
     async fn stream(
         &self,
         client: &mut FileServiceClient<Channel>,
-        uri: &SnapshotUri,
-        remote: &str,
-        fm: &FileMeta,
-        file: &Arc<std::sync::Mutex<ChunkWriter>>,
+        t: Target<'_>,
         offset: &mut u64,
         crc: &mut u32,
-        progress: &Arc<InstallProgress>,
-        cancel: &CancellationToken,
     ) -> Result<(), SnapshotError> {
+        let Target {
+            uri,
+            remote,
+            fm,
+            file,
+            progress,
+            cancel,
+        } = t;
         let index = progress.index.load(Ordering::Relaxed);
         let what = || format!("GetFile {}", fm.name);
         let protocol = |reason: String| SnapshotError::Protocol {
@@ -865,6 +854,18 @@ impl RemoteFileCopier {
         drop(results);
         first_err
     }
+}
+
+/// One file being streamed: from where, into what.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    uri: &'a SnapshotUri,
+    /// The file's name at the source.
+    remote: &'a str,
+    fm: &'a FileMeta,
+    file: &'a Arc<std::sync::Mutex<ChunkWriter>>,
+    progress: &'a Arc<InstallProgress>,
+    cancel: &'a CancellationToken,
 }
 
 /// One file to fetch and where it can come from.
