@@ -529,18 +529,11 @@ impl RemoteFileCopier {
         offset: &mut u64,
         crc: &mut u32,
     ) -> Result<bool, SnapshotError> {
-        let Target {
-            uri,
-            remote,
-            fm,
-            file,
-            progress,
-            cancel,
-        } = t;
-        let index = progress.index.load(Ordering::Relaxed);
+        let (uri, remote, fm) = (t.uri, t.remote, t.fm);
+        let index = t.progress.index.load(Ordering::Relaxed);
         let (addr, name, reader_id, size) =
             (uri.addr.clone(), remote.to_string(), uri.reader_id, fm.size);
-        let (file, progress, cancel) = (file.clone(), progress.clone(), cancel.clone());
+        let (file, progress, cancel) = (t.file.clone(), t.progress.clone(), t.cancel.clone());
         let (throttle, handle) = (self.throttle.clone(), tokio::runtime::Handle::current());
         let opts = self.opts.clone();
         let (mut o, mut c) = (*offset, *crc);
