@@ -39,17 +39,8 @@ fn rss_kib() -> (u64, u64) {
 
 /// CPU seconds (user, system) used by this process so far.
 fn cpu_secs() -> (f64, f64) {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = s.rsplit_once(')').map_or("", |r| r.1);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    // Fields 14 and 15 of stat (utime, stime) in clock ticks (100 Hz here).
-    (
-        f.get(11).copied().unwrap_or(0.0) / 100.0,
-        f.get(12).copied().unwrap_or(0.0) / 100.0,
-    )
+    let (user, sys) = common::cpu_ticks("self");
+    (user as f64 / 100.0, sys as f64 / 100.0)
 }
 
 /// A state machine that accepts any snapshot (the benchmark times the copy).

@@ -102,22 +102,18 @@ mod chrono_free {
     }
 }
 
-/// CPU ticks (user + system) process `pid` used so far.
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = s.rsplit_once(')').map_or("", |r| r.1);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
-}
-
 /// Waits (at most 5 minutes) until the processes together use under 5% of
 /// a core over a second.
 fn quiesce(pids: &[u32]) {
     let deadline = Instant::now() + Duration::from_secs(300);
-    let total = || pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>();
+    let total = || {
+        pids.iter()
+            .map(|p| {
+                let (user, sys) = common::cpu_ticks(&p.to_string());
+                user + sys
+            })
+            .sum::<u64>()
+    };
     while Instant::now() < deadline {
         let before = total();
         std::thread::sleep(Duration::from_secs(1));
