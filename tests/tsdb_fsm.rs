@@ -446,3 +446,182 @@ fn small_files_are_merged_in_the_background_without_changing_answers() {
         "batch 1 rewrote t=250 s over batch 0"
     );
 }
+
+fn settle_merges(exec: &SnapshotExecutor<Tsdb>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut g = exec.state_machine().lock().unwrap();
+        g.state_machine.absorb_merges();
+        if g.state_machine.merges_running() == 0 {
+            return;
+        }
+        drop(g);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "merges never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn deletes_are_tombstones_that_snapshots_carry_and_merges_apply() {
+    use raftsnap::proto::tsdb::DeleteSeries;
+    use raftsnap::tsdb::query::{execute_read, parse as parse_q};
+    let t = tempfile::tempdir().unwrap();
+    let (storage, _) =
+        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
+    // No background merges: the tombstones stay until the test asks.
+    let fsm = Tsdb::open(t.path().join("data"))
+        .unwrap()
+        .with_merge_files(usize::MAX);
+    let exec = SnapshotExecutor::new(storage, shared(fsm), ExecutorOptions::default());
+    apply(
+        &exec,
+        1,
+        Cmd::CreateDatabase(CreateDatabase { name: "db".into() }),
+    );
+    let mut body = String::new();
+    for i in 0..3000i64 {
+        body.push_str(&format!(
+            "cpu,host=h{} v={i} {}\n",
+            i % 3,
+            i * 1_000_000_000
+        ));
+    }
+    write(&exec, 2, "db", &body);
+    assert!(matches!(exec.do_snapshot().unwrap(), SaveOutcome::Saved(_)));
+    let inode_before = {
+        let g = exec.state_machine().lock().unwrap();
+        let id = g.state_machine.meta().shards()[0].2;
+        let f = &g.state_machine.shard(id).unwrap().files()[0];
+        std::fs::metadata(&f.path).unwrap().ino()
+    };
+    // DROP SERIES of h0; DELETE of h1 before 1000 s.
+    let del = |measurements: Vec<String>, condition: &str, min: i64, max: i64| {
+        Cmd::DeleteSeries(DeleteSeries {
+            db: "db".into(),
+            measurements,
+            measurement_regexes: vec![],
+            condition: condition.into(),
+            min_time: min,
+            max_time: max,
+        })
+    };
+    let r = apply(
+        &exec,
+        3,
+        del(vec!["cpu".into()], "host = 'h0'", i64::MIN, i64::MAX),
+    );
+    assert!(r.error.is_empty(), "{}", r.error);
+    let r = apply(
+        &exec,
+        4,
+        del(vec!["cpu".into()], "host = 'h1'", i64::MIN, 999_999_999_999),
+    );
+    assert!(r.error.is_empty(), "{}", r.error);
+    let answers = |exec: &SnapshotExecutor<Tsdb>| {
+        let mut g = exec.state_machine().lock().unwrap();
+        let view = g.state_machine.view();
+        let q = |s: &str| {
+            execute_read(
+                &view,
+                "db",
+                &parse_q(s, 0).unwrap()[0],
+                Some(Precision::Nanoseconds),
+            )
+        };
+        (
+            q("SELECT count(v) FROM cpu GROUP BY host"),
+            q("SHOW SERIES"),
+            q("SELECT first(v) FROM cpu WHERE host = 'h1'"),
+        )
+    };
+    let expected = answers(&exec);
+    let counts: Vec<_> = expected.0["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["tags"]["host"].clone(), s["values"][0][1].clone()))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            (serde_json::json!("h1"), serde_json::json!(667)),
+            (serde_json::json!("h2"), serde_json::json!(1000)),
+        ]
+    );
+    assert_eq!(
+        expected.1["series"][0]["values"],
+        serde_json::json!([["cpu,host=h1"], ["cpu,host=h2"]])
+    );
+    assert_eq!(
+        expected.2["series"][0]["values"][0][1],
+        serde_json::json!(1000)
+    );
+    // The TSM file was not rewritten: a tombstone file lies beside it.
+    let (shard_id, tomb) = {
+        let g = exec.state_machine().lock().unwrap();
+        let id = g.state_machine.meta().shards()[0].2;
+        let f = &g.state_machine.shard(id).unwrap().files()[0];
+        assert_eq!(std::fs::metadata(&f.path).unwrap().ino(), inode_before);
+        (id, f.tombstone().unwrap().name.clone())
+    };
+    // A snapshot carries the tombstone; a load elsewhere answers the same.
+    assert!(matches!(exec.do_snapshot().unwrap(), SaveOutcome::Saved(_)));
+    let reader = exec.storage().open_reader().unwrap();
+    reader.verify().unwrap();
+    assert!(
+        reader
+            .files()
+            .iter()
+            .any(|f| f.name == format!("data/db/autogen/{shard_id}/{tomb}")),
+        "{:?}",
+        reader.files().iter().map(|f| &f.name).collect::<Vec<_>>()
+    );
+    drop(reader);
+    let t2 = tempfile::tempdir().unwrap();
+    let (s2, _) =
+        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
+    let exec2 = SnapshotExecutor::new(
+        s2,
+        shared(
+            Tsdb::open(t2.path().join("data"))
+                .unwrap()
+                .with_merge_files(usize::MAX),
+        ),
+        ExecutorOptions::default(),
+    );
+    exec2.load_latest(1).unwrap().unwrap();
+    assert_eq!(answers(&exec2), expected);
+    // A later write of a deleted series is kept.
+    write(&exec, 5, "db", "cpu,host=h0 v=-1 5000000000000\n");
+    let after = answers(&exec);
+    assert_eq!(after.0["series"][0]["tags"]["host"], "h0");
+    assert_eq!(after.0["series"][0]["values"][0][1], 1);
+    // Loaded where merges run, the tombstoned file is rewritten without
+    // the deleted points in the background, and the tombstone goes; the
+    // answers stay.
+    let t3 = tempfile::tempdir().unwrap();
+    let (s3, _) =
+        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
+    let exec3 = SnapshotExecutor::new(
+        s3,
+        shared(Tsdb::open(t3.path().join("data")).unwrap()),
+        ExecutorOptions::default(),
+    );
+    exec3.load_latest(1).unwrap().unwrap();
+    settle_merges(&exec3);
+    {
+        let g = exec3.state_machine().lock().unwrap();
+        let shard = g.state_machine.shard(shard_id).unwrap();
+        assert_eq!(shard.files().len(), 1);
+        assert!(shard.files()[0].tombstone().is_none());
+        let names: Vec<String> = std::fs::read_dir(shard.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| n.ends_with(".tsm")), "{names:?}");
+    }
+    assert_eq!(answers(&exec3), expected);
+}

@@ -192,7 +192,7 @@ fn check_all<S: ReplicatedStateMachine>(exec: &Executor<S>) -> Vec<String> {
                     .unwrap_or(&t.path)
                     .display()
             )),
-            None => bad_live.push((t.path.clone(), p)),
+            None => bad_live.push((t.path.clone(), t.crc32c, p)),
         }
     }
     for (r, bad) in readers.into_iter().zip(bad_snapshots) {
@@ -205,12 +205,13 @@ fn check_all<S: ReplicatedStateMachine>(exec: &Executor<S>) -> Vec<String> {
             warn!(snapshot_index = index, error = %e, "could not rename a broken snapshot");
         }
     }
-    // A file merged away meanwhile is gone, not damaged.
-    let still: Vec<PathBuf> = live().into_iter().map(|f| f.path).collect();
+    // A file merged away (or a tombstone file replaced) meanwhile is gone,
+    // not damaged.
+    let still: Vec<(PathBuf, u32)> = live().into_iter().map(|f| (f.path, f.crc32c)).collect();
     bad_live
         .into_iter()
-        .filter(|(path, _)| still.contains(path))
-        .map(|(path, p)| format!("{}: {p}", path.display()))
+        .filter(|(path, crc, _)| still.iter().any(|(p, c)| p == path && c == crc))
+        .map(|(path, _, p)| format!("{}: {p}", path.display()))
         .collect()
 }
 

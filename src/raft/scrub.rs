@@ -6,6 +6,7 @@
 //! to the repairer ([`crate::raft::repair`]); the figures to `/status` and
 //! `/metrics`.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,7 +53,7 @@ pub struct ScrubPass {
 pub(crate) type SharedScrubStatus = Arc<Mutex<ScrubStatus>>;
 
 /// Every file a pass re-reads: the retained snapshots' and the live ones.
-pub(crate) fn targets<S: ReplicatedStateMachine>(
+pub(crate) fn targets_of<S: ReplicatedStateMachine>(
     exec: &SnapshotExecutor<NodeFsm<S>>,
 ) -> Vec<Target> {
     let mut out = Vec::new();
@@ -105,7 +106,7 @@ pub(crate) fn run<S: ReplicatedStateMachine>(
         status.lock().unwrap_or_else(|p| p.into_inner()).running = true;
         let mut pace = Pace::new(rate);
         let stop = || shutdown.is_cancelled();
-        let targets = targets(&exec);
+        let targets = targets_of(&exec);
         let (found, files) = check_targets(&targets, &mut pace, &stop);
         if stop() {
             return;
@@ -115,10 +116,24 @@ pub(crate) fn run<S: ReplicatedStateMachine>(
             bytes: pace.bytes(),
             ..Default::default()
         };
+        // A file replaced while the pass read it (a tombstone file a delete
+        // rewrote) is not damaged: only files still listed as they were
+        // count.
+        let current: Option<std::collections::HashSet<(PathBuf, u32)>> =
+            found.iter().any(Option::is_some).then(|| {
+                targets_of(&exec)
+                    .into_iter()
+                    .map(|t| (t.path, t.crc32c))
+                    .collect()
+            });
         for (t, problem) in targets.iter().zip(found) {
+            let listed = current
+                .as_ref()
+                .is_some_and(|c| c.contains(&(t.path.clone(), t.crc32c)));
             match problem {
                 // Merged away or released while we read: gone, not damaged.
                 None | Some(FileProblem::Missing) => {}
+                Some(_) if !listed => {}
                 Some(p) => {
                     let f = format!("{}: {p}", t.path.display());
                     warn!(finding = %f, "scrub: a file fails its checksum");

@@ -147,6 +147,11 @@ pub struct ServeArgs {
     /// `max-select-buckets` (0 = no limit).
     #[arg(long)]
     pub max_select_buckets: Option<u64>,
+    /// TSM files in a shard that start a background merge (4; 0 = never
+    /// merge, which also leaves deleted points in their files, hidden by
+    /// tombstones, until a merge runs).
+    #[arg(long)]
+    pub merge_files: Option<usize>,
     /// How often the leader drops the shard groups its retention policies
     /// no longer keep, as influxd's `[retention] check-interval` (30m;
     /// 0 = never).
@@ -278,6 +283,7 @@ pub struct FileConfig {
     max_select_point: Option<u64>,
     max_select_series: Option<u64>,
     max_select_buckets: Option<u64>,
+    merge_files: Option<usize>,
     max_series_per_database: Option<u64>,
     max_values_per_tag: Option<u64>,
     max_concurrent_write_limit: Option<usize>,
@@ -344,6 +350,8 @@ pub struct Settings {
     pub join: Option<String>,
     /// How often the leader enforces retention (zero: never).
     pub retention_check_interval: std::time::Duration,
+    /// TSM files in a shard that start a background merge (`None`: never).
+    pub merge_files: Option<usize>,
 }
 
 impl ServeArgs {
@@ -516,8 +524,14 @@ impl ServeArgs {
             Some(v) => parse_duration(&v)?,
             None => crate::server::retention::DEFAULT_CHECK_INTERVAL,
         };
+        let merge_files = match pick!(merge_files) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(crate::tsdb::fsm::DEFAULT_MERGE_FILES),
+        };
         let port = |base: u64| base + 10 * (id - 1);
         Ok(Settings {
+            merge_files,
             node: n,
             http_addr: self
                 .http_addr

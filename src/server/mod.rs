@@ -48,7 +48,8 @@ pub async fn run(
         .await
         .map_err(|e| format!("bind snapshotter address {}: {e}", s.snapshotter_addr))?;
     let tsdb = Tsdb::open(s.node.data_dir.join("tsdb"))
-        .map_err(|e| format!("open the time-series store: {e}"))?;
+        .map_err(|e| format!("open the time-series store: {e}"))?
+        .with_merge_files(s.merge_files.unwrap_or(usize::MAX));
     let id = s.node.id;
     let node = NodeHandle::start(s.node.clone(), tsdb, raft_listener)
         .await

@@ -267,32 +267,49 @@ async fn shard_backup(
     let out = SyncIoBridge::new(conn);
     blocking(move || {
         // Files are opened under the lock: an open handle keeps a file
-        // readable even if a merge removes it afterwards.
-        let files = with_tsdb(&node, |t, _, _| -> Result<Vec<TarFile>, String> {
-            let (db, rp, files) = t
-                .shard_files(id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("shard {id} not found"))?;
-            let mut out = Vec::new();
-            for f in files {
-                let open = || -> std::io::Result<(std::fs::File, SystemTime)> {
-                    let file = std::fs::File::open(&f.path)?;
-                    let mtime = file.metadata()?.modified()?;
-                    Ok((file, mtime))
-                };
-                let (file, mtime) = open().map_err(|e| format!("{}: {e}", f.path.display()))?;
-                if since.is_none_or(|s| mtime > s) {
-                    out.push(TarFile {
-                        path: format!("{db}/{rp}/{id}/{}", f.name),
-                        file,
-                        size: f.size,
-                        mtime,
-                        crc32c: Some(f.crc32c),
-                    });
+        // readable even if a merge removes it afterwards. A file with
+        // deletes (tombstones) is sent rewritten without the deleted
+        // points, so that a restore, by tsnode or influxd, never brings
+        // them back: those are noted, to be written after the lock.
+        type Rewrite = (usize, crate::tsdb::shard::ShardFile, std::path::PathBuf);
+        let (mut files, rewrites) = with_tsdb(
+            &node,
+            |t, _, _| -> Result<(Vec<TarFile>, Vec<Rewrite>), String> {
+                let (db, rp, files) = t
+                    .shard_files(id)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("shard {id} not found"))?;
+                let mut out = Vec::new();
+                let mut rewrites = Vec::new();
+                for f in files {
+                    let open = || -> std::io::Result<(std::fs::File, SystemTime)> {
+                        let file = std::fs::File::open(&f.path)?;
+                        let mut mtime = file.metadata()?.modified()?;
+                        // Changed when its deletes changed.
+                        if let Some(t) = f.tombstone() {
+                            mtime = mtime.max(std::fs::metadata(&t.path)?.modified()?);
+                        }
+                        Ok((file, mtime))
+                    };
+                    let (file, mtime) =
+                        open().map_err(|e| format!("{}: {e}", f.path.display()))?;
+                    if since.is_none_or(|s| mtime > s) {
+                        if f.tombstone().is_some() {
+                            let tmp = t.scratch_path(&format!("backup-{id}"));
+                            rewrites.push((out.len(), f.clone(), tmp));
+                        }
+                        out.push(TarFile {
+                            path: format!("{db}/{rp}/{id}/{}", f.name),
+                            file,
+                            size: f.size,
+                            mtime,
+                            crc32c: Some(f.crc32c),
+                        });
+                    }
                 }
-            }
-            Ok(out)
-        })?;
+                Ok((out, rewrites))
+            },
+        )?;
         let bad = damaged(&files);
         if !bad.is_empty() {
             node.report_damage("a backup", bad.clone());
@@ -301,6 +318,35 @@ async fn shard_backup(
                 bad.join("; ")
             ));
         }
+        let mut empty = Vec::new();
+        for (i, f, tmp) in rewrites {
+            let m = crate::tsdb::shard::write_merged(std::slice::from_ref(&f), &tmp, i64::MIN, i64::MAX);
+            // Open, the file stays readable once its name is gone.
+            let opened = m.and_then(|m| {
+                let file = std::fs::File::open(&tmp).map_err(|source| crate::tsdb::tsm::TsmError::Io {
+                    op: "open",
+                    path: tmp.clone(),
+                    source,
+                })?;
+                Ok((m, file))
+            });
+            let _ = std::fs::remove_file(&tmp);
+            let (m, file) = opened.map_err(|e| format!("backup of shard {id}: {e}"))?;
+            if m.values == 0 {
+                empty.push(i);
+                continue;
+            }
+            files[i].file = file;
+            files[i].size = m.size;
+            // Written just now from blocks whose CRCs were checked.
+            files[i].crc32c = None;
+        }
+        let files = files
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !empty.contains(i))
+            .map(|(_, f)| f)
+            .collect();
         send_tar(out, files)
     })
     .await

@@ -16,7 +16,7 @@ use prost::Message;
 use super::line_protocol::{FieldValue, Point, series_key};
 use super::meta::Metastore;
 use super::series_index::SeriesIndex;
-use super::shard::{MergeJob, Shard, ShardView};
+use super::shard::{MergeJob, Shard, ShardView, TombstoneFile};
 use super::statistics::Statistic;
 use super::tsm::KEY_FIELD_SEPARATOR;
 use crate::proto::tsdb::{
@@ -167,7 +167,9 @@ impl Tsdb {
         self.scratch.join(format!("{what}-{n}"))
     }
 
-    /// Sets how many files in a shard start a background merge.
+    /// Sets how many files in a shard start a background merge
+    /// (`usize::MAX`: no background merges at all, so files, and their
+    /// tombstones, stay as written).
     pub fn with_merge_files(mut self, files: usize) -> Self {
         self.merge_files = files.max(2);
         self
@@ -183,11 +185,12 @@ impl Tsdb {
             self.merger.running.remove(&job.shard_id);
             match (r, self.shards.get_mut(&job.shard_id)) {
                 (Ok(out), Some(shard)) => {
-                    let inputs: Vec<String> = job.inputs.iter().map(|f| f.name.clone()).collect();
-                    if shard.install_merge(&inputs, out) {
+                    if shard.install_merge(&job.inputs, out) {
                         n += 1;
-                        touched.push(job.shard_id);
                     }
+                    // Planned again when refused too: a delete that
+                    // tombstoned an input while it ran left work to do.
+                    touched.push(job.shard_id);
                 }
                 (Ok(out), None) => {
                     let _ = std::fs::remove_file(&out.path);
@@ -213,7 +216,7 @@ impl Tsdb {
     }
 
     fn maybe_merge(&mut self, shard_id: u64) {
-        if self.merger.running.contains(&shard_id) {
+        if self.merge_files == usize::MAX || self.merger.running.contains(&shard_id) {
             return;
         }
         if let Some(job) = self
@@ -514,7 +517,12 @@ impl Tsdb {
         };
         for id in ids {
             if let Some(shard) = self.shards.get_mut(&id) {
-                shard.delete(&matches, c.min_time, c.max_time)?;
+                let done = shard.delete(&matches, c.min_time, c.max_time)?;
+                // Tombstoned files are rewritten without the deleted
+                // points in the background.
+                if done.tombstoned > 0 {
+                    self.maybe_merge(id);
+                }
             }
         }
         Ok(CommandResult::default())
@@ -1203,6 +1211,13 @@ impl StateMachine for Tsdb {
                     &f.path,
                     f.crc32c,
                 )?;
+                if let Some(t) = f.tombstone() {
+                    w.add_file_link(
+                        &format!("data/{db}/{rp}/{id}/{}", t.name),
+                        &t.path,
+                        t.crc32c,
+                    )?;
+                }
             }
         }
         w.write_file(
@@ -1218,6 +1233,8 @@ impl StateMachine for Tsdb {
         let meta = Metastore::from_backup_blob(&std::fs::read(r.path_of(META_FILE)?)?)?;
         let fresh = Tsdb::emptied(self.root.clone(), false, self.staging.clone())?;
         let mut shards: BTreeMap<u64, Shard> = BTreeMap::new();
+        // Tombstones are attached once their TSM files are all added.
+        let mut tombstones: Vec<(u64, TombstoneFile)> = Vec::new();
         for f in r.files() {
             let Some(rest) = f.name.strip_prefix("data/") else {
                 continue;
@@ -1238,7 +1255,29 @@ impl StateMachine for Tsdb {
             };
             let dst = dir.join(name);
             std::fs::hard_link(r.path_of(&f.name)?, &dst)?;
+            if name.ends_with(".tombstone") {
+                tombstones.push((
+                    id,
+                    TombstoneFile {
+                        name: name.to_string(),
+                        path: dst,
+                        size: f.size,
+                        crc32c: f.crc32c,
+                    },
+                ));
+                continue;
+            }
             shard.add_file(name, dst, f.size, f.crc32c)?;
+        }
+        for (id, t) in tombstones {
+            let name = t.name.clone();
+            let attached = match shards.get_mut(&id) {
+                Some(shard) => shard.add_tombstone(t)?,
+                None => false,
+            };
+            if !attached {
+                tracing::warn!(shard = id, file = %name, "snapshot tombstone file without its TSM file left out");
+            }
         }
         let mut index = SeriesIndex::default();
         for (db, _, id, ..) in meta.shards() {
@@ -1255,6 +1294,17 @@ impl StateMachine for Tsdb {
                 .with_flush_bytes(self.flush_bytes)
                 .with_merge_files(self.merge_files)
         };
+        // Files loaded with tombstones are rewritten without their deleted
+        // points in the background.
+        let tombstoned: Vec<u64> = self
+            .shards
+            .iter()
+            .filter(|(_, s)| s.files().iter().any(|f| f.tombstone().is_some()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in tombstoned {
+            self.maybe_merge(id);
+        }
         Ok(())
     }
 
@@ -1266,10 +1316,18 @@ impl StateMachine for Tsdb {
         self.shards
             .values()
             .flat_map(|s| s.files())
-            .map(|f| LiveFile {
-                path: f.path.clone(),
-                size: f.size,
-                crc32c: f.crc32c,
+            .flat_map(|f| {
+                let tomb = f.tombstone().map(|t| LiveFile {
+                    path: t.path.clone(),
+                    size: t.size,
+                    crc32c: t.crc32c,
+                });
+                std::iter::once(LiveFile {
+                    path: f.path.clone(),
+                    size: f.size,
+                    crc32c: f.crc32c,
+                })
+                .chain(tomb)
             })
             .collect()
     }

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use super::key_index::{KeyIndex, MeasurementKeys};
 use super::line_protocol::FieldValue;
-use super::tsm::{BlockType, KEY_FIELD_SEPARATOR, TsmError, TsmReader, TsmWriter, Values};
+use super::tsm::tombstone::{AsideFile, tombstone_name};
+use super::tsm::{
+    BlockType, IndexEntry, KEY_FIELD_SEPARATOR, Tombstones, TsmError, TsmReader, TsmWriter, Values,
+};
 
 /// One TSM file of a shard.
 #[derive(Debug, Clone)]
@@ -25,6 +28,28 @@ pub struct ShardFile {
     /// crc32c, computed when written.
     pub crc32c: u32,
     reader: Arc<TsmReader>,
+    /// Its deletes, if any (`<stem>.tombstone` beside it).
+    tomb: Option<Arc<TombFile>>,
+}
+
+/// The tombstone file of a TSM file: the ranges deleted from its keys, and
+/// which keys have no point left.
+#[derive(Debug)]
+pub struct TombFile {
+    /// File name (`<gen>-<seq>.tombstone`).
+    pub name: String,
+    /// Its path.
+    pub path: PathBuf,
+    /// Size.
+    pub size: u64,
+    /// crc32c, computed when written.
+    pub crc32c: u32,
+    set: Tombstones,
+    /// Keys of the TSM file with no point left.
+    dead: rustc_hash::FxHashSet<String>,
+    /// The live keys in order and their index, when some key is dead
+    /// (built on first use).
+    live: std::sync::OnceLock<(Vec<String>, KeyIndex)>,
 }
 
 /// A shard's state.
@@ -178,8 +203,186 @@ impl ShardFile {
             size,
             crc32c,
             reader,
+            tomb: None,
         })
     }
+
+    fn new(name: String, path: PathBuf, size: u64, crc32c: u32, reader: Arc<TsmReader>) -> Self {
+        Self {
+            name,
+            path,
+            size,
+            crc32c,
+            reader,
+            tomb: None,
+        }
+    }
+
+    /// Its tombstone file, if points were deleted from it.
+    pub fn tombstone(&self) -> Option<&TombFile> {
+        self.tomb.as_deref()
+    }
+
+    fn is_dead(&self, key: &str) -> bool {
+        self.tomb.as_ref().is_some_and(|t| t.dead.contains(key))
+    }
+
+    /// Every key with a point left, with its type, in order.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, BlockType)> {
+        self.reader.keys().filter(move |(k, _)| !self.is_dead(k))
+    }
+
+    /// The blocks of `key` (none when every point of it was deleted); a
+    /// block may hold deleted points, which [`ShardFile::read_block`]
+    /// leaves out.
+    pub fn entries(&self, key: &str) -> Option<&[IndexEntry]> {
+        if self.is_dead(key) {
+            return None;
+        }
+        self.reader.entries(key)
+    }
+
+    /// Reads one block of `key` (CRC checked) without its deleted points.
+    pub fn read_block(&self, key: &str, e: &IndexEntry) -> Result<(Vec<i64>, Values), TsmError> {
+        let (mut ts, mut v) = self.reader.read_block(e)?;
+        if let Some(t) = &self.tomb
+            && let Some(keep) = t.set.survivors(key, &ts)
+        {
+            v.retain_marked(&keep);
+            let mut i = 0;
+            ts.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        Ok((ts, v))
+    }
+
+    /// The series index of its live keys.
+    fn key_index(&self) -> &KeyIndex {
+        match self.live() {
+            Some((_, index)) => index,
+            None => self.reader.key_index(),
+        }
+    }
+
+    /// The live key at `ordinal` of [`ShardFile::key_index`].
+    fn key_at(&self, ordinal: u32) -> Option<&str> {
+        match self.live() {
+            Some((keys, _)) => keys.get(ordinal as usize).map(String::as_str),
+            None => self.reader.key_at(ordinal),
+        }
+    }
+
+    fn live(&self) -> Option<&(Vec<String>, KeyIndex)> {
+        let t = self.tomb.as_ref().filter(|t| !t.dead.is_empty())?;
+        Some(t.live.get_or_init(|| {
+            let keys: Vec<(String, BlockType)> =
+                self.keys().map(|(k, t)| (k.to_string(), t)).collect();
+            let index = KeyIndex::build(keys.iter().map(|(k, t)| (k.as_str(), t.type_name())));
+            (keys.into_iter().map(|(k, _)| k).collect(), index)
+        }))
+    }
+
+    /// Which of `keys` have no point left once `set` is applied (blocks
+    /// only partly covered by a range are read to tell).
+    fn dead_under<'k>(
+        &self,
+        set: &Tombstones,
+        keys: impl Iterator<Item = &'k str>,
+    ) -> Result<Vec<String>, TsmError> {
+        let mut dead = Vec::new();
+        'keys: for key in keys {
+            let Some(entries) = self.reader.entries(key) else {
+                continue;
+            };
+            for e in entries {
+                if set.covers(key, e.min_time, e.max_time) {
+                    continue;
+                }
+                let (ts, _) = self.reader.read_block(e)?;
+                match set.survivors(key, &ts) {
+                    Some(keep) if !keep.contains(&true) => {}
+                    _ => continue 'keys,
+                }
+            }
+            dead.push(key.to_string());
+        }
+        Ok(dead)
+    }
+
+    /// This file with `set` as its deletes (written as `file`), the keys
+    /// `dead` having no point left (besides those dead before).
+    fn with_tombstones(&self, set: Tombstones, file: TombstoneFile, dead: Vec<String>) -> Self {
+        let mut all = self
+            .tomb
+            .as_ref()
+            .map(|t| t.dead.clone())
+            .unwrap_or_default();
+        all.extend(dead);
+        Self {
+            tomb: Some(Arc::new(TombFile {
+                name: file.name,
+                path: file.path,
+                size: file.size,
+                crc32c: file.crc32c,
+                set,
+                dead: all,
+                live: std::sync::OnceLock::new(),
+            })),
+            ..self.clone()
+        }
+    }
+
+    /// Whether `other` is this file with the same deletes.
+    fn same_as(&self, other: &ShardFile) -> bool {
+        self.name == other.name
+            && match (&self.tomb, &other.tomb) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+
+    /// Removes the file and its tombstone file from disk.
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(t) = &self.tomb {
+            let _ = std::fs::remove_file(&t.path);
+        }
+    }
+}
+
+/// Whether failpoint `name` is armed (never without the `failpoints`
+/// feature).
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+fn failpoint_armed(name: &str) -> bool {
+    fail::fail_point!(name, |_| true);
+    false
+}
+
+/// A tombstone file on disk: name, path, size, crc32c.
+#[derive(Debug, Clone)]
+pub struct TombstoneFile {
+    /// File name.
+    pub name: String,
+    /// Its path.
+    pub path: PathBuf,
+    /// Size.
+    pub size: u64,
+    /// crc32c.
+    pub crc32c: u32,
+}
+
+/// What a delete did to a shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// Points removed from the cache.
+    pub cached: u64,
+    /// Files that got (more) tombstones.
+    pub tombstoned: usize,
+    /// Files removed: no point was left in them.
+    pub dropped: usize,
 }
 
 impl Shard {
@@ -214,15 +417,28 @@ impl Shard {
         if let Some(g) = name.split('-').next().and_then(|g| g.parse::<u64>().ok()) {
             self.next_gen = self.next_gen.max(g + 1);
         }
-        self.files.push(ShardFile {
-            name: name.to_string(),
-            path,
-            size,
-            crc32c,
-            reader,
-        });
+        self.files
+            .push(ShardFile::new(name.to_string(), path, size, crc32c, reader));
         self.files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(())
+    }
+
+    /// Attaches an existing tombstone file (from a snapshot) to its TSM
+    /// file, added before. A tombstone whose TSM file is not here deletes
+    /// nothing and is left out (false).
+    pub fn add_tombstone(&mut self, file: TombstoneFile) -> Result<bool, TsmError> {
+        let Some(i) = self
+            .files
+            .iter()
+            .position(|f| tombstone_name(&f.name) == file.name)
+        else {
+            return Ok(false);
+        };
+        let set = Tombstones::read(&file.path)?;
+        let f = &self.files[i];
+        let dead = f.dead_under(&set, f.reader.keys().map(|(k, _)| k))?;
+        self.files[i] = f.with_tombstones(set, file, dead);
+        Ok(true)
     }
 
     /// Links an ingested TSM file (validated, its size and crc32c known)
@@ -339,13 +555,7 @@ impl Shard {
             Ok((size, crc32c, reader)) => {
                 self.next_gen += 1;
                 self.cache_bytes = 0;
-                let sf = ShardFile {
-                    name,
-                    path,
-                    size,
-                    crc32c,
-                    reader,
-                };
+                let sf = ShardFile::new(name, path, size, crc32c, reader);
                 self.files.push(sf.clone());
                 Ok(Some(sf))
             }
@@ -362,8 +572,11 @@ impl Shard {
 
     /// Plans a merge of every file into one (at least `min_files`): the
     /// output's generation is reserved now, so later flushes stay newer.
+    /// A file with tombstones is rewritten without its deleted points
+    /// even when alone.
     pub fn plan_merge(&mut self, min_files: usize) -> Option<MergeJob> {
-        if self.files.len() < min_files.max(2) {
+        let tombstoned = self.files.iter().any(|f| f.tomb.is_some());
+        if self.files.len() < min_files.max(2) && !tombstoned {
             return None;
         }
         let out_name = format!("{:09}-{:09}.tsm", self.next_gen, 2);
@@ -377,20 +590,21 @@ impl Shard {
     }
 
     /// Puts a merged file in place of its inputs if they are all still
-    /// there (true); otherwise drops the merged file (false). The inputs are
-    /// removed from the shard directory (snapshots keep their own links).
-    pub fn install_merge(&mut self, inputs: &[String], out: ShardFile) -> bool {
+    /// there with the deletes they had when merged (true); otherwise drops
+    /// the merged file (false). The inputs and their tombstones are removed
+    /// from the shard directory (snapshots keep their own links).
+    pub fn install_merge(&mut self, inputs: &[ShardFile], out: ShardFile) -> bool {
         if !inputs
             .iter()
-            .all(|n| self.files.iter().any(|f| &f.name == n))
+            .all(|i| self.files.iter().any(|f| f.same_as(i)))
         {
             let _ = std::fs::remove_file(&out.path);
             return false;
         }
         self.files.retain(|f| {
-            let merged = inputs.contains(&f.name);
+            let merged = inputs.iter().any(|i| i.name == f.name);
             if merged {
-                let _ = std::fs::remove_file(&f.path);
+                f.remove();
             }
             !merged
         });
@@ -403,26 +617,95 @@ impl Shard {
     pub fn compact(&mut self) -> Result<(), TsmError> {
         if let Some(job) = self.plan_merge(2) {
             let out = job.run()?;
-            let inputs: Vec<String> = job.inputs.iter().map(|f| f.name.clone()).collect();
-            self.install_merge(&inputs, out);
+            self.install_merge(&job.inputs, out);
         }
         Ok(())
     }
 
     /// Removes the points in `[min, max]` of every key whose series
-    /// `reach` says (it is given the TSM key): from the cache (frozen
-    /// segments are copied, so views keep their point in time) and from
-    /// the files that hold any, each rewritten without them under the next
-    /// sequence of its generation (it keeps its place among the files; a
-    /// file left empty goes). Returns the points removed.
+    /// `reach` says (it is given the TSM key). Files are not rewritten: each
+    /// file holding such points gets the range in its tombstone file (a new
+    /// file that replaces the old by rename, so snapshots keep theirs), and
+    /// reads, merges and backups leave the points out; a file left without
+    /// any point goes. The cache loses them at once (frozen segments are
+    /// copied, so views keep their point in time). On an error nothing has
+    /// changed.
     pub fn delete(
         &mut self,
         reach: &dyn Fn(&str) -> bool,
         min: i64,
         max: i64,
-    ) -> Result<u64, TsmError> {
-        let mut removed = 0u64;
+    ) -> Result<DeleteOutcome, TsmError> {
+        let mut out = DeleteOutcome::default();
         let mut touched: BTreeSet<String> = BTreeSet::new();
+        // The new list is built aside, its tombstone files written beside
+        // the old ones: an error leaves the shard as it was.
+        let mut next: Vec<Option<ShardFile>> = Vec::with_capacity(self.files.len());
+        let mut aside: Vec<AsideFile> = Vec::new();
+        let planned = (|| -> Result<(), TsmError> {
+            for f in &self.files {
+                let hits: Vec<&str> = f
+                    .keys()
+                    .map(|(k, _)| k)
+                    .filter(|k| {
+                        reach(k)
+                            && f.reader.entries(k).is_some_and(|es| {
+                                es.iter().any(|e| e.max_time >= min && e.min_time <= max)
+                            })
+                    })
+                    .collect();
+                if hits.is_empty() {
+                    next.push(Some(f.clone()));
+                    continue;
+                }
+                touched.extend(hits.iter().map(|k| k.to_string()));
+                let mut set = f.tomb.as_ref().map(|t| t.set.clone()).unwrap_or_default();
+                for k in &hits {
+                    set.add(k, min, max);
+                }
+                let dead = f.dead_under(&set, hits.iter().copied())?;
+                let already = f.tomb.as_ref().map_or(0, |t| t.dead.len());
+                if already + dead.len() == f.reader.keys().count() {
+                    next.push(None);
+                    continue;
+                }
+                let name = tombstone_name(&f.name);
+                let path = self.dir.join(&name);
+                let written = set.write_aside(&path)?;
+                let file = TombstoneFile {
+                    name,
+                    path,
+                    size: written.size,
+                    crc32c: written.crc32c,
+                };
+                aside.push(written);
+                next.push(Some(f.with_tombstones(set, file, dead)));
+            }
+            Ok(())
+        })();
+        if let Err(e) = planned {
+            aside.into_iter().for_each(AsideFile::abandon);
+            return Err(e);
+        }
+        if failpoint_armed("tsdb::delete::before_tombstones_renamed") {
+            aside.into_iter().for_each(AsideFile::abandon);
+            return Err(TsmError::File {
+                path: self.dir.clone(),
+                reason: "injected failure before the tombstones were renamed".into(),
+            });
+        }
+        out.tombstoned = aside.len();
+        for a in aside {
+            a.commit()?;
+        }
+        // Files left without a point go (snapshots keep their own links).
+        for (old, new) in self.files.iter().zip(&next) {
+            if new.is_none() {
+                old.remove();
+                out.dropped += 1;
+            }
+        }
+        self.files = next.into_iter().flatten().collect();
         let cut = |map: &mut CacheMap, touched: &mut BTreeSet<String>| -> usize {
             let mut n = 0;
             map.retain(|k, c| {
@@ -441,7 +724,7 @@ impl Shard {
         };
         let n = cut(&mut self.cache, &mut touched);
         self.cache_points = self.cache_points.saturating_sub(n);
-        removed += n as u64;
+        out.cached += n as u64;
         for seg in &mut self.frozen {
             let hit = seg
                 .map
@@ -453,72 +736,18 @@ impl Shard {
                 let n = cut(&mut map, &mut touched);
                 seg.points = seg.points.saturating_sub(n);
                 seg.map = Arc::new(Segment::new(map));
-                removed += n as u64;
+                out.cached += n as u64;
             }
         }
-        // The new list is built aside: on an error the shard keeps its files
-        // (and the partial output goes), so nothing half-written is used.
-        let mut files = Vec::with_capacity(self.files.len());
-        let mut replaced = Vec::new();
-        for f in self.files.iter().cloned() {
-            let hit = f.reader.keys().any(|(k, _)| {
-                reach(k)
-                    && f.reader
-                        .entries(k)
-                        .is_some_and(|es| es.iter().any(|e| e.max_time >= min && e.min_time <= max))
-            });
-            if !hit {
-                files.push(f);
-                continue;
-            }
-            let (generation, seq) = f
-                .name
-                .trim_end_matches(".tsm")
-                .split_once('-')
-                .and_then(|(g, s)| Some((g.parse::<u64>().ok()?, s.parse::<u64>().ok()?)))
-                .unwrap_or((self.next_gen, 0));
-            let name = format!("{generation:09}-{:09}.tsm", seq + 1);
-            let path = self.dir.join(&name);
-            let (written, gone) = match write_without(&f, &path, reach, min, max, &mut touched) {
-                Ok(w) => w,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&path);
-                    for (_, new) in &replaced {
-                        let _ = std::fs::remove_file(new);
-                    }
-                    return Err(e);
-                }
-            };
-            removed += gone;
-            // No file when no point is left.
-            if let Some(written) = written {
-                let reader = Arc::new(TsmReader::open(&path)?);
-                replaced.push((f.path.clone(), path.clone()));
-                files.push(ShardFile {
-                    name,
-                    path,
-                    size: written.size,
-                    crc32c: written.crc32c,
-                    reader,
-                });
-            } else {
-                replaced.push((f.path.clone(), PathBuf::new()));
-            }
-        }
-        // Only now the old files go (snapshots keep their own links).
-        for (old, _) in &replaced {
-            let _ = std::fs::remove_file(old);
-        }
-        self.files = files;
         // A key gone everywhere may take another type later.
         for k in touched {
             let cached = self.segments().any(|s| s.contains_key(&k));
-            let filed = self.files.iter().any(|f| f.reader.entries(&k).is_some());
+            let filed = self.files.iter().any(|f| f.entries(&k).is_some());
             if !cached && !filed {
                 self.types.remove(&k);
             }
         }
-        Ok(removed)
+        Ok(out)
     }
 
     /// Every key (files and cache).
@@ -702,7 +931,7 @@ impl ShardView {
                 continue;
             }
             let mut read = false;
-            for e in f.reader.entries(key).unwrap_or(&[]) {
+            for e in f.entries(key).unwrap_or(&[]) {
                 if e.max_time > min && e.min_time < max {
                     blocks += 1;
                     bytes += u64::from(e.size);
@@ -718,7 +947,7 @@ impl ShardView {
     pub fn measurements(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for f in &self.files {
-            out.extend(f.reader.key_index().measurements().map(str::to_string));
+            out.extend(f.key_index().measurements().map(str::to_string));
         }
         for seg in &self.frozen {
             out.extend(seg.index().1.measurements().map(str::to_string));
@@ -730,9 +959,8 @@ impl ShardView {
     /// that has it, with the key at each ordinal.
     fn pieces<'a>(&'a self, m: &'a str) -> impl Iterator<Item = Piece<'a>> + 'a {
         let files = self.files.iter().filter_map(move |f| {
-            let r = &*f.reader;
-            let mk = r.key_index().measurement(m)?;
-            let key_at: KeyAt<'a> = Box::new(move |o| r.key_at(o));
+            let mk = f.key_index().measurement(m)?;
+            let key_at: KeyAt<'a> = Box::new(move |o| f.key_at(o));
             Some((mk, key_at))
         });
         let segments = self.frozen.iter().filter_map(move |seg| {
@@ -820,7 +1048,7 @@ impl ShardView {
         // first n of the union that it has, so later files still win.
         let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
         for f in &self.files {
-            let Some(entries) = f.reader.entries(key) else {
+            let Some(entries) = f.entries(key) else {
                 continue;
             };
             // Blocks that overlap each other are all read (a file written
@@ -837,7 +1065,7 @@ impl ShardView {
                 Box::new(blocks)
             };
             for e in blocks {
-                let (ts, v) = f.reader.read_block(e)?;
+                let (ts, v) = f.read_block(key, e)?;
                 let pts = from_values(ts, v)
                     .into_iter()
                     .filter(|(t, _)| *t >= min && *t <= max);
@@ -913,7 +1141,7 @@ fn keys_of<'a>(
         k.extend(s.keys().cloned());
     }
     for f in files {
-        k.extend(f.reader.keys().map(|(k, _)| k.to_string()));
+        k.extend(f.keys().map(|(k, _)| k.to_string()));
     }
     k
 }
@@ -930,14 +1158,14 @@ fn read_key<'a>(
     // the cache segments.
     let mut runs: Vec<Vec<(i64, FieldValue)>> = Vec::new();
     for f in files {
-        let Some(entries) = f.reader.entries(key) else {
+        let Some(entries) = f.entries(key) else {
             continue;
         };
         for e in entries
             .iter()
             .filter(|e| e.max_time >= min && e.min_time <= max)
         {
-            let (ts, v) = f.reader.read_block(e)?;
+            let (ts, v) = f.read_block(key, e)?;
             let mut run = from_values(ts, v);
             run.retain(|(t, _)| *t >= min && *t <= max);
             if !run.is_empty() {
@@ -1053,13 +1281,13 @@ impl MergeJob {
     pub fn run(&self) -> Result<ShardFile, TsmError> {
         let out = write_merged(&self.inputs, &self.out_path, i64::MIN, i64::MAX)?;
         let reader = Arc::new(TsmReader::open(&self.out_path)?);
-        Ok(ShardFile {
-            name: self.out_name.clone(),
-            path: self.out_path.clone(),
-            size: out.size,
-            crc32c: out.crc32c,
+        Ok(ShardFile::new(
+            self.out_name.clone(),
+            self.out_path.clone(),
+            out.size,
+            out.crc32c,
             reader,
-        })
+        ))
     }
 }
 
@@ -1087,12 +1315,7 @@ pub fn write_merged(
     let mut w = TsmWriter::create(out)?;
     let keys: BTreeSet<String> = inputs
         .iter()
-        .flat_map(|f| {
-            f.reader
-                .keys()
-                .map(|(k, _)| k.to_string())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|f| f.keys().map(|(k, _)| k.to_string()).collect::<Vec<_>>())
         .collect();
     let mut values = 0u64;
     for key in &keys {
@@ -1100,7 +1323,7 @@ pub fn write_merged(
         // overlap (as TSM files are written): blocks are sliced to the
         // range and written as they come, no merge needed.
         if let [only] = inputs
-            && let Some(entries) = only.reader.entries(key)
+            && let Some(entries) = only.entries(key)
             && entries.windows(2).all(|w| w[0].max_time < w[1].min_time)
         {
             let mut out: Option<(Vec<i64>, Values)> = None;
@@ -1108,7 +1331,7 @@ pub fn write_merged(
                 .iter()
                 .filter(|e| e.max_time >= min && e.min_time <= max)
             {
-                let (ts, v) = only.reader.read_block(e)?;
+                let (ts, v) = only.read_block(key, e)?;
                 let from = ts.partition_point(|t| *t < min);
                 let to = ts.partition_point(|t| *t <= max);
                 let (ts, v) = if from == 0 && to == ts.len() {
@@ -1144,62 +1367,6 @@ pub fn write_merged(
         crc32c: f.crc32c,
         values,
     })
-}
-
-/// Writes `input` again at `out` without the points in `[min, max]` of
-/// the keys `reach` says, noting each key that lost points in `touched`:
-/// what was written (`None`: nothing, no point was left) and how many
-/// points were removed.
-fn write_without(
-    input: &ShardFile,
-    out: &Path,
-    reach: &dyn Fn(&str) -> bool,
-    min: i64,
-    max: i64,
-    touched: &mut BTreeSet<String>,
-) -> Result<(Option<MergedFile>, u64), TsmError> {
-    let mut w: Option<TsmWriter> = None;
-    let (mut values, mut gone) = (0u64, 0u64);
-    let keys: Vec<String> = input.reader.keys().map(|(k, _)| k.to_string()).collect();
-    for key in &keys {
-        let Some(entries) = input.reader.entries(key) else {
-            continue;
-        };
-        let mut points: Vec<(i64, FieldValue)> = Vec::new();
-        for e in entries {
-            let (ts, v) = input.reader.read_block(e)?;
-            points.extend(from_values(ts, v));
-        }
-        if reach(key) {
-            let before = points.len();
-            points.retain(|(t, _)| *t < min || *t > max);
-            if points.len() != before {
-                gone += (before - points.len()) as u64;
-                touched.insert(key.clone());
-            }
-        }
-        if points.is_empty() {
-            continue;
-        }
-        let (ts, vals) = to_values(&points)?;
-        if w.is_none() {
-            w = Some(TsmWriter::create(out)?);
-        }
-        if let Some(w) = &mut w {
-            w.write(key, &ts, &vals)?;
-        }
-        values += ts.len() as u64;
-    }
-    let Some(w) = w else { return Ok((None, gone)) };
-    let f = w.finish()?;
-    Ok((
-        Some(MergedFile {
-            size: f.size,
-            crc32c: f.crc32c,
-            values,
-        }),
-        gone,
-    ))
 }
 
 /// The measurement of a TSM key (unescaped).
@@ -1315,11 +1482,18 @@ mod tests {
         let before = s.view();
         assert!(s.write(a, 15, FieldValue::Float(15.0)));
         let reach = |k: &str| k.starts_with("cpu,host=a#");
-        assert_eq!(s.delete(&reach, 3, 12).unwrap(), 10);
-        // The file was rewritten under the next sequence; b is whole.
+        let done = s.delete(&reach, 3, 12).unwrap();
+        assert_eq!((done.cached, done.tombstoned, done.dropped), (3, 1, 0));
+        // The file keeps its name and gets a tombstone file; b is whole.
         assert_eq!(s.files().len(), 1);
-        assert_ne!(s.files()[0].name, only_a);
-        assert!(!s.dir().join(&only_a).exists());
+        assert_eq!(s.files()[0].name, only_a);
+        let tomb = s.files()[0].tombstone().unwrap();
+        assert_eq!(tomb.name, "000000001-000000001.tombstone");
+        let on_disk = std::fs::read(&tomb.path).unwrap();
+        assert_eq!(
+            (tomb.size, tomb.crc32c),
+            (on_disk.len() as u64, crc32c::crc32c(&on_disk))
+        );
         let times = |pts: Vec<(i64, FieldValue)>| pts.iter().map(|p| p.0).collect::<Vec<_>>();
         assert_eq!(
             times(s.read(a, i64::MIN, i64::MAX).unwrap()),
@@ -1328,16 +1502,188 @@ mod tests {
         assert_eq!(s.read(b, i64::MIN, i64::MAX).unwrap().len(), 10);
         // A view taken before keeps its point in time.
         assert_eq!(before.read(a, i64::MIN, i64::MAX).unwrap().len(), 15);
+        let after = s.view();
+        assert_eq!(
+            times(after.read_n(a, 0, 20, 4, false).unwrap()),
+            vec![0, 1, 2, 13]
+        );
+        assert_eq!(
+            times(after.read_n(a, 0, 20, 2, true).unwrap()),
+            vec![14, 15]
+        );
         // Writes after the delete stay.
         assert!(s.write(a, 5, FieldValue::Float(5.5)));
         assert_eq!(s.read(a, 5, 5).unwrap(), vec![(5, FieldValue::Float(5.5))]);
-        // Everything of a key gone: it may take another type.
+        // Everything of a key gone: it may take another type, and the
+        // series index no longer has it.
         assert!(s.write(b, 20, FieldValue::Float(1.0)));
         s.flush().unwrap();
         let reach_b = |k: &str| k.starts_with("cpu,host=b#");
-        assert_eq!(s.delete(&reach_b, i64::MIN, i64::MAX).unwrap(), 11);
+        let done = s.delete(&reach_b, i64::MIN, i64::MAX).unwrap();
+        // Both files hold b (the second one a's point 5 too).
+        assert_eq!((done.cached, done.tombstoned, done.dropped), (0, 2, 0));
         assert!(s.keys().iter().all(|k| k != b));
+        // A file of nothing but deleted points goes, with its tombstone;
+        // keys already dead elsewhere are not tombstoned again.
+        assert!(s.write(b, 30, FieldValue::Float(1.0)));
+        let only_b = s.flush().unwrap().unwrap();
+        let done = s.delete(&reach_b, i64::MIN, i64::MAX).unwrap();
+        assert_eq!((done.cached, done.tombstoned, done.dropped), (0, 0, 1));
+        assert!(!only_b.path.exists());
+        assert_eq!(s.files().len(), 2);
+        assert!(s.keys().iter().all(|k| k != b));
+        let mut series = BTreeMap::new();
+        s.view().series("cpu", &[], &mut series);
+        assert_eq!(series.keys().collect::<Vec<_>>(), vec!["cpu,host=a"]);
+        let mut values = BTreeSet::new();
+        s.view().tag_values("cpu", "host", &mut values);
+        assert_eq!(values.into_iter().collect::<Vec<_>>(), vec!["a"]);
         assert!(s.write(b, 1, FieldValue::Integer(1)));
+    }
+
+    /// A shard of one file holding `a` and `b` at times 0..100.
+    fn two_key_shard(dir: &Path) -> (Shard, &'static str, &'static str) {
+        let mut s = Shard::create(1, dir.join("1")).unwrap();
+        let (a, b) = ("cpu,host=a#!~#v", "cpu,host=b#!~#v");
+        for i in 0..100 {
+            assert!(s.write(a, i, FieldValue::Float(i as f64)));
+            assert!(s.write(b, i, FieldValue::Integer(i)));
+        }
+        s.flush().unwrap().unwrap();
+        (s, a, b)
+    }
+
+    #[test]
+    fn a_merge_that_raced_a_delete_is_refused_and_a_tombstoned_file_is_rewritten_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut s, a, b) = two_key_shard(t.path());
+        assert!(s.write(a, 200, FieldValue::Float(2.0)));
+        s.flush().unwrap().unwrap();
+        // A merge planned before the delete, installed after it, would
+        // bring the deleted points back: it is refused.
+        let job = s.plan_merge(2).unwrap();
+        let reach = |k: &str| k.starts_with("cpu,host=a#");
+        s.delete(&reach, 10, 19).unwrap();
+        let out = job.run().unwrap();
+        let out_path = out.path.clone();
+        assert!(!s.install_merge(&job.inputs, out));
+        assert!(!out_path.exists());
+        assert_eq!(s.read(a, 10, 19).unwrap(), vec![]);
+        // Planned again, it merges what the files hold now.
+        let job = s.plan_merge(2).unwrap();
+        let out = job.run().unwrap();
+        assert!(s.install_merge(&job.inputs, out));
+        assert_eq!(s.files().len(), 1);
+        assert!(s.files()[0].tombstone().is_none());
+        assert_eq!(s.read(a, i64::MIN, i64::MAX).unwrap().len(), 91);
+        assert_eq!(s.read(b, i64::MIN, i64::MAX).unwrap().len(), 100);
+        // One file with a tombstone is rewritten alone, its tombstone
+        // file removed; one without is left as it is.
+        assert!(s.plan_merge(2).is_none());
+        s.delete(&|k: &str| k.starts_with("cpu,host=b#"), 0, 49)
+            .unwrap();
+        let tomb = s.files()[0].tombstone().unwrap().path.clone();
+        let job = s.plan_merge(2).unwrap();
+        let out = job.run().unwrap();
+        assert!(s.install_merge(&job.inputs, out));
+        assert!(!tomb.exists());
+        assert!(s.files()[0].tombstone().is_none());
+        let times: Vec<i64> = s
+            .read(b, i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(times, (50..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_shard_loaded_with_a_tombstone_reads_as_before_and_a_stray_one_is_left_out() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut s, a, b) = two_key_shard(t.path());
+        s.delete(&|k: &str| k.starts_with("cpu,host=a#"), i64::MIN, i64::MAX)
+            .unwrap();
+        s.delete(&|k: &str| k.starts_with("cpu,host=b#"), 5, 94)
+            .unwrap();
+        let f = s.files()[0].clone();
+        let tomb = f.tombstone().unwrap();
+        let mut again = Shard::create(1, t.path().join("again")).unwrap();
+        again
+            .add_file(&f.name, f.path.clone(), f.size, f.crc32c)
+            .unwrap();
+        let stray = TombstoneFile {
+            name: "000000009-000000001.tombstone".into(),
+            path: tomb.path.clone(),
+            size: tomb.size,
+            crc32c: tomb.crc32c,
+        };
+        assert!(!again.add_tombstone(stray).unwrap());
+        let file = TombstoneFile {
+            name: tomb.name.clone(),
+            path: tomb.path.clone(),
+            size: tomb.size,
+            crc32c: tomb.crc32c,
+        };
+        assert!(again.add_tombstone(file).unwrap());
+        assert_eq!(again.keys(), BTreeSet::from([b.to_string()]));
+        assert_eq!(again.read(a, i64::MIN, i64::MAX).unwrap(), vec![]);
+        assert_eq!(
+            again.read(b, i64::MIN, i64::MAX).unwrap(),
+            s.read(b, i64::MIN, i64::MAX).unwrap()
+        );
+        assert_eq!(again.read(b, i64::MIN, i64::MAX).unwrap().len(), 10);
+        // A damaged tombstone file is refused, naming it.
+        let bad = t.path().join("bad.tombstone");
+        std::fs::write(&bad, b"nonsense").unwrap();
+        let mut third = Shard::create(1, t.path().join("third")).unwrap();
+        third
+            .add_file(&f.name, f.path.clone(), f.size, f.crc32c)
+            .unwrap();
+        let e = third
+            .add_tombstone(TombstoneFile {
+                name: tomb.name.clone(),
+                path: bad,
+                size: 8,
+                crc32c: 0,
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.tombstone"), "{e}");
+        // A key whose every point lies in deleted ranges (with a gap
+        // holding none) is gone, even though the ranges do not cover its
+        // span.
+        s.delete(&|k: &str| k.starts_with("cpu,host=b#"), 0, 4)
+            .unwrap();
+        s.delete(&|k: &str| k.starts_with("cpu,host=b#"), 95, 99)
+            .unwrap();
+        assert!(s.keys().is_empty());
+        assert!(s.files().is_empty(), "the file has no point left");
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn a_delete_that_fails_before_its_tombstones_are_renamed_changes_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut s, a, _) = two_key_shard(t.path());
+        assert!(s.write(a, 500, FieldValue::Float(5.0)));
+        let listing = |s: &Shard| {
+            let mut v: Vec<String> = std::fs::read_dir(s.dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = (listing(&s), s.read(a, i64::MIN, i64::MAX).unwrap());
+        fail::cfg("tsdb::delete::before_tombstones_renamed", "return").unwrap();
+        let r = s.delete(&|k: &str| k.starts_with("cpu,host=a#"), 0, 1000);
+        fail::remove("tsdb::delete::before_tombstones_renamed");
+        assert!(r.is_err());
+        assert_eq!(
+            (listing(&s), s.read(a, i64::MIN, i64::MAX).unwrap()),
+            before
+        );
+        assert!(s.files()[0].tombstone().is_none());
     }
 
     #[test]

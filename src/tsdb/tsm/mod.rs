@@ -11,8 +11,10 @@ mod bits;
 pub mod encoding;
 pub mod file;
 pub mod simple8b;
+pub mod tombstone;
 
 pub use file::{IndexEntry, TsmReader, TsmWriter, WrittenFile};
+pub use tombstone::Tombstones;
 
 /// Points per block, as InfluxDB writes them.
 pub const MAX_POINTS_PER_BLOCK: usize = 1000;
@@ -147,6 +149,24 @@ impl Values {
             Values::Unsigned(v) => Values::Unsigned(v[r].to_vec()),
             Values::Boolean(v) => Values::Boolean(v[r].to_vec()),
             Values::String(v) => Values::String(v[r].to_vec()),
+        }
+    }
+
+    /// Keeps the values whose `keep` is true (`keep` has one per value).
+    pub fn retain_marked(&mut self, keep: &[bool]) {
+        fn cut<T>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep.get(i - 1).copied().unwrap_or(true)
+            });
+        }
+        match self {
+            Values::Float(v) => cut(v, keep),
+            Values::Integer(v) => cut(v, keep),
+            Values::Unsigned(v) => cut(v, keep),
+            Values::Boolean(v) => cut(v, keep),
+            Values::String(v) => cut(v, keep),
         }
     }
 
