@@ -96,11 +96,54 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// The files to send for `files`: a TSM file with a tombstone file beside
+/// it (`<stem>.tombstone`, its deletes, as influxd leaves them until a
+/// compaction) is sent as a copy written in `scratch` without the deleted
+/// points, left out when none is left; the others as they are.
+pub fn apply_tombstones(
+    files: Vec<(PathBuf, u64)>,
+    scratch: &Path,
+) -> Result<Vec<(PathBuf, u64)>, String> {
+    use crate::tsdb::shard::{ShardFile, write_merged};
+    use crate::tsdb::tsm::Tombstones;
+    let mut out = Vec::with_capacity(files.len());
+    for (i, (p, size)) in files.into_iter().enumerate() {
+        let tomb = p.with_extension("tombstone");
+        if !tomb.is_file() {
+            out.push((p, size));
+            continue;
+        }
+        let set = Tombstones::read(&tomb).map_err(|e| e.to_string())?;
+        let cut = scratch.join(format!("{i:06}.tsm"));
+        let m = ShardFile::open(&p, 0)
+            .and_then(|f| f.with_deletes(set))
+            .and_then(|f| write_merged(std::slice::from_ref(&f), &cut, i64::MIN, i64::MAX))
+            .map_err(|e| format!("{}: applying its tombstones: {e}", p.display()))?;
+        if m.values == 0 {
+            let _ = std::fs::remove_file(&cut);
+        } else {
+            out.push((cut, m.size));
+        }
+    }
+    Ok(out)
+}
+
 fn run(a: &ImportArgs) -> Result<String, String> {
     let files = collect_tsm(&a.path, a.from_db.as_deref(), a.from_rp.as_deref())
         .map_err(|e| format!("{}: {e}", a.path.display()))?;
     if files.is_empty() {
         return Err(format!("no TSM files under {}", a.path.display()));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("tsnode-import-")
+        .tempdir()
+        .map_err(|e| format!("a scratch directory: {e}"))?;
+    let files = apply_tombstones(files, scratch.path())?;
+    if files.is_empty() {
+        return Err(format!(
+            "no point left to import under {} (every one deleted by tombstone files)",
+            a.path.display()
+        ));
     }
     // The tar's size: a header and the padded data per file, two zero blocks.
     let total: u64 = files
@@ -223,6 +266,50 @@ pub fn import(a: &ImportArgs) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_with_tombstones_are_sent_without_their_deleted_points() {
+        use crate::tsdb::tsm::{Tombstones, TsmReader, TsmWriter, Values};
+        let t = tempfile::tempdir().unwrap();
+        let shard = t.path().join("db/autogen/1");
+        std::fs::create_dir_all(&shard).unwrap();
+        let write = |name: &str| {
+            let p = shard.join(name);
+            let mut w = TsmWriter::create(&p).unwrap();
+            let ts: Vec<i64> = (0..100).collect();
+            w.write("m,host=a#!~#v", &ts, &Values::Integer(ts.clone()))
+                .unwrap();
+            w.finish().unwrap();
+            p
+        };
+        let (plain, cut, gone) = (
+            write("000000001-000000001.tsm"),
+            write("000000002-000000001.tsm"),
+            write("000000003-000000001.tsm"),
+        );
+        let mut some = Tombstones::default();
+        some.add("m,host=a#!~#v", 0, 89);
+        some.write(&cut.with_extension("tombstone")).unwrap();
+        let mut all = Tombstones::default();
+        all.add("m,host=a#!~#v", i64::MIN, i64::MAX);
+        all.write(&gone.with_extension("tombstone")).unwrap();
+        let files = collect_tsm(t.path(), None, None).unwrap();
+        assert_eq!(files.len(), 3);
+        let scratch = tempfile::tempdir().unwrap();
+        let sent = apply_tombstones(files, scratch.path()).unwrap();
+        assert_eq!(sent.len(), 2, "the file with nothing left is not sent");
+        assert_eq!(sent[0].0, plain);
+        assert!(sent[1].0.starts_with(scratch.path()));
+        let r = TsmReader::open(&sent[1].0).unwrap();
+        let (ts, _) = r.read("m,host=a#!~#v").unwrap().unwrap();
+        assert_eq!(ts, (90..100).collect::<Vec<_>>());
+        assert_eq!(sent[1].1, std::fs::metadata(&sent[1].0).unwrap().len());
+        // A damaged tombstone file stops the import, named.
+        std::fs::write(cut.with_extension("tombstone"), b"junk").unwrap();
+        let files = collect_tsm(t.path(), None, None).unwrap();
+        let e = apply_tombstones(files, scratch.path()).unwrap_err();
+        assert!(e.contains("000000002-000000001.tombstone"), "{e}");
+    }
 
     #[test]
     fn a_data_directory_is_filtered_by_database_and_policy() {

@@ -162,6 +162,31 @@ impl StageWriter {
         fm
     }
 
+    /// Records new contents of a file already added (rewritten in place
+    /// and fsynced).
+    pub fn rerecord(&mut self, name: &str, size: u64, crc32c: u32) -> Result<(), SnapshotError> {
+        let id = self.id;
+        let f = self
+            .files
+            .iter_mut()
+            .find(|f| f.name == name)
+            .ok_or_else(|| SnapshotError::Staged {
+                id,
+                reason: format!("{name} is not in the set"),
+            })?;
+        f.size = size;
+        f.crc32c = crc32c;
+        Ok(())
+    }
+
+    /// Takes a file added out of the set (and off the disk).
+    pub fn remove(&mut self, name: &str) -> Result<(), SnapshotError> {
+        let path = self.path_for_checking(name)?;
+        self.files.retain(|f| f.name != name);
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    }
+
     /// Files added so far.
     pub fn files(&self) -> &[FileMeta] {
         &self.files

@@ -3,6 +3,7 @@
 //! (ShardUpdate: the tar's TSM files staged, checked whole, fetched by the
 //! other members and linked into the shard by one `IngestFiles` command).
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Component, Path};
 
@@ -19,6 +20,8 @@ use crate::raft::NodeHandle;
 use crate::snapshot::StageWriter;
 use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::ingest::{self, CheckedFile};
+use crate::tsdb::shard::{ShardFile, write_merged};
+use crate::tsdb::tsm::Tombstones;
 #[cfg(test)]
 use crate::tsdb::tsm::Values;
 
@@ -187,10 +190,16 @@ struct UploadStats {
     bytes: u64,
 }
 
+/// Largest tombstone file accepted in an upload (it is read into memory).
+pub const MAX_UPLOAD_TOMBSTONE: u64 = 256 << 20;
+
 /// Reads the tar from `input`, keeping `db/rp/id/*.tsm` entries: each is
 /// copied into the staged set `stage` (crc32c computed on the way,
 /// fsynced) and read whole ([`ingest::check_tsm`]: index, every block's CRC
-/// and encoding, keys). Returns what was found per file, in tar order.
+/// and encoding, keys). A `*.tombstone` entry beside a TSM file (influxd
+/// backs them up with their files) deletes what it names: that file is
+/// staged without the deleted points (left out if none is left). Returns
+/// what was found per file, in tar order.
 fn read_upload(
     input: &mut dyn Read,
     prefix: &str,
@@ -198,18 +207,39 @@ fn read_upload(
 ) -> Result<(UploadStats, Vec<CheckedFile>), String> {
     let mut stats = UploadStats::default();
     let mut checked = Vec::new();
+    // By the entry's name without its extension: the staged TSM file (and
+    // its place in `checked`), the tombstones.
+    let mut staged_by_stem: HashMap<String, (String, usize)> = HashMap::new();
+    let mut tombstones: HashMap<String, (String, Vec<u8>)> = HashMap::new();
     let mut ar = tar::Archive::new(input);
     for entry in ar.entries().map_err(|e| format!("reading the tar: {e}"))? {
         let (mut entry, name) = checked_entry(entry)?;
-        let keep = entry.header().entry_type().is_file()
-            && name
-                .strip_prefix(prefix)
-                .is_some_and(|f| f.ends_with(".tsm") && !f.contains('/'));
-        if !keep {
+        let file = entry
+            .header()
+            .entry_type()
+            .is_file()
+            .then(|| name.strip_prefix(prefix))
+            .flatten()
+            .filter(|f| !f.contains('/'));
+        if let Some(stem) = file.and_then(|f| f.strip_suffix(".tombstone")) {
+            if entry.size() > MAX_UPLOAD_TOMBSTONE {
+                return Err(format!(
+                    "tar entry {name}: {} bytes, over the {MAX_UPLOAD_TOMBSTONE}-byte limit of a tombstone file",
+                    entry.size()
+                ));
+            }
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("tar entry {name}: {e}"))?;
+            tombstones.insert(stem.to_string(), (name.clone(), bytes));
+            continue;
+        }
+        let Some(stem) = file.and_then(|f| f.strip_suffix(".tsm")) else {
             debug!(entry = %name, "tar entry skipped");
             stats.skipped += 1;
             continue;
-        }
+        };
         if entry.size() > MAX_UPLOAD_TSM {
             return Err(format!(
                 "tar entry {name}: {} bytes, over the {MAX_UPLOAD_TSM}-byte limit of a TSM file",
@@ -229,9 +259,62 @@ fn read_upload(
         debug!(entry = %name, bytes = fm.size, values = c.values, "TSM file of the upload staged");
         stats.files += 1;
         stats.bytes += fm.size;
-        checked.push(c);
+        staged_by_stem.insert(stem.to_string(), (staged, checked.len()));
+        checked.push(Some(c));
     }
-    Ok((stats, checked))
+    // Tombstones apply whichever order the tar gave them in.
+    for (stem, (name, bytes)) in tombstones {
+        let Some((staged, i)) = staged_by_stem.get(&stem) else {
+            debug!(entry = %name, "tombstone file without its TSM file skipped");
+            stats.skipped += 1;
+            continue;
+        };
+        let set = Tombstones::decode(&bytes)
+            .map_err(|e| format!("tar entry {name}: not a readable tombstone file: {e}"))?;
+        let kept = cut_staged(stage, staged, set).map_err(|e| format!("tar entry {name}: {e}"))?;
+        checked[*i] = kept;
+    }
+    Ok((stats, checked.into_iter().flatten().collect()))
+}
+
+/// Rewrites the staged TSM file `staged` without the points `set`
+/// deletes: its check, or `None` when no point was left (it then leaves
+/// the set).
+fn cut_staged(
+    stage: &mut StageWriter,
+    staged: &str,
+    set: Tombstones,
+) -> Result<Option<CheckedFile>, String> {
+    let path = stage.path_for_checking(staged).map_err(|e| e.to_string())?;
+    let crc = stage
+        .files()
+        .iter()
+        .find(|f| f.name == staged)
+        .map_or(0, |f| f.crc32c);
+    let file = ShardFile::open(&path, crc)
+        .and_then(|f| f.with_deletes(set))
+        .map_err(|e| e.to_string())?;
+    let cut = format!("{staged}.cut");
+    let tmp = stage.path_for(&cut).map_err(|e| e.to_string())?;
+    let m = write_merged(std::slice::from_ref(&file), &tmp, i64::MIN, i64::MAX);
+    drop(file);
+    let m = match m {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("applying its tombstones: {e}"));
+        }
+    };
+    if m.values == 0 {
+        let _ = std::fs::remove_file(&tmp);
+        stage.remove(staged).map_err(|e| e.to_string())?;
+        return Ok(None);
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    stage
+        .rerecord(staged, m.size, m.crc32c)
+        .map_err(|e| e.to_string())?;
+    ingest::check_tsm(&path).map(Some)
 }
 
 /// Publishes a staged set of checked TSM files, has the members fetch
@@ -437,6 +520,64 @@ mod tests {
         assert_eq!((stats.files, stats.skipped, values), (1, 1, 100_000));
         let left: Vec<_> = std::fs::read_dir(t.path().join("tmp")).unwrap().collect();
         assert!(left.is_empty(), "the aborted stage is removed");
+    }
+
+    #[test]
+    fn tombstones_in_an_upload_delete_from_their_files_in_either_order() {
+        use crate::tsdb::tsm::Tombstones;
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("src.tsm");
+        let mut w = crate::tsdb::tsm::TsmWriter::create(&f).unwrap();
+        let ts: Vec<i64> = (0..1000).collect();
+        let vals = Values::Float(ts.iter().map(|t| *t as f64).collect());
+        w.write("m,host=a#!~#v", &ts, &vals).unwrap();
+        w.write("m,host=b#!~#v", &ts, &vals).unwrap();
+        w.finish().unwrap();
+        let mut cut = Tombstones::default();
+        cut.add("m,host=a#!~#v", i64::MIN, i64::MAX);
+        cut.add("m,host=b#!~#v", 100, 199);
+        let mut all = cut.clone();
+        all.add("m,host=b#!~#v", i64::MIN, i64::MAX);
+        let tar = |entries: &[(&str, Vec<u8>)]| {
+            let mut tb = tar::Builder::new(Vec::new());
+            for (name, data) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                tb.append_data(&mut h, name, &data[..]).unwrap();
+            }
+            tb.into_inner().unwrap()
+        };
+        let tsm = std::fs::read(&f).unwrap();
+        let (name, tomb) = (
+            "db/rp/7/000000001-000000001.tsm",
+            "db/rp/7/000000001-000000001.tombstone",
+        );
+        // influxd's order (the tombstone sorts first), and the other.
+        for entries in [
+            vec![(tomb, cut.encode().unwrap()), (name, tsm.clone())],
+            vec![(name, tsm.clone()), (tomb, cut.encode().unwrap())],
+        ] {
+            let (r, values) = read(&tar(&entries), &t.path().join("tmp"));
+            assert_eq!(r.unwrap().files, 1);
+            assert_eq!(values, 900, "a whole and 100 points of b deleted");
+        }
+        // Everything deleted: the file is left out.
+        let (r, values) = read(
+            &tar(&[(tomb, all.encode().unwrap()), (name, tsm.clone())]),
+            &t.path().join("tmp"),
+        );
+        assert_eq!((r.unwrap().files, values), (1, 0));
+        // A damaged tombstone of a file in the upload fails it, named.
+        let (r, _) = read(
+            &tar(&[(name, tsm.clone()), (tomb, b"junk".to_vec())]),
+            &t.path().join("tmp"),
+        );
+        let e = r.unwrap_err();
+        assert!(e.contains("000000001-000000001.tombstone"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(t.path().join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "aborted stages are removed");
     }
 
     #[test]

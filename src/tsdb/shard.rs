@@ -207,6 +207,20 @@ impl ShardFile {
         })
     }
 
+    /// This file (outside any shard) with the deletes of `set`: reads and
+    /// [`write_merged`] leave the deleted points out (a TSM file that came
+    /// with a tombstone file from elsewhere).
+    pub fn with_deletes(self, set: Tombstones) -> Result<Self, TsmError> {
+        let dead = self.dead_under(&set, self.reader.keys().map(|(k, _)| k))?;
+        let file = TombstoneFile {
+            name: tombstone_name(&self.name),
+            path: PathBuf::new(),
+            size: 0,
+            crc32c: 0,
+        };
+        Ok(self.with_tombstones(set, file, dead))
+    }
+
     fn new(name: String, path: PathBuf, size: u64, crc32c: u32, reader: Arc<TsmReader>) -> Self {
         Self {
             name,

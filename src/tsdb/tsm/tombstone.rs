@@ -314,6 +314,29 @@ mod tests {
         assert_eq!(std::fs::read(&w.path).unwrap(), bytes);
     }
 
+    /// A file influxd 1.6.7 wrote (`DELETE FROM cpu WHERE host='h1' AND
+    /// time < 1000s`, then `DROP SERIES FROM cpu WHERE host='h0'`): one
+    /// gzip member per delete.
+    const INFLUXD_V4: &str = "000015041f8b08000000000000ff62606010482e28d5c9c82f2eb1cd305456ac532e6b608083175796f2ff07040000ffff04407742240000001f8b08000000000000ff62606010482e28d5c9c82f2eb1cd305056ac532e6b608080faff1000080000ffff726fb98624000000";
+
+    #[test]
+    fn a_file_influxd_wrote_reads() {
+        let bytes: Vec<u8> = (0..INFLUXD_V4.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&INFLUXD_V4[i..i + 2], 16).unwrap())
+            .collect();
+        let t = Tombstones::decode(&bytes).unwrap();
+        assert_eq!(t.keys(), 2);
+        assert_eq!(
+            t.ranges("cpu,host=h1#!~#v").unwrap(),
+            &[(i64::MIN, 999_999_999_999)]
+        );
+        assert_eq!(
+            t.ranges("cpu,host=h0#!~#v").unwrap(),
+            &[(i64::MIN, i64::MAX)]
+        );
+    }
+
     #[test]
     fn damaged_files_are_refused_naming_the_damage() {
         let mut t = Tombstones::default();
