@@ -1029,16 +1029,13 @@ impl TsdbView {
     pub fn statistics(&self) -> Vec<Statistic> {
         let mut out = Vec::new();
         for db in self.meta.databases.keys() {
-            let mut series: BTreeSet<String> = BTreeSet::new();
+            let mut series: Vec<u64> = Vec::new();
             let mut shards = Vec::new();
             for (sdb, rp, id, _, _) in self.meta.shards() {
                 let Some(shard) = self.shards.get(&id).filter(|_| &sdb == db) else {
                     continue;
                 };
-                let mut here: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-                for m in shard.measurements() {
-                    shard.series(&m, &[], &mut here);
-                }
+                let here = shard.series_hashes();
                 let (disk, files, cached) = shard.sizes();
                 shards.push(Statistic::new(
                     "shard",
@@ -1055,8 +1052,10 @@ impl TsdbView {
                         ("cachedValues", cached as u64),
                     ],
                 ));
-                series.extend(here.into_keys());
+                series.extend(here);
             }
+            series.sort_unstable();
+            series.dedup();
             out.push(Statistic::new(
                 "database",
                 &[("database", db)],

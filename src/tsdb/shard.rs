@@ -50,6 +50,8 @@ pub struct TombFile {
     /// The live keys in order and their index, when some key is dead
     /// (built on first use).
     live: std::sync::OnceLock<(Vec<String>, KeyIndex)>,
+    /// Hashes of the series of the live keys, sorted (built on first use).
+    live_series: std::sync::OnceLock<Vec<u64>>,
 }
 
 /// A shard's state.
@@ -272,6 +274,16 @@ impl ShardFile {
         Ok((ts, v))
     }
 
+    /// Hashes of the series of its live keys, sorted.
+    fn series_hashes(&self) -> &[u64] {
+        match self.tomb.as_ref().filter(|t| !t.dead.is_empty()) {
+            Some(t) => t
+                .live_series
+                .get_or_init(|| super::tsm::file::series_hashes(self.keys().map(|(k, _)| k))),
+            None => self.reader.series_hashes(),
+        }
+    }
+
     /// The series index of its live keys.
     fn key_index(&self) -> &KeyIndex {
         match self.live() {
@@ -343,6 +355,7 @@ impl ShardFile {
                 set,
                 dead: all,
                 live: std::sync::OnceLock::new(),
+                live_series: std::sync::OnceLock::new(),
             })),
             ..self.clone()
         }
@@ -843,6 +856,7 @@ impl Frozen {
 struct Segment {
     map: CacheMap,
     index: std::sync::OnceLock<(Vec<String>, KeyIndex)>,
+    series: std::sync::OnceLock<Vec<u64>>,
 }
 
 impl Segment {
@@ -850,7 +864,15 @@ impl Segment {
         Self {
             map,
             index: std::sync::OnceLock::new(),
+            series: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Hashes of its series, sorted.
+    fn series_hashes(&self) -> &[u64] {
+        self.series.get_or_init(|| {
+            super::tsm::file::series_hashes(self.index().0.iter().map(String::as_str))
+        })
     }
 
     /// Its keys in order, and their index.
@@ -955,6 +977,27 @@ impl ShardView {
             files += u64::from(read);
         }
         (cached, files, blocks, bytes)
+    }
+
+    /// Hashes of its distinct series (files and cache), sorted: counted
+    /// without building a key.
+    pub fn series_hashes(&self) -> Vec<u64> {
+        let pieces: Vec<&[u64]> = self
+            .files
+            .iter()
+            .map(ShardFile::series_hashes)
+            .chain(self.frozen.iter().map(|s| s.series_hashes()))
+            .collect();
+        if let [only] = pieces[..] {
+            return only.to_vec();
+        }
+        let mut all: Vec<u64> = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
+        for p in pieces {
+            all.extend_from_slice(p);
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// Every measurement (from the series index of its files and cache).
@@ -1698,6 +1741,36 @@ mod tests {
             before
         );
         assert!(s.files()[0].tombstone().is_none());
+    }
+
+    #[test]
+    fn series_are_counted_across_files_and_cache_without_deleted_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut s, a, _) = two_key_shard(t.path());
+        // Another field of a series already filed, and a new series.
+        assert!(s.write("cpu,host=a#!~#w", 1, FieldValue::Float(1.0)));
+        assert!(s.write("cpu,host=c#!~#v", 1, FieldValue::Float(1.0)));
+        assert_eq!(s.view().series_hashes().len(), 3);
+        s.flush().unwrap();
+        let v = s.view();
+        assert_eq!(v.series_hashes().len(), 3);
+        let mut listed = BTreeMap::new();
+        v.series("cpu", &[], &mut listed);
+        let want: Vec<u64> = {
+            let mut h: Vec<u64> = listed
+                .keys()
+                .map(|k| super::super::tsm::file::series_hash(k))
+                .collect();
+            h.sort_unstable();
+            h
+        };
+        assert_eq!(v.series_hashes(), want);
+        // A series deleted everywhere no longer counts; one with a field
+        // left does.
+        s.delete(&|k: &str| k == "cpu,host=b#!~#v", i64::MIN, i64::MAX)
+            .unwrap();
+        s.delete(&|k: &str| k == a, i64::MIN, i64::MAX).unwrap();
+        assert_eq!(s.view().series_hashes().len(), 2);
     }
 
     #[test]

@@ -206,6 +206,8 @@ pub struct TsmReader {
     index: Vec<(String, BlockType, Vec<IndexEntry>)>,
     /// The series index of the keys, built on first use.
     key_index: std::sync::OnceLock<crate::tsdb::key_index::KeyIndex>,
+    /// Hashes of its distinct series, sorted (built on first use).
+    series_hashes: std::sync::OnceLock<Vec<u64>>,
     /// The first and last times of every block, found as the index is read.
     time_range: Option<(i64, i64)>,
 }
@@ -310,6 +312,7 @@ impl TsmReader {
             file,
             index,
             key_index: std::sync::OnceLock::new(),
+            series_hashes: std::sync::OnceLock::new(),
             time_range,
         })
     }
@@ -328,6 +331,12 @@ impl TsmReader {
                     .map(|(k, t, _)| (k.as_str(), t.type_name())),
             )
         })
+    }
+
+    /// Hashes of the distinct series of its keys, sorted ([`series_hashes`]).
+    pub fn series_hashes(&self) -> &[u64] {
+        self.series_hashes
+            .get_or_init(|| series_hashes(self.index.iter().map(|(k, _, _)| k.as_str())))
     }
 
     /// The key at `ordinal` in the file's key order.
@@ -390,6 +399,31 @@ impl TsmReader {
         }
         Ok(out)
     }
+}
+
+/// A series' 64-bit hash (the part of a TSM key before `#!~#`).
+pub fn series_hash(series: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    h.write(series.as_bytes());
+    h.finish()
+}
+
+/// The sorted, distinct hashes of the series of `keys`: what counting
+/// series across files and cache segments takes, without a string.
+pub fn series_hashes<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<u64> {
+    let mut last: Option<&str> = None;
+    let mut out = Vec::new();
+    for k in keys {
+        let series = k.split(super::KEY_FIELD_SEPARATOR).next().unwrap_or(k);
+        if last != Some(series) {
+            out.push(series_hash(series));
+            last = Some(series);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]
