@@ -279,4 +279,32 @@ fn cardinality_limits_drop_what_influxd_drops() {
         query_on(&ours, "z", "SHOW MEASUREMENTS")["results"][0]["series"][0]["values"],
         serde_json::json!([["a"], ["b"], ["c"]])
     );
+    // A dropped series stops counting: x is full (5 series), one is
+    // dropped, and a new series fits again. tsnode recounts after the
+    // delete on a thread of its own: its write is retried for a while.
+    for http in [&real.http, &ours] {
+        let v = query_on(http, "x", "DROP SERIES FROM m WHERE a = '4'");
+        assert!(v["results"][0].get("error").is_none(), "{v}");
+    }
+    let theirs = write_to(&real.http, "x", "o v=1 1");
+    assert_eq!(theirs.0, 204, "{theirs:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mine = write_to(&ours, "x", "o v=1 1");
+        if mine == theirs {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tsnode still refuses a new series after a drop: {mine:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(n(&ours, "x", "o"), Some(1));
+    // And the sixth is refused again, as influxd refuses it.
+    let (theirs, mine) = (
+        write_to(&real.http, "x", "p v=1 1"),
+        write_to(&ours, "x", "p v=1 1"),
+    );
+    assert_eq!(mine, theirs);
 }

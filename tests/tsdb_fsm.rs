@@ -537,6 +537,23 @@ fn deletes_are_tombstones_that_snapshots_carry_and_merges_apply() {
             q("SELECT first(v) FROM cpu WHERE host = 'h1'"),
         )
     };
+    // The dropped series stops counting toward max-series-per-database
+    // (recounted on a thread of its own).
+    let index = exec
+        .state_machine()
+        .lock()
+        .unwrap()
+        .state_machine
+        .series_index();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while index.read().unwrap().series_count("db") != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "series never recounted: {}",
+            index.read().unwrap().series_count("db")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let expected = answers(&exec);
     let counts: Vec<_> = expected.0["series"]
         .as_array()

@@ -515,9 +515,11 @@ impl Tsdb {
             let series = key.split(KEY_FIELD_SEPARATOR).next().unwrap_or(key);
             reach.matches(series)
         };
+        let mut keys_gone = 0;
         for id in ids {
             if let Some(shard) = self.shards.get_mut(&id) {
                 let done = shard.delete(&matches, c.min_time, c.max_time)?;
+                keys_gone += done.keys_gone;
                 // Tombstoned files are rewritten without the deleted
                 // points in the background.
                 if done.tombstoned > 0 {
@@ -525,7 +527,45 @@ impl Tsdb {
                 }
             }
         }
+        if keys_gone > 0 {
+            self.recount_series(&c.db);
+        }
         Ok(CommandResult::default())
+    }
+
+    /// Rebuilds the series index of `db` from what its shards hold now, on
+    /// a thread of its own (deleted series stop counting toward
+    /// `max-series-per-database` once it is done; series written
+    /// meanwhile count again at the next rebuild or load, as the limits
+    /// may let a few more series in, never fewer).
+    fn recount_series(&mut self, db: &str) {
+        let ids: Vec<u64> = self
+            .meta
+            .shards()
+            .into_iter()
+            .filter(|s| s.0 == db)
+            .map(|s| s.2)
+            .collect();
+        let views: Vec<ShardView> = ids
+            .iter()
+            .filter_map(|id| self.shards.get_mut(id).map(Shard::view))
+            .collect();
+        let (index, db) = (self.series.clone(), db.to_string());
+        let spawned = std::thread::Builder::new()
+            .name("series-recount".into())
+            .spawn(move || {
+                let mut fresh = SeriesIndex::default();
+                for v in &views {
+                    v.for_each_key(|k| fresh.add_keys(&db, [k]));
+                }
+                index
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .replace_database(&db, fresh);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the series recount after a delete");
+        }
     }
 
     fn write(&mut self, w: pb::WritePoints) -> Result<CommandResult, BoxError> {

@@ -96,6 +96,19 @@ impl SeriesIndex {
         }
     }
 
+    /// Puts `fresh`'s record of `db` in place of this one's (a rebuild
+    /// after deletes).
+    pub fn replace_database(&mut self, db: &str, mut fresh: SeriesIndex) {
+        match fresh.dbs.remove(db) {
+            Some(d) => {
+                self.dbs.insert(db.to_string(), d);
+            }
+            None => {
+                self.dbs.remove(db);
+            }
+        }
+    }
+
     /// Forgets `db`.
     pub fn drop_database(&mut self, db: &str) {
         self.dbs.remove(db);

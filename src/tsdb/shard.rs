@@ -410,6 +410,8 @@ pub struct DeleteOutcome {
     pub tombstoned: usize,
     /// Files removed: no point was left in them.
     pub dropped: usize,
+    /// Keys left without any point in the shard.
+    pub keys_gone: usize,
 }
 
 impl Shard {
@@ -772,6 +774,7 @@ impl Shard {
             let filed = self.files.iter().any(|f| f.entries(&k).is_some());
             if !cached && !filed {
                 self.types.remove(&k);
+                out.keys_gone += 1;
             }
         }
         Ok(out)
@@ -998,6 +1001,17 @@ impl ShardView {
         all.sort_unstable();
         all.dedup();
         all
+    }
+
+    /// Calls `f` with every key it holds (files' keys with a point left,
+    /// then the cache's; a key may come more than once).
+    pub fn for_each_key(&self, mut f: impl FnMut(&str)) {
+        for file in &self.files {
+            file.keys().for_each(|(k, _)| f(k));
+        }
+        for seg in &self.frozen {
+            seg.map.keys().for_each(|k| f(k));
+        }
     }
 
     /// Every measurement (from the series index of its files and cache).
