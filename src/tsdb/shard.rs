@@ -326,6 +326,12 @@ impl ShardFile {
                 if set.covers(key, e.min_time, e.max_time) {
                     continue;
                 }
+                // A block's first and last times are points of it: one
+                // not deleted keeps the key without a read.
+                let deleted = |t: i64| set.covers(key, t, t);
+                if !deleted(e.min_time) || !deleted(e.max_time) {
+                    continue 'keys;
+                }
                 let (ts, _) = self.reader.read_block(e)?;
                 match set.survivors(key, &ts) {
                     Some(keep) if !keep.contains(&true) => {}
@@ -1755,6 +1761,29 @@ mod tests {
             before
         );
         assert!(s.files()[0].tombstone().is_none());
+    }
+
+    #[test]
+    fn a_key_is_gone_only_when_no_point_of_it_is_left_between_deleted_ranges() {
+        let t = tempfile::tempdir().unwrap();
+        let mut s = Shard::create(1, t.path().join("1")).unwrap();
+        let k = "m#!~#v";
+        for ts in [0, 10, 20] {
+            assert!(s.write(k, ts, FieldValue::Integer(ts)));
+        }
+        assert!(s.write("m#!~#w", 0, FieldValue::Integer(0)));
+        s.flush().unwrap().unwrap();
+        let only = |key: &'static str| move |x: &str| x == key;
+        // Both ends of the block deleted, the middle point not: a read
+        // tells the key stays.
+        s.delete(&only(k), 0, 0).unwrap();
+        s.delete(&only(k), 20, 20).unwrap();
+        assert!(s.keys().contains(k));
+        assert_eq!(s.read(k, i64::MIN, i64::MAX).unwrap().len(), 1);
+        // The middle one too: ranges with gaps that hold no point.
+        s.delete(&only(k), 10, 10).unwrap();
+        assert!(!s.keys().contains(k));
+        assert_eq!(s.files().len(), 1, "w is left in the file");
     }
 
     #[test]

@@ -173,6 +173,10 @@ impl Tombstones {
     /// Writes the set at `path` (a new file, fsynced; an existing file is
     /// not replaced: see [`Tombstones::write_aside`]).
     pub fn write(&self, path: &Path) -> Result<WrittenFile, TsmError> {
+        self.write_new(path, true)
+    }
+
+    fn write_new(&self, path: &Path, sync: bool) -> Result<WrittenFile, TsmError> {
         let io = |op: &'static str| {
             move |source: std::io::Error| TsmError::Io {
                 op,
@@ -189,7 +193,10 @@ impl Tombstones {
         // From here the file is ours: a failure removes it.
         let done = (|| -> Result<(), TsmError> {
             f.write_all(&bytes).map_err(io("write"))?;
-            f.sync_all().map_err(io("fsync"))
+            if sync {
+                f.sync_all().map_err(io("fsync"))?;
+            }
+            Ok(())
         })();
         if let Err(e) = done {
             let _ = std::fs::remove_file(path);
@@ -202,14 +209,16 @@ impl Tombstones {
         })
     }
 
-    /// Writes the set beside `path` (as `path` + `.tmp`, fsynced), to be
-    /// put in place with [`AsideFile::commit`].
+    /// Writes the set beside `path` (as `path` + `.tmp`), to be put in
+    /// place with [`AsideFile::commit`]. Not fsynced: a shard's live files
+    /// are rebuilt from the last snapshot and the log at startup, and a
+    /// snapshot that links the file fsyncs it when it is saved.
     pub fn write_aside(&self, path: &Path) -> Result<AsideFile, TsmError> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
-        let written = self.write(&tmp)?;
+        let written = self.write_new(&tmp, false)?;
         Ok(AsideFile {
             tmp,
             path: path.to_path_buf(),
