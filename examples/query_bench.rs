@@ -218,6 +218,8 @@ fn main() {
     let mut times = vec![[Vec::new(), Vec::new()]; sets.len()];
     let mut growth = [Vec::new(), Vec::new()];
     let mut unequal = 0;
+    // Telegraf's `influxdb` input polls /debug/vars (every 10 s by default).
+    let mut vars = [Vec::new(), Vec::new()];
     for round in 0..rounds {
         for (si, (_, qs)) in sets.iter().enumerate() {
             let mut answers = [Vec::new(), Vec::new()];
@@ -248,6 +250,21 @@ fn main() {
                 }
             }
         }
+        // After the queries: the first count() above runs on a fresh node.
+        for k in 0..2 {
+            let s = (k + round) % 2;
+            let t = Instant::now();
+            let mut r = ureq::get(&format!("http://{}/debug/vars", servers[s].1))
+                .call()
+                .expect("/debug/vars");
+            let body = r.body_mut().read_to_string().expect("body");
+            vars[s].push(t.elapsed().as_secs_f64());
+            assert!(
+                body.contains("\"database\""),
+                "{}: {body:.200}",
+                servers[s].0
+            );
+        }
     }
     println!("medians of {rounds} interleaved rounds:");
     for (si, (name, _)) in sets.iter().enumerate() {
@@ -257,6 +274,12 @@ fn main() {
             t / i
         );
     }
+    let (i, t) = (median(vars[0].clone()), median(vars[1].clone()));
+    println!(
+        "  {:<24} influxd {i:>8.3} s   tsnode {t:>8.3} s   ratio tsnode/influxd {:.2}",
+        "GET /debug/vars",
+        t / i
+    );
     println!(
         "  peak RSS growth during the first count(): influxd {:.0} MiB, tsnode {:.0} MiB",
         median(growth[0].clone()),

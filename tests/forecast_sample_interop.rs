@@ -132,6 +132,28 @@ fn forecasts_and_samples_answer_as_influxd() {
             "SELECT sample(v, 500) FROM m WHERE time >= 0 AND time < {} GROUP BY time(10m)",
             60 * MIN
         ),
+        // Beside other functions: zipped by time, filled as fill() says.
+        format!("SELECT sample(v, 1000), max(v) FROM m WHERE h = 'b' AND {half}"),
+        format!("SELECT max(n), sample(v, 1000) FROM m WHERE {half} GROUP BY h"),
+        format!(
+            "SELECT sample(v, 100), max(v), mean(v) FROM m WHERE h = 'a' AND {half} GROUP BY time(2h) LIMIT 20"
+        ),
+        format!("SELECT sample(v, 100), count(n) FROM m WHERE {half} GROUP BY time(1h), h fill(0)"),
+        format!(
+            "SELECT sample(v, 100), last(v) FROM m WHERE h = 'b' AND {all} GROUP BY time(3h) fill(previous)"
+        ),
+        format!(
+            "SELECT sample(v, 100), min(v) FROM m WHERE h = 'b' AND {all} GROUP BY time(3h) fill(-1.5)"
+        ),
+        format!(
+            "SELECT sample(v, 100), min(v) FROM m WHERE h = 'b' AND {all} GROUP BY time(3h) fill(none)"
+        ),
+        format!("SELECT sample(v, 1000) AS s, sample(n, 1000) AS k, count(v) FROM m WHERE {half}"),
+        format!("SELECT sample(v, 1000), max(nope) FROM m WHERE {half}"),
+        format!("SELECT sample(nope, 10), first(v) FROM m WHERE {half} GROUP BY *"),
+        format!("SELECT max(v) * 2, sample(v, 1000) FROM m WHERE h = 'a' AND {half}"),
+        "SELECT sample(v, 10), top(v, 1) FROM m".into(),
+        "SELECT sample(v, 10), max(v) FROM nope".into(),
         // Their errors.
         "SELECT sample(v) FROM m".into(),
         "SELECT sample(v, 0) FROM m".into(),

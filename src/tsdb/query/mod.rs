@@ -37,6 +37,7 @@ mod text;
 mod transform;
 mod values;
 mod window;
+mod zip;
 
 pub use ast::*;
 pub use delete::SeriesMatch;

@@ -796,9 +796,23 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
     if nested > 0 && nested != fields.len() && beside {
         return Err("mixing transformations with other projections is not supported".into());
     }
-    if let Some(Projection::Selector { pick, n, tag, .. }) = fields
-        .iter()
-        .find(|f| matches!(f, Projection::Selector { .. }))
+    // top() and bottom() are named first: sample() may stand beside other
+    // functions (see `zip`), they may not.
+    let alone = |f: &&Projection| {
+        matches!(
+            f,
+            Projection::Selector {
+                pick: Pick::Top | Pick::Bottom,
+                ..
+            }
+        )
+    };
+    if let Some(Projection::Selector { pick, n, tag, .. }) =
+        fields.iter().find(alone).or_else(|| {
+            fields
+                .iter()
+                .find(|f| matches!(f, Projection::Selector { .. }))
+        })
     {
         let name = pick.name();
         if fields.len() > 1 {

@@ -62,6 +62,11 @@ pub(super) fn select_exec(
     epoch: Option<Precision>,
     limits: SelectLimits,
 ) -> Result<Value, String> {
+    if super::zip::zipped(s) {
+        return super::zip::zip_projections(s, epoch, |one| {
+            select_exec(t, db, one, Some(Precision::Nanoseconds), limits.clone())
+        });
+    }
     check(s)?;
     let db = s.db.as_deref().unwrap_or(db);
     if db.is_empty() {
