@@ -1069,13 +1069,13 @@ impl TsdbView {
     pub fn statistics(&self) -> Vec<Statistic> {
         let mut out = Vec::new();
         for db in self.meta.databases.keys() {
-            let mut series: Vec<u64> = Vec::new();
+            let mut series = Vec::new();
             let mut shards = Vec::new();
             for (sdb, rp, id, _, _) in self.meta.shards() {
                 let Some(shard) = self.shards.get(&id).filter(|_| &sdb == db) else {
                     continue;
                 };
-                let here = shard.series_hashes();
+                let here = shard.series_lists();
                 let (disk, files, cached) = shard.sizes();
                 shards.push(Statistic::new(
                     "shard",
@@ -1088,20 +1088,19 @@ impl TsdbView {
                     &[
                         ("diskBytes", disk),
                         ("numFiles", files as u64),
-                        ("numSeries", here.len() as u64),
+                        ("numSeries", super::shard::count_union(&here) as u64),
                         ("cachedValues", cached as u64),
                     ],
                 ));
                 series.extend(here);
             }
-            series.sort_unstable();
-            series.dedup();
+            let distinct = super::shard::count_union(&series) as u64;
             out.push(Statistic::new(
                 "database",
                 &[("database", db)],
                 &[
                     ("numMeasurements", self.measurements(db).len() as u64),
-                    ("numSeries", series.len() as u64),
+                    ("numSeries", distinct),
                 ],
             ));
             out.extend(shards);
