@@ -68,21 +68,10 @@ fn main() {
     query(&ihttp, "", "CREATE DATABASE bench");
 
     // The same points into both: 100 series, one point a second each.
-    let base = 1_700_000_000_000_000_000i64;
     let batch = 50_000u64;
     let mut i = 0u64;
     while i < points {
-        let body: String = (i..(i + batch).min(points))
-            .map(|j| {
-                format!(
-                    "cpu,host=h{} v={},n={}i {}\n",
-                    j % 100,
-                    (j.wrapping_mul(2_654_435_761) % 1_000_003) as f64 / 7.0,
-                    j,
-                    base + (j / 100) as i64 * 1_000_000_000
-                )
-            })
-            .collect();
+        let body = common::cpu_body(i, (i + batch).min(points), 100, true);
         for http in [&ihttp, &thttp] {
             let r = ureq::post(&format!("http://{http}/write"))
                 .query("db", "bench")

@@ -22,20 +22,10 @@ use std::time::{Duration, Instant};
 use common::query;
 
 fn write_all(agent: &ureq::Agent, http: &str, db: &str, points: u64, series: u64) {
-    let base = 1_700_000_000_000_000_000i64;
     let batch = 50_000u64;
     let mut i = 0u64;
     while i < points {
-        let body: String = (i..(i + batch).min(points))
-            .map(|j| {
-                format!(
-                    "cpu,host=h{} v={} {}\n",
-                    j % series,
-                    (j.wrapping_mul(2_654_435_761) % 1_000_003) as f64 / 7.0,
-                    base + (j / series) as i64 * 1_000_000_000
-                )
-            })
-            .collect();
+        let body = common::cpu_body(i, (i + batch).min(points), series, false);
         let r = agent
             .post(&format!("http://{http}/write"))
             .query("db", db)

@@ -401,20 +401,7 @@ fn small_files_are_merged_in_the_background_without_changing_answers() {
         }
         write(&exec, 2 + b as u64, "db", &body);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let mut g = exec.state_machine().lock().unwrap();
-        g.state_machine.absorb_merges();
-        if g.state_machine.merges_running() == 0 {
-            break;
-        }
-        drop(g);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "merges never finished"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    settle_merges(&exec);
     let mut g = exec.state_machine().lock().unwrap();
     let id = g.state_machine.meta().shards()[0].2;
     let files = g.state_machine.shard(id).unwrap().files().len();

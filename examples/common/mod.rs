@@ -250,3 +250,22 @@ pub fn cpu_ticks(pid: &str) -> (u64, u64) {
         f.get(12).copied().unwrap_or(0),
     )
 }
+
+/// Line protocol of points `from..to` of the benches' `cpu` measurement:
+/// `series` hosts taking turns, one point a second each from 2023-11-14,
+/// a pseudo-random float `v` (and `n`, the point's number, when `int`).
+#[allow(dead_code)]
+pub fn cpu_body(from: u64, to: u64, series: u64, int: bool) -> String {
+    let base = 1_700_000_000_000_000_000i64;
+    (from..to)
+        .map(|j| {
+            let v = (j.wrapping_mul(2_654_435_761) % 1_000_003) as f64 / 7.0;
+            let t = base + (j / series) as i64 * 1_000_000_000;
+            if int {
+                format!("cpu,host=h{} v={v},n={j}i {t}\n", j % series)
+            } else {
+                format!("cpu,host=h{} v={v} {t}\n", j % series)
+            }
+        })
+        .collect()
+}
