@@ -28,7 +28,8 @@
 //!   snapshots an install also fetches from; `raft::sender_check` decides
 //!   which raft messages are stepped, by sender; [`raft::peer_tls`] is
 //!   mutual TLS between nodes (the certificate names the sender).
-//! - [`tsdb`]: the time-series state machine: line protocol, TSM files,
+//! - [`tsdb`]: the time-series state machine: line protocol, TSM files
+//!   and their tombstone files ([`tsdb::tsm::tombstone`]: deletes),
 //!   metastore, shards (cache segments + immutable files), read views,
 //!   [`tsdb::query`] (InfluxQL: lexer, parser, AST, conditions, the scan
 //!   planned on the series index, aggregates, transformations, deletes,

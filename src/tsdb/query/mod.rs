@@ -6,7 +6,8 @@
 //! transformations, the technical-analysis indicators (`indicators`),
 //! Holt-Winters forecasts (`holt_winters`), Go's sort where influxd's
 //! picks depend on it (`go_sort`), arithmetic, the SHOW statements,
-//! `EXPLAIN` (`explain`), deletes and `INTO`. Statements that
+//! `EXPLAIN` (`explain`), `sample()` beside other functions (`zip`),
+//! deletes and `INTO`. Statements that
 //! change state become raft commands ([`Statement::command`]); the rest
 //! read a node's read view ([`execute_read`]). The README lists the
 //! statements and what still differs from influxd.

@@ -6,6 +6,7 @@
 //! count | count × (i64 min, i64 max, u64 offset, u32 size)`, where offset
 //! points at the CRC and size includes it); a footer with the index offset.
 //! Keys are `<series key>#!~#<field>`; at most 1000 points per block.
+//! Deletes are kept beside a file as its tombstone file ([`tombstone`]).
 
 mod bits;
 pub mod encoding;
