@@ -241,3 +241,65 @@ fn tsm_files_we_write_restore_into_real_influxd_with_exactly_our_points() {
     let count = db.query("ours", "SELECT count(f) FROM cpu WHERE host = 'a'");
     assert_eq!(count["results"][0]["series"][0]["values"][0][1], 1500);
 }
+
+/// The tombstone files tsnode writes are influxd's: a shard's TSM file and
+/// its tombstone, put in place of a stopped influxd's shard files, answer
+/// in influxd without the deleted points and series.
+#[test]
+fn tombstone_files_we_write_are_read_by_real_influxd() {
+    use raftsnap::tsdb::line_protocol::FieldValue;
+    use raftsnap::tsdb::shard::Shard;
+    let Some(mut real) = Influxd::start() else {
+        return;
+    };
+    // influxd makes the shard (1970's group) that will hold our files.
+    real.query("", "CREATE DATABASE d");
+    real.write("d", "m,h=z v=9 1000000000");
+    let t = tempfile::tempdir().unwrap();
+    let mut s = Shard::create(1, t.path().join("1")).unwrap();
+    for (key, ts, v) in [
+        ("m,h=a#!~#v", 1_000_000_000, 1.0),
+        ("m,h=a#!~#v", 2_000_000_000, 2.0),
+        ("m,h=b#!~#v", 1_000_000_000, 3.0),
+        ("m,h=b#!~#v", 2_000_000_000, 4.0),
+    ] {
+        assert!(s.write(key, ts, FieldValue::Float(v)));
+    }
+    s.flush().unwrap().unwrap();
+    s.delete(&|k: &str| k.starts_with("m,h=a#"), i64::MIN, 1_500_000_000)
+        .unwrap();
+    s.delete(&|k: &str| k.starts_with("m,h=b#"), i64::MIN, i64::MAX)
+        .unwrap();
+    let ours: Vec<std::path::PathBuf> = std::fs::read_dir(s.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(ours.len(), 2, "a TSM file and its tombstone: {ours:?}");
+    real.restart_with(|dir| {
+        let shards = dir.join("data/d/autogen");
+        let shard = std::fs::read_dir(&shards)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_dir())
+            .expect("influxd's shard");
+        for e in std::fs::read_dir(&shard).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        let _ = std::fs::remove_dir_all(dir.join("wal/d"));
+        for f in &ours {
+            std::fs::copy(f, shard.join(f.file_name().unwrap())).unwrap();
+        }
+    });
+    let rows = real.query("d", "SELECT * FROM m");
+    assert_eq!(
+        rows["results"][0]["series"][0]["values"],
+        serde_json::json!([[2_000_000_000i64, "a", 2]]),
+        "{rows}"
+    );
+    let series = real.query("d", "SHOW SERIES");
+    assert_eq!(
+        series["results"][0]["series"][0]["values"],
+        serde_json::json!([["m,h=a"]]),
+        "{series}"
+    );
+}

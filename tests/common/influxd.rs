@@ -132,6 +132,40 @@ impl Influxd {
         Some(me)
     }
 
+    /// Stops influxd (SIGKILL, waited for), runs `between` on its data
+    /// directory, and starts it again on the same ports and config.
+    #[allow(dead_code)]
+    pub fn restart_with(&mut self, between: impl FnOnce(&Path)) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        between(self.dir.path());
+        let exe = binary("influxd").expect("influxd");
+        self.child = Command::new(exe)
+            .arg("-config")
+            .arg(self.dir.path().join("influxdb.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("influxd.log")).unwrap())
+            .spawn()
+            .expect("start influxd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("http://{}/ping", self.http))
+            .call()
+            .is_err()
+        {
+            assert!(
+                !matches!(self.child.try_wait(), Ok(Some(_))),
+                "influxd exited on restart: {}",
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "influxd did not answer /ping after a restart: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// influxd's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("influxd.log")).unwrap_or_default()
