@@ -298,6 +298,13 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
             last = Some(entry.index);
         }
         drop(fsm);
+        // The raft loop learns what is applied before any caller does: a
+        // caller's next request (a membership change right after one that
+        // was answered) then never meets raft's pending-change check ahead
+        // of the applied index it needs.
+        if let Some(last) = last {
+            let _ = self.to_loop.send(Inbound::Applied(last));
+        }
         let mut map = self.proposals.lock().unwrap_or_else(|p| p.into_inner());
         for (id, index, result) in replies {
             if let Some(tx) = map.remove(&id) {
