@@ -434,6 +434,13 @@ fn small_files_are_merged_in_the_background_without_changing_answers() {
     );
 }
 
+/// An executor of `fsm` over the snapshots in `dir/snapshots`.
+fn over_snapshots(dir: &std::path::Path, fsm: Tsdb) -> SnapshotExecutor<Tsdb> {
+    let (storage, _) =
+        LocalSnapshotStorage::open(dir.join("snapshots"), StorageOptions::default()).unwrap();
+    SnapshotExecutor::new(storage, shared(fsm), ExecutorOptions::default())
+}
+
 fn settle_merges(exec: &SnapshotExecutor<Tsdb>) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -456,13 +463,11 @@ fn deletes_are_tombstones_that_snapshots_carry_and_merges_apply() {
     use raftsnap::proto::tsdb::DeleteSeries;
     use raftsnap::tsdb::query::{execute_read, parse as parse_q};
     let t = tempfile::tempdir().unwrap();
-    let (storage, _) =
-        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
     // No background merges: the tombstones stay until the test asks.
     let fsm = Tsdb::open(t.path().join("data"))
         .unwrap()
         .with_merge_files(usize::MAX);
-    let exec = SnapshotExecutor::new(storage, shared(fsm), ExecutorOptions::default());
+    let exec = over_snapshots(t.path(), fsm);
     apply(
         &exec,
         1,
@@ -585,16 +590,11 @@ fn deletes_are_tombstones_that_snapshots_carry_and_merges_apply() {
     );
     drop(reader);
     let t2 = tempfile::tempdir().unwrap();
-    let (s2, _) =
-        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
-    let exec2 = SnapshotExecutor::new(
-        s2,
-        shared(
-            Tsdb::open(t2.path().join("data"))
-                .unwrap()
-                .with_merge_files(usize::MAX),
-        ),
-        ExecutorOptions::default(),
+    let exec2 = over_snapshots(
+        t.path(),
+        Tsdb::open(t2.path().join("data"))
+            .unwrap()
+            .with_merge_files(usize::MAX),
     );
     exec2.load_latest(1).unwrap().unwrap();
     assert_eq!(answers(&exec2), expected);
@@ -607,13 +607,7 @@ fn deletes_are_tombstones_that_snapshots_carry_and_merges_apply() {
     // the deleted points in the background, and the tombstone goes; the
     // answers stay.
     let t3 = tempfile::tempdir().unwrap();
-    let (s3, _) =
-        LocalSnapshotStorage::open(t.path().join("snapshots"), StorageOptions::default()).unwrap();
-    let exec3 = SnapshotExecutor::new(
-        s3,
-        shared(Tsdb::open(t3.path().join("data")).unwrap()),
-        ExecutorOptions::default(),
-    );
+    let exec3 = over_snapshots(t.path(), Tsdb::open(t3.path().join("data")).unwrap());
     exec3.load_latest(1).unwrap().unwrap();
     settle_merges(&exec3);
     {

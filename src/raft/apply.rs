@@ -110,8 +110,8 @@ impl<S: ReplicatedStateMachine> ApplyWorker<S> {
                         }
                     }
                     if let Some(last) = applied {
+                        // (`apply` told the raft loop already.)
                         let _ = self.applied_tx.send(last);
-                        let _ = self.to_loop.send(Inbound::Applied(last));
                         let since = last.saturating_sub(self.exec.storage().latest_index());
                         if since >= self.log_gap || bytes_since >= self.log_bytes {
                             bytes_since = 0;
