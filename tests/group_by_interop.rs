@@ -218,3 +218,86 @@ fn group_by_time_fill_and_tags_answer_as_influxd() {
         |(q, epoch)| ask(&ours, q, *epoch),
     );
 }
+
+/// Fields and tags beside a selector (`SELECT max(v), host, w`): the point
+/// the selector picked, with its series' tags and its other fields at its
+/// time, in and out of `GROUP BY time` buckets, every fill, `*`, casts,
+/// and the statements influxd refuses.
+const AUX_POINTS: &str = "cpu,host=a,region=e v=1,w=10i 1000000000\n\
+cpu,host=b,region=e v=5,w=20i 1000000000\n\
+cpu,host=a,region=e v=7 2000000000\n\
+cpu,host=b,region=w v=3,w=30i 3000000000\n\
+cpu,host=c,region=w v=7,w=40i 4000000000\n\
+cpu,host=a,region=e v=2,w=50i 5000000000\n\
+cpu,host=b,region=e v=9 6000000000\n\
+cpu,host=c,region=w v=0,w=60i 7000000000\n\
+cpu,host=a,region=e s=\"x\",w=70i 8000000000";
+
+#[test]
+fn selectors_beside_fields_and_tags_answer_as_influxd() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    load(&[&real.http, &ours], "g", AUX_POINTS);
+    let r = "time >= 0 AND time < 12s";
+    let queries: Vec<String> = vec![
+        "SELECT max(v), host FROM cpu".into(),
+        "SELECT max(v), host, w FROM cpu".into(),
+        "SELECT host, max(v) FROM cpu".into(),
+        "SELECT max(v) AS m, host AS h FROM cpu".into(),
+        "SELECT max(v) * 2, host FROM cpu".into(),
+        "SELECT min(v), w * 2, w FROM cpu".into(),
+        "SELECT max(v), v FROM cpu".into(),
+        "SELECT max(v), nope FROM cpu".into(),
+        "SELECT max(v), w FROM cpu fill(0)".into(),
+        "SELECT first(v), * FROM cpu".into(),
+        "SELECT first(v), * FROM cpu GROUP BY host".into(),
+        "SELECT last(w), s FROM cpu".into(),
+        "SELECT last(s), host, v FROM cpu".into(),
+        "SELECT percentile(v, 50), host FROM cpu".into(),
+        "SELECT max(v), host FROM cpu GROUP BY host".into(),
+        "SELECT max(v), host FROM cpu GROUP BY *".into(),
+        "SELECT max(v), host FROM cpu WHERE v < 0".into(),
+        "SELECT max(v), host::tag, w::field FROM cpu".into(),
+        format!("SELECT max(v), host FROM cpu WHERE {r} GROUP BY time(2s)"),
+        format!("SELECT max(v), host FROM cpu WHERE {r} GROUP BY time(2s) fill(0)"),
+        format!("SELECT max(v), w FROM cpu WHERE {r} GROUP BY time(2s) fill(0)"),
+        format!("SELECT max(v), w, host FROM cpu WHERE {r} GROUP BY time(2s) fill(previous)"),
+        format!("SELECT max(v), w, host FROM cpu WHERE {r} GROUP BY time(2s) fill(linear)"),
+        format!("SELECT max(v), w, host FROM cpu WHERE {r} GROUP BY time(2s) fill(none)"),
+        format!("SELECT max(v), host FROM cpu WHERE {r} GROUP BY time(4s) ORDER BY time DESC"),
+        format!(
+            "SELECT max(v), host FROM cpu WHERE {r} GROUP BY time(2s) ORDER BY time DESC LIMIT 2"
+        ),
+        format!("SELECT max(v), host FROM cpu WHERE {r} GROUP BY time(2s) LIMIT 2 OFFSET 1"),
+        format!("SELECT percentile(v, 90), host, w FROM cpu WHERE {r} GROUP BY time(4s)"),
+        "SELECT top(v, 2), host FROM cpu".into(),
+        "SELECT top(v, 3), host, w FROM cpu GROUP BY region".into(),
+        "SELECT top(v, host, 2), w FROM cpu".into(),
+        "SELECT top(v, 3), host FROM cpu ORDER BY time DESC".into(),
+        "SELECT sample(v, 20), host FROM cpu".into(),
+        format!("SELECT top(v, 2), host, w FROM cpu WHERE {r} GROUP BY time(4s)"),
+        format!("SELECT top(v, 2), host, w FROM cpu WHERE {r} GROUP BY time(4s) fill(0)"),
+        format!("SELECT top(v, 2), w FROM cpu WHERE {r} GROUP BY time(4s) fill(previous)"),
+        format!(
+            "SELECT bottom(v, 2), region FROM cpu WHERE {r} GROUP BY time(4s) ORDER BY time DESC"
+        ),
+        format!("SELECT sample(v, 20) FROM cpu WHERE {r} GROUP BY time(4s) ORDER BY time DESC"),
+        // Casts on names, as Chronograf and Kapacitor write them.
+        "SELECT host::tag, v::field FROM cpu".into(),
+        "SELECT \"v\"::float FROM cpu WHERE \"host\"::tag = 'b'".into(),
+        // Refused as influxd refuses them.
+        "SELECT max(v), min(v), host FROM cpu".into(),
+        "SELECT distinct(v), host FROM cpu".into(),
+        "SELECT max(*), host FROM cpu".into(),
+        "SELECT mean(v), host FROM cpu".into(),
+        "SELECT top(v, 2), min(v) FROM cpu".into(),
+        "SELECT top(v, 3), host FROM cpu LIMIT 2".into(),
+        format!("SELECT derivative(max(v)), host FROM cpu WHERE {r} GROUP BY time(4s)"),
+    ];
+    assert_same(
+        &queries,
+        |q| ask(&real.http, q, None),
+        |q| ask(&ours, q, None),
+    );
+}

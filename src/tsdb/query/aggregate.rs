@@ -3,9 +3,11 @@
 use serde_json::{Value, json};
 
 use super::ast::*;
+use super::aux::{Aux, series_of};
 use super::fill::fill;
 use super::fold::GroupAcc;
 use super::math::eval;
+use super::select::is_aux;
 use super::select_exec::scan_range;
 use super::transform::transform;
 use super::values::{TaggedSeries, TimeFmt, columns_named, float_json, num, time_value, to_json};
@@ -242,6 +244,7 @@ pub(super) fn aggregate_rows(
     field_names: &std::collections::BTreeSet<String>,
     epoch: TimeFmt,
     max_buckets: u64,
+    aux: Option<&Aux>,
 ) -> Result<Rows, String> {
     // (function, field, column) per aggregate computed.
     let mut targets: Vec<(Func, String, String)> = Vec::new();
@@ -252,6 +255,10 @@ pub(super) fn aggregate_rows(
     let mut outs: Vec<(Out, String)> = Vec::new();
     for (i, p) in s.fields.iter().enumerate() {
         let alias = s.aliases.get(i).cloned().flatten();
+        if let (Some(a), true) = (aux, is_aux(p)) {
+            outs.extend(a.columns_of(i).map(|(k, n)| (Out::Aux(k), n.to_string())));
+            continue;
+        }
         match p {
             Projection::Nested {
                 outer,
@@ -318,6 +325,13 @@ pub(super) fn aggregate_rows(
             | Projection::Invalid(_) => {}
         }
     }
+    // Auxiliary cells follow the targets' in each row.
+    let aux_len = aux.map_or(0, Aux::len);
+    for (o, _) in outs.iter_mut() {
+        if let Out::Aux(k) = o {
+            *o = Out::Target(targets.len() + *k);
+        }
+    }
     let windows = s.group_time.map(|(iv, off)| Windows::new(iv, off, s.tz));
     // The points of each target (none when they were folded as read).
     let pts: Vec<Vec<(i64, FieldValue)>> = targets
@@ -346,8 +360,11 @@ pub(super) fn aggregate_rows(
     if let [Projection::Agg(Func::Distinct, _)] = &s.fields[..] {
         return Ok(distinct_rows(s, columns, &pts[0], epoch));
     }
-    if let [Projection::Selector { .. }] = &s.fields[..] {
-        return Ok(selector_rows(s, members, epoch));
+    if s.fields
+        .iter()
+        .any(|f| matches!(f, Projection::Selector { .. }))
+    {
+        return Ok(selector_rows(s, members, epoch, aux));
     }
     // Transformations of the raw points: over every point, in time order;
     // beside aggregates (no GROUP BY time), the aggregates' row joins them
@@ -399,7 +416,8 @@ pub(super) fn aggregate_rows(
             return Ok(None);
         }
         let mut time = time_value(if s.has_min { s.min } else { 0 }, epoch);
-        let mut cells = Vec::with_capacity(targets.len());
+        let mut cells = Vec::with_capacity(targets.len() + aux_len);
+        let mut picked = None;
         for (c, (f, fld, _)) in targets.iter().enumerate() {
             let (v, t) = match (folded, pts.get(c)) {
                 (Some(acc), _) => {
@@ -412,16 +430,24 @@ pub(super) fn aggregate_rows(
             // A lone selector (in arithmetic too) reports its point's
             // time, as InfluxDB does.
             if let Some(t) = t
-                && s.fields.len() == 1
-                && outs.len() == 1
+                && outs.len() == 1 + aux_len
                 && targets.len() == 1
             {
                 time = time_value(t, epoch);
             }
-            cells.push(v);
+            picked = picked.or(t.map(|t| (fld.as_str(), t, v.clone())));
+            cells.push((v, false));
         }
+        if let Some(a) = aux {
+            cells.extend(picked_cells(a, members, picked, &s.fill, false));
+        }
+        let mut rows = vec![(0, cells)];
+        fill(&mut rows, &s.fill);
         let mut row = vec![time];
-        row.extend(project(&outs, cells));
+        row.extend(project(
+            &outs,
+            rows.remove(0).1.into_iter().map(|c| c.0).collect(),
+        ));
         return Ok(Some((columns, vec![Value::Array(row)])));
     };
     let w = windows.unwrap_or_else(|| Windows::new(iv, off, s.tz));
@@ -484,11 +510,13 @@ pub(super) fn aggregate_rows(
             rows.push((t0, cells));
             continue;
         }
+        // The point the selector picked (beside auxiliary fields).
+        let mut picked = None;
         for ((f, fld, _), p) in targets.iter().zip(&pts) {
             let from = p.partition_point(|x| x.0 < lo || w.start(x.0) < t0);
             let to = p.partition_point(|x| x.0 <= hi && w.start(x.0) <= t0);
             let slice = &p[from..to.max(from)];
-            let (v, _) = match f {
+            let (v, t) = match f {
                 // The area reaches the bucket's end, interpolated toward the
                 // next point after it, as influxd's.
                 Func::Integral(unit) if !slice.is_empty() => {
@@ -498,7 +526,12 @@ pub(super) fn aggregate_rows(
                 }
                 _ => aggregate(*f, fld, slice)?,
             };
+            picked = picked.or(t.map(|t| (fld.as_str(), t, v.clone())));
             cells.push((v, slice.is_empty()));
+        }
+        if let Some(a) = aux {
+            let empty = cells.first().is_none_or(|c| c.1);
+            cells.extend(picked_cells(a, members, picked, &s.fill, empty));
         }
         rows.push((t0, cells));
     }
@@ -543,6 +576,26 @@ pub(super) fn aggregate_rows(
         }
     }
     Ok(finish(s, rows, &outs, columns, epoch))
+}
+
+/// The auxiliary cells of the point a selector picked (`picked`: its
+/// field, time and value; None in an empty bucket), each with whether
+/// `fill` fills it.
+fn picked_cells(
+    aux: &Aux,
+    members: &[&TaggedSeries],
+    picked: Option<(&str, i64, Value)>,
+    how: &Fill,
+    bucket_empty: bool,
+) -> Vec<(Value, bool)> {
+    let point = picked.and_then(|(fld, t, v)| series_of(members, fld, t, &v).map(|m| (m, t)));
+    aux.cells(point)
+        .into_iter()
+        .map(|c| {
+            let fillable = Aux::fillable(how, &c, bucket_empty);
+            (c, fillable)
+        })
+        .collect()
 }
 
 /// `OFFSET` and `LIMIT` as influxd applies them to aggregates beside
@@ -702,50 +755,50 @@ fn distinct_rows(
 /// earlier point first among equal values, one per value of `tag` if
 /// given; `sample(field, N)`: N points of each bucket at random (all of
 /// them if it has no more). Listed in time order at their own times
-/// (a sample's equal times by value, as influxd sorts them).
-fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Rows {
-    let [
+/// (a sample's equal times by value, as influxd sorts them), with the
+/// auxiliary columns of each point.
+fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt, aux: Option<&Aux>) -> Rows {
+    let (at, pick, field, tag, n) = s.fields.iter().enumerate().find_map(|(i, f)| match f {
         Projection::Selector {
             pick,
             field,
             tag,
             n,
-        },
-    ] = &s.fields[..]
-    else {
-        return None;
-    };
+        } => Some((i, *pick, field, tag, *n)),
+        _ => None,
+    })?;
     let n = usize::try_from(n.unwrap_or(1)).unwrap_or(1).max(1);
-    // (time, value, the tag's value), by time.
-    let mut pts: Vec<(i64, FieldValue, String)> = Vec::new();
-    for (tags, fields) in members {
+    // (time, value, the tag's value, the series), by time.
+    let mut pts: Vec<(i64, FieldValue, String, usize)> = Vec::new();
+    for (m, (tags, fields)) in members.iter().enumerate() {
         let tv = tag
             .as_ref()
             .and_then(|k| tags.iter().find(|(t, _)| t == k))
             .map_or(String::new(), |(_, v)| v.clone());
         for (t, v) in fields.get(field).into_iter().flatten() {
-            pts.push((*t, v.clone(), tv.clone()));
+            pts.push((*t, v.clone(), tv.clone(), m));
         }
     }
     pts.sort_by_key(|p| p.0);
+    type Point = (i64, FieldValue, String, usize);
     let mut rng = Reservoir::seeded();
-    let mut pick_from = |slice: &[(i64, FieldValue, String)]| -> Vec<(i64, FieldValue, String)> {
-        if *pick == Pick::Sample {
+    let mut pick_from = |slice: &[Point]| -> Vec<Point> {
+        if pick == Pick::Sample {
             let mut chosen = rng.sample(slice, n);
             chosen.sort_by(|a, b| a.0.cmp(&b.0).then(value_order(&a.1, &b.1)));
             return chosen;
         }
-        let mut order: Vec<&(i64, FieldValue, String)> = slice.iter().collect();
+        let mut order: Vec<&Point> = slice.iter().collect();
         order.sort_by(|a, b| {
             let (x, y) = (num(&a.1).unwrap_or(0.0), num(&b.1).unwrap_or(0.0));
-            let by_value = if *pick == Pick::Top {
+            let by_value = if pick == Pick::Top {
                 y.total_cmp(&x)
             } else {
                 x.total_cmp(&y)
             };
             by_value.then(a.0.cmp(&b.0))
         });
-        let mut chosen: Vec<(i64, FieldValue, String)> = Vec::new();
+        let mut chosen: Vec<Point> = Vec::new();
         for p in order {
             if chosen.len() == n {
                 break;
@@ -758,23 +811,57 @@ fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt) -> Rows 
         chosen.sort_by_key(|c| c.0);
         chosen
     };
-    let mut rows: Vec<(i64, FieldValue, String)> = Vec::new();
-    by_bucket(s, &pts, |p| p.0, |_, slice| rows.extend(pick_from(slice)));
-    let name = s.aliases.first().cloned().flatten();
-    let mut columns = vec![
-        "time".to_string(),
-        name.unwrap_or_else(|| pick.name().into()),
-    ];
-    if let Some(t) = tag {
-        columns.push(t.clone());
+    let mut buckets: Vec<Vec<Point>> = Vec::new();
+    by_bucket(s, &pts, |p| p.0, |_, slice| buckets.push(pick_from(slice)));
+    // `ORDER BY time DESC` lists the buckets newest first, each one's
+    // points still oldest first, as influxd's.
+    if s.desc {
+        buckets.reverse();
     }
-    let values: Vec<Value> = page(s, rows)
+    let rows: Vec<Point> = buckets.into_iter().flatten().collect();
+    // The columns in the statement's order: the selector's (and its tag's)
+    // where it stands, the auxiliary ones where theirs do.
+    let mut names: Vec<String> = Vec::new();
+    for i in 0..s.fields.len() {
+        if i == at {
+            let alias = s.aliases.get(at).cloned().flatten();
+            names.push(alias.unwrap_or_else(|| pick.name().into()));
+            names.extend(tag.iter().cloned());
+        } else if let Some(a) = aux {
+            names.extend(a.columns_of(i).map(|(_, n)| n.to_string()));
+        }
+    }
+    let columns = columns_named(names.iter().map(String::as_str));
+    let ascending = Select {
+        desc: false,
+        ..s.clone()
+    };
+    let mut cells: Vec<(i64, Vec<(Value, bool)>)> = page(&ascending, rows)
         .into_iter()
-        .map(|(t, v, tv)| {
-            let mut r = vec![time_value(t, epoch), to_json(&v)];
-            if tag.is_some() {
-                r.push(json!(tv));
+        .map(|(t, v, tv, m)| {
+            let own = std::iter::once(to_json(&v)).chain(tag.as_ref().map(|_| json!(tv)));
+            let extra = aux.map_or(Vec::new(), |a| a.cells(members.get(m).map(|m| (*m, t))));
+            let mut row = Vec::with_capacity(names.len());
+            for i in 0..s.fields.len() {
+                if i == at {
+                    row.extend(own.clone().map(|c| (c, false)));
+                } else if let Some(a) = aux {
+                    row.extend(a.columns_of(i).map(|(k, _)| {
+                        let c = extra.get(k).cloned().unwrap_or(Value::Null);
+                        let fillable = Aux::fillable(&s.fill, &c, false);
+                        (c, fillable)
+                    }));
+                }
             }
+            (t, row)
+        })
+        .collect();
+    fill(&mut cells, &s.fill);
+    let values: Vec<Value> = cells
+        .into_iter()
+        .map(|(t, row)| {
+            let mut r = vec![time_value(t, epoch)];
+            r.extend(row.into_iter().map(|c| c.0));
             Value::Array(r)
         })
         .collect();
@@ -834,6 +921,9 @@ pub(super) enum Out {
     /// Arithmetic over aggregates (their target indices, in the order of
     /// the expression's aggregates).
     Math(Expr, Vec<usize>),
+    /// An auxiliary column (its index among them), while the columns are
+    /// being listed: then the target index its cell has.
+    Aux(usize),
 }
 
 /// The output columns of a row of aggregates.
@@ -841,6 +931,7 @@ fn project(outs: &[(Out, String)], cells: Vec<Value>) -> Vec<Value> {
     outs.iter()
         .map(|(o, _)| match o {
             Out::Target(i) => cells.get(*i).cloned().unwrap_or(Value::Null),
+            Out::Aux(_) => Value::Null,
             Out::Math(e, idx) => {
                 let mut k = 0;
                 eval(e, &mut |_| {

@@ -41,8 +41,12 @@ pub(super) fn fill(rows: &mut Vec<(i64, Vec<(Value, bool)>)>, how: &Fill) {
                 for w in known.windows(2) {
                     let ((i0, v0), (i1, v1)) = (w[0], w[1]);
                     for (i, r) in rows.iter_mut().enumerate().take(i1).skip(i0 + 1) {
-                        let v = v0 + (v1 - v0) * (i - i0) as f64 / (i1 - i0) as f64;
-                        r.1[c].0 = float_json(v);
+                        // Only empty cells: a selector's auxiliary cells
+                        // between two known ones keep their values.
+                        if r.1[c].1 {
+                            let v = v0 + (v1 - v0) * (i - i0) as f64 / (i1 - i0) as f64;
+                            r.1[c].0 = float_json(v);
+                        }
                     }
                 }
             }

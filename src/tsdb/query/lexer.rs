@@ -115,11 +115,32 @@ pub(super) fn lex_marked(q: &str) -> Result<Lexed, String> {
                 return Err(format!("unexpected character {ch:?}"));
             }
         }
+        // A type cast after a name (`host::tag`, `"v"::float`) is read and
+        // left out: names resolve as they would without it.
+        if matches!(out.last(), Some((Tok::Ident(_), _))) && out.len() > before {
+            i = after_cast(&c, i);
+        }
         if out.len() > before {
             starts.push(start);
         }
     }
     Ok((out, starts))
+}
+
+/// Where the text after a name continues: past `::type` if one follows.
+fn after_cast(c: &[char], i: usize) -> usize {
+    if c.get(i) != Some(&':') || c.get(i + 1) != Some(&':') {
+        return i;
+    }
+    let mut j = i + 2;
+    while c.get(j).is_some_and(|x| x.is_ascii_alphabetic()) {
+        j += 1;
+    }
+    let word: String = c[i + 2..j].iter().collect::<String>().to_ascii_lowercase();
+    match word.as_str() {
+        "float" | "integer" | "unsigned" | "string" | "boolean" | "field" | "tag" => j,
+        _ => i,
+    }
 }
 
 pub(super) struct P {

@@ -14,6 +14,7 @@
 
 mod aggregate;
 mod ast;
+mod aux;
 mod command;
 mod cond;
 mod delete;

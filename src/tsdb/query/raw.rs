@@ -20,8 +20,8 @@ type AuxKey = Vec<Option<String>>;
 /// A series' rows, each with its [`AuxKey`].
 type SeriesRows = Vec<(Row, AuxKey)>;
 
-/// A column of raw rows.
-enum Col<'a> {
+/// A column of raw rows (or beside a selector, of the point it picked).
+pub(super) enum Col<'a> {
     /// A field or tag by name.
     Name(String),
     /// A field, where a tag has its name too (`*` shows both).
@@ -43,60 +43,19 @@ pub(super) fn raw_rows(
     shard_starts: &[i64],
     epoch: TimeFmt,
 ) -> Rows {
-    let all = s.fields.iter().any(|p| matches!(p, Projection::All));
-    let mut cols: Vec<(Col, String)> = Vec::new();
-    if all {
-        // By name, a field before a tag of the same name (both shown, the
-        // second named `name_1`, as influxd's).
-        let mut v: Vec<(&String, bool)> = field_names
-            .iter()
-            .map(|f| (f, false))
-            .chain(
-                tag_names
-                    .iter()
-                    .filter(|t| !grouped.contains(t))
-                    .map(|t| (t, true)),
-            )
-            .collect();
-        v.sort();
-        cols.extend(v.into_iter().map(|(n, is_tag)| {
-            let both = field_names.contains(n) && tag_names.contains(n);
-            let col = match (both, is_tag) {
-                (false, _) => Col::Name(n.clone()),
-                (true, false) => Col::Field(n.clone()),
-                (true, true) => Col::Tag(n.clone()),
-            };
-            (col, n.clone())
-        }));
+    let cols: Vec<(Col, String)> = if s.fields.iter().any(|p| matches!(p, Projection::All)) {
+        star_columns(field_names, tag_names, grouped)
     } else {
-        for (p, alias) in s.fields.iter().zip(&s.aliases) {
-            match p {
-                Projection::Field(f) => cols.push((
-                    Col::Name(f.clone()),
-                    alias.clone().unwrap_or_else(|| f.clone()),
-                )),
-                Projection::Math(e) => cols.push((
-                    Col::Math(e),
-                    alias.clone().unwrap_or_else(|| e.column_name()),
-                )),
-                _ => {}
-            }
-        }
-    }
+        s.fields
+            .iter()
+            .zip(&s.aliases)
+            .filter_map(|(p, alias)| column(p, alias.as_ref()))
+            .collect()
+    };
     // The fields the columns read.
     let mut read: Vec<&str> = Vec::new();
     for (c, _) in &cols {
-        match c {
-            Col::Name(n) | Col::Field(n) | Col::Tag(n) => read.push(n),
-            Col::Math(e) => {
-                let mut leaves = Vec::new();
-                e.leaves(&mut leaves);
-                read.extend(leaves.into_iter().filter_map(|l| match l {
-                    Expr::Field(f) => Some(f.as_str()),
-                    _ => None,
-                }));
-            }
-        }
+        c.reads(&mut read);
     }
     read.sort_unstable();
     read.dedup();
@@ -121,18 +80,7 @@ pub(super) fn raw_rows(
                     _ => None,
                 })
                 .collect();
-            let vals = cols
-                .iter()
-                .map(|(c, _)| match c {
-                    Col::Name(n) => at(n).or_else(|| tag(n)).unwrap_or(Value::Null),
-                    Col::Field(n) => at(n).unwrap_or(Value::Null),
-                    Col::Tag(n) => tag(n).unwrap_or(Value::Null),
-                    Col::Math(e) => eval(e, &mut |l| match l {
-                        Expr::Field(f) => at(f).unwrap_or(Value::Null),
-                        _ => Value::Null,
-                    }),
-                })
-                .collect();
+            let vals = cols.iter().map(|(c, _)| c.value(&at, &tag)).collect();
             rows.push(((ts, vals), aux));
         }
         if s.desc {
@@ -165,6 +113,89 @@ pub(super) fn raw_rows(
         })
         .collect();
     Some((columns, values))
+}
+
+impl Col<'_> {
+    /// The column's value in a row whose fields `field` gives, of a series
+    /// whose tags `tag` gives.
+    pub(super) fn value(
+        &self,
+        field: &dyn Fn(&str) -> Option<Value>,
+        tag: &dyn Fn(&str) -> Option<Value>,
+    ) -> Value {
+        match self {
+            Col::Name(n) => field(n).or_else(|| tag(n)).unwrap_or(Value::Null),
+            Col::Field(n) => field(n).unwrap_or(Value::Null),
+            Col::Tag(n) => tag(n).unwrap_or(Value::Null),
+            Col::Math(e) => eval(e, &mut |l| match l {
+                Expr::Field(f) => field(f).unwrap_or(Value::Null),
+                _ => Value::Null,
+            }),
+        }
+    }
+
+    /// The fields the column reads.
+    pub(super) fn reads<'n>(&'n self, out: &mut Vec<&'n str>) {
+        match self {
+            Col::Name(n) | Col::Field(n) | Col::Tag(n) => out.push(n),
+            Col::Math(e) => {
+                let mut leaves = Vec::new();
+                e.leaves(&mut leaves);
+                out.extend(leaves.into_iter().filter_map(|l| match l {
+                    Expr::Field(f) => Some(f.as_str()),
+                    _ => None,
+                }));
+            }
+        }
+    }
+}
+
+/// `*`'s columns: every field and tag but the grouped tags, by name, a
+/// field before a tag of the same name (both shown, the second named
+/// `name_1`, as influxd's).
+pub(super) fn star_columns<'a>(
+    field_names: &BTreeSet<String>,
+    tag_names: &BTreeSet<String>,
+    grouped: &[String],
+) -> Vec<(Col<'a>, String)> {
+    let mut v: Vec<(&String, bool)> = field_names
+        .iter()
+        .map(|f| (f, false))
+        .chain(
+            tag_names
+                .iter()
+                .filter(|t| !grouped.contains(t))
+                .map(|t| (t, true)),
+        )
+        .collect();
+    v.sort();
+    v.into_iter()
+        .map(|(n, is_tag)| {
+            let both = field_names.contains(n) && tag_names.contains(n);
+            let col = match (both, is_tag) {
+                (false, _) => Col::Name(n.clone()),
+                (true, false) => Col::Field(n.clone()),
+                (true, true) => Col::Tag(n.clone()),
+            };
+            (col, n.clone())
+        })
+        .collect()
+}
+
+/// The column of a projection of a field, a tag or arithmetic over fields
+/// (None for others), named by its alias or itself.
+pub(super) fn column<'a>(p: &'a Projection, alias: Option<&String>) -> Option<(Col<'a>, String)> {
+    match p {
+        Projection::Field(f) => Some((
+            Col::Name(f.clone()),
+            alias.cloned().unwrap_or_else(|| f.clone()),
+        )),
+        Projection::Math(e) if !e.has_call() => Some((
+            Col::Math(e),
+            alias.cloned().unwrap_or_else(|| e.column_name()),
+        )),
+        _ => None,
+    }
 }
 
 /// The first `wanted` rows of several series merged shard by shard, as

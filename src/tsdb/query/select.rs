@@ -339,6 +339,62 @@ pub(super) fn aggs_only(fields: &[Projection]) -> bool {
         })
 }
 
+/// Whether a projection is a field, a tag, `*` or arithmetic over fields
+/// (beside a selector: an auxiliary field).
+pub(super) fn is_aux(p: &Projection) -> bool {
+    match p {
+        Projection::All | Projection::Field(_) => true,
+        Projection::Math(e) => !e.has_call(),
+        _ => false,
+    }
+}
+
+/// How many function calls a projection makes.
+fn calls(p: &Projection) -> usize {
+    match p {
+        Projection::Agg(..) | Projection::Nested { .. } | Projection::Selector { .. } => 1,
+        Projection::Math(e) => {
+            let mut leaves = Vec::new();
+            e.leaves(&mut leaves);
+            leaves
+                .iter()
+                .filter(|l| matches!(l, Expr::Call(..) | Expr::Undefined(_)))
+                .count()
+        }
+        Projection::All | Projection::Field(_) | Projection::Invalid(_) => 0,
+    }
+}
+
+/// Whether a projection calls a selector of one point of a field
+/// (`first`, `last`, `min`, `max`, `percentile`, arithmetic over one of
+/// them) or of several (`top`, `bottom`, `sample`): what may stand beside
+/// auxiliary fields.
+pub(super) fn selector_call(p: &Projection) -> bool {
+    let one = |f: &Func, field: &str| {
+        field != "*"
+            && matches!(
+                f,
+                Func::First | Func::Last | Func::Min | Func::Max | Func::Percentile(_)
+            )
+    };
+    match p {
+        Projection::Agg(f, field) => one(f, field),
+        Projection::Selector { field, .. } => field != "*",
+        Projection::Math(e) => {
+            let mut leaves = Vec::new();
+            e.leaves(&mut leaves);
+            matches!(&leaves[..], [Expr::Call(f, field)] if one(f, field))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a SELECT has auxiliary fields beside its calls (checked by
+/// `check`: beside one selector).
+pub(super) fn with_aux(fields: &[Projection]) -> bool {
+    fields.iter().any(is_aux) && fields.iter().any(|f| calls(f) > 0)
+}
+
 /// One projection: a field, an aggregate, a transformation of an
 /// aggregate, or arithmetic over fields or aggregates.
 fn projection(p: &mut P) -> Result<Projection, String> {
@@ -783,7 +839,49 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
     let mixed = fields
         .iter()
         .any(|f| matches!(f, Projection::Math(e) if e.has_call() && e.has_field()));
-    if mixed || (aggs > 0 && aggs != fields.len()) {
+    let calls: usize = fields.iter().map(calls).sum();
+    if with_aux(fields) {
+        // influxd's order: top/bottom beside other calls, distinct, then
+        // auxiliary fields beside anything but one selector.
+        if let Some(Projection::Selector { pick, .. }) = fields.iter().find(|f| {
+            matches!(
+                f,
+                Projection::Selector {
+                    pick: Pick::Top | Pick::Bottom,
+                    ..
+                }
+            )
+        }) && calls > 1
+        {
+            return Err(format!(
+                "selector function {}() cannot be combined with other functions",
+                pick.name()
+            ));
+        }
+        if fields.iter().any(|f| {
+            matches!(f, Projection::Agg(Func::Distinct, _))
+                || matches!(
+                    f,
+                    Projection::Nested {
+                        inner: Func::Distinct,
+                        ..
+                    }
+                )
+        }) {
+            return Err(
+                "aggregate function distinct() cannot be combined with other functions or fields"
+                    .into(),
+            );
+        }
+        if mixed || !fields.iter().all(|f| is_aux(f) || selector_call(f)) {
+            return Err("mixing aggregate and non-aggregate queries is not supported".into());
+        }
+        if calls > 1 {
+            return Err(
+                "mixing multiple selector functions with tags or fields is not supported".into(),
+            );
+        }
+    } else if mixed || (aggs > 0 && aggs != fields.len()) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
     }
     // Transformations (of raw points or of aggregates) may stand beside
@@ -815,7 +913,7 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
         })
     {
         let name = pick.name();
-        if fields.len() > 1 {
+        if calls > 1 {
             return Err(format!(
                 "selector function {name}() cannot be combined with other functions"
             ));
@@ -833,6 +931,12 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
             (_, Some(n)) if *n < 1 => {
                 return Err(format!("limit ({n}) in {name} function must be at least 1"));
             }
+            (Pick::Top | Pick::Bottom, Some(n)) if s.limit > 0 && *n > s.limit as i64 => {
+                return Err(format!(
+                    "limit ({n}) in {name} function can not be larger than the LIMIT ({}) in the select statement",
+                    s.limit
+                ));
+            }
             _ => {}
         }
     }
@@ -845,7 +949,7 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
                 .into(),
         );
     }
-    if s.group_time.is_some() && !aggs_only(fields) {
+    if s.group_time.is_some() && !aggs_only(fields) && !with_aux(fields) {
         return Err("GROUP BY requires at least one aggregate function".into());
     }
     for f in fields {

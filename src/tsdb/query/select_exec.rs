@@ -8,7 +8,7 @@ use super::aggregate::aggregate_rows;
 use super::ast::*;
 use super::filter::{Filter, Keys};
 use super::raw::raw_rows;
-use super::select::{aggs_only, check};
+use super::select::{aggs_only, check, with_aux};
 use super::values::{TaggedSeries, TimeFmt, with_typed_floats};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::{FieldValue, Precision};
@@ -345,8 +345,10 @@ fn measurement_exec(
         groups.iter().collect()
     };
     let times = TimeFmt { epoch, tz: s.tz };
+    // Fields and tags beside a selector.
+    let aux = super::aux::Aux::of(s, &field_names, &tag_names, &keys);
     for (vals, members) in ordered.into_iter().skip(s.soffset).take(slimit) {
-        let body = if aggs_only(&s.fields) {
+        let body = if aggs_only(&s.fields) || with_aux(&s.fields) {
             let acc = match (&mut folder, folded_at.get(vals)) {
                 (Some(f), Some(i)) => Some(f.take(*i)),
                 _ => None,
@@ -358,6 +360,7 @@ fn measurement_exec(
                 &field_names,
                 times,
                 limits.max_select_buckets,
+                aux.as_ref(),
             )?
         } else {
             raw_rows(

@@ -146,3 +146,48 @@ fn a_continuous_query_into_each_source_is_stored_as_text_that_parses_back() {
             .contains("found :, expected identifier")
     );
 }
+
+#[test]
+fn casts_on_names_are_read_and_left_out() {
+    let plain = parse("SELECT host, v FROM cpu WHERE host = 'a'", 0).unwrap();
+    let cast = parse(
+        "SELECT host::tag, \"v\"::float FROM cpu WHERE \"host\"::TAG = 'a'",
+        0,
+    )
+    .unwrap();
+    assert_eq!(plain, cast);
+    // Not a type: still an error.
+    assert!(parse("SELECT host::nope FROM cpu", 0).is_err());
+}
+
+#[test]
+fn selectors_take_fields_and_tags_beside_them_alone() {
+    let check = |q: &str| {
+        let Statement::Select(s) = &parse(q, 0).unwrap()[0] else {
+            panic!("{q}")
+        };
+        select::check(s)
+    };
+    assert_eq!(check("SELECT max(v), host, w FROM cpu"), Ok(()));
+    assert_eq!(check("SELECT top(v, 2), host FROM cpu"), Ok(()));
+    assert_eq!(check("SELECT percentile(v, 5), * FROM cpu"), Ok(()));
+    assert_eq!(
+        check("SELECT max(v), min(v), host FROM cpu"),
+        Err("mixing multiple selector functions with tags or fields is not supported".into())
+    );
+    assert_eq!(
+        check("SELECT mean(v), host FROM cpu"),
+        Err("mixing aggregate and non-aggregate queries is not supported".into())
+    );
+    assert_eq!(
+        check("SELECT top(v, 2), min(v), host FROM cpu"),
+        Err("selector function top() cannot be combined with other functions".into())
+    );
+    assert_eq!(
+        check("SELECT top(v, 3), host FROM cpu LIMIT 2"),
+        Err(
+            "limit (3) in top function can not be larger than the LIMIT (2) in the select statement"
+                .into()
+        )
+    );
+}
