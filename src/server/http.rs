@@ -20,6 +20,7 @@ use crate::server::auth::{Authenticator, Caller, UrlCredentials};
 use crate::server::queries::QueryRegistry;
 use crate::server::query_format::{Format, Outcome, render};
 use crate::server::select_into::{IntoError, select_into};
+use crate::server::subscriber::{self, Subscriber};
 use crate::tsdb::authorize::{authorize_query, authorize_write};
 use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::line_protocol::{self, Precision};
@@ -81,6 +82,8 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
     let read_timeout = limits.read_timeout;
     let series_limits = limits.series;
     let series_index: SeriesIndexCell = Arc::default();
+    // Writes this node takes are forwarded to their subscriptions.
+    let forwarder = Arc::new(Subscriber::new());
     let throttle = Arc::new(crate::server::write_throttle::WriteThrottle::new(
         limits.writes,
     ));
@@ -112,6 +115,7 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
                             max_body,
                             read_timeout,
                             (series_limits, series_index.clone()),
+                            forwarder.clone(),
                         );
                         write(node, auth, url, q, headers, body, limits).await
                     }
@@ -338,10 +342,11 @@ async fn write(
     Query(q): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-    (max_body, read_timeout, (series_limits, series_index)): (
+    (max_body, read_timeout, (series_limits, series_index), forwarder): (
         usize,
         Duration,
         (crate::tsdb::series_index::SeriesLimits, SeriesIndexCell),
+        Arc<Subscriber>,
     ),
 ) -> Response {
     // As influxd: credentials, then the database, then the privilege,
@@ -408,13 +413,16 @@ async fn write(
     };
     // Points older than the retention policy keeps are refused, as
     // influxd's (by this node's clock, before they are proposed).
-    let retention = {
+    // (And the subscriptions the written points are forwarded to.)
+    let (retention, subs) = {
         let (node, db, rp) = (node.clone(), db.clone(), rp.clone());
-        tokio::task::spawn_blocking(move || node.local(|t, _| t.retention_duration(&db, &rp)))
-            .await
-            .ok()
-            .flatten()
+        tokio::task::spawn_blocking(move || {
+            node.local(|t, _| (t.retention_duration(&db, &rp), t.subscriptions(&db, &rp)))
+        })
+        .await
+        .unwrap_or_default()
     };
+    let subs = subs.filter(|(_, s)| !s.is_empty());
     let oldest = match retention {
         Some(d) if d > 0 => now.saturating_sub(d),
         _ => i64::MIN,
@@ -457,8 +465,25 @@ async fn write(
                 points.retain(|_| keep.next().unwrap_or(true));
             }
         }
+        let forward = subs.as_ref().map(|(rp, _)| {
+            let mut lines = String::new();
+            for p in &points {
+                line_protocol::encode_line(&mut lines, p);
+            }
+            subscriber::Batch {
+                db: db.clone(),
+                rp: rp.clone(),
+                lines,
+            }
+        });
         let cmd = crate::tsdb::write_batch::write_command(&db, &rp, points);
-        match propose(&node, cmd).await {
+        let proposed = propose(&node, cmd).await;
+        if let (Ok(r), Some(batch), Some((_, s))) = (&proposed, forward, &subs)
+            && !r.database_not_found
+        {
+            forwarder.forward(s, batch);
+        }
+        match proposed {
             Ok(r) if r.database_not_found => {
                 return error(
                     StatusCode::NOT_FOUND,

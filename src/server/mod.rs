@@ -14,6 +14,7 @@ pub mod retention;
 pub mod select_into;
 pub mod serve;
 pub mod stats;
+pub mod subscriber;
 pub mod tls;
 pub mod write_throttle;
 

@@ -44,7 +44,9 @@ pub fn needed(stmt: &Statement) -> Needed {
         | Statement::ShowShardGroups
         | Statement::ShowStats(_)
         | Statement::ShowDiagnostics
-        | Statement::ShowSubscriptions => Needed::Admin,
+        | Statement::ShowSubscriptions
+        | Statement::CreateSubscription { .. }
+        | Statement::DropSubscription { .. } => Needed::Admin,
         Statement::DropSeries { .. } | Statement::DropMeasurement(_) => {
             Needed::On(Privilege::All, None)
         }

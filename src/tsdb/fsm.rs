@@ -280,6 +280,18 @@ impl Tsdb {
         Some(self.meta.databases.get(db)?.rps.get(rp)?.duration)
     }
 
+    /// The subscriptions of `db`'s retention policy `rp` (`""`: the
+    /// default) with its resolved name, if both exist.
+    pub fn subscriptions(
+        &self,
+        db: &str,
+        rp: &str,
+    ) -> Option<(String, Vec<crate::tsdb::meta::Subscription>)> {
+        let rp = self.meta.resolve_rp(db, rp).ok()?;
+        let p = self.meta.databases.get(db)?.rps.get(rp)?;
+        Some((rp.to_string(), p.subscriptions.clone()))
+    }
+
     /// The shard group duration of `db`'s retention policy `rp` (`""`: the
     /// default), if both exist.
     pub fn shard_group_duration(&self, db: &str, rp: &str) -> Option<i64> {
@@ -422,6 +434,22 @@ impl Tsdb {
             }
             Cmd::DropContinuousQuery(c) => {
                 if let Err(e) = self.meta_mut().drop_continuous_query(&c.db, &c.name) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::CreateSubscription(c) => {
+                if let Err(e) = self.meta_mut().create_subscription(
+                    &c.db,
+                    &c.rp,
+                    &c.name,
+                    &c.mode,
+                    &c.destinations,
+                ) {
+                    return Ok(err(e));
+                }
+            }
+            Cmd::DropSubscription(c) => {
+                if let Err(e) = self.meta_mut().drop_subscription(&c.db, &c.rp, &c.name) {
                     return Ok(err(e));
                 }
             }

@@ -151,6 +151,43 @@ impl fmt::Display for ParseError {
     }
 }
 
+/// Appends `p` to `out` as one line of line protocol (nanosecond time),
+/// which [`parse`] reads back as `p`.
+pub fn encode_line(out: &mut String, p: &Point) {
+    use std::fmt::Write;
+    escape_into(out, &p.measurement, &[',', ' ']);
+    for (k, v) in &p.tags {
+        out.push(',');
+        escape_into(out, k, &[',', '=', ' ']);
+        out.push('=');
+        escape_into(out, v, &[',', '=', ' ']);
+    }
+    for (i, (k, v)) in p.fields.iter().enumerate() {
+        out.push(if i == 0 { ' ' } else { ',' });
+        escape_into(out, k, &[',', '=', ' ']);
+        out.push('=');
+        // Writing to a String cannot fail.
+        let _ = match v {
+            FieldValue::Float(f) => write!(out, "{f}"),
+            FieldValue::Integer(n) => write!(out, "{n}i"),
+            FieldValue::Unsigned(n) => write!(out, "{n}u"),
+            FieldValue::Boolean(b) => write!(out, "{b}"),
+            FieldValue::String(s) => {
+                out.push('"');
+                for c in s.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+                Ok(())
+            }
+        };
+    }
+    let _ = writeln!(out, " {}", p.timestamp);
+}
+
 /// Escapes a measurement name for a series key or line.
 pub fn escape_measurement(s: &str) -> String {
     escape(s, &[',', ' '])
@@ -562,6 +599,21 @@ mod tests {
         assert!(e.is_empty(), "{line}: {e:?}");
         assert_eq!(p.len(), 1);
         p.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn encoded_lines_parse_back_to_the_same_points() {
+        for line in [
+            "m v=1.5 1",
+            "m\\ x\\,y,t\\=k=a\\ b\\,c,u=z f\\ g=-0,i=-3i,n=7u,s=\"q\\\"x\\\\\",b=true -5",
+            "m v=1e-300,w=123456789012345680000 0",
+        ] {
+            let p = one(line);
+            let mut out = std::string::String::new();
+            encode_line(&mut out, &p);
+            assert!(out.ends_with('\n'), "{out}");
+            assert_eq!(one(out.trim_end()), p, "{line} → {out}");
+        }
     }
 
     fn bad(line: &str) -> std::string::String {

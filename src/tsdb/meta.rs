@@ -62,6 +62,18 @@ pub enum MetaError {
     /// A user needs a name (influxd's message).
     #[error("username required")]
     UsernameRequired,
+    /// A subscription of that name exists on the retention policy
+    /// (influxd's message).
+    #[error("subscription already exists")]
+    SubscriptionExists,
+    /// No subscription of that name on the retention policy (influxd's
+    /// message).
+    #[error("subscription not found")]
+    SubscriptionNotFound,
+    /// A destination is not `udp`, `http` or `https` with a host and port
+    /// (influxd's message).
+    #[error("invalid subscription URL: {0}")]
+    InvalidSubscriptionUrl(String),
 }
 
 /// A shard group: one time range of a retention policy, one shard here.
@@ -92,6 +104,22 @@ pub struct RetentionPolicy {
     pub replica_n: u32,
     /// Shard groups, by start time.
     pub shard_groups: Vec<ShardGroup>,
+    /// Subscriptions: where writes to this retention policy are forwarded.
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A subscription (`CREATE SUBSCRIPTION`): the writes to its retention
+/// policy are sent on to its destinations.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Subscription {
+    /// Name.
+    pub name: String,
+    /// `ALL`: every destination gets every write; `ANY`: each write goes
+    /// to one, in turn.
+    pub mode: String,
+    /// `udp://host:port`, `http://host:port`, `https://host:port`.
+    pub destinations: Vec<String>,
 }
 
 /// A database.
@@ -200,6 +228,7 @@ impl Metastore {
                         shard_group_duration: default_shard_group_duration(0),
                         replica_n: 1,
                         shard_groups: Vec::new(),
+                        subscriptions: Vec::new(),
                     },
                 )]
                 .into(),
@@ -235,6 +264,51 @@ impl Metastore {
     /// influxd).
     pub fn drop_continuous_query(&mut self, db: &str, name: &str) -> Result<(), MetaError> {
         self.db_mut(db)?.cqs.retain(|(n, _)| n != name);
+        Ok(())
+    }
+
+    /// Creates a subscription on `db`.`rp`, as influxd: every destination
+    /// must be `udp`, `http` or `https` with a host and port; a name is
+    /// used once per retention policy.
+    pub fn create_subscription(
+        &mut self,
+        db: &str,
+        rp: &str,
+        name: &str,
+        mode: &str,
+        destinations: &[String],
+    ) -> Result<(), MetaError> {
+        if let Some(bad) = destinations.iter().find(|d| !valid_destination(d)) {
+            return Err(MetaError::InvalidSubscriptionUrl(bad.clone()));
+        }
+        let p = self
+            .db_mut(db)?
+            .rps
+            .get_mut(rp)
+            .ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.to_string()))?;
+        if p.subscriptions.iter().any(|s| s.name == name) {
+            return Err(MetaError::SubscriptionExists);
+        }
+        p.subscriptions.push(Subscription {
+            name: name.to_string(),
+            mode: mode.to_string(),
+            destinations: destinations.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// Drops a subscription (influxd's error if there is none).
+    pub fn drop_subscription(&mut self, db: &str, rp: &str, name: &str) -> Result<(), MetaError> {
+        let p = self
+            .db_mut(db)?
+            .rps
+            .get_mut(rp)
+            .ok_or_else(|| MetaError::RetentionPolicyNotFound(rp.to_string()))?;
+        let before = p.subscriptions.len();
+        p.subscriptions.retain(|s| s.name != name);
+        if p.subscriptions.len() == before {
+            return Err(MetaError::SubscriptionNotFound);
+        }
         Ok(())
     }
 
@@ -296,6 +370,7 @@ impl Metastore {
                     shard_group_duration: sgd,
                     replica_n: replica_n.max(1),
                     shard_groups: Vec::new(),
+                    subscriptions: Vec::new(),
                 },
             );
         }
@@ -517,7 +592,15 @@ impl Metastore {
                                     truncated_at: None,
                                 })
                                 .collect(),
-                            subscriptions: Vec::new(),
+                            subscriptions: p
+                                .subscriptions
+                                .iter()
+                                .map(|s| pb::SubscriptionInfo {
+                                    name: s.name.clone(),
+                                    mode: s.mode.clone(),
+                                    destinations: s.destinations.clone(),
+                                })
+                                .collect(),
                         })
                         .collect(),
                     continuous_queries: d
@@ -579,6 +662,15 @@ impl Metastore {
                                 end: g.end_time,
                                 deleted_at: g.deleted_at,
                                 shards: g.shards.iter().map(|s| s.id).collect(),
+                            })
+                            .collect(),
+                        subscriptions: p
+                            .subscriptions
+                            .iter()
+                            .map(|s| Subscription {
+                                name: s.name.clone(),
+                                mode: s.mode.clone(),
+                                destinations: s.destinations.clone(),
                             })
                             .collect(),
                     },
@@ -753,9 +845,63 @@ impl Metastore {
     }
 }
 
+/// Whether a subscription destination is one influxd accepts: scheme
+/// `udp`, `http` or `https`, then a host and a port.
+fn valid_destination(d: &str) -> bool {
+    let Some((scheme, rest)) = d.split_once("://") else {
+        return false;
+    };
+    if !matches!(scheme, "udp" | "http" | "https") {
+        return false;
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let port = if let Some(v6) = host.strip_prefix('[') {
+        v6.split_once("]:").map(|(_, p)| p)
+    } else {
+        match host.split(':').count() {
+            2 => host.rsplit_once(':').map(|(_, p)| p),
+            _ => None,
+        }
+    };
+    port.is_some_and(|p| !p.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscriptions_are_checked_kept_and_carried_by_the_proto() {
+        let mut m = Metastore::default();
+        m.create_database("db").unwrap();
+        let dests = vec!["udp://h:1".to_string(), "https://[::1]:8/x".to_string()];
+        m.create_subscription("db", "autogen", "s", "ANY", &dests)
+            .unwrap();
+        assert_eq!(
+            m.create_subscription("db", "autogen", "s", "ALL", &dests),
+            Err(MetaError::SubscriptionExists)
+        );
+        for bad in ["ftp://h:1", "http://h", "http://h:", "h:1", "udp://a:b:c"] {
+            assert_eq!(
+                m.create_subscription("db", "autogen", "t", "ALL", &[bad.to_string()]),
+                Err(MetaError::InvalidSubscriptionUrl(bad.to_string())),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            m.create_subscription("db", "nope", "t", "ALL", &dests),
+            Err(MetaError::RetentionPolicyNotFound(_))
+        ));
+        let back = Metastore::from_proto(&m.to_proto(1, 2)).unwrap();
+        assert_eq!(back.databases["db"].rps["autogen"].subscriptions.len(), 1);
+        assert_eq!(back, m);
+        m.drop_subscription("db", "autogen", "s").unwrap();
+        assert_eq!(
+            m.drop_subscription("db", "autogen", "s"),
+            Err(MetaError::SubscriptionNotFound)
+        );
+    }
 
     #[test]
     fn shard_groups_are_deterministic_and_aligned() {

@@ -114,8 +114,31 @@ pub enum Statement {
     /// `SHOW DIAGNOSTICS`: what the node runs and how it is configured
     /// (answered by the server).
     ShowDiagnostics,
-    /// `SHOW SUBSCRIPTIONS`: none are kept (writes are not forwarded).
+    /// `SHOW SUBSCRIPTIONS`
     ShowSubscriptions,
+    /// `CREATE SUBSCRIPTION name ON db.rp DESTINATIONS ALL|ANY 'url'[, …]`
+    CreateSubscription {
+        /// Name.
+        name: String,
+        /// Database.
+        db: String,
+        /// Retention policy.
+        rp: String,
+        /// `ALL` (every destination gets every write) or `ANY` (one each,
+        /// in turn).
+        mode: String,
+        /// `udp://host:port`, `http(s)://host:port`.
+        destinations: Vec<String>,
+    },
+    /// `DROP SUBSCRIPTION name ON db.rp`
+    DropSubscription {
+        /// Name.
+        name: String,
+        /// Database.
+        db: String,
+        /// Retention policy.
+        rp: String,
+    },
     /// `KILL QUERY id [ON "host"]`
     KillQuery(u64),
     /// `SHOW TAG KEYS [FROM m]`

@@ -58,6 +58,22 @@ impl Statement {
             Statement::DropContinuousQuery { name, db } => {
                 Cmd::DropContinuousQuery(pb::DropContinuousQuery { db, name })
             }
+            Statement::CreateSubscription {
+                name,
+                db,
+                rp,
+                mode,
+                destinations,
+            } => Cmd::CreateSubscription(pb::CreateSubscription {
+                db,
+                rp,
+                name,
+                mode,
+                destinations,
+            }),
+            Statement::DropSubscription { name, db, rp } => {
+                Cmd::DropSubscription(pb::DropSubscription { db, rp, name })
+            }
             Statement::Grant {
                 privilege,
                 on,

@@ -76,7 +76,38 @@ pub fn execute_read_as(
             Err(e) => err(e),
         },
         // No subscription is kept: writes are not forwarded anywhere.
-        Statement::ShowSubscriptions => json!({}),
+        Statement::ShowSubscriptions => {
+            // Each database with subscriptions: its retention policies'
+            // subscriptions, in order.
+            let series: Vec<Value> = t
+                .meta()
+                .databases
+                .values()
+                .filter_map(|d| {
+                    let vals: Vec<Value> = d
+                        .rps
+                        .values()
+                        .flat_map(|p| {
+                            p.subscriptions
+                                .iter()
+                                .map(|s| json!([p.name, s.name, s.mode, s.destinations]))
+                        })
+                        .collect();
+                    (!vals.is_empty()).then(|| {
+                        json!({
+                            "name": d.name,
+                            "columns": ["retention_policy", "name", "mode", "destinations"],
+                            "values": vals,
+                        })
+                    })
+                })
+                .collect();
+            if series.is_empty() {
+                json!({})
+            } else {
+                json!({ "series": series })
+            }
+        }
         Statement::ShowUsers => {
             let vals: Vec<Value> = t
                 .meta()

@@ -144,6 +144,28 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         return Ok(Statement::SetPassword { name, password });
     }
     if p.kw("CREATE") {
+        if p.kw("SUBSCRIPTION") {
+            let (name, db, rp) = subscription_target(p)?;
+            p.expect_kw("DESTINATIONS")?;
+            let mode = if p.kw("ALL") {
+                "ALL"
+            } else if p.kw("ANY") {
+                "ANY"
+            } else {
+                return Err(format!("found {}, expected ALL, ANY", p.found()));
+            };
+            let mut destinations = vec![p.string()?];
+            while p.sym(",") {
+                destinations.push(p.string()?);
+            }
+            return Ok(Statement::CreateSubscription {
+                name,
+                db,
+                rp,
+                mode: mode.into(),
+                destinations,
+            });
+        }
         if p.kw("CONTINUOUS") {
             p.expect_kw("QUERY")?;
             let name = p.ident()?;
@@ -233,6 +255,10 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         });
     }
     if p.kw("DROP") {
+        if p.kw("SUBSCRIPTION") {
+            let (name, db, rp) = subscription_target(p)?;
+            return Ok(Statement::DropSubscription { name, db, rp });
+        }
         if p.kw("CONTINUOUS") {
             p.expect_kw("QUERY")?;
             let name = p.ident()?;
@@ -504,6 +530,17 @@ pub(super) fn grant(p: &mut P, revoke: bool) -> Result<Statement, String> {
 }
 
 /// `RETENTION POLICY <name> ON <db>`.
+/// `name ON db.rp` of a subscription statement.
+fn subscription_target(p: &mut P) -> Result<(String, String, String), String> {
+    let name = p.ident()?;
+    p.expect_kw("ON")?;
+    let db = p.ident()?;
+    if !p.sym(".") {
+        return Err(format!("found {}, expected .", p.found()));
+    }
+    Ok((name, db, p.ident()?))
+}
+
 pub(super) fn rp_target(p: &mut P) -> Result<(String, String), String> {
     p.expect_kw("RETENTION")?;
     p.expect_kw("POLICY")?;

@@ -48,7 +48,8 @@ pub(super) fn float_json(f: f64) -> Value {
     if TYPED_FLOATS.with(|t| t.get()) {
         return serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
     }
-    if f.fract() == 0.0 && f.abs() <= EXACT {
+    // −0 keeps its sign, as influxd prints it.
+    if f.fract() == 0.0 && f.abs() <= EXACT && !(f == 0.0 && f.is_sign_negative()) {
         json!(f as i64)
     } else {
         json!(f)
