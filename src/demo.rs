@@ -56,7 +56,12 @@ impl Demo {
         let node = NodeHandle::start(cfg, Tsdb::open(data.join("tsdb"))?, listener).await?;
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         self.http.insert(id, http.local_addr()?.to_string());
-        let app = crate::server::http::router(node.clone(), Default::default(), Default::default());
+        let app = crate::server::http::router(
+            node.clone(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        );
         let n2 = node.clone();
         tokio::spawn(async move {
             let _ = axum::serve(http, app)

@@ -239,4 +239,11 @@ fn writes_are_forwarded_once_from_any_node() {
     write(&fhttp, "sub", "restarted v=2 2\n");
     let got = receive_lines(&udp_all, 1);
     assert_eq!(got, vec!["restarted v=2 2".to_string()]);
+
+    // What `SELECT … INTO` writes is forwarded too, as influxd's.
+    let (code, v) = ask(&fhttp, "sub", "SELECT v INTO copied FROM restarted");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["results"][0]["series"][0]["values"][0][1], 1, "{v}");
+    let got = receive_lines(&udp_all, 1);
+    assert_eq!(got, vec!["copied v=2 2".to_string()]);
 }

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::raft::{NodeHandle, ReadConsistency};
 use crate::server::http::now_ns;
 use crate::server::select_into::select_into;
+use crate::server::subscriber::Subscriber;
 use crate::tsdb::fsm::Tsdb;
 use crate::tsdb::query::{self, Statement};
 
@@ -43,7 +44,7 @@ fn floor(t: i64, every: i64, off: i64) -> i64 {
 }
 
 /// Runs until the node stops.
-pub async fn run(node: NodeHandle<Tsdb>) {
+pub async fn run(node: NodeHandle<Tsdb>, forwarder: std::sync::Arc<Subscriber>) {
     // Per (db, name): the start of the period the query last ran in.
     let mut last: HashMap<(String, String), i64> = HashMap::new();
     let mut tick = tokio::time::interval(RUN_INTERVAL);
@@ -78,7 +79,7 @@ pub async fn run(node: NodeHandle<Tsdb>) {
         let now = now_ns();
         last.retain(|k, _| cqs.iter().any(|(d, n, _)| (d, n) == (&k.0, &k.1)));
         for (db, name, text) in cqs {
-            if let Err(e) = run_one(&node, &mut last, &db, &name, &text, now).await {
+            if let Err(e) = run_one(&node, &forwarder, &mut last, &db, &name, &text, now).await {
                 warn!(db = %db, query = %name, error = %e, "continuous query");
             }
         }
@@ -89,6 +90,7 @@ pub async fn run(node: NodeHandle<Tsdb>) {
 /// query seen for the first time waits for the next period).
 async fn run_one(
     node: &NodeHandle<Tsdb>,
+    forwarder: &Subscriber,
     last: &mut HashMap<(String, String), i64>,
     db: &str,
     name: &str,
@@ -124,7 +126,7 @@ async fn run_one(
     s.min = end.saturating_sub(span);
     s.max = end.saturating_sub(1);
     s.has_min = true;
-    let written = select_into(node, db, &s, ReadConsistency::Linearizable)
+    let written = select_into(node, db, &s, ReadConsistency::Linearizable, forwarder)
         .await
         .map_err(|e| e.to_string())?;
     info!(db = %db, query = %name, written, start = s.min, end, "continuous query ran");

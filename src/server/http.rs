@@ -76,14 +76,18 @@ impl Default for HttpLimits {
 }
 
 /// The router for a node.
-pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticator>) -> Router {
+pub fn router(
+    node: NodeHandle<Tsdb>,
+    limits: HttpLimits,
+    auth: Arc<Authenticator>,
+    forwarder: Arc<Subscriber>,
+) -> Router {
     super::stats::mark_started();
     let max_body = usize::try_from(limits.max_body_size).unwrap_or(usize::MAX);
     let read_timeout = limits.read_timeout;
     let series_limits = limits.series;
     let series_index: SeriesIndexCell = Arc::default();
-    // Writes this node takes are forwarded to their subscriptions.
-    let forwarder = Arc::new(Subscriber::new());
+    let queries_forwarder = forwarder.clone();
     let throttle = Arc::new(crate::server::write_throttle::WriteThrottle::new(
         limits.writes,
     ));
@@ -127,6 +131,7 @@ pub fn router(node: NodeHandle<Tsdb>, limits: HttpLimits, auth: Arc<Authenticato
         .route("/query", get(query_handler).post(query_handler))
         .merge(admin)
         .layer(axum::Extension(auth))
+        .layer(axum::Extension(queries_forwarder))
         .layer(axum::Extension(Arc::new(QueryRegistry::new(
             limits.query_timeout,
         ))))
@@ -413,16 +418,15 @@ async fn write(
     };
     // Points older than the retention policy keeps are refused, as
     // influxd's (by this node's clock, before they are proposed).
-    // (And the subscriptions the written points are forwarded to.)
-    let (retention, subs) = {
+    let retention = {
         let (node, db, rp) = (node.clone(), db.clone(), rp.clone());
-        tokio::task::spawn_blocking(move || {
-            node.local(|t, _| (t.retention_duration(&db, &rp), t.subscriptions(&db, &rp)))
-        })
-        .await
-        .unwrap_or_default()
+        tokio::task::spawn_blocking(move || node.local(|t, _| t.retention_duration(&db, &rp)))
+            .await
+            .ok()
+            .flatten()
     };
-    let subs = subs.filter(|(_, s)| !s.is_empty());
+    // The subscriptions the written points are forwarded to.
+    let subs = subscriber::subscriptions_of(&node, &db, &rp).await;
     let oldest = match retention {
         Some(d) if d > 0 => now.saturating_sub(d),
         _ => i64::MIN,
@@ -465,16 +469,10 @@ async fn write(
                 points.retain(|_| keep.next().unwrap_or(true));
             }
         }
-        let forward = subs.as_ref().map(|(rp, _)| {
-            let mut lines = String::new();
-            for p in &points {
-                line_protocol::encode_line(&mut lines, p);
-            }
-            subscriber::Batch {
-                db: db.clone(),
-                rp: rp.clone(),
-                lines,
-            }
+        let forward = subs.as_ref().map(|(rp, _)| subscriber::Batch {
+            db: db.clone(),
+            rp: rp.clone(),
+            lines: subscriber::lines_of(&points),
         });
         let cmd = crate::tsdb::write_batch::write_command(&db, &rp, points);
         let proposed = propose(&node, cmd).await;
@@ -554,6 +552,11 @@ async fn query_handler(
     let select_limits = request
         .extensions
         .get::<query::SelectLimits>()
+        .cloned()
+        .unwrap_or_default();
+    let forwarder = request
+        .extensions
+        .get::<Arc<Subscriber>>()
         .cloned()
         .unwrap_or_default();
     let (method, headers) = (request.method, request.headers);
@@ -648,7 +651,7 @@ async fn query_handler(
             } else {
                 match stmt {
                     query::Statement::Select(s) if s.into.is_some() => {
-                        match select_into(&node, &db, s, consistency).await {
+                        match select_into(&node, &db, s, consistency, &forwarder).await {
                             Ok(n) => {
                                 let t = match epoch {
                                     Some(_) => json!(0),

@@ -58,7 +58,9 @@ pub async fn run(
     if let Some(join) = &s.join {
         join_cluster(join, id, &s.node.advertise_addr).await?;
     }
-    tokio::spawn(continuous_queries::run(node.clone()));
+    // Writes, INTO and continuous queries forward to subscriptions.
+    let forwarder = std::sync::Arc::new(subscriber::Subscriber::new());
+    tokio::spawn(continuous_queries::run(node.clone(), forwarder.clone()));
     if !s.retention_check_interval.is_zero() {
         tokio::spawn(retention::run(node.clone(), s.retention_check_interval));
     }
@@ -78,6 +80,7 @@ pub async fn run(
         node.clone(),
         s.http_limits.clone(),
         std::sync::Arc::new(auth::Authenticator::new(s.auth.clone())),
+        forwarder,
     );
     let budget = conn_budget::budget(s.http_limits.max_connection_limit, nofile);
     info!(budget, open_file_limit = nofile, "HTTP connection budget");

@@ -4,6 +4,7 @@
 
 use crate::proto::tsdb::CommandResult;
 use crate::raft::{NodeHandle, RaftError, ReadConsistency};
+use crate::server::subscriber::{Batch, Subscriber, lines_of, subscriptions_of};
 use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::line_protocol::Precision;
 use crate::tsdb::query::{self, Select, Statement};
@@ -32,6 +33,7 @@ pub async fn select_into(
     db: &str,
     s: &Select,
     consistency: ReadConsistency,
+    forwarder: &Subscriber,
 ) -> Result<u64, IntoError> {
     let Some(into) = s.into.clone() else {
         return Err(IntoError::Statement("SELECT without INTO".into()));
@@ -53,13 +55,24 @@ pub async fn select_into(
     let target = (!into.each_source).then_some(into.measurement.as_str());
     let mut points = query::into_points(&result, target);
     let mut written = 0u64;
+    // The rows written are forwarded to the target's subscriptions, as
+    // any write is.
+    let subs = subscriptions_of(node, &to_db, &to_rp).await;
     while !points.is_empty() {
         let rest = points.split_off(points.len().min(POINTS_PER_PROPOSAL));
         let n = points.len() as u64;
+        let forward = subs.as_ref().map(|(rp, _)| Batch {
+            db: to_db.clone(),
+            rp: rp.clone(),
+            lines: lines_of(&points),
+        });
         let cmd = crate::tsdb::write_batch::write_command(&to_db, &to_rp, points);
         let (_, r): (u64, CommandResult) = node.propose(&command(cmd)).await?;
         if r.database_not_found {
             return Err(IntoError::Write(format!("database not found: {to_db}")));
+        }
+        if let (Some(batch), Some((_, s))) = (forward, &subs) {
+            forwarder.forward(s, batch);
         }
         if !r.error.is_empty() && r.written == 0 {
             return Err(IntoError::Write(r.error));

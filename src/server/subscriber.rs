@@ -127,6 +127,31 @@ impl Subscriber {
     }
 }
 
+/// A write's points as line protocol, one per line.
+pub fn lines_of(points: &[crate::tsdb::line_protocol::Point]) -> String {
+    let mut lines = String::new();
+    for p in points {
+        crate::tsdb::line_protocol::encode_line(&mut lines, p);
+    }
+    lines
+}
+
+/// The subscriptions writes to `db`.`rp` (`""`: the default) go to, with
+/// the retention policy's name, as this node has applied them; None when
+/// there are none.
+pub async fn subscriptions_of(
+    node: &crate::raft::NodeHandle<crate::tsdb::fsm::Tsdb>,
+    db: &str,
+    rp: &str,
+) -> Option<(String, Vec<Subscription>)> {
+    let (node, db, rp) = (node.clone(), db.to_string(), rp.to_string());
+    tokio::task::spawn_blocking(move || node.local(|t, _| t.subscriptions(&db, &rp)))
+        .await
+        .ok()
+        .flatten()
+        .filter(|(_, s)| !s.is_empty())
+}
+
 /// Sends each queued write to `dest` until the forwarder is dropped.
 fn send_loop(dest: &str, rx: &Receiver<Arc<Batch>>, stats: &SubscriberStats) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
