@@ -69,13 +69,17 @@ pub fn run(cli: Cli) -> i32 {
                     return 1;
                 }
             };
-            match rt.block_on(crate::server::run(settings, crate::server::signal())) {
+            let code = match rt.block_on(crate::server::run(settings, crate::server::signal())) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e}");
                     1
                 }
-            }
+            };
+            // The node has stopped: what still runs on blocking threads (a
+            // snapshot file being sent to a peer) is not waited for long.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            code
         }
         Command::Demo(args) => match crate::demo::run(&args) {
             Ok(()) => 0,

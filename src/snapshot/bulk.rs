@@ -30,7 +30,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -250,45 +250,72 @@ impl BulkServer {
         head[..ANSWER_MAGIC.len()].copy_from_slice(ANSWER_MAGIC);
         head[ANSWER_MAGIC.len() + 1..].copy_from_slice(&(fm.size - req.offset).to_be_bytes());
         s.write_all(&head).await?;
-        let mut offset = req.offset;
-        while offset < fm.size {
-            let n = SEND_STEP.min(fm.size - offset);
-            self.throttle.sent(n).await;
-            if let Some(g) = &guard {
-                g.registry.touch(g.id);
-            }
-            let end = offset + n;
-            while offset < end {
-                tokio::time::timeout(SEND_STALL, s.writable())
-                    .await
-                    .map_err(|_| {
-                        io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("the receiver took nothing for {SEND_STALL:?}"),
-                        )
-                    })??;
-                let left = (end - offset) as usize;
-                match s.try_io(Interest::WRITABLE, || sendfile(&s, &file, offset, left)) {
-                    Ok(0) => {
-                        // The file is shorter than its meta table says.
-                        warn!(file = %fm.name, offset, "snapshot file ended early");
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("{} ends at {offset}, listed as {} bytes", fm.name, fm.size),
-                        ));
-                    }
-                    Ok(k) => offset += k as u64,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
+        // The file goes out on a blocking thread: a `sendfile` of bytes not
+        // in the page cache waits for the disk, which must not hold a
+        // runtime worker (raft RPCs are served on them). The socket turns
+        // blocking, with the stall limit as its send timeout.
+        let sock = s.into_std()?;
+        sock.set_nonblocking(false)?;
+        sock.set_write_timeout(Some(SEND_STALL))?;
+        let (throttle, runtime) = (self.throttle.clone(), tokio::runtime::Handle::current());
+        let (offset, size) = (req.offset, fm.size);
+        tokio::task::spawn_blocking(move || {
+            send_file(&sock, &file, (offset, size), &fm.name, |n| {
+                runtime.block_on(throttle.sent(n));
+                if let Some(g) = &guard {
+                    g.registry.touch(g.id);
                 }
-            }
-        }
-        s.shutdown().await
+            })?;
+            sock.shutdown(std::net::Shutdown::Write)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }
 
+/// Sends `file` from `offset` to `size` on the blocking socket `sock`, a
+/// [`SEND_STEP`] at a time, calling `pace` with each step's length before
+/// it goes.
+fn send_file(
+    sock: &StdTcpStream,
+    file: &std::fs::File,
+    (mut offset, size): (u64, u64),
+    name: &str,
+    mut pace: impl FnMut(u64),
+) -> io::Result<()> {
+    while offset < size {
+        let n = SEND_STEP.min(size - offset);
+        pace(n);
+        let end = offset + n;
+        while offset < end {
+            let left = (end - offset) as usize;
+            match sendfile(sock, file, offset, left) {
+                Ok(0) => {
+                    // The file is shorter than its meta table says.
+                    warn!(file = %name, offset, "snapshot file ended early");
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{name} ends at {offset}, listed as {size} bytes"),
+                    ));
+                }
+                Ok(k) => offset += k as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The send timeout passed with nothing taken.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the receiver took nothing for {SEND_STALL:?}"),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One `sendfile(2)` of up to `len` bytes of `file` at `offset`.
-fn sendfile(s: &TcpStream, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
+fn sendfile(s: &impl AsRawFd, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
     let mut off = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
     // SAFETY: both descriptors are open for the call's duration and `off`
