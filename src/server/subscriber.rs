@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +33,11 @@ pub const QUEUE_BATCHES: usize = 1000;
 /// How long an HTTP destination may take to answer (influxd's
 /// `http-timeout`).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A destination's thread that had nothing to send for this long ends (a
+/// dropped subscription leaves no thread behind); the next write to it
+/// starts another.
+const IDLE_EXIT: Duration = Duration::from_secs(600);
 
 /// One write to forward: its database, retention policy and points as
 /// line protocol (one point per line, nanosecond times).
@@ -57,15 +62,34 @@ pub struct SubscriberStats {
     pub dropped: AtomicU64,
 }
 
+/// The destinations' queues, each with the number of its thread.
+type Queues = Arc<Mutex<HashMap<String, (u64, SyncSender<Arc<Batch>>)>>>;
+
 /// The node's forwarder: a queue and a thread per destination.
-#[derive(Default)]
 pub struct Subscriber {
-    /// Per destination URL: its queue.
-    queues: Mutex<HashMap<String, SyncSender<Arc<Batch>>>>,
+    /// Per destination URL: its queue (and the number of the thread
+    /// serving it).
+    queues: Queues,
+    /// Threads started.
+    started: AtomicU64,
+    /// How long a destination's thread waits for a write before it ends.
+    idle: Duration,
     /// `ANY` subscriptions' turns, per `db.rp.name`.
     turns: Mutex<HashMap<String, usize>>,
     /// Counters.
     pub stats: Arc<SubscriberStats>,
+}
+
+impl Default for Subscriber {
+    fn default() -> Self {
+        Self {
+            queues: Queues::default(),
+            turns: Mutex::default(),
+            stats: Arc::default(),
+            started: AtomicU64::new(0),
+            idle: IDLE_EXIT,
+        }
+    }
 }
 
 impl Subscriber {
@@ -73,6 +97,11 @@ impl Subscriber {
     /// their first write).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Destinations with a thread now.
+    pub fn destinations(&self) -> usize {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Queues `batch` for the destinations of `subs` (the subscriptions of
@@ -102,16 +131,9 @@ impl Subscriber {
     /// Puts `batch` on `dest`'s queue, starting its thread if needed.
     fn enqueue(&self, dest: &str, batch: Arc<Batch>) {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = queues.entry(dest.to_string()).or_insert_with(|| {
-            let (tx, rx) = sync_channel(QUEUE_BATCHES);
-            let (dest, stats) = (dest.to_string(), self.stats.clone());
-            let spawned = std::thread::Builder::new()
-                .name("subscriber".into())
-                .spawn(move || send_loop(&dest, &rx, &stats));
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "subscriber: no thread for a destination");
-            }
-            tx
+        let (_, tx) = queues.entry(dest.to_string()).or_insert_with(|| {
+            let n = self.started.fetch_add(1, Ordering::Relaxed);
+            (n, self.start_destination(dest, n))
         });
         match tx.try_send(batch) {
             Ok(()) => {}
@@ -119,11 +141,26 @@ impl Subscriber {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Err(TrySendError::Disconnected(_)) => {
-                // The thread is gone: the next write starts another.
+                // Its thread could not start: the next write tries again.
                 queues.remove(dest);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// A queue for `dest` and the thread (number `n`) that sends what it
+    /// holds.
+    fn start_destination(&self, dest: &str, n: u64) -> SyncSender<Arc<Batch>> {
+        let (tx, rx) = sync_channel(QUEUE_BATCHES);
+        let (dest, stats, queues) = (dest.to_string(), self.stats.clone(), self.queues.clone());
+        let idle = self.idle;
+        let spawned = std::thread::Builder::new()
+            .name("subscriber".into())
+            .spawn(move || send_loop((&dest, n, idle), &rx, &stats, &queues));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "subscriber: no thread for a destination");
+        }
+        tx
     }
 }
 
@@ -152,14 +189,38 @@ pub async fn subscriptions_of(
         .filter(|(_, s)| !s.is_empty())
 }
 
-/// Sends each queued write to `dest` until the forwarder is dropped.
-fn send_loop(dest: &str, rx: &Receiver<Arc<Batch>>, stats: &SubscriberStats) {
+/// Sends each queued write to `dest` until the forwarder is dropped or
+/// nothing came for [`IDLE_EXIT`] (then the thread, number `n`, takes its
+/// queue out of `queues` with nothing in it, under the lock writers queue
+/// under: no write is left behind).
+fn send_loop(
+    (dest, n, idle): (&str, u64, Duration),
+    rx: &Receiver<Arc<Batch>>,
+    stats: &SubscriberStats,
+    queues: &Queues,
+) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(HTTP_TIMEOUT))
         .http_status_as_error(false)
         .build()
         .into();
-    while let Ok(batch) = rx.recv() {
+    loop {
+        let batch = match rx.recv_timeout(idle) {
+            Ok(b) => b,
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut q = queues.lock().unwrap_or_else(|p| p.into_inner());
+                match rx.try_recv() {
+                    Ok(b) => b,
+                    Err(_) => {
+                        if q.get(dest).is_some_and(|(m, _)| *m == n) {
+                            q.remove(dest);
+                        }
+                        return;
+                    }
+                }
+            }
+        };
         let sent = if let Some(addr) = dest.strip_prefix("udp://") {
             send_udp(addr, &batch)
         } else {
@@ -208,5 +269,92 @@ fn send_http(agent: &ureq::Agent, dest: &str, batch: &Batch) -> Result<(), Strin
         Ok(())
     } else {
         Err(format!("{url}: status {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(mode: &str, destinations: Vec<String>) -> Subscription {
+        Subscription {
+            name: "s".into(),
+            mode: mode.into(),
+            destinations,
+        }
+    }
+
+    fn batch(lines: &str) -> Batch {
+        Batch {
+            db: "db".into(),
+            rp: "autogen".into(),
+            lines: lines.into(),
+        }
+    }
+
+    fn recv(sock: &UdpSocket) -> String {
+        let mut buf = [0u8; 1024];
+        let n = sock.recv(&mut buf).expect("a datagram");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn points_go_out_one_datagram_each_and_an_idle_thread_ends_without_losing_writes() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let dest = format!("udp://{}", sock.local_addr().unwrap());
+        let f = Subscriber {
+            idle: Duration::from_millis(20),
+            ..Subscriber::default()
+        };
+        let subs = [sub("ALL", vec![dest])];
+        f.forward(&subs, batch("a v=1 1\nb v=2 2\n"));
+        assert_eq!(
+            (recv(&sock), recv(&sock)),
+            ("a v=1 1".into(), "b v=2 2".into())
+        );
+        // The thread ends once idle and takes its queue with it...
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while f.destinations() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the idle thread did not end"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // ...and the next write starts another.
+        f.forward(&subs, batch("c v=3 3\n"));
+        assert_eq!(recv(&sock), "c v=3 3");
+        assert_eq!(f.stats.writes_ok.load(Ordering::Relaxed), 2);
+        assert_eq!(f.stats.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn any_takes_turns_and_a_dead_destination_is_counted() {
+        let (a, b) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        }
+        let d = |s: &UdpSocket| format!("udp://{}", s.local_addr().unwrap());
+        let f = Subscriber::new();
+        let subs = [sub("ANY", vec![d(&a), d(&b)])];
+        for i in 0..4 {
+            f.forward(&subs, batch(&format!("m v={i} {i}\n")));
+        }
+        assert_eq!((recv(&a), recv(&a)), ("m v=0 0".into(), "m v=2 2".into()));
+        assert_eq!((recv(&b), recv(&b)), ("m v=1 1".into(), "m v=3 3".into()));
+        // Nothing listens on port 1 over HTTP: the send fails and is
+        // counted, and nothing else is held up.
+        let dead = [sub("ALL", vec!["http://127.0.0.1:1".into()])];
+        f.forward(&dead, batch("m v=9 9\n"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while f.stats.write_failures.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no failure counted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
