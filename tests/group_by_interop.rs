@@ -301,3 +301,45 @@ fn selectors_beside_fields_and_tags_answer_as_influxd() {
         |q| ask(&ours, q, None),
     );
 }
+
+/// A `GROUP BY time` query without an upper time bound ends now, as
+/// influxd's (Grafana's `$timeFilter` of a range ending now is `time >=
+/// now() - 6h` alone): empty buckets up to now are answered (and filled),
+/// and a point written in the future is left out.
+#[test]
+fn group_by_time_without_an_end_ends_now() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let (m, h) = (60_000_000_000i64, 3_600_000_000_000i64);
+    let body = format!(
+        "recent,h=a v=1 {}\nrecent,h=a v=2 {}\nrecent,h=b v=4 {}\nrecent,h=a v=8 {}",
+        now - 3 * h,
+        now - 2 * h - 10 * m,
+        now - m,
+        now + 2 * h
+    );
+    load(&[&real.http, &ours], "g", &body);
+    let r = "time >= now() - 6h";
+    let queries: Vec<String> = vec![
+        format!("SELECT mean(v) FROM recent WHERE {r} GROUP BY time(1h)"),
+        format!("SELECT count(v) FROM recent WHERE {r} GROUP BY time(1h) fill(0)"),
+        format!("SELECT count(v) FROM recent WHERE {r} GROUP BY time(1h) ORDER BY time DESC"),
+        format!("SELECT mean(v) FROM recent WHERE {r} GROUP BY time(1h), h fill(previous)"),
+        format!("SELECT max(v), * FROM recent WHERE {r} GROUP BY time(1h)"),
+        format!("SELECT sum(v) FROM recent WHERE {r} GROUP BY time(1h) fill(none)"),
+        format!("SELECT difference(sum(v)) FROM recent WHERE {r} GROUP BY time(1h)"),
+        "SELECT count(v) FROM recent GROUP BY time(1h)".into(),
+        // Without GROUP BY time nothing ends now: the future point counts.
+        format!("SELECT max(v) FROM recent WHERE {r} GROUP BY h"),
+    ];
+    assert_same(
+        &queries,
+        |q| ask(&real.http, q, None),
+        |q| ask(&ours, q, None),
+    );
+}

@@ -326,6 +326,13 @@ mod tests {
         // ...and the next write starts another.
         f.forward(&subs, batch("c v=3 3\n"));
         assert_eq!(recv(&sock), "c v=3 3");
+        // (Counted once the send returned, which may be after the
+        // datagram arrived.)
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while f.stats.writes_ok.load(Ordering::Relaxed) < 2 {
+            assert!(std::time::Instant::now() < deadline, "sends not counted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(f.stats.writes_ok.load(Ordering::Relaxed), 2);
         assert_eq!(f.stats.dropped.load(Ordering::Relaxed), 0);
     }

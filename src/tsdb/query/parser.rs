@@ -414,13 +414,13 @@ pub(super) fn statement(p: &mut P, now: i64) -> Result<Statement, String> {
         ));
     }
     if p.kw("SELECT") {
-        return select(p, now).map(|s| Statement::Select(Box::new(s)));
+        return select(p, now).map(|s| Statement::Select(Box::new(ends_now(s, now))));
     }
     if p.kw("EXPLAIN") {
         let analyze = p.kw("ANALYZE");
         p.expect_kw("SELECT")?;
         return select(p, now).map(|s| Statement::Explain {
-            select: Box::new(s),
+            select: Box::new(ends_now(s, now)),
             analyze,
         });
     }
@@ -530,6 +530,16 @@ pub(super) fn grant(p: &mut P, revoke: bool) -> Result<Statement, String> {
 }
 
 /// `RETENTION POLICY <name> ON <db>`.
+/// A `GROUP BY time` query without an upper time bound ends now, as
+/// influxd's: its last bucket is the one holding now (empty buckets up to
+/// it are filled), and points after now are not read.
+fn ends_now(mut s: Select, now: i64) -> Select {
+    if s.group_time.is_some() && s.max == i64::MAX {
+        s.max = now;
+    }
+    s
+}
+
 /// `name ON db.rp` of a subscription statement.
 fn subscription_target(p: &mut P) -> Result<(String, String, String), String> {
     let name = p.ident()?;
