@@ -240,6 +240,16 @@ fn writes_are_forwarded_once_from_any_node() {
     let got = receive_lines(&udp_all, 1);
     assert_eq!(got, vec!["restarted v=2 2".to_string()]);
 
+    // The leader took one write of 2 points, sent to both destinations
+    // of `k`: influxd's `subscriber` statistics count them.
+    let (code, vars) = common::http::request("GET", &lhttp, "/debug/vars", &[], &[], b"");
+    assert_eq!(code, 200, "{vars}");
+    let sub = &vars["subscriber"]["values"];
+    assert_eq!(
+        (sub["pointsWritten"].as_u64(), sub["writeFailures"].as_u64()),
+        (Some(4), Some(0)),
+        "{sub}"
+    );
     // What `SELECT … INTO` writes is forwarded too, as influxd's.
     let (code, v) = ask(&fhttp, "sub", "SELECT v INTO copied FROM restarted");
     assert_eq!(code, 200, "{v}");

@@ -665,7 +665,7 @@ async fn query_handler(
                     }
                     query::Statement::ShowQueries => queries.show(),
                     query::Statement::ShowStats(module) => {
-                        let stats = super::stats::statistics(&node, &queries)
+                        let stats = super::stats::statistics(&node, &queries, &forwarder)
                             .await
                             .map_err(raft_error)?;
                         super::stats::show_stats(&stats, module.as_deref())
@@ -966,8 +966,9 @@ async fn remove_member(State(node): State<NodeHandle<Tsdb>>, Path(id): Path<Stri
 async fn debug_vars(
     State(node): State<NodeHandle<Tsdb>>,
     Extension(queries): Extension<Arc<QueryRegistry>>,
+    Extension(forwarder): Extension<Arc<Subscriber>>,
 ) -> Response {
-    match super::stats::statistics(&node, &queries).await {
+    match super::stats::statistics(&node, &queries, &forwarder).await {
         Ok(stats) => Json(super::stats::debug_vars(&stats)).into_response(),
         Err(e) => raft_error(e),
     }

@@ -32,8 +32,22 @@ fn started() -> (Instant, i64) {
 pub async fn statistics(
     node: &NodeHandle<Tsdb>,
     queries: &QueryRegistry,
+    forwarder: &crate::server::subscriber::Subscriber,
 ) -> Result<Vec<Statistic>, RaftError> {
     let mut out = Vec::new();
+    // influxd's subscriber figures (and the writes a full queue dropped).
+    let f = &forwarder.stats;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    out.push(Statistic::new(
+        "subscriber",
+        &[],
+        &[
+            ("createFailures", 0),
+            ("pointsWritten", get(&f.points_written)),
+            ("writeFailures", get(&f.write_failures)),
+            ("writesDropped", get(&f.dropped)),
+        ],
+    ));
     let (running, executed, finished, duration) = queries.counts();
     out.push(Statistic::new(
         "queryExecutor",

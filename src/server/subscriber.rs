@@ -56,6 +56,8 @@ pub struct Batch {
 pub struct SubscriberStats {
     /// Writes sent to a destination.
     pub writes_ok: AtomicU64,
+    /// Points in them.
+    pub points_written: AtomicU64,
     /// Sends that failed.
     pub write_failures: AtomicU64,
     /// Writes dropped because a destination's queue was full.
@@ -227,7 +229,11 @@ fn send_loop(
             send_http(&agent, dest, &batch)
         };
         match sent {
-            Ok(()) => stats.writes_ok.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => {
+                let points = batch.lines.lines().count() as u64;
+                stats.points_written.fetch_add(points, Ordering::Relaxed);
+                stats.writes_ok.fetch_add(1, Ordering::Relaxed)
+            }
             Err(e) => {
                 tracing::warn!(destination = dest, db = %batch.db, rp = %batch.rp, error = %e,
                     "subscriber: write not forwarded");
