@@ -418,15 +418,16 @@ async fn write(
     };
     // Points older than the retention policy keeps are refused, as
     // influxd's (by this node's clock, before they are proposed).
-    let retention = {
-        let (node, db, rp) = (node.clone(), db.clone(), rp.clone());
-        tokio::task::spawn_blocking(move || node.local(|t, _| t.retention_duration(&db, &rp)))
-            .await
-            .ok()
-            .flatten()
+    // (And, in the same look, the subscriptions the points go on to.)
+    let (retention, route) = {
+        let (node, d, rp) = (node.clone(), db.clone(), rp.clone());
+        let (retention, found) = tokio::task::spawn_blocking(move || {
+            node.local(|t, _| (t.retention_duration(&d, &rp), t.subscriptions(&d, &rp)))
+        })
+        .await
+        .unwrap_or_default();
+        (retention, subscriber::Route::new(&db, found))
     };
-    // The subscriptions the written points are forwarded to.
-    let subs = subscriber::subscriptions_of(&node, &db, &rp).await;
     let oldest = match retention {
         Some(d) if d > 0 => now.saturating_sub(d),
         _ => i64::MIN,
@@ -469,17 +470,13 @@ async fn write(
                 points.retain(|_| keep.next().unwrap_or(true));
             }
         }
-        let forward = subs.as_ref().map(|(rp, _)| subscriber::Batch {
-            db: db.clone(),
-            rp: rp.clone(),
-            lines: subscriber::lines_of(&points),
-        });
+        let forward = route.as_ref().map(|r| r.batch(&points));
         let cmd = crate::tsdb::write_batch::write_command(&db, &rp, points);
         let proposed = propose(&node, cmd).await;
-        if let (Ok(r), Some(batch), Some((_, s))) = (&proposed, forward, &subs)
+        if let (Ok(r), Some(batch), Some(route)) = (&proposed, forward, &route)
             && !r.database_not_found
         {
-            forwarder.forward(s, batch);
+            forwarder.forward(route, batch);
         }
         match proposed {
             Ok(r) if r.database_not_found => {

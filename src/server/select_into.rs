@@ -4,7 +4,7 @@
 
 use crate::proto::tsdb::CommandResult;
 use crate::raft::{NodeHandle, RaftError, ReadConsistency};
-use crate::server::subscriber::{Batch, Subscriber, lines_of, subscriptions_of};
+use crate::server::subscriber::{Subscriber, route_of};
 use crate::tsdb::fsm::{Tsdb, command};
 use crate::tsdb::line_protocol::Precision;
 use crate::tsdb::query::{self, Select, Statement};
@@ -57,22 +57,18 @@ pub async fn select_into(
     let mut written = 0u64;
     // The rows written are forwarded to the target's subscriptions, as
     // any write is.
-    let subs = subscriptions_of(node, &to_db, &to_rp).await;
+    let route = route_of(node, &to_db, &to_rp).await;
     while !points.is_empty() {
         let rest = points.split_off(points.len().min(POINTS_PER_PROPOSAL));
         let n = points.len() as u64;
-        let forward = subs.as_ref().map(|(rp, _)| Batch {
-            db: to_db.clone(),
-            rp: rp.clone(),
-            lines: lines_of(&points),
-        });
+        let forward = route.as_ref().map(|r| r.batch(&points));
         let cmd = crate::tsdb::write_batch::write_command(&to_db, &to_rp, points);
         let (_, r): (u64, CommandResult) = node.propose(&command(cmd)).await?;
         if r.database_not_found {
             return Err(IntoError::Write(format!("database not found: {to_db}")));
         }
-        if let (Some(batch), Some((_, s))) = (forward, &subs) {
-            forwarder.forward(s, batch);
+        if let (Some(batch), Some(route)) = (forward, &route) {
+            forwarder.forward(route, batch);
         }
         if !r.error.is_empty() && r.written == 0 {
             return Err(IntoError::Write(r.error));

@@ -49,6 +49,44 @@ pub struct Batch {
     pub rp: String,
     /// The points, one per line.
     pub lines: String,
+    /// How many points (lines) that is.
+    pub points: u64,
+}
+
+/// Where one request's writes go: their database, the retention policy
+/// (resolved) and its subscriptions, looked up once per request.
+#[derive(Debug)]
+pub struct Route {
+    db: String,
+    rp: String,
+    subs: Vec<Subscription>,
+}
+
+impl Route {
+    /// The route of writes to `db` given its retention policy's name and
+    /// subscriptions (`Tsdb::subscriptions`); None when there are none.
+    pub fn new(db: &str, found: Option<(String, Vec<Subscription>)>) -> Option<Route> {
+        let (rp, subs) = found.filter(|(_, s)| !s.is_empty())?;
+        Some(Route {
+            db: db.to_string(),
+            rp,
+            subs,
+        })
+    }
+
+    /// `points` as the batch to forward once they are committed.
+    pub fn batch(&self, points: &[crate::tsdb::line_protocol::Point]) -> Batch {
+        let mut lines = String::new();
+        for p in points {
+            crate::tsdb::line_protocol::encode_line(&mut lines, p);
+        }
+        Batch {
+            db: self.db.clone(),
+            rp: self.rp.clone(),
+            lines,
+            points: points.len() as u64,
+        }
+    }
 }
 
 /// What has been forwarded, for `/debug/vars` and tests.
@@ -106,14 +144,14 @@ impl Subscriber {
         self.queues.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Queues `batch` for the destinations of `subs` (the subscriptions of
-    /// its retention policy): never blocks.
-    pub fn forward(&self, subs: &[Subscription], batch: Batch) {
-        if subs.is_empty() || batch.lines.is_empty() {
+    /// Queues `batch` for the destinations of `route`'s subscriptions:
+    /// never blocks.
+    pub fn forward(&self, route: &Route, batch: Batch) {
+        if batch.lines.is_empty() {
             return;
         }
         let batch = Arc::new(batch);
-        for s in subs {
+        for s in &route.subs {
             let chosen: Vec<&String> = if s.mode == "ANY" && !s.destinations.is_empty() {
                 let key = format!("{}.{}.{}", batch.db, batch.rp, s.name);
                 let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,29 +204,22 @@ impl Subscriber {
     }
 }
 
-/// A write's points as line protocol, one per line.
-pub fn lines_of(points: &[crate::tsdb::line_protocol::Point]) -> String {
-    let mut lines = String::new();
-    for p in points {
-        crate::tsdb::line_protocol::encode_line(&mut lines, p);
-    }
-    lines
-}
-
-/// The subscriptions writes to `db`.`rp` (`""`: the default) go to, with
-/// the retention policy's name, as this node has applied them; None when
-/// there are none.
-pub async fn subscriptions_of(
+/// The route of writes to `db`.`rp` (`""`: the default) as this node has
+/// applied its subscriptions; None when there are none.
+pub async fn route_of(
     node: &crate::raft::NodeHandle<crate::tsdb::fsm::Tsdb>,
     db: &str,
     rp: &str,
-) -> Option<(String, Vec<Subscription>)> {
+) -> Option<Route> {
     let (node, db, rp) = (node.clone(), db.to_string(), rp.to_string());
-    tokio::task::spawn_blocking(move || node.local(|t, _| t.subscriptions(&db, &rp)))
-        .await
-        .ok()
-        .flatten()
-        .filter(|(_, s)| !s.is_empty())
+    let found = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || node.local(|t, _| t.subscriptions(&db, &rp))
+    })
+    .await
+    .ok()
+    .flatten();
+    Route::new(&db, found)
 }
 
 /// Sends each queued write to `dest` until the forwarder is dropped or
@@ -230,8 +261,9 @@ fn send_loop(
         };
         match sent {
             Ok(()) => {
-                let points = batch.lines.lines().count() as u64;
-                stats.points_written.fetch_add(points, Ordering::Relaxed);
+                stats
+                    .points_written
+                    .fetch_add(batch.points, Ordering::Relaxed);
                 stats.writes_ok.fetch_add(1, Ordering::Relaxed)
             }
             Err(e) => {
@@ -282,12 +314,13 @@ fn send_http(agent: &ureq::Agent, dest: &str, batch: &Batch) -> Result<(), Strin
 mod tests {
     use super::*;
 
-    fn sub(mode: &str, destinations: Vec<String>) -> Subscription {
-        Subscription {
+    fn sub(mode: &str, destinations: Vec<String>) -> Route {
+        let s = Subscription {
             name: "s".into(),
             mode: mode.into(),
             destinations,
-        }
+        };
+        Route::new("db", Some(("autogen".into(), vec![s]))).unwrap()
     }
 
     fn batch(lines: &str) -> Batch {
@@ -295,6 +328,7 @@ mod tests {
             db: "db".into(),
             rp: "autogen".into(),
             lines: lines.into(),
+            points: lines.lines().count() as u64,
         }
     }
 
@@ -314,7 +348,7 @@ mod tests {
             idle: Duration::from_millis(20),
             ..Subscriber::default()
         };
-        let subs = [sub("ALL", vec![dest])];
+        let subs = sub("ALL", vec![dest]);
         f.forward(&subs, batch("a v=1 1\nb v=2 2\n"));
         assert_eq!(
             (recv(&sock), recv(&sock)),
@@ -354,7 +388,7 @@ mod tests {
         }
         let d = |s: &UdpSocket| format!("udp://{}", s.local_addr().unwrap());
         let f = Subscriber::new();
-        let subs = [sub("ANY", vec![d(&a), d(&b)])];
+        let subs = sub("ANY", vec![d(&a), d(&b)]);
         for i in 0..4 {
             f.forward(&subs, batch(&format!("m v={i} {i}\n")));
         }
@@ -362,7 +396,7 @@ mod tests {
         assert_eq!((recv(&b), recv(&b)), ("m v=1 1".into(), "m v=3 3".into()));
         // Nothing listens on port 1 over HTTP: the send fails and is
         // counted, and nothing else is held up.
-        let dead = [sub("ALL", vec!["http://127.0.0.1:1".into()])];
+        let dead = sub("ALL", vec!["http://127.0.0.1:1".into()]);
         f.forward(&dead, batch("m v=9 9\n"));
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while f.stats.write_failures.load(Ordering::Relaxed) == 0 {

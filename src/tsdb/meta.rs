@@ -848,23 +848,11 @@ impl Metastore {
 /// Whether a subscription destination is one influxd accepts: scheme
 /// `udp`, `http` or `https`, then a host and a port.
 fn valid_destination(d: &str) -> bool {
-    let Some((scheme, rest)) = d.split_once("://") else {
-        return false;
-    };
-    if !matches!(scheme, "udp" | "http" | "https") {
-        return false;
-    }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let port = if let Some(v6) = host.strip_prefix('[') {
-        v6.split_once("]:").map(|(_, p)| p)
-    } else {
-        match host.split(':').count() {
-            2 => host.rsplit_once(':').map(|(_, p)| p),
-            _ => None,
-        }
-    };
-    port.is_some_and(|p| !p.is_empty())
+    d.parse::<http::Uri>().is_ok_and(|u| {
+        matches!(u.scheme_str(), Some("udp" | "http" | "https"))
+            && u.host().is_some_and(|h| !h.is_empty())
+            && u.port().is_some()
+    })
 }
 
 #[cfg(test)]

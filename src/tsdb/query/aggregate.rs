@@ -589,13 +589,7 @@ fn picked_cells(
     bucket_empty: bool,
 ) -> Vec<(Value, bool)> {
     let point = picked.and_then(|(fld, t, v)| series_of(members, fld, t, &v).map(|m| (m, t)));
-    aux.cells(point)
-        .into_iter()
-        .map(|c| {
-            let fillable = Aux::fillable(how, &c, bucket_empty);
-            (c, fillable)
-        })
-        .collect()
+    aux.cells(point, how, bucket_empty)
 }
 
 /// `OFFSET` and `LIMIT` as influxd applies them to aggregates beside
@@ -703,6 +697,11 @@ fn page<T>(s: &Select, mut rows: Vec<T>) -> Vec<T> {
     if s.desc {
         rows.reverse();
     }
+    offset_limit(s, rows)
+}
+
+/// The rows `OFFSET` and `LIMIT` keep, in the order given.
+fn offset_limit<T>(s: &Select, rows: Vec<T>) -> Vec<T> {
     rows.into_iter()
         .skip(s.offset)
         .take(if s.limit == 0 { usize::MAX } else { s.limit })
@@ -832,25 +831,23 @@ fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt, aux: Opt
         }
     }
     let columns = columns_named(names.iter().map(String::as_str));
-    let ascending = Select {
-        desc: false,
-        ..s.clone()
-    };
-    let mut cells: Vec<(i64, Vec<(Value, bool)>)> = page(&ascending, rows)
+    // (Already in the statement's order.)
+    let mut cells: Vec<(i64, Vec<(Value, bool)>)> = offset_limit(s, rows)
         .into_iter()
         .map(|(t, v, tv, m)| {
             let own = std::iter::once(to_json(&v)).chain(tag.as_ref().map(|_| json!(tv)));
-            let extra = aux.map_or(Vec::new(), |a| a.cells(members.get(m).map(|m| (*m, t))));
+            let extra = aux.map_or(Vec::new(), |a| {
+                a.cells(members.get(m).map(|m| (*m, t)), &s.fill, false)
+            });
             let mut row = Vec::with_capacity(names.len());
             for i in 0..s.fields.len() {
                 if i == at {
                     row.extend(own.clone().map(|c| (c, false)));
                 } else if let Some(a) = aux {
-                    row.extend(a.columns_of(i).map(|(k, _)| {
-                        let c = extra.get(k).cloned().unwrap_or(Value::Null);
-                        let fillable = Aux::fillable(&s.fill, &c, false);
-                        (c, fillable)
-                    }));
+                    row.extend(
+                        a.columns_of(i)
+                            .map(|(k, _)| extra.get(k).cloned().unwrap_or((Value::Null, false))),
+                    );
                 }
             }
             (t, row)

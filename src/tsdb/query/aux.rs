@@ -65,10 +65,19 @@ impl<'a> Aux<'a> {
     }
 
     /// The columns' values for the point at `t` of `series` (nulls for no
-    /// point).
-    pub(super) fn cells(&self, point: Option<(&TaggedSeries, i64)>) -> Vec<Value> {
+    /// point), each with whether `fill` fills it (see [`Aux::fillable`]).
+    pub(super) fn cells(
+        &self,
+        point: Option<(&TaggedSeries, i64)>,
+        how: &Fill,
+        bucket_empty: bool,
+    ) -> Vec<(Value, bool)> {
+        let with_fill = |c: Value| {
+            let fillable = Self::fillable(how, &c, bucket_empty);
+            (c, fillable)
+        };
         let Some(((tags, fields), t)) = point else {
-            return vec![Value::Null; self.cols.len()];
+            return vec![with_fill(Value::Null); self.cols.len()];
         };
         let field = |n: &str| {
             let pts = fields.get(n)?;
@@ -78,7 +87,7 @@ impl<'a> Aux<'a> {
         let tag = |n: &str| tags.iter().find(|(k, _)| k == n).map(|(_, v)| json!(v));
         self.cols
             .iter()
-            .map(|(_, c, _)| c.value(&field, &tag))
+            .map(|(_, c, _)| with_fill(c.value(&field, &tag)))
             .collect()
     }
 
@@ -86,7 +95,7 @@ impl<'a> Aux<'a> {
     /// null (influxd fills its points' auxiliary nulls too); otherwise
     /// only those of an empty bucket (`linear` none: it interpolates the
     /// selector alone).
-    pub(super) fn fillable(fill: &Fill, cell: &Value, bucket_empty: bool) -> bool {
+    fn fillable(fill: &Fill, cell: &Value, bucket_empty: bool) -> bool {
         match fill {
             Fill::Value(_) | Fill::Previous => cell.is_null(),
             Fill::Linear => false,

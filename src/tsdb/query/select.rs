@@ -806,6 +806,10 @@ fn indicator_args(
     })
 }
 
+/// influxd's refusal of `distinct()` beside anything.
+const DISTINCT_ALONE: &str =
+    "aggregate function distinct() cannot be combined with other functions or fields";
+
 /// The checks influxd makes when a SELECT runs (its errors are the
 /// statement's, not the request's).
 pub(super) fn check(s: &Select) -> Result<(), String> {
@@ -840,6 +844,9 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
         .iter()
         .any(|f| matches!(f, Projection::Math(e) if e.has_call() && e.has_field()));
     let calls: usize = fields.iter().map(calls).sum();
+    let distinct = fields
+        .iter()
+        .any(|f| matches!(f, Projection::Agg(Func::Distinct, _)));
     if with_aux(fields) {
         // influxd's order: top/bottom beside other calls, distinct, then
         // auxiliary fields beside anything but one selector.
@@ -858,20 +865,8 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
                 pick.name()
             ));
         }
-        if fields.iter().any(|f| {
-            matches!(f, Projection::Agg(Func::Distinct, _))
-                || matches!(
-                    f,
-                    Projection::Nested {
-                        inner: Func::Distinct,
-                        ..
-                    }
-                )
-        }) {
-            return Err(
-                "aggregate function distinct() cannot be combined with other functions or fields"
-                    .into(),
-            );
+        if distinct {
+            return Err(DISTINCT_ALONE.into());
         }
         if mixed || !fields.iter().all(|f| is_aux(f) || selector_call(f)) {
             return Err("mixing aggregate and non-aggregate queries is not supported".into());
@@ -940,14 +935,8 @@ pub(super) fn check(s: &Select) -> Result<(), String> {
             _ => {}
         }
     }
-    let distinct = fields
-        .iter()
-        .any(|f| matches!(f, Projection::Agg(Func::Distinct, _)));
     if distinct && fields.len() > 1 {
-        return Err(
-            "aggregate function distinct() cannot be combined with other functions or fields"
-                .into(),
-        );
+        return Err(DISTINCT_ALONE.into());
     }
     if s.group_time.is_some() && !aggs_only(fields) && !with_aux(fields) {
         return Err("GROUP BY requires at least one aggregate function".into());
