@@ -54,6 +54,12 @@ fn answer(
 /// `gz`: the status, whether the answer came gzip-encoded, and its JSON
 /// (decompressed).
 fn gzip_answer(http: &str, q: &str, gz: bool) -> (String, bool, Value) {
+    gzip_answer_with(http, q, gz, "")
+}
+
+/// [`gzip_answer`] with more URL parameters (`&k=v…`); an answer of
+/// several lines (chunks) as the list of their JSON.
+fn gzip_answer_with(http: &str, q: &str, gz: bool, extra: &str) -> (String, bool, Value) {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(http).unwrap();
     let q: String = q
@@ -66,7 +72,7 @@ fn gzip_answer(http: &str, q: &str, gz: bool) -> (String, bool, Value) {
     let accept = if gz { "Accept-Encoding: gzip\r\n" } else { "" };
     write!(
         c,
-        "POST /query?db=h&q={q} HTTP/1.0\r\nHost: x\r\n{accept}Content-Length: 0\r\n\r\n"
+        "POST /query?db=h&q={q}{extra} HTTP/1.0\r\nHost: x\r\n{accept}Content-Length: 0\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -87,11 +93,16 @@ fn gzip_answer(http: &str, q: &str, gz: bool) -> (String, bool, Value) {
     } else {
         text = String::from_utf8_lossy(body).into_owned();
     }
-    (
-        status,
-        gzipped,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let parsed = if text.trim_end().contains('\n') {
+        Value::Array(
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.to_string())))
+                .collect(),
+        )
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, gzipped, parsed)
 }
 
 /// A request: method, URL parameters, `Accept`.
@@ -366,6 +377,115 @@ fn query_answer_shapes_and_headers_are_influxds() {
         "{} of {} answers differ:\n{}",
         differ.len(),
         cases.len() + 5,
+        differ.join("\n")
+    );
+}
+
+/// Points of four series over 50 days (eight shard groups): fields that
+/// come and go, a series without tags, rows of several series at one time.
+fn many_points() -> String {
+    let hour = 3_600_000_000_000i64;
+    let mut text = String::new();
+    for i in 0..400i64 {
+        let ts = i * 3 * hour;
+        text.push_str(&format!("r,host=a,dc=x v={i}.5,w={i}i {ts}\n"));
+        if i % 2 == 0 {
+            text.push_str(&format!("r,host=b,dc=x v={} {ts}\n", -i));
+        }
+        if i % 3 == 0 {
+            text.push_str(&format!("r,host=c s=\"s{i}\",w={}i {}\n", i * 2, ts + 1));
+        }
+        if i % 7 == 0 {
+            text.push_str(&format!("r v={i} {ts}\n"));
+        }
+    }
+    text
+}
+
+/// Chunked answers of raw points, which tsnode writes as it reads them (a
+/// page at a time), against influxd's: every chunk, over pages, shard
+/// groups, groups, limits and offsets, gzip-compressed too.
+#[test]
+fn chunked_answers_read_as_they_are_written_are_influxds() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    let body = format!("{POINTS}\n{}", many_points());
+    for http in [&real.http, &ours] {
+        answer(http, "POST", &[("q", "CREATE DATABASE h")], None);
+        let (code, _, text) =
+            request_raw("POST", http, "/write", &[("db", "h")], &[], body.as_bytes());
+        assert_eq!(code, 204, "{text}");
+    }
+    let statements = [
+        "SELECT * FROM r WHERE host != ''",
+        "SELECT * FROM r WHERE host != '' ORDER BY time DESC",
+        "SELECT v, w FROM r GROUP BY host",
+        "SELECT * FROM r GROUP BY *",
+        "SELECT v FROM r GROUP BY dc, host ORDER BY time DESC",
+        "SELECT v * 2 + w, host FROM r WHERE v > 10 OR s = 's9'",
+        "SELECT * FROM r WHERE host = 'a' OR host = 'c'",
+        "SELECT * FROM r WHERE host =~ /a|b/ AND v < 100 GROUP BY host",
+        "SELECT * FROM r LIMIT 37 OFFSET 20",
+        "SELECT * FROM r GROUP BY host LIMIT 25 OFFSET 3",
+        "SELECT * FROM r GROUP BY host ORDER BY time DESC LIMIT 25 OFFSET 30",
+        "SELECT * FROM r GROUP BY host SLIMIT 2 SOFFSET 1",
+        "SELECT * FROM r WHERE time >= 100h AND time < 300h AND host != ''",
+        "SELECT * FROM r, m GROUP BY host",
+        "SELECT v FROM /^[mr]$/ ORDER BY time DESC",
+        "SELECT count(v) FROM r; SELECT * FROM r WHERE host = 'b'",
+        "SELECT * FROM nope",
+        "SELECT * FROM r WHERE host = 'zz'",
+    ];
+    let mut differ = Vec::new();
+    let mut n = 0;
+    for q in statements {
+        for size in ["3", "64", "10000", "whole"] {
+            let mut params = vec![
+                ("db", "h"),
+                ("q", q),
+                ("chunked", "true"),
+                ("chunk_size", size),
+            ];
+            if size == "whole" {
+                params.truncate(2);
+            }
+            let theirs = answer(&real.http, "POST", &params, None);
+            let mine = answer(&ours, "POST", &params, None);
+            n += 1;
+            if theirs != mine {
+                differ.push(format!(
+                    "{q} by {size}\n  influxd {theirs:?}\n  tsnode  {mine:?}"
+                ));
+            }
+        }
+    }
+    for (q, extra) in [
+        (
+            "SELECT * FROM r GROUP BY host",
+            "&chunked=true&chunk_size=50",
+        ),
+        ("SELECT v FROM r WHERE host = 'a'", "&chunked=true&epoch=ms"),
+        (
+            "SELECT * FROM r GROUP BY host ORDER BY time DESC",
+            "&chunked=true&chunk_size=7",
+        ),
+    ] {
+        let (theirs, mine) = (
+            gzip_answer_with(&real.http, q, true, extra),
+            gzip_answer_with(&ours, q, true, extra),
+        );
+        n += 1;
+        if theirs != mine {
+            differ.push(format!(
+                "gzip {q}{extra}\n  influxd {theirs:?}\n  tsnode  {mine:?}"
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {n} answers differ:\n{}",
+        differ.len(),
         differ.join("\n")
     );
 }

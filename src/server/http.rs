@@ -633,6 +633,35 @@ async fn query_handler(
             });
             break;
         }
+        // The SELECT of raw points that ends a chunked request is written
+        // as it is read.
+        if let (Some(size), false, query::Statement::Select(sel)) =
+            (format.chunked, format.csv, stmt)
+            && i + 1 == stmts.len()
+            && query::streamable(stmt, &select_limits)
+        {
+            let view = match node.read(consistency, |t, _| t.clone()).await {
+                Ok(v) => v,
+                Err(e) => return raft_error(e),
+            };
+            let limits = query::SelectLimits {
+                interrupt: running.interrupt(),
+                ..select_limits.clone()
+            };
+            let damaged = node.clone();
+            let streamed = super::query_stream::Streamed {
+                before: results,
+                id: i,
+                select: (**sel).clone(),
+                db: db.clone(),
+                epoch,
+                limits,
+                guard: running,
+            };
+            return super::query_stream::stream_answer(format, size, view, streamed, move |e| {
+                damaged.report_damage("a query", vec![e]);
+            });
+        }
         let writes = stmt.password().is_some() || stmt.command(&db).is_some();
         let exec = async {
             Ok::<Value, Response>(if stmt.password().is_some() {

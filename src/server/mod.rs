@@ -10,6 +10,7 @@ pub mod import;
 pub mod process;
 pub mod queries;
 pub(crate) mod query_format;
+pub(crate) mod query_stream;
 pub mod retention;
 pub mod select_into;
 pub mod serve;

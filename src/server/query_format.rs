@@ -80,7 +80,7 @@ pub(crate) fn render(format: Format, mut outcomes: Vec<Outcome>, cut_short: bool
         let mut body = String::new();
         let last_id = outcomes.last().map(|o| o.result["statement_id"].clone());
         for o in &outcomes {
-            for chunk in chunks(o, size) {
+            for chunk in chunk_lines(o, size) {
                 body.push_str(&json_text(&json!({ "results": [chunk] }), format.pretty));
                 body.push('\n');
             }
@@ -129,7 +129,7 @@ fn with_type(body: String, content_type: &'static str, gzip: bool) -> Response {
 }
 
 /// JSON text, indented by four spaces as influxd's when `pretty`.
-fn json_text(v: &Value, pretty: bool) -> String {
+pub(crate) fn json_text(v: &Value, pretty: bool) -> String {
     if !pretty {
         return v.to_string();
     }
@@ -146,35 +146,123 @@ fn json_text(v: &Value, pretty: bool) -> String {
 /// a series longer than `size` rows split (`"partial": true` on every
 /// piece but its last), and `"partial": true` on every chunk of the
 /// statement but its last. Other results are one chunk.
-fn chunks(o: &Outcome, size: usize) -> Vec<Value> {
+pub(crate) fn chunk_lines(o: &Outcome, size: usize) -> Vec<Value> {
     let series = match o.result.get("series").and_then(Value::as_array) {
         Some(s) if o.select && !s.is_empty() => s,
         _ => return vec![o.result.clone()],
     };
-    let id = &o.result["statement_id"];
-    let mut out = Vec::new();
+    let mut c = Chunker::new(o.result["statement_id"].clone(), size);
     for s in series {
-        let values = s.get("values").and_then(Value::as_array);
-        let pieces: Vec<Option<&[Value]>> = match values {
-            Some(v) if v.len() > size => v.chunks(size).map(Some).collect(),
-            _ => vec![None],
-        };
-        let n = pieces.len();
-        for (i, piece) in pieces.into_iter().enumerate() {
-            let mut one = s.clone();
-            if let Some(rows) = piece {
-                one["values"] = json!(rows);
-            }
-            if i + 1 < n {
-                one["partial"] = json!(true);
-            }
-            out.push(json!({ "statement_id": id, "series": [one], "partial": true }));
+        c.push(s.clone());
+    }
+    c.finish()
+}
+
+/// Cuts one SELECT's series into influxd's chunks as they come: pieces of
+/// the same series (same name, tags and columns) given one after another
+/// are joined, and each chunk is given out once the next is known (so
+/// that it can say whether more follow).
+pub(crate) struct Chunker {
+    id: Value,
+    size: usize,
+    /// The series whose rows are still coming.
+    open: Option<Value>,
+    /// The last chunk cut, not yet given out.
+    held: Option<Value>,
+    /// Chunks ready.
+    ready: Vec<Value>,
+}
+
+impl Chunker {
+    /// A chunker of statement `id`'s series, `size` rows a chunk.
+    pub(crate) fn new(id: Value, size: usize) -> Self {
+        Chunker {
+            id,
+            size: size.max(1),
+            open: None,
+            held: None,
+            ready: Vec::new(),
         }
     }
-    if let Some(Value::Object(last)) = out.last_mut() {
-        last.remove("partial");
+
+    /// Adds a series (or more rows of the last one).
+    pub(crate) fn push(&mut self, series: Value) {
+        let same = |a: &Value, b: &Value| {
+            ["name", "tags", "columns"]
+                .iter()
+                .all(|k| a.get(*k) == b.get(*k))
+        };
+        match &mut self.open {
+            Some(open) if same(open, &series) => {
+                if let (Some(Value::Array(rows)), Some(Value::Array(more))) =
+                    (open.get_mut("values"), series.get("values"))
+                {
+                    rows.extend(more.iter().cloned());
+                }
+            }
+            _ => {
+                if let Some(done) = self.open.replace(series) {
+                    self.cut(done);
+                }
+            }
+        }
+        // Full chunks of a series with more rows after them.
+        while let Some(open) = &mut self.open {
+            let Some(Value::Array(rows)) = open.get_mut("values") else {
+                break;
+            };
+            if rows.len() <= self.size {
+                break;
+            }
+            let rest = rows.split_off(self.size);
+            let mut piece = open.clone();
+            piece["partial"] = json!(true);
+            if let Some(Value::Array(rows)) = open.get_mut("values") {
+                *rows = rest;
+            }
+            self.cut(piece);
+        }
     }
-    out
+
+    /// A chunk of one series piece; the one held before it is ready.
+    fn cut(&mut self, piece: Value) {
+        let chunk = json!({ "statement_id": self.id, "series": [piece], "partial": true });
+        if let Some(before) = self.held.replace(chunk) {
+            self.ready.push(before);
+        }
+    }
+
+    /// The chunks ready so far.
+    pub(crate) fn take(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// The chunks left when the statement fails part-way, as they are
+    /// (its error follows them).
+    pub(crate) fn cut_short(mut self) -> Vec<Value> {
+        if let Some(done) = self.open.take() {
+            self.cut(done);
+        }
+        self.ready.extend(self.held.take());
+        self.ready
+    }
+
+    /// Every chunk left: the last without `"partial"` (the statement's
+    /// result alone when it had no series).
+    pub(crate) fn finish(mut self) -> Vec<Value> {
+        if let Some(done) = self.open.take() {
+            self.cut(done);
+        }
+        match self.held.take() {
+            Some(Value::Object(mut last)) => {
+                last.remove("partial");
+                self.ready.push(Value::Object(last));
+            }
+            Some(other) => self.ready.push(other),
+            None => self.ready.push(json!({ "statement_id": self.id })),
+        }
+        self.ready
+    }
 }
 
 /// Results as influxd's CSV: per statement with series, a header
@@ -295,7 +383,7 @@ mod tests {
             {"name": "m", "columns": ["time", "v"], "values": [[1, 1], [2, 2], [3, 3]]},
             {"name": "n", "columns": ["time", "v"], "values": [[1, 1]]}
         ]}));
-        let c = chunks(&o, 2);
+        let c = chunk_lines(&o, 2);
         assert_eq!(c.len(), 3);
         assert_eq!(c[0]["series"][0]["values"], json!([[1, 1], [2, 2]]));
         assert_eq!(c[0]["series"][0]["partial"], json!(true));

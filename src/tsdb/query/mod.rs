@@ -6,7 +6,8 @@
 //! transformations, the technical-analysis indicators (`indicators`),
 //! Holt-Winters forecasts (`holt_winters`), Go's sort where influxd's
 //! picks depend on it (`go_sort`), arithmetic, the SHOW statements,
-//! `EXPLAIN` (`explain`), `sample()` beside other functions (`zip`),
+//! `EXPLAIN` (`explain`), `sample()` beside other functions (`zip`), raw
+//! points answered a page at a time for `chunked=true` (`stream`),
 //! deletes and `INTO`. Statements that
 //! change state become raft commands ([`Statement::command`]); the rest
 //! read a node's read view ([`execute_read`]). The README lists the
@@ -35,6 +36,7 @@ mod scan;
 mod select;
 mod select_exec;
 mod show;
+mod stream;
 mod text;
 mod transform;
 mod values;
@@ -49,6 +51,7 @@ pub use into::into_points;
 pub use lexer::parse_duration;
 pub use parser::{parse, parse_bound, parse_with_text};
 pub use select_exec::{Interrupt, SelectLimits};
+pub use stream::{stream_select, streamable};
 pub use text::quote_ident;
 pub(crate) use values::series_tags;
 pub use values::with_typed_floats;

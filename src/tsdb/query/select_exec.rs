@@ -26,6 +26,9 @@ pub struct SelectLimits {
     /// Set once the query is interrupted (killed, timed out, or its client
     /// gone): the reads stop.
     pub interrupt: Interrupt,
+    /// Only the points in this range are read (the names still come from
+    /// the statement's whole range): one page of a streamed answer.
+    pub(crate) window: Option<(i64, i64)>,
 }
 
 /// A check a running read makes now and then: true once its query is
@@ -80,43 +83,8 @@ pub(super) fn select_exec(
     }
     // Several measurements: each answered as its own SELECT, their series
     // in measurement order.
-    let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    let all = t.measurements(db);
-    for src in &s.sources {
-        match src {
-            Source::Name(n) => {
-                names.insert(n.clone());
-            }
-            Source::Regex(r) => {
-                let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
-                names.extend(all.iter().filter(|m| re.is_match(m)).cloned());
-            }
-        }
-    }
-    // `*` of raw points is every field and tag of all of them, as influxd
-    // expands it (only that reads the union).
-    let mut union = None;
-    if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) {
-        let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
-        let (from, to) = scan_range(s);
-        for (_, shard) in t
-            .shards_in(db, s.rp.as_deref().unwrap_or(""), from, to)
-            .map_err(|e| e.to_string())?
-        {
-            for m in &names {
-                shard.field_types(m, &mut types);
-                shard.tag_keys(m, &mut tags);
-            }
-        }
-        union = Some((types.into_keys().collect(), tags));
-    }
+    let (ordered, union) = measurements_of(t, db, s)?;
     let mut series = Vec::new();
-    // `ORDER BY time DESC` lists the measurements in reverse too.
-    let ordered: Vec<String> = if s.desc {
-        names.into_iter().rev().collect()
-    } else {
-        names.into_iter().collect()
-    };
     for m in ordered {
         let mut one = s.clone();
         one.measurement = m;
@@ -147,15 +115,63 @@ pub(super) fn select_exec(
     Ok(json!({ "series": series }))
 }
 
+/// The field names and tag keys of every measurement a raw `*` reads.
+pub(super) type Union = (BTreeSet<String>, BTreeSet<String>);
+
+/// The measurements a SELECT of several (`FROM a, /re/`) reads, in the
+/// order their series are answered (reversed by `ORDER BY time DESC`),
+/// and for `*` of raw points the names of all of them, as influxd expands
+/// it (only that reads the union).
+pub(super) fn measurements_of(
+    t: &TsdbView,
+    db: &str,
+    s: &Select,
+) -> Result<(Vec<String>, Option<Union>), String> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let all = t.measurements(db);
+    for src in &s.sources {
+        match src {
+            Source::Name(n) => {
+                names.insert(n.clone());
+            }
+            Source::Regex(r) => {
+                let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
+                names.extend(all.iter().filter(|m| re.is_match(m)).cloned());
+            }
+        }
+    }
+    let mut union = None;
+    if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) {
+        let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
+        let (from, to) = scan_range(s);
+        for (_, shard) in t
+            .shards_in(db, s.rp.as_deref().unwrap_or(""), from, to)
+            .map_err(|e| e.to_string())?
+        {
+            for m in &names {
+                shard.field_types(m, &mut types);
+                shard.tag_keys(m, &mut tags);
+            }
+        }
+        union = Some((types.into_keys().collect(), tags));
+    }
+    let ordered: Vec<String> = if s.desc {
+        names.into_iter().rev().collect()
+    } else {
+        names.into_iter().collect()
+    };
+    Ok((ordered, union))
+}
+
 /// A SELECT of one measurement (`union`: for `*` of raw points over
 /// several measurements, the field names and tag keys of all of them).
-fn measurement_exec(
+pub(super) fn measurement_exec(
     t: &TsdbView,
     db: &str,
     s: &Select,
     epoch: Option<Precision>,
     limits: &SelectLimits,
-    union: Option<&(BTreeSet<String>, BTreeSet<String>)>,
+    union: Option<&Union>,
 ) -> Result<Value, String> {
     let (data, outer, field_names, tag_names, shard_starts);
     // Counted while scanning, when the series were merged into groups.
@@ -192,7 +208,7 @@ fn measurement_exec(
                 db,
                 s,
                 scan_range(s),
-                &limits.interrupt,
+                limits,
                 group_keys.as_deref(),
                 folder.as_mut(),
             )?;
