@@ -1163,13 +1163,7 @@ impl ShardView {
         }
         for seg in &self.frozen {
             if let Some(c) = seg.map.get(key) {
-                let pts = c.range(min, max);
-                let keep = pts.len().min(n);
-                if last {
-                    merged.extend(pts.into_iter().rev().take(keep));
-                } else {
-                    merged.extend(pts.into_iter().take(keep));
-                }
+                merged.extend(c.range_n(min, max, n, last));
             }
         }
         let all: Vec<(i64, FieldValue)> = merged.into_iter().collect();
@@ -1334,6 +1328,32 @@ impl CacheSeries {
         }
     }
 
+    /// The first `n` points in `[min, max]` (the last `n` when `last`),
+    /// sorted, last write winning: only those are copied when the series
+    /// is sorted (a page of a long series no longer copies the rest).
+    fn range_n(&self, min: i64, max: i64, n: usize, last: bool) -> Vec<(i64, FieldValue)> {
+        if self.sorted {
+            let p = &self.points;
+            let lo = p.partition_point(|x| x.0 < min);
+            let hi = p.partition_point(|x| x.0 <= max).max(lo);
+            let (lo, hi) = if last {
+                (hi.saturating_sub(n).max(lo), hi)
+            } else {
+                (lo, lo.saturating_add(n).min(hi))
+            };
+            return p[lo..hi].to_vec();
+        }
+        let mut all = self.range(min, max);
+        if all.len() > n {
+            if last {
+                all.drain(..all.len() - n);
+            } else {
+                all.truncate(n);
+            }
+        }
+        all
+    }
+
     /// The points in `[min, max]`, sorted, last write winning.
     fn range(&self, min: i64, max: i64) -> Vec<(i64, FieldValue)> {
         let cut = |p: &[(i64, FieldValue)]| {
@@ -1487,6 +1507,34 @@ pub fn field_of(key: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_series_gives_its_first_or_last_points_in_a_range() {
+        for shuffled in [false, true] {
+            let mut c = CacheSeries::default();
+            let mut times: Vec<i64> = (0..100).map(|i| i * 10).collect();
+            if shuffled {
+                times.reverse();
+                times.push(500); // written twice: the last write wins
+            }
+            for t in &times {
+                c.insert(*t, FieldValue::Integer(*t + i64::from(*t == 500 && shuffled)));
+            }
+            let all = c.range(95, 555);
+            assert_eq!(all.len(), 46);
+            for n in [0, 1, 5, 46, 100] {
+                for last in [false, true] {
+                    let want: Vec<_> = if last {
+                        all[all.len().saturating_sub(n)..].to_vec()
+                    } else {
+                        all[..n.min(all.len())].to_vec()
+                    };
+                    assert_eq!(c.range_n(95, 555, n, last), want, "{shuffled} {n} {last}");
+                }
+            }
+            assert_eq!(c.range_n(2000, 3000, 5, false), vec![]);
+        }
+    }
 
     #[test]
     fn one_file_is_cut_to_the_range_block_by_block() {
