@@ -191,6 +191,18 @@ fn a_long_select_stops_reading_when_its_client_goes_away_or_it_is_killed() {
     let v = runner.join().unwrap();
     assert_eq!(v["results"][0]["error"], "query interrupted", "{v}");
     wait_for(2.0, "killed");
+    // A chunked answer, written as it is read, stops too when its client
+    // goes away.
+    let r = ureq::post(&format!("http://{http}/query"))
+        .query("db", "db")
+        .query("chunked", "true")
+        .config()
+        .timeout_global(Some(Duration::from_millis(300)))
+        .build()
+        .send_form([("q", "SELECT * FROM big")])
+        .and_then(|mut r| r.body_mut().read_to_string());
+    assert!(r.is_err(), "the chunked SELECT took under 0.3 s here");
+    wait_for(3.0, "chunked, client gone");
     // A query that is left alone still answers in full.
     let v = post_query(&http, "SELECT count(v) FROM big");
     assert_eq!(v["results"][0]["series"][0]["values"][0][1], 100_000, "{v}");

@@ -657,6 +657,7 @@ async fn query_handler(
                 epoch,
                 limits,
                 guard: running,
+                registry: queries.clone(),
             };
             return super::query_stream::stream_answer(format, size, view, streamed, move |e| {
                 damaged.report_damage("a query", vec![e]);

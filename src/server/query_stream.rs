@@ -13,11 +13,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::queries::QueryGuard;
+use std::sync::Arc;
+
+use super::queries::{QueryGuard, QueryRegistry};
 use super::query_format::{Chunker, Format, Outcome, chunk_lines, json_text};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::Precision;
-use crate::tsdb::query::{self, Select, SelectLimits};
+use crate::tsdb::query::{self, Interrupt, Select, SelectLimits};
 
 /// Chunks in flight between the read and the client.
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -39,6 +41,8 @@ pub(crate) struct Streamed {
     /// The request, registered for SHOW QUERIES and KILL QUERY until the
     /// answer ends.
     pub guard: QueryGuard,
+    /// Where reads stopped early are counted.
+    pub registry: Arc<QueryRegistry>,
 }
 
 /// The answer: a 200 whose body is written by a blocking task reading
@@ -51,6 +55,8 @@ pub(crate) fn stream_answer(
     report: impl FnOnce(String) + Send + 'static,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    // The read stops as soon as its client is gone, not at its next chunk.
+    let closed = tx.clone();
     let mut sink = Sink::new(tx, format.pretty, format.gzip);
     tokio::task::spawn_blocking(move || {
         let Streamed {
@@ -59,9 +65,12 @@ pub(crate) fn stream_answer(
             select,
             db,
             epoch,
-            limits,
+            mut limits,
             guard,
+            registry,
         } = st;
+        let killed = limits.interrupt.clone();
+        limits.interrupt = Interrupt::new(move || killed.is_set() || closed.is_closed());
         for o in &before {
             for c in chunk_lines(o, size) {
                 if !sink.line(&c) {
@@ -81,6 +90,10 @@ pub(crate) fn stream_answer(
             }
             true
         });
+        let stopped = gone || matches!(&r, Err(e) if e == "query interrupted");
+        if stopped {
+            registry.read_interrupted();
+        }
         if gone {
             return;
         }

@@ -1518,7 +1518,10 @@ mod tests {
                 times.push(500); // written twice: the last write wins
             }
             for t in &times {
-                c.insert(*t, FieldValue::Integer(*t + i64::from(*t == 500 && shuffled)));
+                c.insert(
+                    *t,
+                    FieldValue::Integer(*t + i64::from(*t == 500 && shuffled)),
+                );
             }
             let all = c.range(95, 555);
             assert_eq!(all.len(), 46);
