@@ -39,15 +39,21 @@ fn answer(
     let body = if ct == "text/csv" {
         Value::String(text)
     } else if params.iter().any(|(k, v)| *k == "chunked" && *v == "true") {
-        Value::Array(
-            text.lines()
-                .map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.to_string())))
-                .collect(),
-        )
+        chunk_list(&text)
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     (code, ct, body)
+}
+
+/// A chunked answer: the JSON of each line (a line that is not JSON as
+/// its text).
+fn chunk_list(text: &str) -> Value {
+    Value::Array(
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.to_string())))
+            .collect(),
+    )
 }
 
 /// POST /query?db=h&q=… over raw HTTP/1.0 with `Accept-Encoding: gzip` if
@@ -94,11 +100,7 @@ fn gzip_answer_with(http: &str, q: &str, gz: bool, extra: &str) -> (String, bool
         text = String::from_utf8_lossy(body).into_owned();
     }
     let parsed = if text.trim_end().contains('\n') {
-        Value::Array(
-            text.lines()
-                .map(|l| serde_json::from_str(l).unwrap_or(Value::String(l.to_string())))
-                .collect(),
-        )
+        chunk_list(&text)
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };

@@ -194,10 +194,11 @@ impl Chunker {
         };
         match &mut self.open {
             Some(open) if same(open, &series) => {
-                if let (Some(Value::Array(rows)), Some(Value::Array(more))) =
-                    (open.get_mut("values"), series.get("values"))
+                if let (Some(Value::Array(rows)), Value::Object(mut more)) =
+                    (open.get_mut("values"), series)
+                    && let Some(Value::Array(more)) = more.remove("values")
                 {
-                    rows.extend(more.iter().cloned());
+                    rows.extend(more);
                 }
             }
             _ => {
@@ -206,20 +207,24 @@ impl Chunker {
                 }
             }
         }
-        // Full chunks of a series with more rows after them.
-        while let Some(open) = &mut self.open {
-            let Some(Value::Array(rows)) = open.get_mut("values") else {
-                break;
-            };
-            if rows.len() <= self.size {
-                break;
+        // Full chunks of a series with more rows after them, moved out
+        // (not copied) from the front.
+        let mut full = Vec::new();
+        if let Some(open) = &mut self.open
+            && let Some(Value::Array(rows)) = open.get_mut("values")
+            && rows.len() > self.size
+        {
+            let mut rest = std::mem::take(rows).into_iter();
+            let header = open.clone();
+            while rest.len() > self.size {
+                let mut piece = header.clone();
+                piece["values"] = Value::Array(rest.by_ref().take(self.size).collect());
+                piece["partial"] = json!(true);
+                full.push(piece);
             }
-            let rest = rows.split_off(self.size);
-            let mut piece = open.clone();
-            piece["partial"] = json!(true);
-            if let Some(Value::Array(rows)) = open.get_mut("values") {
-                *rows = rest;
-            }
+            open["values"] = Value::Array(rest.collect());
+        }
+        for piece in full {
             self.cut(piece);
         }
     }

@@ -763,6 +763,23 @@ pub enum GroupTags {
     Keys(Vec<String>),
 }
 
+impl GroupTags {
+    /// The tag keys grouped by, sorted and each once (none for no
+    /// grouping); None for `GROUP BY *`, whose keys are the data's.
+    pub fn keys(&self) -> Option<Vec<String>> {
+        match self {
+            GroupTags::None => Some(Vec::new()),
+            GroupTags::All => None,
+            GroupTags::Keys(k) => {
+                let mut k = k.clone();
+                k.sort();
+                k.dedup();
+                Some(k)
+            }
+        }
+    }
+}
+
 /// What an empty `GROUP BY time` bucket shows.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Fill {

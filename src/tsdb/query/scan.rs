@@ -342,75 +342,103 @@ pub(super) fn group_values(
     Ok(Some((keys, out)))
 }
 
-/// Where a page of `s`'s points that starts at `cursor` (and goes forward,
-/// or backward for `ORDER BY time DESC`) ends. Of one series: so that it
-/// holds about `page_rows` rows, no field with more than its share of them
-/// (at least 16), the first time at which one has its share (the last,
-/// going backward). Of several: where the shard group ends. None: the
-/// page runs to the range's end.
-pub(super) fn page_end(
-    t: &TsdbView,
-    db: &str,
-    s: &Select,
-    (from, to): (i64, i64),
-    cursor: i64,
-    page_rows: usize,
-    limits: &SelectLimits,
-) -> Result<Option<i64>, String> {
-    let plan = Plan::new(t, db, s, (from, to))?;
-    // Rows of several series at one time come in the order of influxd's
-    // merge heap, which depends on every row merged before them in the
-    // shard: a page of several series is a whole shard group's.
-    if plan.series().nth(1).is_some() {
-        return Ok(if s.desc {
-            plan.starts
-                .iter()
-                .rev()
-                .find(|st| **st <= cursor)
-                .filter(|st| **st > from)
-                .copied()
-        } else {
-            plan.starts.iter().find(|st| **st > cursor).map(|st| st - 1)
-        });
+/// How one group's statement is read a page at a time (see
+/// [`Pager::end`]): its plan, made once for all its pages.
+pub(super) struct Pager<'v> {
+    plan: Plan<'v>,
+    /// More than one series: a page is a shard group's.
+    several: bool,
+    /// Points of one field a page of one series may hold.
+    per_key: usize,
+    /// The statement's range.
+    range: (i64, i64),
+}
+
+impl<'v> Pager<'v> {
+    /// The pager of `s` over `range`, its pages about `page_rows` rows.
+    pub(super) fn new(
+        t: &'v TsdbView,
+        db: &str,
+        s: &Select,
+        range: (i64, i64),
+        page_rows: usize,
+    ) -> Result<Self, String> {
+        let plan = Plan::new(t, db, s, range)?;
+        let several = plan.series().nth(1).is_some();
+        let per_key = (page_rows / plan.candidates.len().max(1)).max(16);
+        Ok(Pager {
+            plan,
+            several,
+            per_key,
+            range,
+        })
     }
-    let per_key = (page_rows / plan.candidates.len().max(1)).max(16);
-    let mut end: Option<i64> = None;
-    for (i, (series, _, _, read)) in plan.series().enumerate() {
-        if i % 256 == 0 && limits.interrupt.is_set() {
-            return Err("query interrupted".into());
-        }
-        for field in read {
-            let key = format!("{series}{KEY_FIELD_SEPARATOR}{field}");
-            // Past the end found so far, nothing matters.
-            let (a, b) = match (s.desc, end) {
-                (false, Some(e)) => (cursor, e),
-                (false, None) => (cursor, to),
-                (true, Some(e)) => (e, cursor),
-                (true, None) => (from, cursor),
-            };
-            let mut seen = 0usize;
-            let ordered: Box<dyn Iterator<Item = _>> = if s.desc {
-                Box::new(plan.shards.iter().rev())
+
+    /// Where a page of `s`'s points in its range that starts at
+    /// `cursor` (and goes forward, or backward for `ORDER BY time DESC`)
+    /// ends. Of one series: so that no field has more than its share of
+    /// the page's rows, the first time at which one has its share (the
+    /// last, going backward). Of several: where the shard group ends, as
+    /// rows of several series at one time come in the order of influxd's
+    /// merge heap, which depends on every row merged before them in the
+    /// shard. None: the page runs to the range's end.
+    pub(super) fn end(
+        &self,
+        s: &Select,
+        cursor: i64,
+        limits: &SelectLimits,
+    ) -> Result<Option<i64>, String> {
+        let (plan, per_key, (from, to)) = (&self.plan, self.per_key, self.range);
+        if self.several {
+            return Ok(if s.desc {
+                plan.starts
+                    .iter()
+                    .rev()
+                    .find(|st| **st <= cursor)
+                    .filter(|st| **st > from)
+                    .copied()
             } else {
-                Box::new(plan.shards.iter())
-            };
-            for shard in ordered {
-                let pts = shard
-                    .read_n(&key, a, b, per_key - seen, s.desc)
-                    .map_err(|e| e.to_string())?;
-                seen += pts.len();
-                if seen >= per_key {
-                    // read_n answers in time order either way.
-                    let at = if s.desc {
-                        pts.first().map(|p| p.0)
-                    } else {
-                        pts.last().map(|p| p.0)
-                    };
-                    end = at.or(end);
-                    break;
+                plan.starts.iter().find(|st| **st > cursor).map(|st| st - 1)
+            });
+        }
+        let mut end: Option<i64> = None;
+        for (i, (series, _, _, read)) in plan.series().enumerate() {
+            if i % 256 == 0 && limits.interrupt.is_set() {
+                return Err("query interrupted".into());
+            }
+            for field in read {
+                let key = format!("{series}{KEY_FIELD_SEPARATOR}{field}");
+                // Past the end found so far, nothing matters.
+                let (a, b) = match (s.desc, end) {
+                    (false, Some(e)) => (cursor, e),
+                    (false, None) => (cursor, to),
+                    (true, Some(e)) => (e, cursor),
+                    (true, None) => (from, cursor),
+                };
+                let mut seen = 0usize;
+                let ordered: Box<dyn Iterator<Item = _>> = if s.desc {
+                    Box::new(plan.shards.iter().rev())
+                } else {
+                    Box::new(plan.shards.iter())
+                };
+                for shard in ordered {
+                    let pts = shard
+                        .read_n(&key, a, b, per_key - seen, s.desc)
+                        .map_err(|e| e.to_string())?;
+                    seen += pts.len();
+                    if seen >= per_key {
+                        // read_n answers in time order either way.
+                        let at = if s.desc {
+                            pts.first().map(|p| p.0)
+                        } else {
+                            pts.last().map(|p| p.0)
+                        };
+                        end = at.or(end);
+                        break;
+                    }
                 }
             }
         }
+        Ok(end)
     }
-    Ok(end)
 }

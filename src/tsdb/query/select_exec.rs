@@ -183,22 +183,14 @@ pub(super) fn measurement_exec(
             // An aggregate's series are merged into their groups as they
             // are read (not for top/bottom, which reads each series' tags,
             // nor GROUP BY *, whose groups are the series).
-            let group_keys: Option<Vec<String>> = match &s.group_tags {
-                _ if !aggs_only(&s.fields)
-                    || s.fields
-                        .iter()
-                        .any(|p| matches!(p, Projection::Selector { .. })) =>
-                {
-                    None
-                }
-                GroupTags::None => Some(Vec::new()),
-                GroupTags::Keys(k) => {
-                    let mut k = k.clone();
-                    k.sort();
-                    k.dedup();
-                    Some(k)
-                }
-                GroupTags::All => None,
+            let per_series = !aggs_only(&s.fields)
+                || s.fields
+                    .iter()
+                    .any(|p| matches!(p, Projection::Selector { .. }));
+            let group_keys = if per_series {
+                None
+            } else {
+                s.group_tags.keys()
             };
             folder = group_keys
                 .as_ref()
@@ -324,16 +316,10 @@ pub(super) fn measurement_exec(
     }
     // The groups: series by the values of the grouped tags (a missing tag
     // is ""), in order of those values.
-    let keys: Vec<String> = match &s.group_tags {
-        GroupTags::None => Vec::new(),
-        GroupTags::All => tag_names.iter().cloned().collect(),
-        GroupTags::Keys(k) => {
-            let mut k = k.clone();
-            k.sort();
-            k.dedup();
-            k
-        }
-    };
+    let keys: Vec<String> = s
+        .group_tags
+        .keys()
+        .unwrap_or_else(|| tag_names.iter().cloned().collect());
     let mut groups: std::collections::BTreeMap<Vec<String>, Vec<&TaggedSeries>> =
         std::collections::BTreeMap::new();
     // Folded: each entry of `data` is a group; its index is its folder's.

@@ -2,10 +2,12 @@
 //! memory follows a page, not the answer.
 //!
 //! Each group (`GROUP BY` tags) is read on its own, in the order its
-//! series are answered, a time window at a time: a window ends where one
-//! of the group's fields reaches its share of the page's rows (found by
-//! reading only the first points of each, [`super::scan::page_end`]), and
-//! it is answered by the same code as the whole statement, restricted to
+//! series are answered, a time window at a time ([`super::scan::Pager`]):
+//! a window of one series ends where one of its fields reaches its share
+//! of the page's rows (found by reading only its first points), one of
+//! several series where a shard group ends (influxd's merge orders their
+//! rows of one time by what it merged before them in the shard). Each is
+//! answered by the same code as the whole statement, restricted to
 //! the window's points. Windows meet at time boundaries, so the rows of a
 //! time are never split between pages and come in the whole answer's
 //! order; `LIMIT`/`OFFSET` and `SLIMIT`/`SOFFSET` are counted across the
@@ -14,7 +16,7 @@
 use serde_json::Value;
 
 use super::ast::*;
-use super::scan::{group_values, page_end};
+use super::scan::{Pager, group_values};
 use super::select::check;
 use super::select_exec::{SelectLimits, measurement_exec, measurements_of, scan_range};
 use crate::tsdb::fsm::TsdbView;
@@ -82,27 +84,14 @@ pub fn stream_select(
         one.measurement = m;
         one.sources = Vec::new();
         let range = scan_range(&one);
-        let keys = match &one.group_tags {
-            GroupTags::None => Some(Vec::new()),
-            GroupTags::Keys(k) => {
-                let mut k = k.clone();
-                k.sort();
-                k.dedup();
-                Some(k)
-            }
-            GroupTags::All => None,
-        };
+        let keys = one.group_tags.keys();
         let groups = match &keys {
             Some(k) if k.is_empty() => Some((Vec::new(), [Vec::new()].into())),
             _ => group_values(t, db, &one, range, keys.as_deref())?,
         };
         let Some((keys, groups)) = groups else {
             // Answered whole: a grouped tag key names a field too.
-            let whole = SelectLimits {
-                window: None,
-                ..limits.clone()
-            };
-            let v = measurement_exec(t, db, &one, epoch, &whole, union.as_ref())?;
+            let v = measurement_exec(t, db, &one, epoch, limits, union.as_ref())?;
             for series in take_series(v) {
                 if !out(series) {
                     return Ok(());
@@ -185,19 +174,12 @@ impl Group<'_> {
         let mut left = if limit == 0 { usize::MAX } else { limit };
         let mut seen = false;
         let mut cursor = if self.s.desc { to } else { from };
+        let pager = Pager::new(self.t, self.db, self.s, self.range, self.page_rows)?;
         loop {
             if self.limits.interrupt.is_set() {
                 return Err("query interrupted".into());
             }
-            let end = page_end(
-                self.t,
-                self.db,
-                self.s,
-                self.range,
-                cursor,
-                self.page_rows,
-                self.limits,
-            )?;
+            let end = pager.end(self.s, cursor, self.limits)?;
             let window = match (self.s.desc, end) {
                 (false, e) => (cursor, e.unwrap_or(to)),
                 (true, e) => (e.unwrap_or(from), cursor),
@@ -299,14 +281,15 @@ mod tests {
     }
 
     /// The series of `q` answered a page at a time, pieces of one series
-    /// joined.
-    fn streamed(v: &TsdbView, q: &str, page_rows: usize) -> Value {
+    /// joined, and how many pieces came.
+    fn streamed(v: &TsdbView, q: &str, page_rows: usize) -> (Value, usize) {
         let stmt = &parse(q, 0).unwrap()[0];
         assert!(streamable(stmt, &SelectLimits::default()), "{q}");
         let Statement::Select(s) = stmt else {
             panic!("{q}")
         };
         let mut series: Vec<Value> = Vec::new();
+        let mut pieces = 0;
         let r = stream_select(
             v,
             "db",
@@ -315,6 +298,7 @@ mod tests {
             &SelectLimits::default(),
             page_rows,
             &mut |one| {
+                pieces += 1;
                 match series.last_mut() {
                     Some(last)
                         if ["name", "tags", "columns"]
@@ -329,11 +313,12 @@ mod tests {
                 true
             },
         );
-        match r {
+        let answer = match r {
             Err(e) => json!({ "error": e }),
             Ok(()) if series.is_empty() => json!({}),
             Ok(()) => json!({ "series": series }),
-        }
+        };
+        (answer, pieces)
     }
 
     /// Where two answers first differ, briefly.
@@ -404,12 +389,28 @@ mod tests {
         for q in queries {
             let whole = execute_read(&v, "db", &parse(q, 0).unwrap()[0], None);
             for rows in [1, 7, 50, 100_000] {
-                let got = streamed(&v, q, rows);
+                let (got, _) = streamed(&v, q, rows);
                 if got != whole {
                     panic!("{q} by {rows}: {}", first_difference(&got, &whole));
                 }
             }
         }
+    }
+
+    #[test]
+    fn pages_are_a_series_points_or_a_shard_group() {
+        let d = tempfile::tempdir().unwrap();
+        let mut t = store(d.path());
+        let v = t.view();
+        // Four groups of one series (23, 160, 80 and 54 points): pages
+        // of 16.
+        let (_, pieces) = streamed(&v, "SELECT v, w FROM m GROUP BY host", 1);
+        assert_eq!(pieces, 2 + 10 + 5 + 4);
+        let (_, pieces) = streamed(&v, "SELECT v, w FROM m GROUP BY host", 100_000);
+        assert_eq!(pieces, 4);
+        // Four series in one group over three shard groups.
+        let (_, pieces) = streamed(&v, "SELECT * FROM m", 1);
+        assert_eq!(pieces, 3);
     }
 
     #[test]
