@@ -70,14 +70,7 @@ pub(super) fn select_exec(
             select_exec(t, db, one, Some(Precision::Nanoseconds), limits.clone())
         });
     }
-    check(s)?;
-    let db = s.db.as_deref().unwrap_or(db);
-    if db.is_empty() {
-        return Err("database name required".into());
-    }
-    if !t.meta().databases.contains_key(db) {
-        return Err(format!("database not found: {db}"));
-    }
+    let db = checked_db(t, db, s)?;
     if s.sources.is_empty() {
         return measurement_exec(t, db, s, epoch, &limits, None);
     }
@@ -113,6 +106,20 @@ pub(super) fn select_exec(
         }
     }
     Ok(json!({ "series": series }))
+}
+
+/// The database a SELECT reads (its own, else the request's), once the
+/// statement passes influxd's checks and the database exists.
+pub(super) fn checked_db<'a>(t: &TsdbView, db: &'a str, s: &'a Select) -> Result<&'a str, String> {
+    check(s)?;
+    let db = s.db.as_deref().unwrap_or(db);
+    if db.is_empty() {
+        return Err("database name required".into());
+    }
+    if !t.meta().databases.contains_key(db) {
+        return Err(format!("database not found: {db}"));
+    }
+    Ok(db)
 }
 
 /// The field names and tag keys of every measurement a raw `*` reads.

@@ -17,8 +17,7 @@ use serde_json::Value;
 
 use super::ast::*;
 use super::scan::{Pager, group_values};
-use super::select::check;
-use super::select_exec::{SelectLimits, measurement_exec, measurements_of, scan_range};
+use super::select_exec::{SelectLimits, checked_db, measurement_exec, measurements_of, scan_range};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::Precision;
 
@@ -61,14 +60,7 @@ pub fn stream_select(
     page_rows: usize,
     out: &mut dyn FnMut(Value) -> bool,
 ) -> Result<(), String> {
-    check(s)?;
-    let db = s.db.as_deref().unwrap_or(db);
-    if db.is_empty() {
-        return Err("database name required".into());
-    }
-    if !t.meta().databases.contains_key(db) {
-        return Err(format!("database not found: {db}"));
-    }
+    let db = checked_db(t, db, s)?;
     let (names, union) = if s.sources.is_empty() {
         (vec![s.measurement.clone()], None)
     } else {
