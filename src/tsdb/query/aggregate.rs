@@ -10,7 +10,9 @@ use super::math::eval;
 use super::select::is_aux;
 use super::select_exec::scan_range;
 use super::transform::transform;
-use super::values::{TaggedSeries, TimeFmt, columns_named, float_json, num, time_value, to_json};
+use super::values::{
+    ColName, TaggedSeries, TimeFmt, columns_named, float_json, num, time_value, to_json,
+};
 use super::window::Windows;
 use crate::tsdb::line_protocol::FieldValue;
 
@@ -252,11 +254,11 @@ pub(super) fn aggregate_rows(
     let mut outers: Vec<Option<(Transform, Option<i64>)>> = Vec::new();
     // Per output column: a target, or arithmetic over targets (their
     // indices in the order of the expression's aggregates).
-    let mut outs: Vec<(Out, String)> = Vec::new();
+    let mut outs: Vec<(Out, ColName)> = Vec::new();
     for (i, p) in s.fields.iter().enumerate() {
         let alias = s.aliases.get(i).cloned().flatten();
         if let (Some(a), true) = (aux, is_aux(p)) {
-            outs.extend(a.columns_of(i).map(|(k, n)| (Out::Aux(k), n.to_string())));
+            outs.extend(a.columns_of(i).map(|(k, n)| (Out::Aux(k), n.clone())));
             continue;
         }
         match p {
@@ -268,7 +270,7 @@ pub(super) fn aggregate_rows(
             } => {
                 outs.push((
                     Out::Target(targets.len()),
-                    alias.unwrap_or_else(|| outer.name().into()),
+                    ColName::of(alias, || outer.name().into()),
                 ));
                 targets.push((*inner, field.clone(), String::new()));
                 outers.push(Some((*outer, *unit)));
@@ -286,9 +288,10 @@ pub(super) fn aggregate_rows(
                     .iter()
                     .filter(|fld| !f.numeric() || numeric(fld))
                 {
+                    // influxd rewrites `f(*)` into one aliased call per field.
                     let col = match &alias {
-                        Some(a) => format!("{a}_{fld}"),
-                        None => format!("{}_{fld}", f.name()),
+                        Some(a) => ColName::Alias(format!("{a}_{fld}")),
+                        None => ColName::Alias(format!("{}_{fld}", f.name())),
                     };
                     outs.push((Out::Target(targets.len()), col));
                     targets.push((*f, fld.clone(), String::new()));
@@ -298,7 +301,7 @@ pub(super) fn aggregate_rows(
             Projection::Agg(f, field) => {
                 outs.push((
                     Out::Target(targets.len()),
-                    alias.unwrap_or_else(|| f.name().into()),
+                    ColName::of(alias, || f.name().into()),
                 ));
                 targets.push((*f, field.clone(), String::new()));
                 outers.push(None);
@@ -316,7 +319,7 @@ pub(super) fn aggregate_rows(
                 }
                 outs.push((
                     Out::Math(e.clone(), idx),
-                    alias.unwrap_or_else(|| e.column_name()),
+                    ColName::of(alias, || e.column_name()),
                 ));
             }
             Projection::All
@@ -356,7 +359,7 @@ pub(super) fn aggregate_rows(
             v
         })
         .collect();
-    let columns = columns_named(outs.iter().map(|(_, c)| c.as_str()));
+    let columns = columns_named(outs.iter().map(|(_, c)| c));
     if let [Projection::Agg(Func::Distinct, _)] = &s.fields[..] {
         return Ok(distinct_rows(s, columns, &pts[0], epoch));
     }
@@ -676,7 +679,7 @@ fn transformed(
 fn finish(
     s: &Select,
     rows: Vec<(i64, Vec<(Value, bool)>)>,
-    outs: &[(Out, String)],
+    outs: &[(Out, ColName)],
     columns: Vec<String>,
     epoch: TimeFmt,
 ) -> Rows {
@@ -820,22 +823,30 @@ fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt, aux: Opt
     let rows: Vec<Point> = buckets.into_iter().flatten().collect();
     // The columns in the statement's order: the selector's (and its tag's)
     // where it stands, the auxiliary ones where theirs do.
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<ColName> = Vec::new();
     for i in 0..s.fields.len() {
         if i == at {
             let alias = s.aliases.get(at).cloned().flatten();
-            names.push(alias.unwrap_or_else(|| pick.name().into()));
-            names.extend(tag.iter().cloned());
+            names.push(ColName::of(alias, || pick.name().into()));
+            names.extend(tag.iter().cloned().map(ColName::Made));
         } else if let Some(a) = aux {
-            names.extend(a.columns_of(i).map(|(_, n)| n.to_string()));
+            names.extend(a.columns_of(i).map(|(_, n)| n.clone()));
         }
     }
-    let columns = columns_named(names.iter().map(String::as_str));
+    let columns = columns_named(names.iter());
     // (Already in the statement's order.)
     let mut cells: Vec<(i64, Vec<(Value, bool)>)> = offset_limit(s, rows)
         .into_iter()
         .map(|(t, v, tv, m)| {
-            let own = std::iter::once(to_json(&v)).chain(tag.as_ref().map(|_| json!(tv)));
+            // A series without the tag shows null (tags are never empty).
+            let tag_cell = |tv: String| {
+                if tv.is_empty() {
+                    Value::Null
+                } else {
+                    json!(tv)
+                }
+            };
+            let own = std::iter::once(to_json(&v)).chain(tag.as_ref().map(|_| tag_cell(tv)));
             let extra = aux.map_or(Vec::new(), |a| {
                 a.cells(members.get(m).map(|m| (*m, t)), &s.fill, false)
             });
@@ -924,7 +935,7 @@ pub(super) enum Out {
 }
 
 /// The output columns of a row of aggregates.
-fn project(outs: &[(Out, String)], cells: Vec<Value>) -> Vec<Value> {
+fn project(outs: &[(Out, ColName)], cells: Vec<Value>) -> Vec<Value> {
     outs.iter()
         .map(|(o, _)| match o {
             Out::Target(i) => cells.get(*i).cloned().unwrap_or(Value::Null),

@@ -516,6 +516,11 @@ pub enum Expr {
     Int(i64),
     /// A float literal.
     Float(f64),
+    /// A string literal (`'x'`): a type error beside any field, as
+    /// influxd's.
+    Str(String),
+    /// `true` or `false`: as a string literal.
+    Bool(bool),
     /// `-e`
     Neg(Box<Expr>),
     /// `l op r`

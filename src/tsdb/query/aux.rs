@@ -13,13 +13,13 @@ use serde_json::{Value, json};
 
 use super::ast::{Fill, Projection, Select};
 use super::raw::{Col, column, star_columns};
-use super::values::{TaggedSeries, to_json};
+use super::values::{ColName, TaggedSeries, to_json};
 
 /// The auxiliary columns of a statement, in its order.
 pub(super) struct Aux<'a> {
     /// Per column: the projection it comes from (its index), what it
     /// reads, its name.
-    cols: Vec<(usize, Col<'a>, String)>,
+    cols: Vec<(usize, Col<'a>, ColName)>,
 }
 
 impl<'a> Aux<'a> {
@@ -51,12 +51,12 @@ impl<'a> Aux<'a> {
 
     /// The columns of projection `i`: their indices among the auxiliary
     /// columns, and names.
-    pub(super) fn columns_of(&self, i: usize) -> impl Iterator<Item = (usize, &str)> {
+    pub(super) fn columns_of(&self, i: usize) -> impl Iterator<Item = (usize, &ColName)> {
         self.cols
             .iter()
             .enumerate()
             .filter(move |(_, (p, ..))| *p == i)
-            .map(|(k, (_, _, name))| (k, name.as_str()))
+            .map(|(k, (_, _, name))| (k, name))
     }
 
     /// How many columns there are.

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::ast::{Expr, Op};
+use super::ast::{Expr, Func, Op};
 use super::values::float_json;
 
 enum N {
@@ -23,7 +23,9 @@ fn number(v: &Value) -> Option<N> {
 pub(super) fn eval(e: &Expr, leaf: &mut dyn FnMut(&Expr) -> Value) -> Value {
     match e {
         Expr::Field(_) | Expr::Call(..) => leaf(e),
-        Expr::Undefined(_) => Value::Null,
+        // (A statement with a string or boolean beside a field of a known
+        // type is refused before it runs.)
+        Expr::Undefined(_) | Expr::Str(_) | Expr::Bool(_) => Value::Null,
         Expr::Int(i) => json!(i),
         Expr::Float(f) => float_json(*f),
         Expr::Neg(x) => match number(&eval(x, leaf)) {
@@ -112,10 +114,29 @@ pub(super) fn check_types(
         }),
         Expr::Int(i) => Ok((i.to_string(), Some("integer"))),
         Expr::Float(f) => Ok((format!("{f:.3}"), Some("float"))),
+        Expr::Str(s) => Ok((super::text::string_literal(s), Some("string"))),
+        Expr::Bool(b) => Ok((b.to_string(), Some("boolean"))),
         // influxd reads `-x` as `-1 * x`.
         Expr::Neg(x) => binary(("-1".into(), Some("integer")), "*", operand(x)?),
         Expr::Bin(l, op, r) => binary(operand(l)?, op.symbol(), operand(r)?),
-        Expr::Call(..) | Expr::Undefined(_) => Ok((String::new(), None)),
+        Expr::Call(f, field) => {
+            let (arg, ty) = check_types(&Expr::Field(field.clone()), type_of)?;
+            let text = match f {
+                Func::CountDistinct => format!("count(distinct({arg}))"),
+                Func::Percentile(n) if n.fract() == 0.0 => format!("percentile({arg}, {n})"),
+                Func::Percentile(n) => format!("percentile({arg}, {n:.3})"),
+                _ => format!("{}({arg})", f.name()),
+            };
+            // influxd's call types: these give floats, counts integers,
+            // the rest their field's type.
+            let ty = match f {
+                Func::Mean | Func::Median | Func::Integral(_) | Func::Stddev => Some("float"),
+                Func::Count | Func::CountDistinct => Some("integer"),
+                _ => ty,
+            };
+            Ok((text, ty))
+        }
+        Expr::Undefined(_) => Ok((String::new(), None)),
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::aggregate::Rows;
 use super::ast::*;
 use super::math::eval;
-use super::values::{TaggedSeries, TimeFmt, columns_named, time_value, to_json};
+use super::values::{ColName, TaggedSeries, TimeFmt, columns_named, time_value, to_json};
 
 /// A row: its time and its columns' values.
 type Row = (i64, Vec<Value>);
@@ -43,15 +43,15 @@ pub(super) fn raw_rows(
     shard_starts: &[i64],
     epoch: TimeFmt,
 ) -> Rows {
-    let cols: Vec<(Col, String)> = if s.fields.iter().any(|p| matches!(p, Projection::All)) {
-        star_columns(field_names, tag_names, grouped)
-    } else {
-        s.fields
-            .iter()
-            .zip(&s.aliases)
-            .filter_map(|(p, alias)| column(p, alias.as_ref()))
-            .collect()
-    };
+    // `*` stands for its columns where it is written, beside the others.
+    let mut cols: Vec<(Col, ColName)> = Vec::new();
+    for (p, alias) in s.fields.iter().zip(&s.aliases) {
+        if *p == Projection::All {
+            cols.extend(star_columns(field_names, tag_names, grouped));
+        } else {
+            cols.extend(column(p, alias.as_ref()));
+        }
+    }
     // The fields the columns read.
     let mut read: Vec<&str> = Vec::new();
     for (c, _) in &cols {
@@ -103,7 +103,7 @@ pub(super) fn raw_rows(
     if rows.is_empty() {
         return None;
     }
-    let columns = columns_named(cols.iter().map(|(_, c)| c.as_str()));
+    let columns = columns_named(cols.iter().map(|(_, c)| c));
     let values = rows
         .into_iter()
         .map(|(ts, vals)| {
@@ -157,7 +157,7 @@ pub(super) fn star_columns<'a>(
     field_names: &BTreeSet<String>,
     tag_names: &BTreeSet<String>,
     grouped: &[String],
-) -> Vec<(Col<'a>, String)> {
+) -> Vec<(Col<'a>, ColName)> {
     let mut v: Vec<(&String, bool)> = field_names
         .iter()
         .map(|f| (f, false))
@@ -177,22 +177,22 @@ pub(super) fn star_columns<'a>(
                 (true, false) => Col::Field(n.clone()),
                 (true, true) => Col::Tag(n.clone()),
             };
-            (col, n.clone())
+            (col, ColName::Made(n.clone()))
         })
         .collect()
 }
 
 /// The column of a projection of a field, a tag or arithmetic over fields
 /// (None for others), named by its alias or itself.
-pub(super) fn column<'a>(p: &'a Projection, alias: Option<&String>) -> Option<(Col<'a>, String)> {
+pub(super) fn column<'a>(p: &'a Projection, alias: Option<&String>) -> Option<(Col<'a>, ColName)> {
     match p {
         Projection::Field(f) => Some((
             Col::Name(f.clone()),
-            alias.cloned().unwrap_or_else(|| f.clone()),
+            ColName::of(alias.cloned(), || f.clone()),
         )),
         Projection::Math(e) if !e.has_call() => Some((
             Col::Math(e),
-            alias.cloned().unwrap_or_else(|| e.column_name()),
+            ColName::of(alias.cloned(), || e.column_name()),
         )),
         _ => None,
     }

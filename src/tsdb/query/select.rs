@@ -510,6 +510,21 @@ fn multiplicative(p: &mut P) -> Result<Expr, String> {
 
 fn unary(p: &mut P) -> Result<Expr, String> {
     if p.sym("-") {
+        // Only a name, a number, a duration or `(` may follow `-` (influxd
+        // places a string's error at the sign).
+        const AFTER_SIGN: &str = "expected identifier, number, duration, (";
+        match p.peek().cloned() {
+            Some(Tok::Str(s)) => {
+                p.i -= 1;
+                return Err(format!("found {s}, {AFTER_SIGN}"));
+            }
+            Some(Tok::Ident(b))
+                if b.eq_ignore_ascii_case("true") || b.eq_ignore_ascii_case("false") =>
+            {
+                return Err(format!("found {}, {AFTER_SIGN}", b.to_ascii_uppercase()));
+            }
+            _ => {}
+        }
         return Ok(match unary(p)? {
             Expr::Int(i) => Expr::Int(i.wrapping_neg()),
             Expr::Float(f) => Expr::Float(-f),
@@ -522,6 +537,19 @@ fn unary(p: &mut P) -> Result<Expr, String> {
             return Err(format!("found {}, expected )", p.found()));
         }
         return Ok(e);
+    }
+    match p.peek().cloned() {
+        Some(Tok::Str(s)) => {
+            p.i += 1;
+            return Ok(Expr::Str(s));
+        }
+        Some(Tok::Ident(b))
+            if b.eq_ignore_ascii_case("true") || b.eq_ignore_ascii_case("false") =>
+        {
+            p.i += 1;
+            return Ok(Expr::Bool(b.eq_ignore_ascii_case("true")));
+        }
+        _ => {}
     }
     if let Some(Tok::Num(n)) = p.peek().cloned() {
         p.i += 1;
@@ -806,6 +834,54 @@ fn indicator_args(
     })
 }
 
+/// Whether influxql's reduction leaves a literal of `e`: numbers under
+/// arithmetic, strings joined by `+`.
+fn folds_to_literal(e: &Expr) -> bool {
+    match e {
+        Expr::Int(_) | Expr::Float(_) | Expr::Str(_) | Expr::Bool(_) => true,
+        Expr::Neg(x) => matches!(**x, Expr::Int(_) | Expr::Float(_)) || folds_to_number(x),
+        Expr::Bin(l, op, r) => {
+            (folds_to_number(l) && folds_to_number(r))
+                || (*op == Op::Add && folds_to_string(l) && folds_to_string(r))
+        }
+        _ => false,
+    }
+}
+
+fn folds_to_number(e: &Expr) -> bool {
+    match e {
+        Expr::Int(_) | Expr::Float(_) => true,
+        Expr::Neg(x) => folds_to_number(x),
+        Expr::Bin(l, _, r) => folds_to_number(l) && folds_to_number(r),
+        _ => false,
+    }
+}
+
+fn folds_to_string(e: &Expr) -> bool {
+    match e {
+        Expr::Str(_) => true,
+        Expr::Bin(l, Op::Add, r) => folds_to_string(l) && folds_to_string(r),
+        _ => false,
+    }
+}
+
+/// influxd's compilation of arithmetic in a projection: a side that is a
+/// literal is skipped, two literals that do not fold are refused, an
+/// unknown function is named.
+fn compile_math(e: &Expr) -> Result<(), String> {
+    match e {
+        Expr::Undefined(name) => Err(format!("undefined function {name}()")),
+        Expr::Neg(x) => compile_math(x),
+        Expr::Bin(l, _, r) => match (folds_to_literal(l), folds_to_literal(r)) {
+            (true, true) => Err("cannot perform a binary expression on two literals".into()),
+            (true, false) => compile_math(r),
+            (false, true) => compile_math(l),
+            (false, false) => compile_math(l).and_then(|()| compile_math(r)),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// influxd's refusal of `distinct()` beside anything.
 const DISTINCT_ALONE: &str =
     "aggregate function distinct() cannot be combined with other functions or fields";
@@ -813,22 +889,16 @@ const DISTINCT_ALONE: &str =
 /// The checks influxd makes when a SELECT runs (its errors are the
 /// statement's, not the request's).
 pub(super) fn check(s: &Select) -> Result<(), String> {
-    if let Some(Projection::Invalid(e)) = s
-        .fields
-        .iter()
-        .find(|f| matches!(f, Projection::Invalid(_)))
-    {
-        return Err(e.clone());
-    }
+    // Each projection is compiled in turn; the first error is the
+    // statement's.
     for f in &s.fields {
-        if let Projection::Math(e) = f {
-            let mut leaves = Vec::new();
-            e.leaves(&mut leaves);
-            if let Some(Expr::Undefined(name)) =
-                leaves.iter().find(|l| matches!(l, Expr::Undefined(_)))
-            {
-                return Err(format!("undefined function {name}()"));
+        match f {
+            Projection::Invalid(e) => return Err(e.clone()),
+            Projection::Math(e) if folds_to_literal(e) => {
+                return Err("field must contain at least one variable".into());
             }
+            Projection::Math(e) => compile_math(e)?,
+            _ => {}
         }
     }
     let fields = &s.fields;

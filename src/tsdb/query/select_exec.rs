@@ -212,6 +212,20 @@ pub(super) fn measurement_exec(
                 folder.as_mut(),
             )?;
             merged = scanned.merged;
+            // Arithmetic is type-checked first, as influxd checks it before
+            // it builds its iterators.
+            let type_of = |n: &str| {
+                scanned
+                    .types
+                    .get(n)
+                    .copied()
+                    .or_else(|| scanned.tags.contains(n).then_some("tag"))
+            };
+            for p in &s.fields {
+                if let Projection::Math(e) = p {
+                    super::math::check_types(e, &type_of)?;
+                }
+            }
             // Functions that need numbers refuse other fields, as influxd's
             // iterators do (min and max take booleans too).
             let type_of = |f: &str| scanned.types.get(f).copied();
@@ -227,21 +241,6 @@ pub(super) fn measurement_exec(
                         "unsupported {} iterator type: *query.{ty}InterruptIterator",
                         func.name()
                     ));
-                }
-            }
-            // Arithmetic over raw fields is type-checked first, as influxd's.
-            if !aggs_only(&s.fields) {
-                let type_of = |n: &str| {
-                    scanned
-                        .types
-                        .get(n)
-                        .copied()
-                        .or_else(|| scanned.tags.contains(n).then_some("tag"))
-                };
-                for p in &s.fields {
-                    if let Projection::Math(e) = p {
-                        super::math::check_types(e, &type_of)?;
-                    }
                 }
             }
             (data, field_names, tag_names) = match union {

@@ -103,6 +103,12 @@ pub fn quote_ident(s: &str) -> String {
     }
 }
 
+/// A string literal as influxd prints it: single-quoted, backslashes and
+/// quotes escaped.
+pub(super) fn string_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 /// Tokens printed as influxd prints a statement.
 pub(super) fn canonical(toks: &[(Tok, bool)]) -> String {
     let mut out = String::new();
@@ -123,11 +129,7 @@ pub(super) fn canonical(toks: &[(Tok, bool)]) -> String {
             Tok::Ident(s) if !*quoted && is_keyword(s) => out.push_str(&s.to_ascii_uppercase()),
             Tok::Ident(s) if !*quoted && call => out.push_str(s),
             Tok::Ident(s) => out.push_str(&quote_ident(s)),
-            Tok::Str(s) => {
-                out.push('\'');
-                out.push_str(&s.replace('\\', "\\\\").replace('\'', "\\'"));
-                out.push('\'');
-            }
+            Tok::Str(s) => out.push_str(&string_literal(s)),
             Tok::Num(s) | Tok::Sym(s) => out.push_str(s),
             Tok::Regex(s) => {
                 out.push('/');
@@ -186,7 +188,7 @@ pub(crate) fn cond_text(c: &Cond) -> String {
             let op = op_text(*op);
             let value = match value {
                 Lit::Num(n) => format!("{n}"),
-                Lit::Str(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+                Lit::Str(s) => string_literal(s),
                 Lit::Bool(b) => b.to_string(),
                 Lit::Regex(r) => format!("/{}/", r.replace('/', "\\/")),
             };
@@ -219,6 +221,8 @@ fn expr_text(e: &super::ast::Expr) -> String {
         Expr::Field(f) => format!("\"{}\"", f.replace('\\', "\\\\").replace('"', "\\\"")),
         Expr::Int(i) => i.to_string(),
         Expr::Float(x) => format!("{x:?}"),
+        Expr::Str(s) => string_literal(s),
+        Expr::Bool(b) => b.to_string(),
         Expr::Neg(x) => format!("-({})", expr_text(x)),
         Expr::Bin(l, op, r) => format!("({} {} {})", expr_text(l), op.symbol(), expr_text(r)),
         Expr::Call(f, field) => format!("{}(\"{field}\")", f.name()),

@@ -121,17 +121,66 @@ pub(crate) fn series_tags(series: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A result's columns: `time`, then `names`, a name used again getting
-/// `_1`, `_2`, … as influxd names them.
-pub(super) fn columns_named<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut columns = vec!["time".to_string()];
-    for col in names {
-        let mut name = col.to_string();
-        let mut n = 0;
-        while columns.contains(&name) {
-            n += 1;
-            name = format!("{col}_{n}");
+/// A column's name as a statement gives it: the alias it was given, or
+/// one made from what it reads (a field, a function, arithmetic). influxd
+/// keeps aliases as they are and numbers made names that meet another.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum ColName {
+    Alias(String),
+    Made(String),
+}
+
+impl ColName {
+    /// `alias` if there is one, else the name `made` makes.
+    pub(super) fn of(alias: Option<String>, made: impl FnOnce() -> String) -> ColName {
+        match alias {
+            Some(a) => ColName::Alias(a),
+            None => ColName::Made(made()),
         }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            ColName::Alias(s) | ColName::Made(s) => s,
+        }
+    }
+}
+
+/// A result's columns: `time`, then `names` as influxql's `ColumnNames`
+/// resolves them: aliases first, as given (two equal aliases stay
+/// equal); then each made name, with `_1`, `_2`, … when it meets a name
+/// already taken.
+pub(super) fn columns_named<'a>(names: impl Iterator<Item = &'a ColName>) -> Vec<String> {
+    let names: Vec<&ColName> = names.collect();
+    // How often each name is taken (what influxql's map counts).
+    let mut taken: std::collections::HashMap<String, usize> = names
+        .iter()
+        .filter_map(|n| match n {
+            ColName::Alias(a) => Some((a.clone(), 1)),
+            ColName::Made(_) => None,
+        })
+        .collect();
+    let mut columns = Vec::with_capacity(names.len() + 1);
+    columns.push("time".to_string());
+    for n in names {
+        let ColName::Made(base) = n else {
+            columns.push(n.as_str().to_string());
+            continue;
+        };
+        let mut name = base.clone();
+        if let Some(&first) = taken.get(base) {
+            let mut count = first;
+            loop {
+                let candidate = format!("{base}_{count}");
+                if !taken.contains_key(&candidate) {
+                    taken.insert(base.clone(), count + 1);
+                    name = candidate;
+                    break;
+                }
+                count += 1;
+            }
+        }
+        *taken.entry(name.clone()).or_insert(0) += 1;
         columns.push(name);
     }
     columns

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::ast::{Fill, Pick, Projection, Select};
 use super::select::aggs_only;
-use super::values::{TimeFmt, columns_named, time_value};
+use super::values::{ColName, TimeFmt, columns_named, time_value};
 use crate::tsdb::line_protocol::Precision;
 
 /// Whether `s` is a SELECT whose projections influxd zips: a `sample()`
@@ -57,7 +57,7 @@ pub(super) fn zip_projections(
     mut run: impl FnMut(&Select) -> Result<Value, String>,
 ) -> Result<Value, String> {
     let n = s.fields.len();
-    let mut names: Vec<String> = Vec::with_capacity(n);
+    let mut names: Vec<ColName> = Vec::with_capacity(n);
     let mut series: BTreeMap<String, Joined> = BTreeMap::new();
     for (i, f) in s.fields.iter().enumerate() {
         let alias = s.aliases.get(i).cloned().flatten();
@@ -103,12 +103,15 @@ pub(super) fn zip_projections(
                 joined.rows.entry(t).or_insert_with(|| vec![Vec::new(); n])[i].push(v.clone());
             }
         }
-        names.push(name.or(alias).unwrap_or_else(|| default_name(f)));
+        names.push(match alias {
+            Some(a) => ColName::Alias(a),
+            None => ColName::Made(name.unwrap_or_else(|| default_name(f))),
+        });
     }
     if series.is_empty() {
         return Ok(json!({}));
     }
-    let columns = columns_named(names.iter().map(String::as_str));
+    let columns = columns_named(names.iter());
     let fmt = TimeFmt { epoch, tz: s.tz };
     let out: Vec<Value> = series
         .into_values()
