@@ -8,7 +8,8 @@
 //! picks depend on it (`go_sort`), arithmetic, the SHOW statements,
 //! `EXPLAIN` (`explain`), `sample()` beside other functions (`zip`), raw
 //! points answered a page at a time for `chunked=true` (`stream`),
-//! deletes and `INTO`. Statements that
+//! deletes and `INTO`; in tests, statements printed back as InfluxQL
+//! (`print`, for the parser's property tests). Statements that
 //! change state become raft commands ([`Statement::command`]); the rest
 //! read a node's read view ([`execute_read`]). The README lists the
 //! statements and what still differs from influxd.
@@ -31,6 +32,8 @@ mod into;
 mod lexer;
 mod math;
 mod parser;
+#[cfg(test)]
+mod print;
 mod raw;
 mod scan;
 mod select;
