@@ -315,6 +315,9 @@ fn query_answer_shapes_and_headers_are_influxds() {
             None,
         ),
         ("GET", vec![("q", "DROP DATABASE g1; SHOW DATABASES")], None),
+        // DELETE from a GET: done, without a warning.
+        ("GET", q("DELETE FROM m WHERE host = 'none'"), None),
+        ("GET", q("DROP SERIES FROM m WHERE host = 'none'"), None),
         (
             "POST",
             vec![("q", "CREATE DATABASE g2; DROP DATABASE g2")],

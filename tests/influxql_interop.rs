@@ -75,6 +75,16 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT v FROM cpu WHERE host = 'a' AND (time >= 60s AND time < 300s)",
         "SELECT v FROM cpu WHERE (time >= 60s OR host = 'a') AND time < 300s",
         "SELECT v FROM cpu WHERE time > 100s OR host = 'a'",
+        // A literal first: the name and the comparison turned round.
+        "SELECT v FROM cpu WHERE 'a' = host",
+        "SELECT v FROM cpu WHERE 'a' != host AND 2 < v",
+        "SELECT v FROM cpu WHERE 2 >= v OR 'c' = host",
+        "SELECT v FROM cpu WHERE 60s < time",
+        "SELECT v FROM cpu WHERE 250s >= time AND '1970-01-01T00:01:00Z' <= time",
+        "SELECT v FROM cpu WHERE -1 < v",
+        "SELECT v FROM cpu WHERE 3 = v + 0",
+        "SELECT v, i FROM cpu WHERE 40 < i - v",
+        "SELECT mean(v) FROM cpu WHERE 'a' = host GROUP BY dc",
         // Strings and booleans.
         "SELECT s FROM cpu WHERE s = 'up'",
         "SELECT s FROM cpu WHERE s != 'up'",

@@ -663,7 +663,10 @@ async fn query_handler(
                 damaged.report_damage("a query", vec![e]);
             });
         }
-        let writes = stmt.password().is_some() || stmt.command(&db).is_some();
+        // (influxd runs DELETE from a GET without the warning it gives
+        // other statements that change state.)
+        let writes = !matches!(stmt, query::Statement::Delete { .. })
+            && (stmt.password().is_some() || stmt.command(&db).is_some());
         let exec = async {
             Ok::<Value, Response>(if stmt.password().is_some() {
                 password_statement(&node, &auth, stmt).await?

@@ -90,6 +90,9 @@ fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
             }
         }
     }
+    if let Some(c) = literal_first(p, now, b)? {
+        return Ok(c);
+    }
     let key = match p.peek() {
         Some(Tok::Ident(_)) => p.ident()?,
         _ => {
@@ -121,20 +124,7 @@ fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
     };
     if key.eq_ignore_ascii_case("time") {
         let t = time_literal(p, now)?;
-        match op.0 {
-            CmpOp::Gt => b.min = b.min.max(t.saturating_add(1)),
-            CmpOp::Ge => b.min = b.min.max(t),
-            CmpOp::Lt => b.max = b.max.min(t.saturating_sub(1)),
-            CmpOp::Le => b.max = b.max.min(t),
-            CmpOp::Eq => {
-                b.min = b.min.max(t);
-                b.max = b.max.min(t);
-            }
-            _ => return Err(format!("time does not support {}", op.1)),
-        }
-        if matches!(op.0, CmpOp::Gt | CmpOp::Ge | CmpOp::Eq) {
-            b.has_min = true;
-        }
+        time_bound(b, op.0, &op.1, t)?;
         return Ok(None);
     }
     // A field (or arithmetic) on the right (`a > b`): an expression
@@ -161,6 +151,101 @@ fn atom(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Cond>, String> {
         op: op.0,
         value,
     }))
+}
+
+/// `time op t` narrowed into the bounds.
+fn time_bound(b: &mut Bounds, op: CmpOp, sym: &str, t: i64) -> Result<(), String> {
+    match op {
+        CmpOp::Gt => b.min = b.min.max(t.saturating_add(1)),
+        CmpOp::Ge => b.min = b.min.max(t),
+        CmpOp::Lt => b.max = b.max.min(t.saturating_sub(1)),
+        CmpOp::Le => b.max = b.max.min(t),
+        CmpOp::Eq => {
+            b.min = b.min.max(t);
+            b.max = b.max.min(t);
+        }
+        _ => return Err(format!("time does not support {sym}")),
+    }
+    if matches!(op, CmpOp::Gt | CmpOp::Ge | CmpOp::Eq) {
+        b.has_min = true;
+    }
+    Ok(())
+}
+
+/// `'a' = host`, `5 < v`, `10s < time`: a literal, a comparison, then a
+/// bare name, read as influxd reads it, the name first and the comparison
+/// turned round. None (nothing read) when the atom is not of that shape.
+fn literal_first(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Option<Cond>>, String> {
+    let start = p.i;
+    // A number, a string or a boolean; a duration (`60s`) before `time`.
+    let value = literal(p);
+    if value.is_err() {
+        p.i = start;
+        let neg = usize::from(p.peek() == Some(&Tok::Sym("-".into())));
+        let before_time = matches!(p.t.get(p.i + neg), Some(Tok::Num(_)))
+            && matches!(p.t.get(p.i + neg + 2), Some(Tok::Ident(k)) if k.eq_ignore_ascii_case("time"));
+        if !before_time {
+            return Ok(None);
+        }
+        p.i += neg + 1;
+    }
+    let op = match p.peek() {
+        Some(Tok::Sym(o)) => {
+            CmpOp::from_sym(o).filter(|op| !matches!(op, CmpOp::Match | CmpOp::NotMatch))
+        }
+        _ => None,
+    };
+    let key = match (op, p.t.get(p.i + 1), p.t.get(p.i + 2)) {
+        (Some(_), Some(Tok::Ident(k)), next) if !matches!(next, Some(Tok::Sym(s)) if ["+", "-", "*", "/", "%", "("].contains(&s.as_str())) => {
+            k.clone()
+        }
+        // `3 = v + 1`, `3 = (v + 1)`: arithmetic on the right, compared
+        // row by row.
+        (Some(_), Some(t), _)
+            if matches!(t, Tok::Ident(k) if !k.eq_ignore_ascii_case("time"))
+                || *t == Tok::Sym("(".into()) =>
+        {
+            p.i = start;
+            let left = field_expr(p)?;
+            let op = comparison(p)?;
+            let right = field_expr(p)?;
+            return Ok(Some(Some(Cond::Expr { left, op, right })));
+        }
+        _ => {
+            p.i = start;
+            return Ok(None);
+        }
+    };
+    let Some(op) = op else {
+        p.i = start;
+        return Ok(None);
+    };
+    let turned = match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::Le => CmpOp::Ge,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::Ge => CmpOp::Le,
+        op => op,
+    };
+    let after = p.i + 2;
+    if key.eq_ignore_ascii_case("time") {
+        // The literal again, read as a time.
+        p.i = start;
+        let t = time_literal(p, now)?;
+        p.i = after;
+        time_bound(b, turned, super::text::op_text(turned), t)?;
+        return Ok(Some(None));
+    }
+    let Ok(value) = value else {
+        p.i = start;
+        return Ok(None);
+    };
+    p.i = after;
+    Ok(Some(Some(Cond::Cmp {
+        key,
+        op: turned,
+        value,
+    })))
 }
 
 /// Arithmetic over fields and numbers in a condition (no aggregates).

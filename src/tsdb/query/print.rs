@@ -709,6 +709,11 @@ mod tests {
             "time = 5",
             "time > '2020-09-13 12:00:00'",
             "\"my v\" <= 0",
+            "'a' = host",
+            "5 < v",
+            "-1.5 >= \"my v\"",
+            "10s < time",
+            "3 = v + i",
         ]);
         leaf.prop_recursive(3, 10, 2, |inner| {
             prop_oneof![

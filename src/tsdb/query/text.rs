@@ -201,7 +201,7 @@ pub(crate) fn cond_text(c: &Cond) -> String {
     }
 }
 
-fn op_text(op: CmpOp) -> &'static str {
+pub(super) fn op_text(op: CmpOp) -> &'static str {
     match op {
         CmpOp::Eq => "=",
         CmpOp::Ne => "!=",
