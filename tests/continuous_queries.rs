@@ -60,6 +60,14 @@ fn continuous_queries_and_select_into_answer_as_influxd() {
         "CREATE CONTINUOUS QUERY cq6 ON c BEGIN SELECT mean(*) INTO c2.autogen.:MEASUREMENT FROM /.*/ GROUP BY time(1m), * END",
         "CREATE CONTINUOUS QUERY cq7 ON c BEGIN SELECT max(v) INTO c2..:measurement FROM c../^m/ GROUP BY time(5m) END",
         "SHOW CONTINUOUS QUERIES",
+        // Over a subquery; every retention policy named must exist.
+        "CREATE CONTINUOUS QUERY cq8 ON c BEGIN SELECT mean(mx) INTO c.autogen.of_max FROM (SELECT max(v) AS mx FROM m GROUP BY time(1m), host) GROUP BY time(5m) END",
+        "CREATE CONTINUOUS QUERY cq9 ON c RESAMPLE EVERY 2m BEGIN SELECT count(x) INTO rollups FROM (SELECT v AS x FROM c.autogen./^m/ WHERE host = 'a') GROUP BY time(5m), host END",
+        "CREATE CONTINUOUS QUERY cq10 ON c BEGIN SELECT count(x) INTO nosuchrp.x FROM m GROUP BY time(5m) END",
+        "CREATE CONTINUOUS QUERY cq11 ON c BEGIN SELECT count(x) INTO y FROM (SELECT v AS x FROM c.norp.m) GROUP BY time(5m) END",
+        "CREATE CONTINUOUS QUERY cq12 ON c BEGIN SELECT count(x) INTO y FROM (SELECT v AS x FROM nodb.autogen.m) GROUP BY time(5m) END",
+        "CREATE CONTINUOUS QUERY cq13 ON c BEGIN SELECT count(x) INTO nodb.autogen.y FROM m GROUP BY time(5m) END",
+        "SHOW CONTINUOUS QUERIES",
         "SELECT mean(*) INTO c2.autogen.:MEASUREMENT FROM /.*/ WHERE time >= 0 AND time < 2m GROUP BY time(1m), *",
         "SHOW MEASUREMENTS ON c2",
         "SELECT * FROM c2.autogen.m GROUP BY *",
@@ -81,16 +89,20 @@ fn the_leader_runs_continuous_queries_on_schedule_for_every_replica() {
     p.query(
         leader,
         "",
-        "CREATE DATABASE x; CREATE CONTINUOUS QUERY per_second ON x BEGIN SELECT count(v) AS n, max(v) INTO x.autogen.rollup FROM x.autogen.m GROUP BY time(1s), host END",
+        "CREATE DATABASE x; CREATE CONTINUOUS QUERY per_second ON x BEGIN SELECT count(v) AS n, max(v) INTO x.autogen.rollup FROM x.autogen.m GROUP BY time(1s), host END; \
+         CREATE CONTINUOUS QUERY of_maxima ON x BEGIN SELECT sum(mx) AS s INTO x.autogen.summed FROM (SELECT max(v) AS mx FROM m GROUP BY time(1s), host) GROUP BY time(1s) END",
     );
     // Points for a few seconds from 2 s on, two hosts: each falls in an
     // interval that begins after the query was created (as influxd, a
     // query does not go back before it).
     let sec = 1_000_000_000i64;
+    // (On a whole second: each second holds two points of each host.)
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64
+        / sec
+        * sec
         + 2 * sec;
     let mut body = String::new();
     for i in 0..8 {
@@ -126,4 +138,13 @@ fn the_leader_runs_continuous_queries_on_schedule_for_every_replica() {
     }
     let max = p.query(leader, "x", "SELECT max(max) FROM rollup WHERE host = 'b'");
     assert_eq!(max["results"][0]["series"][0]["values"][0][1], 70, "{max}");
+    // The query over a subquery: per second, the sum of the hosts'
+    // maxima (i + 1 and 10 (i + 1) for the seconds of points i, i + 1).
+    for id in 1..=3 {
+        wait(&format!("node {id} holds the sums of the maxima"), || {
+            let v = p.query(id, "x", "SELECT sum(s), count(s) FROM summed");
+            let row = &v["results"][0]["series"][0]["values"][0];
+            check(row[1] == 176 && row[2] == 4, || v.to_string())
+        });
+    }
 }

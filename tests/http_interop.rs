@@ -315,6 +315,14 @@ fn query_answer_shapes_and_headers_are_influxds() {
             None,
         ),
         ("GET", vec![("q", "DROP DATABASE g1; SHOW DATABASES")], None),
+        (
+            "GET",
+            vec![(
+                "q",
+                "CREATE DATABASE g3; CREATE CONTINUOUS QUERY c ON g3 BEGIN SELECT count(v) INTO x FROM (SELECT v FROM m) GROUP BY time(1m) END; DROP DATABASE g3",
+            )],
+            None,
+        ),
         // DELETE from a GET: done, without a warning.
         ("GET", q("DELETE FROM m WHERE host = 'none'"), None),
         ("GET", q("DROP SERIES FROM m WHERE host = 'none'"), None),

@@ -756,6 +756,7 @@ async fn query_handler(
             // influxd runs a statement that changes state from a GET, and
             // warns.
             if writes && method == axum::http::Method::GET && !m.contains_key("error") {
+                let text = warning_text(&node, stmt, text).await;
                 o.insert(
                     "messages".into(),
                     json!([{"level": "warning", "text": format!(
@@ -852,6 +853,28 @@ async fn series_check(
 /// `CREATE USER` and `SET PASSWORD`: the password is hashed here (the
 /// command carries only the hash). As influxd, creating a user that exists
 /// with the same password and admin flag changes nothing and succeeds.
+/// A statement's text for influxd's read-only warning: a continuous
+/// query's as stored, its unnamed retention policies the database's
+/// default.
+async fn warning_text(node: &NodeHandle<Tsdb>, stmt: &query::Statement, text: &str) -> String {
+    let query::Statement::CreateContinuousQuery { db, .. } = stmt else {
+        return text.to_string();
+    };
+    let db = db.clone();
+    let rp = node
+        .read(ReadConsistency::Stale, move |t, _| {
+            t.meta().resolve_rp(&db, "").map(str::to_string).ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| crate::tsdb::meta::DEFAULT_RP.to_string());
+    text.replace(
+        &query::quote_ident(query::DEFAULT_RP_MARK),
+        &query::quote_ident(&rp),
+    )
+}
+
 async fn password_statement(
     node: &NodeHandle<Tsdb>,
     auth: &Arc<Authenticator>,

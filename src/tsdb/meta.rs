@@ -76,6 +76,22 @@ pub enum MetaError {
     InvalidSubscriptionUrl(String),
 }
 
+/// The (database, retention policy) pairs a continuous query's SELECT
+/// names, INTO first, then FROM and its subqueries' FROM (None: the
+/// query's database, the default policy).
+fn cq_retention_policies<'a>(
+    s: &'a super::query::Select,
+    out: &mut Vec<(Option<&'a str>, Option<&'a str>)>,
+) {
+    if let Some(t) = &s.into {
+        out.push((t.db.as_deref(), t.rp.as_deref()));
+    }
+    match &s.subquery {
+        Some(inner) => cq_retention_policies(inner, out),
+        None => out.push((s.db.as_deref(), s.rp.as_deref())),
+    }
+}
+
 /// A shard group: one time range of a retention policy, one shard here.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShardGroup {
@@ -247,9 +263,26 @@ impl Metastore {
         name: &str,
         query: &str,
     ) -> Result<(), MetaError> {
-        let d = self.db_mut(db)?;
         let mark = super::query::quote_ident(super::query::DEFAULT_RP_MARK);
-        let query = query.replace(&mark, &super::query::quote_ident(&d.default_rp));
+        let default_rp = self.db(db)?.default_rp.clone();
+        let query = query.replace(&mark, &super::query::quote_ident(&default_rp));
+        // As influxd: every retention policy it writes to or reads from
+        // (inside subqueries too) must exist.
+        if let Ok(parsed) = super::query::parse(&query, 0)
+            && let Some(super::query::Statement::CreateContinuousQuery { select, .. }) =
+                parsed.first()
+        {
+            let mut named = Vec::new();
+            cq_retention_policies(select, &mut named);
+            for (d, rp) in named {
+                let d = d.unwrap_or(db);
+                let rp = rp.unwrap_or(&default_rp);
+                if !self.db(d)?.rps.contains_key(rp) {
+                    return Err(MetaError::RetentionPolicyNotFound(format!("{d}.{rp}")));
+                }
+            }
+        }
+        let d = self.db_mut(db)?;
         match d.cqs.iter().find(|(n, _)| n == name) {
             Some((_, q)) if *q == query => Ok(()),
             Some(_) => Err(MetaError::ContinuousQueryExists),

@@ -608,6 +608,12 @@ pub(super) fn name_match(p: &mut P) -> Result<KeyMatch, String> {
 /// database's default retention policy as [`DEFAULT_RP_MARK`]). `toks`
 /// start at token `at` of the query.
 fn cq_text(toks: &[(Tok, bool)], at: usize, db: &str, s: &Select) -> String {
+    canonical(&cq_tokens(toks, at, db, s))
+}
+
+/// The tokens of [`cq_text`]; a subquery's sources are qualified inside
+/// it, the rest of it kept as written.
+fn cq_tokens(toks: &[(Tok, bool)], at: usize, db: &str, s: &Select) -> Vec<(Tok, bool)> {
     let qualified = |t: &Target, regex: Option<&String>| {
         let db = t.db.clone().unwrap_or_else(|| db.to_string());
         let rp = t.rp.clone().unwrap_or_else(|| DEFAULT_RP_MARK.to_string());
@@ -647,14 +653,20 @@ fn cq_text(toks: &[(Tok, bool)], at: usize, db: &str, s: &Select) -> String {
             out.extend(qualified(s.into.as_ref().unwrap_or(&from), None));
             i += ib - ia;
         } else if abs == fa {
-            out.extend(qualified(&from, from_regex));
+            match &s.subquery {
+                Some(inner) => {
+                    let end = (i + fb - fa).min(toks.len());
+                    out.extend(cq_tokens(&toks[i..end], abs, db, inner));
+                }
+                None => out.extend(qualified(&from, from_regex)),
+            }
             i += fb - fa;
         } else {
             out.push(toks[i].clone());
             i += 1;
         }
     }
-    canonical(&out)
+    out
 }
 
 /// `FROM m, /re/, …` of DELETE and DROP SERIES, if given.

@@ -118,7 +118,14 @@ pub(super) fn canonical(toks: &[(Tok, bool)]) -> String {
             (None, _) => true,
             (_, Tok::Sym(s)) if [",", ")", "."].contains(&s.as_str()) => true,
             (Some(Tok::Sym(s)), _) if ["(", ".", ":"].contains(&s.as_str()) => true,
-            (Some(Tok::Ident(_)), Tok::Sym(s)) if s == "(" => true,
+            // A call's parenthesis, not a clause's (`FROM (SELECT …)`).
+            (Some(Tok::Ident(k)), Tok::Sym(s)) if s == "(" => {
+                toks.get(i.wrapping_sub(1))
+                    .is_some_and(|(_, quoted)| *quoted)
+                    || !["FROM", "WHERE", "AND", "OR", "IN", "BY", "ON", "AS"]
+                        .iter()
+                        .any(|c| k.eq_ignore_ascii_case(c))
+            }
             _ => false,
         };
         if !glue {
