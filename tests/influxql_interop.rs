@@ -214,6 +214,8 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT min(b) FROM md",
         "SELECT max(b) FROM md",
         "SELECT min(b), max(b) FROM md GROUP BY h",
+        "SELECT max(*) FROM md",
+        "SELECT min(*) AS x, max(*) FROM md GROUP BY h",
         "SELECT max(b) FROM md WHERE time > 1000s",
         "SELECT mean(s) FROM md WHERE time > 1000s",
         "SELECT mean(s) + 1 FROM md",

@@ -1170,6 +1170,28 @@ impl TsdbView {
         Ok(shards)
     }
 
+    /// The ids of the shards [`TsdbView::shards_in`] lists, in its order.
+    pub fn shard_ids_in(&self, db: &str, rp: &str, min: i64, max: i64) -> Vec<u64> {
+        let Ok(rp) = self.meta.resolve_rp(db, rp) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<(i64, u64)> = self
+            .meta
+            .shards()
+            .into_iter()
+            .filter(|(sdb, srp, id, start, end)| {
+                *sdb == db
+                    && srp == rp
+                    && *end > min
+                    && *start <= max
+                    && self.shards.contains_key(id)
+            })
+            .map(|(_, _, id, start, _)| (start, id))
+            .collect();
+        ids.sort_by_key(|(start, _)| *start);
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
     /// Measurements of `db`.
     pub fn measurements(&self, db: &str) -> Vec<String> {
         let mut out = BTreeSet::new();

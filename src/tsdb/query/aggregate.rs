@@ -282,12 +282,9 @@ pub(super) fn aggregate_rows(
                     None => members
                         .iter()
                         .find_map(|(_, fs)| fs.get(fld).and_then(|p| p.first()))
-                        .is_none_or(|(_, v)| num(v).is_some()),
+                        .is_none_or(|(_, v)| !f.skips_in_star(v)),
                 };
-                for fld in field_names
-                    .iter()
-                    .filter(|fld| !f.numeric() || numeric(fld))
-                {
+                for fld in field_names.iter().filter(|fld| numeric(fld)) {
                     // influxd rewrites `f(*)` into one aliased call per field.
                     let col = match &alias {
                         Some(a) => ColName::Alias(format!("{a}_{fld}")),

@@ -104,7 +104,7 @@ pub enum Statement {
     /// `SHOW STATS [FOR 'module']`: the node's statistics (answered by the
     /// server, which holds them).
     ShowStats(Option<String>),
-    /// `EXPLAIN [ANALYZE] SELECT …`: the query plan (ANALYZE: refused).
+    /// `EXPLAIN [ANALYZE] SELECT …`: the query plan (ANALYZE: run, and timed).
     Explain {
         /// The statement explained.
         select: Box<Select>,
@@ -397,6 +397,17 @@ impl Func {
             Func::CountDistinct => "count",
             Func::Integral(_) => "integral",
             Func::Raw => "",
+        }
+    }
+
+    /// Whether `func(*)` leaves out a field whose values are like `v`:
+    /// a numeric function takes numbers, and `min`/`max` booleans too.
+    pub fn skips_in_star(&self, v: &crate::tsdb::line_protocol::FieldValue) -> bool {
+        use crate::tsdb::line_protocol::FieldValue as V;
+        match v {
+            V::Float(_) | V::Integer(_) | V::Unsigned(_) => false,
+            V::Boolean(_) if matches!(self, Func::Min | Func::Max) => false,
+            _ => self.numeric(),
         }
     }
 

@@ -68,8 +68,15 @@ pub fn execute_read_as(
             json!({ "series": series })
         }
         Statement::ShowShards | Statement::ShowShardGroups => show_shards(t, stmt),
-        Statement::Explain { analyze: true, .. } => {
-            err("EXPLAIN ANALYZE is not supported: use EXPLAIN for the plan".into())
+        Statement::Explain {
+            analyze: true,
+            select,
+        } => {
+            let run = || select_exec(t, db, select, epoch, limits);
+            match super::explain_analyze::explain_analyze(t, db, select, run) {
+                Ok(v) => v,
+                Err(e) => err(e),
+            }
         }
         Statement::Explain { select, .. } => match super::explain::explain(t, db, select) {
             Ok(v) => v,

@@ -318,7 +318,7 @@ impl Folder {
                 continue;
             }
             // `func(*)` of a numeric function skips what is not a number.
-            if target == "*" && f.numeric() && num(&first.1).is_none() {
+            if target == "*" && f.skips_in_star(&first.1) {
                 g.non_numeric.insert(field.to_string());
                 continue;
             }

@@ -6,7 +6,7 @@
 //! transformations, the technical-analysis indicators (`indicators`),
 //! Holt-Winters forecasts (`holt_winters`), Go's sort where influxd's
 //! picks depend on it (`go_sort`), arithmetic, the SHOW statements,
-//! `EXPLAIN` (`explain`), `sample()` beside other functions (`zip`), raw
+//! `EXPLAIN` (`explain`) and `EXPLAIN ANALYZE` (`explain_analyze`), `sample()` beside other functions (`zip`), raw
 //! points answered a page at a time for `chunked=true` (`stream`),
 //! deletes and `INTO`; in tests, statements printed back as InfluxQL
 //! (`print`, for the parser's property tests). Statements that
@@ -22,6 +22,7 @@ mod cond;
 mod delete;
 mod exec;
 mod explain;
+mod explain_analyze;
 mod fill;
 mod filter;
 mod fold;
