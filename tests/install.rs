@@ -141,12 +141,21 @@ async fn full_then_incremental_install_moves_only_new_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_without_bulk_streams_is_fetched_from_over_grpc() {
     let leader = Endpoint::start_grpc_only(Arc::new(SnapshotThrottle::default()), lease());
-    save(&leader.storage, 4, &files("a", 3, MIB + 5, 4));
-    let f = follower(ThrottleOptions::default(), CopierOptions::default());
+    save(&leader.storage, 4, &files("a", 12, MIB + 5, 4));
+    let opts = CopierOptions::default();
+    let parallel = opts.parallel_files as u64;
+    let f = follower(ThrottleOptions::default(), opts);
     let (uri, table) = leader.offer_latest();
     let total: u64 = table.files.iter().map(|f| f.size).sum();
     let p = installed(f.exec.install(&uri, &table).await.unwrap());
     assert_eq!((p.fetched_bytes, p.bytes_done), (total, total));
+    // The peer is asked for bulk streams by the first files fetched at
+    // once, not by every file.
+    assert!(
+        (1..=parallel).contains(&p.bulk_refused),
+        "{} bulk asks for 12 files, {parallel} at once",
+        p.bulk_refused
+    );
     f.exec.storage().open_reader().unwrap().verify().unwrap();
     // The bulk request itself was refused by closing the connection.
     let id: u64 = uri.rsplit('/').next().unwrap().parse().unwrap();

@@ -104,6 +104,9 @@ pub struct InstallProgress {
     pub resumed_bytes: AtomicU64,
     /// Files fetched again after a crc32c mismatch.
     pub refetched_files: AtomicU64,
+    /// Bulk streams asked of a peer that serves none (the file then came
+    /// over gRPC).
+    pub bulk_refused: AtomicU64,
 }
 
 /// A plain copy of [`InstallProgress`].
@@ -123,6 +126,8 @@ pub struct ProgressSnapshot {
     pub resumed_bytes: u64,
     /// Files fetched again after a crc32c mismatch.
     pub refetched_files: u64,
+    /// Bulk streams asked of a peer that serves none.
+    pub bulk_refused: u64,
 }
 
 impl InstallProgress {
@@ -137,6 +142,7 @@ impl InstallProgress {
             reused_bytes: g(&self.reused_bytes),
             resumed_bytes: g(&self.resumed_bytes),
             refetched_files: g(&self.refetched_files),
+            bulk_refused: g(&self.bulk_refused),
         }
     }
 
@@ -202,7 +208,13 @@ pub struct RemoteFileCopier {
     opts: CopierOptions,
     throttle: Arc<SnapshotThrottle>,
     lookup: Option<Arc<dyn LocalFileLookup>>,
+    /// Peers found serving no bulk streams, and when: their files come
+    /// over gRPC without asking again until [`ASK_BULK_AGAIN`] has passed.
+    without_bulk: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
+
+/// How long a peer found without bulk streams is not asked for them.
+const ASK_BULK_AGAIN: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for RemoteFileCopier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,6 +276,7 @@ impl RemoteFileCopier {
             opts,
             throttle,
             lookup: None,
+            without_bulk: Arc::default(),
         }
     }
 
@@ -461,7 +474,7 @@ impl RemoteFileCopier {
                     progress,
                     cancel,
                 };
-                let bulk = if self.bulk_enabled() {
+                let bulk = if self.bulk_enabled() && self.may_serve_bulk(&uri.addr) {
                     self.stream_bulk(t, &mut offset, &mut crc).await
                 } else {
                     Ok(false)
@@ -521,6 +534,20 @@ impl RemoteFileCopier {
         self.opts.bulk && crate::raft::peer_tls::current().is_none()
     }
 
+    /// Whether `peer` may serve bulk streams: not found without them in
+    /// the last [`ASK_BULK_AGAIN`].
+    fn may_serve_bulk(&self, peer: &str) -> bool {
+        let mut known = self.without_bulk.lock().unwrap_or_else(|p| p.into_inner());
+        match known.get(peer) {
+            Some(at) if at.elapsed() < ASK_BULK_AGAIN => false,
+            Some(_) => {
+                known.remove(peer);
+                true
+            }
+            None => true,
+        }
+    }
+
     /// One bulk stream from `offset` to the end (or an error). `Ok(false)`
     /// when the peer does not serve bulk streams: nothing was fetched.
     async fn stream_bulk(
@@ -569,6 +596,11 @@ impl RemoteFileCopier {
             Ok(()) => Ok(true),
             Err(BulkFailure::Unsupported) => {
                 debug!(peer = %uri.addr, "no bulk streams there; fetching over gRPC");
+                InstallProgress::add(&t.progress.bulk_refused, 1);
+                self.without_bulk
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(uri.addr.clone(), std::time::Instant::now());
                 Ok(false)
             }
             Err(BulkFailure::Refused(status)) => Err(rpc_err(
