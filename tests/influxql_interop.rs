@@ -75,6 +75,16 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT v FROM cpu WHERE host = 'a' AND (time >= 60s AND time < 300s)",
         "SELECT v FROM cpu WHERE (time >= 60s OR host = 'a') AND time < 300s",
         "SELECT v FROM cpu WHERE time > 100s OR host = 'a'",
+        // LIMIT reaches below top() and bottom(): they pick from the
+        // group's first LIMIT + OFFSET + 1 points.
+        "SELECT top(v, 2) FROM md LIMIT 3",
+        "SELECT top(v, 2) FROM md LIMIT 2 OFFSET 1",
+        "SELECT bottom(v, 2) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(4ns) LIMIT 3",
+        "SELECT top(v, 2) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(4ns) ORDER BY time DESC LIMIT 2",
+        "SELECT top(v, 2) FROM md WHERE time >= 0 AND time < 8 GROUP BY time(4ns), h LIMIT 2",
+        "SELECT top(v, 1) FROM cpu WHERE time >= 0 AND time < 10m GROUP BY time(2m) LIMIT 4",
+        "SELECT top(v, h, 2) FROM md LIMIT 3",
+        "SELECT bottom(i, 2), s FROM md LIMIT 4 OFFSET 1",
         // A literal first: the name and the comparison turned round.
         "SELECT v FROM cpu WHERE 'a' = host",
         "SELECT v FROM cpu WHERE 'a' != host AND 2 < v",

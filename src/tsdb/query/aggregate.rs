@@ -779,6 +779,17 @@ fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt, aux: Opt
         }
     }
     pts.sort_by_key(|p| p.0);
+    // influxd's LIMIT reaches below top() and bottom(): they pick from the
+    // group's first LIMIT + OFFSET + 1 points only (its last, newest
+    // first), then LIMIT and OFFSET apply to what they picked.
+    if s.limit > 0 && tag.is_none() && pick != Pick::Sample {
+        let keep = s.limit.saturating_add(s.offset).saturating_add(1);
+        if s.desc {
+            pts.drain(..pts.len().saturating_sub(keep));
+        } else {
+            pts.truncate(keep);
+        }
+    }
     type Point = (i64, FieldValue, String, usize);
     let mut rng = Reservoir::seeded();
     let mut pick_from = |slice: &[Point]| -> Vec<Point> {
