@@ -40,21 +40,7 @@ pub(super) fn explain(t: &TsdbView, db: &str, s: &Select) -> Result<Value, Strin
         .shards_in(db, rp, s.min, s.max)
         .map_err(|e| e.to_string())?;
     let filter = Filter::new(s.cond.as_ref())?;
-    let mut names: Vec<String> = Vec::new();
-    if s.sources.is_empty() {
-        names.push(s.measurement.clone());
-    } else {
-        let all = t.measurements(db);
-        for src in &s.sources {
-            match src {
-                Source::Name(n) => names.push(n.clone()),
-                Source::Regex(r) => {
-                    let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
-                    names.extend(all.iter().filter(|m| re.is_match(m)).cloned());
-                }
-            }
-        }
-    }
+    let names = super::select_exec::source_names(t, db, s)?;
     let mut lines: Vec<String> = Vec::new();
     for m in names {
         // The measurement's names and types in the shards the range meets.

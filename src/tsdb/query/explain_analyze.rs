@@ -97,7 +97,7 @@ pub(super) fn explain_analyze(
         .map_err(|e| e.to_string())?;
     let ids = t.shard_ids_in(db, &rp, s.min, s.max);
     let filter = Filter::new(s.cond.as_ref())?;
-    let names = measurement_names(t, db, s)?;
+    let names = super::select_exec::source_names(t, db, s)?;
     // The names and types of every measurement read.
     let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
     for (_, shard) in &shards {
@@ -213,27 +213,6 @@ pub(super) fn explain_analyze(
     lines.push(String::new());
     let values: Vec<Value> = lines.into_iter().map(|l| json!([l])).collect();
     Ok(json!({"series": [{"columns": ["EXPLAIN ANALYZE"], "values": values}]}))
-}
-
-/// The measurements a statement reads, in name order.
-fn measurement_names(t: &TsdbView, db: &str, s: &Select) -> Result<Vec<String>, String> {
-    if s.sources.is_empty() {
-        return Ok(vec![s.measurement.clone()]);
-    }
-    let all = t.measurements(db);
-    let mut names = BTreeSet::new();
-    for src in &s.sources {
-        match src {
-            Source::Name(n) => {
-                names.insert(n.clone());
-            }
-            Source::Regex(r) => {
-                let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
-                names.extend(all.iter().filter(|m| re.is_match(m)).cloned());
-            }
-        }
-    }
-    Ok(names.into_iter().collect())
 }
 
 /// The scanners influxd builds: one per call of the select list (its

@@ -134,19 +134,7 @@ pub(super) fn measurements_of(
     db: &str,
     s: &Select,
 ) -> Result<(Vec<String>, Option<Union>), String> {
-    let mut names: BTreeSet<String> = BTreeSet::new();
-    let all = t.measurements(db);
-    for src in &s.sources {
-        match src {
-            Source::Name(n) => {
-                names.insert(n.clone());
-            }
-            Source::Regex(r) => {
-                let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
-                names.extend(all.iter().filter(|m| re.is_match(m)).cloned());
-            }
-        }
-    }
+    let names = source_names(t, db, s)?;
     let mut union = None;
     if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) {
         let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
@@ -168,6 +156,29 @@ pub(super) fn measurements_of(
         names.into_iter().collect()
     };
     Ok((ordered, union))
+}
+
+/// The measurements a SELECT reads, by name: its measurement, or those
+/// its sources name (a regular expression matched against `db`'s).
+pub(super) fn source_names(t: &TsdbView, db: &str, s: &Select) -> Result<BTreeSet<String>, String> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    if s.sources.is_empty() {
+        names.insert(s.measurement.clone());
+        return Ok(names);
+    }
+    let all = t.measurements(db);
+    for src in &s.sources {
+        match src {
+            Source::Name(n) => {
+                names.insert(n.clone());
+            }
+            Source::Regex(r) => {
+                let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
+                names.extend(all.iter().filter(|m| re.is_match(m)).cloned());
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// A SELECT of one measurement (`union`: for `*` of raw points over
