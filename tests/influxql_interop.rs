@@ -85,6 +85,17 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT top(v, 1) FROM cpu WHERE time >= 0 AND time < 10m GROUP BY time(2m) LIMIT 4",
         "SELECT top(v, h, 2) FROM md LIMIT 3",
         "SELECT bottom(i, 2), s FROM md LIMIT 4 OFFSET 1",
+        // Conditions on no field at all, true or false on every row;
+        // strings compared for equality only.
+        "SELECT v FROM cpu WHERE 1 = 1",
+        "SELECT v FROM cpu WHERE 1 = 2",
+        "SELECT v FROM cpu WHERE 'a' = 'a' AND host = 'b'",
+        "SELECT v FROM cpu WHERE 1 = 2 OR host = 'a'",
+        "SELECT mean(v) FROM cpu WHERE 1 < 2 GROUP BY host",
+        "SELECT * FROM cpu WHERE 2 > 1 + 0 AND time > 100s",
+        "SELECT v FROM cpu WHERE 'b' > 'a'",
+        "SELECT s FROM cpu WHERE s > 'down'",
+        "SELECT s FROM md WHERE s != 'x' AND 1.5 = 1.5",
         // A literal first: the name and the comparison turned round.
         "SELECT v FROM cpu WHERE 'a' = host",
         "SELECT v FROM cpu WHERE 'a' != host AND 2 < v",

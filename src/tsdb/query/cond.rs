@@ -199,11 +199,13 @@ fn literal_first(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Option<Co
         (Some(_), Some(Tok::Ident(k)), next) if !matches!(next, Some(Tok::Sym(s)) if ["+", "-", "*", "/", "%", "("].contains(&s.as_str())) => {
             k.clone()
         }
-        // `3 = v + 1`, `3 = (v + 1)`: arithmetic on the right, compared
-        // row by row.
+        // `3 = v + 1`, `3 = (v + 1)`, and two literals (`1 = 1`, `'a' =
+        // 'a'`): compared row by row.
         (Some(_), Some(t), _)
             if matches!(t, Tok::Ident(k) if !k.eq_ignore_ascii_case("time"))
-                || *t == Tok::Sym("(".into()) =>
+                || matches!(t, Tok::Num(_) | Tok::Str(_))
+                || *t == Tok::Sym("(".into())
+                || *t == Tok::Sym("-".into()) =>
         {
             p.i = start;
             let left = field_expr(p)?;

@@ -127,6 +127,12 @@ impl Node {
                 };
                 let (a, b) = (eval(l, &mut leaf), eval(r, &mut leaf));
                 let ord = match (&a, &b) {
+                    // influxd compares strings here for equality only.
+                    (serde_json::Value::String(_), serde_json::Value::String(_))
+                        if !matches!(op, CmpOp::Eq | CmpOp::Ne) =>
+                    {
+                        None
+                    }
                     (serde_json::Value::String(x), serde_json::Value::String(y)) => Some(x.cmp(y)),
                     (serde_json::Value::Bool(x), serde_json::Value::Bool(y)) => Some(x.cmp(y)),
                     _ => a
@@ -151,7 +157,10 @@ impl Node {
                         };
                     }
                     (Lit::Num(x), v) => num(v).and_then(|n| n.partial_cmp(x)),
-                    (Lit::Str(x), FieldValue::String(s)) => Some(s.as_str().cmp(x.as_str())),
+                    // (A string field is compared for equality only.)
+                    (Lit::Str(x), FieldValue::String(s)) if matches!(op, CmpOp::Eq | CmpOp::Ne) => {
+                        Some(s.as_str().cmp(x.as_str()))
+                    }
                     (Lit::Bool(x), FieldValue::Boolean(b)) => Some(b.cmp(x)),
                     _ => None,
                 };

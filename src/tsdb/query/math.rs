@@ -23,9 +23,12 @@ fn number(v: &Value) -> Option<N> {
 pub(super) fn eval(e: &Expr, leaf: &mut dyn FnMut(&Expr) -> Value) -> Value {
     match e {
         Expr::Field(_) | Expr::Call(..) => leaf(e),
-        // (A statement with a string or boolean beside a field of a known
-        // type is refused before it runs.)
-        Expr::Undefined(_) | Expr::Str(_) | Expr::Bool(_) => Value::Null,
+        // (A statement with a string or boolean in arithmetic beside a
+        // field of a known type is refused before it runs; alone they are
+        // compared in conditions: `WHERE 'a' = 'a'`.)
+        Expr::Str(s) => json!(s),
+        Expr::Bool(b) => json!(b),
+        Expr::Undefined(_) => Value::Null,
         Expr::Int(i) => json!(i),
         Expr::Float(f) => float_json(*f),
         Expr::Neg(x) => match number(&eval(x, leaf)) {

@@ -714,6 +714,8 @@ mod tests {
             "-1.5 >= \"my v\"",
             "10s < time",
             "3 = v + i",
+            "1 = 1",
+            "'a' != 'b'",
         ]);
         leaf.prop_recursive(3, 10, 2, |inner| {
             prop_oneof![

@@ -453,6 +453,14 @@ pub(super) fn keep_rows(
     // Only times where a field the condition reads has a value can pass
     // (a missing field fails every comparison).
     let read: Vec<&str> = filter.fields(keys).into_iter().collect();
+    // A condition that reads no field (`1 = 1`) is the same at every time.
+    if read.is_empty() {
+        return if filter.row(tags, keys, &|_| None) {
+            fields
+        } else {
+            BTreeMap::new()
+        };
+    }
     let mut rows: BTreeMap<i64, Vec<Option<FieldValue>>> = BTreeMap::new();
     for (i, f) in read.iter().enumerate() {
         for (t, v) in fields.get(*f).into_iter().flatten() {
