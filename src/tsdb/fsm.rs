@@ -1156,40 +1156,38 @@ impl TsdbView {
         min: i64,
         max: i64,
     ) -> Result<Vec<(i64, &ShardView)>, BoxError> {
+        Ok(self
+            .meeting(db, rp, min, max)?
+            .into_iter()
+            .filter_map(|(start, id)| Some((start, self.shards.get(&id)?)))
+            .collect())
+    }
+
+    /// The ids of the shards [`TsdbView::shards_in`] lists, in its order.
+    pub fn shard_ids_in(&self, db: &str, rp: &str, min: i64, max: i64) -> Vec<u64> {
+        self.meeting(db, rp, min, max)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, id)| self.shards.contains_key(id))
+            .map(|(_, id)| id)
+            .collect()
+    }
+
+    /// (start, id) of the shards of `db`.`rp` whose time range meets
+    /// `[min, max]`, oldest first.
+    fn meeting(&self, db: &str, rp: &str, min: i64, max: i64) -> Result<Vec<(i64, u64)>, BoxError> {
         let rp = self.meta.resolve_rp(db, rp)?.to_string();
-        let mut shards: Vec<(i64, &ShardView)> = self
+        let mut shards: Vec<(i64, u64)> = self
             .meta
             .shards()
             .into_iter()
             .filter(|(sdb, srp, _, start, end)| {
                 *sdb == db && *srp == rp && *end > min && *start <= max
             })
-            .filter_map(|(_, _, id, start, _)| Some((start, self.shards.get(&id)?)))
+            .map(|(_, _, id, start, _)| (start, id))
             .collect();
         shards.sort_by_key(|(start, _)| *start);
         Ok(shards)
-    }
-
-    /// The ids of the shards [`TsdbView::shards_in`] lists, in its order.
-    pub fn shard_ids_in(&self, db: &str, rp: &str, min: i64, max: i64) -> Vec<u64> {
-        let Ok(rp) = self.meta.resolve_rp(db, rp) else {
-            return Vec::new();
-        };
-        let mut ids: Vec<(i64, u64)> = self
-            .meta
-            .shards()
-            .into_iter()
-            .filter(|(sdb, srp, id, start, end)| {
-                *sdb == db
-                    && srp == rp
-                    && *end > min
-                    && *start <= max
-                    && self.shards.contains_key(id)
-            })
-            .map(|(_, _, id, start, _)| (start, id))
-            .collect();
-        ids.sort_by_key(|(start, _)| *start);
-        ids.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Measurements of `db`.

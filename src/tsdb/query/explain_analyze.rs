@@ -65,6 +65,15 @@ impl Tree {
     }
 }
 
+/// A measurement in one shard: its name, the shard's id and view, and
+/// its series (key, fields) that the condition's tags let through.
+type Listed<'a> = (
+    &'a String,
+    u64,
+    &'a crate::tsdb::shard::ShardView,
+    Vec<(String, BTreeSet<String>)>,
+);
+
 /// One scanner: its labels and the fields its cursors read.
 struct Scanner {
     labels: Vec<(&'static str, String)>,
@@ -116,73 +125,77 @@ pub(super) fn explain_analyze(
     let statement = statement_text(s, db, &rp, &types, &tags, &typed);
     let cond_text = s.cond.as_ref().map(|c| cond_text(c, &typed, false));
     let scanners = scanners(s, &types, &tags, &typed);
+    let fields: BTreeSet<String> = types.keys().cloned().collect();
+    let keys = Keys::Known {
+        tags: &tags,
+        fields: &fields,
+    };
+    let cond_fields: BTreeSet<String> = filter
+        .fields(&keys)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    // Each measurement's series in each shard that holds it, listed once
+    // for every scanner; those the condition's tags leave out are gone.
+    let mut listed: Vec<Listed> = Vec::new();
+    for m in &names {
+        for ((_, shard), id) in shards.iter().zip(&ids) {
+            if !shard.measurements().contains(m) {
+                continue;
+            }
+            let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            shard.series(m, &[], &mut series);
+            series.retain(|key, _| filter.series(&series_tags(key), &keys) != Some(false));
+            listed.push((m, *id, shard, series.into_iter().collect()));
+        }
+    }
     let mut scanner_trees = Vec::new();
     for sc in &scanners {
         let mut children = vec![Tree::labels(sc.labels.clone())];
-        for m in &names {
-            let fields: BTreeSet<String> = types.keys().cloned().collect();
-            let keys = Keys::Known {
-                tags: &tags,
-                fields: &fields,
-            };
-            let cond_fields: BTreeSet<String> = filter
-                .fields(&keys)
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-            for ((_, shard), id) in shards.iter().zip(&ids) {
-                if !shard.measurements().contains(m) {
-                    continue;
+        for (m, id, shard, series) in &listed {
+            let started = Instant::now();
+            let (mut refs, mut aux, mut conds) = (0u64, 0u64, 0u64);
+            // Blocks and their bytes by type.
+            let mut blocks: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+            for (key, has) in series {
+                let mut read: BTreeSet<&String> = BTreeSet::new();
+                for f in sc.reads.iter().filter(|f| has.contains(*f)) {
+                    refs += 1;
+                    read.insert(f);
                 }
-                let started = Instant::now();
-                let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-                shard.series(m, &[], &mut series);
-                let (mut refs, mut aux, mut conds) = (0u64, 0u64, 0u64);
-                // Blocks and their bytes by type.
-                let mut blocks: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-                for (key, has) in &series {
-                    if filter.series(&series_tags(key), &keys) == Some(false) {
-                        continue;
-                    }
-                    let mut read: BTreeSet<&String> = BTreeSet::new();
-                    for f in sc.reads.iter().filter(|f| has.contains(*f)) {
-                        refs += 1;
-                        read.insert(f);
-                    }
-                    for f in sc.aux.iter().filter(|f| has.contains(*f)) {
-                        aux += 1;
-                        read.insert(f);
-                    }
-                    for f in cond_fields.iter().filter(|f| has.contains(*f)) {
-                        conds += 1;
-                        read.insert(f);
-                    }
-                    for f in read {
-                        let c = shard.cost(&format!("{key}{KEY_FIELD_SEPARATOR}{f}"), s.min, s.max);
-                        let ty = types.get(f.as_str()).copied().unwrap_or("float");
-                        let e = blocks.entry(ty).or_default();
-                        e.0 += c.2;
-                        e.1 += c.3;
-                    }
+                for f in sc.aux.iter().filter(|f| has.contains(*f)) {
+                    aux += 1;
+                    read.insert(f);
                 }
-                let mut labels = vec![("measurement", m.clone()), ("shard_id", id.to_string())];
-                if let Some(c) = &cond_text {
-                    labels.push(("cond", c.clone()));
+                for f in cond_fields.iter().filter(|f| has.contains(*f)) {
+                    conds += 1;
+                    read.insert(f);
                 }
-                let mut kids = vec![
-                    Tree::labels(labels),
-                    Tree::leaf("cursors_ref", refs),
-                    Tree::leaf("cursors_aux", aux),
-                    Tree::leaf("cursors_cond", conds),
-                ];
-                for ty in ["float", "integer", "unsigned", "string", "boolean"] {
-                    let (n, bytes) = blocks.get(ty).copied().unwrap_or_default();
-                    kids.push(Tree::leaf(&format!("{ty}_blocks_decoded"), n));
-                    kids.push(Tree::leaf(&format!("{ty}_blocks_size_bytes"), bytes));
+                for f in read {
+                    let c = shard.cost(&format!("{key}{KEY_FIELD_SEPARATOR}{f}"), s.min, s.max);
+                    let ty = types.get(f.as_str()).copied().unwrap_or("float");
+                    let e = blocks.entry(ty).or_default();
+                    e.0 += c.2;
+                    e.1 += c.3;
                 }
-                kids.push(Tree::leaf("planning_time", go_duration(started.elapsed())));
-                children.push(Tree::branch("create_iterator", kids));
             }
+            let mut labels = vec![("measurement", m.to_string()), ("shard_id", id.to_string())];
+            if let Some(c) = &cond_text {
+                labels.push(("cond", c.clone()));
+            }
+            let mut kids = vec![
+                Tree::labels(labels),
+                Tree::leaf("cursors_ref", refs),
+                Tree::leaf("cursors_aux", aux),
+                Tree::leaf("cursors_cond", conds),
+            ];
+            for ty in ["float", "integer", "unsigned", "string", "boolean"] {
+                let (n, bytes) = blocks.get(ty).copied().unwrap_or_default();
+                kids.push(Tree::leaf(&format!("{ty}_blocks_decoded"), n));
+                kids.push(Tree::leaf(&format!("{ty}_blocks_size_bytes"), bytes));
+            }
+            kids.push(Tree::leaf("planning_time", go_duration(started.elapsed())));
+            children.push(Tree::branch("create_iterator", kids));
         }
         // A scanner with no iterator is not listed.
         if children.len() > 1 {

@@ -839,7 +839,7 @@ fn indicator_args(
 fn folds_to_literal(e: &Expr) -> bool {
     match e {
         Expr::Int(_) | Expr::Float(_) | Expr::Str(_) | Expr::Bool(_) => true,
-        Expr::Neg(x) => matches!(**x, Expr::Int(_) | Expr::Float(_)) || folds_to_number(x),
+        Expr::Neg(x) => folds_to_number(x),
         Expr::Bin(l, op, r) => {
             (folds_to_number(l) && folds_to_number(r))
                 || (*op == Op::Add && folds_to_string(l) && folds_to_string(r))
