@@ -34,7 +34,7 @@ pub struct CheckedFile {
 
 /// InfluxDB's message for a field whose type differs from the one stored.
 pub fn type_conflict(key: &str, new: BlockType, old: BlockType) -> String {
-    let (series, field) = key.rsplit_once(KEY_FIELD_SEPARATOR).unwrap_or((key, ""));
+    let (series, field) = super::tsm::split_key(key);
     format!(
         "field type conflict: input field \"{field}\" on series \"{series}\" is type {}, already exists as type {}",
         new.type_name(),

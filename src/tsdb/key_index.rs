@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::query::series_tags;
 use super::shard::measurement_of;
-use super::tsm::KEY_FIELD_SEPARATOR;
 
 /// A series key, its measurement and its tags.
 type ParsedSeries<'a> = (&'a str, String, Vec<(String, String)>);
@@ -41,7 +40,7 @@ impl KeyIndex {
         let mut last: Option<ParsedSeries> = None;
         for (i, (key, type_name)) in keys.enumerate() {
             let Ok(ord) = u32::try_from(i) else { break };
-            let (series, field) = key.rsplit_once(KEY_FIELD_SEPARATOR).unwrap_or((key, ""));
+            let (series, field) = super::tsm::split_key(key);
             if last.as_ref().is_none_or(|(s, ..)| *s != series) {
                 last = Some((series, measurement_of(series), series_tags(series)));
             }

@@ -1079,7 +1079,7 @@ impl ShardView {
     ) {
         for (mk, key_at) in self.pieces(m) {
             for key in mk.matching(eq).into_iter().filter_map(&key_at) {
-                let (series, field) = key.rsplit_once(KEY_FIELD_SEPARATOR).unwrap_or((key, ""));
+                let (series, field) = super::tsm::split_key(key);
                 match out.get_mut(series) {
                     Some(fields) => {
                         if !fields.contains(field) {
@@ -1103,6 +1103,39 @@ impl ShardView {
             min,
             max,
         )
+    }
+
+    /// A bound on the time of `key`'s first point in `[min, max]` (of its
+    /// last when `last`), read from the file indexes and the cache without
+    /// decoding a block: never after the real first point (never before
+    /// the real last), as a block may hold deleted points or none in the
+    /// range. None when nothing of `key` reaches into the range.
+    pub fn time_bound(&self, key: &str, min: i64, max: i64, last: bool) -> Option<i64> {
+        let mut bound: Option<i64> = None;
+        let mut take = |t: i64| {
+            bound = Some(match bound {
+                Some(b) if last => b.max(t),
+                Some(b) => b.min(t),
+                None => t,
+            });
+        };
+        for f in &self.files {
+            for e in f.entries(key).unwrap_or(&[]) {
+                if e.max_time >= min && e.min_time <= max {
+                    take(if last {
+                        e.max_time.min(max)
+                    } else {
+                        e.min_time.max(min)
+                    });
+                }
+            }
+        }
+        for seg in &self.frozen {
+            if let Some(t) = seg.map.get(key).and_then(|c| c.edge(min, max, last)) {
+                take(t);
+            }
+        }
+        bound
     }
 
     /// The first `n` points of `key` in `[min, max]` (the last `n` when
@@ -1328,6 +1361,20 @@ impl CacheSeries {
         }
     }
 
+    /// The time of the first point in `[min, max]` (the last when
+    /// `last`).
+    fn edge(&self, min: i64, max: i64, last: bool) -> Option<i64> {
+        let p = &self.points;
+        if self.sorted {
+            let lo = p.partition_point(|x| x.0 < min);
+            let hi = p.partition_point(|x| x.0 <= max);
+            let at = if last { hi.checked_sub(1)? } else { lo };
+            return (lo < hi).then(|| p[at].0);
+        }
+        let inside = p.iter().map(|x| x.0).filter(|t| *t >= min && *t <= max);
+        if last { inside.max() } else { inside.min() }
+    }
+
     /// The first `n` points in `[min, max]` (the last `n` when `last`),
     /// sorted, last write winning: only those are copied when the series
     /// is sorted (a page of a long series no longer copies the rest).
@@ -1501,7 +1548,7 @@ pub fn measurement_of(key: &str) -> String {
 
 /// The field of a TSM key.
 pub fn field_of(key: &str) -> &str {
-    key.rsplit_once(KEY_FIELD_SEPARATOR).map_or("", |(_, f)| f)
+    super::tsm::split_key(key).1
 }
 
 #[cfg(test)]

@@ -43,22 +43,8 @@ pub(super) fn raw_rows(
     shard_starts: &[i64],
     epoch: TimeFmt,
 ) -> Rows {
-    // `*` stands for its columns where it is written, beside the others.
-    let mut cols: Vec<(Col, ColName)> = Vec::new();
-    for (p, alias) in s.fields.iter().zip(&s.aliases) {
-        if *p == Projection::All {
-            cols.extend(star_columns(field_names, tag_names, grouped));
-        } else {
-            cols.extend(column(p, alias.as_ref()));
-        }
-    }
-    // The fields the columns read.
-    let mut read: Vec<&str> = Vec::new();
-    for (c, _) in &cols {
-        c.reads(&mut read);
-    }
-    read.sort_unstable();
-    read.dedup();
+    let cols = columns(s, field_names, tag_names, grouped);
+    let read = names_read(&cols);
     // Per series: its rows, each with what orders it among rows at the
     // same time.
     let mut per_series: Vec<SeriesRows> = Vec::new();
@@ -113,6 +99,37 @@ pub(super) fn raw_rows(
         })
         .collect();
     Some((columns, values))
+}
+
+/// The columns of a SELECT of raw points: `*` stands for its columns
+/// where it is written, beside the others.
+pub(super) fn columns<'a>(
+    s: &'a Select,
+    field_names: &BTreeSet<String>,
+    tag_names: &BTreeSet<String>,
+    grouped: &[String],
+) -> Vec<(Col<'a>, ColName)> {
+    let mut cols: Vec<(Col, ColName)> = Vec::new();
+    for (p, alias) in s.fields.iter().zip(&s.aliases) {
+        if *p == Projection::All {
+            cols.extend(star_columns(field_names, tag_names, grouped));
+        } else {
+            cols.extend(column(p, alias.as_ref()));
+        }
+    }
+    cols
+}
+
+/// The names (fields and tags) the columns read, sorted, each once: the
+/// order of the [`AuxKey`] that orders rows at the same time.
+pub(super) fn names_read<'n>(cols: &'n [(Col, ColName)]) -> Vec<&'n str> {
+    let mut read: Vec<&str> = Vec::new();
+    for (c, _) in cols {
+        c.reads(&mut read);
+    }
+    read.sort_unstable();
+    read.dedup();
+    read
 }
 
 impl Col<'_> {

@@ -219,8 +219,11 @@ pub(super) fn measurement_exec(
                 s,
                 scan_range(s),
                 limits,
-                group_keys.as_deref(),
-                folder.as_mut(),
+                super::scan::Reading {
+                    groups: group_keys.as_deref(),
+                    fold: folder.as_mut(),
+                    union,
+                },
             )?;
             merged = scanned.merged;
             // Arithmetic is type-checked first, as influxd checks it before

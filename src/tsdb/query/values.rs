@@ -83,6 +83,14 @@ pub(super) type TaggedSeries = (
 
 /// Tags of a series key (`m,a=1,b=2`), unescaped.
 pub(crate) fn series_tags(series: &str) -> Vec<(String, String)> {
+    if !series.contains('\\') {
+        return series
+            .split(',')
+            .skip(1)
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = series.chars().peekable();

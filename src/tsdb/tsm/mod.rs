@@ -22,6 +22,25 @@ pub const MAX_POINTS_PER_BLOCK: usize = 1000;
 /// Separates the series key from the field name in a TSM key.
 pub const KEY_FIELD_SEPARATOR: &str = "#!~#";
 
+/// A key's series and field, split at its last [`KEY_FIELD_SEPARATOR`]
+/// (the field `""` when it has none). Searched from the end, where the
+/// short field name is.
+pub fn split_key(key: &str) -> (&str, &str) {
+    let sep = KEY_FIELD_SEPARATOR.as_bytes();
+    let b = key.as_bytes();
+    let mut end = b.len();
+    while end >= sep.len() {
+        let start = end - sep.len();
+        if &b[start..end] == sep
+            && let (Some(series), Some(field)) = (key.get(..start), key.get(end..))
+        {
+            return (series, field);
+        }
+        end -= 1;
+    }
+    (key, "")
+}
+
 /// An error reading or writing TSM data.
 #[derive(Debug, thiserror::Error)]
 pub enum TsmError {
