@@ -102,6 +102,13 @@ fn selects_planned_on_the_series_index_answer_as_influxd() {
         "SELECT host, v FROM s LIMIT 2".into(),
         "SELECT host, dc FROM s LIMIT 2".into(),
         "SELECT * FROM s2".into(),
+        // Every series has every tag: only the series whose points come
+        // first are read.
+        "SELECT * FROM s WHERE dc = 'x' LIMIT 2 OFFSET 1".into(),
+        "SELECT * FROM s WHERE dc != '' ORDER BY time DESC LIMIT 3".into(),
+        "SELECT * FROM s WHERE dc != '' GROUP BY dc LIMIT 2".into(),
+        "SELECT dc, host, v FROM s WHERE dc =~ /x|y/ LIMIT 4 OFFSET 2".into(),
+        format!("SELECT * FROM s WHERE dc != '' AND {week2} LIMIT 2"),
         "SELECT * FROM \"s,x\" LIMIT 2".into(),
         "SELECT * FROM s, s2 WHERE host = 'a' LIMIT 1".into(),
         "SELECT * FROM /^s/ WHERE host = 'a' ORDER BY time DESC LIMIT 1".into(),
