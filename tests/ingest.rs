@@ -73,7 +73,8 @@ fn imports_split_at_groups_overwrite_by_age_and_bad_files_change_nothing() {
     assert!(p.write(leader, "db", &format!("m,h=a v=1 {}\n", 10 * SEC)));
     wait_all(&p, &all, (1, 1.0));
 
-    // 1000 points over 20 days: three 7-day shard groups of autogen.
+    // 1000 points over 20 days: four 7-day shard groups of autogen
+    // (influxd's weeks start on Mondays; 1969-12-29 is one).
     let dir = tempfile::tempdir().unwrap();
     let ts: Vec<i64> = (0..1000)
         .map(|i| 10 * SEC + i * (20 * DAY / 1000))
@@ -87,7 +88,7 @@ fn imports_split_at_groups_overwrite_by_age_and_bad_files_change_nothing() {
     let (ok, out) = import(&p.nodes[&follower].http, dir.path());
     assert!(ok, "{out}");
     assert!(
-        out.contains("1 file(s)") && out.contains("1000 values in 3 shard group(s)"),
+        out.contains("1 file(s)") && out.contains("1000 values in 4 shard group(s)"),
         "{out}"
     );
     // The file's point at 10 s overwrote the older written one.

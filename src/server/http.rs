@@ -831,7 +831,7 @@ async fn series_check(
         let dur = node.local(|t, _| t.shard_group_duration(&db, &rp));
         let dur = dur.filter(|d| *d > 0)?;
         let text = std::str::from_utf8(&body).ok()?;
-        let group_of = move |t: i64| t.div_euclid(dur);
+        let group_of = move |t: i64| crate::tsdb::meta::aligned_group(t, dur).0;
         let mut check = {
             let ix = index.read().unwrap_or_else(|p| p.into_inner());
             WriteCheck::new(&ix, &db, limits, lines)

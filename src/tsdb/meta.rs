@@ -210,6 +210,24 @@ pub fn normalised_shard_duration(shard_group_duration: i64, duration: i64) -> i6
     }
 }
 
+/// Nanoseconds from Go's zero time (January 1, year 1, UTC) to the Unix
+/// epoch.
+const GO_ZERO_TO_UNIX_NS: i128 = 62_135_596_800 * 1_000_000_000;
+
+/// The `[start, end)` of the shard group a write at `ts` makes under a
+/// shard group duration of `sgd`, as influxd makes it: `ts` rounded down
+/// to a multiple of `sgd` counted from Go's zero time (so weekly groups
+/// start on Mondays; groups that divide a day fall where counting from
+/// the Unix epoch puts them), the end no later than the last time a point
+/// may have.
+pub fn aligned_group(ts: i64, sgd: i64) -> (i64, i64) {
+    let sgd = i128::from(sgd.max(1));
+    let start = i128::from(ts) - (i128::from(ts) + GO_ZERO_TO_UNIX_NS).rem_euclid(sgd);
+    let end = start + sgd;
+    let clamp = |t: i128| i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX });
+    (clamp(start), clamp(end))
+}
+
 impl Metastore {
     /// Whether database `db` exists.
     pub fn has_database(&self, db: &str) -> bool {
@@ -522,7 +540,7 @@ impl Metastore {
 
     /// The time range `[start, end)` of the shard group of `db`/`rp` that
     /// holds `ts`: the existing group's, or the one a write would create
-    /// (aligned to the shard group duration).
+    /// ([`aligned_group`], cut where it would meet a group made before).
     pub fn group_bounds(&self, db: &str, rp: &str, ts: i64) -> Result<(i64, i64), MetaError> {
         let rp = self.resolve_rp(db, rp)?;
         let p = self
@@ -537,9 +555,16 @@ impl Metastore {
         {
             return Ok((g.start, g.end));
         }
-        let sgd = p.shard_group_duration.max(1);
-        let start = ts.div_euclid(sgd).saturating_mul(sgd);
-        Ok((start, start.saturating_add(sgd)))
+        let (mut start, mut end) = aligned_group(ts, p.shard_group_duration);
+        // Groups made when they were aligned otherwise are left whole.
+        for g in p.shard_groups.iter().filter(|g| g.deleted_at == 0) {
+            if g.end <= ts {
+                start = start.max(g.end);
+            } else if g.start > ts {
+                end = end.min(g.start);
+            }
+        }
+        Ok((start, end))
     }
 
     /// Marks a shard group deleted at `at`; returns its shard ids.
@@ -929,18 +954,76 @@ mod tests {
         let mut a = Metastore::default();
         a.create_database("db").unwrap();
         let week = 168 * HOUR;
+        // The Unix epoch is a Thursday; influxd's weekly groups start on
+        // Mondays (1969-12-29, 1970-01-05, …), counted from Go's zero time.
+        let monday = 4 * 24 * HOUR;
         let s1 = a.shard_for("db", "", 5 * week + 10).unwrap();
         assert_eq!(a.shard_for("db", "autogen", 5 * week + 99).unwrap(), s1);
         let s2 = a.shard_for("db", "", -1).unwrap();
         assert_ne!(s1, s2);
         let g = &a.databases["db"].rps["autogen"].shard_groups;
-        assert_eq!((g[0].start, g[0].end), (-week, 0), "negative times floor");
-        assert_eq!((g[1].start, g[1].end), (5 * week, 6 * week));
+        assert_eq!((g[0].start, g[0].end), (monday - week, monday));
+        assert_eq!(
+            (g[1].start, g[1].end),
+            (monday + 4 * week, monday + 5 * week)
+        );
         let mut b = Metastore::default();
         b.create_database("db").unwrap();
         b.shard_for("db", "", 5 * week + 10).unwrap();
         b.shard_for("db", "", -1).unwrap();
         assert_eq!(a, b, "same commands, same metastore");
+    }
+
+    #[test]
+    fn shard_groups_are_aligned_as_influxds() {
+        let (day, week) = (24 * HOUR, 168 * HOUR);
+        // SHOW SHARD GROUPS of influxd 1.6.7 after writes at these times.
+        let monday_2023_11_13 = 1_699_833_600_000_000_000;
+        let tuesday = 1_700_000_000_000_000_000;
+        assert_eq!(
+            aligned_group(tuesday, week),
+            (monday_2023_11_13, monday_2023_11_13 + week)
+        );
+        assert_eq!(aligned_group(0, week), (-3 * day, 4 * day));
+        assert_eq!(aligned_group(4 * day, week), (4 * day, 11 * day));
+        // Durations that divide a day count from midnight.
+        assert_eq!(aligned_group(36 * HOUR, day), (day, 2 * day));
+        assert_eq!(aligned_group(-1, HOUR), (-HOUR, 0));
+        // Five days: Go's zero time is 719 162 days before 1970.
+        assert_eq!(aligned_group(0, 5 * day), (-2 * day, 3 * day));
+        // The ends of time.
+        assert_eq!(aligned_group(i64::MAX - 1, week).1, i64::MAX);
+        assert_eq!(aligned_group(i64::MIN + 2, week).0, i64::MIN);
+    }
+
+    #[test]
+    fn a_new_group_stops_where_a_group_made_before_starts_or_ends() {
+        let mut m = Metastore::default();
+        m.create_database("db").unwrap();
+        let (day, week) = (24 * HOUR, 168 * HOUR);
+        // A group from the Unix epoch, as earlier versions made them.
+        let rp = m
+            .databases
+            .get_mut("db")
+            .unwrap()
+            .rps
+            .get_mut("autogen")
+            .unwrap();
+        rp.shard_groups.push(ShardGroup {
+            id: 1,
+            start: 0,
+            end: week,
+            deleted_at: 0,
+            shards: vec![1],
+        });
+        (m.max_shard_group_id, m.max_shard_id) = (1, 1);
+        // Monday's group would be [4d, 11d) and [-3d, 4d).
+        assert_eq!(m.group_bounds("db", "", 8 * day).unwrap(), (week, 11 * day));
+        assert_eq!(m.group_bounds("db", "", -day).unwrap(), (-3 * day, 0));
+        assert_eq!(m.group_bounds("db", "", 2 * day).unwrap(), (0, week));
+        let s = m.shard_for("db", "", 8 * day).unwrap();
+        assert_eq!(m.shard_for("db", "", week).unwrap(), s);
+        assert_ne!(m.shard_for("db", "", week - 1).unwrap(), s);
     }
 
     #[test]

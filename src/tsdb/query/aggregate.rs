@@ -64,7 +64,7 @@ pub(super) fn aggregate(
         Func::CountDistinct => (json!(distinct(pts).len()), None),
         // Its rows are made by `aggregate_rows`.
         Func::Distinct => (Value::Null, None),
-        Func::Integral(unit) => (float_json(integral(pts, None, unit)), None),
+        Func::Integral(unit) => (float_json(integral(pts, unit)), None),
         // Raw points are transformed, not aggregated.
         Func::Raw => (Value::Null, None),
         // Of the points at the first (last) time, influxd's reducers keep
@@ -174,24 +174,78 @@ fn distinct(pts: &[(i64, FieldValue)]) -> Vec<&(i64, FieldValue)> {
     seen
 }
 
-/// The area under `pts` (sorted by time) by trapezoids, per `unit` ns; with
-/// `next` = (bucket end, the first point after it), extended to the end
-/// along the line toward that point.
-fn integral(pts: &[(i64, FieldValue)], next: Option<(i64, &(i64, FieldValue))>, unit: i64) -> f64 {
-    let mut area = 0.0;
-    for w in pts.windows(2) {
-        let (a, b) = (num(&w[0].1).unwrap_or(0.0), num(&w[1].1).unwrap_or(0.0));
-        area += (a + b) / 2.0 * (w[1].0 - w[0].0) as f64;
+/// The area under `pts` (sorted by time) by trapezoids, per `unit` ns.
+fn integral(pts: &[(i64, FieldValue)], unit: i64) -> f64 {
+    let numbers = pts.iter().map(|(t, v)| (*t, num(v).unwrap_or(0.0)));
+    integral_areas(numbers, None, unit, false, false)
+        .first()
+        .map_or(0.0, |a| a.1)
+}
+
+/// The areas under `pts` (in the statement's order, several series'
+/// merged) by trapezoids, per `unit` ns, as influxd's integral reducer
+/// sums them: a point at the time of the one before replaces it; under
+/// `GROUP BY time` (`windows`), when a point falls past the window's end
+/// the area is carried to the end along the line toward that point and
+/// emitted for the window, and the next window's area starts there (so a
+/// gap's area goes to the window after it). Each area comes with the
+/// time influxd gives it: its window's start (for `desc`, the end, as
+/// the reducer names the window's edges the other way round); none for a
+/// window whose last point is at its start. influxd's reducer of
+/// `integer` fields differs past a window's end: the value carried to the
+/// end stands for the next point in the next window's first trapezoid,
+/// and the point before keeps its own value.
+fn integral_areas(
+    pts: impl Iterator<Item = (i64, f64)>,
+    windows: Option<&Windows>,
+    unit: i64,
+    desc: bool,
+    integer: bool,
+) -> Vec<(i64, f64)> {
+    let unit = unit.max(1) as f64;
+    // The reducer's window: `start` and `end` in the order it reads.
+    let edges = |t: i64| match windows.map(|w| w.window(t)) {
+        Some((a, b)) if desc => (b, a),
+        Some((a, b)) => (a, b),
+        None => (0, 0),
+    };
+    let mut prev: Option<(i64, f64)> = None;
+    let (mut start, mut end) = (0, 0);
+    let mut sum = 0.0;
+    let mut out = Vec::new();
+    for (t, v) in pts {
+        let Some((mut pt, mut pv)) = prev else {
+            prev = Some((t, v));
+            (start, end) = edges(t);
+            continue;
+        };
+        if pt == t {
+            prev = Some((t, v));
+            continue;
+        }
+        let mut next = v;
+        if windows.is_some() && ((!desc && t >= end) || (desc && t <= end)) {
+            if pt != end {
+                let at_end = pv + (v - pv) * (end - pt) as f64 / (t - pt) as f64;
+                sum += 0.5 * (at_end + pv) * ((end - pt) as f64 / unit);
+                if integer {
+                    next = at_end;
+                } else {
+                    pv = at_end;
+                }
+                pt = end;
+            }
+            out.push((start, sum));
+            (start, end) = edges(t);
+            sum = 0.0;
+        }
+        sum += 0.5 * (next + pv) * ((t - pt) as f64 / unit);
+        prev = Some((t, v));
     }
-    if let (Some(last), Some((end, n))) = (pts.last(), next)
-        && n.0 > last.0
-        && end > last.0
-    {
-        let (a, b) = (num(&last.1).unwrap_or(0.0), num(&n.1).unwrap_or(0.0));
-        let at_end = a + (b - a) * (end - last.0) as f64 / (n.0 - last.0) as f64;
-        area += (a + at_end) / 2.0 * (end - last.0) as f64;
+    if prev.is_some_and(|(pt, _)| pt != start) {
+        out.push((start, sum));
     }
-    area / unit as f64
+    out
 }
 
 /// The most frequent value, as influxd picks it: values sorted (stably,
@@ -241,7 +295,7 @@ pub(super) type Rows = Option<(Vec<String>, Vec<Value>)>;
 /// bucket with `fill` applied.
 pub(super) fn aggregate_rows(
     s: &Select,
-    members: &[&TaggedSeries],
+    (members, shard_starts): (&[&TaggedSeries], &[i64]),
     folded: Option<&GroupAcc>,
     field_names: &std::collections::BTreeSet<String>,
     epoch: TimeFmt,
@@ -356,6 +410,38 @@ pub(super) fn aggregate_rows(
             v
         })
         .collect();
+    // Each integral's areas, computed as influxd's reducer computes them
+    // over the series' points as its merge gives them: (the start of the
+    // window an area is for, the area), one per window it emits.
+    let areas: Vec<Option<Vec<(i64, f64)>>> = targets
+        .iter()
+        .map(|(f, fld, _)| match f {
+            Func::Integral(unit) if folded.is_none() => {
+                let mut stream = super::raw::merged_points(members, fld, shard_starts, s.desc);
+                if s.desc {
+                    stream.reverse();
+                }
+                // Integers go through influxd's integer reducer.
+                let integer = members
+                    .iter()
+                    .find_map(|(_, fs)| fs.get(fld).and_then(|p| p.first()))
+                    .is_some_and(|(_, v)| {
+                        matches!(v, FieldValue::Integer(_) | FieldValue::Unsigned(_))
+                    });
+                let numbers = stream
+                    .iter()
+                    .filter_map(|(t, v)| v.as_f64().map(|x| (*t, x)));
+                Some(integral_areas(
+                    numbers,
+                    windows.as_ref(),
+                    *unit,
+                    s.desc,
+                    integer,
+                ))
+            }
+            _ => None,
+        })
+        .collect();
     let columns = columns_named(outs.iter().map(|(_, c)| c));
     if let [Projection::Agg(Func::Distinct, _)] = &s.fields[..] {
         return Ok(distinct_rows(s, columns, &pts[0], epoch));
@@ -378,11 +464,12 @@ pub(super) fn aggregate_rows(
             }
         )
     }) {
-        let cols: Vec<Vec<(i64, Value)>> = pts
+        // Several series' points reach a transformation merged as
+        // influxd's merge gives them: by time, ties in its heap's order.
+        let cols: Vec<Vec<(i64, Value)>> = targets
             .iter()
-            .zip(&targets)
-            .map(|(p, (f, ..))| match f {
-                Func::Raw => p.iter().map(|(t, v)| (*t, to_json(v))).collect(),
+            .map(|(f, fld, _)| match f {
+                Func::Raw => super::raw::merged_points(members, fld, shard_starts, s.desc),
                 _ => Vec::new(),
             })
             .collect();
@@ -424,6 +511,10 @@ pub(super) fn aggregate_rows(
                     let (v, t, _) = acc.value(*f, fld, None);
                     (v, t)
                 }
+                (None, _) if areas[c].is_some() => {
+                    let area = areas[c].iter().flatten().next();
+                    (area.map_or(Value::Null, |a| float_json(a.1)), None)
+                }
                 (None, Some(p)) if !p.is_empty() => aggregate(*f, fld, p)?,
                 _ => (Value::Null, None),
             };
@@ -451,6 +542,22 @@ pub(super) fn aggregate_rows(
         return Ok(Some((columns, vec![Value::Array(row)])));
     };
     let w = windows.unwrap_or_else(|| Windows::new(iv, off, s.tz));
+    // Integrals alone: a row for each window influxd's reducer emits an
+    // area for (at the window's start), and no other: no fill, no
+    // buckets counted out to the range's end.
+    if !areas.is_empty() && areas.iter().all(Option::is_some) && outers.iter().all(Option::is_none)
+    {
+        let mut at: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
+            std::collections::BTreeMap::new();
+        for (c, emitted) in areas.iter().enumerate() {
+            for (t, area) in emitted.iter().flatten() {
+                at.entry(w.start(*t))
+                    .or_insert_with(|| vec![(Value::Null, true); targets.len()])[c] =
+                    (float_json(*area), false);
+            }
+        }
+        return Ok(finish(s, at.into_iter().collect(), &outs, columns, epoch));
+    }
     let (first_point, last_point) = match folded {
         Some(acc) => (acc.span().map(|s| s.0), acc.span().map(|s| s.1)),
         None => (
@@ -512,20 +619,16 @@ pub(super) fn aggregate_rows(
         }
         // The point the selector picked (beside auxiliary fields).
         let mut picked = None;
-        for ((f, fld, _), p) in targets.iter().zip(&pts) {
+        for (((f, fld, _), p), area) in targets.iter().zip(&pts).zip(&areas) {
+            if let Some(areas) = area {
+                let at = areas.iter().find(|a| w.start(a.0) == t0);
+                cells.push(at.map_or((Value::Null, true), |a| (float_json(a.1), false)));
+                continue;
+            }
             let from = p.partition_point(|x| x.0 < lo || w.start(x.0) < t0);
             let to = p.partition_point(|x| x.0 <= hi && w.start(x.0) <= t0);
             let slice = &p[from..to.max(from)];
-            let (v, t) = match f {
-                // The area reaches the bucket's end, interpolated toward the
-                // next point after it, as influxd's.
-                Func::Integral(unit) if !slice.is_empty() => {
-                    let end = w.window(t0).1;
-                    let next = p.get(to).filter(|_| to > from).map(|n| (end, n));
-                    (float_json(integral(slice, next, *unit)), None)
-                }
-                _ => aggregate(*f, fld, slice)?,
-            };
+            let (v, t) = aggregate(*f, fld, slice)?;
             picked = picked.or(t.map(|t| (fld.as_str(), t, v.clone())));
             cells.push((v, slice.is_empty()));
         }
@@ -633,8 +736,11 @@ fn limit_each_column(
 }
 
 /// The transformations of `cols` (one per target, `None`: none; read
-/// newest first for `desc`): a row for each time in `first..=last` one of
-/// them produced a value at.
+/// newest first for `desc`), in time order: the values each produced at
+/// times in `first..=last`, joined into rows by time as influxd's
+/// cursor joins its columns (a row takes the next value of each column
+/// at the row's time, so a column with two values at one time, from
+/// several series, makes two rows there).
 /// `default_unit`: a derivative's unit when none is given.
 fn transformed(
     outers: &[Option<(Transform, Option<i64>)>],
@@ -643,32 +749,50 @@ fn transformed(
     (first, last): (i64, i64),
     desc: bool,
 ) -> Vec<(i64, Vec<(Value, bool)>)> {
-    let mut by_time: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
-        std::collections::BTreeMap::new();
+    // Each column's values in the order they were produced.
+    let mut produced: Vec<std::collections::VecDeque<(i64, Value)>> = Vec::new();
     for (c, o) in outers.iter().enumerate() {
-        let Some((outer, unit)) = o else { continue };
+        let Some((outer, unit)) = o else {
+            produced.push(Default::default());
+            continue;
+        };
         let default = if *outer == Transform::Elapsed {
             1
         } else {
             default_unit
         };
-        for (t, v) in transform(*outer, unit.unwrap_or(default), &cols[c], desc) {
-            // Indicators answer from the bucket before the range too
-            // once their hold period allows (as influxd's); forecasts are
-            // past it.
-            if (t >= first && t <= last)
-                || matches!(
-                    outer,
-                    Transform::Indicator(_) | Transform::HoltWinters { .. }
-                )
-            {
-                by_time
-                    .entry(t)
-                    .or_insert_with(|| vec![(Value::Null, true); outers.len()])[c] = (v, false);
-            }
+        // Indicators answer from the bucket before the range too once
+        // their hold period allows (as influxd's); forecasts are past it.
+        let unbounded = matches!(
+            outer,
+            Transform::Indicator(_) | Transform::HoltWinters { .. }
+        );
+        let mut values: Vec<(i64, Value)> =
+            transform(*outer, unit.unwrap_or(default), &cols[c], desc)
+                .into_iter()
+                .filter(|(t, _)| unbounded || (*t >= first && *t <= last))
+                .collect();
+        // Rows are joined oldest first; a column is produced in the
+        // statement's order.
+        if desc {
+            values.reverse();
         }
+        produced.push(values.into());
     }
-    by_time.into_iter().collect()
+    let mut rows = Vec::new();
+    while let Some(t) = produced.iter().filter_map(|c| c.front().map(|v| v.0)).min() {
+        let row = produced
+            .iter_mut()
+            .map(|c| match c.front() {
+                Some((at, _)) if *at == t => {
+                    c.pop_front().map_or((Value::Null, true), |v| (v.1, false))
+                }
+                _ => (Value::Null, true),
+            })
+            .collect();
+        rows.push((t, row));
+    }
+    rows
 }
 
 /// Rows of aggregates as the answer has them: ordered, offset, limited,

@@ -215,6 +215,40 @@ pub(super) fn column<'a>(p: &'a Projection, alias: Option<&String>) -> Option<(C
     }
 }
 
+/// The points of `field` of several series as influxd's merge hands them
+/// to a function: by time, ties in its heap's order (nothing else orders
+/// them), shard by shard; newest first for `desc`, then reversed, so
+/// oldest first either way.
+pub(super) fn merged_points(
+    members: &[&TaggedSeries],
+    field: &str,
+    shard_starts: &[i64],
+    desc: bool,
+) -> Vec<(i64, Value)> {
+    let series: Vec<SeriesRows> = members
+        .iter()
+        .filter_map(|(_, fields)| fields.get(field))
+        .map(|pts| {
+            let mut rows: SeriesRows = pts
+                .iter()
+                .map(|(t, v)| ((*t, vec![to_json(v)]), Vec::new()))
+                .collect();
+            if desc {
+                rows.reverse();
+            }
+            rows
+        })
+        .collect();
+    let mut out: Vec<(i64, Value)> = merge_by_shard(series, shard_starts, desc, usize::MAX)
+        .into_iter()
+        .map(|(t, mut v)| (t, v.pop().unwrap_or(Value::Null)))
+        .collect();
+    if desc {
+        out.reverse();
+    }
+    out
+}
+
 /// The first `wanted` rows of several series merged shard by shard, as
 /// influxd merges each shard's series on its own (`shard_starts`: where
 /// each shard after the first starts).

@@ -738,7 +738,7 @@ mod tests {
         // and the next one too.
         let statements = ["DELETE FROM m WHERE id = '199' AND time < 1h".to_string()];
         let mut first: String = (0..200).map(line).collect();
-        first.push_str(&format!("m,host=h3,id=199 v=0,s=\"x\" {}\n", 150 * HOUR));
+        first.push_str(&format!("m,host=h3,id=199 v=0,s=\"x\" {}\n", 50 * HOUR));
         let mut t = store(d.path().join("2").as_path(), &[(first, true)], &statements);
         let v = t.view();
         assert_eq!(series_chosen(&v, "SELECT * FROM m LIMIT 1"), Some(2));

@@ -88,6 +88,11 @@ pub(super) fn transform(
                 out.push((*t, next));
             }
             _ => {
+                // A point at the time of the one before (another series')
+                // is passed over, as influxd's reducers keep the first.
+                if prev.is_some_and(|(t0, _)| t0 == *t) {
+                    continue;
+                }
                 if let Some((t0, v0)) = prev {
                     let r = match outer {
                         Transform::Difference | Transform::NonNegativeDifference => match (v0, v) {
