@@ -320,6 +320,77 @@ fn conditions_and_arithmetic_answer_as_influxd() {
     assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
 }
 
+/// Several series over three weekly shard groups (which influxd starts on
+/// Mondays) with points at equal times: raw rows in influxd's merge order,
+/// transformations of raw points over the series merged as influxd merges
+/// them (a derivative keeps a time's first point; a moving average,
+/// cumulative sum and elapsed every point), and `integral()` as its
+/// reducer computes it (alone, per window, across gaps, of integers).
+#[test]
+fn several_series_merged_as_influxd_merges_them() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    let hour = 3_600_000_000_000i64;
+    let mut text = String::new();
+    for i in 0..120i64 {
+        let ts = i * 3 * hour;
+        text.push_str(&format!("r,host=a,dc=x v={i}.5,w={i}i {ts}\n"));
+        if i % 2 == 0 {
+            text.push_str(&format!("r,host=b,dc=x v={} {ts}\n", -i));
+        }
+        if i % 3 == 0 {
+            text.push_str(&format!("r,host=c s=\"s{i}\",w={}i {}\n", i * 2, ts + 1));
+        }
+        if i % 7 == 0 {
+            text.push_str(&format!("r v={i} {ts}\n"));
+        }
+    }
+    text.push_str(
+        "x,host=a v=1 0\nx,host=b v=10 0\nx,host=a v=2 10000000000\n\
+         x,host=b v=20 10000000000\nx,host=a v=4 20000000000",
+    );
+    load(&[&real.http, &ours], "q", &text);
+    let queries = [
+        "SHOW SHARD GROUPS",
+        "SELECT v FROM r",
+        "SELECT v FROM r ORDER BY time DESC",
+        "SELECT v, w FROM r",
+        "SELECT * FROM r",
+        "SELECT w FROM r WHERE time >= 90h AND time < 200h",
+        "SELECT derivative(v) FROM r",
+        "SELECT difference(w) FROM r",
+        "SELECT non_negative_derivative(v, 1h) FROM r",
+        "SELECT non_negative_difference(v) FROM r ORDER BY time DESC",
+        "SELECT moving_average(v, 3) FROM r",
+        "SELECT cumulative_sum(w) FROM r",
+        "SELECT elapsed(v, 1h) FROM r",
+        "SELECT derivative(v), moving_average(v, 2) FROM r",
+        "SELECT cumulative_sum(v), elapsed(v) FROM r",
+        "SELECT cumulative_sum(v) FROM r LIMIT 7 OFFSET 3",
+        "SELECT derivative(v) FROM r WHERE time > 100h",
+        "SELECT derivative(v), mean(v) FROM r",
+        "SELECT moving_average(v, 2) FROM r GROUP BY dc",
+        "SELECT derivative(v) FROM r GROUP BY host",
+        "SELECT integral(v) FROM r",
+        "SELECT integral(w) FROM r",
+        "SELECT integral(v) FROM r GROUP BY time(1d)",
+        "SELECT integral(v), integral(w) FROM r GROUP BY time(5h) LIMIT 9 OFFSET 2",
+        "SELECT integral(w) FROM r WHERE host = 'a' GROUP BY time(7h)",
+        "SELECT integral(v) FROM r WHERE time >= 0 AND time < 30h GROUP BY time(2h) fill(0)",
+        "SELECT integral(v), mean(v) FROM r GROUP BY time(1d) LIMIT 3",
+        "SELECT integral(w, 1h) FROM r WHERE time >= 10h AND time < 300h GROUP BY time(17h)",
+        "SELECT derivative(v) FROM x",
+        "SELECT difference(v) FROM x",
+        "SELECT moving_average(v, 2) FROM x ORDER BY time DESC",
+        "SELECT cumulative_sum(v) FROM x",
+        "SELECT elapsed(v) FROM x",
+        "SELECT integral(v) FROM x GROUP BY time(15s)",
+        "SELECT integral(v) FROM x WHERE time >= 0 AND time < 1m GROUP BY time(5s)",
+    ];
+    assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
+}
+
 /// influxd's `max-select-series` and `max-select-buckets` (its
 /// `max-select-point` is checked every few milliseconds while a query
 /// runs, so a small one may pass it: not compared).
