@@ -316,6 +316,21 @@ fn conditions_and_arithmetic_answer_as_influxd() {
         "SELECT top(v, host, 3), host FROM cpu",
         "SELECT top(v, dc, 3) FROM cpu",
         "SELECT bottom(v, dc, 4), i FROM cpu",
+        // A literal matched against a regular expression holds on every
+        // row or none.
+        "SELECT v FROM cpu WHERE 'a' =~ /a/",
+        "SELECT v FROM cpu WHERE 'a' !~ /a/",
+        "SELECT v FROM cpu WHERE 'x' =~ /x/ AND host = 'b'",
+        "SELECT v FROM cpu WHERE 'a' =~ /b/ OR host = 'c'",
+        "SELECT v FROM cpu WHERE 1 =~ /1/",
+        "SELECT v FROM cpu WHERE true !~ /t/",
+        // A string where something else belongs: influxd names it
+        // without quotes, a character before them.
+        "SELECT v FROM cpu WHERE 'a' =~ 'a'",
+        "SELECT v FROM cpu WHERE host =~ 'a'",
+        "SELECT v FROM 'cpu'",
+        "SELECT v FROM cpu LIMIT 'a'",
+        "SELECT v FROM cpu WHERE host = 'a' 'b'",
     ];
     assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
 }

@@ -179,6 +179,31 @@ fn literal_first(p: &mut P, now: i64, b: &mut Bounds) -> Result<Option<Option<Co
     let start = p.i;
     // A number, a string or a boolean; a duration (`60s`) before `time`.
     let value = literal(p);
+    // `'a' =~ /a/`: decided here, as influxd folds it: a string matched
+    // against the expression; a number or a boolean matches neither way.
+    if let Ok(lit) = &value
+        && let Some(op @ (CmpOp::Match | CmpOp::NotMatch)) = match p.peek() {
+            Some(Tok::Sym(o)) => CmpOp::from_sym(o),
+            _ => None,
+        }
+    {
+        p.i += 1;
+        let re = regex_literal(p)?;
+        let holds = match lit {
+            Lit::Str(s) => {
+                let re = regex::Regex::new(&re)
+                    .map_err(|e| format!("invalid regular expression /{re}/: {e}"))?;
+                re.is_match(s) == (op == CmpOp::Match)
+            }
+            _ => false,
+        };
+        // A comparison of two literals, which holds on every row or none.
+        return Ok(Some(Some(Cond::Expr {
+            left: Expr::Int(1),
+            op: CmpOp::Eq,
+            right: Expr::Int(i64::from(holds)),
+        })));
+    }
     if value.is_err() {
         p.i = start;
         let neg = usize::from(p.peek() == Some(&Tok::Sym("-".into())));

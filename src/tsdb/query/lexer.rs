@@ -121,7 +121,11 @@ pub(super) fn lex_marked(q: &str) -> Result<Lexed, String> {
             i = after_cast(&c, i);
         }
         if out.len() > before {
-            starts.push(start);
+            // influxd's scanner places a string one character before its
+            // quote.
+            let (line, ch) = start;
+            let string = matches!(out.last(), Some((Tok::Str(_), _)));
+            starts.push((line, if string { ch.saturating_sub(1) } else { ch }));
         }
     }
     Ok((out, starts))
@@ -181,7 +185,8 @@ impl P {
         match self.peek() {
             None => "EOF".into(),
             Some(Tok::Ident(s) | Tok::Num(s) | Tok::Sym(s)) => s.clone(),
-            Some(Tok::Str(s)) => format!("'{s}'"),
+            // influxd names a string by its text, without quotes.
+            Some(Tok::Str(s)) => s.clone(),
             Some(Tok::Regex(s)) => format!("/{s}/"),
         }
     }
