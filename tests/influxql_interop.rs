@@ -402,6 +402,14 @@ fn several_series_merged_as_influxd_merges_them() {
         "SELECT elapsed(v) FROM x",
         "SELECT integral(v) FROM x GROUP BY time(15s)",
         "SELECT integral(v) FROM x WHERE time >= 0 AND time < 1m GROUP BY time(5s)",
+        // Newest first: the reducer's windows run backward, and a window
+        // can be emitted twice.
+        "SELECT integral(v) FROM x WHERE time >= 0 AND time < 1m GROUP BY time(5s) ORDER BY time DESC",
+        "SELECT integral(v) FROM x ORDER BY time DESC",
+        "SELECT integral(v) FROM x WHERE host = 'a' GROUP BY time(15s) ORDER BY time DESC",
+        "SELECT integral(v) FROM r GROUP BY time(1d) ORDER BY time DESC",
+        "SELECT integral(w) FROM r GROUP BY time(7h) ORDER BY time DESC",
+        "SELECT integral(v) FROM r ORDER BY time DESC",
     ];
     assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
 }

@@ -499,7 +499,13 @@ pub(super) fn aggregate_rows(
             Some(acc) => acc.span().is_none(),
             None => pts.iter().all(Vec::is_empty),
         };
-        if nothing {
+        // Integrals alone that emitted nothing (influxd's reducer emits
+        // nothing when its last point is at the window's start): no row.
+        let unemitted = !areas.is_empty()
+            && areas
+                .iter()
+                .all(|a| a.as_ref().is_some_and(|a| a.is_empty()));
+        if nothing || unemitted {
             return Ok(None);
         }
         let mut time = time_value(if s.has_min { s.min } else { 0 }, epoch);
@@ -547,16 +553,24 @@ pub(super) fn aggregate_rows(
     // buckets counted out to the range's end.
     if !areas.is_empty() && areas.iter().all(Option::is_some) && outers.iter().all(Option::is_none)
     {
-        let mut at: std::collections::BTreeMap<i64, Vec<(Value, bool)>> =
-            std::collections::BTreeMap::new();
-        for (c, emitted) in areas.iter().enumerate() {
-            for (t, area) in emitted.iter().flatten() {
-                at.entry(w.start(*t))
-                    .or_insert_with(|| vec![(Value::Null, true); targets.len()])[c] =
-                    (float_json(*area), false);
-            }
-        }
-        return Ok(finish(s, at.into_iter().collect(), &outs, columns, epoch));
+        // Each column's areas oldest first (emitted newest first for
+        // `desc`), joined by time as influxd's cursor joins its columns:
+        // two areas of one column at one time make two rows.
+        let mut cols: Vec<std::collections::VecDeque<(i64, Value)>> = areas
+            .iter()
+            .map(|emitted| {
+                let mut col: Vec<(i64, Value)> = emitted
+                    .iter()
+                    .flatten()
+                    .map(|(t, area)| (w.start(*t), float_json(*area)))
+                    .collect();
+                if s.desc {
+                    col.reverse();
+                }
+                col.into()
+            })
+            .collect();
+        return Ok(finish(s, join_by_time(&mut cols), &outs, columns, epoch));
     }
     let (first_point, last_point) = match folded {
         Some(acc) => (acc.span().map(|s| s.0), acc.span().map(|s| s.1)),
@@ -779,9 +793,20 @@ fn transformed(
         }
         produced.push(values.into());
     }
+    join_by_time(&mut produced)
+}
+
+/// Columns of values (each oldest first) joined into rows by time as
+/// influxd's cursor joins its columns: a row at the earliest time left
+/// takes the next value of each column at that time (null, and marked
+/// empty, where a column has none), so a column with two values at one
+/// time makes two rows there.
+fn join_by_time(
+    cols: &mut [std::collections::VecDeque<(i64, Value)>],
+) -> Vec<(i64, Vec<(Value, bool)>)> {
     let mut rows = Vec::new();
-    while let Some(t) = produced.iter().filter_map(|c| c.front().map(|v| v.0)).min() {
-        let row = produced
+    while let Some(t) = cols.iter().filter_map(|c| c.front().map(|v| v.0)).min() {
+        let row = cols
             .iter_mut()
             .map(|c| match c.front() {
                 Some((at, _)) if *at == t => {
