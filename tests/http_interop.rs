@@ -394,27 +394,6 @@ fn query_answer_shapes_and_headers_are_influxds() {
     );
 }
 
-/// Points of four series over 50 days (eight shard groups): fields that
-/// come and go, a series without tags, rows of several series at one time.
-fn many_points() -> String {
-    let hour = 3_600_000_000_000i64;
-    let mut text = String::new();
-    for i in 0..400i64 {
-        let ts = i * 3 * hour;
-        text.push_str(&format!("r,host=a,dc=x v={i}.5,w={i}i {ts}\n"));
-        if i % 2 == 0 {
-            text.push_str(&format!("r,host=b,dc=x v={} {ts}\n", -i));
-        }
-        if i % 3 == 0 {
-            text.push_str(&format!("r,host=c s=\"s{i}\",w={}i {}\n", i * 2, ts + 1));
-        }
-        if i % 7 == 0 {
-            text.push_str(&format!("r v={i} {ts}\n"));
-        }
-    }
-    text
-}
-
 /// Chunked answers of raw points, which tsnode writes as it reads them (a
 /// page at a time), against influxd's: every chunk, over pages, shard
 /// groups, groups, limits and offsets, gzip-compressed too.
@@ -423,7 +402,7 @@ fn chunked_answers_read_as_they_are_written_are_influxds() {
     let Some(real) = Influxd::start() else { return };
     let p = Procs::start(1, &[]);
     let ours = p.nodes[&p.leader()].http.clone();
-    let body = format!("{POINTS}\n{}", many_points());
+    let body = format!("{POINTS}\n{}", common::differential::several_series(400));
     for http in [&real.http, &ours] {
         answer(http, "POST", &[("q", "CREATE DATABASE h")], None);
         let (code, _, text) =

@@ -346,21 +346,7 @@ fn several_series_merged_as_influxd_merges_them() {
     let Some(real) = Influxd::start() else { return };
     let p = Procs::start(1, &[]);
     let ours = p.nodes[&p.leader()].http.clone();
-    let hour = 3_600_000_000_000i64;
-    let mut text = String::new();
-    for i in 0..120i64 {
-        let ts = i * 3 * hour;
-        text.push_str(&format!("r,host=a,dc=x v={i}.5,w={i}i {ts}\n"));
-        if i % 2 == 0 {
-            text.push_str(&format!("r,host=b,dc=x v={} {ts}\n", -i));
-        }
-        if i % 3 == 0 {
-            text.push_str(&format!("r,host=c s=\"s{i}\",w={}i {}\n", i * 2, ts + 1));
-        }
-        if i % 7 == 0 {
-            text.push_str(&format!("r v={i} {ts}\n"));
-        }
-    }
+    let mut text = common::differential::several_series(120);
     text.push_str(
         "x,host=a v=1 0\nx,host=b v=10 0\nx,host=a v=2 10000000000\n\
          x,host=b v=20 10000000000\nx,host=a v=4 20000000000",

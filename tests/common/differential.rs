@@ -44,3 +44,27 @@ pub fn load(servers: &[&str], db: &str, points: &str) {
         assert_eq!(code, 204, "{http}: {v}");
     }
 }
+
+/// Measurement `r` over `n` steps of 3 hours: series `host=a,dc=x` (float
+/// `v`, integer `w`) at every step, `host=b,dc=x` (`v`) at every second,
+/// `host=c` (string `s`, `w`) a nanosecond after every third, and one
+/// without tags (`v`) at every seventh: several series with points at
+/// equal times, tagged and not.
+pub fn several_series(n: i64) -> String {
+    let hour = 3_600_000_000_000i64;
+    let mut text = String::new();
+    for i in 0..n {
+        let ts = i * 3 * hour;
+        text.push_str(&format!("r,host=a,dc=x v={i}.5,w={i}i {ts}\n"));
+        if i % 2 == 0 {
+            text.push_str(&format!("r,host=b,dc=x v={} {ts}\n", -i));
+        }
+        if i % 3 == 0 {
+            text.push_str(&format!("r,host=c s=\"s{i}\",w={}i {}\n", i * 2, ts + 1));
+        }
+        if i % 7 == 0 {
+            text.push_str(&format!("r v={i} {ts}\n"));
+        }
+    }
+    text
+}

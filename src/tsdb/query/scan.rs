@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::ast::*;
 use super::filter::{Filter, Keys};
 use super::select_exec::{SelectLimits, Union};
-use super::values::{TaggedSeries, series_tags};
+use super::values::{TaggedSeries, group_of, series_tags};
 use crate::tsdb::fsm::TsdbView;
 use crate::tsdb::line_protocol::FieldValue;
 use crate::tsdb::tsm::KEY_FIELD_SEPARATOR;
@@ -205,13 +205,7 @@ pub(super) fn scan(
         if points.is_empty() {
             continue;
         }
-        let value = |k: &String| {
-            series_tags
-                .iter()
-                .find(|(tk, _)| tk == k)
-                .map_or(String::new(), |(_, v)| v.clone())
-        };
-        let values: Vec<String> = group_keys.iter().map(value).collect();
+        let values = group_of(&series_tags, group_keys);
         let at = *group_at.entry(values.clone()).or_insert_with(|| {
             let tags = group_keys
                 .iter()
@@ -370,13 +364,7 @@ fn nearest_series(
         let Some(bound) = bound else {
             continue;
         };
-        let value = |k: &String| {
-            series_tags
-                .iter()
-                .find(|(tk, _)| tk == k)
-                .map_or(String::new(), |(_, v)| v.clone())
-        };
-        let values: Vec<String> = grouped.iter().map(value).collect();
+        let values = group_of(&series_tags, &grouped);
         groups
             .entry(values)
             .or_default()
@@ -505,12 +493,7 @@ pub(super) fn group_values(
     }
     let mut out = BTreeSet::new();
     for (_, tags, _, _) in plan.series() {
-        let value = |k: &String| {
-            tags.iter()
-                .find(|(tk, _)| tk == k)
-                .map_or(String::new(), |(_, v)| v.clone())
-        };
-        out.insert(keys.iter().map(value).collect::<Vec<String>>());
+        out.insert(group_of(&tags, &keys));
     }
     Ok(Some((keys, out)))
 }

@@ -351,14 +351,7 @@ pub(super) fn measurement_exec(
     let mut folded_at: std::collections::BTreeMap<Vec<String>, usize> =
         std::collections::BTreeMap::new();
     for (i, d) in data.iter().enumerate() {
-        let vals: Vec<String> = keys
-            .iter()
-            .map(|k| {
-                d.0.iter()
-                    .find(|(tk, _)| tk == k)
-                    .map_or(String::new(), |(_, v)| v.clone())
-            })
-            .collect();
+        let vals = super::values::group_of(&d.0, &keys);
         folded_at.insert(vals.clone(), i);
         groups.entry(vals).or_default().push(d);
     }

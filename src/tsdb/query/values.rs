@@ -81,6 +81,18 @@ pub(super) type TaggedSeries = (
     std::collections::BTreeMap<String, Vec<(i64, FieldValue)>>,
 );
 
+/// A series' values of the tag keys `keys` ("" for a tag it lacks): the
+/// group it falls in.
+pub(super) fn group_of(tags: &[(String, String)], keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .map(|k| {
+            tags.iter()
+                .find(|(tk, _)| tk == k)
+                .map_or(String::new(), |(_, v)| v.clone())
+        })
+        .collect()
+}
+
 /// Tags of a series key (`m,a=1,b=2`), unescaped.
 pub(crate) fn series_tags(series: &str) -> Vec<(String, String)> {
     if !series.contains('\\') {
