@@ -1,7 +1,8 @@
 //! /write answered as a real influxd 1.6.7 answers it: precisions (`us`,
 //! unknown ones), timestamps out of range, a `time` tag or field, CRLF
-//! line ends, a newline inside a string field, bad lines among good ones;
-//! each answer compared, and what was stored queried back from both.
+//! line ends, a newline inside a string field, bad lines among good ones,
+//! a field given another type by another series; each answer compared,
+//! and what was stored queried back from both.
 
 mod common;
 
@@ -52,6 +53,13 @@ fn writes_answer_as_influxd() {
         ("x", "", "m v=1i 1\nm v=2 2".into()),
         ("y", "", "m v=1 1 extra".into()),
         ("z", "", "m,a=1,a=2 v=1 1".into()),
+        // A field has one type per measurement in a shard group, whatever
+        // the series: in one write, and in a later one (`ad` writes to
+        // `ac`).
+        ("aa", "", "m,h=a v=1 1\nm,h=b v=2i 2".into()),
+        ("ab", "", "m,h=a v=1 1\nm,h=b v=true 1\nm,h=c v=3 1".into()),
+        ("ac", "", "ac,h=a v=1 3".into()),
+        ("ad", "", "ac,h=b v=2i 4\nac,h=c v=5 5".into()),
     ];
     let write = |http: &str, (db_m, precision, body): &(&str, &str, String)| {
         let mut params = vec![("db", "w")];

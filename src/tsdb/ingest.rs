@@ -94,22 +94,26 @@ pub fn check_tsm(path: &Path) -> Result<CheckedFile, String> {
     Ok(out)
 }
 
-/// Checks the files' keys against each other and against `stored` (the
-/// type a key holds in the target shard): the first conflict, in
-/// InfluxDB's words.
+/// Checks the files' keys against each other (one type per measurement
+/// field) and against `stored` (the type a key, or its measurement's
+/// field, holds in the target shard): the first conflict, in InfluxDB's
+/// words.
 pub fn check_types<'a>(
     files: impl IntoIterator<Item = &'a [(String, BlockType)]>,
     stored: impl Fn(&str) -> Option<BlockType>,
 ) -> Result<(), String> {
-    let mut seen: HashMap<&str, BlockType> = HashMap::new();
+    // A field has one type per measurement in a shard, as in influxd.
+    let mut seen: HashMap<(&str, &str), BlockType> = HashMap::new();
     for keys in files {
         for (k, t) in keys {
-            let old = seen.get(k.as_str()).copied().or_else(|| stored(k));
+            let (series, field) = super::tsm::split_key(k);
+            let at = (super::shard::measurement_part(series), field);
+            let old = seen.get(&at).copied().or_else(|| stored(k));
             match old {
                 Some(old) if old != *t => return Err(type_conflict(k, *t, old)),
                 Some(_) => {}
                 None => {
-                    seen.insert(k, *t);
+                    seen.insert(at, *t);
                 }
             }
         }

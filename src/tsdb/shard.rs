@@ -71,6 +71,9 @@ pub struct Shard {
     files: Vec<ShardFile>,
     next_gen: u64,
     types: HashMap<String, BlockType>,
+    /// Each measurement's fields and their types here: as influxd's, a
+    /// field has one type in a shard, whatever the series.
+    fields: HashMap<String, HashMap<String, BlockType>>,
 }
 
 /// The block type a value is stored as.
@@ -434,6 +437,7 @@ impl Shard {
             files: Vec::new(),
             next_gen: 1,
             types: HashMap::default(),
+            fields: HashMap::default(),
         })
     }
 
@@ -448,6 +452,7 @@ impl Shard {
         let reader = Arc::new(TsmReader::open(&path)?);
         for (k, t) in reader.keys() {
             self.types.insert(k.to_string(), t);
+            self.note_field(k, t);
         }
         if let Some(g) = name.split('-').next().and_then(|g| g.parse::<u64>().ok()) {
             self.next_gen = self.next_gen.max(g + 1);
@@ -495,9 +500,29 @@ impl Shard {
         self.add_file(&name, dst, size, crc32c)
     }
 
-    /// The type `key` holds here (files or cache), if any.
+    /// The type `key` holds here (files or cache), or for a new key the
+    /// type its measurement's field holds here, if any.
     pub fn type_of(&self, key: &str) -> Option<BlockType> {
-        self.types.get(key).copied()
+        self.types
+            .get(key)
+            .or_else(|| {
+                let (series, field) = super::tsm::split_key(key);
+                self.fields.get(measurement_part(series))?.get(field)
+            })
+            .copied()
+    }
+
+    /// Records the type of `key`'s measurement field, unless it has one.
+    fn note_field(&mut self, key: &str, t: BlockType) {
+        let (series, field) = super::tsm::split_key(key);
+        let m = measurement_part(series);
+        let fields = match self.fields.get_mut(m) {
+            Some(f) => f,
+            None => self.fields.entry(m.to_string()).or_default(),
+        };
+        if !fields.contains_key(field) {
+            fields.insert(field.to_string(), t);
+        }
     }
 
     /// The shard's directory.
@@ -542,13 +567,16 @@ impl Shard {
         if key.is_empty() || key.len() > super::line_protocol::MAX_KEY_LENGTH {
             return false;
         }
-        match self.types.get(key) {
-            Some(old) => *old == t,
-            None => {
-                self.types.insert(key.to_string(), t);
-                true
-            }
+        if let Some(old) = self.types.get(key) {
+            return *old == t;
         }
+        // A new key: its measurement's field may hold another type here.
+        if self.type_of(key).is_some_and(|old| old != t) {
+            return false;
+        }
+        self.types.insert(key.to_string(), t);
+        self.note_field(key, t);
+        true
     }
 
     /// Writes many values of one key (one lookup for all); returns how
@@ -788,6 +816,19 @@ impl Shard {
                 out.keys_gone += 1;
             }
         }
+        // The fields' types follow the keys held (as after a restart or a
+        // snapshot install, so every replica decides the next write
+        // alike): a field no key holds any more may take another type.
+        if out.keys_gone > 0 {
+            self.fields.clear();
+            let mut types: Vec<(String, BlockType)> =
+                self.types.iter().map(|(k, t)| (k.clone(), *t)).collect();
+            types.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (k, t) in types {
+                self.note_field(&k, t);
+            }
+        }
+
         Ok(out)
     }
 
@@ -1529,6 +1570,21 @@ pub fn write_merged(
     })
 }
 
+/// The measurement part of a series key, as written (escapes kept): up to
+/// its first comma that is not escaped.
+pub(crate) fn measurement_part(series: &str) -> &str {
+    let b = series.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b',' => return series.get(..i).unwrap_or(series),
+            _ => i += 1,
+        }
+    }
+    series
+}
+
 /// The measurement of a TSM key (unescaped).
 pub fn measurement_of(key: &str) -> String {
     let series = key.split(KEY_FIELD_SEPARATOR).next().unwrap_or(key);
@@ -1633,6 +1689,43 @@ mod tests {
     }
 
     #[test]
+    fn a_field_has_one_type_per_measurement_whatever_the_series() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("1");
+        let mut s = Shard::create(1, dir.clone()).unwrap();
+        let float = FieldValue::Float(1.0);
+        let int = FieldValue::Integer(1);
+        assert!(s.write("cpu,host=a#!~#v", 1, float.clone()));
+        // Another series of the measurement: the field's type holds.
+        assert!(!s.write("cpu,host=b#!~#v", 1, int.clone()));
+        assert_eq!(s.type_of("cpu,host=b#!~#v"), Some(BlockType::Float));
+        assert!(s.write("cpu,host=b#!~#v", 1, float.clone()));
+        // Another field, another measurement, a measurement whose name
+        // holds an escaped comma: their own types.
+        assert!(s.write("cpu,host=b#!~#w", 1, int.clone()));
+        assert!(s.write("mem,host=a#!~#v", 1, int.clone()));
+        assert!(s.write("cpu\\,x,host=a#!~#v", 1, int.clone()));
+        assert!(s.write("cpu\\,x#!~#v", 2, int.clone()));
+        // Read back from the files after a flush, as after a restart.
+        s.flush().unwrap();
+        let mut again = Shard::create(1, dir).unwrap();
+        for f in s.files() {
+            again
+                .add_file(&f.name, f.path.clone(), f.size, f.crc32c)
+                .unwrap();
+        }
+        assert!(!again.write("cpu,host=c#!~#v", 1, int.clone()));
+        assert!(again.write("cpu,host=c#!~#w", 1, int.clone()));
+        // Once no series of the measurement holds the field, it may take
+        // another type.
+        let cpu = |k: &str| k.starts_with("cpu,");
+        let done = again.delete(&cpu, i64::MIN, i64::MAX).unwrap();
+        assert!(done.keys_gone > 0);
+        assert!(again.write("cpu,host=d#!~#v", 1, int.clone()));
+        assert!(!again.write("cpu\\,x,host=b#!~#v", 1, float));
+    }
+
+    #[test]
     fn a_failed_flush_keeps_every_cached_point() {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("1");
@@ -1732,13 +1825,16 @@ mod tests {
         let mut values = BTreeSet::new();
         s.view().tag_values("cpu", "host", &mut values);
         assert_eq!(values.into_iter().collect::<Vec<_>>(), vec!["a"]);
-        assert!(s.write(b, 1, FieldValue::Integer(1)));
+        // `a` still holds the measurement's field as a float.
+        assert!(!s.write(b, 1, FieldValue::Integer(1)));
+        assert!(s.write(b, 1, FieldValue::Float(1.0)));
     }
 
-    /// A shard of one file holding `a` and `b` at times 0..100.
+    /// A shard of one file holding `a` (floats) and `b` (integers) at
+    /// times 0..100.
     fn two_key_shard(dir: &Path) -> (Shard, &'static str, &'static str) {
         let mut s = Shard::create(1, dir.join("1")).unwrap();
-        let (a, b) = ("cpu,host=a#!~#v", "cpu,host=b#!~#v");
+        let (a, b) = ("cpu,host=a#!~#v", "cpu,host=b#!~#n");
         for i in 0..100 {
             assert!(s.write(a, i, FieldValue::Float(i as f64)));
             assert!(s.write(b, i, FieldValue::Integer(i)));
@@ -1938,7 +2034,7 @@ mod tests {
         assert_eq!(all, want);
         // A series deleted everywhere no longer counts; one with a field
         // left does.
-        s.delete(&|k: &str| k == "cpu,host=b#!~#v", i64::MIN, i64::MAX)
+        s.delete(&|k: &str| k == "cpu,host=b#!~#n", i64::MIN, i64::MAX)
             .unwrap();
         s.delete(&|k: &str| k == a, i64::MIN, i64::MAX).unwrap();
         assert_eq!(count_union(&s.view().series_lists()), 2);

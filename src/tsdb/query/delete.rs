@@ -33,7 +33,8 @@ pub(super) fn delete_command(
         _ => return None,
     };
     if db.is_empty() {
-        return Some(Err("database name required".into()));
+        // influxd looks the database up by its empty name.
+        return Some(Err("database not found: ".into()));
     }
     let mut c = pb::DeleteSeries {
         db: db.to_string(),
