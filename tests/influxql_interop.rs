@@ -339,8 +339,9 @@ fn conditions_and_arithmetic_answer_as_influxd() {
 /// Mondays) with points at equal times: raw rows in influxd's merge order,
 /// transformations of raw points over the series merged as influxd merges
 /// them (a derivative keeps a time's first point; a moving average,
-/// cumulative sum and elapsed every point), and `integral()` as its
-/// reducer computes it (alone, per window, across gaps, of integers).
+/// cumulative sum and elapsed every point), `integral()` as its reducer
+/// computes it (alone, per window, across gaps, of integers), and which
+/// of many equal values `percentile()` picks.
 #[test]
 fn several_series_merged_as_influxd_merges_them() {
     let Some(real) = Influxd::start() else { return };
@@ -351,8 +352,31 @@ fn several_series_merged_as_influxd_merges_them() {
         "x,host=a v=1 0\nx,host=b v=10 0\nx,host=a v=2 10000000000\n\
          x,host=b v=20 10000000000\nx,host=a v=4 20000000000",
     );
+    // Twelve series and one without tags, many equal values at equal
+    // times: which one a percentile picks shows the order it sorted.
+    for i in 0..200i64 {
+        for h in 0..12i64 {
+            text.push_str(&format!(
+                "\npc,h=h{h:02} v={},u={}i {}",
+                (i * 7 + h * 3) % 5,
+                (i + h) % 4,
+                i * 10_000_000_000
+            ));
+        }
+        if i % 3 == 0 {
+            text.push_str(&format!("\npc v={} {}", i % 5, i * 10_000_000_000));
+        }
+    }
     load(&[&real.http, &ours], "q", &text);
     let queries = [
+        "SELECT percentile(v, 50) FROM pc",
+        "SELECT percentile(v, 95) FROM pc",
+        "SELECT percentile(v, 5) FROM pc",
+        "SELECT percentile(u, 50) FROM pc",
+        "SELECT percentile(v, 50), max(v) FROM pc",
+        "SELECT percentile(v, 33) FROM pc WHERE time > 500s AND time < 1500s",
+        "SELECT percentile(v, 75) FROM pc GROUP BY h LIMIT 3",
+        "SELECT percentile(v, 10) FROM pc WHERE time >= 0 AND time < 2000s GROUP BY time(70s)",
         "SHOW SHARD GROUPS",
         "SELECT v FROM r",
         "SELECT v FROM r ORDER BY time DESC",

@@ -21,12 +21,23 @@ fn same_type(a: &FieldValue, b: &FieldValue) -> bool {
 /// The command writing `points` into `db`/`rp`.
 pub fn write_command(db: &str, rp: &str, points: Vec<Point>) -> Cmd {
     // Pass 1 (borrowing): the series of each point, and whether any field
-    // of a series has two types.
+    // of a measurement has two types (a field has one type per measurement
+    // in a shard, so the point whose type is claimed first decides: only
+    // points in their order tell which).
     let mut index: HashMap<SeriesRef<'_>, usize> = HashMap::new();
     let mut columns: Vec<Vec<(&str, &FieldValue)>> = Vec::new();
     let mut series_of = Vec::with_capacity(points.len());
     let mut mixed = false;
+    let mut field_types: HashMap<(&str, &str), &FieldValue> = HashMap::new();
     for p in &points {
+        for (k, v) in &p.fields {
+            match field_types.get(&(p.measurement.as_str(), k.as_str())) {
+                Some(first) => mixed |= !same_type(first, v),
+                None => {
+                    field_types.insert((p.measurement.as_str(), k.as_str()), v);
+                }
+            }
+        }
         let next = index.len();
         let s = *index
             .entry((p.measurement.as_str(), p.tags.as_slice()))

@@ -392,17 +392,25 @@ pub(super) fn aggregate_rows(
         .iter()
         .filter(|_| folded.is_none())
         .map(|(f, fld, _)| {
+            // A percentile sorts the points in the order influxd's merge
+            // gives them (by time, ties in its heap's order), in which of
+            // several equal values it picks shows.
+            if matches!(f, Func::Percentile(_)) {
+                return super::raw::merged_order(members, fld, shard_starts, false)
+                    .into_iter()
+                    .map(|(t, v)| (t, v.clone()))
+                    .collect();
+            }
             let mut v: Vec<(i64, FieldValue)> = members
                 .iter()
                 .flat_map(|(_, fs)| fs.get(fld).cloned().unwrap_or_default())
                 .collect();
             // Sums add a bucket's points series by series (each in time
             // order), as influxd's reducers receive them, so that their
-            // floats round alike, and percentiles sort them from that
-            // order; the rest read a bucket in time order.
+            // floats round alike; the rest read a bucket in time order.
             match (f, windows) {
-                (Func::Sum | Func::Mean | Func::Stddev | Func::Percentile(_), None) => {}
-                (Func::Sum | Func::Mean | Func::Stddev | Func::Percentile(_), Some(w)) => {
+                (Func::Sum | Func::Mean | Func::Stddev, None) => {}
+                (Func::Sum | Func::Mean | Func::Stddev, Some(w)) => {
                     v.sort_by_cached_key(|p| w.start(p.0));
                 }
                 _ => v.sort_by_key(|p| p.0),

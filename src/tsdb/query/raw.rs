@@ -8,6 +8,7 @@ use super::aggregate::Rows;
 use super::ast::*;
 use super::math::eval;
 use super::values::{ColName, TaggedSeries, TimeFmt, columns_named, time_value, to_json};
+use crate::tsdb::line_protocol::FieldValue;
 
 /// A row: its time and its columns' values.
 type Row = (i64, Vec<Value>);
@@ -225,13 +226,32 @@ pub(super) fn merged_points(
     shard_starts: &[i64],
     desc: bool,
 ) -> Vec<(i64, Value)> {
-    let series: Vec<SeriesRows> = members
+    merged_order(members, field, shard_starts, desc)
+        .into_iter()
+        .map(|(t, v)| (t, to_json(v)))
+        .collect()
+}
+
+/// [`merged_points`], the points as stored.
+pub(super) fn merged_order<'m>(
+    members: &[&'m TaggedSeries],
+    field: &str,
+    shard_starts: &[i64],
+    desc: bool,
+) -> Vec<(i64, &'m FieldValue)> {
+    let fields: Vec<&Vec<(i64, FieldValue)>> = members
         .iter()
         .filter_map(|(_, fields)| fields.get(field))
-        .map(|pts| {
+        .collect();
+    // Each point stands in the merge as its series and place there.
+    let series: Vec<SeriesRows> = fields
+        .iter()
+        .enumerate()
+        .map(|(m, pts)| {
             let mut rows: SeriesRows = pts
                 .iter()
-                .map(|(t, v)| ((*t, vec![to_json(v)]), Vec::new()))
+                .enumerate()
+                .map(|(i, (t, _))| ((*t, vec![json!(m), json!(i)]), Vec::new()))
                 .collect();
             if desc {
                 rows.reverse();
@@ -239,9 +259,13 @@ pub(super) fn merged_points(
             rows
         })
         .collect();
-    let mut out: Vec<(i64, Value)> = merge_by_shard(series, shard_starts, desc, usize::MAX)
+    let mut out: Vec<(i64, &FieldValue)> = merge_by_shard(series, shard_starts, desc, usize::MAX)
         .into_iter()
-        .map(|(t, mut v)| (t, v.pop().unwrap_or(Value::Null)))
+        .filter_map(|(t, at)| {
+            let m = usize::try_from(at.first()?.as_u64()?).ok()?;
+            let i = usize::try_from(at.get(1)?.as_u64()?).ok()?;
+            Some((t, &fields.get(m)?.get(i)?.1))
+        })
         .collect();
     if desc {
         out.reverse();

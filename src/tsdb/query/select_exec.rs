@@ -200,15 +200,15 @@ pub(super) fn measurement_exec(
         None => {
             // An aggregate's series are merged into their groups as they
             // are read (not for top/bottom, which reads each series' tags,
-            // nor for integral and transformations of raw points, which
-            // read the series' points merged as influxd merges them, nor
-            // GROUP BY *, whose groups are the series).
+            // nor for integral, percentile and transformations of raw
+            // points, which read the series' points merged as influxd
+            // merges them, nor GROUP BY *, whose groups are the series).
             let per_series = !aggs_only(&s.fields)
                 || s.fields.iter().any(|p| {
                     matches!(p, Projection::Selector { .. })
-                        || functions(p)
-                            .iter()
-                            .any(|(f, _)| matches!(f, Func::Raw | Func::Integral(_)))
+                        || functions(p).iter().any(|(f, _)| {
+                            matches!(f, Func::Raw | Func::Integral(_) | Func::Percentile(_))
+                        })
                 });
             let group_keys = if per_series {
                 None
