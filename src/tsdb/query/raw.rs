@@ -10,16 +10,23 @@ use super::math::eval;
 use super::values::{ColName, TaggedSeries, TimeFmt, columns_named, time_value, to_json};
 use crate::tsdb::line_protocol::FieldValue;
 
-/// A row: its time and its columns' values.
-type Row = (i64, Vec<Value>);
-
 /// What orders rows at the same time, as influxd's merge compares them:
 /// the row's value of each name the columns read (in name order), when it
 /// is a string (a tag, or a string field); None otherwise.
 type AuxKey = Vec<Option<String>>;
 
-/// A series' rows, each with its [`AuxKey`].
-type SeriesRows = Vec<(Row, AuxKey)>;
+/// A series' rows (time, the columns' values), each with its [`AuxKey`].
+type SeriesRows = Keyed<Vec<Value>>;
+
+/// A series' items in the merge: (time, what the item carries) with the
+/// [`AuxKey`] that orders it among items of the same time.
+type Keyed<T> = Vec<Item<T>>;
+
+/// An item of the merge: (time, what it carries), and its [`AuxKey`].
+type Item<T> = ((i64, T), AuxKey);
+
+/// A heap entry: an item and the series it is the next of.
+type Entry<T> = (Item<T>, usize);
 
 /// A column of raw rows (or beside a selector, of the point it picked).
 pub(super) enum Col<'a> {
@@ -243,30 +250,20 @@ pub(super) fn merged_order<'m>(
         .iter()
         .filter_map(|(_, fields)| fields.get(field))
         .collect();
-    // Each point stands in the merge as its series and place there.
-    let series: Vec<SeriesRows> = fields
+    // Each point stands in the merge as its value (nothing but the time
+    // orders points here).
+    let series: Vec<Keyed<&FieldValue>> = fields
         .iter()
-        .enumerate()
-        .map(|(m, pts)| {
-            let mut rows: SeriesRows = pts
-                .iter()
-                .enumerate()
-                .map(|(i, (t, _))| ((*t, vec![json!(m), json!(i)]), Vec::new()))
-                .collect();
+        .map(|pts| {
+            let mut rows: Keyed<&FieldValue> =
+                pts.iter().map(|(t, v)| ((*t, v), Vec::new())).collect();
             if desc {
                 rows.reverse();
             }
             rows
         })
         .collect();
-    let mut out: Vec<(i64, &FieldValue)> = merge_by_shard(series, shard_starts, desc, usize::MAX)
-        .into_iter()
-        .filter_map(|(t, at)| {
-            let m = usize::try_from(at.first()?.as_u64()?).ok()?;
-            let i = usize::try_from(at.get(1)?.as_u64()?).ok()?;
-            Some((t, &fields.get(m)?.get(i)?.1))
-        })
-        .collect();
+    let mut out = merge_by_shard(series, shard_starts, desc, usize::MAX);
     if desc {
         out.reverse();
     }
@@ -276,19 +273,19 @@ pub(super) fn merged_order<'m>(
 /// The first `wanted` rows of several series merged shard by shard, as
 /// influxd merges each shard's series on its own (`shard_starts`: where
 /// each shard after the first starts).
-fn merge_by_shard(
-    series: Vec<SeriesRows>,
+fn merge_by_shard<T: Clone>(
+    series: Vec<Keyed<T>>,
     shard_starts: &[i64],
     desc: bool,
     wanted: usize,
-) -> Vec<Row> {
+) -> Vec<(i64, T)> {
     if shard_starts.is_empty() {
         return merge_as_influxd(series, desc, wanted);
     }
     // Each series' rows cut at the shards' starts, in the order read.
-    let mut parts: Vec<Vec<SeriesRows>> = vec![Vec::new(); shard_starts.len() + 1];
+    let mut parts: Vec<Vec<Keyed<T>>> = vec![Vec::new(); shard_starts.len() + 1];
     for rows in series {
-        let mut cut: Vec<SeriesRows> = vec![Vec::new(); parts.len()];
+        let mut cut: Vec<Keyed<T>> = vec![Vec::new(); parts.len()];
         for r in rows {
             cut[shard_starts.partition_point(|s| *s <= r.0.0)].push(r);
         }
@@ -319,23 +316,23 @@ fn merge_by_shard(
 /// value is not a string in either row ends the comparison as equal; rows
 /// equal in both come out in the heap's order, not the series' order
 /// (which is reversed for `DESC`). Stops after `wanted` rows.
-fn merge_as_influxd(series: Vec<SeriesRows>, desc: bool, wanted: usize) -> Vec<Row> {
+fn merge_as_influxd<T>(series: Vec<Keyed<T>>, desc: bool, wanted: usize) -> Vec<(i64, T)> {
     let total: usize = series.iter().map(Vec::len).sum();
     // influxd reads the series in reverse order for `ORDER BY time DESC`.
     let mut series = series;
     if desc {
         series.reverse();
     }
-    let mut its: Vec<std::vec::IntoIter<(Row, AuxKey)>> =
+    let mut its: Vec<std::vec::IntoIter<Item<T>>> =
         series.into_iter().map(Vec::into_iter).collect();
     // (the series' next row and its key, which series)
-    let mut heap: Vec<((Row, AuxKey), usize)> = Vec::with_capacity(its.len());
+    let mut heap: Vec<Entry<T>> = Vec::with_capacity(its.len());
     for (i, it) in its.iter_mut().enumerate() {
         if let Some(r) = it.next() {
             heap.push((r, i));
         }
     }
-    let less = |h: &[((Row, AuxKey), usize)], i: usize, j: usize| {
+    let less = |h: &[Entry<T>], i: usize, j: usize| {
         let ((x, a), (y, b)) = (&h[i].0, &h[j].0);
         if x.0 != y.0 {
             return if desc { x.0 > y.0 } else { x.0 < y.0 };
@@ -350,7 +347,7 @@ fn merge_as_influxd(series: Vec<SeriesRows>, desc: bool, wanted: usize) -> Vec<R
         }
         false
     };
-    let down = |h: &mut Vec<((Row, AuxKey), usize)>, i0: usize, n: usize| {
+    let down = |h: &mut Vec<Entry<T>>, i0: usize, n: usize| {
         let mut i = i0;
         loop {
             let j1 = 2 * i + 1;
