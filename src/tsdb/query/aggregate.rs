@@ -140,12 +140,12 @@ pub(super) fn aggregate(
             // Sorted as influxd sorts them (Go's unstable sort.Sort, from
             // the points in the order its reducer received them): which of
             // several equal values is picked, and so the time, is its.
-            let mut sorted: Vec<&(i64, FieldValue)> = pts.iter().collect();
-            super::go_sort::go_sort(&mut sorted, &|a, b| {
-                num(&a.1).unwrap_or(0.0) < num(&b.1).unwrap_or(0.0)
-            });
+            // Each point's number is taken once, not at every comparison.
+            let mut sorted: Vec<(f64, &(i64, FieldValue))> =
+                pts.iter().map(|p| (num(&p.1).unwrap_or(0.0), p)).collect();
+            super::go_sort::go_sort(&mut sorted, &|a, b| a.0 < b.0);
             match sorted.get(i) {
-                Some(p) => (to_json(&p.1), Some(p.0)),
+                Some((_, p)) => (to_json(&p.1), Some(p.0)),
                 None => (Value::Null, None),
             }
         }
