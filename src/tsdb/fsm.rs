@@ -650,9 +650,8 @@ impl Tsdb {
                 key.push_str(&series);
                 key.push_str(KEY_FIELD_SEPARATOR);
                 key.push_str(&f.key);
-                let old = shard.type_of(&key);
                 let new = super::shard::block_type(&v);
-                if !shard.write(&key, p.timestamp, v) {
+                if let Err(old) = shard.try_write(&key, p.timestamp, v) {
                     ok = false;
                     conflict.get_or_insert_with(|| type_conflict(&p.measurement, &f.key, new, old));
                 }
@@ -774,12 +773,18 @@ impl Tsdb {
                         failed[r] = true;
                         continue;
                     };
-                    let old = shard.type_of(&key);
-                    let ok = finite && shard.write(&key, sr.timestamps[r], v);
-                    if !ok && conflicts[r].is_none() && finite {
+                    let written = if finite {
+                        shard.try_write(&key, sr.timestamps[r], v)
+                    } else {
+                        Err(None)
+                    };
+                    if let Err(old) = written
+                        && conflicts[r].is_none()
+                        && finite
+                    {
                         conflicts[r] = Some(type_conflict(&sr.measurement, &c.key, new, old));
                     }
-                    failed[r] |= !ok;
+                    failed[r] |= written.is_err();
                 }
             }
             for r in 0..n {

@@ -505,11 +505,55 @@ impl Shard {
     pub fn type_of(&self, key: &str) -> Option<BlockType> {
         self.types
             .get(key)
-            .or_else(|| {
-                let (series, field) = super::tsm::split_key(key);
-                self.fields.get(measurement_part(series))?.get(field)
-            })
             .copied()
+            .or_else(|| self.field_type(key))
+    }
+
+    /// The type `key`'s measurement field holds here, if any.
+    fn field_type(&self, key: &str) -> Option<BlockType> {
+        let (series, field) = super::tsm::split_key(key);
+        self.fields
+            .get(measurement_part(series))?
+            .get(field)
+            .copied()
+    }
+
+    /// Recomputes the types of the measurement fields in `gone` (whose
+    /// keys were deleted) from the keys still held, as a restart or a
+    /// snapshot install would find them, so every replica decides the
+    /// next write alike: a field no key holds is forgotten; one that keys
+    /// of two types hold (written by an earlier version) takes its
+    /// smallest key's.
+    fn refield(&mut self, gone: &HashMap<String, rustc_hash::FxHashSet<String>>) {
+        if gone.is_empty() {
+            return;
+        }
+        for (m, fields) in gone {
+            if let Some(held) = self.fields.get_mut(m) {
+                held.retain(|f, _| !fields.contains(f));
+            }
+        }
+        // (measurement, field) → (smallest key, its type), of the keys left.
+        let mut left: HashMap<(&str, &str), (&str, BlockType)> = HashMap::default();
+        for (k, t) in &self.types {
+            let (series, field) = super::tsm::split_key(k);
+            let m = measurement_part(series);
+            if !gone.get(m).is_some_and(|f| f.contains(field)) {
+                continue;
+            }
+            let at = left.entry((m, field)).or_insert((k, *t));
+            if k.as_str() < at.0 {
+                *at = (k, *t);
+            }
+        }
+        let left: Vec<(String, String, BlockType)> = left
+            .into_iter()
+            .map(|((m, f), (_, t))| (m.to_string(), f.to_string(), t))
+            .collect();
+        for (m, f, t) in left {
+            self.fields.entry(m).or_default().insert(f, t);
+        }
+        self.fields.retain(|_, held| !held.is_empty());
     }
 
     /// Records the type of `key`'s measurement field, unless it has one.
@@ -540,12 +584,23 @@ impl Shard {
         self.cache_bytes
     }
 
-    /// Writes one field value; refused (false) if the key already holds
-    /// another type (InfluxDB's "field type conflict").
+    /// Writes one field value; refused (false) if the key, or its
+    /// measurement's field, already holds another type (InfluxDB's "field
+    /// type conflict").
     pub fn write(&mut self, key: &str, ts: i64, v: FieldValue) -> bool {
-        if !self.claim_type(key, block_type(&v)) {
-            return false;
-        }
+        self.try_write(key, ts, v).is_ok()
+    }
+
+    /// [`Shard::write`], refused with the type held (None for a key that
+    /// is empty or too long): the conflict's message needs it, and it is
+    /// looked up once.
+    pub fn try_write(
+        &mut self,
+        key: &str,
+        ts: i64,
+        v: FieldValue,
+    ) -> Result<(), Option<BlockType>> {
+        self.claim_type(key, block_type(&v))?;
         self.cache_bytes += value_size(&v) + key.len() as u64 / 8;
         self.cache_points += 1;
         match self.cache.get_mut(key) {
@@ -556,27 +611,27 @@ impl Shard {
                 self.cache.insert(key.to_string(), c);
             }
         }
-        true
+        Ok(())
     }
 
     /// Whether `key` may hold values of type `t` (recording it for a new
-    /// key): false is InfluxDB's "field type conflict".
-    /// A key too long for a TSM index entry is refused here too, so that
-    /// no value in the cache can ever fail a flush.
-    fn claim_type(&mut self, key: &str, t: BlockType) -> bool {
+    /// key): refused with the type held is InfluxDB's "field type
+    /// conflict". A key too long for a TSM index entry is refused here too
+    /// (with no type), so that no value in the cache can ever fail a flush.
+    fn claim_type(&mut self, key: &str, t: BlockType) -> Result<(), Option<BlockType>> {
         if key.is_empty() || key.len() > super::line_protocol::MAX_KEY_LENGTH {
-            return false;
+            return Err(None);
         }
         if let Some(old) = self.types.get(key) {
-            return *old == t;
+            return if *old == t { Ok(()) } else { Err(Some(*old)) };
         }
         // A new key: its measurement's field may hold another type here.
-        if self.type_of(key).is_some_and(|old| old != t) {
-            return false;
+        if let Some(old) = self.field_type(key).filter(|old| *old != t) {
+            return Err(Some(old));
         }
         self.types.insert(key.to_string(), t);
         self.note_field(key, t);
-        true
+        Ok(())
     }
 
     /// Writes many values of one key (one lookup for all); returns how
@@ -585,7 +640,7 @@ impl Shard {
         let Some(t) = values.first().map(|v| block_type(&v.1)) else {
             return 0;
         };
-        if values.iter().any(|v| block_type(&v.1) != t) || !self.claim_type(key, t) {
+        if values.iter().any(|v| block_type(&v.1) != t) || self.claim_type(key, t).is_err() {
             return values.len();
         }
         let cache = match self.cache.get_mut(key) {
@@ -807,27 +862,22 @@ impl Shard {
                 out.cached += n as u64;
             }
         }
-        // A key gone everywhere may take another type later.
+        // A key gone everywhere may take another type later; so may a
+        // measurement's field no key holds any more.
+        let mut gone: HashMap<String, rustc_hash::FxHashSet<String>> = HashMap::default();
         for k in touched {
             let cached = self.segments().any(|s| s.contains_key(&k));
             let filed = self.files.iter().any(|f| f.entries(&k).is_some());
             if !cached && !filed {
                 self.types.remove(&k);
                 out.keys_gone += 1;
+                let (series, field) = super::tsm::split_key(&k);
+                gone.entry(measurement_part(series).to_string())
+                    .or_default()
+                    .insert(field.to_string());
             }
         }
-        // The fields' types follow the keys held (as after a restart or a
-        // snapshot install, so every replica decides the next write
-        // alike): a field no key holds any more may take another type.
-        if out.keys_gone > 0 {
-            self.fields.clear();
-            let mut types: Vec<(String, BlockType)> =
-                self.types.iter().map(|(k, t)| (k.clone(), *t)).collect();
-            types.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (k, t) in types {
-                self.note_field(&k, t);
-            }
-        }
+        self.refield(&gone);
 
         Ok(out)
     }
@@ -1716,6 +1766,10 @@ mod tests {
         }
         assert!(!again.write("cpu,host=c#!~#v", 1, int.clone()));
         assert!(again.write("cpu,host=c#!~#w", 1, int.clone()));
+        // While a series still holds the field, its type stands.
+        let a = |k: &str| k == "cpu,host=a#!~#v";
+        assert_eq!(again.delete(&a, i64::MIN, i64::MAX).unwrap().keys_gone, 1);
+        assert!(!again.write("cpu,host=e#!~#v", 1, int.clone()));
         // Once no series of the measurement holds the field, it may take
         // another type.
         let cpu = |k: &str| k.starts_with("cpu,");

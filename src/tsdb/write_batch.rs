@@ -25,7 +25,6 @@ pub fn write_command(db: &str, rp: &str, points: Vec<Point>) -> Cmd {
     // in a shard, so the point whose type is claimed first decides: only
     // points in their order tell which).
     let mut index: HashMap<SeriesRef<'_>, usize> = HashMap::new();
-    let mut columns: Vec<Vec<(&str, &FieldValue)>> = Vec::new();
     let mut series_of = Vec::with_capacity(points.len());
     let mut mixed = false;
     let mut field_types: HashMap<(&str, &str), &FieldValue> = HashMap::new();
@@ -42,16 +41,7 @@ pub fn write_command(db: &str, rp: &str, points: Vec<Point>) -> Cmd {
         let s = *index
             .entry((p.measurement.as_str(), p.tags.as_slice()))
             .or_insert(next);
-        if s == columns.len() {
-            columns.push(Vec::new());
-        }
         series_of.push(s);
-        for (k, v) in &p.fields {
-            match columns[s].iter().find(|(ck, _)| ck == k) {
-                Some((_, first)) => mixed |= !same_type(first, v),
-                None => columns[s].push((k.as_str(), v)),
-            }
-        }
     }
     if mixed || u32::try_from(points.len()).is_err() {
         return Cmd::Write(pb::WritePoints {
@@ -60,8 +50,8 @@ pub fn write_command(db: &str, rp: &str, points: Vec<Point>) -> Cmd {
             points: points.into_iter().map(point_into_pb).collect(),
         });
     }
-    let n_series = columns.len();
-    drop(columns);
+    let n_series = index.len();
+    drop(field_types);
     drop(index);
     // Pass 2 (moving): rows and columns.
     let mut series: Vec<Option<pb::SeriesRows>> = (0..n_series).map(|_| None).collect();

@@ -425,20 +425,15 @@ pub(super) fn aggregate_rows(
         .iter()
         .map(|(f, fld, _)| match f {
             Func::Integral(unit) if folded.is_none() => {
-                let mut stream = super::raw::merged_points(members, fld, shard_starts, s.desc);
+                let mut stream = super::raw::merged_order(members, fld, shard_starts, s.desc);
                 if s.desc {
                     stream.reverse();
                 }
                 // Integers go through influxd's integer reducer.
-                let integer = members
-                    .iter()
-                    .find_map(|(_, fs)| fs.get(fld).and_then(|p| p.first()))
-                    .is_some_and(|(_, v)| {
-                        matches!(v, FieldValue::Integer(_) | FieldValue::Unsigned(_))
-                    });
-                let numbers = stream
-                    .iter()
-                    .filter_map(|(t, v)| v.as_f64().map(|x| (*t, x)));
+                let integer = stream.first().is_some_and(|(_, v)| {
+                    matches!(v, FieldValue::Integer(_) | FieldValue::Unsigned(_))
+                });
+                let numbers = stream.iter().filter_map(|(t, v)| num(v).map(|x| (*t, x)));
                 Some(integral_areas(
                     numbers,
                     windows.as_ref(),
