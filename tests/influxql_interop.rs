@@ -424,6 +424,101 @@ fn several_series_merged_as_influxd_merges_them() {
     assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
 }
 
+/// `SLIMIT`/`SOFFSET`, which influxd applies in each shard group on its
+/// own (to every series it holds, with the field read or not), and
+/// subqueries under an outer `GROUP BY`, whose tags (and series limits)
+/// reach the subquery's reads. Points over two weekly shard groups; some
+/// series lack a tag or the field read.
+#[test]
+fn series_limits_and_subqueries_read_as_influxd() {
+    let Some(real) = Influxd::start() else { return };
+    let p = Procs::start(1, &[]);
+    let ours = p.nodes[&p.leader()].http.clone();
+    let s = 1_000_000_000i64;
+    let day = 86_400 * s;
+    let text = [
+        format!("m,h=a v=1 {}", 5 * day),
+        format!("m,h=b v=2 {}", 5 * day + s),
+        format!("m,h=d w=9 {}", 5 * day + 2 * s),
+        format!("m,h=a,k=x v=5 {}", 5 * day + 3 * s),
+        format!("m,h=b v=3 {}", 12 * day),
+        format!("m,h=c v=4 {}", 12 * day + s),
+        format!("m,h=e w=1 {}", 12 * day + 2 * s),
+        format!("n,h=a,dc=x v=1 {}", 5 * day),
+        format!("n,h=b,dc=x v=2 {}", 5 * day + s),
+        format!("n,h=c,dc=y v=3 {}", 5 * day + 2 * s),
+        format!("n,h=a,dc=x v=4 {}", 5 * day + 10 * s),
+        format!("n,h=c,dc=y v=7 {}", 12 * day),
+    ]
+    .join("\n");
+    load(&[&real.http, &ours], "q", &text);
+    let queries = [
+        "SHOW SHARD GROUPS",
+        "SELECT v FROM m GROUP BY h SLIMIT 1",
+        "SELECT v FROM m GROUP BY h SLIMIT 1 SOFFSET 1",
+        "SELECT v FROM m GROUP BY h SLIMIT 2 SOFFSET 2",
+        "SELECT v FROM m GROUP BY h ORDER BY time DESC SLIMIT 1",
+        "SELECT count(v) FROM m GROUP BY h SLIMIT 2",
+        "SELECT count(v) FROM m GROUP BY h SOFFSET 2",
+        "SELECT mean(v) FROM m GROUP BY h SLIMIT 3 SOFFSET 1",
+        "SELECT v FROM m GROUP BY * SLIMIT 2",
+        "SELECT v FROM m GROUP BY h, k SLIMIT 2",
+        "SELECT v FROM m GROUP BY k SLIMIT 1",
+        "SELECT v FROM m GROUP BY k SOFFSET 1",
+        "SELECT v FROM m GROUP BY k SLIMIT 1 SOFFSET 1",
+        "SELECT v FROM m SLIMIT 1",
+        "SELECT v FROM m SOFFSET 1",
+        "SELECT v FROM m WHERE h != 'a' GROUP BY h SLIMIT 1",
+        "SELECT v FROM m WHERE v > 1 GROUP BY h SLIMIT 1",
+        "SELECT v FROM m WHERE h = 'b' GROUP BY h SOFFSET 1",
+        "SELECT v FROM m GROUP BY h SLIMIT 2 OFFSET 1",
+        "SELECT top(v, 1) FROM m GROUP BY h SLIMIT 1",
+        "SELECT count(v) FROM m WHERE time >= 5d AND time < 20d GROUP BY time(1d), h SLIMIT 1",
+        "SELECT mean(v) FROM m WHERE time > 0 GROUP BY time(7d), h SLIMIT 1 fill(none)",
+        "SELECT * FROM (SELECT v FROM m GROUP BY h) SLIMIT 1",
+        "SELECT v FROM (SELECT v FROM m GROUP BY h) GROUP BY h SLIMIT 1",
+        "SELECT v FROM (SELECT v FROM m GROUP BY h SLIMIT 1) GROUP BY h SLIMIT 1",
+        "SELECT max(v) FROM (SELECT v FROM m GROUP BY h) GROUP BY h SOFFSET 1",
+        "SELECT sum(v) FROM (SELECT v FROM m GROUP BY h SLIMIT 1) GROUP BY h",
+        "SELECT sum(v) FROM (SELECT max(v) AS v FROM m GROUP BY h SLIMIT 2) SLIMIT 1",
+        "SELECT v FROM (SELECT v, h FROM m) GROUP BY h SLIMIT 1",
+        "SELECT v FROM (SELECT v, h FROM m) GROUP BY h",
+        "SELECT v FROM (SELECT v FROM m) GROUP BY h",
+        "SELECT sum(v) FROM (SELECT last(v) AS v FROM n GROUP BY h) GROUP BY dc",
+        "SELECT sum(v) FROM (SELECT last(v) AS v FROM n) GROUP BY dc",
+        "SELECT sum(v) FROM (SELECT last(v) AS v FROM n GROUP BY h) GROUP BY *",
+        "SELECT sum(v) FROM (SELECT v FROM n) GROUP BY *",
+        "SELECT * FROM (SELECT v FROM n) GROUP BY *",
+        "SELECT * FROM (SELECT v FROM n GROUP BY h) GROUP BY *",
+        "SELECT * FROM (SELECT last(v) AS v FROM n GROUP BY h)",
+        "SELECT * FROM (SELECT last(v) AS v FROM n GROUP BY h) ORDER BY time DESC",
+        "SELECT * FROM (SELECT last(v) AS v FROM n GROUP BY h) GROUP BY dc",
+        "SELECT * FROM (SELECT last(v) AS v FROM n GROUP BY h, dc) GROUP BY dc",
+        "SELECT * FROM (SELECT last(v) AS v, h FROM n GROUP BY dc)",
+        "SELECT * FROM (SELECT last(v) AS v FROM n GROUP BY *)",
+        "SELECT v * 2 FROM (SELECT last(v) AS v FROM n GROUP BY h)",
+        "SELECT * FROM (SELECT max(v) AS v FROM n WHERE time > 0 GROUP BY time(1d), h fill(none))",
+        "SELECT * FROM (SELECT max(v) AS v FROM n WHERE time > 0 GROUP BY time(1d), h fill(none)) LIMIT 2 OFFSET 1",
+        "SELECT mean(v) FROM (SELECT max(v) AS v FROM n GROUP BY time(1d), h) WHERE time > 0 GROUP BY time(7d), dc",
+        "SELECT * FROM (SELECT v FROM n) GROUP BY dc",
+        "SELECT * FROM (SELECT v, h FROM n) GROUP BY dc",
+        "SELECT v, h FROM (SELECT v FROM n) GROUP BY dc",
+        "SELECT max(v) FROM (SELECT v FROM n GROUP BY *) GROUP BY dc",
+        "SELECT count(v) FROM (SELECT v FROM (SELECT v FROM n) GROUP BY h) GROUP BY dc",
+        "SELECT * FROM (SELECT mean(v) FROM n GROUP BY dc) GROUP BY h",
+        "SELECT * FROM (SELECT derivative(v) FROM n GROUP BY h)",
+        "SELECT * FROM (SELECT top(v, 3) FROM n)",
+        "SELECT * FROM (SELECT top(v, h, 3) FROM n)",
+        "SELECT * FROM (SELECT top(v, h, 3), dc FROM n)",
+        "SELECT * FROM (SELECT bottom(v, dc, 3) AS b FROM n)",
+        "SELECT h FROM (SELECT top(v, h, 3) FROM n)",
+        "SELECT top, h FROM (SELECT top(v, h, 3) FROM n)",
+        "SELECT max(top) FROM (SELECT top(v, h, 3) FROM n)",
+        "SELECT count(*) FROM (SELECT top(v, h, 3) FROM n)",
+    ];
+    assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
+}
+
 /// influxd's `max-select-series` and `max-select-buckets` (its
 /// `max-select-point` is checked every few milliseconds while a query
 /// runs, so a small one may pass it: not compared).

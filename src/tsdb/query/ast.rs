@@ -738,6 +738,10 @@ pub struct Select {
     pub slimit: usize,
     /// `SOFFSET n`: series skipped.
     pub soffset: usize,
+    /// The grouping whose groups `SLIMIT`/`SOFFSET` count, when not the
+    /// statement's own: a subquery's reads count the groups of its outer
+    /// query, as influxd passes the outer dimensions down.
+    pub slimit_by: Option<GroupTags>,
     /// `INTO [[db.]rp.]measurement`: where the rows are written.
     pub into: Option<Target>,
     /// Token positions of the INTO target and of the FROM source (for the

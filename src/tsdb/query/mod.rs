@@ -40,6 +40,7 @@ mod scan;
 mod select;
 mod select_exec;
 mod show;
+mod slimit;
 mod stream;
 mod text;
 mod transform;

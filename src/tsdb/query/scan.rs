@@ -50,6 +50,8 @@ struct Plan<'v> {
     candidates: BTreeMap<String, BTreeSet<String>>,
     /// The fields read (None: every field).
     wanted: Option<BTreeSet<String>>,
+    /// Under `SLIMIT`/`SOFFSET`: the groups each shard keeps.
+    kept: Option<super::slimit::Kept>,
 }
 
 impl<'v> Plan<'v> {
@@ -79,6 +81,7 @@ impl<'v> Plan<'v> {
             shard.series(&s.measurement, &eq, &mut candidates);
         }
         let wanted = used_fields(s, &filter, &keys);
+        let kept = super::slimit::Kept::new(&shards, s, &eq, &filter, &keys, &tags);
         Ok(Plan {
             starts,
             shards,
@@ -88,7 +91,25 @@ impl<'v> Plan<'v> {
             filter,
             candidates,
             wanted,
+            kept,
         })
+    }
+
+    /// The shards a series with these tags is read from: every one, but
+    /// under `SLIMIT`/`SOFFSET` only those that kept its group.
+    fn shards_of(&self, tags: &[(String, String)]) -> Vec<&'v crate::tsdb::shard::ShardView> {
+        match &self.kept {
+            None => self.shards.clone(),
+            Some(kept) => {
+                let group = kept.group(tags);
+                self.shards
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| kept.keeps(*i, &group))
+                    .map(|(_, shard)| *shard)
+                    .collect()
+            }
+        }
     }
 
     fn keys(&self) -> Keys<'_> {
@@ -180,7 +201,8 @@ pub(super) fn scan(
     let series: Box<dyn Iterator<Item = Result<_, String>>> = match nearest {
         Some(kept) => Box::new(kept.into_values().map(Ok)),
         None => Box::new(plan.series().map(|(series, tags, on_tags, read)| {
-            let points = read_points(&plan, series, &read, range, per_field, s.desc)?;
+            let shards = plan.shards_of(&tags);
+            let points = read_points(&shards, series, &read, range, per_field, s.desc)?;
             Ok((tags, on_tags, points))
         })),
     };
@@ -251,7 +273,7 @@ type SeriesRead = (TagList, Option<bool>, Points);
 /// The points of `series`' fields `read` in `range`: with `per_field`,
 /// only the first (or with `desc` the last) that many of each.
 fn read_points(
-    plan: &Plan,
+    shards: &[&crate::tsdb::shard::ShardView],
     series: &str,
     read: &[&str],
     (from, to): (i64, i64),
@@ -262,7 +284,7 @@ fn read_points(
     for field in read {
         let key = format!("{series}{KEY_FIELD_SEPARATOR}{field}");
         let mut pts = Vec::new();
-        for shard in &plan.shards {
+        for shard in shards {
             let read = match per_field {
                 Some(n) => shard.read_n(&key, from, to, n, desc),
                 None => shard.read(&key, from, to),
@@ -311,7 +333,7 @@ fn nearest_series(
     limits: &SelectLimits,
     union: Option<&Union>,
 ) -> Result<Option<BTreeMap<usize, SeriesRead>>, String> {
-    if limits.max_select_point > 0 || limits.max_select_series > 0 {
+    if limits.max_select_point > 0 || plan.kept.is_some() || limits.max_select_series > 0 {
         return Ok(None);
     }
     let Some(grouped) = s.group_tags.keys() else {
@@ -382,7 +404,7 @@ fn nearest_series(
             if limits.interrupt.is_set() {
                 return Err("query interrupted".into());
             }
-            let points = read_points(plan, series, &read, (from, to), Some(n), s.desc)?;
+            let points = read_points(&plan.shards, series, &read, (from, to), Some(n), s.desc)?;
             let times: BTreeSet<i64> = points.values().flatten().map(|p| p.0).collect();
             for t in times {
                 rows.push(near(t));

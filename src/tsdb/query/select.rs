@@ -80,6 +80,7 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         offset: 0,
         slimit: 0,
         soffset: 0,
+        slimit_by: None,
         into,
         spans,
         sources,

@@ -191,7 +191,8 @@ pub(super) fn measurement_exec(
     limits: &SelectLimits,
     union: Option<&Union>,
 ) -> Result<Value, String> {
-    let (data, outer, field_names, tag_names, shard_starts);
+    let (data, outer, mut field_names, tag_names, shard_starts);
+    let mut by_series = false;
     // Counted while scanning, when the series were merged into groups.
     let mut merged = None;
     // The groups' accumulators, when the aggregates were folded as read.
@@ -273,14 +274,43 @@ pub(super) fn measurement_exec(
             // The subquery runs first (over the outer time range if it has
             // none), its series read as the outer query's.
             let mut inner = (**inner).clone();
+            // SLIMIT and SOFFSET reach the subquery's reads, added to its
+            // own, counting the outer query's groups, as influxd's (only
+            // reads from shards apply them).
+            inner.slimit = inner.slimit.saturating_add(s.slimit);
+            inner.soffset = inner.soffset.saturating_add(s.soffset);
+            inner.slimit_by = Some(s.slimit_by.clone().unwrap_or_else(|| s.group_tags.clone()));
+            // The outer query's tags reach the subquery's groups, as
+            // influxd passes its dimensions down: its series carry them.
+            // (`GROUP BY *` outside groups by the subquery's own tags.)
+            inner.group_tags = match (&inner.group_tags, &s.group_tags) {
+                (GroupTags::All, _) => GroupTags::All,
+                (own, GroupTags::None | GroupTags::All) => own.clone(),
+                (GroupTags::None, outer) => outer.clone(),
+                (GroupTags::Keys(own), GroupTags::Keys(outer)) => {
+                    let mut keys = own.clone();
+                    keys.extend(outer.iter().filter(|k| !own.contains(k)).cloned());
+                    GroupTags::Keys(keys)
+                }
+            };
             if inner.min == i64::MIN && inner.max == i64::MAX {
                 (inner.min, inner.max, inner.has_min) = (s.min, s.max, s.has_min);
             }
             let v = with_typed_floats(|| {
                 select_exec(t, db, &inner, Some(Precision::Nanoseconds), limits.clone())
             })?;
+            // Rows of a subquery of aggregates come ordered by their
+            // series' tags, then time, as influxd reads them.
+            by_series = aggs_only(&inner.fields) || with_aux(&inner.fields);
             let (name, rows) = subquery_series(&v);
             (field_names, tag_names) = names(&rows);
+            // A selector's tag column (`top(v, host, 3)`) can be read by
+            // name but is not among the fields `*` stands for.
+            for p in &inner.fields {
+                if let Projection::Selector { tag: Some(t), .. } = p {
+                    field_names.remove(t);
+                }
+            }
             shard_starts = Vec::new();
             data = rows;
             let mut o = s.clone();
@@ -357,8 +387,8 @@ pub(super) fn measurement_exec(
     }
     let grouped = !matches!(s.group_tags, GroupTags::None);
     let mut out = Vec::new();
-    let slimit = if s.slimit == 0 { usize::MAX } else { s.slimit };
-    // `ORDER BY time DESC` reverses the series too, as influxd's.
+    // `ORDER BY time DESC` reverses the series too, as influxd's. (SLIMIT
+    // and SOFFSET were applied by each shard as it was read.)
     let ordered: Vec<(&Vec<String>, &Vec<&TaggedSeries>)> = if s.desc {
         groups.iter().rev().collect()
     } else {
@@ -367,7 +397,7 @@ pub(super) fn measurement_exec(
     let times = TimeFmt { epoch, tz: s.tz };
     // Fields and tags beside a selector.
     let aux = super::aux::Aux::of(s, &field_names, &tag_names, &keys);
-    for (vals, members) in ordered.into_iter().skip(s.soffset).take(slimit) {
+    for (vals, members) in ordered {
         let body = if aggs_only(&s.fields) || with_aux(&s.fields) {
             let acc = match (&mut folder, folded_at.get(vals)) {
                 (Some(f), Some(i)) => Some(f.take(*i)),
@@ -382,6 +412,8 @@ pub(super) fn measurement_exec(
                 limits.max_select_buckets,
                 aux.as_ref(),
             )?
+        } else if by_series {
+            raw_rows_by_series(s, &members[..], (&field_names, &tag_names), &keys, times)
         } else {
             raw_rows(
                 s,
@@ -410,6 +442,34 @@ pub(super) fn measurement_exec(
         return Ok(json!({}));
     }
     Ok(json!({ "series": out }))
+}
+
+/// Raw rows over a subquery of aggregates: influxd reads the subquery's
+/// rows ordered by their series' tags, then time, so each run of members
+/// of one series (rows at one time of a series are members of their own,
+/// see [`subquery_series`]) is merged by time on its own, the runs one
+/// after another, and `OFFSET`/`LIMIT` count the whole.
+fn raw_rows_by_series(
+    s: &Select,
+    members: &[&TaggedSeries],
+    names: (&BTreeSet<String>, &BTreeSet<String>),
+    keys: &[String],
+    times: TimeFmt,
+) -> super::aggregate::Rows {
+    let mut each = s.clone();
+    (each.limit, each.offset) = (0, 0);
+    let (mut columns, mut values) = (Vec::new(), Vec::new());
+    for run in members.chunk_by(|a, b| a.0 == b.0) {
+        if let Some((c, v)) = raw_rows(&each, run, names, keys, &[], times) {
+            columns = c;
+            values.extend(v);
+        }
+    }
+    values.drain(..s.offset.min(values.len()));
+    if s.limit > 0 {
+        values.truncate(s.limit);
+    }
+    (!values.is_empty()).then_some((columns, values))
 }
 
 /// The functions a projection calls, each with its field.

@@ -10,8 +10,7 @@
 //! answered by the same code as the whole statement, restricted to
 //! the window's points. Windows meet at time boundaries, so the rows of a
 //! time are never split between pages and come in the whole answer's
-//! order; `LIMIT`/`OFFSET` and `SLIMIT`/`SOFFSET` are counted across the
-//! pages.
+//! order; `LIMIT`/`OFFSET` are counted across the pages.
 
 use serde_json::Value;
 
@@ -24,9 +23,10 @@ use crate::tsdb::line_protocol::Precision;
 /// Whether a statement is answered a page at a time under `limits`: a
 /// SELECT of raw points (fields, tags, `*`, arithmetic without calls),
 /// without `GROUP BY time`, `INTO` or a subquery, and not `GROUP BY *`
-/// over several measurements (whose tags are known only at the end). The
-/// point and series limits count a whole statement, so with either set
-/// the answer is built whole.
+/// over several measurements (whose tags are known only at the end), and
+/// not under `SLIMIT`/`SOFFSET` (a group is then read from only some
+/// shard groups, see [`super::slimit`]). The point and series limits
+/// count a whole statement, so with either set the answer is built whole.
 pub fn streamable(stmt: &Statement, limits: &SelectLimits) -> bool {
     let Statement::Select(s) = stmt else {
         return false;
@@ -41,6 +41,8 @@ pub fn streamable(stmt: &Statement, limits: &SelectLimits) -> bool {
         && s.into.is_none()
         && s.subquery.is_none()
         && !(s.sources.len() > 1 && s.group_tags == GroupTags::All)
+        && s.slimit == 0
+        && s.soffset == 0
         && limits.max_select_point == 0
         && limits.max_select_series == 0
 }
@@ -67,11 +69,6 @@ pub fn stream_select(
         measurements_of(t, db, s)?
     };
     for m in names {
-        // SOFFSET and SLIMIT count each measurement's series on their own.
-        let mut counts = SeriesCounts {
-            skip: s.soffset,
-            left: if s.slimit == 0 { usize::MAX } else { s.slimit },
-        };
         let mut one = s.clone();
         one.measurement = m;
         one.sources = Vec::new();
@@ -97,11 +94,8 @@ pub fn stream_select(
             Box::new(groups.iter())
         };
         for vals in ordered {
-            if counts.left == 0 {
-                break;
-            }
             let mut g = one.clone();
-            (g.limit, g.offset, g.slimit, g.soffset) = (0, 0, 0, 0);
+            (g.limit, g.offset) = (0, 0);
             for (k, v) in keys.iter().zip(vals) {
                 let eq = Cond::Cmp {
                     key: k.clone(),
@@ -123,20 +117,12 @@ pub fn stream_select(
                 range,
                 page_rows,
             };
-            if !group.pages(s.offset, s.limit, &mut counts, out)? {
+            if !group.pages(s.offset, s.limit, out)? {
                 return Ok(());
             }
         }
     }
     Ok(())
-}
-
-/// `SOFFSET` and `SLIMIT` as the groups with points go by.
-struct SeriesCounts {
-    /// Groups still to skip.
-    skip: usize,
-    /// Groups still to answer.
-    left: usize,
 }
 
 /// One group's statement (its tag values added to the condition) and how
@@ -159,12 +145,10 @@ impl Group<'_> {
         &self,
         mut offset: usize,
         limit: usize,
-        counts: &mut SeriesCounts,
         out: &mut dyn FnMut(Value) -> bool,
     ) -> Result<bool, String> {
         let (from, to) = self.range;
         let mut left = if limit == 0 { usize::MAX } else { limit };
-        let mut seen = false;
         let mut cursor = if self.s.desc { to } else { from };
         let pager = Pager::new(self.t, self.db, self.s, self.range, self.page_rows)?;
         loop {
@@ -182,16 +166,6 @@ impl Group<'_> {
             };
             let v = measurement_exec(self.t, self.db, self.s, self.epoch, &page, self.union)?;
             for mut series in take_series(v) {
-                if !seen {
-                    seen = true;
-                    // A group with points counts for SOFFSET and SLIMIT,
-                    // as when the answer is built whole.
-                    if counts.skip > 0 {
-                        counts.skip -= 1;
-                        return Ok(true);
-                    }
-                    counts.left -= 1;
-                }
                 if let Some(Value::Array(rows)) = series.get_mut("values") {
                     let skipped = offset.min(rows.len());
                     rows.drain(..skipped);
@@ -364,8 +338,6 @@ mod tests {
             "SELECT * FROM m LIMIT 37 OFFSET 20",
             "SELECT * FROM m GROUP BY host LIMIT 25 OFFSET 3",
             "SELECT * FROM m GROUP BY host ORDER BY time DESC LIMIT 25 OFFSET 30",
-            "SELECT * FROM m GROUP BY host SLIMIT 2 SOFFSET 1",
-            "SELECT * FROM m GROUP BY host SLIMIT 1 SOFFSET 3",
             "SELECT v FROM m GROUP BY host OFFSET 1000",
             "SELECT * FROM m WHERE time >= 100h AND time < 300h",
             "SELECT * FROM m WHERE time > 1000h GROUP BY host ORDER BY time DESC",
@@ -415,6 +387,7 @@ mod tests {
             "SELECT v INTO x FROM m",
             "SELECT v FROM (SELECT v FROM m)",
             "SELECT * FROM m, n GROUP BY *",
+            "SELECT * FROM m GROUP BY host SLIMIT 2 SOFFSET 1",
             "SHOW DATABASES",
         ] {
             let stmt = &parse(q, 0).unwrap()[0];
