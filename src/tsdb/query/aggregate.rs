@@ -863,7 +863,12 @@ fn offset_limit<T>(s: &Select, rows: Vec<T>) -> Vec<T> {
 /// Calls `f` with each `GROUP BY time` bucket's start and points (`pts`
 /// sorted by time; empty buckets skipped), or once with the range's time
 /// and all of them.
-fn by_bucket<T>(s: &Select, pts: &[T], time: impl Fn(&T) -> i64, mut f: impl FnMut(i64, &[T])) {
+pub(super) fn by_bucket<T>(
+    s: &Select,
+    pts: &[T],
+    time: impl Fn(&T) -> i64,
+    mut f: impl FnMut(i64, &[T]),
+) {
     let Some((iv, off)) = s.group_time else {
         f(if s.has_min { s.min } else { 0 }, pts);
         return;
@@ -908,7 +913,12 @@ fn distinct_rows(
 /// them if it has no more). Listed in time order at their own times
 /// (a sample's equal times by value, as influxd sorts them), with the
 /// auxiliary columns of each point.
-fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt, aux: Option<&Aux>) -> Rows {
+pub(super) fn selector_rows(
+    s: &Select,
+    members: &[&TaggedSeries],
+    epoch: TimeFmt,
+    aux: Option<&Aux>,
+) -> Rows {
     let (at, pick, field, tag, n) = s.fields.iter().enumerate().find_map(|(i, f)| match f {
         Projection::Selector {
             pick,
@@ -951,15 +961,7 @@ fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt, aux: Opt
             return chosen;
         }
         let mut order: Vec<&Point> = slice.iter().collect();
-        order.sort_by(|a, b| {
-            let (x, y) = (num(&a.1).unwrap_or(0.0), num(&b.1).unwrap_or(0.0));
-            let by_value = if pick == Pick::Top {
-                y.total_cmp(&x)
-            } else {
-                x.total_cmp(&y)
-            };
-            by_value.then(a.0.cmp(&b.0))
-        });
+        order.sort_by(|a, b| pick_order(pick, (a.0, &a.1), (b.0, &b.1)));
         let mut chosen: Vec<Point> = Vec::new();
         for p in order {
             if chosen.len() == n {
@@ -1034,6 +1036,22 @@ fn selector_rows(s: &Select, members: &[&TaggedSeries], epoch: TimeFmt, aux: Opt
         })
         .collect();
     (!values.is_empty()).then_some((columns, values))
+}
+
+/// The order in which `top()` (`bottom()`) picks points: the highest
+/// (lowest) value first, the earlier point first among equal values.
+pub(super) fn pick_order(
+    pick: Pick,
+    (at, a): (i64, &FieldValue),
+    (bt, b): (i64, &FieldValue),
+) -> std::cmp::Ordering {
+    let (x, y) = (num(a).unwrap_or(0.0), num(b).unwrap_or(0.0));
+    let by_value = if pick == Pick::Top {
+        y.total_cmp(&x)
+    } else {
+        x.total_cmp(&y)
+    };
+    by_value.then(at.cmp(&bt))
 }
 
 /// Two values of one field in influxd's order of its points' values

@@ -39,6 +39,7 @@ mod raw;
 mod scan;
 mod select;
 mod select_exec;
+mod selector_prune;
 mod show;
 mod slimit;
 mod stream;

@@ -30,9 +30,10 @@ pub(super) struct Scanned {
     /// series of each shard on its own).
     pub shard_starts: Vec<i64>,
     /// Set when the series were merged into their groups as they were
-    /// read (see [`scan`]'s `groups`): `data` then holds one entry per
-    /// group, its conditions already applied, and these are the series
-    /// and points read, for influxd's limits.
+    /// read (see [`scan`]'s `groups`; `data` then holds one entry per
+    /// group), or pruned for a selector (one entry per series with
+    /// points left): the conditions are then already applied, and these
+    /// are the series and points read, for influxd's limits.
     pub merged: Option<(u64, u64)>,
 }
 
@@ -164,6 +165,10 @@ pub(super) struct Reading<'a> {
     /// The field names and tag keys of all the measurements a SELECT of
     /// several reads (its columns name them all).
     pub union: Option<&'a Union>,
+    /// Without `groups`: each series is tested against the whole
+    /// condition as it is read and keeps only the points `top()` or
+    /// `bottom()` can pick.
+    pub prune: Option<&'a super::selector_prune::SelectorPrune<'a>>,
 }
 
 /// Reads what `s` needs of its measurement in `[from, to]` (its points
@@ -182,6 +187,7 @@ pub(super) fn scan(
         groups,
         mut fold,
         union,
+        prune,
     } = reading;
     let plan = Plan::new(t, db, s, (from, to))?;
     let keys = plan.keys();
@@ -192,8 +198,8 @@ pub(super) fn scan(
         None => (from, to),
     };
     // Under LIMIT, only the series whose points can come first.
-    let nearest = match (per_field, groups) {
-        (Some(n), None) => nearest_series(&plan, s, n, range, limits, union)?,
+    let nearest = match (per_field, groups, prune) {
+        (Some(n), None, None) => nearest_series(&plan, s, n, range, limits, union)?,
         _ => None,
     };
     // Each series read: its tags, the condition's verdict on them, its
@@ -215,15 +221,24 @@ pub(super) fn scan(
             return Err("query interrupted".into());
         }
         let (series_tags, on_tags, mut points) = one?;
-        let Some(group_keys) = groups else {
+        if groups.is_none() && prune.is_none() {
             data.push((series_tags, points));
             continue;
-        };
+        }
         series_read += 1;
         points_read += points.values().map(|p| p.len() as u64).sum::<u64>();
         if on_tags.is_none() {
             points = super::select_exec::keep_rows(&series_tags, points, filter, &keys);
         }
+        let Some(group_keys) = groups else {
+            if let Some(p) = prune {
+                points = p.prune(points);
+            }
+            if !points.is_empty() {
+                data.push((series_tags, points));
+            }
+            continue;
+        };
         if points.is_empty() {
             continue;
         }
@@ -259,7 +274,7 @@ pub(super) fn scan(
         types,
         tags,
         shard_starts: starts.into_iter().skip(1).collect(),
-        merged: groups.map(|_| (series_read, points_read)),
+        merged: (groups.is_some() || prune.is_some()).then_some((series_read, points_read)),
     })
 }
 

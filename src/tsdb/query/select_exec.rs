@@ -219,6 +219,10 @@ pub(super) fn measurement_exec(
             folder = group_keys
                 .as_ref()
                 .and_then(|_| super::fold::Folder::new(s));
+            let prune = group_keys
+                .is_none()
+                .then(|| super::selector_prune::SelectorPrune::of(s))
+                .flatten();
             let scanned = super::scan::scan(
                 t,
                 db,
@@ -229,6 +233,7 @@ pub(super) fn measurement_exec(
                     groups: group_keys.as_deref(),
                     fold: folder.as_mut(),
                     union,
+                    prune: prune.as_ref(),
                 },
             )?;
             merged = scanned.merged;
