@@ -1066,11 +1066,11 @@ pub(super) fn value_order(a: &FieldValue, b: &FieldValue) -> std::cmp::Ordering 
 
 /// Reservoir sampling (`sample()`): the first N points fill the reservoir,
 /// then the k-th replaces a random one of them with probability N/k.
-struct Reservoir(u64);
+pub(super) struct Reservoir(u64);
 
 impl Reservoir {
     /// Seeded from the clock, as influxd seeds each sample.
-    fn seeded() -> Reservoir {
+    pub(super) fn seeded() -> Reservoir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -1079,7 +1079,7 @@ impl Reservoir {
 
     /// A number in `0..k` (splitmix64, scaled without modulo bias worth
     /// noting).
-    fn below(&mut self, k: usize) -> usize {
+    pub(super) fn below(&mut self, k: usize) -> usize {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -36,6 +36,7 @@ mod parser;
 #[cfg(test)]
 mod print;
 mod raw;
+mod sampler;
 mod scan;
 mod select;
 mod select_exec;

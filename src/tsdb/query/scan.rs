@@ -31,8 +31,8 @@ pub(super) struct Scanned {
     pub shard_starts: Vec<i64>,
     /// Set when the series were merged into their groups as they were
     /// read (see [`scan`]'s `groups`; `data` then holds one entry per
-    /// group), or pruned for a selector (one entry per series with
-    /// points left): the conditions are then already applied, and these
+    /// group), or pruned or sampled for a selector (one entry per series
+    /// with points left): the conditions are then already applied, and these
     /// are the series and points read, for influxd's limits.
     pub merged: Option<(u64, u64)>,
 }
@@ -169,6 +169,10 @@ pub(super) struct Reading<'a> {
     /// condition as it is read and keeps only the points `top()` or
     /// `bottom()` can pick.
     pub prune: Option<&'a super::selector_prune::SelectorPrune<'a>>,
+    /// Without `groups`: each series is tested against the whole
+    /// condition as it is read and fed to `sample()`'s reservoirs; the
+    /// points they keep are the data.
+    pub sample: Option<&'a mut super::sampler::Sampler>,
 }
 
 /// Reads what `s` needs of its measurement in `[from, to]` (its points
@@ -188,6 +192,7 @@ pub(super) fn scan(
         mut fold,
         union,
         prune,
+        mut sample,
     } = reading;
     let plan = Plan::new(t, db, s, (from, to))?;
     let keys = plan.keys();
@@ -198,8 +203,9 @@ pub(super) fn scan(
         None => (from, to),
     };
     // Under LIMIT, only the series whose points can come first.
-    let nearest = match (per_field, groups, prune) {
-        (Some(n), None, None) => nearest_series(&plan, s, n, range, limits, union)?,
+    let plain = prune.is_none() && sample.is_none();
+    let nearest = match (per_field, groups) {
+        (Some(n), None) if plain => nearest_series(&plan, s, n, range, limits, union)?,
         _ => None,
     };
     // Each series read: its tags, the condition's verdict on them, its
@@ -221,7 +227,7 @@ pub(super) fn scan(
             return Err("query interrupted".into());
         }
         let (series_tags, on_tags, mut points) = one?;
-        if groups.is_none() && prune.is_none() {
+        if groups.is_none() && plain {
             data.push((series_tags, points));
             continue;
         }
@@ -231,6 +237,10 @@ pub(super) fn scan(
             points = super::select_exec::keep_rows(&series_tags, points, filter, &keys);
         }
         let Some(group_keys) = groups else {
+            if let Some(sm) = sample.as_deref_mut() {
+                sm.add(series_tags, &points);
+                continue;
+            }
             if let Some(p) = prune {
                 points = p.prune(points);
             }
@@ -261,6 +271,9 @@ pub(super) fn scan(
             }
         }
     }
+    if let Some(sm) = sample {
+        data.extend(sm.finish());
+    }
     let Plan {
         starts,
         fields,
@@ -274,7 +287,7 @@ pub(super) fn scan(
         types,
         tags,
         shard_starts: starts.into_iter().skip(1).collect(),
-        merged: (groups.is_some() || prune.is_some()).then_some((series_read, points_read)),
+        merged: (groups.is_some() || !plain).then_some((series_read, points_read)),
     })
 }
 

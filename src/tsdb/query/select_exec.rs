@@ -223,6 +223,10 @@ pub(super) fn measurement_exec(
                 .is_none()
                 .then(|| super::selector_prune::SelectorPrune::of(s))
                 .flatten();
+            let mut sampler = group_keys
+                .is_none()
+                .then(|| super::sampler::Sampler::of(s))
+                .flatten();
             let scanned = super::scan::scan(
                 t,
                 db,
@@ -234,6 +238,7 @@ pub(super) fn measurement_exec(
                     fold: folder.as_mut(),
                     union,
                     prune: prune.as_ref(),
+                    sample: sampler.as_mut(),
                 },
             )?;
             merged = scanned.merged;

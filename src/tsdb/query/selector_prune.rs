@@ -91,6 +91,8 @@ impl<'s> SelectorPrune<'s> {
         }
         for pts in points.values_mut() {
             pts.retain(|p| times.contains(&p.0));
+            // The series' buffers go, not only their points.
+            pts.shrink_to_fit();
         }
         points.retain(|_, pts| !pts.is_empty());
         points
