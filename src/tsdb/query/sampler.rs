@@ -133,15 +133,7 @@ impl Sampler {
 mod tests {
     use super::*;
 
-    fn statement(q: &str) -> Select {
-        match crate::tsdb::query::parse(q, 0) {
-            Ok(mut v) => match v.remove(0) {
-                Statement::Select(s) => *s,
-                other => panic!("{q}: {other:?}"),
-            },
-            Err(e) => panic!("{q}: {e}"),
-        }
-    }
+    use super::super::tests::select_of as statement;
 
     fn series(host: &str, n: i64) -> (Vec<(String, String)>, Points) {
         let v = (0..n).map(|t| (t, FieldValue::Float(t as f64))).collect();

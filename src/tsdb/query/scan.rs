@@ -693,12 +693,7 @@ mod tests {
         t
     }
 
-    fn statement(q: &str) -> Select {
-        match &parse(q, 0).unwrap()[0] {
-            Statement::Select(s) => (**s).clone(),
-            other => panic!("{q}: {other:?}"),
-        }
-    }
+    use super::super::tests::select_of as statement;
 
     /// `q`'s answer as it is read (under LIMIT, only the series whose rows
     /// can come first), and with every series read: a point limit no

@@ -103,15 +103,7 @@ impl<'s> SelectorPrune<'s> {
 mod tests {
     use super::*;
 
-    fn statement(q: &str) -> Select {
-        match crate::tsdb::query::parse(q, 0) {
-            Ok(mut v) => match v.remove(0) {
-                Statement::Select(s) => *s,
-                other => panic!("{q}: {other:?}"),
-            },
-            Err(e) => panic!("{q}: {e}"),
-        }
-    }
+    use super::super::tests::select_of as statement;
 
     fn series() -> Points {
         let v: Vec<(i64, FieldValue)> = [5.0, 1.0, 9.0, 9.0, 3.0, 7.0, 2.0, 8.0]

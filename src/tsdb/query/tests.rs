@@ -1,6 +1,17 @@
-//! Parser tests.
+//! Parser tests, and what the other modules' tests share.
 
 use super::*;
+
+/// The SELECT `q` parses to (test statements are known to parse).
+pub(super) fn select_of(q: &str) -> Select {
+    match parse(q, 0) {
+        Ok(mut v) => match v.remove(0) {
+            Statement::Select(s) => *s,
+            other => panic!("{q}: {other:?}"),
+        },
+        Err(e) => panic!("{q}: {e}"),
+    }
+}
 
 #[test]
 fn statements_parse() {
