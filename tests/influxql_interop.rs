@@ -515,6 +515,22 @@ fn series_limits_and_subqueries_read_as_influxd() {
         "SELECT top, h FROM (SELECT top(v, h, 3) FROM n)",
         "SELECT max(top) FROM (SELECT top(v, h, 3) FROM n)",
         "SELECT count(*) FROM (SELECT top(v, h, 3) FROM n)",
+        // A measurement named twice is read twice.
+        "SELECT count(v) FROM m, m",
+        "SELECT * FROM m, m",
+        "SELECT v FROM m, m GROUP BY h LIMIT 3",
+        "SELECT v FROM m, m ORDER BY time DESC LIMIT 4",
+        "SELECT v FROM m, m WHERE v > 2",
+        "SELECT v FROM m, n, m",
+        "SELECT top(v, 2) FROM m, m",
+        "SELECT max(v), h FROM m, m",
+        "SELECT mean(v) FROM m, /m/ GROUP BY h",
+        "SELECT count(v) FROM /m|n/, n",
+        "SELECT sum(v), count(v) FROM m, m GROUP BY time(1d), h fill(none)",
+        "SELECT sample(v, 100) FROM m, m",
+        "SELECT distinct(v) FROM m, m",
+        "SELECT percentile(v, 50) FROM m, m",
+        "SELECT v FROM m, m GROUP BY h SLIMIT 1",
     ];
     assert_same(&queries, |q| ask(&real.http, q), |q| ask(&ours, q));
 }

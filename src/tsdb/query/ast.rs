@@ -742,6 +742,10 @@ pub struct Select {
     /// statement's own: a subquery's reads count the groups of its outer
     /// query, as influxd passes the outer dimensions down.
     pub slimit_by: Option<GroupTags>,
+    /// How many times `FROM` names the measurement read (`FROM m, m`,
+    /// `FROM m, /m/`): influxd reads it once per name, so each point
+    /// counts that many times (1 when named once).
+    pub reads: usize,
     /// `INTO [[db.]rp.]measurement`: where the rows are written.
     pub into: Option<Target>,
     /// Token positions of the INTO target and of the FROM source (for the

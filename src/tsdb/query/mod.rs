@@ -1,7 +1,11 @@
 //! InfluxQL as influxd 1.6.7 answers it, with InfluxDB's JSON result
 //! shape: the lexer and parser, the AST, conditions, the scan of a
 //! SELECT planned on the series index ([`crate::tsdb::key_index`]),
-//! aggregates (folded as the scan reads where they can: `fold`),
+//! aggregates (folded as the scan reads where they can: `fold`;
+//! `top()`/`bottom()` keep of each series only what they can pick:
+//! `selector_prune`; `sample()` keeps a reservoir per group and bucket:
+//! `sampler`), `SLIMIT`/`SOFFSET` applied shard by shard as influxd's
+//! (`slimit`),
 //! `GROUP BY time` windows in UTC or a `tz()` zone (`window`) and `fill`,
 //! transformations, the technical-analysis indicators (`indicators`),
 //! Holt-Winters forecasts (`holt_winters`), Go's sort where influxd's

@@ -204,8 +204,12 @@ pub(super) fn scan(
     };
     // Under LIMIT, only the series whose points can come first.
     let plain = prune.is_none() && sample.is_none();
+    // A measurement `FROM` names twice is read twice, as influxd's.
+    let reads = s.reads.max(1);
     let nearest = match (per_field, groups) {
-        (Some(n), None) if plain => nearest_series(&plan, s, n, range, limits, union)?,
+        (Some(n), None) if plain && reads == 1 => {
+            nearest_series(&plan, s, n, range, limits, union)?
+        }
         _ => None,
     };
     // Each series read: its tags, the condition's verdict on them, its
@@ -238,6 +242,9 @@ pub(super) fn scan(
         }
         let Some(group_keys) = groups else {
             if let Some(sm) = sample.as_deref_mut() {
+                for _ in 1..reads {
+                    sm.add(series_tags.clone(), &points);
+                }
                 sm.add(series_tags, &points);
                 continue;
             }
@@ -264,13 +271,27 @@ pub(super) fn scan(
             data.len() - 1
         });
         for (field, pts) in points {
-            match fold.as_deref_mut() {
-                // Folded into the group's accumulators: nothing kept.
-                Some(f) => f.add(at, &field, &pts),
-                None => data[at].1.entry(field).or_default().extend(pts),
+            for _ in 0..reads {
+                match fold.as_deref_mut() {
+                    // Folded into the group's accumulators: nothing kept.
+                    Some(f) => f.add(at, &field, &pts),
+                    None => data[at]
+                        .1
+                        .entry(field.clone())
+                        .or_default()
+                        .extend_from_slice(&pts),
+                }
             }
         }
     }
+    if groups.is_none() && sample.is_none() && reads > 1 {
+        let once = data.clone();
+        for _ in 1..reads {
+            data.extend(once.iter().cloned());
+        }
+    }
+    let reads = reads as u64;
+    let (series_read, points_read) = (series_read * reads, points_read * reads);
     if let Some(sm) = sample {
         data.extend(sm.finish());
     }

@@ -81,6 +81,7 @@ pub(super) fn select(p: &mut P, now: i64) -> Result<Select, String> {
         slimit: 0,
         soffset: 0,
         slimit_by: None,
+        reads: 1,
         into,
         spans,
         sources,

@@ -78,10 +78,11 @@ pub(super) fn select_exec(
     // in measurement order.
     let (ordered, union) = measurements_of(t, db, s)?;
     let mut series = Vec::new();
-    for m in ordered {
+    for (m, reads) in ordered {
         let mut one = s.clone();
         one.measurement = m;
         one.sources = Vec::new();
+        one.reads = reads;
         let v = measurement_exec(t, db, &one, epoch, &limits, union.as_ref())?;
         if let Some(Value::Array(s)) = v.get("series") {
             series.extend(s.iter().cloned());
@@ -125,16 +126,21 @@ pub(super) fn checked_db<'a>(t: &TsdbView, db: &'a str, s: &'a Select) -> Result
 /// The field names and tag keys of every measurement a raw `*` reads.
 pub(super) type Union = (BTreeSet<String>, BTreeSet<String>);
 
+/// A measurement read, and how many times `FROM` names it.
+pub(super) type Reads = (String, usize);
+
 /// The measurements a SELECT of several (`FROM a, /re/`) reads, in the
 /// order their series are answered (reversed by `ORDER BY time DESC`),
-/// and for `*` of raw points the names of all of them, as influxd expands
-/// it (only that reads the union).
+/// each with how many times `FROM` names it, and for `*` of raw points the
+/// names of all of them, as influxd expands it (only that reads the
+/// union).
 pub(super) fn measurements_of(
     t: &TsdbView,
     db: &str,
     s: &Select,
-) -> Result<(Vec<String>, Option<Union>), String> {
-    let names = source_names(t, db, s)?;
+) -> Result<(Vec<Reads>, Option<Union>), String> {
+    let counts = source_counts(t, db, s)?;
+    let names: BTreeSet<String> = counts.keys().cloned().collect();
     let mut union = None;
     if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) {
         let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
@@ -150,10 +156,10 @@ pub(super) fn measurements_of(
         }
         union = Some((types.into_keys().collect(), tags));
     }
-    let ordered: Vec<String> = if s.desc {
-        names.into_iter().rev().collect()
+    let ordered: Vec<Reads> = if s.desc {
+        counts.into_iter().rev().collect()
     } else {
-        names.into_iter().collect()
+        counts.into_iter().collect()
     };
     Ok((ordered, union))
 }
@@ -161,20 +167,25 @@ pub(super) fn measurements_of(
 /// The measurements a SELECT reads, by name: its measurement, or those
 /// its sources name (a regular expression matched against `db`'s).
 pub(super) fn source_names(t: &TsdbView, db: &str, s: &Select) -> Result<BTreeSet<String>, String> {
-    let mut names: BTreeSet<String> = BTreeSet::new();
+    Ok(source_counts(t, db, s)?.into_keys().collect())
+}
+
+/// [`source_names`], each with how many of the sources name it.
+fn source_counts(t: &TsdbView, db: &str, s: &Select) -> Result<BTreeMap<String, usize>, String> {
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
     if s.sources.is_empty() {
-        names.insert(s.measurement.clone());
+        names.insert(s.measurement.clone(), s.reads.max(1));
         return Ok(names);
     }
     let all = t.measurements(db);
     for src in &s.sources {
         match src {
-            Source::Name(n) => {
-                names.insert(n.clone());
-            }
+            Source::Name(n) => *names.entry(n.clone()).or_default() += 1,
             Source::Regex(r) => {
                 let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
-                names.extend(all.iter().filter(|m| re.is_match(m)).cloned());
+                for m in all.iter().filter(|m| re.is_match(m)) {
+                    *names.entry(m.clone()).or_default() += 1;
+                }
             }
         }
     }

@@ -64,22 +64,26 @@ pub fn stream_select(
 ) -> Result<(), String> {
     let db = checked_db(t, db, s)?;
     let (names, union) = if s.sources.is_empty() {
-        (vec![s.measurement.clone()], None)
+        (vec![(s.measurement.clone(), s.reads)], None)
     } else {
         measurements_of(t, db, s)?
     };
-    for m in names {
+    for (m, reads) in names {
         let mut one = s.clone();
         one.measurement = m;
         one.sources = Vec::new();
+        one.reads = reads;
         let range = scan_range(&one);
         let keys = one.group_tags.keys();
         let groups = match &keys {
+            // A measurement named twice is read twice: answered whole.
+            _ if reads > 1 => None,
             Some(k) if k.is_empty() => Some((Vec::new(), [Vec::new()].into())),
             _ => group_values(t, db, &one, range, keys.as_deref())?,
         };
         let Some((keys, groups)) = groups else {
-            // Answered whole: a grouped tag key names a field too.
+            // Answered whole: a grouped tag key names a field too, or the
+            // measurement is read more than once.
             let v = measurement_exec(t, db, &one, epoch, limits, union.as_ref())?;
             for series in take_series(v) {
                 if !out(series) {
