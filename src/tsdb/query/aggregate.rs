@@ -919,16 +919,7 @@ pub(super) fn selector_rows(
     epoch: TimeFmt,
     aux: Option<&Aux>,
 ) -> Rows {
-    let (at, pick, field, tag, n) = s.fields.iter().enumerate().find_map(|(i, f)| match f {
-        Projection::Selector {
-            pick,
-            field,
-            tag,
-            n,
-        } => Some((i, *pick, field, tag, *n)),
-        _ => None,
-    })?;
-    let n = usize::try_from(n.unwrap_or(1)).unwrap_or(1).max(1);
+    let (at, pick, field, tag, n) = super::values::selector_of(s)?;
     // (time, value, the tag's value, the series), by time.
     let mut pts: Vec<(i64, FieldValue, String, usize)> = Vec::new();
     for (m, (tags, fields)) in members.iter().enumerate() {
@@ -990,7 +981,7 @@ pub(super) fn selector_rows(
         if i == at {
             let alias = s.aliases.get(at).cloned().flatten();
             names.push(ColName::of(alias, || pick.name().into()));
-            names.extend(tag.iter().cloned().map(ColName::Made));
+            names.extend(tag.map(|t| ColName::Made(t.to_string())));
         } else if let Some(a) = aux {
             names.extend(a.columns_of(i).map(|(_, n)| n.clone()));
         }

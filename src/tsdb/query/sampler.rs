@@ -9,12 +9,9 @@ use std::collections::BTreeMap;
 
 use super::aggregate::Reservoir;
 use super::ast::*;
-use super::values::{TaggedSeries, group_of};
+use super::values::{Points, TaggedSeries, group_of, selector_of};
 use super::window::Windows;
 use crate::tsdb::line_protocol::FieldValue;
-
-/// A series' points by field.
-type Points = BTreeMap<String, Vec<(i64, FieldValue)>>;
 
 /// A point in a reservoir: the series read (its position), its time, and
 /// its series' fields at that time.
@@ -40,15 +37,10 @@ pub(super) struct Sampler {
 impl Sampler {
     /// The sampler of `s`, if it samples.
     pub(super) fn of(s: &Select) -> Option<Sampler> {
-        s.fields.iter().find_map(|f| match f {
-            Projection::Selector {
-                pick: Pick::Sample,
-                field,
+        match selector_of(s)? {
+            (_, Pick::Sample, field, _, n) => Some(Sampler {
+                field: field.to_string(),
                 n,
-                ..
-            } => Some(Sampler {
-                field: field.clone(),
-                n: usize::try_from(n.unwrap_or(1)).unwrap_or(1).max(1),
                 grouped: s.group_tags.keys(),
                 windows: s.group_time.map(|(iv, off)| Windows::new(iv, off, s.tz)),
                 rng: Reservoir::seeded(),
@@ -56,7 +48,7 @@ impl Sampler {
                 series: Vec::new(),
             }),
             _ => None,
-        })
+        }
     }
 
     /// Feeds one series' points (its conditions applied).

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::ast::*;
 use super::filter::{Filter, Keys};
 use super::select_exec::{SelectLimits, Union};
+use super::values::Points;
 use super::values::{TaggedSeries, group_of, series_tags};
 use crate::tsdb::fsm::TsdbView;
-use crate::tsdb::line_protocol::FieldValue;
 use crate::tsdb::tsm::KEY_FIELD_SEPARATOR;
 
 /// The series read, and the measurement's names in the shards read.
@@ -78,11 +78,23 @@ impl<'v> Plan<'v> {
             tag_equalities(c, &keys, &mut eq);
         }
         let mut candidates: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // Under SLIMIT/SOFFSET, each shard's series on their own too.
+        let limited = s.slimit > 0 || s.soffset > 0;
+        let mut per_shard: Vec<Vec<String>> = Vec::new();
         for shard in &shards {
-            shard.series(&s.measurement, &eq, &mut candidates);
+            if !limited {
+                shard.series(&s.measurement, &eq, &mut candidates);
+                continue;
+            }
+            let mut own = BTreeMap::new();
+            shard.series(&s.measurement, &eq, &mut own);
+            per_shard.push(own.keys().cloned().collect());
+            for (series, fields) in own {
+                candidates.entry(series).or_default().extend(fields);
+            }
         }
         let wanted = used_fields(s, &filter, &keys);
-        let kept = super::slimit::Kept::new(&shards, s, &eq, &filter, &keys, &tags);
+        let kept = limited.then(|| super::slimit::Kept::new(&per_shard, s, &filter, &keys, &tags));
         Ok(Plan {
             starts,
             shards,
@@ -98,17 +110,21 @@ impl<'v> Plan<'v> {
 
     /// The shards a series with these tags is read from: every one, but
     /// under `SLIMIT`/`SOFFSET` only those that kept its group.
-    fn shards_of(&self, tags: &[(String, String)]) -> Vec<&'v crate::tsdb::shard::ShardView> {
+    fn shards_of(
+        &self,
+        tags: &[(String, String)],
+    ) -> std::borrow::Cow<'_, [&'v crate::tsdb::shard::ShardView]> {
         match &self.kept {
-            None => self.shards.clone(),
+            None => std::borrow::Cow::Borrowed(&self.shards),
             Some(kept) => {
                 let group = kept.group(tags);
-                self.shards
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| kept.keeps(*i, &group))
-                    .map(|(_, shard)| *shard)
-                    .collect()
+                let shards = self.shards.iter().enumerate();
+                std::borrow::Cow::Owned(
+                    shards
+                        .filter(|(i, _)| kept.keeps(*i, &group))
+                        .map(|(_, shard)| *shard)
+                        .collect(),
+                )
             }
         }
     }
@@ -311,9 +327,6 @@ pub(super) fn scan(
         merged: (groups.is_some() || !plain).then_some((series_read, points_read)),
     })
 }
-
-/// A series' points by field.
-type Points = BTreeMap<String, Vec<(i64, FieldValue)>>;
 
 /// A series read: its tags, the condition's verdict on them (None: it
 /// reads fields too), its points.

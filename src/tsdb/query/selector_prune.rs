@@ -11,14 +11,12 @@
 //! the group's first `LIMIT + OFFSET + 1` points by time, which are among
 //! each series' first that many.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::aggregate::{by_bucket, pick_order};
 use super::ast::*;
+use super::values::{Points, selector_of};
 use crate::tsdb::line_protocol::FieldValue;
-
-/// A series' points by field.
-pub(super) type Points = BTreeMap<String, Vec<(i64, FieldValue)>>;
 
 /// How the points of each series read for a `top()`/`bottom()` are
 /// pruned.
@@ -28,26 +26,24 @@ pub(super) struct SelectorPrune<'s> {
     field: &'s str,
     /// The points picked per bucket.
     n: usize,
+    /// Whether one point per value of a tag is picked (`top(v, host, 3)`).
+    tagged: bool,
 }
 
 impl<'s> SelectorPrune<'s> {
     /// The pruning of `s`'s series, if it selects with `top()` or
     /// `bottom()` (`sample()` picks at random from every point).
     pub(super) fn of(s: &'s Select) -> Option<Self> {
-        s.fields.iter().find_map(|f| match f {
-            Projection::Selector {
-                pick: pick @ (Pick::Top | Pick::Bottom),
+        match selector_of(s)? {
+            (_, Pick::Sample, ..) => None,
+            (_, pick, field, tag, n) => Some(SelectorPrune {
+                s,
+                pick,
                 field,
                 n,
-                ..
-            } => Some(SelectorPrune {
-                s,
-                pick: *pick,
-                field: field.as_str(),
-                n: usize::try_from(n.unwrap_or(1)).unwrap_or(1).max(1),
+                tagged: tag.is_some(),
             }),
-            _ => None,
-        })
+        }
     }
 
     /// The points of a series (its conditions applied, each field's in
@@ -57,13 +53,8 @@ impl<'s> SelectorPrune<'s> {
         let Some(pts) = points.get(self.field) else {
             return Points::new();
         };
-        let tagged = self
-            .s
-            .fields
-            .iter()
-            .any(|f| matches!(f, Projection::Selector { tag: Some(_), .. }));
         let mut times: BTreeSet<i64> = BTreeSet::new();
-        if self.s.limit > 0 && !tagged {
+        if self.s.limit > 0 && !self.tagged {
             let first = self.s.limit.saturating_add(self.s.offset).saturating_add(1);
             let skip = if self.s.desc {
                 pts.len().saturating_sub(first)

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::ast::Select;
 use super::filter::{Filter, Keys};
 use super::values::{group_of, series_tags};
-use crate::tsdb::shard::ShardView;
 
 /// The groups each shard of a read keeps under `SLIMIT`/`SOFFSET`.
 pub(super) struct Kept {
@@ -23,31 +22,28 @@ pub(super) struct Kept {
 }
 
 impl Kept {
-    /// What `shards` keep of `s`'s measurement (`eq`: the tag equalities
-    /// its condition implies; `tags`: the measurement's tag keys, which
-    /// `GROUP BY *` groups by); None without `SLIMIT` or `SOFFSET`.
+    /// What the shards keep of `s`'s measurement under its `SLIMIT` and
+    /// `SOFFSET` (`per_shard`: the keys of each shard's series of it that
+    /// the condition's tag equalities name; `tags`: the measurement's tag
+    /// keys, which `GROUP BY *` groups by).
     pub(super) fn new(
-        shards: &[&ShardView],
+        per_shard: &[Vec<String>],
         s: &Select,
-        eq: &[(&str, &str)],
         filter: &Filter,
         keys: &Keys,
         tags: &BTreeSet<String>,
-    ) -> Option<Kept> {
-        if s.slimit == 0 && s.soffset == 0 {
-            return None;
-        }
+    ) -> Kept {
         let grouped = s
             .slimit_by
             .as_ref()
             .unwrap_or(&s.group_tags)
             .keys()
             .unwrap_or_else(|| tags.iter().cloned().collect());
-        let per_shard = shards
+        let per_shard = per_shard
             .iter()
-            .map(|shard| groups_kept(shard, s, eq, filter, keys, &grouped))
+            .map(|series| groups_kept(series, s, filter, keys, &grouped))
             .collect();
-        Some(Kept { per_shard, grouped })
+        Kept { per_shard, grouped }
     }
 
     /// The group of a series with these tags.
@@ -62,24 +58,21 @@ impl Kept {
 }
 
 /// The groups (values of `grouped`, sorted tag keys; "" for a missing
-/// tag) that `shard` keeps under `s`'s `SLIMIT`/`SOFFSET`: of the groups
-/// of its series of `s`'s measurement that the condition's tags let
-/// through (`eq`: the tag equalities it implies), ordered by influxd's
-/// tag set key, those after the first `SOFFSET`, at most `SLIMIT`.
+/// tag) that a shard holding `series` (keys of `s`'s measurement) keeps
+/// under `s`'s `SLIMIT`/`SOFFSET`: of the groups of those the condition's
+/// tags let through, ordered by influxd's tag set key, those after the
+/// first `SOFFSET`, at most `SLIMIT`.
 /// `SOFFSET` without `SLIMIT` keeps none, as influxd's `LimitTagSets`
 /// (its limit 0 is taken as a count once an offset is set).
 fn groups_kept(
-    shard: &ShardView,
+    series: &[String],
     s: &Select,
-    eq: &[(&str, &str)],
     filter: &Filter,
     keys: &Keys,
     grouped: &[String],
 ) -> BTreeSet<Vec<String>> {
-    let mut series = BTreeMap::new();
-    shard.series(&s.measurement, eq, &mut series);
     let mut sets: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for key in series.keys() {
+    for key in series {
         let tags = series_tags(key);
         if filter.series(&tags, keys) == Some(false) {
             continue;

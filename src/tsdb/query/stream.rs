@@ -76,14 +76,16 @@ pub fn stream_select(
         let range = scan_range(&one);
         let keys = one.group_tags.keys();
         let groups = match &keys {
-            // A measurement named twice is read twice: answered whole.
-            _ if reads > 1 => None,
+            // A measurement named twice is read twice, and under SLIMIT or
+            // SOFFSET a group is read from only the shard groups that keep
+            // it: answered whole.
+            _ if reads > 1 || s.slimit > 0 || s.soffset > 0 => None,
             Some(k) if k.is_empty() => Some((Vec::new(), [Vec::new()].into())),
             _ => group_values(t, db, &one, range, keys.as_deref())?,
         };
         let Some((keys, groups)) = groups else {
-            // Answered whole: a grouped tag key names a field too, or the
-            // measurement is read more than once.
+            // Answered whole: a grouped tag key names a field too, or one
+            // of the cases above.
             let v = measurement_exec(t, db, &one, epoch, limits, union.as_ref())?;
             for series in take_series(v) {
                 if !out(series) {
@@ -255,6 +257,12 @@ mod tests {
     fn streamed(v: &TsdbView, q: &str, page_rows: usize) -> (Value, usize) {
         let stmt = &parse(q, 0).unwrap()[0];
         assert!(streamable(stmt, &SelectLimits::default()), "{q}");
+        streamed_anyway(v, q, page_rows)
+    }
+
+    /// [`streamed`], for a statement [`streamable`] turns away too.
+    fn streamed_anyway(v: &TsdbView, q: &str, page_rows: usize) -> (Value, usize) {
+        let stmt = &parse(q, 0).unwrap()[0];
         let Statement::Select(s) = stmt else {
             panic!("{q}")
         };
@@ -358,6 +366,28 @@ mod tests {
             let whole = execute_read(&v, "db", &parse(q, 0).unwrap()[0], None);
             for rows in [1, 7, 50, 100_000] {
                 let (got, _) = streamed(&v, q, rows);
+                if got != whole {
+                    panic!("{q} by {rows}: {}", first_difference(&got, &whole));
+                }
+            }
+        }
+    }
+
+    /// Statements `streamable` turns away still answer as whole if they
+    /// reach `stream_select`: nothing of theirs is dropped there.
+    #[test]
+    fn statements_read_whole_answer_whole_when_streamed() {
+        let d = tempfile::tempdir().unwrap();
+        let mut t = store(d.path());
+        let v = t.view();
+        for q in [
+            "SELECT * FROM m GROUP BY host SLIMIT 2 SOFFSET 1",
+            "SELECT * FROM m GROUP BY host SLIMIT 1 SOFFSET 3",
+            "SELECT v FROM m, m GROUP BY host LIMIT 5",
+        ] {
+            let whole = execute_read(&v, "db", &parse(q, 0).unwrap()[0], None);
+            for rows in [1, 50] {
+                let (got, _) = streamed_anyway(&v, q, rows);
                 if got != whole {
                     panic!("{q} by {rows}: {}", first_difference(&got, &whole));
                 }

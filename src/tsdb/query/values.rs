@@ -75,11 +75,35 @@ pub(super) fn num(v: &FieldValue) -> Option<f64> {
     }
 }
 
+/// A series' points by field.
+pub(super) type Points = std::collections::BTreeMap<String, Vec<(i64, FieldValue)>>;
+
 /// A series' tags and its points by field.
-pub(super) type TaggedSeries = (
-    Vec<(String, String)>,
-    std::collections::BTreeMap<String, Vec<(i64, FieldValue)>>,
-);
+pub(super) type TaggedSeries = (Vec<(String, String)>, Points);
+
+/// The selector of several points in a SELECT (`top`, `bottom`,
+/// `sample`), if any: its position among the projections, which points
+/// it picks, its field, its tag argument, and N (1 when missing or out
+/// of range; the statement's checks refuse those first).
+pub(super) fn selector_of(
+    s: &super::ast::Select,
+) -> Option<(usize, super::ast::Pick, &str, Option<&str>, usize)> {
+    s.fields.iter().enumerate().find_map(|(i, f)| match f {
+        super::ast::Projection::Selector {
+            pick,
+            field,
+            tag,
+            n,
+        } => Some((
+            i,
+            *pick,
+            field.as_str(),
+            tag.as_deref(),
+            usize::try_from(n.unwrap_or(1)).unwrap_or(1).max(1),
+        )),
+        _ => None,
+    })
+}
 
 /// A series' values of the tag keys `keys` ("" for a tag it lacks): the
 /// group it falls in.
