@@ -246,14 +246,11 @@ pub(super) fn merged_order<'m>(
     shard_starts: &[i64],
     desc: bool,
 ) -> Vec<(i64, &'m FieldValue)> {
-    let fields: Vec<&Vec<(i64, FieldValue)>> = members
-        .iter()
-        .filter_map(|(_, fields)| fields.get(field))
-        .collect();
     // Each point stands in the merge as its value (nothing but the time
     // orders points here).
-    let series: Vec<Keyed<&FieldValue>> = fields
+    let series: Vec<Keyed<&FieldValue>> = members
         .iter()
+        .filter_map(|(_, fields)| fields.get(field))
         .map(|pts| {
             let mut rows: Keyed<&FieldValue> =
                 pts.iter().map(|(t, v)| ((*t, v), Vec::new())).collect();

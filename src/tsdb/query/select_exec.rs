@@ -140,7 +140,6 @@ pub(super) fn measurements_of(
     s: &Select,
 ) -> Result<(Vec<Reads>, Option<Union>), String> {
     let counts = source_counts(t, db, s)?;
-    let names: BTreeSet<String> = counts.keys().cloned().collect();
     let mut union = None;
     if s.fields.contains(&Projection::All) && !aggs_only(&s.fields) {
         let (mut types, mut tags) = (BTreeMap::new(), BTreeSet::new());
@@ -149,7 +148,7 @@ pub(super) fn measurements_of(
             .shards_in(db, s.rp.as_deref().unwrap_or(""), from, to)
             .map_err(|e| e.to_string())?
         {
-            for m in &names {
+            for m in counts.keys() {
                 shard.field_types(m, &mut types);
                 shard.tag_keys(m, &mut tags);
             }
